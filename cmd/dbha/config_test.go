@@ -1,0 +1,139 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const goodYAML = `
+state_dir: state
+consul:
+  address: 127.0.0.1:8500
+clusters:
+  - name: c1
+    engine: mariadb
+    instances: ["127.0.0.1:3306", "127.0.0.1:3307"]
+    user: dbha
+    password_file: secrets/dbha.pw
+    replication:
+      user: repl
+      password_env: REPL_PW
+  - name: c2
+    engine: postgres
+    instances: ["127.0.0.1:5432"]
+    user: dbha
+    password_env: PG_PW
+    replication:
+      user: repl
+      password_env: PG_PW
+`
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "dbha.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestLoadConfig(t *testing.T) {
+	path := writeConfig(t, goodYAML)
+	cfg, err := loadConfig(path, []string{"DBHA_CONSUL_ADDRESS=127.0.0.2:8501", "DBHA_CLUSTERS_1_USER=other",
+		"DBHA_PROBE_TIMEOUT=250ms", "DBHA_CLUSTERS_0_INSTANCES=127.0.0.1:1,127.0.0.1:2,127.0.0.1:3",
+		"PG_PW=x", "DBHA_CONFIG=ignored"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Consul.Address != "127.0.0.2:8501" {
+		t.Errorf("consul.address = %q, want the env override", cfg.Consul.Address)
+	}
+	if cfg.Clusters[1].User != "other" || cfg.Clusters[0].User != "dbha" {
+		t.Errorf("users = %q, %q", cfg.Clusters[0].User, cfg.Clusters[1].User)
+	}
+	if cfg.Probe.Timeout != 250*time.Millisecond {
+		t.Errorf("probe.timeout = %v", cfg.Probe.Timeout)
+	}
+	if got := strings.Join(cfg.Clusters[0].Instances, " "); got != "127.0.0.1:1 127.0.0.1:2 127.0.0.1:3" {
+		t.Errorf("instances = %s", got)
+	}
+	dir := filepath.Dir(path)
+	if cfg.StateDir != filepath.Join(dir, "state") || cfg.Clusters[0].PasswordFile != filepath.Join(dir, "secrets/dbha.pw") {
+		t.Errorf("relative paths not resolved against the file: %q %q", cfg.StateDir, cfg.Clusters[0].PasswordFile)
+	}
+	if cfg.Clusters[0].Replication.PasswordEnv != "REPL_PW" {
+		t.Errorf("replication.password_env = %q", cfg.Clusters[0].Replication.PasswordEnv)
+	}
+}
+
+func TestLoadConfigErrors(t *testing.T) {
+	cases := []struct {
+		name    string
+		body    string
+		environ []string
+		want    []string
+	}{
+		{"unknown key", strings.Replace(goodYAML, "password_file:", "pasword_file:", 1), nil,
+			[]string{"clusters[0].pasword_file: unknown key"}},
+		{"unknown top-level key", goodYAML + "colour: blue\n", nil, []string{"colour: unknown key"}},
+		{"duplicate cluster", strings.Replace(goodYAML, "name: c2", "name: c1", 1), nil,
+			[]string{`clusters[1].name: duplicate cluster name "c1"`}},
+		{"empty instances", strings.Replace(goodYAML, `instances: ["127.0.0.1:5432"]`, "instances: []", 1), nil,
+			[]string{"clusters[1].instances: empty"}},
+		{"bad host:port", strings.Replace(goodYAML, "127.0.0.1:3307", "127.0.0.1", 1), nil,
+			[]string{`clusters[0].instances[1]: "127.0.0.1" is not host:port`}},
+		{"bad duration", goodYAML + "probe:\n  timeout: soon\n", nil, []string{"probe.timeout"}},
+		{"env names no key", goodYAML, []string{"DBHA_STAT_DIR=/x"}, []string{"DBHA_STAT_DIR: names no configuration key"}},
+		{"env index past the list", goodYAML, []string{"DBHA_CLUSTERS_5_USER=x"}, []string{"DBHA_CLUSTERS_5_USER: clusters[5] is not in the file"}},
+		{"not yaml", "clusters: [\n", nil, []string{"dbha.yaml"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeConfig(t, tc.body)
+			_, err := loadConfig(path, tc.environ)
+			if err == nil {
+				t.Fatalf("want an error, got none")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if !strings.Contains(err.Error(), path) {
+				t.Errorf("error %q does not name the file %s", err, path)
+			}
+		})
+	}
+}
+
+func TestSecretVariablesAreNotOverrides(t *testing.T) {
+	body := strings.Replace(goodYAML, "password_env: REPL_PW", "password_env: DBHA_REPL_PASSWORD", 1)
+	if _, err := loadConfig(writeConfig(t, body), []string{"DBHA_REPL_PASSWORD=x", "PG_PW=y"}); err != nil {
+		t.Fatalf("a DBHA_ variable named as password_env must not be read as a key: %v", err)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	bad := writeConfig(t, strings.Replace(goodYAML, "engine: mariadb", "engine: oracle", 1))
+	cases := []struct {
+		name string
+		args []string
+		want int
+	}{
+		{"config error", []string{"--config", bad, "topology"}, exitUsage},
+		{"missing config", []string{"--config", filepath.Join(t.TempDir(), "none.yaml"), "topology"}, exitUsage},
+		{"unknown flag", []string{"topology", "--colour"}, exitUsage},
+		{"bad output format", []string{"--config", bad, "topology", "-o", "yaml"}, exitUsage},
+		{"help", []string{"--help"}, exitOK},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := run(tc.args); got != tc.want {
+				t.Fatalf("run(%q) = %d, want %d", tc.args, got, tc.want)
+			}
+		})
+	}
+}

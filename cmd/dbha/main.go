@@ -1,0 +1,109 @@
+// Command dbha is the operator's entry point to dbha: topology, the lab, and
+// later the monitor, promotion and backups. This package is wiring only: it
+// binds flags, environment and the configuration file, builds objects and
+// calls the packages that decide and act.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dbha/dbha/config"
+)
+
+// Exit codes, stable for scripts.
+const (
+	exitOK       = 0
+	exitProblems = 1 // the command ran and found problems
+	exitUsage    = 2 // bad flags, arguments or configuration
+)
+
+// exitError carries an exit code up to main.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageError(err error) error { return &exitError{code: exitUsage, err: err} }
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	root := newRootCmd()
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) && ee.err == errProblemsFound {
+		return ee.code
+	}
+	fmt.Fprintln(os.Stderr, "dbha:", err)
+	var ce *config.Error
+	switch {
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.As(err, &ce):
+		return exitUsage
+	}
+	return exitProblems
+}
+
+// errProblemsFound ends a command that printed its findings and must exit 1.
+var errProblemsFound = errors.New("problems found")
+
+type globalFlags struct {
+	configFile string
+}
+
+func newRootCmd() *cobra.Command {
+	g := &globalFlags{}
+	root := &cobra.Command{
+		Use:   "dbha",
+		Short: "High availability for MariaDB/MySQL and PostgreSQL clusters",
+		Long: `dbha watches MariaDB/MySQL and PostgreSQL primary-replica clusters, shows
+their topology, and (as it grows) fails over, switches over and backs up.
+
+Configuration comes from --config, else $DBHA_CONFIG, else ./dbha.yaml; any
+key can be overridden by a DBHA_* environment variable (DBHA_STATE_DIR,
+DBHA_CONSUL_ADDRESS, DBHA_CLUSTERS_0_USER, ...).`,
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageError(fmt.Errorf("%w (see %s --help)", err, c.CommandPath()))
+	})
+	root.PersistentFlags().StringVar(&g.configFile, "config", "", "configuration file (default $DBHA_CONFIG or ./dbha.yaml)")
+	root.AddCommand(newTopologyCmd(g), newLabCmd())
+	return root
+}
+
+// load reads and validates the configuration for a command.
+func (g *globalFlags) load() (config.Config, error) {
+	cfg, err := loadConfig(configPath(g.configFile, os.LookupEnv), os.Environ())
+	if err != nil {
+		return cfg, usageError(err)
+	}
+	return cfg, nil
+}
+
+// outputFormat checks -o.
+func outputFormat(o string) error {
+	if o != "text" && o != "json" {
+		return usageError(fmt.Errorf("-o %q: use text or json", o))
+	}
+	return nil
+}

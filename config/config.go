@@ -1,0 +1,240 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Engine names a database family dbha manages.
+type Engine string
+
+const (
+	MariaDB  Engine = "mariadb"
+	MySQL    Engine = "mysql"
+	Postgres Engine = "postgres"
+)
+
+// Config is the whole of dbha's configuration. It is passed down explicitly;
+// no package reads a global copy.
+type Config struct {
+	// StateDir holds dbha's own state: change-stream stores, audit logs.
+	StateDir string    `mapstructure:"state_dir" yaml:"state_dir" json:"state_dir"`
+	Consul   Consul    `mapstructure:"consul" yaml:"consul" json:"consul"`
+	Probe    Probe     `mapstructure:"probe" yaml:"probe" json:"probe"`
+	Clusters []Cluster `mapstructure:"clusters" yaml:"clusters" json:"clusters"`
+}
+
+// Consul says where the Consul agent is.
+type Consul struct {
+	Address string `mapstructure:"address" yaml:"address" json:"address"`
+	// TokenFile or TokenEnv name the ACL token; both empty means no token.
+	TokenFile string `mapstructure:"token_file" yaml:"token_file,omitempty" json:"token_file,omitempty"`
+	TokenEnv  string `mapstructure:"token_env" yaml:"token_env,omitempty" json:"token_env,omitempty"`
+}
+
+// Probe bounds every probe dbha sends to a database instance.
+type Probe struct {
+	// Timeout bounds one probe of one instance: connect, queries and all.
+	Timeout time.Duration `mapstructure:"timeout" yaml:"timeout" json:"timeout"`
+}
+
+// Cluster is one primary–replica cluster.
+type Cluster struct {
+	Name      string   `mapstructure:"name" yaml:"name" json:"name"`
+	Engine    Engine   `mapstructure:"engine" yaml:"engine" json:"engine"`
+	Instances []string `mapstructure:"instances" yaml:"instances" json:"instances"`
+	// User is the account dbha probes and manages the instances with; see the
+	// README for the grants it needs.
+	User         string `mapstructure:"user" yaml:"user" json:"user"`
+	PasswordFile string `mapstructure:"password_file" yaml:"password_file,omitempty" json:"password_file,omitempty"`
+	PasswordEnv  string `mapstructure:"password_env" yaml:"password_env,omitempty" json:"password_env,omitempty"`
+	// Replication is the account replicas use to follow the primary.
+	Replication Account `mapstructure:"replication" yaml:"replication" json:"replication"`
+}
+
+// Account is a user and where its password comes from.
+type Account struct {
+	User         string `mapstructure:"user" yaml:"user" json:"user"`
+	PasswordFile string `mapstructure:"password_file" yaml:"password_file,omitempty" json:"password_file,omitempty"`
+	PasswordEnv  string `mapstructure:"password_env" yaml:"password_env,omitempty" json:"password_env,omitempty"`
+}
+
+// Default returns the configuration dbha runs with when a key is not set.
+func Default() Config {
+	return Config{
+		StateDir: "/var/lib/dbha",
+		Consul:   Consul{Address: "127.0.0.1:8500"},
+		Probe:    Probe{Timeout: time.Second},
+	}
+}
+
+// Password returns where the cluster's management password comes from.
+func (c Cluster) Password() Secret { return Secret{File: c.PasswordFile, Env: c.PasswordEnv} }
+
+// Password returns where the account's password comes from.
+func (a Account) Password() Secret { return Secret{File: a.PasswordFile, Env: a.PasswordEnv} }
+
+// Cluster returns the cluster with the given name.
+func (c Config) Cluster(name string) (Cluster, bool) {
+	for _, cl := range c.Clusters {
+		if cl.Name == name {
+			return cl, true
+		}
+	}
+	return Cluster{}, false
+}
+
+// Error is a configuration error. It names the key and the file, so the
+// operator knows exactly what to fix.
+type Error struct {
+	File string // the configuration file, "" when none was read
+	Key  string // e.g. "clusters[1].instances[0]"
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	where := e.File
+	if where == "" {
+		where = "configuration"
+	}
+	if e.Key == "" {
+		return fmt.Sprintf("%s: %s", where, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s: %s", where, e.Key, e.Msg)
+}
+
+// Validate checks cfg and returns every problem found, joined (errors.Join of
+// *Error values), or nil. file is used only to name the source in messages.
+func Validate(cfg Config, file string) error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &Error{File: file, Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	if cfg.StateDir == "" {
+		bad("state_dir", "must be set (a directory dbha may write to)")
+	}
+	if cfg.Consul.Address != "" {
+		if err := checkHostPort(cfg.Consul.Address); err != nil {
+			bad("consul.address", "%v", err)
+		}
+	}
+	if cfg.Consul.TokenFile != "" && cfg.Consul.TokenEnv != "" {
+		bad("consul", "set token_file or token_env, not both")
+	}
+	if cfg.Probe.Timeout <= 0 {
+		bad("probe.timeout", "must be a positive duration such as 1s, got %v", cfg.Probe.Timeout)
+	}
+	if len(cfg.Clusters) == 0 {
+		bad("clusters", "no cluster is configured")
+	}
+	seen := map[string]int{}
+	for i, cl := range cfg.Clusters {
+		key := fmt.Sprintf("clusters[%d]", i)
+		if cl.Name == "" {
+			bad(key+".name", "must be set")
+		} else if j, dup := seen[cl.Name]; dup {
+			bad(key+".name", "duplicate cluster name %q (also clusters[%d])", cl.Name, j)
+		} else {
+			seen[cl.Name] = i
+		}
+		validateCluster(cl, key, bad)
+	}
+	return errors.Join(errs...)
+}
+
+func validateCluster(cl Cluster, key string, bad func(key, format string, args ...any)) {
+	switch cl.Engine {
+	case MariaDB, MySQL, Postgres:
+	case "":
+		bad(key+".engine", "must be set to mariadb, mysql or postgres")
+	default:
+		bad(key+".engine", "unknown engine %q: use mariadb, mysql or postgres", cl.Engine)
+	}
+	if len(cl.Instances) == 0 {
+		bad(key+".instances", "empty: list the cluster's instances as host:port")
+	}
+	addrs := map[string]int{}
+	for j, addr := range cl.Instances {
+		k := fmt.Sprintf("%s.instances[%d]", key, j)
+		if err := checkHostPort(addr); err != nil {
+			bad(k, "%v", err)
+			continue
+		}
+		if prev, dup := addrs[addr]; dup {
+			bad(k, "%s is listed twice (also instances[%d])", addr, prev)
+		}
+		addrs[addr] = j
+	}
+	if cl.User == "" {
+		bad(key+".user", "must be set")
+	}
+	validateSecret(cl.Password(), key, bad)
+	if cl.Replication.User == "" {
+		bad(key+".replication.user", "must be set (the account replicas connect with)")
+	}
+	validateSecret(cl.Replication.Password(), key+".replication", bad)
+}
+
+func validateSecret(s Secret, key string, bad func(key, format string, args ...any)) {
+	switch {
+	case s.File == "" && s.Env == "":
+		bad(key, "set password_file or password_env (passwords are never given on the command line)")
+	case s.File != "" && s.Env != "":
+		bad(key, "set password_file or password_env, not both")
+	}
+}
+
+// checkHostPort accepts "host:port" with a non-empty host and a port 1..65535.
+func checkHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %v", addr, strings.TrimPrefix(err.Error(), "address "+addr+": "))
+	}
+	if host == "" {
+		return fmt.Errorf("%q has no host", addr)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q: port %q is not a number from 1 to 65535", addr, port)
+	}
+	return nil
+}
+
+// Secret names where a password or token is kept: a file (first line, trailing
+// newline stripped) or an environment variable. It never holds the value.
+type Secret struct {
+	File string
+	Env  string
+}
+
+// ErrNoSecret means the configured file or variable holds no value.
+var ErrNoSecret = errors.New("secret is empty")
+
+// Read returns the secret's value. lookupEnv is os.LookupEnv in production;
+// tests pass their own.
+func (s Secret) Read(lookupEnv func(string) (string, bool)) (string, error) {
+	switch {
+	case s.File != "":
+		b, err := os.ReadFile(s.File)
+		if err != nil {
+			return "", fmt.Errorf("read password file: %w", err)
+		}
+		v := strings.TrimRight(string(b), "\r\n")
+		if v == "" {
+			return "", fmt.Errorf("password file %s: %w", s.File, ErrNoSecret)
+		}
+		return v, nil
+	case s.Env != "":
+		v, ok := lookupEnv(s.Env)
+		if !ok || v == "" {
+			return "", fmt.Errorf("environment variable %s: %w", s.Env, ErrNoSecret)
+		}
+		return v, nil
+	}
+	return "", ErrNoSecret
+}

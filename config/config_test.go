@@ -1,0 +1,115 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func validCluster() Cluster {
+	return Cluster{
+		Name: "c1", Engine: MariaDB, Instances: []string{"127.0.0.1:3306", "db2.example:3306"},
+		User: "dbha", PasswordFile: "/etc/dbha/pw",
+		Replication: Account{User: "repl", PasswordEnv: "REPL_PW"},
+	}
+}
+
+func TestValidate(t *testing.T) {
+	cases := []struct {
+		name   string
+		mutate func(*Config)
+		want   []string // substrings of the error; empty means valid
+	}{
+		{"valid", func(*Config) {}, nil},
+		{"no clusters", func(c *Config) { c.Clusters = nil }, []string{"clusters: no cluster"}},
+		{"duplicate name", func(c *Config) { c.Clusters = append(c.Clusters, c.Clusters[0]) },
+			[]string{`clusters[1].name: duplicate cluster name "c1" (also clusters[0])`}},
+		{"empty instances", func(c *Config) { c.Clusters[0].Instances = nil }, []string{"clusters[0].instances: empty"}},
+		{"no port", func(c *Config) { c.Clusters[0].Instances[1] = "db2" }, []string{`clusters[0].instances[1]: "db2" is not host:port`}},
+		{"bad port", func(c *Config) { c.Clusters[0].Instances[0] = "h:99999" }, []string{`clusters[0].instances[0]: "h:99999": port "99999"`}},
+		{"empty host", func(c *Config) { c.Clusters[0].Instances[0] = ":3306" }, []string{"has no host"}},
+		{"same instance twice", func(c *Config) { c.Clusters[0].Instances[1] = "127.0.0.1:3306" }, []string{"listed twice"}},
+		{"unknown engine", func(c *Config) { c.Clusters[0].Engine = "oracle" }, []string{`clusters[0].engine: unknown engine "oracle"`}},
+		{"no password source", func(c *Config) { c.Clusters[0].PasswordFile = "" }, []string{"clusters[0]: set password_file or password_env"}},
+		{"two password sources", func(c *Config) { c.Clusters[0].Replication.PasswordFile = "/x" }, []string{"clusters[0].replication: set password_file or password_env, not both"}},
+		{"no replication user", func(c *Config) { c.Clusters[0].Replication.User = "" }, []string{"clusters[0].replication.user"}},
+		{"bad consul address", func(c *Config) { c.Consul.Address = "consul" }, []string{"consul.address"}},
+		{"zero probe timeout", func(c *Config) { c.Probe.Timeout = 0 }, []string{"probe.timeout"}},
+		{"several problems at once", func(c *Config) { c.StateDir = ""; c.Clusters[0].User = "" },
+			[]string{"state_dir: must be set", "clusters[0].user: must be set"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Default()
+			cfg.Clusters = []Cluster{validCluster()}
+			tc.mutate(&cfg)
+			err := Validate(cfg, "dbha.yaml")
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatalf("want valid, got %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("want error containing %q, got nil", tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if !strings.HasPrefix(err.Error(), "dbha.yaml: ") {
+				t.Errorf("error %q does not name the file first", err)
+			}
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Errorf("error is not a *config.Error: %T", err)
+			}
+		})
+	}
+}
+
+func TestSecretRead(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "pw")
+	if err := os.WriteFile(file, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := func(k string) (string, bool) {
+		v, ok := map[string]string{"PW": "fromenv", "BLANK": ""}[k]
+		return v, ok
+	}
+	cases := []struct {
+		name    string
+		s       Secret
+		want    string
+		wantErr error
+	}{
+		{"file, trailing newline stripped", Secret{File: file}, "s3cret", nil},
+		{"env", Secret{Env: "PW"}, "fromenv", nil},
+		{"empty file", Secret{File: empty}, "", ErrNoSecret},
+		{"unset variable", Secret{Env: "NOPE"}, "", ErrNoSecret},
+		{"blank variable", Secret{Env: "BLANK"}, "", ErrNoSecret},
+		{"missing file", Secret{File: filepath.Join(dir, "missing")}, "", os.ErrNotExist},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.s.Read(env)
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("err = %v, want %v", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}

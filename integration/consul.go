@@ -1,0 +1,73 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// upConsul starts a single-node Consul dev agent (in-memory state, its own server) on free
+// loopback ports and waits for it to elect itself leader.
+func (l *Lab) upConsul(ctx context.Context) error {
+	start := time.Now()
+	err := l.startFresh(ctx, "consul", func(Node) error { return nil })
+	if err != nil {
+		return fmt.Errorf("consul: %w", err)
+	}
+	l.progressf("consul: leader elected, HTTP on %s, DNS on %s (%.1fs)", l.ConsulHTTP, l.ConsulDNS, time.Since(start).Seconds())
+	return nil
+}
+
+// consulLaunch runs the agent as the current user. Every port is given explicitly because dev
+// mode otherwise takes fixed ones (8500, 8600, 8300-8302, 8502, 8503); gRPC is not needed and
+// is switched off. -data-dir marks the process in /proc/PID/cmdline.
+func (l *Lab) consulLaunch(n Node) (launch, error) {
+	bin, err := lookBinary("consul")
+	if err != nil {
+		return launch{}, err
+	}
+	l.mu.Lock()
+	p := l.Consul
+	l.mu.Unlock()
+	port := func(flag string, v int) string { return "-" + flag + "=" + strconv.Itoa(v) }
+	return launch{
+		path: bin,
+		args: []string{"agent", "-dev", "-node=dbha-lab", "-bind=127.0.0.1", "-client=127.0.0.1",
+			"-data-dir=" + n.DataDir,
+			port("http-port", p.HTTP), port("dns-port", p.DNS),
+			port("serf-lan-port", p.SerfLAN), port("serf-wan-port", p.SerfWAN), port("server-port", p.Server),
+			"-grpc-port=-1", "-grpc-tls-port=-1", "-https-port=-1"},
+		env:     []string{"HOME=" + n.DataDir},
+		logFile: n.LogFile,
+	}, nil
+}
+
+// consulReady succeeds once /v1/status/leader names a leader.
+func (l *Lab) consulReady(n Node) func(context.Context) error {
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.Addr()+"/v1/status/leader", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET /v1/status/leader: %s", resp.Status)
+		}
+		var leader string
+		if err := json.NewDecoder(resp.Body).Decode(&leader); err != nil {
+			return fmt.Errorf("GET /v1/status/leader: %w", err)
+		}
+		if leader == "" {
+			return errors.New("no leader yet")
+		}
+		return nil
+	}
+}

@@ -1,0 +1,217 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"syscall"
+)
+
+// Lifecycle of single nodes: start (first time, with port retry, and again), stop, signal,
+// status, and the node list in lab.json.
+
+// Status reports, per node, whether its process is alive and its port accepts TCP.
+func (l *Lab) Status(ctx context.Context) []NodeStatus {
+	nodes := l.nodes()
+	out := make([]NodeStatus, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() {
+			s := NodeStatus{Name: n.Name, Kind: n.Kind, Addr: n.Addr(), PID: n.PID}
+			s.Alive = processIsNode(n.PID, n.DataDir)
+			s.Running = s.Alive && acceptsTCP(ctx, n.Addr()) == nil
+			out[i] = s
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// Node returns the node called name.
+func (l *Lab) Node(name string) (Node, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, n := range l.Nodes {
+		if n.Name == name {
+			return n, nil
+		}
+	}
+	return Node{}, fmt.Errorf("lab has no node %q", name)
+}
+
+// Stop shuts one node down cleanly (bounded, then SIGKILL) and records it as stopped.
+func (l *Lab) Stop(ctx context.Context, name string) error {
+	n, err := l.Node(name)
+	if err != nil {
+		return err
+	}
+	if err := stopProcess(ctx, n, stopSignal(n.Kind)); err != nil {
+		return err
+	}
+	n.PID = 0
+	return l.setNode(n)
+}
+
+// Start starts a stopped node again on its existing data directory and port, and waits until
+// it accepts connections. A node that is already running is left alone.
+func (l *Lab) Start(ctx context.Context, name string) error {
+	n, err := l.Node(name)
+	if err != nil {
+		return err
+	}
+	if processIsNode(n.PID, n.DataDir) {
+		return l.waitNodeReady(ctx, n)
+	}
+	return l.startNode(ctx, n)
+}
+
+// Signal sends sig to a node's process (tests: SIGKILL, SIGSTOP, SIGCONT). After SIGKILL it
+// returns once the process is gone, so that a Start right after it starts a new server.
+func (l *Lab) Signal(name string, sig syscall.Signal) error {
+	n, err := l.Node(name)
+	if err != nil {
+		return err
+	}
+	if !processIsNode(n.PID, n.DataDir) {
+		return fmt.Errorf("signal %s: not running (recorded pid %d)", name, n.PID)
+	}
+	if err := syscall.Kill(n.PID, sig); err != nil {
+		return fmt.Errorf("signal %s (pid %d): %w", name, n.PID, err)
+	}
+	if sig == syscall.SIGKILL && !waitExit(context.Background(), n, stopTimeout) {
+		return fmt.Errorf("%s (pid %d) still running after SIGKILL", name, n.PID)
+	}
+	return nil
+}
+
+// startNode launches n, records its PID, and waits until it serves.
+func (l *Lab) startNode(ctx context.Context, n Node) error {
+	ln, err := l.launchFor(n)
+	if err != nil {
+		return err
+	}
+	pid, err := l.spawn(ln)
+	if err != nil {
+		return fmt.Errorf("start %s: %w", n.Name, err)
+	}
+	n.PID = pid
+	if err := l.setNode(n); err != nil {
+		return err
+	}
+	return l.waitNodeReady(ctx, n)
+}
+
+// startFresh is the first start of a node. configure writes the node's configuration for
+// n.Port; when the server reports that port taken (picked free, but grabbed by someone else
+// since), a new port is picked and the node configured and started again, a bounded number
+// of times.
+func (l *Lab) startFresh(ctx context.Context, name string, configure func(Node) error) error {
+	for attempt := 1; ; attempt++ {
+		n, err := l.Node(name)
+		if err != nil {
+			return err
+		}
+		if err := configure(n); err != nil {
+			return fmt.Errorf("configure %s: %w", name, err)
+		}
+		offset := logSize(n.LogFile)
+		err = l.startNode(ctx, n)
+		if err == nil || attempt == portAttempts || !portTaken(n.LogFile, offset) {
+			return err
+		}
+		if n, err = l.Node(name); err != nil { // with the PID startNode recorded
+			return err
+		}
+		if err := l.repickPorts(ctx, n); err != nil {
+			return err
+		}
+	}
+}
+
+// repickPorts stops what is left of a node that failed on a taken port and gives it new ports.
+func (l *Lab) repickPorts(ctx context.Context, n Node) error {
+	if err := stopProcess(ctx, n, syscall.SIGKILL); err != nil {
+		return err
+	}
+	ports, err := freePorts(5)
+	if err != nil {
+		return err
+	}
+	l.progressf("%s: port %d was taken, retrying on %d", n.Name, n.Port, ports[0])
+	n.Port, n.PID = ports[0], 0
+	if n.Kind == KindConsul {
+		l.mu.Lock()
+		l.Consul = ConsulPorts{HTTP: ports[0], DNS: ports[1], SerfLAN: ports[2], SerfWAN: ports[3], Server: ports[4]}
+		l.ConsulHTTP, l.ConsulDNS = n.Addr(), net.JoinHostPort(labHost, strconv.Itoa(ports[1]))
+		l.mu.Unlock()
+	}
+	return l.setNode(n)
+}
+
+// launchFor says how to run a node's server.
+func (l *Lab) launchFor(n Node) (launch, error) {
+	switch n.Kind {
+	case KindMariaDB:
+		return l.mariadbLaunch(n)
+	case KindPostgres:
+		return l.postgresLaunch(n)
+	case KindConsul:
+		return l.consulLaunch(n)
+	}
+	return launch{}, fmt.Errorf("node %s: unknown kind %q", n.Name, n.Kind)
+}
+
+// waitNodeReady waits until the node serves: SQL for the databases, a leader for Consul.
+func (l *Lab) waitNodeReady(ctx context.Context, n Node) error {
+	switch n.Kind {
+	case KindMariaDB:
+		return waitReady(ctx, n, "MariaDB to accept connections", l.mariadbReady(n))
+	case KindPostgres:
+		return waitReady(ctx, n, "PostgreSQL to accept connections", l.postgresReady(n))
+	case KindConsul:
+		return waitReady(ctx, n, "a Consul leader", l.consulReady(n))
+	}
+	return fmt.Errorf("node %s: unknown kind %q", n.Name, n.Kind)
+}
+
+// stopSignal is the clean-shutdown signal of each kind. PostgreSQL's SIGTERM is "smart"
+// shutdown, which waits for clients to leave; SIGINT is its fast shutdown.
+func stopSignal(kind string) syscall.Signal {
+	if kind == KindPostgres {
+		return syscall.SIGINT
+	}
+	return syscall.SIGTERM
+}
+
+// nodes returns a copy of the node list.
+func (l *Lab) nodes() []Node {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]Node(nil), l.Nodes...)
+}
+
+// nodesOfKind returns copies of the nodes of one kind, primary first.
+func (l *Lab) nodesOfKind(kind string) []Node {
+	var out []Node
+	for _, n := range l.nodes() {
+		if n.Kind == kind {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// setNode replaces the node of the same name and saves lab.json.
+func (l *Lab) setNode(n Node) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := range l.Nodes {
+		if l.Nodes[i].Name == n.Name {
+			l.Nodes[i] = n
+			return l.saveLocked()
+		}
+	}
+	return fmt.Errorf("lab has no node %q", n.Name)
+}

@@ -1,0 +1,36 @@
+package topology
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Prober probes one instance of one engine. Probe must return within ctx's
+// deadline and never returns an error: an instance it could not reach, or
+// could not log in to, comes back with Reachable false and Error and
+// ErrorCode set. Probe may be called concurrently for different addresses.
+type Prober interface {
+	Probe(ctx context.Context, addr string) Instance
+}
+
+// Discover probes every address concurrently, each under its own timeout, and
+// builds the cluster's snapshot. One slow or dead instance costs at most
+// timeout and never hides the others.
+func Discover(ctx context.Context, cluster string, engine Engine, addrs []string, p Prober, timeout time.Duration) Snapshot {
+	instances := make([]Instance, len(addrs))
+	var wg sync.WaitGroup
+	for i, addr := range addrs {
+		wg.Go(func() {
+			pctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			start := time.Now()
+			in := p.Probe(pctx, addr)
+			in.Addr = addr
+			in.ProbeTime = Duration(time.Since(start))
+			instances[i] = in
+		})
+	}
+	wg.Wait()
+	return Build(cluster, engine, instances, time.Now())
+}

@@ -1,0 +1,144 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/dbha/dbha/topology"
+)
+
+// Prober probes PostgreSQL instances. It keeps one small pool per address;
+// Close releases them. Probe is safe for concurrent use.
+type Prober struct {
+	user     string
+	password string
+	database string
+
+	mu    sync.Mutex
+	pools map[string]*pgxpool.Pool
+}
+
+// NewProber returns a prober that logs in as user to the "postgres" database.
+// The password is held only in memory.
+func NewProber(user, password string) *Prober {
+	return &Prober{user: user, password: password, database: "postgres", pools: map[string]*pgxpool.Pool{}}
+}
+
+// Close closes every pool.
+func (p *Prober) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for addr, pool := range p.pools {
+		pool.Close()
+		delete(p.pools, addr)
+	}
+	return nil
+}
+
+// ConnConfig returns the connection settings for one instance. Timeouts come
+// from the caller's context; ConnectTimeout is only a backstop.
+func ConnConfig(addr, user, password, database string) (*pgconn.Config, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("instance address %q: %w", addr, err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return nil, fmt.Errorf("instance address %q: bad port", addr)
+	}
+	// An empty connection string still reads PG* variables and ~/.pgpass;
+	// everything that matters is overwritten below.
+	cfg, err := pgconn.ParseConfig("")
+	if err != nil {
+		return nil, err
+	}
+	cfg.Host, cfg.Port = host, uint16(n)
+	cfg.User, cfg.Password, cfg.Database = user, password, database
+	cfg.Fallbacks = nil
+	cfg.TLSConfig = nil
+	cfg.ConnectTimeout = 5 * time.Second
+	cfg.RuntimeParams["application_name"] = "dbha"
+	return cfg, nil
+}
+
+func (p *Prober) pool(ctx context.Context, addr string) (*pgxpool.Pool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pool, ok := p.pools[addr]; ok {
+		return pool, nil
+	}
+	cc, err := ConnConfig(addr, p.user, p.password, p.database)
+	if err != nil {
+		return nil, err
+	}
+	pc, err := pgxpool.ParseConfig("")
+	if err != nil {
+		return nil, err
+	}
+	pc.ConnConfig.Config = *cc
+	pc.MaxConns = 2
+	pc.MaxConnIdleTime = time.Minute
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("connection pool for %s: %w", addr, err)
+	}
+	p.pools[addr] = pool
+	return pool, nil
+}
+
+// Probe reports what addr says about itself. It never returns an error: a
+// failure is recorded in the Instance.
+func (p *Prober) Probe(ctx context.Context, addr string) topology.Instance {
+	in := topology.Instance{Addr: addr}
+	pool, err := p.pool(ctx, addr)
+	if err == nil {
+		err = p.probe(ctx, pool, &in)
+	}
+	if err != nil {
+		in = topology.Instance{Addr: addr}
+		in.Error, in.ErrorCode = describe(err, addr, p.user)
+		return in
+	}
+	in.Reachable = true
+	if tl := timelineOf(in); tl > 1 {
+		// Best effort: without the history Compare assumes a linear one.
+		if h, err := p.timelineHistory(ctx, addr, tl); err == nil {
+			in.Current = in.Current.WithHistory(h)
+			in.Applied = in.Applied.WithHistory(h)
+			in.Received = in.Received.WithHistory(h)
+		}
+	}
+	return in
+}
+
+func timelineOf(in topology.Instance) uint32 {
+	return max(in.Current.Timeline(), in.Received.Timeline())
+}
+
+// describe turns a probe error into words an operator can act on.
+func describe(err error, addr, user string) (string, topology.ProblemCode) {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case "28P01", "28000": // invalid_password, invalid_authorization_specification
+			return fmt.Sprintf("access denied for user %q on %s: check the cluster's user and password_file/password_env (%s)", user, addr, pe.Message),
+				topology.AccessDenied
+		case "42501": // insufficient_privilege
+			return fmt.Sprintf("user %q on %s lacks a privilege dbha needs (see the README's grants): %s", user, addr, pe.Message),
+				topology.AccessDenied
+		}
+		return fmt.Sprintf("%s: %s (SQLSTATE %s)", addr, pe.Message, pe.Code), topology.InstanceUnreachable
+	}
+	if errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) {
+		return fmt.Sprintf("%s did not answer in time: %v", addr, err), topology.InstanceUnreachable
+	}
+	return fmt.Sprintf("%s: %v", addr, err), topology.InstanceUnreachable
+}
