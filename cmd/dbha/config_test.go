@@ -127,6 +127,8 @@ func TestExitCodes(t *testing.T) {
 		{"missing config", []string{"--config", filepath.Join(t.TempDir(), "none.yaml"), "topology"}, exitUsage},
 		{"unknown flag", []string{"topology", "--colour"}, exitUsage},
 		{"bad output format", []string{"--config", bad, "topology", "-o", "yaml"}, exitUsage},
+		{"unknown command", []string{"topolgy"}, exitUsage},
+		{"stray argument", []string{"topology", "extra"}, exitUsage},
 		{"help", []string{"--help"}, exitOK},
 	}
 	for _, tc := range cases {

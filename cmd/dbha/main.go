@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -55,10 +56,18 @@ func run(args []string) int {
 	switch {
 	case errors.As(err, &ee):
 		return ee.code
-	case errors.As(err, &ce):
+	case errors.As(err, &ce), isCobraUsage(err):
 		return exitUsage
 	}
 	return exitProblems
+}
+
+// isCobraUsage recognises the argument errors cobra makes itself (unknown
+// command, wrong argument count), which carry no type to match on.
+func isCobraUsage(err error) bool {
+	msg := err.Error()
+	return strings.HasPrefix(msg, "unknown command ") || strings.HasPrefix(msg, "accepts ") ||
+		strings.HasPrefix(msg, "requires at least ")
 }
 
 // errProblemsFound ends a command that printed its findings and must exit 1.
