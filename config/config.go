@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"os"
 	"strconv"
@@ -55,7 +56,42 @@ type Cluster struct {
 	PasswordEnv  string `mapstructure:"password_env" yaml:"password_env,omitempty" json:"password_env,omitempty"`
 	// Replication is the account replicas use to follow the primary.
 	Replication Account `mapstructure:"replication" yaml:"replication" json:"replication"`
+	// Stream configures dbha's own copy of the primary's binlog or WAL.
+	Stream Stream `mapstructure:"stream" yaml:"stream,omitempty" json:"stream"`
 }
+
+// Stream configures the change stream dbha keeps for a cluster: a
+// replication client of the primary that writes the binlog (MariaDB/MySQL)
+// or WAL (PostgreSQL) under state_dir/streams/<cluster>.
+type Stream struct {
+	// Enabled defaults to true; WithDefaults fills it in.
+	Enabled *bool `mapstructure:"enabled" yaml:"enabled,omitempty" json:"enabled"`
+	// ServerID is the server_id dbha presents to a MariaDB/MySQL primary.
+	// It must differ from every server's in the replication topology.
+	// Zero means derived from the cluster name (see WithDefaults).
+	ServerID uint32 `mapstructure:"server_id" yaml:"server_id,omitempty" json:"server_id"`
+	// SemiSync makes dbha a semi-sync replica of a MariaDB/MySQL primary
+	// that has rpl_semi_sync_master_enabled: a commit returns to its client
+	// only once dbha holds it on disk.
+	SemiSync bool `mapstructure:"semi_sync" yaml:"semi_sync,omitempty" json:"semi_sync"`
+	// Synchronous makes dbha report its flush position to a PostgreSQL
+	// primary under the application_name "dbha", to be named in
+	// synchronous_standby_names; commits then wait for dbha's fsync.
+	Synchronous bool `mapstructure:"synchronous" yaml:"synchronous,omitempty" json:"synchronous"`
+	// Slot is the physical replication slot dbha streams WAL through.
+	Slot      string    `mapstructure:"slot" yaml:"slot,omitempty" json:"slot"`
+	Retention Retention `mapstructure:"retention" yaml:"retention,omitempty" json:"retention"`
+}
+
+// Retention bounds the stream store. Whatever a replica still lacks is kept
+// past both bounds.
+type Retention struct {
+	MaxAge  time.Duration `mapstructure:"max_age" yaml:"max_age,omitempty" json:"max_age"`
+	MaxSize ByteSize      `mapstructure:"max_size" yaml:"max_size,omitempty" json:"max_size"`
+}
+
+// IsEnabled reports whether the stream runs (the default).
+func (s Stream) IsEnabled() bool { return s.Enabled == nil || *s.Enabled }
 
 // Account is a user and where its password comes from.
 type Account struct {
@@ -71,6 +107,50 @@ func Default() Config {
 		Consul:   Consul{Address: "127.0.0.1:8500"},
 		Probe:    Probe{Timeout: time.Second},
 	}
+}
+
+// Stream defaults.
+const (
+	DefaultStreamSlot   = "dbha"
+	DefaultRetentionAge = 7 * 24 * time.Hour
+	DefaultRetentionMax = 10 << 30
+)
+
+// WithDefaults fills in per-cluster defaults that decoding a file cannot
+// give (list entries start from zero values).
+func WithDefaults(cfg Config) Config {
+	out := cfg
+	out.Clusters = make([]Cluster, len(cfg.Clusters))
+	for i, cl := range cfg.Clusters {
+		st := &cl.Stream
+		if st.Enabled == nil {
+			on := true
+			st.Enabled = &on
+		}
+		if st.ServerID == 0 {
+			st.ServerID = DerivedServerID(cl.Name)
+		}
+		if st.Slot == "" {
+			st.Slot = DefaultStreamSlot
+		}
+		if st.Retention.MaxAge == 0 {
+			st.Retention.MaxAge = DefaultRetentionAge
+		}
+		if st.Retention.MaxSize == 0 {
+			st.Retention.MaxSize = DefaultRetentionMax
+		}
+		out.Clusters[i] = cl
+	}
+	return out
+}
+
+// DerivedServerID is a server_id for dbha's binlog client, stable for a
+// cluster name and kept in a range (3,000,000,000 and up) that operators
+// rarely give their servers.
+func DerivedServerID(cluster string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(cluster))
+	return 3_000_000_000 + h.Sum32()%1_000_000_000
 }
 
 // Password returns where the cluster's management password comes from.
@@ -178,6 +258,31 @@ func validateCluster(cl Cluster, key string, bad func(key, format string, args .
 		bad(key+".replication.user", "must be set (the account replicas connect with)")
 	}
 	validateSecret(cl.Replication.Password(), key+".replication", bad)
+	st := cl.Stream
+	if st.SemiSync && cl.Engine == Postgres {
+		bad(key+".stream.semi_sync", "is for MariaDB/MySQL; PostgreSQL uses stream.synchronous")
+	}
+	if st.Synchronous && cl.Engine != Postgres {
+		bad(key+".stream.synchronous", "is for PostgreSQL; MariaDB/MySQL use stream.semi_sync")
+	}
+	if st.Slot != "" && !validSlotName(st.Slot) {
+		bad(key+".stream.slot", "%q: a slot name is lower-case letters, digits and underscores, at most 63", st.Slot)
+	}
+	if st.Retention.MaxAge < 0 || st.Retention.MaxSize < 0 {
+		bad(key+".stream.retention", "bounds must not be negative")
+	}
+}
+
+func validSlotName(s string) bool {
+	if len(s) > 63 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 func validateSecret(s Secret, key string, bad func(key, format string, args ...any)) {

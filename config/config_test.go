@@ -113,3 +113,45 @@ func TestSecretRead(t *testing.T) {
 		})
 	}
 }
+
+func TestParseByteSize(t *testing.T) {
+	cases := []struct {
+		in   string
+		want ByteSize
+		ok   bool
+	}{
+		{"0", 0, true}, {"1024", 1024, true}, {"64KiB", 64 << 10, true}, {"500MB", 500e6, true},
+		{"10GiB", 10 << 30, true}, {" 2 TiB ", 2 << 40, true}, {"7B", 7, true},
+		{"", 0, false}, {"lots", 0, false}, {"-1MB", 0, false}, {"1.5GB", 0, false}, {"9999999999TiB", 0, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParseByteSize(tc.in)
+			if (err == nil) != tc.ok || got != tc.want {
+				t.Fatalf("ParseByteSize(%q) = %d, %v; want %d, ok=%v", tc.in, got, err, tc.want, tc.ok)
+			}
+			if tc.ok {
+				back, err := ParseByteSize(got.String())
+				if err != nil || back != got {
+					t.Fatalf("String() %q does not read back: %d, %v", got.String(), back, err)
+				}
+			}
+		})
+	}
+}
+
+func TestWithDefaultsKeepsWhatIsSet(t *testing.T) {
+	off := false
+	cl := validCluster()
+	cl.Stream = Stream{Enabled: &off, ServerID: 42, Slot: "mine", Retention: Retention{MaxSize: 1 << 20}}
+	got := WithDefaults(Config{Clusters: []Cluster{cl, validCluster()}})
+	if st := got.Clusters[0].Stream; st.IsEnabled() || st.ServerID != 42 || st.Slot != "mine" || st.Retention.MaxSize != 1<<20 || st.Retention.MaxAge != DefaultRetentionAge {
+		t.Errorf("first cluster stream = %+v", st)
+	}
+	if st := got.Clusters[1].Stream; !st.IsEnabled() || st.ServerID != DerivedServerID("c1") {
+		t.Errorf("second cluster stream = %+v", st)
+	}
+	if cl.Stream.Retention.MaxAge != 0 {
+		t.Errorf("WithDefaults changed its input")
+	}
+}

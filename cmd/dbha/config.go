@@ -60,6 +60,7 @@ func loadConfig(path string, environ []string) (config.Config, error) {
 		WeaklyTypedInput: true,
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
 			mapstructure.StringToTimeDurationHookFunc(),
+			mapstructure.TextUnmarshallerHookFunc(),
 			mapstructure.StringToSliceHookFunc(","),
 		),
 	})
@@ -78,6 +79,7 @@ func loadConfig(path string, environ []string) (config.Config, error) {
 		return cfg, errors.Join(errs...)
 	}
 	resolvePaths(&cfg, filepath.Dir(path))
+	cfg = config.WithDefaults(cfg)
 	return cfg, config.Validate(cfg, path)
 }
 

@@ -23,6 +23,10 @@ clusters:
       password_env: REPL_PW
   - name: c2
     engine: postgres
+    stream:
+      synchronous: true
+      retention:
+        max_size: 1GiB
     instances: ["127.0.0.1:5432"]
     user: dbha
     password_env: PG_PW
@@ -43,7 +47,7 @@ func writeConfig(t *testing.T, body string) string {
 func TestLoadConfig(t *testing.T) {
 	path := writeConfig(t, goodYAML)
 	cfg, err := loadConfig(path, []string{"DBHA_CONSUL_ADDRESS=127.0.0.2:8501", "DBHA_CLUSTERS_1_USER=other",
-		"DBHA_PROBE_TIMEOUT=250ms", "DBHA_CLUSTERS_0_INSTANCES=127.0.0.1:1,127.0.0.1:2,127.0.0.1:3",
+		"DBHA_PROBE_TIMEOUT=250ms", "DBHA_CLUSTERS_1_STREAM_ENABLED=false", "DBHA_CLUSTERS_1_STREAM_RETENTION_MAX_SIZE=500MiB", "DBHA_CLUSTERS_0_INSTANCES=127.0.0.1:1,127.0.0.1:2,127.0.0.1:3",
 		"PG_PW=x", "DBHA_CONFIG=ignored"})
 	if err != nil {
 		t.Fatal(err)
@@ -63,6 +67,12 @@ func TestLoadConfig(t *testing.T) {
 	dir := filepath.Dir(path)
 	if cfg.StateDir != filepath.Join(dir, "state") || cfg.Clusters[0].PasswordFile != filepath.Join(dir, "secrets/dbha.pw") {
 		t.Errorf("relative paths not resolved against the file: %q %q", cfg.StateDir, cfg.Clusters[0].PasswordFile)
+	}
+	if st := cfg.Clusters[0].Stream; !st.IsEnabled() || st.Slot != "dbha" || st.ServerID < 3_000_000_000 || st.Retention.MaxSize != 10<<30 {
+		t.Errorf("stream defaults not applied: %+v", st)
+	}
+	if st := cfg.Clusters[1].Stream; st.IsEnabled() || !st.Synchronous || st.Retention.MaxSize != 500<<20 {
+		t.Errorf("stream settings not read: %+v", st)
 	}
 	if cfg.Clusters[0].Replication.PasswordEnv != "REPL_PW" {
 		t.Errorf("replication.password_env = %q", cfg.Clusters[0].Replication.PasswordEnv)
@@ -86,6 +96,9 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"bad host:port", strings.Replace(goodYAML, "127.0.0.1:3307", "127.0.0.1", 1), nil,
 			[]string{`clusters[0].instances[1]: "127.0.0.1" is not host:port`}},
 		{"bad duration", goodYAML + "probe:\n  timeout: soon\n", nil, []string{"probe.timeout"}},
+		{"bad size", goodYAML, []string{"DBHA_CLUSTERS_0_STREAM_RETENTION_MAX_SIZE=lots"}, []string{"max_size", `"lots" is not a size`}},
+		{"semi_sync on postgres", strings.Replace(goodYAML, "synchronous: true", "semi_sync: true", 1), nil,
+			[]string{"clusters[1].stream.semi_sync: is for MariaDB/MySQL"}},
 		{"env names no key", goodYAML, []string{"DBHA_STAT_DIR=/x"}, []string{"DBHA_STAT_DIR: names no configuration key"}},
 		{"env index past the list", goodYAML, []string{"DBHA_CLUSTERS_5_USER=x"}, []string{"DBHA_CLUSTERS_5_USER: clusters[5] is not in the file"}},
 		{"not yaml", "clusters: [\n", nil, []string{"dbha.yaml"}},
