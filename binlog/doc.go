@@ -1,0 +1,12 @@
+// Package binlog owns dbha's change streams: a replication client of each
+// cluster's primary that keeps the primary's binlog (MariaDB/MySQL, package
+// binlog/mariadb) or WAL (PostgreSQL, package binlog/wal) in a store on
+// dbha's own disk, so that dbha knows positions and lag without polling
+// replicas hard, and holds the events a replica may lack when the primary
+// dies.
+//
+// This package holds what both engines share: the Status a running stream
+// publishes, the Store interface commands read, the retention decision and
+// the store's place under state_dir. It must not know about Consul or
+// failover policy.
+package binlog
