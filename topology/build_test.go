@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -239,6 +240,41 @@ func TestBuild(t *testing.T) {
 			}
 			if tc.check != nil {
 				tc.check(t, s)
+			}
+		})
+	}
+}
+
+func TestWritablePrimary(t *testing.T) {
+	const p, r = "10.0.0.1:3306", "10.0.0.2:3306"
+	cases := []struct {
+		name      string
+		instances func(t *testing.T) []Instance
+		want      string
+	}{
+		{"one writable primary", func(t *testing.T) []Instance {
+			return []Instance{primaryAt(p, mdb(t, "0-1-1")), replicaOf(r, p, mdb(t, "0-1-1"))}
+		}, p},
+		{"primary down", func(t *testing.T) []Instance {
+			return []Instance{{Addr: p, Error: "refused"}, replicaOf(r, p, mdb(t, "0-1-1"))}
+		}, ""},
+		{"two writable", func(t *testing.T) []Instance {
+			return []Instance{primaryAt(p, mdb(t, "0-1-1")), primaryAt(r, mdb(t, "0-1-1"))}
+		}, ""},
+		{"read-only primary", func(t *testing.T) []Instance {
+			pr := primaryAt(p, mdb(t, "0-1-1"))
+			pr.ReadOnly = true
+			return []Instance{pr, replicaOf(r, p, mdb(t, "0-1-1"))}
+		}, ""},
+		{"a replica down does not matter", func(t *testing.T) []Instance {
+			return []Instance{primaryAt(p, mdb(t, "0-1-1")), {Addr: r, Error: "refused"}}
+		}, p},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Build("c", MariaDB, tc.instances(t), time.Unix(0, 0)).WritablePrimary()
+			if got != tc.want || (tc.want == "") != errors.Is(err, ErrNoPrimary) {
+				t.Fatalf("WritablePrimary = %q, %v; want %q", got, err, tc.want)
 			}
 		})
 	}

@@ -2,6 +2,8 @@ package topology
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"time"
 )
 
@@ -166,4 +168,24 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	}
 	*d = Duration(s * float64(time.Second))
 	return nil
+}
+
+// ErrNoPrimary means a snapshot names no single reachable, writable primary.
+var ErrNoPrimary = errors.New("no single writable primary")
+
+// WritablePrimary returns the primary when it is unambiguous, reachable and
+// writable: the one instance a replication client (dbha's change stream)
+// may follow. Otherwise it returns an error wrapping ErrNoPrimary that says
+// why, so that a follower waits instead of guessing.
+func (s Snapshot) WritablePrimary() (string, error) {
+	for _, p := range s.Problems {
+		switch p.Code {
+		case TwoWritablePrimaries, NoPrimary, PrimaryUnreachable, NoWritablePrimary:
+			return "", fmt.Errorf("cluster %s: %w: %s: %s", s.Cluster, ErrNoPrimary, p.Code, p.Message)
+		}
+	}
+	if s.Primary == "" {
+		return "", fmt.Errorf("cluster %s: %w", s.Cluster, ErrNoPrimary)
+	}
+	return s.Primary, nil
 }
