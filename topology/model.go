@@ -27,10 +27,13 @@ type Instance struct {
 	// ErrorCode is InstanceUnreachable or AccessDenied.
 	Error     string      `json:"error,omitempty"`
 	ErrorCode ProblemCode `json:"error_code,omitempty"`
-	Role      Role        `json:"role"`
-	ReadOnly  bool        `json:"read_only"`
-	Version   string      `json:"version,omitempty"`
-	ServerID  uint32      `json:"server_id,omitempty"` // MariaDB/MySQL server_id
+	// TimedOut: the probe failed because the instance did not answer within
+	// the deadline (it may be hung), not because it refused or was refused.
+	TimedOut bool   `json:"timed_out,omitempty"`
+	Role     Role   `json:"role"`
+	ReadOnly bool   `json:"read_only"`
+	Version  string `json:"version,omitempty"`
+	ServerID uint32 `json:"server_id,omitempty"` // MariaDB/MySQL server_id
 
 	// Current is everything the instance has executed: MariaDB
 	// gtid_current_pos, MySQL gtid_executed, PostgreSQL the current WAL LSN on
@@ -81,6 +84,11 @@ type Replication struct {
 	// LastMessage is when the replica last heard from its source
 	// (PostgreSQL last_msg_receipt_time); zero when the engine does not say.
 	LastMessage time.Time `json:"last_message,omitzero"`
+	// Heartbeats counts the heartbeats the replica received from its source
+	// (MariaDB Slave_received_heartbeats). The engine gives no time for
+	// them: a watcher learns when the replica last heard from its source by
+	// seeing this count (or Received) change between probes.
+	Heartbeats int64 `json:"heartbeats,omitempty"`
 }
 
 // Lag is how far a replica is behind the primary, three ways.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strconv"
 
 	"github.com/dbha/dbha/topology"
 )
@@ -41,6 +42,9 @@ func probeMariaDB(ctx context.Context, conn *sql.Conn, in *topology.Instance) er
 		return nil
 	}
 	in.Replication = replicationFrom(row)
+	if hb, err := strconv.ParseInt(row.get("Slave_received_heartbeats"), 10, 64); err == nil {
+		in.Replication.Heartbeats = hb
+	}
 	if in.Received, err = topology.ParseMariaDB(row.get("Gtid_IO_Pos")); err != nil {
 		return fmt.Errorf("Gtid_IO_Pos: %w", err)
 	}

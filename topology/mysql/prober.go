@@ -89,6 +89,7 @@ func (p *Prober) Probe(ctx context.Context, addr string) topology.Instance {
 	if err != nil {
 		in = topology.Instance{Addr: addr, Reachable: false}
 		in.Error, in.ErrorCode = describe(err, addr, p.user)
+		in.TimedOut = timedOut(ctx, err)
 		return in
 	}
 	in.Reachable = true
@@ -121,8 +122,7 @@ func describe(err error, addr, user string) (string, topology.ProblemCode) {
 		}
 		return fmt.Sprintf("%s: %s", addr, me.Error()), topology.InstanceUnreachable
 	}
-	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+	if isTimeout(err) {
 		return fmt.Sprintf("%s did not answer in time: %v", addr, err), topology.InstanceUnreachable
 	}
 	return fmt.Sprintf("%s: %v", addr, err), topology.InstanceUnreachable
@@ -191,4 +191,16 @@ func replicationFrom(row statusRow) *topology.Replication {
 		}
 	}
 	return r
+}
+
+// timedOut reports whether a probe failed for want of an answer in time.
+// The driver does not always wrap the context's error, so the context is
+// asked too.
+func timedOut(ctx context.Context, err error) bool {
+	return errors.Is(ctx.Err(), context.DeadlineExceeded) || isTimeout(err)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }

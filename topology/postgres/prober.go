@@ -105,6 +105,7 @@ func (p *Prober) Probe(ctx context.Context, addr string) topology.Instance {
 	if err != nil {
 		in = topology.Instance{Addr: addr}
 		in.Error, in.ErrorCode = describe(err, addr, p.user)
+		in.TimedOut = timedOut(ctx, err)
 		return in
 	}
 	in.Reachable = true
@@ -141,4 +142,9 @@ func describe(err error, addr, user string) (string, topology.ProblemCode) {
 		return fmt.Sprintf("%s did not answer in time: %v", addr, err), topology.InstanceUnreachable
 	}
 	return fmt.Sprintf("%s: %v", addr, err), topology.InstanceUnreachable
+}
+
+// timedOut reports whether a probe failed for want of an answer in time.
+func timedOut(ctx context.Context, err error) bool {
+	return errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err)
 }

@@ -1,0 +1,207 @@
+package checks
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/dbha/dbha/topology"
+)
+
+// Code names a kind of finding. Codes are stable: logs, metrics, the API
+// and audit records carry them.
+type Code string
+
+const (
+	DeadPrimary                Code = "DeadPrimary"
+	DeadPrimaryAndSomeReplicas Code = "DeadPrimaryAndSomeReplicas"
+	UnreachablePrimary         Code = "UnreachablePrimary"
+	PrimaryHung                Code = "PrimaryHung"
+	NoWritablePrimary          Code = "NoWritablePrimary"
+	TwoWritablePrimaries       Code = "TwoWritablePrimaries"
+	ReplicationStopped         Code = "ReplicationStopped"
+	ReplicaLagging             Code = "ReplicaLagging"
+	ErrantTransactions         Code = "ErrantTransactions"
+	ReplicaUnreachable         Code = "ReplicaUnreachable"
+)
+
+// Severity ranks findings.
+type Severity string
+
+const (
+	Critical Severity = "critical"
+	Warning  Severity = "warning"
+)
+
+// Finding is one conclusion with the evidence that supports it.
+type Finding struct {
+	Code     Code     `json:"code"`
+	Severity Severity `json:"severity"`
+	Instance string   `json:"instance,omitempty"`
+	Summary  string   `json:"summary"`
+	// Votes are the paths' verdicts on the primary, for findings about it.
+	Votes []Vote `json:"votes,omitempty"`
+	// Recover: a recovery (failover) may act on this finding.
+	Recover bool `json:"recover,omitempty"`
+}
+
+// rule is one row of the analysis table: a code, its severity, what
+// matches it, and the findings it makes redundant when it matches.
+type rule struct {
+	code       Code
+	severity   Severity
+	recover    bool
+	match      func(a *analysis) []Finding // findings with Instance, Summary and Votes set
+	suppresses []Code
+}
+
+// rules is the analysis table. Order is the order of the output.
+var rules = []rule{
+	{code: DeadPrimary, severity: Critical, recover: true, match: matchDeadPrimary(false),
+		suppresses: []Code{UnreachablePrimary, PrimaryHung, ReplicationStopped}},
+	{code: DeadPrimaryAndSomeReplicas, severity: Critical, recover: true, match: matchDeadPrimary(true),
+		suppresses: []Code{UnreachablePrimary, PrimaryHung, ReplicationStopped}},
+	{code: PrimaryHung, severity: Critical, match: matchPrimaryHung,
+		suppresses: []Code{UnreachablePrimary, ReplicationStopped}},
+	{code: UnreachablePrimary, severity: Warning, match: matchUnreachablePrimary},
+	{code: TwoWritablePrimaries, severity: Critical, match: fromProblem(topology.TwoWritablePrimaries)},
+	{code: NoWritablePrimary, severity: Critical, match: fromProblem(topology.NoWritablePrimary)},
+	{code: ErrantTransactions, severity: Warning, match: fromProblem(topology.ErrantTransactions)},
+	{code: ReplicationStopped, severity: Warning, match: fromProblem(topology.ReplicationStopped)},
+	{code: ReplicaUnreachable, severity: Warning, match: matchReplicaUnreachable},
+	{code: ReplicaLagging, severity: Warning, match: matchReplicaLagging},
+}
+
+// analysis is the working state of one Analyze call.
+type analysis struct {
+	ev    Evidence
+	p     Policy
+	now   time.Time
+	votes []Vote
+	t     tally
+}
+
+// Analyze turns evidence into findings. It is pure and deterministic: the
+// same evidence, policy and now give the same findings in the same order.
+func Analyze(ev Evidence, p Policy, now time.Time) []Finding {
+	ev.At = now
+	a := &analysis{ev: ev, p: p, now: now, votes: votes(ev, p)}
+	a.t = count(a.votes)
+	suppressed := map[Code]bool{}
+	var out []Finding
+	for _, r := range rules {
+		if suppressed[r.code] {
+			continue
+		}
+		found := r.match(a)
+		for i := range found {
+			found[i].Code, found[i].Severity, found[i].Recover = r.code, r.severity, r.recover
+		}
+		if len(found) > 0 {
+			for _, c := range r.suppresses {
+				suppressed[c] = true
+			}
+		}
+		out = append(out, found...)
+	}
+	return slices.DeleteFunc(out, func(f Finding) bool { return suppressed[f.Code] })
+}
+
+// primaryDown: dbha's own path says dead and no path says alive.
+func (a *analysis) primaryDown() bool {
+	return a.ev.Primary != "" && a.t.manager == Dead && a.t.replicasAlive == 0 && a.t.othersAlive == 0
+}
+
+func matchDeadPrimary(someReplicasUnknown bool) func(a *analysis) []Finding {
+	return func(a *analysis) []Finding {
+		if !a.primaryDown() || a.t.replicasDead == 0 || (a.t.replicasNone > 0) != someReplicasUnknown {
+			return nil
+		}
+		s := fmt.Sprintf("primary %s is dead: dbha and %d replica(s) lost it", a.ev.Primary, a.t.replicasDead)
+		if someReplicasUnknown {
+			s += fmt.Sprintf("; %d replica(s) cannot be reached to confirm", a.t.replicasNone)
+		}
+		return []Finding{{Instance: a.ev.Primary, Summary: s, Votes: a.votes}}
+	}
+}
+
+func matchPrimaryHung(a *analysis) []Finding {
+	h := a.ev.Manager.HungSince
+	if a.ev.Primary == "" || h.IsZero() || a.now.Sub(h) < a.p.HungAfter {
+		return nil
+	}
+	s := fmt.Sprintf("primary %s accepts connections but has not answered SQL for %v", a.ev.Primary, a.now.Sub(h).Round(time.Millisecond))
+	if a.t.replicasAlive+a.t.othersAlive > 0 {
+		s += fmt.Sprintf("; %d path(s) still hear from it", a.t.replicasAlive+a.t.othersAlive)
+	}
+	return []Finding{{Instance: a.ev.Primary, Summary: s, Votes: a.votes}}
+}
+
+// matchUnreachablePrimary: dbha cannot reach the primary but the other
+// paths do not confirm a death. Never a reason to fail over.
+func matchUnreachablePrimary(a *analysis) []Finding {
+	if a.ev.Primary == "" || a.t.manager != Dead {
+		return nil
+	}
+	var why string
+	switch alive := a.t.replicasAlive + a.t.othersAlive; {
+	case alive > 0:
+		why = fmt.Sprintf("%d other path(s) still hear from it: dbha is partitioned from the primary, which is no reason to fail over", alive)
+	case a.t.replicasDead == 0:
+		why = "no replica can confirm that it is down"
+	default:
+		return nil
+	}
+	return []Finding{{Instance: a.ev.Primary, Summary: fmt.Sprintf("dbha cannot reach primary %s; %s", a.ev.Primary, why), Votes: a.votes}}
+}
+
+// fromProblem carries a topology problem over as a finding.
+func fromProblem(code topology.ProblemCode) func(a *analysis) []Finding {
+	return func(a *analysis) []Finding {
+		var out []Finding
+		for _, p := range a.ev.Snapshot.Problems {
+			if p.Code == code {
+				out = append(out, Finding{Instance: p.Instance, Summary: p.Message})
+			}
+		}
+		return out
+	}
+}
+
+func matchReplicaUnreachable(a *analysis) []Finding {
+	var out []Finding
+	for _, p := range a.ev.Snapshot.Problems {
+		if (p.Code == topology.InstanceUnreachable || p.Code == topology.AccessDenied) && p.Instance != a.ev.Primary {
+			out = append(out, Finding{Instance: p.Instance, Summary: p.Message})
+		}
+	}
+	return out
+}
+
+func matchReplicaLagging(a *analysis) []Finding {
+	var out []Finding
+	for _, in := range a.ev.Snapshot.Instances {
+		if in.Lag == nil || in.Role != topology.RoleReplica {
+			continue
+		}
+		if why := overLimit(*in.Lag, a.p); why != "" {
+			out = append(out, Finding{Instance: in.Addr, Summary: "replica lags: " + why})
+		}
+	}
+	return out
+}
+
+func overLimit(l topology.Lag, p Policy) string {
+	var over []string
+	if p.LagSeconds > 0 && l.Seconds != nil && *l.Seconds > p.LagSeconds {
+		over = append(over, fmt.Sprintf("%.0fs behind (limit %.0fs)", *l.Seconds, p.LagSeconds))
+	}
+	if p.LagTransactions > 0 && l.Transactions > p.LagTransactions {
+		over = append(over, fmt.Sprintf("%d transactions behind (limit %d)", l.Transactions, p.LagTransactions))
+	}
+	if p.LagBytes > 0 && l.Bytes > p.LagBytes {
+		over = append(over, fmt.Sprintf("%d bytes behind (limit %d)", l.Bytes, p.LagBytes))
+	}
+	return strings.Join(over, ", ")
+}

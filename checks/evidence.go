@@ -1,0 +1,189 @@
+package checks
+
+import (
+	"time"
+
+	"github.com/dbha/dbha/topology"
+)
+
+// Observation is what one probe cycle gathered about one cluster, raw.
+type Observation struct {
+	At time.Time
+	// Snapshot is the topology discovery of this cycle: dbha's SQL probe of
+	// every instance, and every replica's own view of its link.
+	Snapshot topology.Snapshot
+	// TCP is dbha's TCP connect to the watched primary this cycle; it tells
+	// a dead server (refused) from a hung one (accepts, does not answer).
+	TCP ProbeResult
+	// Stream is dbha's change stream to the primary; nil when none runs.
+	Stream *StreamView
+	// Peers are other dbha managers' latest observations of the cluster.
+	Peers []PeerView
+	// External is the operator's check command's verdict; nil when none.
+	External *ExternalView
+}
+
+// ProbeResult is one probe's outcome.
+type ProbeResult struct {
+	OK       bool          `json:"ok"`
+	TimedOut bool          `json:"timed_out,omitempty"`
+	Latency  time.Duration `json:"latency"`
+	Error    string        `json:"error,omitempty"`
+}
+
+// StreamView is dbha's change stream as the analysis needs it.
+type StreamView struct {
+	Connected   bool      `json:"connected"`
+	Primary     string    `json:"primary"`      // the instance it streams from
+	LastMessage time.Time `json:"last_message"` // event, heartbeat or keepalive
+	Error       string    `json:"error,omitempty"`
+}
+
+// PeerView is another manager's latest observation, published in Consul.
+type PeerView struct {
+	Manager string    `json:"manager"`
+	At      time.Time `json:"at"`
+	Primary string    `json:"primary"`
+	// Reaches: that manager's own SQL probe of Primary succeeded.
+	Reaches bool   `json:"reaches"`
+	Detail  string `json:"detail,omitempty"`
+}
+
+// ExternalView is the verdict of an operator's check command (for example
+// a probe from another network): exit status 0 says the primary is alive.
+type ExternalView struct {
+	Alive  bool      `json:"alive"`
+	At     time.Time `json:"at"`
+	Detail string    `json:"detail,omitempty"`
+}
+
+// Evidence is everything Analyze decides from: the latest snapshot and,
+// per path, what was seen, with the history that one cycle cannot show
+// (consecutive failures, when each replica last heard from the primary).
+type Evidence struct {
+	At       time.Time         `json:"at"`
+	Snapshot topology.Snapshot `json:"snapshot"`
+	// Primary is the primary being watched: the snapshot's, or the last one
+	// known when this snapshot names none (it may just have died).
+	Primary  string              `json:"primary"`
+	Manager  ManagerView         `json:"manager"`
+	Links    map[string]LinkView `json:"links"` // by replica address
+	Stream   *StreamView         `json:"stream,omitempty"`
+	Peers    []PeerView          `json:"peers,omitempty"`
+	External *ExternalView       `json:"external,omitempty"`
+}
+
+// ManagerView is dbha's own path to the primary.
+type ManagerView struct {
+	TCP ProbeResult `json:"tcp"`
+	SQL ProbeResult `json:"sql"`
+	// Failures counts consecutive cycles whose SQL probe failed, since
+	// FailingSince. HungSince is the start of the current run of cycles in
+	// which TCP connected but SQL timed out (zero when not hung).
+	Failures     int       `json:"failures"`
+	FailingSince time.Time `json:"failing_since,omitzero"`
+	HungSince    time.Time `json:"hung_since,omitzero"`
+}
+
+// LinkView is one replica's replication link to the primary.
+type LinkView struct {
+	// Reachable: dbha could ask the replica this cycle.
+	Reachable bool   `json:"reachable"`
+	Source    string `json:"source"`
+	// Connected: the IO thread or WAL receiver is connected/streaming.
+	Connected bool `json:"connected"`
+	// LastHeard is when the replica last heard from its source, as the
+	// engine reports it or as the tracker saw its counters move.
+	LastHeard time.Time `json:"last_heard,omitzero"`
+	Error     string    `json:"error,omitempty"`
+}
+
+// Tracker carries what analysis needs from earlier cycles. It is a value:
+// Observe returns the next one and never changes its receiver.
+type Tracker struct {
+	primary      string
+	failures     int
+	failingSince time.Time
+	hungSince    time.Time
+	marks        map[string]linkMark
+}
+
+// linkMark is what a replica's link looked like when it last changed.
+type linkMark struct {
+	heartbeats int64
+	received   string
+	heard      time.Time
+}
+
+// Observe folds one cycle into the tracker and returns the evidence for it.
+func (t Tracker) Observe(o Observation) (Tracker, Evidence) {
+	next := Tracker{primary: t.primary, marks: map[string]linkMark{}}
+	if o.Snapshot.Primary != "" {
+		next.primary = o.Snapshot.Primary
+	}
+	ev := Evidence{At: o.At, Snapshot: o.Snapshot, Primary: next.primary, Stream: o.Stream,
+		Peers: o.Peers, External: o.External, Links: map[string]LinkView{}}
+
+	ev.Manager = ManagerView{TCP: o.TCP, SQL: sqlResult(o.Snapshot, next.primary)}
+	if next.primary == t.primary {
+		next.failures, next.failingSince, next.hungSince = t.failures, t.failingSince, t.hungSince
+	}
+	if ev.Manager.SQL.OK {
+		next.failures, next.failingSince, next.hungSince = 0, time.Time{}, time.Time{}
+	} else {
+		if next.failures == 0 {
+			next.failingSince = o.At
+		}
+		next.failures++
+		hung := o.TCP.OK && ev.Manager.SQL.TimedOut
+		switch {
+		case hung && next.hungSince.IsZero():
+			next.hungSince = o.At
+		case !hung:
+			next.hungSince = time.Time{}
+		}
+	}
+	ev.Manager.Failures, ev.Manager.FailingSince, ev.Manager.HungSince = next.failures, next.failingSince, next.hungSince
+
+	for _, in := range o.Snapshot.Instances {
+		if in.Addr == next.primary || (in.Replication == nil && in.Reachable) {
+			continue
+		}
+		lv, mark := link(in, t.marks[in.Addr], o.At)
+		ev.Links[in.Addr] = lv
+		next.marks[in.Addr] = mark
+	}
+	return next, ev
+}
+
+// sqlResult is dbha's SQL probe of the primary, from the snapshot.
+func sqlResult(s topology.Snapshot, primary string) ProbeResult {
+	in, ok := s.Instance(primary)
+	if !ok {
+		return ProbeResult{Error: "the primary is not an instance of the cluster"}
+	}
+	r := ProbeResult{OK: in.Reachable, Latency: time.Duration(in.ProbeTime), Error: in.Error}
+	r.TimedOut = !in.Reachable && in.TimedOut
+	return r
+}
+
+// link describes a replica's link and moves its mark: the replica heard
+// from its source when the engine says so (LastMessage) or when its
+// heartbeat count or received position changed since the last cycle.
+func link(in topology.Instance, prev linkMark, at time.Time) (LinkView, linkMark) {
+	if !in.Reachable {
+		return LinkView{Reachable: false, Error: in.Error}, prev
+	}
+	r := in.Replication
+	lv := LinkView{Reachable: true, Source: r.Source, Connected: r.IORunning, Error: r.IOError}
+	mark := linkMark{heartbeats: r.Heartbeats, received: in.Received.String(), heard: prev.heard}
+	moved := prev.heard.IsZero() || mark.heartbeats != prev.heartbeats || mark.received != prev.received
+	if moved && r.IORunning {
+		mark.heard = at
+	}
+	lv.LastHeard = mark.heard
+	if !r.LastMessage.IsZero() {
+		lv.LastHeard = r.LastMessage
+	}
+	return lv, mark
+}

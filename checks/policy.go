@@ -1,0 +1,68 @@
+package checks
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Policy holds the thresholds analysis applies. The defaults confirm a
+// killed primary within about a second and a hung one within about five on
+// a local network (see DefaultPolicy).
+type Policy struct {
+	// Failures is how many consecutive failed probes of the primary make
+	// dbha's own path vote "dead".
+	Failures int `json:"failures"`
+	// LinkStale: a replica whose link to the primary is up but has heard
+	// nothing (no event, no heartbeat) for this long votes "dead". Keep it
+	// above the replicas' heartbeat period (MariaDB slave_net_timeout/2,
+	// PostgreSQL wal_sender_timeout/2).
+	LinkStale time.Duration `json:"link_stale"`
+	// StreamStale: dbha's change stream silent this long votes "dead".
+	StreamStale time.Duration `json:"stream_stale"`
+	// HungAfter: the primary accepting TCP but not answering SQL for this
+	// long is PrimaryHung; HungDeadAfter: hung this long, it votes "dead".
+	HungAfter     time.Duration `json:"hung_after"`
+	HungDeadAfter time.Duration `json:"hung_dead_after"`
+	// PeerFresh: peer observations older than this are not evidence.
+	PeerFresh time.Duration `json:"peer_fresh"`
+	// Lag limits for ReplicaLagging; zero disables a limit.
+	LagSeconds      float64 `json:"lag_seconds"`
+	LagTransactions int64   `json:"lag_transactions"`
+	LagBytes        int64   `json:"lag_bytes"`
+}
+
+// DefaultPolicy is tuned for a probe interval of 250 ms: two failed probes
+// (about half a second) make dbha's path vote dead, and a killed primary's
+// replicas lose their links at once.
+func DefaultPolicy() Policy {
+	return Policy{
+		Failures:        2,
+		LinkStale:       3 * time.Second,
+		StreamStale:     3 * time.Second,
+		HungAfter:       time.Second,
+		HungDeadAfter:   3 * time.Second,
+		PeerFresh:       10 * time.Second,
+		LagSeconds:      30,
+		LagTransactions: 1000,
+		LagBytes:        64 << 20,
+	}
+}
+
+// Validate checks a policy's thresholds.
+func (p Policy) Validate() error {
+	var errs []error
+	if p.Failures < 1 {
+		errs = append(errs, fmt.Errorf("failures must be at least 1, got %d", p.Failures))
+	}
+	for name, d := range map[string]time.Duration{"link_stale": p.LinkStale, "stream_stale": p.StreamStale,
+		"hung_after": p.HungAfter, "hung_dead_after": p.HungDeadAfter, "peer_fresh": p.PeerFresh} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be a positive duration, got %v", name, d))
+		}
+	}
+	if p.HungDeadAfter < p.HungAfter {
+		errs = append(errs, fmt.Errorf("hung_dead_after (%v) must not be shorter than hung_after (%v)", p.HungDeadAfter, p.HungAfter))
+	}
+	return errors.Join(errs...)
+}
