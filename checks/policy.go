@@ -12,24 +12,24 @@ import (
 type Policy struct {
 	// Failures is how many consecutive failed probes of the primary make
 	// dbha's own path vote "dead".
-	Failures int `json:"failures"`
+	Failures int `mapstructure:"failures" yaml:"failures,omitempty" json:"failures"`
 	// LinkStale: a replica whose link to the primary is up but has heard
 	// nothing (no event, no heartbeat) for this long votes "dead". Keep it
 	// above the replicas' heartbeat period (MariaDB slave_net_timeout/2,
 	// PostgreSQL wal_sender_timeout/2).
-	LinkStale time.Duration `json:"link_stale"`
+	LinkStale time.Duration `mapstructure:"link_stale" yaml:"link_stale,omitempty" json:"link_stale"`
 	// StreamStale: dbha's change stream silent this long votes "dead".
-	StreamStale time.Duration `json:"stream_stale"`
+	StreamStale time.Duration `mapstructure:"stream_stale" yaml:"stream_stale,omitempty" json:"stream_stale"`
 	// HungAfter: the primary accepting TCP but not answering SQL for this
 	// long is PrimaryHung; HungDeadAfter: hung this long, it votes "dead".
-	HungAfter     time.Duration `json:"hung_after"`
-	HungDeadAfter time.Duration `json:"hung_dead_after"`
+	HungAfter     time.Duration `mapstructure:"hung_after" yaml:"hung_after,omitempty" json:"hung_after"`
+	HungDeadAfter time.Duration `mapstructure:"hung_dead_after" yaml:"hung_dead_after,omitempty" json:"hung_dead_after"`
 	// PeerFresh: peer observations older than this are not evidence.
-	PeerFresh time.Duration `json:"peer_fresh"`
+	PeerFresh time.Duration `mapstructure:"peer_fresh" yaml:"peer_fresh,omitempty" json:"peer_fresh"`
 	// Lag limits for ReplicaLagging; zero disables a limit.
-	LagSeconds      float64 `json:"lag_seconds"`
-	LagTransactions int64   `json:"lag_transactions"`
-	LagBytes        int64   `json:"lag_bytes"`
+	LagSeconds      float64 `mapstructure:"lag_seconds" yaml:"lag_seconds,omitempty" json:"lag_seconds"`
+	LagTransactions int64   `mapstructure:"lag_transactions" yaml:"lag_transactions,omitempty" json:"lag_transactions"`
+	LagBytes        int64   `mapstructure:"lag_bytes" yaml:"lag_bytes,omitempty" json:"lag_bytes"`
 }
 
 // DefaultPolicy is tuned for a probe interval of 250 ms: two failed probes

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dbha/dbha/checks"
 )
 
 // Engine names a database family dbha manages.
@@ -27,8 +29,46 @@ type Config struct {
 	StateDir string    `mapstructure:"state_dir" yaml:"state_dir" json:"state_dir"`
 	Consul   Consul    `mapstructure:"consul" yaml:"consul" json:"consul"`
 	Probe    Probe     `mapstructure:"probe" yaml:"probe" json:"probe"`
+	Manager  Manager   `mapstructure:"manager" yaml:"manager,omitempty" json:"manager"`
+	Checks   Checks    `mapstructure:"checks" yaml:"checks,omitempty" json:"checks"`
+	HTTP     HTTP      `mapstructure:"http" yaml:"http,omitempty" json:"http"`
 	Clusters []Cluster `mapstructure:"clusters" yaml:"clusters" json:"clusters"`
 }
+
+// Manager identifies this dbha process among the managers that watch the
+// same clusters (they share observations through Consul).
+type Manager struct {
+	// Name defaults to the host name.
+	Name string `mapstructure:"name" yaml:"name,omitempty" json:"name"`
+}
+
+// Checks configures failure detection: how often dbha probes, and the
+// thresholds of the analysis (checks.Policy).
+type Checks struct {
+	// Interval between probe cycles of one cluster.
+	Interval      time.Duration `mapstructure:"interval" yaml:"interval,omitempty" json:"interval"`
+	checks.Policy `mapstructure:",squash" yaml:",inline"`
+	// ExternalTimeout bounds a cluster's check_command; ExternalInterval is
+	// how often it runs.
+	ExternalTimeout  time.Duration `mapstructure:"external_timeout" yaml:"external_timeout,omitempty" json:"external_timeout"`
+	ExternalInterval time.Duration `mapstructure:"external_interval" yaml:"external_interval,omitempty" json:"external_interval"`
+}
+
+// HTTP is the daemon's API and metrics endpoint.
+type HTTP struct {
+	// Listen is host:port; empty turns the endpoint off.
+	Listen string `mapstructure:"listen" yaml:"listen,omitempty" json:"listen"`
+	// TokenFile or TokenEnv hold the bearer token every request but
+	// /healthz must carry.
+	TokenFile string `mapstructure:"token_file" yaml:"token_file,omitempty" json:"token_file,omitempty"`
+	TokenEnv  string `mapstructure:"token_env" yaml:"token_env,omitempty" json:"token_env,omitempty"`
+}
+
+// Token returns where the API token comes from.
+func (h HTTP) Token() Secret { return Secret{File: h.TokenFile, Env: h.TokenEnv} }
+
+// Token returns where the Consul ACL token comes from (may be empty).
+func (c Consul) Token() Secret { return Secret{File: c.TokenFile, Env: c.TokenEnv} }
 
 // Consul says where the Consul agent is.
 type Consul struct {
@@ -56,6 +96,10 @@ type Cluster struct {
 	PasswordEnv  string `mapstructure:"password_env" yaml:"password_env,omitempty" json:"password_env,omitempty"`
 	// Replication is the account replicas use to follow the primary.
 	Replication Account `mapstructure:"replication" yaml:"replication" json:"replication"`
+	// CheckCommand is an optional external check run every
+	// checks.external_interval with the primary's address in
+	// DBHA_PRIMARY; exit status 0 votes "alive", anything else "dead".
+	CheckCommand []string `mapstructure:"check_command" yaml:"check_command,omitempty" json:"check_command,omitempty"`
 	// Stream configures dbha's own copy of the primary's binlog or WAL.
 	Stream Stream `mapstructure:"stream" yaml:"stream,omitempty" json:"stream"`
 }
@@ -106,6 +150,8 @@ func Default() Config {
 		StateDir: "/var/lib/dbha",
 		Consul:   Consul{Address: "127.0.0.1:8500"},
 		Probe:    Probe{Timeout: time.Second},
+		Checks: Checks{Interval: 250 * time.Millisecond, Policy: checks.DefaultPolicy(),
+			ExternalTimeout: 2 * time.Second, ExternalInterval: time.Second},
 	}
 }
 
@@ -208,6 +254,26 @@ func Validate(cfg Config, file string) error {
 	}
 	if cfg.Probe.Timeout <= 0 {
 		bad("probe.timeout", "must be a positive duration such as 1s, got %v", cfg.Probe.Timeout)
+	}
+	if cfg.Checks.Interval <= 0 {
+		bad("checks.interval", "must be a positive duration such as 250ms, got %v", cfg.Checks.Interval)
+	}
+	if err := cfg.Checks.Policy.Validate(); err != nil {
+		bad("checks", "%v", err)
+	}
+	if cfg.Checks.ExternalTimeout <= 0 || cfg.Checks.ExternalInterval <= 0 {
+		bad("checks", "external_timeout and external_interval must be positive durations")
+	}
+	if cfg.HTTP.Listen != "" {
+		if err := checkHostPort(cfg.HTTP.Listen); err != nil {
+			bad("http.listen", "%v", err)
+		}
+		switch t := cfg.HTTP.Token(); {
+		case t.File == "" && t.Env == "":
+			bad("http", "set token_file or token_env: the API requires a bearer token")
+		case t.File != "" && t.Env != "":
+			bad("http", "set token_file or token_env, not both")
+		}
 	}
 	if len(cfg.Clusters) == 0 {
 		bad("clusters", "no cluster is configured")

@@ -94,6 +94,7 @@ func resolvePaths(cfg *config.Config, base string) {
 	}
 	abs(&cfg.StateDir)
 	abs(&cfg.Consul.TokenFile)
+	abs(&cfg.HTTP.TokenFile)
 	for i := range cfg.Clusters {
 		abs(&cfg.Clusters[i].PasswordFile)
 		abs(&cfg.Clusters[i].Replication.PasswordFile)
@@ -171,8 +172,14 @@ func fieldByKey(typ reflect.Type, key string) (reflect.StructField, bool) {
 	}
 	for i := range typ.NumField() {
 		f := typ.Field(i)
-		if tag, _, _ := strings.Cut(f.Tag.Get("mapstructure"), ","); tag == key {
+		tag, opts, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
+		if tag == key {
 			return f, true
+		}
+		if opts == "squash" { // an embedded struct whose keys sit at this level
+			if sub, ok := fieldByKey(f.Type, key); ok {
+				return sub, true
+			}
 		}
 	}
 	return reflect.StructField{}, false
