@@ -86,7 +86,7 @@ type analysis struct {
 // same evidence, policy and now give the same findings in the same order.
 func Analyze(ev Evidence, p Policy, now time.Time) []Finding {
 	ev.At = now
-	a := &analysis{ev: ev, p: p, now: now, votes: votes(ev, p)}
+	a := &analysis{ev: ev, p: p, now: now, votes: Votes(ev, p)}
 	a.t = count(a.votes)
 	suppressed := map[Code]bool{}
 	var out []Finding

@@ -48,7 +48,7 @@ func FuzzAnalyze(f *testing.F) {
 		findings := Analyze(ev, p, t0)
 
 		alive := false
-		for _, v := range votes(ev, p) {
+		for _, v := range Votes(ev, p) {
 			alive = alive || v.Verdict == Alive
 		}
 		for _, fd := range findings {

@@ -117,20 +117,34 @@ func TestAnalyze(t *testing.T) {
 		{"hung primary not yet long enough", func(ev *Evidence) {
 			ev.Manager = ManagerView{TCP: ProbeResult{OK: true}, SQL: ProbeResult{TimedOut: true}, Failures: 1, HungSince: t0.Add(-200 * time.Millisecond)}
 		}, nil, false},
-		{"hung primary: links gone silent, past the dead threshold", func(ev *Evidence) {
+		{"hung primary: replicas timed out their links, past the dead threshold", func(ev *Evidence) {
 			ev.Manager = ManagerView{TCP: ProbeResult{OK: true}, SQL: ProbeResult{TimedOut: true}, Failures: 16, HungSince: t0.Add(-4 * time.Second)}
 			for a, l := range ev.Links {
-				l.LastHeard = t0.Add(-4 * time.Second)
+				l.Connected, l.Error = false, "Lost connection: timeout reading from master"
 				ev.Links[a] = l
 			}
 		}, []string{"DeadPrimary@" + prim}, true},
-		{"hung primary: links silent but not yet dead threshold", func(ev *Evidence) {
+		{"hung primary: links dropped but not yet the dead threshold", func(ev *Evidence) {
 			ev.Manager = ManagerView{TCP: ProbeResult{OK: true}, SQL: ProbeResult{TimedOut: true}, Failures: 8, HungSince: t0.Add(-2 * time.Second)}
 			for a, l := range ev.Links {
-				l.LastHeard = t0.Add(-4 * time.Second)
+				l.Connected = false
 				ev.Links[a] = l
 			}
 		}, []string{"PrimaryHung@" + prim}, false},
+		{"hung primary: silent links confirm nothing", func(ev *Evidence) {
+			ev.Manager = ManagerView{TCP: ProbeResult{OK: true}, SQL: ProbeResult{TimedOut: true}, Failures: 16, HungSince: t0.Add(-4 * time.Second)}
+			for a, l := range ev.Links {
+				l.LastHeard = t0.Add(-10 * time.Second)
+				ev.Links[a] = l
+			}
+		}, []string{"PrimaryHung@" + prim}, false},
+		{"partitioned dbha, idle replicas silent: no confirmation", func(ev *Evidence) {
+			ev.Manager = ManagerView{TCP: ProbeResult{TimedOut: true}, SQL: ProbeResult{TimedOut: true}, Failures: 9}
+			for a, l := range ev.Links {
+				l.LastHeard = t0.Add(-30 * time.Second)
+				ev.Links[a] = l
+			}
+		}, []string{"UnreachablePrimary@" + prim}, false},
 		{"topology problems carry over", func(ev *Evidence) {
 			ev.Snapshot.Problems = []topology.Problem{
 				{Code: topology.TwoWritablePrimaries, Message: "both"},

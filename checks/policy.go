@@ -14,9 +14,9 @@ type Policy struct {
 	// dbha's own path vote "dead".
 	Failures int `mapstructure:"failures" yaml:"failures,omitempty" json:"failures"`
 	// LinkStale: a replica whose link to the primary is up but has heard
-	// nothing (no event, no heartbeat) for this long votes "dead". Keep it
-	// above the replicas' heartbeat period (MariaDB slave_net_timeout/2,
-	// PostgreSQL wal_sender_timeout/2).
+	// nothing (no event, no heartbeat) for this long no longer vouches for
+	// the primary (it votes "unknown" until its link drops). Keep it above
+	// the MariaDB heartbeat period (slave_net_timeout/2).
 	LinkStale time.Duration `mapstructure:"link_stale" yaml:"link_stale,omitempty" json:"link_stale"`
 	// StreamStale: dbha's change stream silent this long votes "dead".
 	StreamStale time.Duration `mapstructure:"stream_stale" yaml:"stream_stale,omitempty" json:"stream_stale"`

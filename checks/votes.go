@@ -35,9 +35,9 @@ type Vote struct {
 	Detail  string  `json:"detail"`
 }
 
-// votes turns evidence into one vote per path and source, in a stable
+// Votes turns evidence into one vote per path and source, in a stable
 // order: manager, replicas (by address), stream, peers, external.
-func votes(ev Evidence, p Policy) []Vote {
+func Votes(ev Evidence, p Policy) []Vote {
 	out := []Vote{managerVote(ev, p)}
 	addrs := make([]string, 0, len(ev.Links))
 	for a := range ev.Links {
@@ -72,7 +72,7 @@ func managerVote(ev Evidence, p Policy) Vote {
 	v := Vote{Path: PathManager, Source: "dbha", Verdict: Unknown}
 	switch {
 	case m.SQL.OK:
-		v.Verdict, v.Detail = Alive, fmt.Sprintf("SQL answered in %v", m.SQL.Latency.Round(time.Millisecond))
+		v.Verdict, v.Detail = Alive, fmt.Sprintf("SQL answered in %.1fms", float64(m.SQL.Latency)/1e6)
 	case !m.HungSince.IsZero():
 		hung := ev.At.Sub(m.HungSince)
 		v.Detail = fmt.Sprintf("TCP connects but SQL has not answered for %v", hung.Round(time.Millisecond))
@@ -89,8 +89,8 @@ func managerVote(ev Evidence, p Policy) Vote {
 }
 
 // replicaVote: a replica that follows the primary vouches for it while its
-// link is connected and has heard from it recently. Replicas of other
-// sources say nothing about this primary.
+// link is connected and has heard from it recently, and votes dead once its
+// link is down. Replicas of other sources say nothing about this primary.
 func replicaVote(addr string, l LinkView, primary string, now time.Time, p Policy) (Vote, bool) {
 	v := Vote{Path: PathReplica, Source: addr, Verdict: Unknown}
 	switch {
@@ -104,7 +104,10 @@ func replicaVote(addr string, l LinkView, primary string, now time.Time, p Polic
 	case l.LastHeard.IsZero():
 		v.Verdict, v.Detail = Alive, "replication link is connected"
 	case now.Sub(l.LastHeard) > p.LinkStale:
-		v.Verdict = Dead
+		// Silence is no proof of death: an idle PostgreSQL primary may send
+		// nothing for wal_sender_timeout/2. The replica vouches for nothing
+		// until its own timeout (slave_net_timeout, wal_receiver_timeout)
+		// drops the link, and then it votes dead.
 		v.Detail = fmt.Sprintf("link connected but silent for %v", now.Sub(l.LastHeard).Round(time.Millisecond))
 	default:
 		v.Verdict = Alive

@@ -2,9 +2,12 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 )
@@ -84,6 +87,59 @@ func (l *Lab) Signal(name string, sig syscall.Signal) error {
 		return fmt.Errorf("%s (pid %d) still running after SIGKILL", name, n.PID)
 	}
 	return nil
+}
+
+// Freeze stops a node as a hung host would: SIGSTOP to its process and to
+// every child of it. (PostgreSQL's backends, walsenders and background
+// workers are children in sessions of their own; stopping the postmaster
+// alone leaves replication and open sessions working.) Thaw undoes it.
+func (l *Lab) Freeze(name string) error { return l.signalTree(name, syscall.SIGSTOP) }
+
+// Thaw resumes a frozen node.
+func (l *Lab) Thaw(name string) error { return l.signalTree(name, syscall.SIGCONT) }
+
+func (l *Lab) signalTree(name string, sig syscall.Signal) error {
+	n, err := l.Node(name)
+	if err != nil {
+		return err
+	}
+	if !processIsNode(n.PID, n.DataDir) {
+		return fmt.Errorf("signal %s: not running (recorded pid %d)", name, n.PID)
+	}
+	pids := append([]int{n.PID}, childrenOf(n.PID)...)
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("signal %s (pid %d): %w", name, pid, err)
+		}
+	}
+	return nil
+}
+
+// childrenOf lists the direct children of pid from /proc.
+func childrenOf(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// The fields after the command name (which may hold spaces) are
+		// "state ppid ...".
+		rest := string(stat)
+		if i := strings.LastIndexByte(rest, ')'); i >= 0 {
+			rest = rest[i+1:]
+		}
+		f := strings.Fields(rest)
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, child)
+		}
+	}
+	return out
 }
 
 // startNode launches n, records its PID, and waits until it serves.

@@ -47,6 +47,10 @@ wal_log_hints = on
 hot_standby = on
 wal_keep_size = '64MB'
 shared_buffers = '32MB'
+# A standby notices a silent (hung) primary within seconds, as MariaDB's
+# slave_net_timeout=4 does: dbha's failure detection counts on it.
+wal_sender_timeout = '4s'
+wal_receiver_timeout = '4s'
 include 'lab-node.conf'
 `
 

@@ -103,7 +103,7 @@ DBHA_CONSUL_ADDRESS, DBHA_CLUSTERS_0_USER, ...).`,
 		return usageError(fmt.Errorf("%w (see %s --help)", err, c.CommandPath()))
 	})
 	root.PersistentFlags().StringVar(&g.configFile, "config", "", "configuration file (default $DBHA_CONFIG or ./dbha.yaml)")
-	root.AddCommand(newTopologyCmd(g), newLabCmd())
+	root.AddCommand(newTopologyCmd(g), newCheckCmd(g), newRunCmd(g), newLabCmd())
 	return root
 }
 
@@ -122,4 +122,11 @@ func outputFormat(o string) error {
 		return usageError(fmt.Errorf("-o %q: use text or json", o))
 	}
 	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }

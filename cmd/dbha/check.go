@@ -1,0 +1,104 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dbha/dbha/checks"
+	"github.com/dbha/dbha/daemon"
+)
+
+func newCheckCmd(g *globalFlags) *cobra.Command {
+	var cluster, output string
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Analyse each cluster now and show the evidence of every path",
+		Long: `check runs as many probe cycles as the analysis needs to count consecutive
+failures (checks.failures + 1, checks.interval apart), then prints the findings
+and what each path says about the primary. Exit status: 0 no findings, 1
+findings, 2 usage or configuration error.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := outputFormat(output); err != nil {
+				return err
+			}
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			clusters, err := selectClusters(cfg, cluster)
+			if err != nil {
+				return err
+			}
+			m, closeAll, err := newMonitor(cmd.Context(), cfg, clusters, slog.New(slog.DiscardHandler))
+			if err != nil {
+				return err
+			}
+			defer closeAll()
+			for i := range cfg.Checks.Failures + 1 {
+				if i > 0 {
+					time.Sleep(cfg.Checks.Interval)
+				}
+				m.Cycle(cmd.Context())
+			}
+			states := m.States()
+			if err := writeCheck(cmd.OutOrStdout(), states, cfg.Checks.Policy, output); err != nil {
+				return err
+			}
+			for _, st := range states {
+				if len(st.Findings) > 0 {
+					return &exitError{code: exitProblems, err: errProblemsFound}
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&cluster, "cluster", "", "only this cluster")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+// checkReport is one cluster in `dbha check -o json`.
+type checkReport struct {
+	daemon.State
+	Votes []checks.Vote `json:"votes"`
+}
+
+func writeCheck(w io.Writer, states []daemon.State, p checks.Policy, format string) error {
+	reports := make([]checkReport, len(states))
+	for i, st := range states {
+		reports[i] = checkReport{State: st, Votes: checks.Votes(st.Evidence, p)}
+	}
+	if format == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"clusters": reports})
+	}
+	for i, r := range reports {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		status := "no findings"
+		if n := len(r.Findings); n > 0 {
+			status = fmt.Sprintf("%d finding(s)", n)
+		}
+		fmt.Fprintf(w, "%s (%s)  primary %s  %s\n", r.Cluster, r.Engine, orNone(r.Evidence.Primary), status)
+		fmt.Fprintln(w, "  evidence:")
+		for _, v := range r.Votes {
+			fmt.Fprintf(w, "    %-8s %-24s %-7s %s\n", v.Path, v.Source, v.Verdict, v.Detail)
+		}
+		for _, f := range r.Findings {
+			inst := ""
+			if f.Instance != "" {
+				inst = " " + f.Instance
+			}
+			fmt.Fprintf(w, "  %s (%s)%s: %s\n", f.Code, f.Severity, inst, f.Summary)
+		}
+	}
+	return nil
+}

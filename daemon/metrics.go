@@ -1,0 +1,74 @@
+package daemon
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dbha/dbha/topology"
+)
+
+// collector turns the monitor's latest states into metrics at scrape time,
+// so an instance that leaves a cluster leaves no stale series behind.
+type collector struct {
+	m *Monitor
+
+	up, lagSeconds, lagTransactions, lagBytes, probeSeconds, cycleSeconds, findings, cycles *prometheus.Desc
+}
+
+func newCollector(m *Monitor) *collector {
+	inst := []string{"cluster", "instance"}
+	return &collector{
+		m:               m,
+		up:              prometheus.NewDesc("dbha_instance_up", "1 when dbha's last SQL probe of the instance succeeded.", append(inst, "role"), nil),
+		lagSeconds:      prometheus.NewDesc("dbha_replica_lag_seconds", "Replica lag in seconds, as the replica reports it.", inst, nil),
+		lagTransactions: prometheus.NewDesc("dbha_replica_lag_transactions", "Transactions the primary has and the replica lacks (MariaDB/MySQL).", inst, nil),
+		lagBytes:        prometheus.NewDesc("dbha_replica_lag_bytes", "WAL bytes between the primary and the replica's replay (PostgreSQL).", inst, nil),
+		probeSeconds:    prometheus.NewDesc("dbha_probe_seconds", "Duration of dbha's last probe of the instance.", inst, nil),
+		cycleSeconds:    prometheus.NewDesc("dbha_cycle_seconds", "Duration of the last probe cycle of the cluster.", []string{"cluster"}, nil),
+		cycles:          prometheus.NewDesc("dbha_cycles_total", "Probe cycles run for the cluster.", []string{"cluster"}, nil),
+		findings:        prometheus.NewDesc("dbha_findings", "Current findings by code.", []string{"cluster", "code", "severity"}, nil),
+	}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.up, c.lagSeconds, c.lagTransactions, c.lagBytes, c.probeSeconds, c.cycleSeconds, c.cycles, c.findings} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	for _, st := range c.m.States() {
+		ch <- prometheus.MustNewConstMetric(c.cycles, prometheus.CounterValue, float64(st.Cycles), st.Cluster)
+		if st.Cycles == 0 {
+			continue
+		}
+		gauge(c.cycleSeconds, seconds(st.CycleTime), st.Cluster)
+		for _, in := range st.Evidence.Snapshot.Instances {
+			up := 0.0
+			if in.Reachable {
+				up = 1
+			}
+			gauge(c.up, up, st.Cluster, in.Addr, string(in.Role))
+			gauge(c.probeSeconds, seconds(in.ProbeTime), st.Cluster, in.Addr)
+			if in.Lag != nil {
+				if in.Lag.Seconds != nil {
+					gauge(c.lagSeconds, *in.Lag.Seconds, st.Cluster, in.Addr)
+				}
+				gauge(c.lagTransactions, float64(in.Lag.Transactions), st.Cluster, in.Addr)
+				gauge(c.lagBytes, float64(in.Lag.Bytes), st.Cluster, in.Addr)
+			}
+		}
+		type key struct{ code, severity string }
+		counts := map[key]int{}
+		for _, f := range st.Findings {
+			counts[key{string(f.Code), string(f.Severity)}]++
+		}
+		for k, n := range counts {
+			gauge(c.findings, float64(n), st.Cluster, k.code, k.severity)
+		}
+	}
+}
+
+func seconds(d topology.Duration) float64 { return float64(d) / 1e9 }

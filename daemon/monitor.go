@@ -1,0 +1,285 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/dbha/dbha/binlog"
+	"github.com/dbha/dbha/checks"
+	"github.com/dbha/dbha/config"
+	"github.com/dbha/dbha/topology"
+)
+
+// Peers is where managers share observations (Consul in production). Its
+// methods are called from every cluster's goroutine; an error is logged
+// and the cycle goes on without peers.
+type Peers interface {
+	PublishObservation(ctx context.Context, cluster string, v checks.PeerView) error
+	Peers(ctx context.Context, cluster, self string) ([]checks.PeerView, error)
+}
+
+// Cluster wires one cluster into the monitor.
+type Cluster struct {
+	Config config.Cluster
+	Prober topology.Prober
+	// Stream returns the in-process change stream's status, or nil.
+	Stream func() *binlog.Status
+}
+
+// Options configure a Monitor.
+type Options struct {
+	Manager          string // this manager's name among peers
+	Interval         time.Duration
+	ProbeTimeout     time.Duration
+	Policy           checks.Policy
+	ExternalTimeout  time.Duration
+	ExternalInterval time.Duration
+	Peers            Peers // may be nil
+	Logger           *slog.Logger
+	Clusters         []Cluster
+}
+
+// State is what the monitor knows about one cluster after its last cycle.
+type State struct {
+	Cluster   string           `json:"cluster"`
+	Engine    config.Engine    `json:"engine"`
+	Cycles    int64            `json:"cycles"`
+	UpdatedAt time.Time        `json:"updated_at"`
+	Findings  []checks.Finding `json:"findings"`
+	Evidence  checks.Evidence  `json:"evidence"`
+	// CycleTime is how long the last probe cycle took.
+	CycleTime topology.Duration `json:"cycle_time"`
+}
+
+// Monitor watches clusters. Create it with New; Run or Cycle drive it; State
+// and States may be called concurrently with them.
+type Monitor struct {
+	opts     Options
+	log      *slog.Logger
+	watchers []*watcher
+}
+
+// New builds a monitor; it starts nothing.
+func New(o Options) *Monitor {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m := &Monitor{opts: o, log: log}
+	for _, c := range o.Clusters {
+		m.watchers = append(m.watchers, &watcher{m: m, c: c, log: log.With("cluster", c.Config.Name)})
+	}
+	return m
+}
+
+// Run watches every cluster until ctx ends.
+func (m *Monitor) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, w := range m.watchers {
+		wg.Go(func() { w.run(ctx) })
+	}
+	wg.Wait()
+}
+
+// Cycle runs one probe cycle of every cluster, concurrently, and waits for
+// them: `dbha check` drives the monitor this way.
+func (m *Monitor) Cycle(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, w := range m.watchers {
+		wg.Go(func() {
+			w.refreshPeers(ctx)
+			w.runExternal(ctx)
+			w.cycle(ctx)
+		})
+	}
+	wg.Wait()
+}
+
+// States returns every cluster's latest state, in configuration order.
+func (m *Monitor) States() []State {
+	out := make([]State, 0, len(m.watchers))
+	for _, w := range m.watchers {
+		out = append(out, w.state())
+	}
+	return out
+}
+
+// State returns one cluster's latest state.
+func (m *Monitor) State(cluster string) (State, bool) {
+	for _, w := range m.watchers {
+		if w.c.Config.Name == cluster {
+			return w.state(), true
+		}
+	}
+	return State{}, false
+}
+
+// watcher runs one cluster's cycles. Only its own goroutine touches
+// tracker; mu guards what other goroutines read.
+type watcher struct {
+	m   *Monitor
+	c   Cluster
+	log *slog.Logger
+
+	tracker checks.Tracker
+
+	mu       sync.Mutex
+	st       State
+	peers    []checks.PeerView
+	external *checks.ExternalView
+}
+
+func (w *watcher) state() State {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	st := w.st
+	if st.Cluster == "" {
+		st.Cluster, st.Engine = w.c.Config.Name, w.c.Config.Engine
+	}
+	return st
+}
+
+func (w *watcher) run(ctx context.Context) {
+	var side sync.WaitGroup
+	side.Go(func() { w.every(ctx, time.Second, w.refreshPeers) })
+	if len(w.c.Config.CheckCommand) > 0 {
+		side.Go(func() { w.every(ctx, w.m.opts.ExternalInterval, w.runExternal) })
+	}
+	w.every(ctx, w.m.opts.Interval, w.cycle)
+	side.Wait()
+}
+
+// every calls fn at once and then every d until ctx ends. A slow fn delays
+// the next call rather than piling calls up.
+func (w *watcher) every(ctx context.Context, d time.Duration, fn func(context.Context)) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		fn(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// cycle probes the cluster once along every path and analyses the result.
+func (w *watcher) cycle(ctx context.Context) {
+	start := time.Now()
+	o := w.m.opts
+	cl := w.c.Config
+	primary := w.state().Evidence.Primary
+
+	var tcp checks.ProbeResult
+	var snap topology.Snapshot
+	var wg sync.WaitGroup
+	if primary != "" {
+		wg.Go(func() {
+			pctx, cancel := context.WithTimeout(ctx, o.ProbeTimeout)
+			defer cancel()
+			tcp = checks.ProbeTCP(pctx, primary)
+		})
+	}
+	snap = topology.Discover(ctx, cl.Name, topology.Engine(cl.Engine), cl.Instances, w.c.Prober, o.ProbeTimeout)
+	wg.Wait()
+	if primary == "" && snap.Primary != "" {
+		pctx, cancel := context.WithTimeout(ctx, o.ProbeTimeout)
+		tcp = checks.ProbeTCP(pctx, snap.Primary)
+		cancel()
+	}
+	if ctx.Err() != nil {
+		return
+	}
+
+	w.mu.Lock()
+	obs := checks.Observation{At: time.Now(), Snapshot: snap, TCP: tcp, Peers: w.peers, External: w.external}
+	w.mu.Unlock()
+	if w.c.Stream != nil {
+		if s := w.c.Stream(); s != nil {
+			obs.Stream = &checks.StreamView{Connected: s.Connected, Primary: s.Primary, LastMessage: s.LastMessage, Error: s.LastError}
+		}
+	}
+	var ev checks.Evidence
+	w.tracker, ev = w.tracker.Observe(obs)
+	findings := checks.Analyze(ev, o.Policy, obs.At)
+
+	w.mu.Lock()
+	prev := w.st.Findings
+	w.st = State{Cluster: cl.Name, Engine: cl.Engine, Cycles: w.st.Cycles + 1, UpdatedAt: obs.At,
+		Findings: findings, Evidence: ev, CycleTime: topology.Duration(time.Since(start))}
+	w.mu.Unlock()
+	w.logChanges(prev, findings)
+}
+
+// logChanges logs a finding once when it appears and once when it clears.
+func (w *watcher) logChanges(prev, now []checks.Finding) {
+	key := func(f checks.Finding) string { return string(f.Code) + "\x00" + f.Instance }
+	was := map[string]bool{}
+	for _, f := range prev {
+		was[key(f)] = true
+	}
+	is := map[string]bool{}
+	for _, f := range now {
+		is[key(f)] = true
+		if !was[key(f)] {
+			attrs := []any{"code", f.Code, "severity", f.Severity, "instance", f.Instance, "summary", f.Summary}
+			if len(f.Votes) > 0 {
+				attrs = append(attrs, "votes", f.Votes)
+			}
+			w.log.Warn("finding appeared", attrs...)
+		}
+	}
+	for _, f := range prev {
+		if !is[key(f)] {
+			w.log.Info("finding cleared", "code", f.Code, "instance", f.Instance)
+		}
+	}
+}
+
+// refreshPeers publishes this manager's view and reads the others'.
+func (w *watcher) refreshPeers(ctx context.Context) {
+	p := w.m.opts.Peers
+	if p == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, w.m.opts.ProbeTimeout)
+	defer cancel()
+	st := w.state()
+	if st.Cycles > 0 {
+		mine := checks.PeerView{Manager: w.m.opts.Manager, At: st.UpdatedAt, Primary: st.Evidence.Primary,
+			Reaches: st.Evidence.Manager.SQL.OK, Detail: st.Evidence.Manager.SQL.Error}
+		if err := p.PublishObservation(ctx, w.c.Config.Name, mine); err != nil {
+			w.log.Debug("publish observation", "err", err)
+		}
+	}
+	peers, err := p.Peers(ctx, w.c.Config.Name, w.m.opts.Manager)
+	if err != nil {
+		w.log.Debug("read peers", "err", err)
+		return
+	}
+	w.mu.Lock()
+	w.peers = peers
+	w.mu.Unlock()
+}
+
+// runExternal runs the cluster's check command against the last known
+// primary.
+func (w *watcher) runExternal(ctx context.Context) {
+	argv := w.c.Config.CheckCommand
+	if len(argv) == 0 {
+		return
+	}
+	primary := w.state().Evidence.Primary
+	if primary == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, w.m.opts.ExternalTimeout)
+	defer cancel()
+	v := checks.RunExternal(ctx, argv, w.c.Config.Name, primary)
+	w.mu.Lock()
+	w.external = &v
+	w.mu.Unlock()
+}
