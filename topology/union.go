@@ -84,3 +84,33 @@ func unionMariaDB(a, b Position) (Position, error) {
 	}
 	return out, nil
 }
+
+// LocalErrant finds the transactions an instance wrote itself (its own
+// server_id) that no reference holds: writes made straight on a replica.
+// It is how errant transactions are told apart when the primary cannot be
+// asked (a failover): a transaction only one replica holds is legitimate
+// when it came from a primary, errant when the replica wrote it. References
+// should be in gtid_binlog_state form. MariaDB only; other engines return
+// the zero Position.
+func LocalErrant(history Position, serverID uint32, references ...Position) Position {
+	if history.engine != MariaDB {
+		return Position{}
+	}
+	var out []mariaGTID
+	for _, g := range history.gtids {
+		if g.server != serverID {
+			continue
+		}
+		covered := false
+		for _, ref := range references {
+			if ref.engine == MariaDB && len(mariaErrant([]mariaGTID{g}, ref.gtids)) == 0 {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			out = append(out, g)
+		}
+	}
+	return Position{engine: MariaDB, gtids: out}
+}

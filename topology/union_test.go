@@ -68,3 +68,31 @@ func TestUnion(t *testing.T) {
 		}
 	})
 }
+
+func TestLocalErrant(t *testing.T) {
+	cases := []struct {
+		name, history string
+		server        uint32
+		reference     string
+		want          string
+	}{
+		{"own write beyond everyone", "0-1-150,0-2-151", 2, "0-1-149", "0-2-151"},
+		{"ahead, but from the primary", "0-1-150", 2, "0-1-149", ""},
+		{"own write others also hold (a former primary)", "0-1-150,0-2-90", 2, "0-1-149,0-2-90", ""},
+		{"own write one other source holds", "0-1-150,0-2-151", 2, "0-2-151", ""},
+		{"no reference at all", "0-2-5", 2, "", "0-2-5"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h, _ := ParseMariaDB(tc.history)
+			var refs []Position
+			if tc.reference != "" {
+				ref, _ := ParseMariaDB(tc.reference)
+				refs = append(refs, ref, Position{})
+			}
+			if got := LocalErrant(h, tc.server, refs...); got.String() != tc.want {
+				t.Fatalf("LocalErrant = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
