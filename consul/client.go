@@ -15,7 +15,8 @@ import (
 
 // Client talks to one Consul agent. It is safe for concurrent use.
 type Client struct {
-	kv *api.KV
+	api *api.Client
+	kv  *api.KV
 }
 
 // New returns a client of the agent at addr (host:port). token may be
@@ -28,7 +29,7 @@ func New(addr, token string) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consul client for %s: %w", addr, err)
 	}
-	return &Client{kv: c.KV()}, nil
+	return &Client{api: c, kv: c.KV()}, nil
 }
 
 // Prefix is the KV prefix of everything dbha keeps about a cluster.
