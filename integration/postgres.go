@@ -32,6 +32,9 @@ var postgresDBHAGrants = []string{
 	"GRANT EXECUTE ON FUNCTION pg_reload_conf() TO dbha",
 	// ALTER SYSTEM for exactly the settings that repoint a standby (PostgreSQL 15+).
 	"GRANT ALTER SYSTEM ON PARAMETER primary_conninfo, primary_slot_name, restore_command TO dbha",
+	// Fence an old primary: writes refused by default, and its client sessions ended.
+	"GRANT ALTER SYSTEM ON PARAMETER default_transaction_read_only TO dbha",
+	"GRANT pg_signal_backend TO dbha",
 }
 
 // postgresConf is appended to every node's postgresql.conf. Node-specific settings (port,

@@ -1,0 +1,189 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/dbha/dbha/topology"
+)
+
+// Controller changes PostgreSQL replication: the operations a promotion is
+// made of. Each is idempotent, so a resumed promotion may repeat the step
+// it was in. It needs, beyond pg_monitor and REPLICATION: EXECUTE on
+// pg_promote and pg_reload_conf, ALTER SYSTEM on primary_conninfo,
+// primary_slot_name, restore_command and default_transaction_read_only,
+// and pg_signal_backend (see the README's grants).
+type Controller struct {
+	user, password         string
+	replUser, replPassword string
+	prober                 *Prober // its pools, shared
+}
+
+// NewController returns a controller that logs in as user and points
+// standbys at their source with the replication account.
+func NewController(user, password, replUser, replPassword string) *Controller {
+	return &Controller{user: user, password: password, replUser: replUser, replPassword: replPassword,
+		prober: NewProber(user, password)}
+}
+
+// Close closes the pools.
+func (c *Controller) Close() error { return c.prober.Close() }
+
+func (c *Controller) pool(ctx context.Context, addr string) (*pgxpool.Pool, error) {
+	return c.prober.pool(ctx, addr)
+}
+
+func (c *Controller) exec(ctx context.Context, addr string, stmts ...string) error {
+	pool, err := c.pool(ctx, addr)
+	if err != nil {
+		return err
+	}
+	for _, s := range stmts {
+		if _, err := pool.Exec(ctx, s); err != nil {
+			return fmt.Errorf("%s on %s: %w", firstWords(s), addr, err)
+		}
+	}
+	return nil
+}
+
+// firstWords names a statement in an error without its literals (a
+// primary_conninfo carries a password).
+func firstWords(s string) string {
+	f := strings.Fields(s)
+	if len(f) > 4 {
+		f = f[:4]
+	}
+	return strings.Join(f, " ")
+}
+
+// literal quotes a string as an SQL literal (standard_conforming_strings).
+func literal(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// conninfoValue quotes a value for a libpq connection string.
+func conninfoValue(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}
+
+// Position returns what addr holds: its current WAL position as a primary,
+// its replayed position as a standby.
+func (c *Controller) Position(ctx context.Context, addr string) (topology.Position, error) {
+	in := c.prober.Probe(ctx, addr)
+	if !in.Reachable {
+		return topology.Position{}, fmt.Errorf("read the position of %s: %s", addr, in.Error)
+	}
+	return in.Current, nil
+}
+
+// WaitApplied waits until addr has replayed pos (or, as a primary, holds
+// it), polling until ctx ends.
+func (c *Controller) WaitApplied(ctx context.Context, addr string, pos topology.Position) error {
+	pool, err := c.pool(ctx, addr)
+	if err != nil {
+		return err
+	}
+	for {
+		var done bool
+		err := pool.QueryRow(ctx, `SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END >= $1::pg_lsn`,
+			pos.LSN().String()).Scan(&done)
+		if err != nil {
+			return fmt.Errorf("wait on %s for %s: %w", addr, pos, err)
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait on %s for %s: %w", addr, pos, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// SetRestoreCommand makes a standby fetch WAL it lacks with command (for
+// WAL only dbha's store holds) and reloads its configuration.
+func (c *Controller) SetRestoreCommand(ctx context.Context, addr, command string) error {
+	return c.exec(ctx, addr, "ALTER SYSTEM SET restore_command = "+literal(command), "SELECT pg_reload_conf()")
+}
+
+// Promote ends recovery on addr: it becomes a primary on a new timeline.
+// An instance already out of recovery is left as it is.
+func (c *Controller) Promote(ctx context.Context, addr string) error {
+	pool, err := c.pool(ctx, addr)
+	if err != nil {
+		return err
+	}
+	var inRecovery bool
+	if err := pool.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+		return fmt.Errorf("promote %s: %w", addr, err)
+	}
+	if !inRecovery {
+		return nil
+	}
+	var ok bool
+	if err := pool.QueryRow(ctx, "SELECT pg_promote(true, 60)").Scan(&ok); err != nil {
+		return fmt.Errorf("promote %s: %w", addr, err)
+	}
+	if !ok {
+		return fmt.Errorf("promote %s: pg_promote did not finish within 60 s", addr)
+	}
+	return nil
+}
+
+// Repoint makes the standby addr stream from source: a slot of the same
+// name on source (created when missing), then primary_conninfo and
+// primary_slot_name, and a reload. The standby keeps its
+// application_name, so synchronous_standby_names still names it; with the
+// default recovery_target_timeline (latest) it follows source's timeline.
+func (c *Controller) Repoint(ctx context.Context, addr, source string) error {
+	pool, err := c.pool(ctx, addr)
+	if err != nil {
+		return err
+	}
+	var conninfo, slot string
+	if err := pool.QueryRow(ctx, "SELECT current_setting('primary_conninfo'), current_setting('primary_slot_name')").Scan(&conninfo, &slot); err != nil {
+		return fmt.Errorf("read the replication settings of %s: %w", addr, err)
+	}
+	appName := addr
+	if cfg, err := pgconn.ParseConfig(conninfo); err == nil && cfg.RuntimeParams["application_name"] != "" {
+		appName = cfg.RuntimeParams["application_name"]
+	}
+	if slot != "" {
+		if err := c.exec(ctx, source, fmt.Sprintf(
+			"SELECT pg_create_physical_replication_slot(%s, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)",
+			literal(slot), literal(slot))); err != nil {
+			return err
+		}
+	}
+	host, port, err := net.SplitHostPort(source)
+	if err != nil {
+		return err
+	}
+	info := fmt.Sprintf("host=%s port=%s user=%s password=%s application_name=%s",
+		conninfoValue(host), port, conninfoValue(c.replUser), conninfoValue(c.replPassword), conninfoValue(appName))
+	return c.exec(ctx, addr, "ALTER SYSTEM SET primary_conninfo = "+literal(info), "SELECT pg_reload_conf()")
+}
+
+// Fence makes addr refuse writes by default and ends every client session
+// but dbha's and replication's. A client may still ask for a read-write
+// transaction explicitly, so the writer service never names a fenced
+// instance, and a configured fence command can stop it outright.
+func (c *Controller) Fence(ctx context.Context, addr string) error {
+	return c.exec(ctx, addr,
+		"ALTER SYSTEM SET default_transaction_read_only = on",
+		"SELECT pg_reload_conf()",
+		fmt.Sprintf(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+			WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND usename NOT IN (%s, %s)`,
+			literal(c.user), literal(c.replUser)))
+}
+
+// Unfence lets addr take writes again (a fenced instance that becomes
+// primary again).
+func (c *Controller) Unfence(ctx context.Context, addr string) error {
+	return c.exec(ctx, addr, "ALTER SYSTEM RESET default_transaction_read_only", "SELECT pg_reload_conf()")
+}
