@@ -1,0 +1,319 @@
+package promote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dbha/dbha/topology"
+)
+
+// Engine carries out one engine's replication changes. Every method must
+// be idempotent (a resumed promotion repeats the step it crashed in) and
+// bounded by ctx. An error means the change may not have happened.
+type Engine interface {
+	// StopFollowing makes a replica receive nothing more from its source.
+	StopFollowing(ctx context.Context, addr string) error
+	// WaitApplied returns once addr has applied pos.
+	WaitApplied(ctx context.Context, addr string, pos topology.Position) error
+	// CatchUpFrom brings addr up to upto from another replica.
+	CatchUpFrom(ctx context.Context, addr, source string, upto topology.Position) error
+	// ApplyFromStream applies what dbha's store holds beyond addr's
+	// position, up to upto, keeping GTIDs (or handing the WAL over).
+	ApplyFromStream(ctx context.Context, addr string, upto topology.Position) error
+	// Promote makes addr the writable primary.
+	Promote(ctx context.Context, addr string) error
+	// Repoint makes addr replicate from source.
+	Repoint(ctx context.Context, addr, source string) error
+	// Fence makes addr refuse writes and ends its client sessions.
+	Fence(ctx context.Context, addr string) error
+	// Position returns what addr holds now; an error when it cannot be
+	// asked (a dead old primary).
+	Position(ctx context.Context, addr string) (topology.Position, error)
+}
+
+// Coordinator is the cluster's shared state: the lock this promotion runs
+// under and the endpoints clients follow.
+type Coordinator interface {
+	// Check returns an error once the lock is lost; Execute stops then.
+	Check() error
+	SetWriter(ctx context.Context, addr string) error
+	SetReaders(ctx context.Context, addrs []string) error
+}
+
+// Journal keeps the record of a promotion as it runs, so that a dbha that
+// crashes mid-way resumes from the recorded step.
+type Journal interface {
+	Save(ctx context.Context, r *Record) error
+}
+
+// Hooks run the operator's commands around a promotion. An error from the
+// before phase vetoes the promotion; from the after phase it is recorded.
+type Hooks interface {
+	Run(ctx context.Context, phase string, r *Record) error
+}
+
+// Env is what Execute acts through.
+type Env struct {
+	Engine      Engine
+	Coordinator Coordinator
+	Journal     Journal
+	Hooks       Hooks // may be nil
+	// StepTimeout bounds each step (catching up may take this long).
+	StepTimeout time.Duration
+	Now         func() time.Time
+}
+
+// Execute errors callers branch on.
+var (
+	ErrVetoed      = errors.New("a before-promote hook vetoed the promotion")
+	ErrPrimaryBack = errors.New("the old primary answers again: the failover was not started")
+)
+
+// StepResult is what one step did.
+type StepResult struct {
+	N        int       `json:"n"`
+	Action   Action    `json:"action"`
+	Target   string    `json:"target,omitempty"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Error    string    `json:"error,omitempty"`
+	Note     string    `json:"note,omitempty"`
+}
+
+// Record is a promotion's audit record and its resume point.
+type Record struct {
+	ID       string       `json:"id"`
+	Cluster  string       `json:"cluster"`
+	Kind     Kind         `json:"kind"`
+	Manager  string       `json:"manager"`
+	Lease    string       `json:"lease,omitempty"`
+	Reason   string       `json:"reason"`
+	Evidence any          `json:"evidence,omitempty"`
+	Detected time.Time    `json:"detected,omitzero"`
+	Started  time.Time    `json:"started"`
+	Finished time.Time    `json:"finished,omitzero"`
+	Plan     Plan         `json:"plan"`
+	Steps    []StepResult `json:"steps"`
+	// Next is the number of the first step not yet done.
+	Next  int    `json:"next"`
+	Done  bool   `json:"done"`
+	Error string `json:"error,omitempty"`
+	// WriterMoved is when the writer endpoint named the new primary; RTO
+	// runs from Detected (or Started) to it.
+	WriterMoved time.Time `json:"writer_moved,omitzero"`
+	RTOSeconds  float64   `json:"rto_seconds,omitempty"`
+	Ledger      Ledger    `json:"ledger"`
+	// Repointed are the replicas that follow the new primary.
+	Repointed []string `json:"repointed,omitempty"`
+}
+
+// Ledger is the loss ledger: what the old primary was last seen holding
+// against what the new primary holds once promoted.
+type Ledger struct {
+	LastSeen     topology.Position `json:"last_seen"`
+	NewPrimary   topology.Position `json:"new_primary"`
+	Transactions int64             `json:"lost_transactions"`
+	Bytes        int64             `json:"lost_bytes"`
+}
+
+// NewRecord starts the record of a promotion about to run.
+func NewRecord(id, manager, reason string, p Plan, now time.Time) *Record {
+	return &Record{ID: id, Cluster: p.Cluster, Kind: p.Kind, Manager: manager, Reason: reason,
+		Started: now, Plan: p, Next: 1, Ledger: Ledger{LastSeen: p.Loss.LastSeen}}
+}
+
+// Execute carries out the plan's steps from r.Next on, saving the record
+// after each. The caller holds the cluster's lock (Coordinator.Check) and
+// releases it afterwards. On error the record keeps the failed step as
+// r.Next: running Execute again retries it.
+func Execute(ctx context.Context, env Env, r *Record) error {
+	x := executor{env: env, r: r, p: r.Plan}
+	if x.env.Now == nil {
+		x.env.Now = time.Now
+	}
+	for r.Next <= len(r.Plan.Steps) {
+		st := r.Plan.Steps[r.Next-1]
+		if err := env.Coordinator.Check(); err != nil {
+			return x.fail(ctx, st, fmt.Errorf("before step %d (%s): %w", st.N, st.Action, err))
+		}
+		res := StepResult{N: st.N, Action: st.Action, Target: st.Target, Started: x.env.Now()}
+		sctx, cancel := context.WithTimeout(ctx, x.timeout())
+		note, err := x.run(sctx, st)
+		cancel()
+		res.Finished, res.Note = x.env.Now(), note
+		if err != nil {
+			res.Error = err.Error()
+			r.Steps = append(r.Steps, res)
+			return x.fail(ctx, st, fmt.Errorf("step %d (%s %s): %w", st.N, st.Action, st.Target, err))
+		}
+		r.Steps = append(r.Steps, res)
+		r.Next++
+		if err := env.Journal.Save(ctx, r); err != nil {
+			return fmt.Errorf("record step %d: %w", st.N, err)
+		}
+	}
+	r.Done, r.Finished = true, x.env.Now()
+	return env.Journal.Save(ctx, r)
+}
+
+type executor struct {
+	env Env
+	r   *Record
+	p   Plan
+}
+
+func (x *executor) timeout() time.Duration {
+	if x.env.StepTimeout > 0 {
+		return x.env.StepTimeout
+	}
+	return 30 * time.Second
+}
+
+func (x *executor) fail(ctx context.Context, st Step, err error) error {
+	x.r.Error = err.Error()
+	if jerr := x.env.Journal.Save(context.WithoutCancel(ctx), x.r); jerr != nil {
+		return errors.Join(err, jerr)
+	}
+	return err
+}
+
+// run carries out one step and returns a note for the record.
+func (x *executor) run(ctx context.Context, st Step) (string, error) {
+	e := x.env.Engine
+	switch st.Action {
+	case ActLock:
+		return "lease held", nil
+	case ActHookBefore:
+		return "", x.hook(ctx, "before-promote", true)
+	case ActStopFollowing:
+		return x.stopFollowing(ctx, st)
+	case ActFence:
+		return x.fence(ctx, st)
+	case ActWaitApplied:
+		return x.waitApplied(ctx, st)
+	case ActApply:
+		if st.Source == "stream" {
+			return "", e.ApplyFromStream(ctx, st.Target, st.Position)
+		}
+		return "", e.CatchUpFrom(ctx, st.Target, st.Source, st.Position)
+	case ActPromote:
+		return x.promote(ctx, st)
+	case ActRepoint:
+		return x.repoint(ctx, st)
+	case ActMoveWriter:
+		if err := x.env.Coordinator.SetWriter(ctx, st.Target); err != nil {
+			return "", err
+		}
+		x.r.WriterMoved = x.env.Now()
+		from := x.r.Started
+		if !x.r.Detected.IsZero() {
+			from = x.r.Detected
+		}
+		x.r.RTOSeconds = x.r.WriterMoved.Sub(from).Seconds()
+		return "", nil
+	case ActUpdateReaders:
+		return "", x.env.Coordinator.SetReaders(ctx, x.r.Repointed)
+	case ActHookAfter:
+		if err := x.hook(ctx, "after-promote", false); err != nil {
+			return "after-promote hook failed: " + err.Error(), nil
+		}
+		return "", nil
+	case ActUnlock:
+		return "the caller releases the lock and sets the anti-flap block", nil
+	}
+	return "", fmt.Errorf("unknown action %q", st.Action)
+}
+
+func (x *executor) hook(ctx context.Context, phase string, veto bool) error {
+	if x.env.Hooks == nil {
+		return nil
+	}
+	err := x.env.Hooks.Run(ctx, phase, x.r)
+	if err != nil && veto {
+		return fmt.Errorf("%w: %v", ErrVetoed, err)
+	}
+	return err
+}
+
+// stopFollowing is the first change a failover makes; before it, an old
+// primary that answers again means there is nothing to fail over.
+func (x *executor) stopFollowing(ctx context.Context, st Step) (string, error) {
+	if x.p.Kind == Failover && st.Target == x.p.NewPrimary {
+		if _, err := x.env.Engine.Position(ctx, x.p.OldPrimary); err == nil && !x.started() {
+			return "", ErrPrimaryBack
+		}
+	}
+	if err := x.env.Engine.StopFollowing(ctx, st.Target); err != nil {
+		if st.Target == x.p.NewPrimary {
+			return "", err
+		}
+		return "could not stop it (it is repointed later): " + err.Error(), nil
+	}
+	return "", nil
+}
+
+// started reports whether this promotion changed anything yet.
+func (x *executor) started() bool {
+	for _, s := range x.r.Steps {
+		if s.Action == ActStopFollowing && s.Error == "" {
+			return true
+		}
+	}
+	return false
+}
+
+func (x *executor) fence(ctx context.Context, st Step) (string, error) {
+	err := x.env.Engine.Fence(ctx, st.Target)
+	if err == nil {
+		return "read-only, client sessions ended", nil
+	}
+	if x.p.Kind == Switchover {
+		return "", err // writes must stop before the candidate catches up
+	}
+	return "not reachable (" + err.Error() + "); kept out of the writer service", nil
+}
+
+// waitApplied in a switchover waits for the old primary's final position,
+// read now that it is read-only; otherwise for the planned position.
+func (x *executor) waitApplied(ctx context.Context, st Step) (string, error) {
+	pos := st.Position
+	if x.p.Kind == Switchover && st.Source == x.p.OldPrimary {
+		final, err := x.env.Engine.Position(ctx, x.p.OldPrimary)
+		if err != nil {
+			return "", fmt.Errorf("read the old primary's final position: %w", err)
+		}
+		pos = final
+	}
+	if err := x.env.Engine.WaitApplied(ctx, st.Target, pos); err != nil {
+		return "", err
+	}
+	return "applied " + pos.String(), nil
+}
+
+func (x *executor) promote(ctx context.Context, st Step) (string, error) {
+	if err := x.env.Engine.Promote(ctx, st.Target); err != nil {
+		return "", err
+	}
+	pos, err := x.env.Engine.Position(ctx, st.Target)
+	if err != nil {
+		return "promoted; its position could not be read: " + err.Error(), nil
+	}
+	l := &x.r.Ledger
+	l.NewPrimary = pos
+	if !l.LastSeen.IsZero() {
+		l.Transactions, l.Bytes = topology.TransactionsBehind(pos, l.LastSeen), topology.BytesBehind(pos, l.LastSeen)
+	}
+	return "holds " + pos.String(), nil
+}
+
+// repoint: a replica that cannot be repointed is recorded, not fatal; the
+// new primary already serves.
+func (x *executor) repoint(ctx context.Context, st Step) (string, error) {
+	if err := x.env.Engine.Repoint(ctx, st.Target, st.Source); err != nil {
+		return "not repointed (repair it by hand or reseed it): " + err.Error(), nil
+	}
+	x.r.Repointed = append(x.r.Repointed, st.Target)
+	return "", nil
+}

@@ -1,0 +1,215 @@
+package promote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dbha/dbha/topology"
+)
+
+// fakeEngine records calls; it stands in for our own Engine interface.
+type fakeEngine struct {
+	calls     []string
+	failOn    map[string]error // "action target" → error
+	positions map[string]topology.Position
+}
+
+func (f *fakeEngine) call(action, target string, extra ...string) error {
+	c := strings.TrimSpace(action + " " + target + " " + strings.Join(extra, " "))
+	f.calls = append(f.calls, c)
+	return f.failOn[action+" "+target]
+}
+
+func (f *fakeEngine) StopFollowing(_ context.Context, a string) error { return f.call("stop", a) }
+func (f *fakeEngine) WaitApplied(_ context.Context, a string, p topology.Position) error {
+	return f.call("wait", a, p.String())
+}
+func (f *fakeEngine) CatchUpFrom(_ context.Context, a, s string, p topology.Position) error {
+	return f.call("catchup", a, s, p.String())
+}
+func (f *fakeEngine) ApplyFromStream(_ context.Context, a string, p topology.Position) error {
+	return f.call("stream", a, p.String())
+}
+func (f *fakeEngine) Promote(_ context.Context, a string) error { return f.call("promote", a) }
+func (f *fakeEngine) Repoint(_ context.Context, a, s string) error {
+	return f.call("repoint", a, s)
+}
+func (f *fakeEngine) Fence(_ context.Context, a string) error { return f.call("fence", a) }
+func (f *fakeEngine) Position(_ context.Context, a string) (topology.Position, error) {
+	if p, ok := f.positions[a]; ok {
+		return p, nil
+	}
+	return topology.Position{}, fmt.Errorf("%s: connection refused", a)
+}
+
+type fakeCoord struct {
+	checks, loseAt int
+	writer         string
+	readers        []string
+}
+
+func (c *fakeCoord) Check() error {
+	c.checks++
+	if c.loseAt > 0 && c.checks >= c.loseAt {
+		return errors.New("lock lost")
+	}
+	return nil
+}
+func (c *fakeCoord) SetWriter(_ context.Context, a string) error     { c.writer = a; return nil }
+func (c *fakeCoord) SetReaders(_ context.Context, a []string) error { c.readers = a; return nil }
+
+type fakeJournal struct{ saves []int }
+
+func (j *fakeJournal) Save(_ context.Context, r *Record) error {
+	j.saves = append(j.saves, r.Next)
+	return nil
+}
+
+type fakeHooks struct{ veto error }
+
+func (h fakeHooks) Run(_ context.Context, phase string, _ *Record) error {
+	if phase == "before-promote" {
+		return h.veto
+	}
+	return nil
+}
+
+func mariaPos(t *testing.T, s string) topology.Position {
+	t.Helper()
+	p, err := topology.ParseMariaDB(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// failoverPlan plans db2 ahead of db3, with dbha's stream ahead of both.
+func failoverPlan(t *testing.T) Plan {
+	t.Helper()
+	rep := func(addr, pos string) topology.Instance {
+		p := mariaPos(t, pos)
+		return topology.Instance{Addr: addr, Reachable: true, ReadOnly: true, Received: p, Applied: p, Current: p, History: p,
+			Replication: &topology.Replication{Source: "db1", SQLRunning: true}}
+	}
+	s := topology.Build("c", topology.MariaDB, []topology.Instance{{Addr: "db1", Error: "refused"}, rep("db2", "0-1-10"), rep("db3", "0-1-8")}, time.Unix(0, 0))
+	p, err := MakePlan(s, Request{Held: &Held{Position: mariaPos(t, "0-1-12"), From: "db1"}, LastSeen: mariaPos(t, "0-1-12")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func run(t *testing.T, p Plan, e *fakeEngine, c *fakeCoord, h Hooks, r *Record) error {
+	t.Helper()
+	if r == nil {
+		r = NewRecord("r1", "m", "test", p, time.Unix(100, 0))
+	}
+	return Execute(context.Background(), Env{Engine: e, Coordinator: c, Journal: &fakeJournal{}, Hooks: h}, r)
+}
+
+func TestExecuteFailover(t *testing.T) {
+	p := failoverPlan(t)
+	e := &fakeEngine{positions: map[string]topology.Position{"db2": mariaPos(t, "0-1-12")}}
+	c := &fakeCoord{}
+	r := NewRecord("r1", "m", "DeadPrimary", p, time.Unix(100, 0))
+	if err := run(t, p, e, c, fakeHooks{}, r); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"stop db2", "stop db3", "stream db2 0-1-12", "promote db2", "repoint db3 db2", "fence db1"}
+	if !slices.Equal(e.calls, want) {
+		t.Fatalf("engine calls = %q\nwant %q", e.calls, want)
+	}
+	if c.writer != "db2" || !slices.Equal(c.readers, []string{"db3"}) {
+		t.Errorf("writer %q readers %v", c.writer, c.readers)
+	}
+	if !r.Done || r.Next != len(p.Steps)+1 || len(r.Steps) != len(p.Steps) {
+		t.Errorf("record not complete: done %v next %d steps %d", r.Done, r.Next, len(r.Steps))
+	}
+	if r.Ledger.NewPrimary.String() != "0-1-12" || r.Ledger.Transactions != 0 {
+		t.Errorf("ledger = %+v", r.Ledger)
+	}
+	if c.checks != len(p.Steps) {
+		t.Errorf("lock checked %d times for %d steps", c.checks, len(p.Steps))
+	}
+}
+
+func TestExecuteStopsWhenTheLockIsLost(t *testing.T) {
+	p := failoverPlan(t)
+	e := &fakeEngine{positions: map[string]topology.Position{}}
+	c := &fakeCoord{loseAt: 5}
+	r := NewRecord("r1", "m", "test", p, time.Unix(100, 0))
+	err := run(t, p, e, c, nil, r)
+	if err == nil || !strings.Contains(err.Error(), "lock lost") {
+		t.Fatalf("err = %v", err)
+	}
+	if r.Next != 5 || r.Done || len(e.calls) != 2 {
+		t.Fatalf("next %d done %v calls %q: want to stop before step 5", r.Next, r.Done, e.calls)
+	}
+	// A later run (the lock held again) resumes at step 5, not from the start.
+	c.loseAt = 0
+	if err := run(t, p, e, c, nil, r); err != nil {
+		t.Fatal(err)
+	}
+	if e.calls[2] != "stream db2 0-1-12" || e.calls[3] != "promote db2" || !r.Done {
+		t.Fatalf("resumed calls %q", e.calls)
+	}
+}
+
+func TestExecuteVetoChangesNothing(t *testing.T) {
+	p := failoverPlan(t)
+	e := &fakeEngine{}
+	err := run(t, p, e, &fakeCoord{}, fakeHooks{veto: errors.New("exit status 3")}, nil)
+	if !errors.Is(err, ErrVetoed) || len(e.calls) != 0 {
+		t.Fatalf("err %v calls %q", err, e.calls)
+	}
+}
+
+func TestExecuteFailoverAbortsWhenThePrimaryIsBack(t *testing.T) {
+	p := failoverPlan(t)
+	e := &fakeEngine{positions: map[string]topology.Position{"db1": mariaPos(t, "0-1-12")}}
+	err := run(t, p, e, &fakeCoord{}, nil, nil)
+	if !errors.Is(err, ErrPrimaryBack) || len(e.calls) != 0 {
+		t.Fatalf("err %v calls %q", err, e.calls)
+	}
+}
+
+func TestExecuteSwitchoverWaitsForTheFinalPosition(t *testing.T) {
+	pr := mariaPos(t, "0-1-20")
+	rep := topology.Instance{Addr: "db2", Reachable: true, ReadOnly: true, Received: pr, Applied: pr, Current: pr, History: pr,
+		Replication: &topology.Replication{Source: "db1", IORunning: true, SQLRunning: true}}
+	s := topology.Build("c", topology.MariaDB, []topology.Instance{{Addr: "db1", Reachable: true, Current: pr, History: pr}, rep}, time.Unix(0, 0))
+	p, err := MakePlan(s, Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Writes that landed between the plan and the fence: the final position is 0-1-23.
+	e := &fakeEngine{positions: map[string]topology.Position{"db1": mariaPos(t, "0-1-23"), "db2": mariaPos(t, "0-1-23")}}
+	if err := run(t, p, e, &fakeCoord{}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"fence db1", "wait db2 0-1-23", "promote db2", "repoint db1 db2"}
+	if !slices.Equal(e.calls, want) {
+		t.Fatalf("engine calls = %q\nwant %q", e.calls, want)
+	}
+}
+
+func TestExecuteSurvivesAReplicaThatCannotBeRepointed(t *testing.T) {
+	p := failoverPlan(t)
+	e := &fakeEngine{positions: map[string]topology.Position{}, failOn: map[string]error{"repoint db3": errors.New("access denied")}}
+	c := &fakeCoord{}
+	r := NewRecord("r1", "m", "test", p, time.Unix(100, 0))
+	if err := run(t, p, e, c, nil, r); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.readers) != 0 || c.writer != "db2" {
+		t.Fatalf("readers %v writer %q", c.readers, c.writer)
+	}
+	if !slices.ContainsFunc(r.Steps, func(s StepResult) bool { return strings.Contains(s.Note, "not repointed") }) {
+		t.Fatalf("the failed repoint is not recorded: %+v", r.Steps)
+	}
+}
