@@ -60,7 +60,7 @@ func (c *fakeCoord) Check() error {
 	}
 	return nil
 }
-func (c *fakeCoord) SetWriter(_ context.Context, a string) error     { c.writer = a; return nil }
+func (c *fakeCoord) SetWriter(_ context.Context, a string) error    { c.writer = a; return nil }
 func (c *fakeCoord) SetReaders(_ context.Context, a []string) error { c.readers = a; return nil }
 
 type fakeJournal struct{ saves []int }
