@@ -97,9 +97,12 @@ type Record struct {
 	Plan     Plan         `json:"plan"`
 	Steps    []StepResult `json:"steps"`
 	// Next is the number of the first step not yet done.
-	Next  int    `json:"next"`
-	Done  bool   `json:"done"`
-	Error string `json:"error,omitempty"`
+	Next int  `json:"next"`
+	Done bool `json:"done"`
+	// Aborted: the recovery stopped before it changed anything (a vetoing
+	// hook, the old primary back); it is over and is not resumed.
+	Aborted bool   `json:"aborted,omitempty"`
+	Error   string `json:"error,omitempty"`
 	// WriterMoved is when the writer endpoint named the new primary; RTO
 	// runs from Detected (or Started) to it.
 	WriterMoved time.Time `json:"writer_moved,omitzero"`
@@ -173,6 +176,9 @@ func (x *executor) timeout() time.Duration {
 
 func (x *executor) fail(ctx context.Context, st Step, err error) error {
 	x.r.Error = err.Error()
+	if !x.changed() {
+		x.r.Done, x.r.Aborted, x.r.Finished = true, true, x.env.Now()
+	}
 	if jerr := x.env.Journal.Save(context.WithoutCancel(ctx), x.r); jerr != nil {
 		return errors.Join(err, jerr)
 	}
@@ -254,10 +260,21 @@ func (x *executor) stopFollowing(ctx context.Context, st Step) (string, error) {
 	return "", nil
 }
 
-// started reports whether this promotion changed anything yet.
+// started reports whether this promotion stopped a replica yet.
 func (x *executor) started() bool {
 	for _, s := range x.r.Steps {
 		if s.Action == ActStopFollowing && s.Error == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// changed reports whether any step that changes a server or Consul
+// completed: until then a failed recovery is simply over.
+func (x *executor) changed() bool {
+	for _, s := range x.r.Steps {
+		if s.Error == "" && s.Action != ActLock && s.Action != ActHookBefore {
 			return true
 		}
 	}

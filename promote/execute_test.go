@@ -147,7 +147,7 @@ func TestExecuteStopsWhenTheLockIsLost(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "lock lost") {
 		t.Fatalf("err = %v", err)
 	}
-	if r.Next != 5 || r.Done || len(e.calls) != 2 {
+	if r.Next != 5 || r.Done || r.Aborted || len(e.calls) != 2 {
 		t.Fatalf("next %d done %v calls %q: want to stop before step 5", r.Next, r.Done, e.calls)
 	}
 	// A later run (the lock held again) resumes at step 5, not from the start.
@@ -163,9 +163,13 @@ func TestExecuteStopsWhenTheLockIsLost(t *testing.T) {
 func TestExecuteVetoChangesNothing(t *testing.T) {
 	p := failoverPlan(t)
 	e := &fakeEngine{}
-	err := run(t, p, e, &fakeCoord{}, fakeHooks{veto: errors.New("exit status 3")}, nil)
+	r := NewRecord("r1", "m", "test", p, time.Unix(100, 0))
+	err := run(t, p, e, &fakeCoord{}, fakeHooks{veto: errors.New("exit status 3")}, r)
 	if !errors.Is(err, ErrVetoed) || len(e.calls) != 0 {
 		t.Fatalf("err %v calls %q", err, e.calls)
+	}
+	if !r.Done || !r.Aborted {
+		t.Fatalf("a vetoed recovery must be over, not resumable: %+v", r)
 	}
 }
 

@@ -1,0 +1,157 @@
+package promote
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dbha/dbha/topology"
+)
+
+// Store keeps what several dbha managers share about recoveries: the
+// cluster's lock, the anti-flap block, the records, the endpoints. Consul
+// in production (consul.RecoveryStore).
+type Store interface {
+	// Acquire takes the cluster's lock, or fails with an error wrapping
+	// ErrLocked when another manager holds it.
+	Acquire(ctx context.Context, cluster, owner string) (Lease, error)
+	Blocked(ctx context.Context, cluster string) (Block, bool, error)
+	SetBlocked(ctx context.Context, cluster string, b Block) error
+	// Save stores a record (and marks it the cluster's recovery in
+	// progress until it is Done).
+	Save(ctx context.Context, r *Record) error
+	// Unfinished returns the cluster's recovery in progress, or nil.
+	Unfinished(ctx context.Context, cluster string) (*Record, error)
+	SetWriter(ctx context.Context, cluster, addr string) error
+	SetReaders(ctx context.Context, cluster string, addrs []string) error
+}
+
+// Lease is a held cluster lock.
+type Lease interface {
+	Check() error
+	Release() error
+	ID() string
+}
+
+// Block is the anti-flap record: no automatic recovery before Until.
+type Block struct {
+	Until    time.Time `json:"until"`
+	Recovery string    `json:"recovery"`
+	Reason   string    `json:"reason"`
+}
+
+// Errors Recover returns that callers branch on.
+var (
+	ErrLocked  = errors.New("another dbha manager holds the cluster's lock")
+	ErrBlocked = errors.New("a recent recovery blocks automatic recovery (lift it with `dbha recover ack`)")
+)
+
+// RecoverEnv is what Recover needs beyond the plan.
+type RecoverEnv struct {
+	Store   Store
+	Engine  Engine
+	Hooks   Hooks
+	Manager string
+	// Discover takes a fresh snapshot; Recover calls it once the lock is
+	// held, so the plan is made from what is true now.
+	Discover    func(ctx context.Context) topology.Snapshot
+	StepTimeout time.Duration
+	// BlockFor is the anti-flap period after a recovery; 0 sets no block.
+	BlockFor time.Duration
+	Now      func() time.Time
+}
+
+// Trigger says why a recovery runs.
+type Trigger struct {
+	Reason    string    // "DeadPrimary", "manual switchover", ...
+	Automatic bool      // automatic recoveries honour the anti-flap block
+	Detected  time.Time // when the failure was confirmed (RTO starts here)
+	Evidence  any       // the findings and votes, kept in the record
+}
+
+// Recover runs one recovery of a cluster end to end under its lock: it
+// resumes a recovery a crashed manager left unfinished, or checks the
+// anti-flap block, plans from a fresh snapshot, records the intent,
+// executes, sets the block and releases the lock. It returns the record
+// (also when execution failed part-way: the record says where).
+func Recover(ctx context.Context, env RecoverEnv, cluster string, req Request, t Trigger) (*Record, error) {
+	if env.Now == nil {
+		env.Now = time.Now
+	}
+	lease, err := env.Store.Acquire(ctx, cluster, env.Manager)
+	if err != nil {
+		return nil, err
+	}
+	defer lease.Release()
+
+	rec, err := env.Store.Unfinished(ctx, cluster)
+	if err != nil {
+		return nil, fmt.Errorf("read the recovery in progress: %w", err)
+	}
+	if rec == nil {
+		if rec, err = start(ctx, env, cluster, req, t); err != nil {
+			return nil, err
+		}
+	}
+	rec.Lease = lease.ID()
+	exec := Env{Engine: env.Engine, Coordinator: coordinator{lease: lease, store: env.Store, cluster: cluster},
+		Journal: env.Store, Hooks: env.Hooks, StepTimeout: env.StepTimeout, Now: env.Now}
+	if err := Execute(ctx, exec, rec); err != nil {
+		return rec, err
+	}
+	if env.BlockFor > 0 {
+		b := Block{Until: env.Now().Add(env.BlockFor), Recovery: rec.ID, Reason: rec.Reason}
+		if err := env.Store.SetBlocked(ctx, cluster, b); err != nil {
+			return rec, fmt.Errorf("set the anti-flap block: %w", err)
+		}
+	}
+	return rec, nil
+}
+
+// start checks the block, plans and records the intent of a new recovery.
+func start(ctx context.Context, env RecoverEnv, cluster string, req Request, t Trigger) (*Record, error) {
+	if t.Automatic {
+		b, ok, err := env.Store.Blocked(ctx, cluster)
+		if err != nil {
+			return nil, fmt.Errorf("read the anti-flap block: %w", err)
+		}
+		if ok && env.Now().Before(b.Until) {
+			return nil, fmt.Errorf("%w: recovery %s (%s) blocks it until %s", ErrBlocked, b.Recovery, b.Reason, b.Until.Format(time.RFC3339))
+		}
+	}
+	plan, err := MakePlan(env.Discover(ctx), req)
+	if err != nil {
+		return nil, err
+	}
+	rec := NewRecord(NewID(cluster, env.Now()), env.Manager, t.Reason, plan, env.Now())
+	rec.Detected, rec.Evidence = t.Detected, t.Evidence
+	if err := env.Store.Save(ctx, rec); err != nil {
+		return nil, fmt.Errorf("record the intent: %w", err)
+	}
+	return rec, nil
+}
+
+// NewID names a recovery; ids sort by time.
+func NewID(cluster string, now time.Time) string {
+	var b [3]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("%s-%s-%s", now.UTC().Format("20060102T150405.000Z"), cluster, hex.EncodeToString(b[:]))
+}
+
+// coordinator adapts the lease and the store to Execute's Coordinator.
+type coordinator struct {
+	lease   Lease
+	store   Store
+	cluster string
+}
+
+func (c coordinator) Check() error { return c.lease.Check() }
+func (c coordinator) SetWriter(ctx context.Context, addr string) error {
+	return c.store.SetWriter(ctx, c.cluster, addr)
+}
+func (c coordinator) SetReaders(ctx context.Context, addrs []string) error {
+	return c.store.SetReaders(ctx, c.cluster, addrs)
+}
