@@ -102,7 +102,40 @@ type Cluster struct {
 	CheckCommand []string `mapstructure:"check_command" yaml:"check_command,omitempty" json:"check_command,omitempty"`
 	// Stream configures dbha's own copy of the primary's binlog or WAL.
 	Stream Stream `mapstructure:"stream" yaml:"stream,omitempty" json:"stream"`
+	// Promotion configures failover and switchover.
+	Promotion Promotion `mapstructure:"promotion" yaml:"promotion,omitempty" json:"promotion"`
 }
+
+// Promotion configures how a cluster's primary is replaced.
+type Promotion struct {
+	// AutoFailover lets `dbha run` fail over on a confirmed dead primary;
+	// defaults to true (WithDefaults).
+	AutoFailover *bool `mapstructure:"auto_failover" yaml:"auto_failover,omitempty" json:"auto_failover"`
+	// Prefer, Never and Priority rank candidates (see promote.Rules).
+	Prefer   []string       `mapstructure:"prefer" yaml:"prefer,omitempty" json:"prefer,omitempty"`
+	Never    []string       `mapstructure:"never" yaml:"never,omitempty" json:"never,omitempty"`
+	Priority map[string]int `mapstructure:"priority" yaml:"priority,omitempty" json:"priority,omitempty"`
+	// MaxLagSeconds excludes replicas lagging more; 0 means no limit.
+	MaxLagSeconds float64 `mapstructure:"max_lag_seconds" yaml:"max_lag_seconds,omitempty" json:"max_lag_seconds"`
+	// BlockFor is the anti-flap period after a recovery: no automatic
+	// recovery of the cluster until it ends or `dbha recover ack`.
+	BlockFor time.Duration `mapstructure:"block_for" yaml:"block_for,omitempty" json:"block_for"`
+	// StepTimeout bounds each step of a promotion.
+	StepTimeout time.Duration `mapstructure:"step_timeout" yaml:"step_timeout,omitempty" json:"step_timeout"`
+	// BeforePromote and AfterPromote are commands run around a promotion
+	// with the plan as JSON on stdin and DBHA_* variables; a failing
+	// before-promote command vetoes it.
+	BeforePromote [][]string `mapstructure:"before_promote" yaml:"before_promote,omitempty" json:"before_promote,omitempty"`
+	AfterPromote  [][]string `mapstructure:"after_promote" yaml:"after_promote,omitempty" json:"after_promote,omitempty"`
+	// RestoreCommand (PostgreSQL) is the restore_command a candidate gets
+	// to fetch WAL only dbha's store holds; {store} is replaced by the
+	// store's directory. The default copies from the store, which suits a
+	// store the database host can read.
+	RestoreCommand string `mapstructure:"restore_command" yaml:"restore_command,omitempty" json:"restore_command,omitempty"`
+}
+
+// IsAutoFailover reports whether automatic failover is on (the default).
+func (p Promotion) IsAutoFailover() bool { return p.AutoFailover == nil || *p.AutoFailover }
 
 // Stream configures the change stream dbha keeps for a cluster: a
 // replication client of the primary that writes the binlog (MariaDB/MySQL)
@@ -160,6 +193,10 @@ const (
 	DefaultStreamSlot   = "dbha"
 	DefaultRetentionAge = 7 * 24 * time.Hour
 	DefaultRetentionMax = 10 << 30
+
+	DefaultBlockFor       = 30 * time.Minute
+	DefaultStepTimeout    = 30 * time.Second
+	DefaultRestoreCommand = "cp {store}/%f %p"
 )
 
 // WithDefaults fills in per-cluster defaults that decoding a file cannot
@@ -184,6 +221,20 @@ func WithDefaults(cfg Config) Config {
 		}
 		if st.Retention.MaxSize == 0 {
 			st.Retention.MaxSize = DefaultRetentionMax
+		}
+		pr := &cl.Promotion
+		if pr.AutoFailover == nil {
+			on := true
+			pr.AutoFailover = &on
+		}
+		if pr.BlockFor == 0 {
+			pr.BlockFor = DefaultBlockFor
+		}
+		if pr.StepTimeout == 0 {
+			pr.StepTimeout = DefaultStepTimeout
+		}
+		if pr.RestoreCommand == "" {
+			pr.RestoreCommand = DefaultRestoreCommand
 		}
 		out.Clusters[i] = cl
 	}
@@ -337,6 +388,7 @@ func validateCluster(cl Cluster, key string, bad func(key, format string, args .
 	if st.Retention.MaxAge < 0 || st.Retention.MaxSize < 0 {
 		bad(key+".stream.retention", "bounds must not be negative")
 	}
+	validatePromotion(cl, key, bad)
 }
 
 func validSlotName(s string) bool {
@@ -408,4 +460,34 @@ func (s Secret) Read(lookupEnv func(string) (string, bool)) (string, error) {
 		return v, nil
 	}
 	return "", ErrNoSecret
+}
+
+func validatePromotion(cl Cluster, key string, bad func(key, format string, args ...any)) {
+	pr := cl.Promotion
+	known := map[string]bool{}
+	for _, a := range cl.Instances {
+		known[a] = true
+	}
+	check := func(k string, addrs []string) {
+		for i, a := range addrs {
+			if !known[a] {
+				bad(fmt.Sprintf("%s.promotion.%s[%d]", key, k, i), "%q is not one of the cluster's instances", a)
+			}
+		}
+	}
+	check("prefer", pr.Prefer)
+	check("never", pr.Never)
+	for a := range pr.Priority {
+		if !known[a] {
+			bad(key+".promotion.priority", "%q is not one of the cluster's instances", a)
+		}
+	}
+	if pr.BlockFor < 0 || pr.StepTimeout < 0 || pr.MaxLagSeconds < 0 {
+		bad(key+".promotion", "block_for, step_timeout and max_lag_seconds must not be negative")
+	}
+	for i, h := range append(append([][]string{}, pr.BeforePromote...), pr.AfterPromote...) {
+		if len(h) == 0 || h[0] == "" {
+			bad(key+".promotion", "hook %d is empty: give a command and its arguments as a list", i)
+		}
+	}
 }

@@ -40,7 +40,9 @@ func configPath(flag string, lookupEnv func(string) (string, bool)) string {
 // *config.Error or a join of them, naming the key and the file.
 func loadConfig(path string, environ []string) (config.Config, error) {
 	cfg := config.Default()
-	v := viper.New()
+	// Map keys may be host:port addresses, which hold dots: viper must not
+	// read a dot as a path separator.
+	v := viper.NewWithOptions(viper.KeyDelimiter("::"))
 	v.SetConfigFile(path)
 	v.SetConfigType("yaml")
 	if err := v.ReadInConfig(); err != nil {

@@ -18,6 +18,9 @@ clusters:
     instances: ["127.0.0.1:3306", "127.0.0.1:3307"]
     user: dbha
     password_file: secrets/dbha.pw
+    promotion:
+      priority: {"127.0.0.1:2": 5}
+      never: ["127.0.0.1:3"]
     replication:
       user: repl
       password_env: REPL_PW
@@ -76,6 +79,9 @@ func TestLoadConfig(t *testing.T) {
 	}
 	if st := cfg.Clusters[1].Stream; st.IsEnabled() || !st.Synchronous || st.Retention.MaxSize != 500<<20 {
 		t.Errorf("stream settings not read: %+v", st)
+	}
+	if pr := cfg.Clusters[0].Promotion; pr.Priority["127.0.0.1:2"] != 5 || !pr.IsAutoFailover() || pr.BlockFor != 30*time.Minute {
+		t.Errorf("promotion = %+v", pr)
 	}
 	if cfg.Clusters[0].Replication.PasswordEnv != "REPL_PW" {
 		t.Errorf("replication.password_env = %q", cfg.Clusters[0].Replication.PasswordEnv)
