@@ -19,8 +19,8 @@ clusters:
     user: dbha
     password_file: secrets/dbha.pw
     promotion:
-      priority: {"127.0.0.1:2": 5}
-      never: ["127.0.0.1:3"]
+      priority: {"127.0.0.1:3306": 5}
+      never: ["127.0.0.1:3307"]
     replication:
       user: repl
       password_env: REPL_PW
@@ -50,7 +50,7 @@ func writeConfig(t *testing.T, body string) string {
 func TestLoadConfig(t *testing.T) {
 	path := writeConfig(t, goodYAML)
 	cfg, err := loadConfig(path, []string{"DBHA_CONSUL_ADDRESS=127.0.0.2:8501", "DBHA_CLUSTERS_1_USER=other",
-		"DBHA_PROBE_TIMEOUT=250ms", "DBHA_CHECKS_LINK_STALE=5s", "DBHA_CHECKS_INTERVAL=1s", "DBHA_CLUSTERS_1_STREAM_ENABLED=false", "DBHA_CLUSTERS_1_STREAM_RETENTION_MAX_SIZE=500MiB", "DBHA_CLUSTERS_0_INSTANCES=127.0.0.1:1,127.0.0.1:2,127.0.0.1:3",
+		"DBHA_PROBE_TIMEOUT=250ms", "DBHA_CHECKS_LINK_STALE=5s", "DBHA_CHECKS_INTERVAL=1s", "DBHA_CLUSTERS_1_STREAM_ENABLED=false", "DBHA_CLUSTERS_1_STREAM_RETENTION_MAX_SIZE=500MiB", "DBHA_CLUSTERS_0_INSTANCES=127.0.0.1:3306,127.0.0.1:3307,127.0.0.1:3308",
 		"PG_PW=x", "DBHA_CONFIG=ignored"})
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +67,7 @@ func TestLoadConfig(t *testing.T) {
 	if cfg.Probe.Timeout != 250*time.Millisecond {
 		t.Errorf("probe.timeout = %v", cfg.Probe.Timeout)
 	}
-	if got := strings.Join(cfg.Clusters[0].Instances, " "); got != "127.0.0.1:1 127.0.0.1:2 127.0.0.1:3" {
+	if got := strings.Join(cfg.Clusters[0].Instances, " "); got != "127.0.0.1:3306 127.0.0.1:3307 127.0.0.1:3308" {
 		t.Errorf("instances = %s", got)
 	}
 	dir := filepath.Dir(path)
@@ -80,7 +80,7 @@ func TestLoadConfig(t *testing.T) {
 	if st := cfg.Clusters[1].Stream; st.IsEnabled() || !st.Synchronous || st.Retention.MaxSize != 500<<20 {
 		t.Errorf("stream settings not read: %+v", st)
 	}
-	if pr := cfg.Clusters[0].Promotion; pr.Priority["127.0.0.1:2"] != 5 || !pr.IsAutoFailover() || pr.BlockFor != 30*time.Minute {
+	if pr := cfg.Clusters[0].Promotion; pr.Priority["127.0.0.1:3306"] != 5 || !pr.IsAutoFailover() || pr.BlockFor != 30*time.Minute {
 		t.Errorf("promotion = %+v", pr)
 	}
 	if cfg.Clusters[0].Replication.PasswordEnv != "REPL_PW" {
