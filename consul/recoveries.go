@@ -94,6 +94,16 @@ func (s *RecoveryStore) Unfinished(ctx context.Context, cluster string) (*promot
 	return &r, nil
 }
 
+// Latest returns the cluster's most recent recovery, or nil.
+func (s *RecoveryStore) Latest(ctx context.Context, cluster string) (*promote.Record, error) {
+	var st inProgress
+	ok, err := s.c.GetState(ctx, cluster, &st)
+	if err != nil || !ok || st.Recovery == "" {
+		return nil, err
+	}
+	return s.Record(ctx, cluster, st.Recovery)
+}
+
 // Record reads one recovery.
 func (s *RecoveryStore) Record(ctx context.Context, cluster, id string) (*promote.Record, error) {
 	var r promote.Record

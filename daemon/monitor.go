@@ -2,13 +2,16 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/dbha/dbha/binlog"
 	"github.com/dbha/dbha/checks"
 	"github.com/dbha/dbha/config"
+	"github.com/dbha/dbha/promote"
 	"github.com/dbha/dbha/topology"
 )
 
@@ -18,6 +21,24 @@ import (
 type Peers interface {
 	PublishObservation(ctx context.Context, cluster string, v checks.PeerView) error
 	Peers(ctx context.Context, cluster, self string) ([]checks.PeerView, error)
+}
+
+// Recoverer acts on what the monitor finds; it is the bridge to promote.
+// A nil Recoverer makes the monitor detect and report only.
+type Recoverer interface {
+	// Resume finishes a recovery that a crashed manager left unfinished;
+	// nil when there is none.
+	Resume(ctx context.Context, cluster string) (*promote.Record, error)
+	// Recover replaces a dead primary under the cluster's lock; errors
+	// wrapping promote.ErrLocked or promote.ErrBlocked mean another
+	// manager acts or a recent recovery forbids acting.
+	Recover(ctx context.Context, cluster string, t promote.Trigger) (*promote.Record, error)
+	// Enforce keeps one writer: an instance that is writable while the
+	// writer endpoint names another is fenced.
+	Enforce(ctx context.Context, cluster string, s topology.Snapshot) error
+	// Publish points the writer endpoint at writer and the reader
+	// endpoint at readers, as seen in s.
+	Publish(ctx context.Context, s topology.Snapshot, writer string, readers []string) error
 }
 
 // Cluster wires one cluster into the monitor.
@@ -36,7 +57,8 @@ type Options struct {
 	Policy           checks.Policy
 	ExternalTimeout  time.Duration
 	ExternalInterval time.Duration
-	Peers            Peers // may be nil
+	Peers            Peers     // may be nil
+	Recoverer        Recoverer // may be nil: detect only
 	Logger           *slog.Logger
 	Clusters         []Cluster
 }
@@ -124,6 +146,12 @@ type watcher struct {
 	log *slog.Logger
 
 	tracker checks.Tracker
+	warned  string    // the last warnOnce key, so a blocked recovery is logged once
+	retryAt time.Time // no new recovery attempt before this, after one failed
+	// published is the writer and readers last written to Consul, at
+	// publishedAt.
+	published   string
+	publishedAt time.Time
 
 	mu       sync.Mutex
 	st       State
@@ -142,6 +170,13 @@ func (w *watcher) state() State {
 }
 
 func (w *watcher) run(ctx context.Context) {
+	if r := w.m.opts.Recoverer; r != nil {
+		if rec, err := r.Resume(ctx, w.c.Config.Name); err != nil {
+			w.log.Error("resume the recovery in progress", "err", err)
+		} else if rec != nil {
+			w.log.Warn("resumed a recovery a previous manager left unfinished", "recovery", rec.ID, "done", rec.Done)
+		}
+	}
 	var side sync.WaitGroup
 	side.Go(func() { w.every(ctx, time.Second, w.refreshPeers) })
 	if len(w.c.Config.CheckCommand) > 0 {
@@ -212,6 +247,94 @@ func (w *watcher) cycle(ctx context.Context) {
 		Findings: findings, Evidence: ev, CycleTime: topology.Duration(time.Since(start))}
 	w.mu.Unlock()
 	w.logChanges(prev, findings)
+	w.act(ctx, snap, findings, obs.At)
+}
+
+// act hands what calls for action to the Recoverer: a confirmed dead
+// primary is recovered (when the cluster allows automatic failover); a
+// second writable instance, or a detached one, goes to Enforce (fence,
+// rejoin). Nothing else ever triggers a change: UnreachablePrimary,
+// PrimaryHung and the rest are only reported.
+func (w *watcher) act(ctx context.Context, snap topology.Snapshot, findings []checks.Finding, at time.Time) {
+	r := w.m.opts.Recoverer
+	if r == nil {
+		return
+	}
+	for _, f := range findings {
+		if f.Recover && w.c.Config.Promotion.IsAutoFailover() {
+			if !at.Before(w.retryAt) {
+				w.recover(ctx, f, findings, at)
+			}
+			return
+		}
+	}
+	for _, p := range snap.Problems {
+		switch p.Code {
+		case topology.TwoWritablePrimaries, topology.NoWritablePrimary, topology.InstanceDetached:
+			if err := r.Enforce(ctx, w.c.Config.Name, snap); err != nil {
+				w.log.Error("enforce a single writer", "err", err)
+			}
+			return
+		}
+	}
+	w.publish(ctx, snap, at)
+}
+
+// publish keeps the endpoints on a cluster with one writable primary: the
+// writer names it, the readers name its healthy replicas under the lag
+// limit. Consul is written when they change, and every 30 s to repair
+// what someone else changed.
+func (w *watcher) publish(ctx context.Context, snap topology.Snapshot, at time.Time) {
+	writer, err := snap.WritablePrimary()
+	if err != nil {
+		return
+	}
+	readers := snap.Readers(w.m.opts.Policy.LagSeconds)
+	key := writer + "|" + strings.Join(readers, ",")
+	if key == w.published && at.Before(w.publishedAt.Add(30*time.Second)) {
+		return
+	}
+	if err := w.m.opts.Recoverer.Publish(ctx, snap, writer, readers); err != nil {
+		w.warnOnce("publish: "+err.Error(), "endpoints not published", "err", err)
+		return
+	}
+	if key != w.published {
+		w.log.Info("endpoints published", "writer", writer, "readers", readers)
+	}
+	w.published, w.publishedAt = key, at
+}
+
+func (w *watcher) recover(ctx context.Context, f checks.Finding, findings []checks.Finding, at time.Time) {
+	t := promote.Trigger{Reason: string(f.Code), Automatic: true, Detected: at, Evidence: findings}
+	rec, err := w.m.opts.Recoverer.Recover(ctx, w.c.Config.Name, t)
+	switch {
+	case errors.Is(err, promote.ErrLocked):
+		w.log.Info("another manager is recovering the cluster", "code", f.Code)
+	case errors.Is(err, promote.ErrBlocked):
+		w.warnOnce("blocked", "automatic recovery blocked", "err", err)
+	case err != nil:
+		attrs := []any{"code", f.Code, "err", err}
+		if rec != nil {
+			attrs = append(attrs, "recovery", rec.ID, "next_step", rec.Next)
+		}
+		w.log.Error("recovery failed; retrying in 5s", attrs...)
+		w.retryAt = at.Add(5 * time.Second)
+	default:
+		w.warned = ""
+		w.tracker = checks.Tracker{} // the primary changed: count afresh
+		w.log.Warn("recovered", "code", f.Code, "recovery", rec.ID, "kind", rec.Kind,
+			"old_primary", rec.Plan.OldPrimary, "new_primary", rec.Plan.NewPrimary,
+			"rto_seconds", rec.RTOSeconds, "lost_transactions", rec.Ledger.Transactions, "lost_bytes", rec.Ledger.Bytes)
+	}
+}
+
+// warnOnce logs a warning the first time key is seen in a row of cycles.
+func (w *watcher) warnOnce(key, msg string, args ...any) {
+	if w.warned == key {
+		return
+	}
+	w.warned = key
+	w.log.Warn(msg, args...)
 }
 
 // logChanges logs a finding once when it appears and once when it clears.

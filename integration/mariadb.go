@@ -29,7 +29,8 @@ const mariadbDBHAGrant = "GRANT " +
 	"READ_ONLY ADMIN, " + // SET GLOBAL read_only (fence the old primary, open the new one); write while read_only
 	"CONNECTION ADMIN, " + // KILL other users' sessions when fencing the old primary
 	"BINLOG REPLAY, " + // run BINLOG statements: apply events from dbha's store to the candidate
-	"PROCESS " + // SHOW PROCESSLIST of every user: sessions to kill, binlog dump threads
+	"PROCESS, " + // SHOW PROCESSLIST of every user: sessions to kill, binlog dump threads
+	"RELOAD " + // RESET SLAVE ALL when promoting a replica
 	"ON *.* TO 'dbha'@'127.0.0.1'"
 
 // mariadbInstallSQL runs inside mariadb-install-db's bootstrap. "normal" root authentication

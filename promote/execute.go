@@ -136,6 +136,7 @@ func Execute(ctx context.Context, env Env, r *Record) error {
 	if x.env.Now == nil {
 		x.env.Now = time.Now
 	}
+	r.Error = "" // a resumed recovery starts clean; a new failure is recorded again
 	for r.Next <= len(r.Plan.Steps) {
 		st := r.Plan.Steps[r.Next-1]
 		if err := env.Coordinator.Check(); err != nil {

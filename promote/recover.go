@@ -96,6 +96,35 @@ func Recover(ctx context.Context, env RecoverEnv, cluster string, req Request, t
 			return nil, err
 		}
 	}
+	return finish(ctx, env, cluster, lease, rec)
+}
+
+// Resume finishes the cluster's recovery in progress, if a manager that
+// crashed left one; it returns nil, nil when there is none. It takes the
+// lock like Recover and honours no block: a half-done recovery is always
+// finished, because stopping half-way is what leaves two writers or none.
+func Resume(ctx context.Context, env RecoverEnv, cluster string) (*Record, error) {
+	if env.Now == nil {
+		env.Now = time.Now
+	}
+	rec, err := env.Store.Unfinished(ctx, cluster)
+	if err != nil || rec == nil {
+		return nil, err
+	}
+	lease, err := env.Store.Acquire(ctx, cluster, env.Manager)
+	if err != nil {
+		return nil, err
+	}
+	defer lease.Release()
+	if rec, err = env.Store.Unfinished(ctx, cluster); err != nil || rec == nil {
+		return nil, err // another manager finished it meanwhile
+	}
+	return finish(ctx, env, cluster, lease, rec)
+}
+
+// finish executes a recorded recovery under the lease and sets the
+// anti-flap block once it is done.
+func finish(ctx context.Context, env RecoverEnv, cluster string, lease Lease, rec *Record) (*Record, error) {
 	rec.Lease = lease.ID()
 	exec := Env{Engine: env.Engine, Coordinator: coordinator{lease: lease, store: env.Store, cluster: cluster},
 		Journal: env.Store, Hooks: env.Hooks, StepTimeout: env.StepTimeout, Now: env.Now}

@@ -233,6 +233,12 @@ func (b *builder) compareWithPrimary(in *Instance, primary Instance) {
 	if !in.Applied.IsZero() && !primary.Current.IsZero() {
 		lag.Bytes = BytesBehind(in.Applied, primary.Current)
 	}
+	if b.s.Engine == Postgres && lag.Bytes == 0 {
+		// A standby that replayed all the primary has is not behind, however
+		// old its last replayed transaction (an idle primary sends none).
+		zero := 0.0
+		lag.Seconds = &zero
+	}
 	in.Lag = lag
 
 	switch b.s.Engine {

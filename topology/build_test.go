@@ -279,3 +279,20 @@ func TestWritablePrimary(t *testing.T) {
 		})
 	}
 }
+
+func TestReaders(t *testing.T) {
+	const p, r1, r2, r3 = "10.0.0.1:3306", "10.0.0.2:3306", "10.0.0.3:3306", "10.0.0.4:3306"
+	pos := mdb(t, "0-1-10")
+	stopped := replicaOf(r2, p, pos)
+	stopped.Replication.SQLRunning = false
+	lagging := replicaOf(r3, p, mdb(t, "0-1-5"))
+	far := 120.0
+	lagging.Replication.SecondsBehind = &far
+	s := Build("c", MariaDB, []Instance{primaryAt(p, pos), replicaOf(r1, p, pos), stopped, lagging}, time.Unix(0, 0))
+	if got := s.Readers(60); !slices.Equal(got, []string{r1}) {
+		t.Fatalf("Readers(60) = %v, want [%s]", got, r1)
+	}
+	if got := s.Readers(0); !slices.Equal(got, []string{r1, r3}) {
+		t.Fatalf("Readers(0) = %v", got)
+	}
+}

@@ -197,3 +197,21 @@ func (s Snapshot) WritablePrimary() (string, error) {
 	}
 	return s.Primary, nil
 }
+
+// Readers returns the replicas fit to serve reads: reachable, following the
+// primary with both halves of replication running, and no more than
+// maxLagSeconds behind (0: no limit). Configuration order.
+func (s Snapshot) Readers(maxLagSeconds float64) []string {
+	var out []string
+	for _, in := range s.Instances {
+		r := in.Replication
+		if !in.Reachable || in.Role != RoleReplica || r == nil || r.Source != s.Primary || !r.IORunning || !r.SQLRunning {
+			continue
+		}
+		if maxLagSeconds > 0 && (in.Lag == nil || in.Lag.Seconds == nil || *in.Lag.Seconds > maxLagSeconds) {
+			continue
+		}
+		out = append(out, in.Addr)
+	}
+	return out
+}
