@@ -73,6 +73,9 @@ func (c Consul) Token() Secret { return Secret{File: c.TokenFile, Env: c.TokenEn
 // Consul says where the Consul agent is.
 type Consul struct {
 	Address string `mapstructure:"address" yaml:"address" json:"address"`
+	// DNS is the agent's DNS address (host:port), where clients resolve
+	// <cluster>-writer.service.consul; `dbha drill` writes through it.
+	DNS string `mapstructure:"dns" yaml:"dns,omitempty" json:"dns,omitempty"`
 	// TokenFile or TokenEnv name the ACL token; both empty means no token.
 	TokenFile string `mapstructure:"token_file" yaml:"token_file,omitempty" json:"token_file,omitempty"`
 	TokenEnv  string `mapstructure:"token_env" yaml:"token_env,omitempty" json:"token_env,omitempty"`
@@ -104,7 +107,27 @@ type Cluster struct {
 	Stream Stream `mapstructure:"stream" yaml:"stream,omitempty" json:"stream"`
 	// Promotion configures failover and switchover.
 	Promotion Promotion `mapstructure:"promotion" yaml:"promotion,omitempty" json:"promotion"`
+	// Drill configures `dbha drill` on a cluster it may disrupt.
+	Drill Drill `mapstructure:"drill" yaml:"drill,omitempty" json:"drill"`
 }
+
+// Drill is how `dbha drill` writes to a cluster and breaks its primary.
+type Drill struct {
+	// User (with PasswordFile or PasswordEnv) is the client account the
+	// drill writes rows with, in Database (created if missing).
+	User         string `mapstructure:"user" yaml:"user,omitempty" json:"user,omitempty"`
+	PasswordFile string `mapstructure:"password_file" yaml:"password_file,omitempty" json:"password_file,omitempty"`
+	PasswordEnv  string `mapstructure:"password_env" yaml:"password_env,omitempty" json:"password_env,omitempty"`
+	Database     string `mapstructure:"database" yaml:"database,omitempty" json:"database,omitempty"`
+	// KillCommand crashes an instance and RestartCommand starts it again;
+	// "{instance}" in an argument is replaced by its host:port. A lab's
+	// clusters need neither: the drill uses the lab.
+	KillCommand    []string `mapstructure:"kill_command" yaml:"kill_command,omitempty" json:"kill_command,omitempty"`
+	RestartCommand []string `mapstructure:"restart_command" yaml:"restart_command,omitempty" json:"restart_command,omitempty"`
+}
+
+// Password returns where the drill account's password comes from.
+func (d Drill) Password() Secret { return Secret{File: d.PasswordFile, Env: d.PasswordEnv} }
 
 // Promotion configures how a cluster's primary is replaced.
 type Promotion struct {
@@ -132,6 +155,11 @@ type Promotion struct {
 	// store's directory. The default copies from the store, which suits a
 	// store the database host can read.
 	RestoreCommand string `mapstructure:"restore_command" yaml:"restore_command,omitempty" json:"restore_command,omitempty"`
+	// RejoinCommand (PostgreSQL) makes a fenced old primary a standby of
+	// the new one (pg_rewind, standby.signal, restart) on its host;
+	// "{instance}" and "{primary}" are replaced by their host:port. Without
+	// it the old primary stays fenced until an operator rejoins it.
+	RejoinCommand []string `mapstructure:"rejoin_command" yaml:"rejoin_command,omitempty" json:"rejoin_command,omitempty"`
 }
 
 // IsAutoFailover reports whether automatic failover is on (the default).
@@ -181,7 +209,7 @@ type Account struct {
 func Default() Config {
 	return Config{
 		StateDir: "/var/lib/dbha",
-		Consul:   Consul{Address: "127.0.0.1:8500"},
+		Consul:   Consul{Address: "127.0.0.1:8500", DNS: "127.0.0.1:8600"},
 		Probe:    Probe{Timeout: time.Second},
 		Checks: Checks{Interval: 250 * time.Millisecond, Policy: checks.DefaultPolicy(),
 			ExternalTimeout: 2 * time.Second, ExternalInterval: time.Second},
@@ -235,6 +263,9 @@ func WithDefaults(cfg Config) Config {
 		}
 		if pr.RestoreCommand == "" {
 			pr.RestoreCommand = DefaultRestoreCommand
+		}
+		if cl.Drill.Database == "" {
+			cl.Drill.Database = "dbha_drill"
 		}
 		out.Clusters[i] = cl
 	}
@@ -298,6 +329,11 @@ func Validate(cfg Config, file string) error {
 	if cfg.Consul.Address != "" {
 		if err := checkHostPort(cfg.Consul.Address); err != nil {
 			bad("consul.address", "%v", err)
+		}
+	}
+	if cfg.Consul.DNS != "" {
+		if err := checkHostPort(cfg.Consul.DNS); err != nil {
+			bad("consul.dns", "%v", err)
 		}
 	}
 	if cfg.Consul.TokenFile != "" && cfg.Consul.TokenEnv != "" {

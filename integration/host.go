@@ -57,7 +57,7 @@ func lookBinary(name string) (string, error) {
 		if root := moduleRoot(); root != "" {
 			dirs = append(dirs, filepath.Join(root, "bin"))
 		}
-	case "initdb", "postgres", "pg_basebackup":
+	case "initdb", "postgres", "pg_basebackup", "pg_rewind":
 		if d := os.Getenv("DBHA_PG_BINDIR"); d != "" {
 			return checkExecutable(name, filepath.Join(d, name), "$DBHA_PG_BINDIR")
 		}

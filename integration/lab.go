@@ -28,6 +28,9 @@ const labHost = "127.0.0.1"
 type Options struct {
 	Dir      string    // lab directory; created if missing; made absolute
 	Progress io.Writer // one line per step; may be nil
+	// Binary is the dbha executable; when set, dbha.yaml gets a PostgreSQL
+	// rejoin_command that runs `dbha lab rejoin` with it.
+	Binary string
 }
 
 // Node is one process of the lab.
@@ -79,6 +82,9 @@ type Lab struct {
 	User       labUser `json:"user"`  // who runs the database servers
 	Ready      bool    `json:"ready"` // `up` completed; false means it was interrupted
 
+	// Binary is the dbha executable that rejoin_command runs ("" for none).
+	Binary string `json:"binary,omitempty"`
+
 	mu       sync.Mutex // guards Nodes and lab.json
 	progress io.Writer
 	progMu   sync.Mutex
@@ -114,6 +120,7 @@ func Up(ctx context.Context, o Options) (l *Lab, alreadyRunning bool, err error)
 	if err != nil {
 		return nil, false, err
 	}
+	l.Binary = o.Binary
 	if err := l.build(ctx); err != nil {
 		l.abort()
 		return nil, false, fmt.Errorf("lab up in %s: %w\n(logs are kept in %s; run `dbha lab down --purge --dir %s` to remove the lab)",

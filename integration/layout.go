@@ -176,7 +176,7 @@ func (l *Lab) newNode(name, kind string, port int) Node {
 func (l *Lab) writeConfig() error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "state_dir: %s\n", yamlScalar(filepath.Join(l.Dir, "state")))
-	fmt.Fprintf(&b, "consul:\n  address: %s\n", yamlScalar(l.ConsulHTTP))
+	fmt.Fprintf(&b, "consul:\n  address: %s\n  dns: %s\n", yamlScalar(l.ConsulHTTP), yamlScalar(l.ConsulDNS))
 	b.WriteString("clusters:\n")
 	for _, c := range []struct{ name, kind string }{{mariadbCluster, KindMariaDB}, {postgresCluster, KindPostgres}} {
 		var addrs []string
@@ -191,11 +191,27 @@ func (l *Lab) writeConfig() error {
 		fmt.Fprintf(&b, "    replication:\n")
 		fmt.Fprintf(&b, "      user: repl\n")
 		fmt.Fprintf(&b, "      password_file: %s\n", yamlScalar(l.Secret(c.kind+"-repl")))
+		l.writeDrillConfig(&b, c.kind)
 	}
 	if err := writeFileAtomic(l.ConfigPath, []byte(b.String()), 0o600); err != nil {
 		return fmt.Errorf("write dbha config: %w", err)
 	}
 	return nil
+}
+
+// writeDrillConfig gives `dbha drill` the lab's administrator to write
+// rows with (the lab itself kills and restarts nodes), and a PostgreSQL
+// cluster a rejoin_command through this lab, when the dbha binary is known.
+func (l *Lab) writeDrillConfig(b *strings.Builder, kind string) {
+	user, secret := "admin", "mariadb-admin"
+	if kind == KindPostgres {
+		user, secret = "postgres", "postgres-superuser"
+		if l.Binary != "" {
+			fmt.Fprintf(b, "    promotion:\n      rejoin_command: [%s, lab, rejoin, --dir, %s, \"{instance}\", --primary, \"{primary}\"]\n",
+				yamlScalar(l.Binary), yamlScalar(l.Dir))
+		}
+	}
+	fmt.Fprintf(b, "    drill:\n      user: %s\n      password_file: %s\n      database: dbha_lab\n", user, yamlScalar(l.Secret(secret)))
 }
 
 var yamlPlain = regexp.MustCompile(`^[A-Za-z0-9_./@-][A-Za-z0-9_./:@-]*$`)

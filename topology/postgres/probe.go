@@ -107,7 +107,9 @@ func (st state) fill(in *topology.Instance) error {
 	if in.Received, err = lsnAt(st.receiveLSN, tl); err != nil {
 		return fmt.Errorf("pg_last_wal_receive_lsn: %w", err)
 	}
-	if in.Received.IsZero() { // never streamed: it holds what it replayed
+	if o, err := topology.Compare(in.Applied, in.Received); in.Received.IsZero() || (err == nil && o == topology.Ahead) {
+		// Never streamed, or restarted and streaming from the start of a
+		// segment: it holds at least what it replayed.
 		in.Received = in.Applied
 	}
 	in.Current = in.Applied
