@@ -3,9 +3,7 @@ package integration
 import (
 	"context"
 	"errors"
-	"net"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
@@ -24,28 +22,12 @@ func consulClient(t *testing.T, l *Lab) *consul.Client {
 // resolve asks the lab's Consul DNS for a service, as a client would.
 func resolve(t *testing.T, l *Lab, service string) []string {
 	t.Helper()
-	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "udp", l.ConsulDNS)
-	}}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_, srvs, err := r.LookupSRV(ctx, "", "", service+".service.consul")
+	out, err := consul.Resolve(ctx, l.ConsulDNS, service)
 	if err != nil {
-		var de *net.DNSError
-		if errors.As(err, &de) && de.IsNotFound {
-			return nil
-		}
-		t.Fatalf("resolve %s: %v", service, err)
+		t.Fatal(err)
 	}
-	var out []string
-	for _, s := range srvs {
-		ips, err := r.LookupHost(ctx, s.Target)
-		if err != nil || len(ips) == 0 {
-			t.Fatalf("resolve %s: %v", s.Target, err)
-		}
-		out = append(out, net.JoinHostPort(ips[0], strconv.Itoa(int(s.Port))))
-	}
-	slices.Sort(out)
 	return out
 }
 
