@@ -156,7 +156,8 @@ type Promotion struct {
 	// store the database host can read.
 	RestoreCommand string `mapstructure:"restore_command" yaml:"restore_command,omitempty" json:"restore_command,omitempty"`
 	// RejoinCommand (PostgreSQL) makes a fenced old primary a standby of
-	// the new one (pg_rewind, standby.signal, restart) on its host;
+	// the new one (CHECKPOINT on the new primary, so that pg_rewind sees its
+	// new timeline; pg_rewind; standby.signal; restart) on its host;
 	// "{instance}" and "{primary}" are replaced by their host:port. Without
 	// it the old primary stays fenced until an operator rejoins it.
 	RejoinCommand []string `mapstructure:"rejoin_command" yaml:"rejoin_command,omitempty" json:"rejoin_command,omitempty"`

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Lifecycle of single nodes: start (first time, with port retry, and again), stop, signal,
@@ -86,7 +87,21 @@ func (l *Lab) Signal(name string, sig syscall.Signal) error {
 	if sig == syscall.SIGKILL && !waitExit(context.Background(), n, stopTimeout) {
 		return fmt.Errorf("%s (pid %d) still running after SIGKILL", name, n.PID)
 	}
+	if sig == syscall.SIGKILL {
+		waitReaped(n.PID, 10*time.Second)
+	}
 	return nil
+}
+
+// waitReaped waits, bounded, until pid no longer exists even as a zombie.
+// A killed process's parent (init, once the lab command has exited) reaps
+// it on its own schedule, and PostgreSQL refuses to start while the PID
+// in its postmaster.pid still answers signal 0.
+func waitReaped(pid int, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for syscall.Kill(pid, 0) == nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Freeze stops a node as a hung host would: SIGSTOP to its process and to

@@ -45,6 +45,12 @@ func (l *Lab) Rejoin(ctx context.Context, name, primary string) error {
 	if err := l.Stop(ctx, n.Name); err != nil {
 		return err
 	}
+	// pg_rewind reads the source's timeline from its control file, which a
+	// freshly promoted server updates only at its next checkpoint: without
+	// one it sees "the same timeline" and rewinds nothing.
+	if err := l.pgExec(ctx, p, "postgres", []string{"CHECKPOINT"}); err != nil {
+		return fmt.Errorf("checkpoint %s before pg_rewind: %w", p.Name, err)
+	}
 	if err := l.rewind(ctx, n, p); err != nil {
 		return err
 	}
