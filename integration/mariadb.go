@@ -30,7 +30,8 @@ const mariadbDBHAGrant = "GRANT " +
 	"CONNECTION ADMIN, " + // KILL other users' sessions when fencing the old primary
 	"BINLOG REPLAY, " + // run BINLOG statements: apply events from dbha's store to the candidate
 	"PROCESS, " + // SHOW PROCESSLIST of every user: sessions to kill, binlog dump threads
-	"RELOAD " + // RESET SLAVE ALL when promoting a replica
+	"RELOAD, " + // RESET SLAVE ALL when promoting a replica
+	"REPLICATION MASTER ADMIN " + // SHOW SLAVE HOSTS: no replica may use the stream's server_id
 	"ON *.* TO 'dbha'@'127.0.0.1'"
 
 // mariadbInstallSQL runs inside mariadb-install-db's bootstrap. "normal" root authentication
