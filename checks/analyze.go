@@ -120,7 +120,7 @@ func matchDeadPrimary(someReplicasUnknown bool) func(a *analysis) []Finding {
 		}
 		s := fmt.Sprintf("primary %s is dead: dbha and %d replica(s) lost it", a.ev.Primary, a.t.replicasDead)
 		if someReplicasUnknown {
-			s += fmt.Sprintf("; %d replica(s) cannot be reached to confirm", a.t.replicasNone)
+			s += fmt.Sprintf("; %d replica(s) cannot confirm (unreachable, or their link silent)", a.t.replicasNone)
 		}
 		return []Finding{{Instance: a.ev.Primary, Summary: s, Votes: a.votes}}
 	}

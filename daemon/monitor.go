@@ -229,8 +229,10 @@ func (w *watcher) cycle(ctx context.Context) {
 		return
 	}
 
+	// The cycle's time is when its probes went out: what they saw is as of
+	// then, however long a hung instance made the cycle last.
 	w.mu.Lock()
-	obs := checks.Observation{At: time.Now(), Snapshot: snap, TCP: tcp, Peers: w.peers, External: w.external}
+	obs := checks.Observation{At: start, Snapshot: snap, TCP: tcp, Peers: w.peers, External: w.external}
 	w.mu.Unlock()
 	if w.c.Stream != nil {
 		if s := w.c.Stream(); s != nil {

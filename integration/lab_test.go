@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dbha/dbha/config"
 	"gopkg.in/yaml.v3"
 )
 
@@ -130,40 +131,27 @@ func checkAllRunning(ctx context.Context, t *testing.T, l *Lab) {
 // checkConfig reads dbha.yaml back, rejecting unknown keys as dbha does.
 func checkConfig(t *testing.T, l *Lab) {
 	t.Helper()
-	var cfg struct {
-		StateDir string `yaml:"state_dir"`
-		Consul   struct {
-			Address string `yaml:"address"`
-		} `yaml:"consul"`
-		Clusters []struct {
-			Name         string   `yaml:"name"`
-			Engine       string   `yaml:"engine"`
-			Instances    []string `yaml:"instances"`
-			User         string   `yaml:"user"`
-			PasswordFile string   `yaml:"password_file"`
-			Replication  struct {
-				User         string `yaml:"user"`
-				PasswordFile string `yaml:"password_file"`
-			} `yaml:"replication"`
-		} `yaml:"clusters"`
-	}
 	raw, err := os.ReadFile(l.ConfigPath)
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg := config.Default()
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil {
 		t.Fatalf("parse %s: %v\n%s", l.ConfigPath, err, raw)
 	}
-	if cfg.Consul.Address != l.ConsulHTTP || len(cfg.Clusters) != 2 {
+	if err := config.Validate(config.WithDefaults(cfg), l.ConfigPath); err != nil {
+		t.Fatalf("the lab's configuration is not valid: %v", err)
+	}
+	if cfg.Consul.Address != l.ConsulHTTP || cfg.Consul.DNS != l.ConsulDNS || len(cfg.Clusters) != 2 {
 		t.Fatalf("unexpected config:\n%s", raw)
 	}
 	for _, c := range cfg.Clusters {
-		if len(c.Instances) != 3 || c.User != "dbha" || c.Replication.User != "repl" {
+		if len(c.Instances) != 3 || c.User != "dbha" || c.Replication.User != "repl" || c.Drill.User == "" {
 			t.Errorf("cluster %s: unexpected %+v", c.Name, c)
 		}
-		for _, f := range []string{c.PasswordFile, c.Replication.PasswordFile} {
+		for _, f := range []string{c.PasswordFile, c.Replication.PasswordFile, c.Drill.PasswordFile} {
 			if _, err := readPassword(f); err != nil {
 				t.Errorf("cluster %s: %v", c.Name, err)
 			}

@@ -81,6 +81,7 @@ func (l *Lab) Signal(name string, sig syscall.Signal) error {
 	if !processIsNode(n.PID, n.DataDir) {
 		return fmt.Errorf("signal %s: not running (recorded pid %d)", name, n.PID)
 	}
+	kids := childrenOf(n.PID) // PostgreSQL's backends outlive a killed postmaster for a moment
 	if err := syscall.Kill(n.PID, sig); err != nil {
 		return fmt.Errorf("signal %s (pid %d): %w", name, n.PID, err)
 	}
@@ -88,7 +89,11 @@ func (l *Lab) Signal(name string, sig syscall.Signal) error {
 		return fmt.Errorf("%s (pid %d) still running after SIGKILL", name, n.PID)
 	}
 	if sig == syscall.SIGKILL {
-		waitReaped(n.PID, 10*time.Second)
+		// A new server refuses to start while the old one's PID or its
+		// children's hold on shared memory remains: wait for all of them.
+		for _, pid := range append([]int{n.PID}, kids...) {
+			waitReaped(pid, 10*time.Second)
+		}
 	}
 	return nil
 }

@@ -1,0 +1,109 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dbha/dbha/checks"
+	"github.com/dbha/dbha/config"
+	"github.com/dbha/dbha/topology"
+	"github.com/dbha/dbha/topology/mysql"
+)
+
+// fakePeers is an in-memory Peers: it records what the monitor publishes
+// and answers with fixed views (or an error).
+type fakePeers struct {
+	mu        sync.Mutex
+	published []checks.PeerView
+	views     []checks.PeerView
+	err       error
+	asked     []string // self of each Peers call
+}
+
+func (f *fakePeers) PublishObservation(_ context.Context, _ string, v checks.PeerView) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.published = append(f.published, v)
+	return nil
+}
+
+func (f *fakePeers) Peers(_ context.Context, _, self string) ([]checks.PeerView, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.asked = append(f.asked, self)
+	return f.views, f.err
+}
+
+// closedAddr is a loopback address nothing listens on: a probe of it is
+// refused at once. (No database is faked: the monitor's real prober runs.)
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := ln.Addr().String()
+	ln.Close()
+	return a
+}
+
+func unreachableCluster(t *testing.T) Cluster {
+	p := mysql.NewProber(topology.MariaDB, "dbha", "unused")
+	t.Cleanup(func() { p.Close() })
+	return Cluster{Config: config.Cluster{Name: "c", Engine: config.MariaDB, Instances: []string{closedAddr(t)}}, Prober: p}
+}
+
+func TestMonitorWiresPeers(t *testing.T) {
+	peer := checks.PeerView{Manager: "b", At: time.Now(), Primary: "10.0.0.1:3306", Reaches: true}
+	fp := &fakePeers{views: []checks.PeerView{peer}}
+	m := New(Options{Manager: "a", Interval: 50 * time.Millisecond, ProbeTimeout: time.Second,
+		Policy: checks.DefaultPolicy(), Peers: fp, Clusters: []Cluster{unreachableCluster(t)}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	m.Cycle(ctx)
+	st, _ := m.State("c")
+	if len(st.Evidence.Peers) != 1 || st.Evidence.Peers[0].Manager != "b" {
+		t.Errorf("evidence peers = %+v, want b's view", st.Evidence.Peers)
+	}
+	fp.mu.Lock()
+	if len(fp.published) != 0 || len(fp.asked) != 1 || fp.asked[0] != "a" {
+		t.Errorf("before any cycle: published %+v, asked as %v; want nothing published, asked as a", fp.published, fp.asked)
+	}
+	fp.mu.Unlock()
+
+	m.Cycle(ctx)
+	fp.mu.Lock()
+	if len(fp.published) != 1 || fp.published[0].Manager != "a" || fp.published[0].Reaches || !fp.published[0].At.Equal(st.UpdatedAt) {
+		t.Errorf("published %+v, want a's view of cycle 1 (at %v, not reaching)", fp.published, st.UpdatedAt)
+	}
+	fp.mu.Unlock()
+
+	// A Consul that fails leaves the cycle going, on the last peers read.
+	fp.mu.Lock()
+	fp.err, fp.views = errors.New("consul down"), nil
+	fp.mu.Unlock()
+	m.Cycle(ctx)
+	if st, _ := m.State("c"); st.Cycles != 3 || len(st.Evidence.Peers) != 1 {
+		t.Errorf("after a failed peer read: cycles %d, peers %+v; want 3 cycles and the last peers", st.Cycles, st.Evidence.Peers)
+	}
+}
+
+func TestHandlerWithoutTokenRefusesTheAPI(t *testing.T) {
+	h := Handler(New(Options{}), "")
+	for path, want := range map[string]int{"/healthz": http.StatusOK, "/api/v1/clusters": http.StatusUnauthorized, "/metrics": http.StatusUnauthorized} {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.Header.Set("Authorization", "Bearer ")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != want {
+			t.Errorf("GET %s with an empty token configured: %d, want %d", path, rec.Code, want)
+		}
+	}
+}

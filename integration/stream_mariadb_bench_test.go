@@ -1,0 +1,383 @@
+package integration
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dbha/dbha/binlog/mariadb"
+	"github.com/dbha/dbha/topology"
+)
+
+// Benchmarks of the MariaDB change stream against the lab (not run by
+// `make test`):
+//
+//	go test ./integration -run '^$' -bench BenchmarkMariaDBIngest -benchtime 1x
+//	go test ./integration -run '^$' -bench BenchmarkMariaDBDecode -benchtime 1x -timeout 30m
+//
+// DBHA_BENCH_SECONDS sets how long each ingest load runs (default 15).
+// DBHA_BENCH_BINLOG names an existing binlog file for the decode benchmark;
+// without it one of about 1 GiB is generated in a temporary directory and
+// removed afterwards.
+
+// mariaBenchLab brings up a lab for a benchmark.
+func mariaBenchLab(b *testing.B) *Lab {
+	b.Helper()
+	dir, err := os.MkdirTemp("", "dbha-bench-lab-")
+	if err == nil {
+		err = os.Chmod(dir, 0o755)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	l, _, err := Up(ctx, Options{Dir: dir})
+	if err != nil {
+		b.Fatalf("lab up: %v", err)
+	}
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		l.Down(ctx, true)
+		os.RemoveAll(dir)
+	})
+	return l
+}
+
+func mariaBenchDB(b *testing.B, l *Lab, node string, conns int) *sql.DB {
+	b.Helper()
+	db, err := l.AdminMySQL(node)
+	if err != nil {
+		b.Fatal(err)
+	}
+	db.SetMaxOpenConns(conns)
+	db.SetMaxIdleConns(conns)
+	b.Cleanup(func() { db.Close() })
+	return db
+}
+
+// mariaBenchStream runs a stream of the lab's primary into dir.
+func mariaBenchStream(b *testing.B, l *Lab, dir string, maxFile int64) (*mariadb.Stream, func()) {
+	b.Helper()
+	pw, err := readPassword(l.Secret("mariadb-dbha"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	n, _ := l.Node("mariadb-1")
+	s, err := mariadb.New(mariadb.Config{
+		Cluster: mariadbCluster, Dir: dir, User: "dbha", Password: pw, ServerID: mariaStreamServerID, Flavor: "mariadb",
+		Primary:     func(context.Context) (string, error) { return n.Addr(), nil },
+		MaxFileSize: maxFile, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for !s.Status().Connected {
+		if time.Now().After(deadline) {
+			b.Fatalf("the stream did not connect: %+v", s.Status())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return s, func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Errorf("Run: %v", err)
+		}
+	}
+}
+
+// mariaBenchLoad runs workers that each repeat stmt until stop, which fails
+// the benchmark if a statement failed.
+func mariaBenchLoad(b *testing.B, db *sql.DB, workers int, stmt string) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	for range workers {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				if _, err := db.ExecContext(ctx, stmt); err != nil && ctx.Err() == nil {
+					failed.Store(err)
+					return
+				}
+			}
+		})
+	}
+	return func() {
+		cancel()
+		wg.Wait()
+		if err, _ := failed.Load().(error); err != nil {
+			b.Fatalf("%s: %v", stmt, err)
+		}
+	}
+}
+
+func mariaPrimarySeq(db *sql.DB) uint64 {
+	var pos string
+	db.QueryRow("SELECT @@gtid_binlog_pos").Scan(&pos)
+	n, _ := strconv.ParseUint(pos[strings.LastIndex(pos, "-")+1:], 10, 64)
+	return n
+}
+
+func mariaHeldSeq(s *mariadb.Stream) uint64 {
+	pos := s.Status().Position.String()
+	n, _ := strconv.ParseUint(pos[strings.LastIndex(pos, "-")+1:], 10, 64)
+	return n
+}
+
+// BenchmarkMariaDBIngest drives the heaviest write loads the lab primary
+// sustains (many small transactions; bulk multi-row transactions) while the
+// stream runs, and reports what the stream ingested per second and whether
+// its lag (transactions the primary has committed and dbha has not yet
+// fsynced) stayed flat.
+func BenchmarkMariaDBIngest(b *testing.B) {
+	secs := 15
+	if v, err := strconv.Atoi(os.Getenv("DBHA_BENCH_SECONDS")); err == nil && v > 0 {
+		secs = v
+	}
+	loads := []struct {
+		name      string
+		workers   int
+		blackhole bool // binlog only: BLACKHOLE table, replicas stopped
+		stmt      string
+	}{
+		{"small transactions", 16, false, "INSERT INTO bench.t (v) VALUES (REPEAT('s', 100))"},
+		{"bulk transactions", 4, false, "INSERT INTO bench.t (v) SELECT REPEAT(CHAR(65 + seq % 26), 200) FROM bench.seq_1_to_500"},
+		{"bulk, binlog only", 4, true, "INSERT INTO bench.t (v) SELECT REPEAT(CHAR(65 + seq % 26), 200) FROM bench.seq_1_to_500"},
+	}
+	for _, ld := range loads {
+		b.Run(ld.name, func(b *testing.B) {
+			for range b.N {
+				mariaIngestOnce(b, ld.workers, ld.blackhole, ld.stmt, time.Duration(secs)*time.Second)
+			}
+		})
+	}
+}
+
+func mariaIngestOnce(b *testing.B, workers int, blackhole bool, stmt string, d time.Duration) {
+	l := mariaBenchLab(b)
+	db := mariaBenchDB(b, l, "mariadb-1", workers+2)
+	setup := []string{"CREATE DATABASE bench", "CREATE TABLE bench.t (id BIGINT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(255))"}
+	if blackhole {
+		stopReplicas(b, l)
+		setup = []string{"INSTALL SONAME 'ha_blackhole'", "CREATE DATABASE bench", "CREATE TABLE bench.t (id BIGINT, v VARCHAR(255)) ENGINE=BLACKHOLE"}
+	}
+	for _, q := range setup {
+		if _, err := db.Exec(q); err != nil {
+			b.Fatalf("%s: %v", q, err)
+		}
+	}
+	dir := filepath.Join(l.Dir, "state", "streams", mariadbCluster)
+	s, stopStream := mariaBenchStream(b, l, dir, 0)
+	defer stopStream()
+	start := mariaHeldSeq(s)
+	b.ResetTimer()
+	began := time.Now()
+	stop := mariaBenchLoad(b, db, workers, stmt)
+	var lags []float64
+	var heap []uint64
+	for time.Since(began) < d {
+		time.Sleep(250 * time.Millisecond)
+		lags = append(lags, float64(mariaPrimarySeq(db))-float64(mariaHeldSeq(s)))
+		if len(lags)%8 == 4 {
+			heap = append(heap, mariaHeapInUse())
+		}
+	}
+	stop()
+	loadTime := time.Since(began)
+	// A statement cancelled by stop may still commit: wait until dbha holds
+	// all the primary has.
+	target := mariaPrimarySeq(db)
+	for held := mariaHeldSeq(s); held < target; held = mariaHeldSeq(s) {
+		time.Sleep(10 * time.Millisecond)
+		target = mariaPrimarySeq(db)
+	}
+	catchUp := time.Since(began) - loadTime
+	b.StopTimer()
+	reportMariaIngest(b, s, dir, start, target, loadTime, catchUp, lags, heap)
+}
+
+// reportMariaIngest sums what the store holds for the run and reports it.
+func reportMariaIngest(b *testing.B, s *mariadb.Stream, dir string, start, end uint64, loadTime, catchUp time.Duration, lags []float64, heap []uint64) {
+	store, err := mariadb.OpenStore(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	from, _ := topology.ParseMariaDB(fmt.Sprintf("0-1-%d", start))
+	txs, err := store.Transactions(from, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var events, bytes int64
+	for _, tx := range txs {
+		events += int64(tx.Events)
+		bytes += tx.Size
+	}
+	secs := (loadTime + catchUp).Seconds()
+	half := len(lags) / 2
+	b.ReportMetric(float64(len(txs))/secs, "txn/s")
+	b.ReportMetric(float64(events)/secs, "events/s")
+	b.ReportMetric(float64(bytes)/secs/1e6, "MB/s")
+	b.ReportMetric(mariaMax(lags), "max-lag-txn")
+	b.ReportMetric(mariaMean(lags[:half]), "lag-1st-half-txn")
+	b.ReportMetric(mariaMean(lags[half:]), "lag-2nd-half-txn")
+	b.ReportMetric(float64(catchUp.Milliseconds()), "catch-up-ms")
+	if len(heap) > 1 {
+		b.ReportMetric(float64(heap[0])/1e6, "heap-start-MB")
+		b.ReportMetric(float64(heap[len(heap)-1])/1e6, "heap-end-MB")
+	}
+	b.Logf("%d transactions, %d events, %.1f MB in %.1fs of load (+%s to catch up); lag samples (txn): %v",
+		len(txs), events, float64(bytes)/1e6, loadTime.Seconds(), catchUp.Round(time.Millisecond), lags)
+	if uint64(len(txs)) != end-start {
+		b.Errorf("the store holds %d transactions, the primary committed %d", len(txs), end-start)
+	}
+	if st := s.Status(); st.LastError != "" {
+		b.Errorf("stream error: %s", st.LastError)
+	}
+}
+
+func mariaHeapInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
+}
+
+func mariaMax(xs []float64) float64 {
+	m := 0.0
+	for _, x := range xs {
+		m = max(m, x)
+	}
+	return m
+}
+
+func mariaMean(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	sum := 0.0
+	for _, x := range xs {
+		sum += x
+	}
+	return sum / float64(len(xs))
+}
+
+// BenchmarkMariaDBDecode decodes one binlog file of about 1 GiB with dbha's
+// ScanFile (every event's header and checksum, GTID/Query/Xid events
+// decoded: what rebuilding a transaction index does) and with
+// `mariadb-binlog FILE > /dev/null`, in the same run, and reports the ratio.
+func BenchmarkMariaDBDecode(b *testing.B) {
+	path := os.Getenv("DBHA_BENCH_BINLOG")
+	if path == "" {
+		path = generateMariaBinlog(b, 1<<30)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	scan := func() (int, error) {
+		n := 0
+		err := mariadb.ScanFile(path, func(mariadb.Txn) error { n++; return nil })
+		return n, err
+	}
+	tool := func() error {
+		devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		defer devnull.Close()
+		cmd := exec.Command("mariadb-binlog", "--no-defaults", path)
+		cmd.Stdout, cmd.Stderr = devnull, os.Stderr
+		return cmd.Run()
+	}
+	if _, err := scan(); err != nil { // warm the page cache for both
+		b.Fatal(err)
+	}
+	b.SetBytes(fi.Size())
+	b.ResetTimer()
+	for range b.N {
+		began := time.Now()
+		txns, err := scan()
+		scanTime := time.Since(began)
+		if err != nil {
+			b.Fatal(err)
+		}
+		began = time.Now()
+		if err := tool(); err != nil {
+			b.Fatalf("mariadb-binlog: %v", err)
+		}
+		toolTime := time.Since(began)
+		mb := float64(fi.Size()) / 1e6
+		b.ReportMetric(mb/scanTime.Seconds(), "dbha-MB/s")
+		b.ReportMetric(mb/toolTime.Seconds(), "mariadb-binlog-MB/s")
+		b.ReportMetric(toolTime.Seconds()/scanTime.Seconds(), "speedup")
+		b.Logf("%s: %.0f MB, %d transactions; ScanFile %s, mariadb-binlog %s", path, mb, txns, scanTime.Round(time.Millisecond), toolTime.Round(time.Millisecond))
+	}
+}
+
+// generateMariaBinlog makes a store file of about size bytes: a lab primary takes
+// bulk row inserts into a BLACKHOLE table (binlogged, not stored) with its
+// replicas stopped, while a stream writes dbha's copy; the copy's first
+// file is kept in a temporary directory, removed after the benchmark.
+func generateMariaBinlog(b *testing.B, size int64) string {
+	b.Helper()
+	keep, err := os.MkdirTemp("", "dbha-bench-binlog-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(keep) })
+	l := mariaBenchLab(b)
+	stopReplicas(b, l)
+	db := mariaBenchDB(b, l, "mariadb-1", 6)
+	for _, q := range []string{"INSTALL SONAME 'ha_blackhole'", "CREATE DATABASE bench",
+		"CREATE TABLE bench.bh (id BIGINT, v VARCHAR(255)) ENGINE=BLACKHOLE"} {
+		if _, err := db.Exec(q); err != nil {
+			b.Fatalf("%s: %v", q, err)
+		}
+	}
+	_, stopStream := mariaBenchStream(b, l, keep, 2*size)
+	began := time.Now()
+	stop := mariaBenchLoad(b, db, 4, "INSERT INTO bench.bh SELECT seq, REPEAT(CHAR(65 + seq % 26), 200) FROM bench.seq_1_to_100")
+	for {
+		time.Sleep(time.Second)
+		if files, _ := filepath.Glob(filepath.Join(keep, "dbha-bin.0*[0-9]")); len(files) > 1 { // the primary rotated at 1 GiB
+			break
+		}
+		if time.Since(began) > 20*time.Minute {
+			b.Fatal("no 1 GiB binlog after 20 minutes")
+		}
+	}
+	stop()
+	stopStream()
+	path := filepath.Join(keep, "dbha-bin.000001")
+	if fi, err := os.Stat(path); err == nil {
+		b.Logf("generated a %d-byte binlog in %s", fi.Size(), time.Since(began).Round(time.Second))
+	}
+	return path
+}
+
+// stopReplicas stops the lab's replicas (a binlog-only load would break
+// them: they have no BLACKHOLE engine).
+func stopReplicas(b *testing.B, l *Lab) {
+	for _, r := range []string{"mariadb-2", "mariadb-3"} {
+		if _, err := mariaBenchDB(b, l, r, 1).Exec("STOP SLAVE"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
