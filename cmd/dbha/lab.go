@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"syscall"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -34,7 +36,8 @@ agent, and writes DIR/dbha.yaml ready for every other command:
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
-			l, running, err := integration.Up(cmd.Context(), integration.Options{Dir: dir, Progress: out})
+			self, _ := os.Executable()
+			l, running, err := integration.Up(cmd.Context(), integration.Options{Dir: dir, Progress: out, Binary: self})
 			if err != nil {
 				return err
 			}
@@ -93,7 +96,43 @@ agent, and writes DIR/dbha.yaml ready for every other command:
 			return nil
 		},
 	}
-	cmd.AddCommand(up, down, status)
+	node := func(use, short string, act func(cmd *cobra.Command, l *integration.Lab, name string) error) *cobra.Command {
+		return &cobra.Command{
+			Use: use + " NODE", Short: short, Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				l, err := loadLab(dir)
+				if err != nil {
+					return err
+				}
+				name := args[0]
+				if n, err := l.NodeByAddr(name); err == nil {
+					name = n.Name // commands may name a node by host:port
+				}
+				if _, err := l.Node(name); err != nil {
+					return usageError(err)
+				}
+				return act(cmd, l, name)
+			},
+		}
+	}
+	start := node("start", "Start a stopped node of the lab again", func(cmd *cobra.Command, l *integration.Lab, name string) error {
+		return l.Start(cmd.Context(), name)
+	})
+	stop := node("stop", "Stop one node of the lab cleanly", func(cmd *cobra.Command, l *integration.Lab, name string) error {
+		return l.Stop(cmd.Context(), name)
+	})
+	kill := node("kill", "Kill one node of the lab with SIGKILL (a crash, for drills)", func(_ *cobra.Command, l *integration.Lab, name string) error {
+		return l.Signal(name, syscall.SIGKILL)
+	})
+	var primary string
+	rejoin := node("rejoin", "Make a PostgreSQL node that was a primary a standby of --primary (pg_rewind)", func(cmd *cobra.Command, l *integration.Lab, name string) error {
+		if primary == "" {
+			return usageError(errors.New("--primary is required"))
+		}
+		return l.Rejoin(cmd.Context(), name, primary)
+	})
+	rejoin.Flags().StringVar(&primary, "primary", "", "the new primary: a node name or host:port")
+	cmd.AddCommand(up, down, status, start, stop, kill, rejoin)
 	return cmd
 }
 

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 
+	gomysql "github.com/go-sql-driver/mysql"
 	"github.com/spf13/cobra"
 
 	"github.com/dbha/dbha/config"
@@ -40,6 +41,9 @@ func usageError(err error) error { return &exitError{code: exitUsage, err: err} 
 var version = "dev"
 
 func main() {
+	// The MySQL driver logs connection trouble on its own; dbha reports
+	// what matters itself.
+	_ = gomysql.SetLogger(&gomysql.NopLogger{})
 	os.Exit(run(os.Args[1:]))
 }
 
@@ -103,7 +107,7 @@ DBHA_CONSUL_ADDRESS, DBHA_CLUSTERS_0_USER, ...).`,
 		return usageError(fmt.Errorf("%w (see %s --help)", err, c.CommandPath()))
 	})
 	root.PersistentFlags().StringVar(&g.configFile, "config", "", "configuration file (default $DBHA_CONFIG or ./dbha.yaml)")
-	root.AddCommand(newTopologyCmd(g), newCheckCmd(g), newRunCmd(g), newLabCmd())
+	root.AddCommand(newTopologyCmd(g), newCheckCmd(g), newRunCmd(g), newStreamCmd(g), newPromoteCmd(g), newRecoverCmd(g), newDrillCmd(g), newLabCmd())
 	return root
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dbha/dbha/binlog"
 	"github.com/dbha/dbha/config"
 	"github.com/dbha/dbha/consul"
 	"github.com/dbha/dbha/daemon"
@@ -32,19 +33,23 @@ http.listen. It runs until interrupted.`,
 				return err
 			}
 			log := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))
-			m, closeAll, err := newMonitor(cmd.Context(), cfg, cfg.Clusters, log)
+			streams, err := newStreams(cfg, cfg.Clusters, log)
+			if err != nil {
+				return err
+			}
+			m, closeAll, err := newMonitor(cmd.Context(), cfg, cfg.Clusters, streams, true, log)
 			if err != nil {
 				return err
 			}
 			defer closeAll()
-			return runDaemon(cmd.Context(), cfg, m, log)
+			return runDaemon(cmd.Context(), cfg, m, streams, log)
 		},
 	}
 }
 
 // runDaemon runs the monitor and, when configured, the HTTP endpoint until
 // ctx ends.
-func runDaemon(ctx context.Context, cfg config.Config, m *daemon.Monitor, log *slog.Logger) error {
+func runDaemon(ctx context.Context, cfg config.Config, m *daemon.Monitor, streams map[string]stream, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var httpErr error
@@ -61,7 +66,10 @@ func runDaemon(ctx context.Context, cfg config.Config, m *daemon.Monitor, log *s
 			cancel() // a dead endpoint stops the daemon rather than hiding
 		})
 	}
-	log.Info("dbha run started", "clusters", len(cfg.Clusters), "interval", cfg.Checks.Interval.String())
+	for name, s := range streams {
+		wg.Go(func() { keepRunning(ctx, s.Run, log.With("cluster", name)) })
+	}
+	log.Info("dbha run started", "clusters", len(cfg.Clusters), "streams", len(streams), "interval", cfg.Checks.Interval.String())
 	m.Run(ctx)
 	wg.Wait()
 	if httpErr != nil && !errors.Is(httpErr, context.Canceled) {
@@ -72,9 +80,11 @@ func runDaemon(ctx context.Context, cfg config.Config, m *daemon.Monitor, log *s
 
 // newMonitor wires the monitor: one prober per cluster, and Consul for
 // peer observations when it answers (without it the other paths still
-// decide; no peer is then no evidence either way).
-func newMonitor(ctx context.Context, cfg config.Config, clusters []config.Cluster, log *slog.Logger) (*daemon.Monitor, func(), error) {
-	var closers []func() error
+// decide; no peer is then no evidence either way). With recover set, and
+// Consul there for the lock, the monitor also recovers dead primaries and
+// fences stray writers.
+func newMonitor(ctx context.Context, cfg config.Config, clusters []config.Cluster, streams map[string]stream, recover bool, log *slog.Logger) (*daemon.Monitor, func(), error) {
+	var closers []func()
 	closeAll := func() {
 		for _, c := range closers {
 			c()
@@ -91,13 +101,30 @@ func newMonitor(ctx context.Context, cfg config.Config, clusters []config.Cluste
 			closeAll()
 			return nil, nil, err
 		}
-		closers = append(closers, closeFn)
-		opts.Clusters = append(opts.Clusters, daemon.Cluster{Config: cl, Prober: p})
+		closers = append(closers, func() { closeFn() })
+		dc := daemon.Cluster{Config: cl, Prober: p}
+		if s, ok := streams[cl.Name]; ok {
+			dc.Stream = func() *binlog.Status { st := s.Status(); return &st }
+		}
+		opts.Clusters = append(opts.Clusters, dc)
 	}
-	if peers, err := newConsul(ctx, cfg); err != nil {
+	c, err := newConsul(ctx, cfg)
+	switch {
+	case err != nil && recover:
+		log.Warn("consul unavailable: deciding without peer managers, and no automatic failover (it needs the cluster lock)", "err", err)
+	case err != nil:
 		log.Warn("consul unavailable: deciding without peer managers", "err", err)
-	} else {
-		opts.Peers = peers
+	default:
+		opts.Peers = c
+		if recover {
+			r, closeRec, err := newRecoverer(ctx, cfg, clusters, c, log)
+			if err != nil {
+				closeAll()
+				return nil, nil, err
+			}
+			closers = append(closers, closeRec)
+			opts.Recoverer = r
+		}
 	}
 	return daemon.New(opts), closeAll, nil
 }

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dbha/dbha/config"
+	"github.com/dbha/dbha/consul"
+	"github.com/dbha/dbha/promote"
+	"github.com/dbha/dbha/topology"
+)
+
+// recoverer is the daemon's bridge to promote: one recovery environment per
+// cluster, all sharing Consul.
+type recoverer struct {
+	cfg    config.Config
+	consul *consul.Client
+	envs   map[string]promote.RecoverEnv
+	log    *slog.Logger
+
+	mu          sync.Mutex
+	rejoinTried map[string]time.Time // instance → last rejoin_command run
+}
+
+func newRecoverer(ctx context.Context, cfg config.Config, clusters []config.Cluster, c *consul.Client, log *slog.Logger) (*recoverer, func(), error) {
+	r := &recoverer{cfg: cfg, consul: c, envs: map[string]promote.RecoverEnv{}, log: log, rejoinTried: map[string]time.Time{}}
+	var closers []func()
+	closeAll := func() {
+		for _, f := range closers {
+			f()
+		}
+	}
+	for _, cl := range clusters {
+		prober, closeProber, err := newProber(cl)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		closers = append(closers, func() { closeProber() })
+		discover := func(ctx context.Context) topology.Snapshot {
+			return topology.Discover(ctx, cl.Name, topology.Engine(cl.Engine), cl.Instances, prober, cfg.Probe.Timeout)
+		}
+		env, closeEnv, err := recoverEnv(ctx, cfg, cl, discover, log)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		closers = append(closers, closeEnv)
+		r.envs[cl.Name] = env
+	}
+	return r, closeAll, nil
+}
+
+func (r *recoverer) Resume(ctx context.Context, cluster string) (*promote.Record, error) {
+	return promote.Resume(ctx, r.envs[cluster], cluster)
+}
+
+func (r *recoverer) Recover(ctx context.Context, cluster string, t promote.Trigger) (*promote.Record, error) {
+	cl, _ := r.cfg.Cluster(cluster)
+	return promote.Recover(ctx, r.envs[cluster], cluster, promotionRequest(r.cfg, cl, "", false), t)
+}
+
+// Publish points the writer and reader endpoints. It never moves the
+// writer away from an instance that cannot be reached: that instance may
+// be alive behind a partition, and moving writers is a failover's job,
+// which fences first.
+func (r *recoverer) Publish(ctx context.Context, s topology.Snapshot, writer string, readers []string) error {
+	current, err := r.consul.Writer(ctx, s.Cluster)
+	if err != nil {
+		return err
+	}
+	if len(current) == 1 && current[0] != writer {
+		if in, ok := s.Instance(current[0]); !ok || !in.Reachable {
+			return fmt.Errorf("the writer endpoint names %s, which cannot be reached; it is not moved to %s outside a failover", current[0], writer)
+		}
+	}
+	if err := r.consul.SetWriter(ctx, s.Cluster, writer); err != nil {
+		return err
+	}
+	return r.consul.SetReaders(ctx, s.Cluster, readers)
+}
+
+// Enforce keeps one writer and brings a former primary back: every
+// writable instance the writer endpoint does not name is fenced, and the
+// old primary of the latest recovery, once it answers read-only and
+// replicating from nobody, rejoins as a replica of the new primary when
+// it holds nothing the new primary lacks (MariaDB; a PostgreSQL one needs
+// pg_rewind first). With no single writer registered there is nothing to
+// go by, and nothing is done.
+func (r *recoverer) Enforce(ctx context.Context, cluster string, s topology.Snapshot) error {
+	writers, err := r.consul.Writer(ctx, cluster)
+	if err != nil || len(writers) != 1 {
+		return err
+	}
+	writer := writers[0]
+	engine := r.envs[cluster].Engine
+	for _, in := range s.Instances {
+		if in.Reachable && in.Role == topology.RolePrimary && !in.ReadOnly && in.Addr != writer {
+			if err := engine.Fence(ctx, in.Addr); err != nil {
+				return fmt.Errorf("fence %s (the writer is %s): %w", in.Addr, writer, err)
+			}
+			r.log.Warn("fenced a writable instance that is not the writer", "cluster", cluster, "instance", in.Addr, "writer", writer)
+		}
+	}
+	return r.rejoin(ctx, cluster, s, writer)
+}
+
+func (r *recoverer) rejoin(ctx context.Context, cluster string, s topology.Snapshot, writer string) error {
+	latest, err := r.consul.Recoveries("").Latest(ctx, cluster)
+	if err != nil || latest == nil || !latest.Done || latest.Plan.NewPrimary != writer {
+		return err
+	}
+	old, ok := s.Instance(latest.Plan.OldPrimary)
+	primary, pok := s.Instance(writer)
+	if !ok || !pok || !old.Reachable || !old.ReadOnly || old.Replication != nil {
+		return nil
+	}
+	if s.Engine == topology.Postgres {
+		return r.rejoinCommand(ctx, cluster, old.Addr, writer)
+	}
+	if e := topology.Errant(history(old), history(primary)); e.String() != "" {
+		r.log.Warn("the old primary holds transactions the new primary lacks; it stays fenced until it is reseeded",
+			"cluster", cluster, "instance", old.Addr, "errant", e.String())
+		return nil
+	}
+	if err := r.envs[cluster].Engine.Repoint(ctx, old.Addr, writer); err != nil {
+		return fmt.Errorf("rejoin %s as a replica of %s: %w", old.Addr, writer, err)
+	}
+	r.log.Warn("the old primary rejoined as a replica", "cluster", cluster, "instance", old.Addr, "primary", writer)
+	return nil
+}
+
+// history is an instance's fullest GTID record.
+func history(in topology.Instance) topology.Position {
+	if !in.History.IsZero() {
+		return in.History
+	}
+	return in.Current
+}
+
+// rejoinCommand runs a PostgreSQL cluster's rejoin_command for a fenced old
+// primary, at most once every 30 s: pg_rewind is heavy, and a failing one
+// must not be run every cycle.
+func (r *recoverer) rejoinCommand(ctx context.Context, cluster, instance, primary string) error {
+	cl, _ := r.cfg.Cluster(cluster)
+	argv := cl.Promotion.RejoinCommand
+	if len(argv) == 0 {
+		return nil
+	}
+	r.mu.Lock()
+	if time.Since(r.rejoinTried[instance]) < 30*time.Second {
+		r.mu.Unlock()
+		return nil
+	}
+	r.rejoinTried[instance] = time.Now()
+	r.mu.Unlock()
+	args := make([]string, len(argv))
+	for i, a := range argv {
+		args[i] = strings.NewReplacer("{instance}", instance, "{primary}", primary).Replace(a)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("rejoin_command for %s: %w: %s", instance, err, strings.TrimSpace(string(out)))
+	}
+	r.log.Warn("the old primary rejoined as a standby", "cluster", cluster, "instance", instance, "primary", primary)
+	return nil
+}

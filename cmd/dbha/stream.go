@@ -1,0 +1,496 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dbha/dbha/binlog"
+	"github.com/dbha/dbha/binlog/mariadb"
+	"github.com/dbha/dbha/binlog/wal"
+	"github.com/dbha/dbha/config"
+	"github.com/dbha/dbha/topology"
+)
+
+func newStreamCmd(g *globalFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "stream",
+		Short: "dbha's own copy of each primary's binlog or WAL",
+		Long: `stream runs and inspects dbha's change streams: a replication client of each
+cluster's primary that keeps its binlog (MariaDB/MySQL) or WAL (PostgreSQL)
+under state_dir/streams/<cluster>, so that dbha knows positions and lag and
+holds the events a replica may lack. ` + "`dbha run`" + ` runs the streams too.`,
+	}
+	cmd.AddCommand(newStreamRunCmd(g), newStreamStatusCmd(g), newStreamEventsCmd(g), newStreamResetCmd(g))
+	return cmd
+}
+
+func newStreamRunCmd(g *globalFlags) *cobra.Command {
+	var cluster string
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the change streams in the foreground until interrupted",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			clusters, err := selectClusters(cfg, cluster)
+			if err != nil {
+				return err
+			}
+			log := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))
+			return runStreams(cmd.Context(), cfg, clusters, log)
+		},
+	}
+	cmd.Flags().StringVar(&cluster, "cluster", "", "only this cluster")
+	return cmd
+}
+
+// stream is a change stream of either engine.
+type stream interface {
+	Run(ctx context.Context) error
+	Status() binlog.Status
+}
+
+// runStreams runs one stream per enabled cluster until ctx ends. A broken
+// stream is logged and retried every minute (an operator may have fixed
+// it); the others keep running.
+func runStreams(ctx context.Context, cfg config.Config, clusters []config.Cluster, log *slog.Logger) error {
+	streams, err := newStreams(cfg, clusters, log)
+	if err != nil {
+		return err
+	}
+	if len(streams) == 0 {
+		return usageError(errors.New("no cluster has its stream enabled"))
+	}
+	var wg sync.WaitGroup
+	for name, s := range streams {
+		wg.Go(func() { keepRunning(ctx, s.Run, log.With("cluster", name)) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// newStreams builds the stream of every cluster that has it enabled.
+func newStreams(cfg config.Config, clusters []config.Cluster, log *slog.Logger) (map[string]stream, error) {
+	out := map[string]stream{}
+	for _, cl := range clusters {
+		if !cl.Stream.IsEnabled() {
+			log.Info("stream disabled", "cluster", cl.Name)
+			continue
+		}
+		s, err := newStream(cfg, cl, log) // the stream adds the cluster to its logs itself
+		if err != nil {
+			return nil, err
+		}
+		out[cl.Name] = s
+	}
+	return out, nil
+}
+
+func keepRunning(ctx context.Context, run func(context.Context) error, log *slog.Logger) {
+	for {
+		err := run(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		log.Error("stream stopped; retrying in a minute", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Minute):
+		}
+	}
+}
+
+// newStream wires one cluster's stream: its engine, credentials and a
+// view of the topology that tells it the primary.
+func newStream(cfg config.Config, cl config.Cluster, log *slog.Logger) (stream, error) {
+	password, err := readSecret(cl.Password())
+	if err != nil {
+		return nil, usageError(fmt.Errorf("cluster %s: %w", cl.Name, err))
+	}
+	view, err := newClusterView(cfg, cl)
+	if err != nil {
+		return nil, err
+	}
+	dir := binlog.Dir(cfg.StateDir, cl.Name)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("cluster %s: stream store: %w", cl.Name, err)
+	}
+	retention := binlog.Retention{MaxAge: cl.Stream.Retention.MaxAge, MaxSize: int64(cl.Stream.Retention.MaxSize)}
+	switch cl.Engine {
+	case config.MariaDB, config.MySQL:
+		return mariadb.New(mariadb.Config{
+			Cluster: cl.Name, Dir: dir, User: cl.User, Password: password,
+			ServerID: cl.Stream.ServerID, Flavor: string(cl.Engine), SemiSync: cl.Stream.SemiSync,
+			Primary: view.Primary, KeepFor: view.ReplicaPositions, Retention: retention, Logger: log,
+		})
+	case config.Postgres:
+		return wal.New(wal.Config{
+			Cluster: cl.Name, Dir: dir, User: cl.User, Password: password,
+			Slot: cl.Stream.Slot, Synchronous: cl.Stream.Synchronous,
+			Primary: view.Primary, Retention: retention, Logger: log,
+			KeepFor: func(context.Context) ([]topology.Position, error) { return view.ReplicaPositions(), nil },
+		})
+	}
+	return nil, usageError(fmt.Errorf("cluster %s: unknown engine %q", cl.Name, cl.Engine))
+}
+
+// clusterView answers a stream's questions about the topology from fresh
+// discoveries: which instance is the primary, and where the replicas stand
+// (retention keeps what they lack). A replica that stops answering keeps
+// its last known position, so its absence never lets retention drop what
+// it still needs.
+type clusterView struct {
+	cl      config.Cluster
+	prober  topology.Prober
+	timeout time.Duration
+
+	close func() error
+
+	mu        sync.Mutex
+	positions map[string]topology.Position
+}
+
+func newClusterView(cfg config.Config, cl config.Cluster) (*clusterView, error) {
+	p, closeFn, err := newProber(cl)
+	if err != nil {
+		return nil, err
+	}
+	return &clusterView{cl: cl, prober: p, close: closeFn, timeout: cfg.Probe.Timeout, positions: map[string]topology.Position{}}, nil
+}
+
+// Close releases the view's connections.
+func (v *clusterView) Close() error { return v.close() }
+
+func (v *clusterView) discover(ctx context.Context) topology.Snapshot {
+	s := topology.Discover(ctx, v.cl.Name, topology.Engine(v.cl.Engine), v.cl.Instances, v.prober, v.timeout)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, in := range s.Instances {
+		if in.Role == topology.RoleReplica && in.Reachable {
+			v.positions[in.Addr] = replicaPosition(in)
+		}
+	}
+	return s
+}
+
+// replicaPosition is what a replica holds for lag and retention: what it
+// applied (PostgreSQL replay LSN; MariaDB/MySQL all it executed).
+func replicaPosition(in topology.Instance) topology.Position {
+	if in.Current.Engine() == topology.Postgres {
+		return in.Applied
+	}
+	return in.Current
+}
+
+// Primary is a binlog.PrimaryFunc.
+func (v *clusterView) Primary(ctx context.Context) (string, error) {
+	return v.discover(ctx).WritablePrimary()
+}
+
+// ReplicaPositions returns the last known position of every replica.
+func (v *clusterView) ReplicaPositions() []topology.Position {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	out := make([]topology.Position, 0, len(v.positions))
+	for _, p := range v.positions {
+		out = append(out, p)
+	}
+	return out
+}
+
+// openStore opens a cluster's stream store for reading.
+func openStore(cfg config.Config, cl config.Cluster) (binlog.Store, error) {
+	dir := binlog.Dir(cfg.StateDir, cl.Name)
+	if cl.Engine == config.Postgres {
+		return wal.OpenStore(dir)
+	}
+	return mariadb.OpenStore(dir)
+}
+
+// streamReport is one cluster's line in `dbha stream status`.
+type streamReport struct {
+	Cluster  string         `json:"cluster"`
+	Status   *binlog.Status `json:"status"`
+	Running  bool           `json:"running"` // the status was written in the last few seconds
+	Error    string         `json:"error,omitempty"`
+	Replicas []replicaLag   `json:"replicas"`
+}
+
+type replicaLag struct {
+	Addr     string            `json:"addr"`
+	Position topology.Position `json:"position"`
+	Lag      *binlog.Lag       `json:"lag,omitempty"`
+	Error    string            `json:"error,omitempty"`
+}
+
+func newStreamStatusCmd(g *globalFlags) *cobra.Command {
+	var cluster, output string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show each stream: connected, primary followed, position held, lag per replica",
+		Long: `status reads what each running stream last published, and measures every
+replica's lag against what the stream holds. Exit status 1 when a stream is
+not running, broken or disconnected.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := outputFormat(output); err != nil {
+				return err
+			}
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			clusters, err := selectClusters(cfg, cluster)
+			if err != nil {
+				return err
+			}
+			reports := make([]streamReport, len(clusters))
+			var wg sync.WaitGroup
+			for i, cl := range clusters {
+				wg.Go(func() { reports[i] = reportStream(cmd.Context(), cfg, cl, time.Now()) })
+			}
+			wg.Wait()
+			if err := writeStreamReports(cmd.OutOrStdout(), reports, output); err != nil {
+				return err
+			}
+			for _, r := range reports {
+				if !r.Running || r.Status == nil || !r.Status.Connected || r.Status.Broken != "" {
+					return &exitError{code: exitProblems, err: errProblemsFound}
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&cluster, "cluster", "", "only this cluster")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+func reportStream(ctx context.Context, cfg config.Config, cl config.Cluster, now time.Time) streamReport {
+	r := streamReport{Cluster: cl.Name, Replicas: []replicaLag{}}
+	st, err := binlog.ReadStatus(binlog.Dir(cfg.StateDir, cl.Name))
+	if err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	r.Status, r.Running = &st, !st.Stale(now)
+	store, err := openStore(cfg, cl)
+	if err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	view, err := newClusterView(cfg, cl)
+	if err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	defer view.Close()
+	for _, in := range view.discover(ctx).Instances {
+		if in.Role != topology.RoleReplica {
+			continue
+		}
+		rl := replicaLag{Addr: in.Addr, Position: replicaPosition(in)}
+		if !in.Reachable {
+			rl.Error = in.Error
+		} else if lag, err := store.Lag(rl.Position, now); err != nil {
+			rl.Error = err.Error()
+		} else {
+			rl.Lag = &lag
+		}
+		r.Replicas = append(r.Replicas, rl)
+	}
+	return r
+}
+
+func writeStreamReports(w io.Writer, reports []streamReport, format string) error {
+	if format == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"streams": reports})
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, r := range reports {
+		writeStreamReport(tw, r)
+	}
+	return tw.Flush()
+}
+
+func writeStreamReport(w io.Writer, r streamReport) {
+	if r.Status == nil {
+		fmt.Fprintf(w, "%s\tno stream: %s\n", r.Cluster, r.Error)
+		return
+	}
+	st := r.Status
+	state := "disconnected"
+	switch {
+	case !r.Running:
+		state = fmt.Sprintf("NOT RUNNING (status last written %s)", st.UpdatedAt.Format(time.RFC3339))
+	case st.Broken != "":
+		state = "BROKEN: " + st.Broken
+	case st.Connected:
+		state = "connected"
+	}
+	fmt.Fprintf(w, "%s\t%s since %s\tfollowing %s\n", r.Cluster, state, st.Since.Format(time.RFC3339), orNone(st.Primary))
+	fmt.Fprintf(w, "  held\t%s\tlast event %s\treceived %d events, %s\tdisk %s\tacknowledging %v\n",
+		orNone(st.Position.String()), formatTime(st.LastEventTime), st.Events, humanBytes(st.Bytes), humanBytes(st.DiskBytes), st.Acknowledging)
+	if st.LastError != "" {
+		fmt.Fprintf(w, "  last error\t%s\n", st.LastError)
+	}
+	if r.Error != "" {
+		fmt.Fprintf(w, "  error\t%s\n", r.Error)
+	}
+	for _, rl := range r.Replicas {
+		if rl.Lag == nil {
+			fmt.Fprintf(w, "  replica %s\tlag unknown: %s\n", rl.Addr, rl.Error)
+			continue
+		}
+		fmt.Fprintf(w, "  replica %s\tat %s\tlag %.1fs, %d trx, %s\n", rl.Addr, rl.Position, rl.Lag.Seconds, rl.Lag.Transactions, humanBytes(rl.Lag.Bytes))
+	}
+}
+
+func newStreamEventsCmd(g *globalFlags) *cobra.Command {
+	var cluster, since, output string
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "events --cluster C [--since POSITION]",
+		Short: "List the transactions (MariaDB/MySQL) or WAL ranges (PostgreSQL) the stream holds",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := outputFormat(output); err != nil {
+				return err
+			}
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			if cluster == "" {
+				return usageError(errors.New("--cluster is required"))
+			}
+			cl, ok := cfg.Cluster(cluster)
+			if !ok {
+				return usageError(fmt.Errorf("--cluster %q: no such cluster in the configuration", cluster))
+			}
+			from, err := parseSince(cl.Engine, since)
+			if err != nil {
+				return usageError(fmt.Errorf("--since %q: %w", since, err))
+			}
+			store, err := openStore(cfg, cl)
+			if err != nil {
+				return err
+			}
+			txs, err := store.Transactions(from, limit)
+			if err != nil {
+				return err
+			}
+			return writeTransactions(cmd.OutOrStdout(), txs, output)
+		},
+	}
+	cmd.Flags().StringVar(&cluster, "cluster", "", "the cluster (required)")
+	cmd.Flags().StringVar(&since, "since", "", "only what comes after this GTID position (0-1-42) or LSN (0/3000000)")
+	cmd.Flags().IntVar(&limit, "limit", 0, "at most this many (0: all)")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+// parseSince reads --since in the cluster's engine's terms.
+func parseSince(engine config.Engine, s string) (topology.Position, error) {
+	switch {
+	case s == "":
+		return topology.Position{}, nil
+	case engine == config.Postgres:
+		lsn, err := topology.ParseLSN(s)
+		if err != nil {
+			return topology.Position{}, err
+		}
+		return topology.PostgresAt(lsn, 0), nil
+	case engine == config.MySQL:
+		return topology.ParseMySQL(s)
+	}
+	return topology.ParseMariaDB(s)
+}
+
+func writeTransactions(w io.Writer, txs []binlog.Transaction, format string) error {
+	if format == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if txs == nil {
+			txs = []binlog.Transaction{}
+		}
+		return enc.Encode(map[string]any{"transactions": txs})
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "POSITION\tTIME\tSIZE\tEVENTS\tFILE\tOFFSET")
+	for _, t := range txs {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%d\n", t.Position, formatTime(t.Time), t.Size, t.Events, t.File, t.Offset)
+	}
+	return tw.Flush()
+}
+
+func newStreamResetCmd(g *globalFlags) *cobra.Command {
+	var cluster string
+	cmd := &cobra.Command{
+		Use:   "reset --cluster C",
+		Short: "Set a broken stream's store aside so the stream starts afresh from the primary's position",
+		Long: `reset renames the cluster's store to <store>.reset-<time> (nothing is deleted)
+so that the next stream run starts from the primary's current position.
+Use it after a stream broke on binlogs or WAL the primary no longer has;
+stop the stream first.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			cl, ok := cfg.Cluster(cluster)
+			if !ok {
+				return usageError(fmt.Errorf("--cluster %q: no such cluster in the configuration", cluster))
+			}
+			dir := binlog.Dir(cfg.StateDir, cl.Name)
+			if st, err := binlog.ReadStatus(dir); err == nil && !st.Stale(time.Now()) {
+				return fmt.Errorf("the stream of %s is running (pid %d): stop it first", cl.Name, st.PID)
+			}
+			aside := fmt.Sprintf("%s.reset-%s", dir, time.Now().UTC().Format("20060102T150405Z"))
+			if err := os.Rename(dir, aside); err != nil {
+				return fmt.Errorf("set the store aside: %w", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "store of %s moved to %s; the next run starts afresh\n", cl.Name, aside)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&cluster, "cluster", "", "the cluster (required)")
+	return cmd
+}
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
