@@ -148,6 +148,10 @@ type watcher struct {
 	tracker checks.Tracker
 	warned  string    // the last warnOnce key, so a blocked recovery is logged once
 	retryAt time.Time // no new recovery attempt before this, after one failed
+	// resumePending: a recovery a crashed manager left may still wait to be
+	// finished; resumeAt is the next attempt after one that failed.
+	resumePending bool
+	resumeAt      time.Time
 	// published is the writer and readers last written to Consul, at
 	// publishedAt.
 	published   string
@@ -170,12 +174,9 @@ func (w *watcher) state() State {
 }
 
 func (w *watcher) run(ctx context.Context) {
-	if r := w.m.opts.Recoverer; r != nil {
-		if rec, err := r.Resume(ctx, w.c.Config.Name); err != nil {
-			w.log.Error("resume the recovery in progress", "err", err)
-		} else if rec != nil {
-			w.log.Warn("resumed a recovery a previous manager left unfinished", "recovery", rec.ID, "done", rec.Done)
-		}
+	if w.m.opts.Recoverer != nil {
+		w.resumePending = true
+		w.resume(ctx, time.Now())
 	}
 	var side sync.WaitGroup
 	side.Go(func() { w.every(ctx, time.Second, w.refreshPeers) })
@@ -262,6 +263,9 @@ func (w *watcher) act(ctx context.Context, snap topology.Snapshot, findings []ch
 	if r == nil {
 		return
 	}
+	if w.resumePending && !w.resume(ctx, at) {
+		return
+	}
 	for _, f := range findings {
 		if f.Recover && w.c.Config.Promotion.IsAutoFailover() {
 			if !at.Before(w.retryAt) {
@@ -280,6 +284,35 @@ func (w *watcher) act(ctx context.Context, snap topology.Snapshot, findings []ch
 		}
 	}
 	w.publish(ctx, snap, at)
+}
+
+// resume finishes the recovery a crashed manager left unfinished, if any,
+// and reports whether the watcher may act on this cycle's findings. A
+// crashed manager's Consul session holds the cluster's lock for up to
+// twice its TTL: while it does, the attempt is repeated every cycle and
+// nothing else is done, because a half-done recovery comes first (its
+// writer may still name the dead primary, which only the recovery moves).
+// Any other failure is logged and retried every 5 s, while the watcher
+// goes on acting (a DeadPrimary recovery resumes the same record).
+func (w *watcher) resume(ctx context.Context, at time.Time) bool {
+	if at.Before(w.resumeAt) {
+		return true
+	}
+	rec, err := w.m.opts.Recoverer.Resume(ctx, w.c.Config.Name)
+	switch {
+	case errors.Is(err, promote.ErrLocked):
+		w.warnOnce("resume-locked", "a recovery in progress waits for the cluster's lock", "err", err)
+		return false
+	case err != nil:
+		w.log.Error("resume the recovery in progress", "err", err)
+		w.resumeAt = at.Add(5 * time.Second)
+		return true
+	case rec != nil:
+		w.log.Warn("resumed a recovery a previous manager left unfinished", "recovery", rec.ID, "done", rec.Done)
+		w.tracker = checks.Tracker{} // the primary changed: count afresh
+	}
+	w.resumePending, w.warned = false, ""
+	return true
 }
 
 // publish keeps the endpoints on a cluster with one writable primary: the
@@ -307,7 +340,7 @@ func (w *watcher) publish(ctx context.Context, snap topology.Snapshot, at time.T
 }
 
 func (w *watcher) recover(ctx context.Context, f checks.Finding, findings []checks.Finding, at time.Time) {
-	t := promote.Trigger{Reason: string(f.Code), Automatic: true, Detected: at, Evidence: findings}
+	t := promote.Trigger{Reason: string(f.Code), Automatic: true, Detected: at, Evidence: findings, Primary: f.Instance}
 	rec, err := w.m.opts.Recoverer.Recover(ctx, w.c.Config.Name, t)
 	switch {
 	case errors.Is(err, promote.ErrLocked):

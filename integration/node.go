@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -281,8 +282,19 @@ func (l *Lab) nodesOfKind(kind string) []Node {
 
 // setNode replaces the node of the same name and saves lab.json.
 func (l *Lab) setNode(n Node) error {
+	// Several processes change one lab (a drill restarts nodes while the
+	// monitor's rejoin command does too): update one node of what is on
+	// disk, under a lock, rather than write this process's older picture.
+	unlock, err := lockFile(filepath.Join(l.Dir, "lab.json.lock"))
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if disk, err := Load(l.Dir); err == nil && len(disk.Nodes) == len(l.Nodes) {
+		l.Nodes = disk.Nodes
+	}
 	for i := range l.Nodes {
 		if l.Nodes[i].Name == n.Name {
 			l.Nodes[i] = n
@@ -290,4 +302,17 @@ func (l *Lab) setNode(n Node) error {
 		}
 	}
 	return fmt.Errorf("lab has no node %q", n.Name)
+}
+
+// lockFile takes an exclusive flock on path, waiting for it.
+func lockFile(path string) (unlock func(), err error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
 }

@@ -56,6 +56,10 @@ type Request struct {
 	// LastSeen is the old primary's last position the monitor saw before
 	// it failed; zero when unknown. It measures the expected loss.
 	LastSeen topology.Position `json:"last_seen"`
+	// LastPrimary is the primary as dbha last knew it (the one the monitor
+	// or the stream followed). It names the old primary when the snapshot
+	// cannot: a dead primary whose replicas no longer say whom they follow.
+	LastPrimary string `json:"last_primary,omitempty"`
 }
 
 // Candidate is one replica as the ranking sees it.
@@ -94,7 +98,7 @@ type Plan struct {
 // a type of one name in a package, and the Plan value is what operators see.)
 func MakePlan(s topology.Snapshot, r Request) (Plan, error) {
 	p := Plan{Cluster: s.Cluster, Engine: s.Engine}
-	old, err := oldPrimary(s)
+	old, err := oldPrimary(s, r.LastPrimary)
 	if err != nil {
 		return p, err
 	}
@@ -137,19 +141,23 @@ type planner struct {
 	errant map[string]string
 }
 
-// oldPrimary is the instance being replaced. A cluster with two writable
-// primaries is refused: dbha does not guess which one clients used.
-func oldPrimary(s topology.Snapshot) (topology.Instance, error) {
+// oldPrimary is the instance being replaced: the snapshot's primary, or
+// the last known one when the snapshot names none and that instance is
+// down. A cluster with two writable primaries is refused: dbha does not
+// guess which one clients used.
+func oldPrimary(s topology.Snapshot, last string) (topology.Instance, error) {
 	for _, pr := range s.Problems {
 		if pr.Code == topology.TwoWritablePrimaries {
 			return topology.Instance{}, fmt.Errorf("cluster %s: %w: %s", s.Cluster, ErrNoPrimary, pr.Message)
 		}
 	}
-	in, ok := s.Instance(s.Primary)
-	if s.Primary == "" || !ok {
-		return topology.Instance{}, fmt.Errorf("cluster %s: %w: the snapshot names no primary", s.Cluster, ErrNoPrimary)
+	if in, ok := s.Instance(s.Primary); s.Primary != "" && ok {
+		return in, nil
 	}
-	return in, nil
+	if in, ok := s.Instance(last); last != "" && ok && !in.Reachable {
+		return in, nil
+	}
+	return topology.Instance{}, fmt.Errorf("cluster %s: %w: the snapshot names no primary", s.Cluster, ErrNoPrimary)
 }
 
 // held is what an instance holds: what it received (applied or not), or

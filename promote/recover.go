@@ -70,6 +70,9 @@ type Trigger struct {
 	Automatic bool      // automatic recoveries honour the anti-flap block
 	Detected  time.Time // when the failure was confirmed (RTO starts here)
 	Evidence  any       // the findings and votes, kept in the record
+	// Primary is the primary the monitor watched; it names the old primary
+	// when the fresh snapshot cannot.
+	Primary string
 }
 
 // Recover runs one recovery of a cluster end to end under its lock: it
@@ -150,6 +153,9 @@ func start(ctx context.Context, env RecoverEnv, cluster string, req Request, t T
 		if ok && env.Now().Before(b.Until) {
 			return nil, fmt.Errorf("%w: recovery %s (%s) blocks it until %s", ErrBlocked, b.Recovery, b.Reason, b.Until.Format(time.RFC3339))
 		}
+	}
+	if req.LastPrimary == "" {
+		req.LastPrimary = t.Primary
 	}
 	plan, err := MakePlan(env.Discover(ctx), req)
 	if err != nil {

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/dbha/dbha/binlog"
 	mariadbstream "github.com/dbha/dbha/binlog/mariadb"
+	walstream "github.com/dbha/dbha/binlog/wal"
 	"github.com/dbha/dbha/config"
 	"github.com/dbha/dbha/promote"
 	"github.com/dbha/dbha/topology"
@@ -29,7 +31,7 @@ func newEngine(cfg config.Config, cl config.Cluster) (promote.Engine, func() err
 	store := binlog.Dir(cfg.StateDir, cl.Name)
 	if cl.Engine == config.Postgres {
 		c := postgres.NewController(cl.User, password, cl.Replication.User, replPassword)
-		return postgresEngine{Controller: c}, c.Close, nil
+		return postgresEngine{Controller: c, storeDir: store, restoreCommand: cl.Promotion.RestoreCommand}, c.Close, nil
 	}
 	c := mysql.NewController(cl.User, password, cl.Replication.User, replPassword)
 	return mariadbEngine{Controller: c, storeDir: store}, c.Close, nil
@@ -62,9 +64,12 @@ func (e mariadbEngine) ApplyFromStream(ctx context.Context, addr string, upto to
 
 // postgresEngine is a PostgreSQL promotion's engine. Standbys keep
 // streaming until promoted (nothing to stop), and cannot take WAL from
-// another standby.
+// another standby; WAL only dbha holds reaches the candidate through
+// restore_command.
 type postgresEngine struct {
 	*postgres.Controller
+	storeDir       string
+	restoreCommand string // "{store}" stands for the directory the WAL is staged in
 }
 
 func (postgresEngine) StopFollowing(context.Context, string) error { return nil }
@@ -73,9 +78,34 @@ func (postgresEngine) CatchUpFrom(_ context.Context, addr, source string, _ topo
 	return fmt.Errorf("catch %s up from %s: PostgreSQL standbys cannot take WAL from one another", addr, source)
 }
 
-// errNoWALHandover: handing dbha's WAL to a candidate is not wired yet.
-var errNoWALHandover = errors.New("handing WAL from dbha's store to a PostgreSQL candidate is not available yet")
-
-func (postgresEngine) ApplyFromStream(_ context.Context, addr string, upto topology.Position) error {
-	return fmt.Errorf("apply WAL up to %s on %s: %w", upto, addr, errNoWALHandover)
+// ApplyFromStream stages the WAL dbha holds beyond addr's replay position
+// in a fresh directory the database server can read, points addr's
+// restore_command at it, waits until addr has replayed upto, and then
+// removes both. A standby whose primary is gone tries restore_command for
+// the WAL it lacks on its own.
+func (e postgresEngine) ApplyFromStream(ctx context.Context, addr string, upto topology.Position) error {
+	st, err := walstream.OpenStore(e.storeDir)
+	if err != nil {
+		return fmt.Errorf("open dbha's WAL store: %w", err)
+	}
+	from, err := e.Position(ctx, addr)
+	if err != nil {
+		return err
+	}
+	staging, err := os.MkdirTemp("", "dbha-wal-")
+	if err != nil {
+		return fmt.Errorf("stage WAL for %s: %w", addr, err)
+	}
+	defer os.RemoveAll(staging)
+	if err := os.Chmod(staging, 0o755); err != nil {
+		return err
+	}
+	if _, err := st.Stage(staging, from); err != nil {
+		return fmt.Errorf("stage WAL for %s: %w", addr, err)
+	}
+	if err := e.SetRestoreCommand(ctx, addr, strings.ReplaceAll(e.restoreCommand, "{store}", staging)); err != nil {
+		return err
+	}
+	defer e.ResetRestoreCommand(context.WithoutCancel(ctx), addr)
+	return e.WaitApplied(ctx, addr, upto)
 }

@@ -95,7 +95,11 @@ func promotionRequest(cfg config.Config, cl config.Cluster, to string, force boo
 		Prefer: pr.Prefer, Never: pr.Never, Priority: pr.Priority, MaxLagSeconds: pr.MaxLagSeconds}}
 	dir := binlog.Dir(cfg.StateDir, cl.Name)
 	st, err := binlog.ReadStatus(dir)
-	if err != nil || st.Position.IsZero() {
+	if err != nil {
+		return req
+	}
+	req.LastPrimary = st.Primary
+	if st.Position.IsZero() {
 		return req
 	}
 	if store, err := openStore(cfg, cl); err == nil {

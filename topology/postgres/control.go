@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -81,20 +82,37 @@ func (c *Controller) Position(ctx context.Context, addr string) (topology.Positi
 }
 
 // WaitApplied waits until addr has replayed pos (or, as a primary, holds
-// it), polling until ctx ends.
+// it), polling until ctx ends. A standby that received pos but whose
+// replay has stood still short of it for replayStill has replayed every
+// complete record it holds: the rest is the head of a record its source
+// never finished sending (a primary flushes, and so sends, WAL in pages
+// while a record that crosses a page is still being written: an idle
+// primary can sit like that until its next commit). No standby can replay
+// that head, and promotion discards it, so it counts as applied; waiting
+// for it would block a failover for good.
 func (c *Controller) WaitApplied(ctx context.Context, addr string, pos topology.Position) error {
 	pool, err := c.pool(ctx, addr)
 	if err != nil {
 		return err
 	}
+	var lastReplay string
+	var still time.Time
 	for {
-		var done bool
-		err := pool.QueryRow(ctx, `SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END >= $1::pg_lsn`,
-			pos.LSN().String()).Scan(&done)
+		var done, received bool
+		var replay string
+		err := pool.QueryRow(ctx, `SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END >= $1::pg_lsn,
+			pg_is_in_recovery() AND coalesce(pg_last_wal_receive_lsn() >= $1::pg_lsn, false),
+			coalesce(pg_last_wal_replay_lsn()::text, '')`,
+			pos.LSN().String()).Scan(&done, &received, &replay)
 		if err != nil {
 			return fmt.Errorf("wait on %s for %s: %w", addr, pos, err)
 		}
-		if done {
+		switch {
+		case done:
+			return nil
+		case !received || replay != lastReplay:
+			lastReplay, still = replay, time.Now()
+		case time.Since(still) >= replayStill:
 			return nil
 		}
 		select {
@@ -105,10 +123,20 @@ func (c *Controller) WaitApplied(ctx context.Context, addr string, pos topology.
 	}
 }
 
+// replayStill is how long replay must stand still, with everything
+// received, before the unreplayed rest counts as an unfinished record.
+const replayStill = 500 * time.Millisecond
+
 // SetRestoreCommand makes a standby fetch WAL it lacks with command (for
 // WAL only dbha's store holds) and reloads its configuration.
 func (c *Controller) SetRestoreCommand(ctx context.Context, addr, command string) error {
 	return c.exec(ctx, addr, "ALTER SYSTEM SET restore_command = "+literal(command), "SELECT pg_reload_conf()")
+}
+
+// ResetRestoreCommand removes restore_command again, once the WAL it
+// served is replayed.
+func (c *Controller) ResetRestoreCommand(ctx context.Context, addr string) error {
+	return c.exec(ctx, addr, "ALTER SYSTEM RESET restore_command", "SELECT pg_reload_conf()")
 }
 
 // Promote ends recovery on addr: it becomes a primary on a new timeline.
@@ -135,6 +163,10 @@ func (c *Controller) Promote(ctx context.Context, addr string) error {
 	return nil
 }
 
+// ErrNotStandby: the instance is out of recovery (a primary, or a fenced
+// former one); it follows a source only once restarted as a standby.
+var ErrNotStandby = errors.New("not a standby: it needs pg_rewind and a restart as a standby (promotion.rejoin_command)")
+
 // Repoint makes the standby addr stream from source: a slot of the same
 // name on source (created when missing), then primary_conninfo and
 // primary_slot_name, and a reload. The standby keeps its
@@ -146,8 +178,16 @@ func (c *Controller) Repoint(ctx context.Context, addr, source string) error {
 		return err
 	}
 	var conninfo, slot string
-	if err := pool.QueryRow(ctx, "SELECT current_setting('primary_conninfo'), current_setting('primary_slot_name')").Scan(&conninfo, &slot); err != nil {
+	var inRecovery bool
+	if err := pool.QueryRow(ctx, "SELECT current_setting('primary_conninfo'), current_setting('primary_slot_name'), pg_is_in_recovery()").Scan(&conninfo, &slot, &inRecovery); err != nil {
 		return fmt.Errorf("read the replication settings of %s: %w", addr, err)
+	}
+	if !inRecovery {
+		// primary_conninfo means nothing to a server out of recovery: it
+		// becomes a standby only by a restart (after pg_rewind), which is
+		// the rejoin's job. Reporting success here would list it among the
+		// replicas (and in the reader service) while it follows nobody.
+		return fmt.Errorf("repoint %s to %s: %w", addr, source, ErrNotStandby)
 	}
 	appName := addr
 	if cfg, err := pgconn.ParseConfig(conninfo); err == nil && cfg.RuntimeParams["application_name"] != "" {
