@@ -155,6 +155,13 @@ type Promotion struct {
 	// store's directory. The default copies from the store, which suits a
 	// store the database host can read.
 	RestoreCommand string `mapstructure:"restore_command" yaml:"restore_command,omitempty" json:"restore_command,omitempty"`
+	// Apply (MariaDB/MySQL) is the account that replays on a candidate the
+	// transactions only dbha's store holds. Row events need only BINLOG
+	// REPLAY, which the cluster's user has; replayed DDL needs the
+	// privileges of the statement, as the replication SQL thread has them,
+	// so clusters that replicate DDL name an administrative account here.
+	// Empty: the cluster's user.
+	Apply Account `mapstructure:"apply" yaml:"apply,omitempty" json:"apply,omitempty"`
 	// RejoinCommand (PostgreSQL) makes a fenced old primary a standby of
 	// the new one (CHECKPOINT on the new primary, so that pg_rewind sees its
 	// new timeline; pg_rewind; standby.signal; restart) on its host;
@@ -518,6 +525,9 @@ func validatePromotion(cl Cluster, key string, bad func(key, format string, args
 		if !known[a] {
 			bad(key+".promotion.priority", "%q is not one of the cluster's instances", a)
 		}
+	}
+	if pr.Apply.User != "" {
+		validateSecret(pr.Apply.Password(), key+".promotion.apply", bad)
 	}
 	if pr.BlockFor < 0 || pr.StepTimeout < 0 || pr.MaxLagSeconds < 0 {
 		bad(key+".promotion", "block_for, step_timeout and max_lag_seconds must not be negative")

@@ -204,6 +204,10 @@ func (l *Lab) writeConfig() error {
 // cluster a rejoin_command through this lab, when the dbha binary is known.
 func (l *Lab) writeDrillConfig(b *strings.Builder, kind string) {
 	user, secret := "admin", "mariadb-admin"
+	if kind == KindMariaDB {
+		// Replaying DDL that only dbha's store holds needs its privileges.
+		fmt.Fprintf(b, "    promotion:\n      apply:\n        user: admin\n        password_file: %s\n", yamlScalar(l.Secret(secret)))
+	}
 	if kind == KindPostgres {
 		user, secret = "postgres", "postgres-superuser"
 		if l.Binary != "" {

@@ -34,6 +34,13 @@ func newEngine(cfg config.Config, cl config.Cluster) (promote.Engine, func() err
 		return postgresEngine{Controller: c, storeDir: store, restoreCommand: cl.Promotion.RestoreCommand}, c.Close, nil
 	}
 	c := mysql.NewController(cl.User, password, cl.Replication.User, replPassword)
+	if a := cl.Promotion.Apply; a.User != "" {
+		applyPassword, err := readSecret(a.Password())
+		if err != nil {
+			return nil, nil, usageError(fmt.Errorf("cluster %s: promotion.apply: %w", cl.Name, err))
+		}
+		c.SetApplyAccount(a.User, applyPassword)
+	}
 	return mariadbEngine{Controller: c, storeDir: store}, c.Close, nil
 }
 

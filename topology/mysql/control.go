@@ -18,8 +18,9 @@ import (
 // repeat the step it was in. Safe for concurrent use on different
 // instances; the caller orders operations on one instance.
 type Controller struct {
-	user, password         string
-	replUser, replPassword string
+	user, password           string
+	replUser, replPassword   string
+	applyUser, applyPassword string // replays binlog events; defaults to user
 
 	mu    sync.Mutex
 	pools map[string]*sql.DB
@@ -28,7 +29,16 @@ type Controller struct {
 // NewController returns a controller that logs in as user and points
 // replicas at their source with the replication account.
 func NewController(user, password, replUser, replPassword string) *Controller {
-	return &Controller{user: user, password: password, replUser: replUser, replPassword: replPassword, pools: map[string]*sql.DB{}}
+	return &Controller{user: user, password: password, replUser: replUser, replPassword: replPassword,
+		applyUser: user, applyPassword: password, pools: map[string]*sql.DB{}}
+}
+
+// SetApplyAccount names the account ApplyBinlog replays events with. A
+// replayed transaction's statements (DDL in particular) need that
+// statement's privileges, as the replication SQL thread has them; row
+// events need only BINLOG REPLAY.
+func (c *Controller) SetApplyAccount(user, password string) {
+	c.applyUser, c.applyPassword = user, password
 }
 
 // Close closes every pool.
@@ -169,7 +179,7 @@ func (c *Controller) ApplyBinlog(ctx context.Context, addr string, files []strin
 			return fmt.Errorf("%s not found: install mariadb-client (make deps): %w", tool, err)
 		}
 	}
-	optFile, cleanup, err := clientOptionFile(c.user, c.password, host, port)
+	optFile, cleanup, err := clientOptionFile(c.applyUser, c.applyPassword, host, port)
 	if err != nil {
 		return err
 	}
