@@ -8,9 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -229,20 +227,9 @@ func (b labBreaker) Restart(ctx context.Context, addr string) error {
 type commandBreaker struct{ kill, restart []string }
 
 func (b commandBreaker) Kill(ctx context.Context, addr string) error {
-	return runWith(ctx, b.kill, addr)
-}
-func (b commandBreaker) Restart(ctx context.Context, addr string) error {
-	return runWith(ctx, b.restart, addr)
+	return runCommand(ctx, b.kill, "{instance}", addr)
 }
 
-func runWith(ctx context.Context, argv []string, addr string) error {
-	args := make([]string, len(argv))
-	for i, a := range argv {
-		args[i] = strings.ReplaceAll(a, "{instance}", addr)
-	}
-	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s: %w: %s", args[0], err, strings.TrimSpace(string(out)))
-	}
-	return nil
+func (b commandBreaker) Restart(ctx context.Context, addr string) error {
+	return runCommand(ctx, b.restart, "{instance}", addr)
 }

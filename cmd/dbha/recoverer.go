@@ -85,62 +85,40 @@ func (r *recoverer) Publish(ctx context.Context, s topology.Snapshot, writer str
 	return r.consul.SetReaders(ctx, s.Cluster, readers)
 }
 
-// Enforce keeps one writer and brings a former primary back: every
-// writable instance the writer endpoint does not name is fenced, and the
-// old primary of the latest recovery, once it answers read-only and
-// replicating from nobody, rejoins as a replica of the new primary when
-// it holds nothing the new primary lacks (MariaDB; a PostgreSQL one needs
-// pg_rewind first). With no single writer registered there is nothing to
-// go by, and nothing is done.
+// Enforce keeps one writer and brings a former primary back, as
+// promote.Enforce decides: writable instances the writer endpoint does not
+// name are fenced; the latest recovery's old primary, back and fenced,
+// rejoins (MariaDB by a repoint, PostgreSQL through rejoin_command).
 func (r *recoverer) Enforce(ctx context.Context, cluster string, s topology.Snapshot) error {
 	writers, err := r.consul.Writer(ctx, cluster)
 	if err != nil || len(writers) != 1 {
 		return err
 	}
 	writer := writers[0]
-	engine := r.envs[cluster].Engine
-	for _, in := range s.Instances {
-		if in.Reachable && in.Role == topology.RolePrimary && !in.ReadOnly && in.Addr != writer {
-			if err := engine.Fence(ctx, in.Addr); err != nil {
-				return fmt.Errorf("fence %s (the writer is %s): %w", in.Addr, writer, err)
-			}
-			r.log.Warn("fenced a writable instance that is not the writer", "cluster", cluster, "instance", in.Addr, "writer", writer)
-		}
-	}
-	return r.rejoin(ctx, cluster, s, writer)
-}
-
-func (r *recoverer) rejoin(ctx context.Context, cluster string, s topology.Snapshot, writer string) error {
 	latest, err := r.consul.Recoveries("").Latest(ctx, cluster)
-	if err != nil || latest == nil || !latest.Done || latest.Plan.NewPrimary != writer {
+	if err != nil {
 		return err
 	}
-	old, ok := s.Instance(latest.Plan.OldPrimary)
-	primary, pok := s.Instance(writer)
-	if !ok || !pok || !old.Reachable || !old.ReadOnly || old.Replication != nil {
-		return nil
+	e := promote.Enforce(s, writer, latest)
+	engine := r.envs[cluster].Engine
+	for _, addr := range e.Fence {
+		if err := engine.Fence(ctx, addr); err != nil {
+			return fmt.Errorf("fence %s (the writer is %s): %w", addr, writer, err)
+		}
+		r.log.Warn("fenced a writable instance that is not the writer", "cluster", cluster, "instance", addr, "writer", writer)
 	}
-	if s.Engine == topology.Postgres {
-		return r.rejoinCommand(ctx, cluster, old.Addr, writer)
+	switch {
+	case e.Hold != "":
+		r.log.Warn("the old primary stays fenced", "cluster", cluster, "why", e.Hold)
+	case e.Rejoin != "" && s.Engine == topology.Postgres:
+		return r.rejoinCommand(ctx, cluster, e.Rejoin, writer)
+	case e.Rejoin != "":
+		if err := engine.Repoint(ctx, e.Rejoin, writer); err != nil {
+			return fmt.Errorf("rejoin %s as a replica of %s: %w", e.Rejoin, writer, err)
+		}
+		r.log.Warn("the old primary rejoined as a replica", "cluster", cluster, "instance", e.Rejoin, "primary", writer)
 	}
-	if e := topology.Errant(history(old), history(primary)); e.String() != "" {
-		r.log.Warn("the old primary holds transactions the new primary lacks; it stays fenced until it is reseeded",
-			"cluster", cluster, "instance", old.Addr, "errant", e.String())
-		return nil
-	}
-	if err := r.envs[cluster].Engine.Repoint(ctx, old.Addr, writer); err != nil {
-		return fmt.Errorf("rejoin %s as a replica of %s: %w", old.Addr, writer, err)
-	}
-	r.log.Warn("the old primary rejoined as a replica", "cluster", cluster, "instance", old.Addr, "primary", writer)
 	return nil
-}
-
-// history is an instance's fullest GTID record.
-func history(in topology.Instance) topology.Position {
-	if !in.History.IsZero() {
-		return in.History
-	}
-	return in.Current
 }
 
 // rejoinCommand runs a PostgreSQL cluster's rejoin_command for a fenced old
@@ -159,16 +137,26 @@ func (r *recoverer) rejoinCommand(ctx context.Context, cluster, instance, primar
 	}
 	r.rejoinTried[instance] = time.Now()
 	r.mu.Unlock()
-	args := make([]string, len(argv))
-	for i, a := range argv {
-		args[i] = strings.NewReplacer("{instance}", instance, "{primary}", primary).Replace(a)
-	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("rejoin_command for %s: %w: %s", instance, err, strings.TrimSpace(string(out)))
+	if err := runCommand(ctx, argv, "{instance}", instance, "{primary}", primary); err != nil {
+		return fmt.Errorf("rejoin_command for %s: %w", instance, err)
 	}
 	r.log.Warn("the old primary rejoined as a standby", "cluster", cluster, "instance", instance, "primary", primary)
+	return nil
+}
+
+// runCommand runs an operator's command with placeholders replaced (pairs
+// of placeholder and value), and returns its output in the error.
+func runCommand(ctx context.Context, argv []string, replace ...string) error {
+	r := strings.NewReplacer(replace...)
+	args := make([]string, len(argv))
+	for i, a := range argv {
+		args[i] = r.Replace(a)
+	}
+	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %w: %s", args[0], err, strings.TrimSpace(string(out)))
+	}
 	return nil
 }
