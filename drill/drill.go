@@ -247,7 +247,11 @@ func writeLoop(ctx context.Context, w Writer, c Cluster, seq *int64, stop <-chan
 			}
 			addr = a
 		}
+		// Each number is tried once: a write whose acknowledgement was lost
+		// (the primary killed mid-commit) may have committed and reached the
+		// new primary, where trying its number again fails for good.
 		next := *seq + 1
+		*seq = next
 		wctx, cancel := context.WithTimeout(ctx, time.Second)
 		err := w.Write(wctx, addr, next)
 		cancel()
@@ -256,7 +260,6 @@ func writeLoop(ctx context.Context, w Writer, c Cluster, seq *int64, stop <-chan
 			sleep(ctx, 10*time.Millisecond)
 			continue
 		}
-		*seq = next
 		acked(ack{seq: next, addr: addr, at: time.Now()})
 	}
 }

@@ -85,7 +85,8 @@ func (l *Lab) installMariaDB(ctx context.Context, nodes []Node) error {
 	cnf := filepath.Join(nodeDir, "install.cnf")
 	extra := filepath.Join(nodeDir, "install.sql")
 	// The redo log is created at install time, so its size must match my.cnf.
-	if err := os.WriteFile(cnf, []byte("[mysqld]\n"+mariadbInnoDBSettings), 0o644); err != nil {
+	// tmpdir: see writeMyCnf.
+	if err := os.WriteFile(cnf, []byte("[mysqld]\ntmpdir="+nodeDir+"\n"+mariadbInnoDBSettings), 0o644); err != nil {
 		return err
 	}
 	if err := os.WriteFile(extra, []byte(mariadbInstallSQL), 0o644); err != nil {
@@ -132,6 +133,10 @@ datadir=%s
 port=%d
 socket=%s
 pid-file=%s
+# A server deletes every #sql* file in its tmpdir when it starts: a shared
+# /tmp would lose the temporary tables of other labs' servers (and make a
+# concurrent mariadb-install-db fail).
+tmpdir=%s
 bind-address=127.0.0.1
 skip-name-resolve
 server_id=%d
@@ -147,7 +152,7 @@ report_port=%d
 # Replicas notice a dead primary within seconds (heartbeat every 2s).
 slave_net_timeout=4
 read_only=%s
-%s`, n.DataDir, n.Port, n.Socket, filepath.Join(nodeDir, "mariadbd.pid"), serverID, n.Port, readOnly, mariadbInnoDBSettings)
+%s`, n.DataDir, n.Port, n.Socket, filepath.Join(nodeDir, "mariadbd.pid"), nodeDir, serverID, n.Port, readOnly, mariadbInnoDBSettings)
 	return os.WriteFile(filepath.Join(nodeDir, "my.cnf"), []byte(cnf), 0o644)
 }
 

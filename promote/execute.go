@@ -330,7 +330,7 @@ func (x *executor) promote(ctx context.Context, st Step) (string, error) {
 // new primary already serves.
 func (x *executor) repoint(ctx context.Context, st Step) (string, error) {
 	if err := x.env.Engine.Repoint(ctx, st.Target, st.Source); err != nil {
-		return "not repointed (repair it by hand or reseed it): " + err.Error(), nil
+		return "not repointed: " + err.Error(), nil
 	}
 	x.r.Repointed = append(x.r.Repointed, st.Target)
 	return "", nil
