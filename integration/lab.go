@@ -31,6 +31,11 @@ type Options struct {
 	// Binary is the dbha executable; when set, dbha.yaml gets a PostgreSQL
 	// rejoin_command that runs `dbha lab rejoin` with it.
 	Binary string
+	// Lossless makes dbha's stream acknowledge commits: MariaDB semi-sync
+	// (dbha and the replicas as semi-sync replicas) and PostgreSQL
+	// synchronous_standby_names = 'dbha'. PostgreSQL commits then wait for
+	// a running dbha stream.
+	Lossless bool
 }
 
 // Node is one process of the lab.
@@ -84,6 +89,10 @@ type Lab struct {
 
 	// Binary is the dbha executable that rejoin_command runs ("" for none).
 	Binary string `json:"binary,omitempty"`
+	// Lossless: see Options. PGSynchronous: its PostgreSQL nodes are set
+	// to wait for dbha's stream (set once the lab is built).
+	Lossless      bool `json:"lossless,omitempty"`
+	PGSynchronous bool `json:"pg_synchronous,omitempty"`
 
 	mu       sync.Mutex // guards Nodes and lab.json
 	progress io.Writer
@@ -120,7 +129,7 @@ func Up(ctx context.Context, o Options) (l *Lab, alreadyRunning bool, err error)
 	if err != nil {
 		return nil, false, err
 	}
-	l.Binary = o.Binary
+	l.Binary, l.Lossless = o.Binary, o.Lossless
 	if err := l.build(ctx); err != nil {
 		l.abort()
 		return nil, false, fmt.Errorf("lab up in %s: %w\n(logs are kept in %s; run `dbha lab down --purge --dir %s` to remove the lab)",
@@ -167,6 +176,9 @@ func (l *Lab) build(ctx context.Context) error {
 		return err
 	}
 	if err := l.writeConfig(); err != nil {
+		return err
+	}
+	if err := l.synchronousPostgres(ctx); err != nil {
 		return err
 	}
 	l.mu.Lock()

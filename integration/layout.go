@@ -208,6 +208,10 @@ func (l *Lab) writeDrillConfig(b *strings.Builder, kind string) {
 		// Replaying DDL that only dbha's store holds needs its privileges.
 		fmt.Fprintf(b, "    promotion:\n      apply:\n        user: admin\n        password_file: %s\n", yamlScalar(l.Secret(secret)))
 	}
+	if l.Lossless {
+		ack := map[string]string{KindMariaDB: "semi_sync", KindPostgres: "synchronous"}[kind]
+		fmt.Fprintf(b, "    stream:\n      %s: true\n", ack)
+	}
 	if kind == KindPostgres {
 		user, secret = "postgres", "postgres-superuser"
 		if l.Binary != "" {

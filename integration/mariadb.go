@@ -52,7 +52,7 @@ func (l *Lab) upMariaDB(ctx context.Context) error {
 		return fmt.Errorf("mariadb: install system tables: %w", err)
 	}
 	err := inParallel(nodes, func(n Node) error {
-		return l.startFresh(ctx, n.Name, writeMyCnf)
+		return l.startFresh(ctx, n.Name, l.writeMyCnf)
 	})
 	if err != nil {
 		return fmt.Errorf("mariadb: start servers: %w", err)
@@ -117,7 +117,7 @@ innodb_log_file_size=16M
 // writeMyCnf writes the node's my.cnf. server_id is the node's number (mariadb-2 → 2).
 // Replicas start read-only; every node logs replicated changes (log_slave_updates) so that
 // any of them can become the primary.
-func writeMyCnf(n Node) error {
+func (l *Lab) writeMyCnf(n Node) error {
 	nodeDir := filepath.Dir(n.DataDir)
 	serverID, err := strconv.Atoi(n.Name[strings.LastIndex(n.Name, "-")+1:])
 	if err != nil {
@@ -152,8 +152,27 @@ report_port=%d
 # Replicas notice a dead primary within seconds (heartbeat every 2s).
 slave_net_timeout=4
 read_only=%s
-%s`, n.DataDir, n.Port, n.Socket, filepath.Join(nodeDir, "mariadbd.pid"), nodeDir, serverID, n.Port, readOnly, mariadbInnoDBSettings)
+%s%s`, n.DataDir, n.Port, n.Socket, filepath.Join(nodeDir, "mariadbd.pid"), nodeDir, serverID, n.Port, readOnly, mariadbInnoDBSettings, l.semiSyncSettings())
 	return os.WriteFile(filepath.Join(nodeDir, "my.cnf"), []byte(cnf), 0o644)
+}
+
+// semiSyncSettings, in a lossless lab: a commit returns once a semi-sync
+// replica (dbha's stream, or a replica) holds it (AFTER_SYNC: nothing
+// committed that no replica has), or after 10 s without one; a server
+// that crashed and starts again discards what was written to its binlog
+// but never acknowledged (init_rpl_role=SLAVE), so an old primary never
+// comes back with transactions the cluster does not have.
+func (l *Lab) semiSyncSettings() string {
+	if !l.Lossless {
+		return ""
+	}
+	return `rpl_semi_sync_master_enabled=ON
+rpl_semi_sync_master_wait_point=AFTER_SYNC
+rpl_semi_sync_master_wait_no_slave=OFF
+rpl_semi_sync_master_timeout=10000
+rpl_semi_sync_slave_enabled=ON
+init_rpl_role=SLAVE
+`
 }
 
 func (l *Lab) mariadbLaunch(n Node) (launch, error) {

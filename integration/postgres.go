@@ -139,6 +139,10 @@ func (l *Lab) initPostgres(ctx context.Context, n Node) error {
 func (l *Lab) writePGNodeConf(n Node) error {
 	conf := fmt.Sprintf("# written by dbha lab for %s\nport = %d\nunix_socket_directories = '%s'\ncluster_name = '%s'\n",
 		n.Name, n.Port, n.Socket, n.Name)
+	if l.PGSynchronous {
+		// A commit returns once dbha's stream has it on disk.
+		conf += "synchronous_standby_names = 'dbha'\n"
+	}
 	path := filepath.Join(n.DataDir, "lab-node.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		return err
@@ -203,6 +207,25 @@ func (l *Lab) pgExec(ctx context.Context, n Node, db string, stmts []string) err
 	for _, s := range stmts {
 		if _, err := conn.Exec(ctx, s); err != nil {
 			return fmt.Errorf("%s: %w", firstWords(s, 4), err)
+		}
+	}
+	return nil
+}
+
+// synchronousPostgres makes a lossless lab's PostgreSQL nodes wait for
+// dbha's stream, once the lab is set up (its own commits would otherwise
+// wait for a stream that is not running yet).
+func (l *Lab) synchronousPostgres(ctx context.Context) error {
+	if !l.Lossless {
+		return nil
+	}
+	l.PGSynchronous = true
+	for _, n := range l.nodesOfKind(KindPostgres) {
+		if err := l.writePGNodeConf(n); err != nil {
+			return err
+		}
+		if err := l.pgExec(ctx, n, "postgres", []string{"SELECT pg_reload_conf()"}); err != nil {
+			return fmt.Errorf("reload %s: %w", n.Name, err)
 		}
 	}
 	return nil

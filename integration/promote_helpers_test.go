@@ -76,12 +76,16 @@ func dbhaBinary(t *testing.T) string {
 // PostgreSQL rejoin_command), and stops and removes it when the test ends.
 // The lab is read back from disk for that: `dbha lab rejoin`, run by a
 // `dbha run` child, restarts nodes and records their new PIDs there.
-func binLab(t *testing.T, bin string) *Lab {
+func binLab(t *testing.T, bin string, opts ...func(*Options)) *Lab {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	start := time.Now()
-	l, _, err := Up(ctx, Options{Dir: labDir(t), Binary: bin})
+	o := Options{Dir: labDir(t), Binary: bin}
+	for _, f := range opts {
+		f(&o)
+	}
+	l, _, err := Up(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}

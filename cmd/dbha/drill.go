@@ -19,14 +19,16 @@ import (
 	"github.com/dbha/dbha/consul"
 	"github.com/dbha/dbha/drill"
 	"github.com/dbha/dbha/integration"
+	"github.com/dbha/dbha/promote"
 	"github.com/dbha/dbha/topology"
 )
 
 func newDrillCmd(g *globalFlags) *cobra.Command {
 	var cluster, output string
 	var runs int
+	var switchover bool
 	cmd := &cobra.Command{
-		Use:   "drill --cluster C [--runs N]",
+		Use:   "drill --cluster C [--runs N] [--switchover]",
 		Short: "Kill the primary under a continuous write load and measure RTO and lost rows",
 		Long: `drill runs dbha's monitor and streams for the cluster, writes rows without
 pause through the writer endpoint (Consul DNS), kills the primary, and measures
@@ -34,7 +36,9 @@ the recovery time objective (last write acknowledged by the old primary to the
 first acknowledged by the new one) and the acknowledged rows the new primary
 lacks; then it restarts the old primary, waits for it to rejoin, lifts the
 anti-flap block and repeats. Only for a cluster it may disrupt: the lab, or one
-with drill.kill_command and drill.restart_command configured.`,
+with drill.kill_command and drill.restart_command configured. With
+--switchover each run is a planned switchover instead of a kill, and RTO is how
+long writes were blocked.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := outputFormat(output); err != nil {
@@ -51,15 +55,18 @@ with drill.kill_command and drill.restart_command configured.`,
 			if runs < 1 {
 				return usageError(errors.New("--runs must be at least 1"))
 			}
-			breaker, err := newBreaker(g, cl)
-			if err != nil {
-				return err
+			var breaker drill.Breaker = switchoverBreaker{cfg: cfg, cl: cl}
+			if !switchover {
+				if breaker, err = newBreaker(g, cl); err != nil {
+					return err
+				}
 			}
 			return runDrill(cmd.Context(), cmd.OutOrStdout(), cfg, cl, breaker, runs, output)
 		},
 	}
 	cmd.Flags().StringVar(&cluster, "cluster", "", "the cluster (required)")
 	cmd.Flags().IntVar(&runs, "runs", 10, "how many kills")
+	cmd.Flags().BoolVar(&switchover, "switchover", false, "replace the primary by a planned switchover instead of killing it")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
 }
@@ -223,6 +230,34 @@ func (b labBreaker) Restart(ctx context.Context, addr string) error {
 	}
 	return l.Start(ctx, name)
 }
+
+// switchoverBreaker "breaks" the primary by a planned switchover, as
+// `dbha promote` would; the old primary stays up, so there is nothing to
+// restart (a PostgreSQL one rejoins through rejoin_command).
+type switchoverBreaker struct {
+	cfg config.Config
+	cl  config.Cluster
+}
+
+func (b switchoverBreaker) Kill(ctx context.Context, _ string) error {
+	prober, closeProber, err := newProber(b.cl)
+	if err != nil {
+		return err
+	}
+	defer closeProber()
+	discover := func(ctx context.Context) topology.Snapshot {
+		return topology.Discover(ctx, b.cl.Name, topology.Engine(b.cl.Engine), b.cl.Instances, prober, b.cfg.Probe.Timeout)
+	}
+	env, closeEnv, err := recoverEnv(ctx, b.cfg, b.cl, discover, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	defer closeEnv()
+	_, err = promote.Recover(ctx, env, b.cl.Name, promotionRequest(b.cfg, b.cl, "", false), promote.Trigger{Reason: "drill switchover"})
+	return err
+}
+
+func (switchoverBreaker) Restart(context.Context, string) error { return nil }
 
 type commandBreaker struct{ kill, restart []string }
 

@@ -29,6 +29,7 @@ agent, and writes DIR/dbha.yaml ready for every other command:
     dbha lab up && dbha --config lab/dbha.yaml topology`,
 	}
 	cmd.PersistentFlags().StringVar(&dir, "dir", defaultLabDir, "lab directory")
+	var lossless bool
 
 	up := &cobra.Command{
 		Use:   "up",
@@ -37,7 +38,7 @@ agent, and writes DIR/dbha.yaml ready for every other command:
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
 			self, _ := os.Executable()
-			l, running, err := integration.Up(cmd.Context(), integration.Options{Dir: dir, Progress: out, Binary: self})
+			l, running, err := integration.Up(cmd.Context(), integration.Options{Dir: dir, Progress: out, Binary: self, Lossless: lossless})
 			if err != nil {
 				return err
 			}
@@ -48,6 +49,8 @@ agent, and writes DIR/dbha.yaml ready for every other command:
 			return nil
 		},
 	}
+
+	up.Flags().BoolVar(&lossless, "lossless", false, "dbha's stream acknowledges commits: MariaDB semi-sync, PostgreSQL synchronous_standby_names = 'dbha' (commits then wait for a running stream)")
 
 	var purge bool
 	down := &cobra.Command{

@@ -23,12 +23,12 @@ type recoverer struct {
 	envs   map[string]promote.RecoverEnv
 	log    *slog.Logger
 
-	mu          sync.Mutex
-	rejoinTried map[string]time.Time // instance → last rejoin_command run
+	mu           sync.Mutex
+	rejoinFailed map[string]time.Time // instance → last failed rejoin_command
 }
 
 func newRecoverer(ctx context.Context, cfg config.Config, clusters []config.Cluster, c *consul.Client, log *slog.Logger) (*recoverer, func(), error) {
-	r := &recoverer{cfg: cfg, consul: c, envs: map[string]promote.RecoverEnv{}, log: log, rejoinTried: map[string]time.Time{}}
+	r := &recoverer{cfg: cfg, consul: c, envs: map[string]promote.RecoverEnv{}, log: log, rejoinFailed: map[string]time.Time{}}
 	var closers []func()
 	closeAll := func() {
 		for _, f := range closers {
@@ -122,8 +122,8 @@ func (r *recoverer) Enforce(ctx context.Context, cluster string, s topology.Snap
 }
 
 // rejoinCommand runs a PostgreSQL cluster's rejoin_command for a fenced old
-// primary, at most once every 30 s: pg_rewind is heavy, and a failing one
-// must not be run every cycle.
+// primary; after a failure, not again for 30 s: pg_rewind is heavy, and a
+// failing one must not run every cycle.
 func (r *recoverer) rejoinCommand(ctx context.Context, cluster, instance, primary string) error {
 	cl, _ := r.cfg.Cluster(cluster)
 	argv := cl.Promotion.RejoinCommand
@@ -131,15 +131,17 @@ func (r *recoverer) rejoinCommand(ctx context.Context, cluster, instance, primar
 		return nil
 	}
 	r.mu.Lock()
-	if time.Since(r.rejoinTried[instance]) < 30*time.Second {
+	if time.Since(r.rejoinFailed[instance]) < 30*time.Second {
 		r.mu.Unlock()
 		return nil
 	}
-	r.rejoinTried[instance] = time.Now()
 	r.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	if err := runCommand(ctx, argv, "{instance}", instance, "{primary}", primary); err != nil {
+		r.mu.Lock()
+		r.rejoinFailed[instance] = time.Now()
+		r.mu.Unlock()
 		return fmt.Errorf("rejoin_command for %s: %w", instance, err)
 	}
 	r.log.Warn("the old primary rejoined as a standby", "cluster", cluster, "instance", instance, "primary", primary)

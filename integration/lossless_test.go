@@ -1,0 +1,153 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dbha/dbha/binlog"
+	"github.com/dbha/dbha/drill"
+	"github.com/dbha/dbha/promote"
+	"github.com/dbha/dbha/topology"
+)
+
+// TestRowsOnlyTheStreamHeld: asynchronous replication, every replica's
+// link stopped, rows written on the primary (only it and dbha's stream
+// have them), the primary killed: after the failover the new primary and
+// every replica hold them all. This is what dbha's own copy of the binlog
+// and WAL is for.
+func TestRowsOnlyTheStreamHeld(t *testing.T) {
+	bin := dbhaBinary(t)
+	for _, c := range []struct{ cluster, kind string }{{"lab-mariadb", KindMariaDB}, {"lab-postgres", KindPostgres}} {
+		t.Run(c.cluster, func(t *testing.T) {
+			l := binLab(t, bin)
+			run := startDbhaRun(t, bin, l, "m1")
+			primary, replicas := c.kind+"-1", []string{c.kind + "-2", c.kind + "-3"}
+			waitStreamHolds(t, bin, l, c.cluster, primary)
+			before := map[string]int64{}
+			for _, r := range replicas {
+				stopLink(t, l, r)
+				before[r], _ = rowCount(t, l, r, 1<<62)
+			}
+			const rows = 25
+			writeRows(t, l, primary, rows)
+			waitStreamHolds(t, bin, l, c.cluster, primary)
+			for _, r := range replicas {
+				if n, _ := rowCount(t, l, r, 1<<62); n != before[r] {
+					t.Fatalf("%s received rows (%d, had %d): its link was not stopped", r, n, before[r])
+				}
+			}
+			if err := l.Signal(primary, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			rec := waitRecoveryDone(t, bin, l, c.cluster, time.Minute)
+			if !stepDone(rec, promote.ActApply) {
+				t.Errorf("the recovery applied nothing from the stream: %+v", rec.Steps)
+			}
+			for _, r := range replicas {
+				waitFor(t, 30*time.Second, r+" holds every row", func() error {
+					if n, _ := rowCount(t, l, r, 1<<62); n != before[r]+rows {
+						return fmt.Errorf("%d of %d new rows", n-before[r], rows)
+					}
+					return nil
+				})
+			}
+			t.Logf("failover %s -> %s in %.3fs, %s", rec.Plan.OldPrimary, rec.Plan.NewPrimary, rec.RTOSeconds, run.manager)
+		})
+	}
+}
+
+// TestLosslessDrill: with dbha's stream acknowledging commits (MariaDB
+// semi-sync, PostgreSQL synchronous standby), kill -9 under continuous
+// writes loses no acknowledged row.
+func TestLosslessDrill(t *testing.T) {
+	bin := dbhaBinary(t)
+	l := binLab(t, bin, func(o *Options) { o.Lossless = true })
+	for _, cluster := range []string{"lab-mariadb", "lab-postgres"} {
+		t.Run(cluster, func(t *testing.T) {
+			r := dbhaCLI(t, bin, l, "drill", "--cluster", cluster, "--runs", "3", "-o", "json")
+			var s drill.Summary
+			if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
+				t.Fatalf("drill output: %v\n%s", err, r)
+			}
+			for _, run := range s.Runs {
+				t.Logf("run %d: %s -> %s RTO %.3fs, %d of %d acknowledged rows lost %s",
+					run.N, run.OldPrimary, run.NewPrimary, run.RTOSeconds, run.LostRows, run.AckedRows, run.Error)
+				if run.Error != "" || run.NewPrimary == "" || run.NewPrimary == run.OldPrimary {
+					t.Errorf("run %d did not recover: %s", run.N, run.Error)
+				}
+				if run.LostRows != 0 {
+					t.Errorf("run %d lost %d acknowledged rows with the stream acknowledging", run.N, run.LostRows)
+				}
+			}
+			if len(s.Runs) != 3 {
+				t.Errorf("%d runs, want 3:\n%s", len(s.Runs), r)
+			}
+		})
+	}
+}
+
+// waitStreamHolds waits until dbha's stream holds what node has.
+func waitStreamHolds(t *testing.T, bin string, l *Lab, cluster, node string) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "the stream to hold "+node+"'s position", func() error {
+		want := discoverInstance(t, l, cluster, node).Current
+		st, err := binlog.ReadStatus(binlog.Dir(l.Dir+"/state", cluster))
+		if err != nil {
+			return err
+		}
+		if o, err := topology.Compare(st.Position, want); err != nil || (o != topology.Equal && o != topology.Ahead) {
+			return fmt.Errorf("stream at %s, %s at %s (%v %v)", st.Position, node, want, o, err)
+		}
+		return nil
+	})
+}
+
+func discoverInstance(t *testing.T, l *Lab, cluster, node string) topology.Instance {
+	t.Helper()
+	in, _ := discover(t, l, cluster).Instance(addr(t, l, node))
+	return in
+}
+
+// stopLink stops a replica receiving from its primary: the IO thread
+// (MariaDB), or the WAL receiver by an empty primary_conninfo (PostgreSQL).
+func stopLink(t *testing.T, l *Lab, node string) {
+	t.Helper()
+	if strings.HasPrefix(node, KindMariaDB) {
+		mustExec(t, adminDB(t, l, node), "STOP SLAVE IO_THREAD")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := l.AdminPostgres(ctx, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	for _, q := range []string{"ALTER SYSTEM SET primary_conninfo = ''", "SELECT pg_reload_conf()"} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s on %s: %v", q, node, err)
+		}
+	}
+	waitFor(t, 10*time.Second, node+"'s WAL receiver to stop", func() error {
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_stat_wal_receiver").Scan(&n); err != nil || n != 0 {
+			return fmt.Errorf("%d receivers (%v)", n, err)
+		}
+		return nil
+	})
+}
+
+// stepDone reports whether a recovery completed a step of that action.
+func stepDone(r promote.Record, action promote.Action) bool {
+	for _, s := range r.Steps {
+		if s.Action == action && s.Error == "" {
+			return true
+		}
+	}
+	return false
+}
