@@ -106,6 +106,17 @@ func TestAnalyze(t *testing.T) {
 			killed(ev)
 			ev.Links = map[string]LinkView{}
 		}, []string{"UnreachablePrimary@" + prim}, false},
+		{"replicas told to stop receiving confirm nothing", func(ev *Evidence) {
+			killed(ev)
+			for a, l := range ev.Links {
+				l.Halted, l.Error = true, ""
+				ev.Links[a] = l
+			}
+		}, []string{"UnreachablePrimary@" + prim}, false},
+		{"one replica halted, the other lost the primary", func(ev *Evidence) {
+			killed(ev)
+			ev.Links[rep2] = LinkView{Reachable: true, Source: prim, Halted: true}
+		}, []string{"DeadPrimaryAndSomeReplicas@" + prim}, true},
 		{"replica of another source says nothing", func(ev *Evidence) {
 			killed(ev)
 			ev.Links[rep2] = LinkView{Reachable: true, Source: rep1, Connected: true, LastHeard: t0}

@@ -92,6 +92,8 @@ type LinkView struct {
 	Source    string `json:"source"`
 	// Connected: the IO thread or WAL receiver is connected/streaming.
 	Connected bool `json:"connected"`
+	// Halted: the replica was told not to receive; down, it says nothing.
+	Halted bool `json:"halted,omitempty"`
 	// LastHeard is when the replica last heard from its source, as the
 	// engine reports it or as the tracker saw its counters move.
 	LastHeard time.Time `json:"last_heard,omitzero"`
@@ -175,7 +177,7 @@ func link(in topology.Instance, prev linkMark, at time.Time) (LinkView, linkMark
 		return LinkView{Reachable: false, Error: in.Error}, prev
 	}
 	r := in.Replication
-	lv := LinkView{Reachable: true, Source: r.Source, Connected: r.IORunning, Error: r.IOError}
+	lv := LinkView{Reachable: true, Source: r.Source, Connected: r.IORunning, Halted: r.Halted, Error: r.IOError}
 	mark := linkMark{heartbeats: r.Heartbeats, received: in.Received.String(), heard: prev.heard}
 	moved := prev.heard.IsZero() || mark.heartbeats != prev.heartbeats || mark.received != prev.received
 	if moved && r.IORunning {

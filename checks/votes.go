@@ -97,8 +97,10 @@ func replicaVote(addr string, l LinkView, primary string, now time.Time, p Polic
 	case !l.Reachable:
 		v.Detail = "dbha cannot reach this replica: " + l.Error
 		return v, true
-	case l.Source != primary:
+	case l.Source != primary && !(l.Halted && l.Source == ""):
 		return v, false
+	case !l.Connected && l.Halted:
+		v.Detail = "replication is halted on this replica: its link says nothing about the primary"
 	case !l.Connected:
 		v.Verdict, v.Detail = Dead, "replication link is down: "+orNothing(l.Error)
 	case l.LastHeard.IsZero():

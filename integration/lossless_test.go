@@ -19,7 +19,9 @@ import (
 // link stopped, rows written on the primary (only it and dbha's stream
 // have them), the primary killed: after the failover the new primary and
 // every replica hold them all. This is what dbha's own copy of the binlog
-// and WAL is for.
+// and WAL is for. With every replica told to stop receiving, none can
+// confirm the death, so dbha run reports UnreachablePrimary and never fails
+// over by itself: the operator's dbha promote does, as here.
 func TestRowsOnlyTheStreamHeld(t *testing.T) {
 	bin := dbhaBinary(t)
 	for _, c := range []struct{ cluster, kind string }{{"lab-mariadb", KindMariaDB}, {"lab-postgres", KindPostgres}} {
@@ -43,6 +45,18 @@ func TestRowsOnlyTheStreamHeld(t *testing.T) {
 			}
 			if err := l.Signal(primary, syscall.SIGKILL); err != nil {
 				t.Fatal(err)
+			}
+			waitFor(t, 30*time.Second, "dbha run to report the primary unreachable", func() error {
+				if len(run.appeared(c.cluster, "UnreachablePrimary")) == 0 {
+					return fmt.Errorf("not yet")
+				}
+				return nil
+			})
+			if got := run.appeared(c.cluster, "DeadPrimary"); len(got) != 0 {
+				t.Fatalf("DeadPrimary with no replica able to confirm: %+v", got)
+			}
+			if r := dbhaCLI(t, bin, l, "promote", "--cluster", c.cluster); r.code != 0 {
+				t.Fatalf("dbha promote: %s", r)
 			}
 			rec := waitRecoveryDone(t, bin, l, c.cluster, time.Minute)
 			if !stepDone(rec, promote.ActApply) {

@@ -77,6 +77,10 @@ type Replication struct {
 	SQLState string `json:"sql_state"`
 	IOError  string `json:"io_error,omitempty"`
 	SQLError string `json:"sql_error,omitempty"`
+	// Halted: the replica was told not to receive (STOP SLAVE IO_THREAD, an
+	// empty primary_conninfo): its link, down, says nothing about its
+	// source. A link that is down while it tries to connect is not halted.
+	Halted bool `json:"halted,omitempty"`
 	// SecondsBehind is the server's own lag figure (Seconds_Behind_Master,
 	// or the age of the last replayed transaction on PostgreSQL while replay
 	// is behind); nil when the server does not know.

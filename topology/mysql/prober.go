@@ -185,6 +185,7 @@ func replicationFrom(row statusRow) *topology.Replication {
 	}
 	r.IORunning = r.IOState == "Yes"
 	r.SQLRunning = r.SQLState == "Yes"
+	r.Halted = r.IOState == "No" && r.IOError == ""
 	if s := row.get("Seconds_Behind_Source", "Seconds_Behind_Master"); s != "" {
 		if v, err := strconv.ParseFloat(s, 64); err == nil {
 			r.SecondsBehind = &v

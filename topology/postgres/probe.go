@@ -134,6 +134,7 @@ func (st state) replication() *topology.Replication {
 	r.IOState = "stopped"
 	if st.primaryConninfo == "" {
 		r.IOError = "WAL receiver is not running and primary_conninfo is empty"
+		r.Halted = true
 		return r
 	}
 	r.IOError = "WAL receiver is not running (the server log says why)"
