@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -250,32 +251,46 @@ func TestPrimaryFlap(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			primary := c.kind + "-1"
+			// Sample the consecutive failures the whole time the primary is
+			// away (killing waits for the old processes to be reaped, which
+			// may itself take a while).
+			var worst atomic.Int64
+			stop := make(chan struct{})
+			sampled := make(chan struct{})
+			go func() {
+				defer close(sampled)
+				for {
+					st, _ := m.State(c.cluster)
+					if f := int64(st.Evidence.Manager.Failures); f > worst.Load() {
+						worst.Store(f)
+					}
+					select {
+					case <-stop:
+						return
+					case <-time.After(20 * time.Millisecond):
+					}
+				}
+			}()
 			killed := time.Now()
 			killTree(t, l, primary)
-			// Down for a second: long enough that the default policy
-			// (2 failures) would call it dead, well within this one's 40.
-			worst := 0
-			for time.Since(killed) < time.Second {
-				st, _ := m.State(c.cluster)
-				worst = max(worst, st.Evidence.Manager.Failures)
-				time.Sleep(20 * time.Millisecond)
-			}
+			// Down for at least a second: long enough that the default
+			// policy (2 failures) would call it dead, well within this one's 40.
+			time.Sleep(time.Second - time.Since(killed))
 			if err := l.Start(ctx, primary); err != nil {
 				t.Fatal(err)
 			}
 			t.Logf("%s killed and serving again after %v", primary, time.Since(killed).Round(time.Millisecond))
-			waitState(t, m, c.cluster, "the findings cleared after the flap", 30*time.Second, func(st daemon.State) error {
-				worst = max(worst, st.Evidence.Manager.Failures)
-				return noFindings(st)
-			})
+			waitState(t, m, c.cluster, "the findings cleared after the flap", 30*time.Second, noFindings)
+			close(stop)
+			<-sampled
 			waitSnapshot(t, l, c.cluster, "the replicas reconnected", healthy)
 			t.Logf("healthy again %v after the kill; at most %d consecutive failed probes (policy: %d)",
-				time.Since(killed).Round(time.Millisecond), worst, policy.Failures)
+				time.Since(killed).Round(time.Millisecond), worst.Load(), policy.Failures)
 			if dead := fl.appeared(c.cluster, checks.DeadPrimary, checks.DeadPrimaryAndSomeReplicas); len(dead) > 0 {
 				t.Errorf("a flap within the threshold was taken for a death: %+v", dead)
 			}
-			if worst < checks.DefaultPolicy().Failures {
-				t.Errorf("the flap failed only %d probes: the default policy would not have called it dead either, so it tests nothing", worst)
+			if worst.Load() < int64(checks.DefaultPolicy().Failures) {
+				t.Errorf("the flap failed only %d probes: the default policy would not have called it dead either, so it tests nothing", worst.Load())
 			}
 		})
 	}
