@@ -48,9 +48,9 @@ long writes were blocked.`,
 			if err != nil {
 				return err
 			}
-			cl, ok := cfg.Cluster(cluster)
-			if !ok {
-				return usageError(fmt.Errorf("--cluster %q: no such cluster in the configuration", cluster))
+			cl, err := requireCluster(cfg, cluster)
+			if err != nil {
+				return err
 			}
 			if runs < 1 {
 				return usageError(errors.New("--runs must be at least 1"))

@@ -134,3 +134,16 @@ func orNone(s string) string {
 	}
 	return s
 }
+
+// requireCluster returns the cluster a --cluster flag names, which must be
+// given.
+func requireCluster(cfg config.Config, name string) (config.Cluster, error) {
+	if name == "" {
+		return config.Cluster{}, usageError(errors.New("--cluster is required"))
+	}
+	cl, ok := cfg.Cluster(name)
+	if !ok {
+		return cl, usageError(fmt.Errorf("--cluster %q: no such cluster in the configuration", name))
+	}
+	return cl, nil
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -41,12 +40,9 @@ transactions, broken replication, never, lag); what it overrides is recorded.`,
 			if err != nil {
 				return err
 			}
-			if cluster == "" {
-				return usageError(errors.New("--cluster is required"))
-			}
-			cl, ok := cfg.Cluster(cluster)
-			if !ok {
-				return usageError(fmt.Errorf("--cluster %q: no such cluster in the configuration", cluster))
+			cl, err := requireCluster(cfg, cluster)
+			if err != nil {
+				return err
 			}
 			prober, closeProber, err := newProber(cl)
 			if err != nil {

@@ -377,12 +377,9 @@ func newStreamEventsCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if cluster == "" {
-				return usageError(errors.New("--cluster is required"))
-			}
-			cl, ok := cfg.Cluster(cluster)
-			if !ok {
-				return usageError(fmt.Errorf("--cluster %q: no such cluster in the configuration", cluster))
+			cl, err := requireCluster(cfg, cluster)
+			if err != nil {
+				return err
 			}
 			from, err := parseSince(cl.Engine, since)
 			if err != nil {
@@ -455,9 +452,9 @@ stop the stream first.`,
 			if err != nil {
 				return err
 			}
-			cl, ok := cfg.Cluster(cluster)
-			if !ok {
-				return usageError(fmt.Errorf("--cluster %q: no such cluster in the configuration", cluster))
+			cl, err := requireCluster(cfg, cluster)
+			if err != nil {
+				return err
 			}
 			dir := binlog.Dir(cfg.StateDir, cl.Name)
 			if st, err := binlog.ReadStatus(dir); err == nil && !st.Stale(time.Now()) {
