@@ -27,7 +27,7 @@ import (
 // secretNames are the passwords a lab generates. "postgres-superuser" is the password of the
 // PostgreSQL superuser "postgres"; "mariadb-admin" that of the MariaDB user "admin".
 var secretNames = []string{
-	"mariadb-admin", "mariadb-repl", "mariadb-dbha",
+	"mariadb-admin", "mariadb-repl", "mariadb-dbha", "mariadb-app",
 	"postgres-superuser", "postgres-repl", "postgres-dbha",
 }
 
@@ -203,10 +203,12 @@ func (l *Lab) writeConfig() error {
 // rows with (the lab itself kills and restarts nodes), and a PostgreSQL
 // cluster a rejoin_command through this lab, when the dbha binary is known.
 func (l *Lab) writeDrillConfig(b *strings.Builder, kind string) {
-	user, secret := "admin", "mariadb-admin"
+	// The drill writes as an application would: MariaDB's "app" has no
+	// global privilege, so a fenced (read-only) server refuses it.
+	user, secret := "app", "mariadb-app"
 	if kind == KindMariaDB {
 		// Replaying DDL that only dbha's store holds needs its privileges.
-		fmt.Fprintf(b, "    promotion:\n      apply:\n        user: admin\n        password_file: %s\n", yamlScalar(l.Secret(secret)))
+		fmt.Fprintf(b, "    promotion:\n      apply:\n        user: admin\n        password_file: %s\n", yamlScalar(l.Secret("mariadb-admin")))
 	}
 	if l.Lossless {
 		ack := map[string]string{KindMariaDB: "semi_sync", KindPostgres: "synchronous"}[kind]

@@ -211,7 +211,7 @@ func rootMySQL(n Node) *sql.DB {
 // them in clear.
 func (l *Lab) createMariaDBUsers(ctx context.Context, primary Node) error {
 	hashes := map[string]string{}
-	for _, user := range []string{"admin", "repl", "dbha"} {
+	for _, user := range []string{"admin", "repl", "dbha", "app"} {
 		pw, err := readPassword(l.Secret("mariadb-" + user))
 		if err != nil {
 			return err
@@ -226,6 +226,10 @@ func (l *Lab) createMariaDBUsers(ctx context.Context, primary Node) error {
 		fmt.Sprintf("CREATE USER 'dbha'@'127.0.0.1' IDENTIFIED BY PASSWORD '%s'", hashes["dbha"]),
 		mariadbDBHAGrant,
 		"CREATE DATABASE dbha_lab",
+		// app is what an application has: its own database and nothing
+		// global, so read_only (a fence) stops it, as it does not stop admin.
+		fmt.Sprintf("CREATE USER 'app'@'127.0.0.1' IDENTIFIED BY PASSWORD '%s'", hashes["app"]),
+		"GRANT ALL PRIVILEGES ON dbha_lab.* TO 'app'@'127.0.0.1'",
 		"CREATE TABLE dbha_lab.heartbeat (id INT AUTO_INCREMENT PRIMARY KEY, at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))",
 	}
 	db := rootMySQL(primary)
