@@ -26,8 +26,10 @@ type Engine interface {
 	Promote(ctx context.Context, addr string) error
 	// Repoint makes addr replicate from source.
 	Repoint(ctx context.Context, addr, source string) error
-	// Fence makes addr refuse writes and ends its client sessions.
+	// Fence makes addr refuse writes and ends its client sessions; Unfence
+	// lets it take writes again.
 	Fence(ctx context.Context, addr string) error
+	Unfence(ctx context.Context, addr string) error
 	// Position returns what addr holds now; an error when it cannot be
 	// asked (a dead old primary).
 	Position(ctx context.Context, addr string) (topology.Position, error)
@@ -177,6 +179,18 @@ func (x *executor) timeout() time.Duration {
 
 func (x *executor) fail(ctx context.Context, st Step, err error) error {
 	x.r.Error = err.Error()
+	if x.p.Kind == Switchover && !x.promoted() {
+		// A switchover that fails before the candidate is promoted gives the
+		// old primary its writes back: a planned change must never leave
+		// the cluster without a writer.
+		if uerr := x.env.Engine.Unfence(context.WithoutCancel(ctx), x.p.OldPrimary); uerr != nil {
+			err = fmt.Errorf("%w; and the old primary could not be made writable again: %v", err, uerr)
+		} else {
+			err = fmt.Errorf("%w; rolled back: %s takes writes again", err, x.p.OldPrimary)
+		}
+		x.r.Error = err.Error()
+		x.r.Done, x.r.Aborted, x.r.Finished = true, true, x.env.Now()
+	}
 	if !x.changed() {
 		x.r.Done, x.r.Aborted, x.r.Finished = true, true, x.env.Now()
 	}
@@ -265,6 +279,16 @@ func (x *executor) stopFollowing(ctx context.Context, st Step) (string, error) {
 func (x *executor) started() bool {
 	for _, s := range x.r.Steps {
 		if s.Action == ActStopFollowing && s.Error == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// promoted reports whether the candidate was promoted.
+func (x *executor) promoted() bool {
+	for _, s := range x.r.Steps {
+		if s.Action == ActPromote && s.Error == "" {
 			return true
 		}
 	}

@@ -39,7 +39,8 @@ func (f *fakeEngine) Promote(_ context.Context, a string) error { return f.call(
 func (f *fakeEngine) Repoint(_ context.Context, a, s string) error {
 	return f.call("repoint", a, s)
 }
-func (f *fakeEngine) Fence(_ context.Context, a string) error { return f.call("fence", a) }
+func (f *fakeEngine) Fence(_ context.Context, a string) error   { return f.call("fence", a) }
+func (f *fakeEngine) Unfence(_ context.Context, a string) error { return f.call("unfence", a) }
 func (f *fakeEngine) Position(_ context.Context, a string) (topology.Position, error) {
 	if p, ok := f.positions[a]; ok {
 		return p, nil
@@ -215,5 +216,28 @@ func TestExecuteSurvivesAReplicaThatCannotBeRepointed(t *testing.T) {
 	}
 	if !slices.ContainsFunc(r.Steps, func(s StepResult) bool { return strings.Contains(s.Note, "not repointed") }) {
 		t.Fatalf("the failed repoint is not recorded: %+v", r.Steps)
+	}
+}
+
+func TestExecuteSwitchoverRollsBack(t *testing.T) {
+	pr := mariaPos(t, "0-1-20")
+	rep := topology.Instance{Addr: "db2", Reachable: true, ReadOnly: true, Received: pr, Applied: pr, Current: pr, History: pr,
+		Replication: &topology.Replication{Source: "db1", IORunning: true, SQLRunning: true}}
+	s := topology.Build("c", topology.MariaDB, []topology.Instance{{Addr: "db1", Reachable: true, Current: pr, History: pr}, rep}, time.Unix(0, 0))
+	p, err := MakePlan(s, Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &fakeEngine{positions: map[string]topology.Position{"db1": pr}, failOn: map[string]error{"wait db2": errors.New("timed out")}}
+	r := NewRecord("r1", "m", "test", p, time.Unix(100, 0))
+	err = run(t, p, e, &fakeCoord{}, nil, r)
+	if err == nil || !strings.Contains(err.Error(), "rolled back") {
+		t.Fatalf("err = %v", err)
+	}
+	if want := []string{"fence db1", "wait db2 0-1-20", "unfence db1"}; !slices.Equal(e.calls, want) {
+		t.Fatalf("engine calls = %q, want %q", e.calls, want)
+	}
+	if !r.Done || !r.Aborted {
+		t.Fatalf("a rolled-back switchover is over: %+v", r)
 	}
 }

@@ -311,6 +311,12 @@ func (c *Controller) Fence(ctx context.Context, addr string) error {
 	return nil
 }
 
+// Unfence lets addr take writes again: a switchover that could not finish
+// gives the old primary back its role.
+func (c *Controller) Unfence(ctx context.Context, addr string) error {
+	return c.exec(ctx, addr, "SET GLOBAL read_only = OFF")
+}
+
 // Position returns what addr's binlog holds (gtid_binlog_pos): the final
 // position of an old primary made read-only in a switchover.
 func (c *Controller) Position(ctx context.Context, addr string) (topology.Position, error) {

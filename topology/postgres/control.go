@@ -217,8 +217,11 @@ func (c *Controller) Fence(ctx context.Context, addr string) error {
 	return c.exec(ctx, addr,
 		"ALTER SYSTEM SET default_transaction_read_only = on",
 		"SELECT pg_reload_conf()",
-		fmt.Sprintf(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-			WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND usename NOT IN (%s, %s)`,
+		// pg_signal_backend may not end a superuser's session; those keep
+		// running, and their next transaction is read-only by default too.
+		fmt.Sprintf(`SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid
+			WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid() AND NOT r.rolsuper
+			AND a.usename NOT IN (%s, %s)`,
 			literal(c.user), literal(c.replUser)))
 }
 
