@@ -41,6 +41,10 @@ type Recoverer interface {
 	Publish(ctx context.Context, s topology.Snapshot, writer string, readers []string) error
 }
 
+// ErrBusy from a Recoverer means the cluster is changing (a recovery holds
+// its lock, or the topology moved): nothing was done, try next cycle.
+var ErrBusy = errors.New("the cluster is changing")
+
 // Cluster wires one cluster into the monitor.
 type Cluster struct {
 	Config config.Cluster
@@ -277,7 +281,7 @@ func (w *watcher) act(ctx context.Context, snap topology.Snapshot, findings []ch
 	for _, p := range snap.Problems {
 		switch p.Code {
 		case topology.TwoWritablePrimaries, topology.NoWritablePrimary, topology.InstanceDetached:
-			if err := r.Enforce(ctx, w.c.Config.Name, snap); err != nil {
+			if err := r.Enforce(ctx, w.c.Config.Name, snap); err != nil && !errors.Is(err, ErrBusy) {
 				w.log.Error("enforce a single writer", "err", err)
 			}
 			return
@@ -329,7 +333,11 @@ func (w *watcher) publish(ctx context.Context, snap topology.Snapshot, at time.T
 	if key == w.published && at.Before(w.publishedAt.Add(30*time.Second)) {
 		return
 	}
-	if err := w.m.opts.Recoverer.Publish(ctx, snap, writer, readers); err != nil {
+	err = w.m.opts.Recoverer.Publish(ctx, snap, writer, readers)
+	if errors.Is(err, ErrBusy) {
+		return
+	}
+	if err != nil {
 		w.warnOnce("publish: "+err.Error(), "endpoints not published", "err", err)
 		return
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/dbha/dbha/config"
 	"github.com/dbha/dbha/consul"
+	"github.com/dbha/dbha/daemon"
 	"github.com/dbha/dbha/promote"
 	"github.com/dbha/dbha/topology"
 )
@@ -70,6 +72,15 @@ func (r *recoverer) Recover(ctx context.Context, cluster string, t promote.Trigg
 // be alive behind a partition, and moving writers is a failover's job,
 // which fences first.
 func (r *recoverer) Publish(ctx context.Context, s topology.Snapshot, writer string, readers []string) error {
+	return r.underLock(ctx, s.Cluster, func(fresh topology.Snapshot) error {
+		if p, err := fresh.WritablePrimary(); err != nil || p != writer {
+			return daemon.ErrBusy // the next cycle publishes what it settles on
+		}
+		return r.publish(ctx, fresh, writer, readers)
+	})
+}
+
+func (r *recoverer) publish(ctx context.Context, s topology.Snapshot, writer string, readers []string) error {
 	current, err := r.consul.Writer(ctx, s.Cluster)
 	if err != nil {
 		return err
@@ -89,7 +100,37 @@ func (r *recoverer) Publish(ctx context.Context, s topology.Snapshot, writer str
 // promote.Enforce decides: writable instances the writer endpoint does not
 // name are fenced; the latest recovery's old primary, back and fenced,
 // rejoins (MariaDB by a repoint, PostgreSQL through rejoin_command).
-func (r *recoverer) Enforce(ctx context.Context, cluster string, s topology.Snapshot) error {
+func (r *recoverer) Enforce(ctx context.Context, cluster string, _ topology.Snapshot) error {
+	return r.underLock(ctx, cluster, func(fresh topology.Snapshot) error { return r.enforce(ctx, cluster, fresh) })
+}
+
+// underLock runs fn holding the cluster's lock, only when no recovery is in
+// progress, and with a snapshot taken under the lock: a recovery between
+// its promote and its move-writer steps has a writable new primary the
+// writer endpoint does not name yet, which an unlocked Enforce, or one
+// acting on a snapshot from before the recovery, would fence. While another
+// manager (or a recovery) holds the lock, fn is skipped: the holder keeps
+// the cluster in order.
+func (r *recoverer) underLock(ctx context.Context, cluster string, fn func(topology.Snapshot) error) error {
+	env := r.envs[cluster]
+	lease, err := env.Store.Acquire(ctx, cluster, env.Manager)
+	if errors.Is(err, promote.ErrLocked) {
+		return daemon.ErrBusy
+	}
+	if err != nil {
+		return err
+	}
+	defer lease.Release()
+	if rec, err := env.Store.Unfinished(ctx, cluster); err != nil || rec != nil {
+		if err == nil {
+			err = daemon.ErrBusy
+		}
+		return err
+	}
+	return fn(env.Discover(ctx))
+}
+
+func (r *recoverer) enforce(ctx context.Context, cluster string, s topology.Snapshot) error {
 	writers, err := r.consul.Writer(ctx, cluster)
 	if err != nil || len(writers) != 1 {
 		return err
