@@ -24,14 +24,7 @@ and what each path says about the primary. Exit status: 0 no findings, 1
 findings, 2 usage or configuration error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := outputFormat(output); err != nil {
-				return err
-			}
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
-			clusters, err := selectClusters(cfg, cluster)
+			cfg, clusters, err := g.loadClusters(output, cluster)
 			if err != nil {
 				return err
 			}

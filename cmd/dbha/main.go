@@ -120,6 +120,20 @@ func (g *globalFlags) load() (config.Config, error) {
 	return cfg, nil
 }
 
+// loadClusters checks -o, loads the configuration and selects the clusters
+// a --cluster flag names (all when empty): the start of most commands.
+func (g *globalFlags) loadClusters(output, cluster string) (config.Config, []config.Cluster, error) {
+	if err := outputFormat(output); err != nil {
+		return config.Config{}, nil, err
+	}
+	cfg, err := g.load()
+	if err != nil {
+		return cfg, nil, err
+	}
+	clusters, err := selectClusters(cfg, cluster)
+	return cfg, clusters, err
+}
+
 // outputFormat checks -o.
 func outputFormat(o string) error {
 	if o != "text" && o != "json" {

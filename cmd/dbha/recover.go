@@ -23,14 +23,7 @@ func newRecoverCmd(g *globalFlags) *cobra.Command {
 		Short: "List recoveries, oldest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := outputFormat(output); err != nil {
-				return err
-			}
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
-			clusters, err := selectClusters(cfg, cluster)
+			cfg, clusters, err := g.loadClusters(output, cluster)
 			if err != nil {
 				return err
 			}

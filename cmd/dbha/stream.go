@@ -247,14 +247,7 @@ replica's lag against what the stream holds. Exit status 1 when a stream is
 not running, broken or disconnected.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := outputFormat(output); err != nil {
-				return err
-			}
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
-			clusters, err := selectClusters(cfg, cluster)
+			cfg, clusters, err := g.loadClusters(output, cluster)
 			if err != nil {
 				return err
 			}

@@ -25,14 +25,7 @@ replication tree. Exit status: 0 healthy, 1 problems found, 2 usage or
 configuration error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := outputFormat(output); err != nil {
-				return err
-			}
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
-			clusters, err := selectClusters(cfg, cluster)
+			cfg, clusters, err := g.loadClusters(output, cluster)
 			if err != nil {
 				return err
 			}
