@@ -41,14 +41,7 @@ with drill.kill_command and drill.restart_command configured. With
 long writes were blocked.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := outputFormat(output); err != nil {
-				return err
-			}
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
-			cl, err := requireCluster(cfg, cluster)
+			cfg, cl, err := g.loadCluster(output, cluster)
 			if err != nil {
 				return err
 			}

@@ -134,6 +134,20 @@ func (g *globalFlags) loadClusters(output, cluster string) (config.Config, []con
 	return cfg, clusters, err
 }
 
+// loadCluster is loadClusters for commands that act on one cluster, which
+// --cluster must name.
+func (g *globalFlags) loadCluster(output, cluster string) (config.Config, config.Cluster, error) {
+	if err := outputFormat(output); err != nil {
+		return config.Config{}, config.Cluster{}, err
+	}
+	cfg, err := g.load()
+	if err != nil {
+		return cfg, config.Cluster{}, err
+	}
+	cl, err := requireCluster(cfg, cluster)
+	return cfg, cl, err
+}
+
 // outputFormat checks -o.
 func outputFormat(o string) error {
 	if o != "text" && o != "json" {

@@ -33,14 +33,7 @@ dbha recover). --force lets --to name a replica the rules exclude (errant
 transactions, broken replication, never, lag); what it overrides is recorded.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := outputFormat(output); err != nil {
-				return err
-			}
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
-			cl, err := requireCluster(cfg, cluster)
+			cfg, cl, err := g.loadCluster(output, cluster)
 			if err != nil {
 				return err
 			}

@@ -363,14 +363,7 @@ func newStreamEventsCmd(g *globalFlags) *cobra.Command {
 		Short: "List the transactions (MariaDB/MySQL) or WAL ranges (PostgreSQL) the stream holds",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := outputFormat(output); err != nil {
-				return err
-			}
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
-			cl, err := requireCluster(cfg, cluster)
+			cfg, cl, err := g.loadCluster(output, cluster)
 			if err != nil {
 				return err
 			}
