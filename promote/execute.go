@@ -142,6 +142,7 @@ func Execute(ctx context.Context, env Env, r *Record) error {
 	for r.Next <= len(r.Plan.Steps) {
 		st := r.Plan.Steps[r.Next-1]
 		if err := env.Coordinator.Check(); err != nil {
+			x.lockLost = true
 			return x.fail(ctx, st, fmt.Errorf("before step %d (%s): %w", st.N, st.Action, err))
 		}
 		res := StepResult{N: st.N, Action: st.Action, Target: st.Target, Started: x.env.Now()}
@@ -168,6 +169,9 @@ type executor struct {
 	env Env
 	r   *Record
 	p   Plan
+	// lockLost: another manager may be carrying the recovery on; this one
+	// must not touch anything, not even to roll back.
+	lockLost bool
 }
 
 func (x *executor) timeout() time.Duration {
@@ -179,7 +183,7 @@ func (x *executor) timeout() time.Duration {
 
 func (x *executor) fail(ctx context.Context, st Step, err error) error {
 	x.r.Error = err.Error()
-	if x.p.Kind == Switchover && !x.promoted() {
+	if x.p.Kind == Switchover && !x.promoted() && !x.lockLost {
 		// A switchover that fails before the candidate is promoted gives the
 		// old primary its writes back: a planned change must never leave
 		// the cluster without a writer.

@@ -241,3 +241,26 @@ func TestExecuteSwitchoverRollsBack(t *testing.T) {
 		t.Fatalf("a rolled-back switchover is over: %+v", r)
 	}
 }
+
+func TestExecuteSwitchoverDoesNotRollBackWithoutTheLock(t *testing.T) {
+	pr := mariaPos(t, "0-1-20")
+	rep := topology.Instance{Addr: "db2", Reachable: true, ReadOnly: true, Received: pr, Applied: pr, Current: pr, History: pr,
+		Replication: &topology.Replication{Source: "db1", IORunning: true, SQLRunning: true}}
+	s := topology.Build("c", topology.MariaDB, []topology.Instance{{Addr: "db1", Reachable: true, Current: pr, History: pr}, rep}, time.Unix(0, 0))
+	p, err := MakePlan(s, Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &fakeEngine{positions: map[string]topology.Position{"db1": pr}}
+	r := NewRecord("r1", "m", "test", p, time.Unix(100, 0))
+	// The lock is lost after the fence: another manager may carry on.
+	if err := run(t, p, e, &fakeCoord{loseAt: 4}, nil, r); err == nil {
+		t.Fatal("no error after the lock was lost")
+	}
+	if slices.Contains(e.calls, "unfence db1") {
+		t.Fatalf("rolled back without the lock: %q", e.calls)
+	}
+	if r.Done {
+		t.Fatalf("the record must stay resumable: %+v", r)
+	}
+}
