@@ -356,12 +356,18 @@ func (w *watcher) recover(ctx context.Context, f checks.Finding, findings []chec
 	case errors.Is(err, promote.ErrBlocked):
 		w.warnOnce("blocked", "automatic recovery blocked", "err", err)
 	case err != nil:
-		attrs := []any{"code", f.Code, "err", err}
+		// A veto stands until the operator acts: asking again every few
+		// seconds would only fill the audit trail.
+		wait := 5 * time.Second
+		if errors.Is(err, promote.ErrVetoed) {
+			wait = time.Minute
+		}
+		attrs := []any{"code", f.Code, "err", err, "retry_in", wait.String()}
 		if rec != nil {
 			attrs = append(attrs, "recovery", rec.ID, "next_step", rec.Next)
 		}
-		w.log.Error("recovery failed; retrying in 5s", attrs...)
-		w.retryAt = at.Add(5 * time.Second)
+		w.log.Error("recovery failed", attrs...)
+		w.retryAt = at.Add(wait)
 	default:
 		w.warned = ""
 		w.tracker = checks.Tracker{} // the primary changed: count afresh
