@@ -1,0 +1,168 @@
+package backup
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/dbha/dbha/topology"
+)
+
+// Status is where a backup stands.
+type Status string
+
+const (
+	Running Status = "running"
+	Done    Status = "done"
+	Failed  Status = "failed"
+)
+
+// Entry is one backup in the catalog.
+type Entry struct {
+	ID       string          `json:"id"`
+	Cluster  string          `json:"cluster"`
+	Engine   topology.Engine `json:"engine"`
+	Source   string          `json:"source"`
+	Started  time.Time       `json:"started"`
+	Finished time.Time       `json:"finished,omitzero"`
+	Status   Status          `json:"status"`
+	Error    string          `json:"error,omitempty"`
+	// Bytes before compression, and on disk.
+	Bytes           int64 `json:"bytes"`
+	CompressedBytes int64 `json:"compressed_bytes"`
+	// Position is the backup's consistent point (MariaDB: the GTID position
+	// of the source's binlog; PostgreSQL: the start LSN and timeline) and
+	// StopPosition, for PostgreSQL, the end of the WAL a restore needs.
+	Position     topology.Position `json:"position"`
+	StopPosition topology.Position `json:"stop_position"`
+	// Tools are the versions of the programs that made the backup.
+	Tools map[string]string `json:"tools,omitempty"`
+	// Files are the backup's files with their SHA-256, checked by verify.
+	Files        []File        `json:"files"`
+	Verification *Verification `json:"verification,omitempty"`
+}
+
+// File is one file of a backup.
+type File struct {
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// Verification is the outcome of restoring a backup on a scratch server.
+type Verification struct {
+	At      time.Time `json:"at"`
+	OK      bool      `json:"ok"`
+	Detail  string    `json:"detail"`
+	Seconds float64   `json:"seconds"`
+}
+
+// Verified reports whether the last verification succeeded.
+func (e Entry) Verified() bool { return e.Verification != nil && e.Verification.OK }
+
+const entryFile = "backup.json"
+
+// EntryDir is where a backup's files and its catalog entry live:
+// <repo>/<cluster>/<id>.
+func EntryDir(repo, cluster, id string) string { return filepath.Join(repo, cluster, id) }
+
+// Save writes the entry into its directory atomically.
+func Save(repo string, e Entry) error {
+	dir := EntryDir(repo, e.Cluster, e.ID)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("catalog %s: %w", e.ID, err)
+	}
+	b, err := json.MarshalIndent(e, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, entryFile+".tmp")
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o640); err != nil {
+		return fmt.Errorf("catalog %s: %w", e.ID, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, entryFile)); err != nil {
+		return fmt.Errorf("catalog %s: %w", e.ID, err)
+	}
+	return nil
+}
+
+// List reads a cluster's catalog, oldest first. A directory without a
+// readable entry is reported, not skipped silently: its files are no
+// backup dbha knows.
+func List(repo, cluster string) ([]Entry, error) {
+	dirs, err := os.ReadDir(filepath.Join(repo, cluster))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the catalog of %s: %w", cluster, err)
+	}
+	var out []Entry
+	var errs []error
+	for _, d := range dirs {
+		if !d.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(repo, cluster, d.Name(), entryFile))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("backup %s: %w", d.Name(), err))
+			continue
+		}
+		var e Entry
+		if err := json.Unmarshal(b, &e); err != nil {
+			errs = append(errs, fmt.Errorf("backup %s: %w", d.Name(), err))
+			continue
+		}
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(a, b Entry) int { return a.Started.Compare(b.Started) })
+	return out, errors.Join(errs...)
+}
+
+// Retention bounds the catalog.
+type Retention struct {
+	// Keep is how many finished backups to keep at least; 0 keeps all.
+	Keep int
+	// MaxAge drops finished backups older than this beyond Keep; 0: none.
+	MaxAge time.Duration
+}
+
+// Prune decides which backups to delete, oldest first: failed ones, and
+// finished ones beyond the newest Keep that are older than MaxAge (or any
+// beyond Keep when MaxAge is 0). It never deletes a running backup, nor the
+// newest verified one: a cluster always keeps a backup known to restore.
+// It is pure.
+func Prune(entries []Entry, r Retention, now time.Time) []string {
+	lastVerified := -1
+	for i, e := range entries {
+		if e.Status == Done && e.Verified() {
+			lastVerified = i
+		}
+	}
+	done := 0
+	keep := map[int]bool{}
+	for i := len(entries) - 1; i >= 0; i-- {
+		if entries[i].Status != Done {
+			continue
+		}
+		done++
+		if r.Keep == 0 || done <= r.Keep {
+			keep[i] = true
+		}
+	}
+	var out []string
+	for i, e := range entries {
+		switch {
+		case e.Status == Running, i == lastVerified, keep[i]:
+		case e.Status == Failed:
+			out = append(out, e.ID)
+		case r.MaxAge == 0 || now.Sub(e.Finished) > r.MaxAge:
+			out = append(out, e.ID)
+		}
+	}
+	return out
+}

@@ -1,0 +1,78 @@
+package backup
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dbha/dbha/topology"
+)
+
+var t0 = time.Date(2026, 11, 21, 2, 0, 0, 0, time.UTC)
+
+func entry(id string, daysAgo int, st Status, verified bool) Entry {
+	e := Entry{ID: id, Cluster: "c", Status: st, Started: t0.AddDate(0, 0, -daysAgo), Finished: t0.AddDate(0, 0, -daysAgo).Add(time.Hour)}
+	if verified {
+		e.Verification = &Verification{OK: true}
+	}
+	return e
+}
+
+func TestPrune(t *testing.T) {
+	cases := []struct {
+		name    string
+		entries []Entry
+		r       Retention
+		want    []string
+	}{
+		{"keep the newest three", []Entry{entry("a", 5, Done, false), entry("b", 4, Done, false), entry("c", 3, Done, false),
+			entry("d", 2, Done, false), entry("e", 1, Done, false)}, Retention{Keep: 3}, []string{"a", "b"}},
+		{"beyond Keep only what is too old goes", []Entry{entry("a", 40, Done, false), entry("b", 10, Done, false), entry("c", 1, Done, false)},
+			Retention{Keep: 1, MaxAge: 30 * 24 * time.Hour}, []string{"a"}},
+		{"never the newest verified backup", []Entry{entry("a", 40, Done, true), entry("b", 10, Done, false), entry("c", 1, Done, false)},
+			Retention{Keep: 1}, []string{"b"}},
+		{"failed backups go, running ones stay", []Entry{entry("a", 3, Failed, false), entry("b", 2, Done, false), entry("c", 0, Running, false)},
+			Retention{Keep: 5}, []string{"a"}},
+		{"keep 0 keeps every finished backup", []Entry{entry("a", 400, Done, false), entry("b", 1, Done, false)}, Retention{}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Prune(tc.entries, tc.r, t0); !slices.Equal(got, tc.want) {
+				t.Fatalf("Prune = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestCatalogRoundTrip(t *testing.T) {
+	repo := t.TempDir()
+	p, _ := topology.ParseMariaDB("0-1-42")
+	newer := Entry{ID: "b2", Cluster: "c", Engine: topology.MariaDB, Status: Done, Started: t0, Position: p,
+		Files: []File{{Name: "backup.xb.zst", Size: 10, SHA256: "ab"}}}
+	older := Entry{ID: "b1", Cluster: "c", Engine: topology.MariaDB, Status: Failed, Started: t0.Add(-time.Hour), Error: "source died"}
+	for _, e := range []Entry{newer, older} {
+		if err := Save(repo, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := List(repo, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].ID != "b1" || got[1].ID != "b2" || got[1].Position.String() != "0-1-42" || got[1].Files[0].SHA256 != "ab" {
+		t.Fatalf("List = %+v", got)
+	}
+	// A directory without an entry is reported, not skipped.
+	if err := os.MkdirAll(filepath.Join(repo, "c", "stray"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := List(repo, "c"); err == nil || !strings.Contains(err.Error(), "stray") {
+		t.Fatalf("a stray directory went unreported: %v", err)
+	}
+	if got, err := List(repo, "nothing-yet"); err != nil || got != nil {
+		t.Fatalf("an empty catalog: %v %v", got, err)
+	}
+}
