@@ -1,0 +1,251 @@
+package backup
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dbha/dbha/topology"
+)
+
+// Job is one backup to take.
+type Job struct {
+	Repo    string // the repository directory
+	ID      string
+	Cluster string
+	Source  string // host:port of the instance to copy
+	User    string // an account with REPLICATION (PostgreSQL)
+	// Password goes to the tool through its environment, never its argv.
+	Password string
+	Progress io.Writer // the tool's progress lines; may be nil
+	Now      func() time.Time
+}
+
+// RunPostgres takes a base backup of job.Source with pg_basebackup over the
+// replication protocol (no access to the server's host needed): tar format,
+// WAL streamed alongside, compressed with zstd on dbha's side, with a
+// backup manifest. The position comes from the manifest's WAL range. The
+// entry is saved as running first, then done (or failed, with its files
+// removed); it is returned in every case.
+func RunPostgres(ctx context.Context, job Job) (Entry, error) {
+	now := job.Now
+	if now == nil {
+		now = time.Now
+	}
+	e := Entry{ID: job.ID, Cluster: job.Cluster, Engine: topology.Postgres, Source: job.Source, Started: now(), Status: Running}
+	if err := Save(job.Repo, e); err != nil {
+		return e, err
+	}
+	dir := EntryDir(job.Repo, job.Cluster, job.ID)
+	data := filepath.Join(dir, "data")
+	err := basebackup(ctx, job, data)
+	var walBytes int64
+	if err == nil {
+		walBytes, err = compressWAL(ctx, data)
+	}
+	if err == nil {
+		err = describePostgres(&e, data)
+		e.Bytes += walBytes
+	}
+	e.Finished = now()
+	if err != nil {
+		e.Status, e.Error = Failed, err.Error()
+		os.RemoveAll(data)
+		return e, errorsJoin(err, Save(job.Repo, e))
+	}
+	e.Status = Done
+	return e, Save(job.Repo, e)
+}
+
+func basebackup(ctx context.Context, job Job, data string) error {
+	bin, err := toolPath("pg_basebackup")
+	if err != nil {
+		return err
+	}
+	host, port, err := splitAddr(job.Source)
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, bin, "-h", host, "-p", port, "-U", job.User, "-w",
+		"-D", data, "-F", "t", "-X", "stream", "-c", "fast", "--compress=client-zstd",
+		"--manifest-checksums=SHA256", "-l", "dbha "+job.ID, "-P")
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+job.Password, "PGAPPNAME=dbha-backup")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if job.Progress != nil {
+		cmd.Stderr = io.MultiWriter(&stderr, job.Progress)
+	}
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("pg_basebackup from %s: %w: %s", job.Source, err, lastLine(stderr.String()))
+	}
+	return nil
+}
+
+// compressWAL compresses the WAL that pg_basebackup streamed beside the
+// base (it compresses only the base itself) with zstd, and returns its
+// size before compression.
+func compressWAL(ctx context.Context, data string) (int64, error) {
+	wal := filepath.Join(data, "pg_wal.tar")
+	st, err := os.Stat(wal)
+	if err != nil {
+		return 0, fmt.Errorf("the backup's WAL: %w", err)
+	}
+	zstd, err := exec.LookPath("zstd")
+	if err != nil {
+		return 0, fmt.Errorf("zstd not found: install it (make deps): %w", err)
+	}
+	if out, err := exec.CommandContext(ctx, zstd, "-q", "--rm", "-3", wal).CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("compress the backup's WAL: %w: %s", err, lastLine(string(out)))
+	}
+	return st.Size(), nil
+}
+
+// manifest is the part of a PostgreSQL backup_manifest dbha reads.
+type manifest struct {
+	Files []struct {
+		Path string `json:"Path"`
+		Size int64  `json:"Size"`
+	} `json:"Files"`
+	WALRanges []struct {
+		Timeline uint32 `json:"Timeline"`
+		Start    string `json:"Start-LSN"`
+		End      string `json:"End-LSN"`
+	} `json:"WAL-Ranges"`
+}
+
+// describePostgres fills the entry from the backup's files and manifest.
+func describePostgres(e *Entry, data string) error {
+	raw, err := os.ReadFile(filepath.Join(data, "backup_manifest"))
+	if err != nil {
+		return fmt.Errorf("read the backup manifest: %w", err)
+	}
+	var m manifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return fmt.Errorf("parse the backup manifest: %w", err)
+	}
+	if len(m.WALRanges) == 0 {
+		return fmt.Errorf("the backup manifest has no WAL range")
+	}
+	w := m.WALRanges[len(m.WALRanges)-1]
+	start, err := topology.ParseLSN(w.Start)
+	if err != nil {
+		return fmt.Errorf("manifest Start-LSN: %w", err)
+	}
+	end, err := topology.ParseLSN(w.End)
+	if err != nil {
+		return fmt.Errorf("manifest End-LSN: %w", err)
+	}
+	e.Position, e.StopPosition = topology.PostgresAt(start, w.Timeline), topology.PostgresAt(end, w.Timeline)
+	for _, f := range m.Files {
+		e.Bytes += f.Size
+	}
+	if e.Files, err = hashFiles(filepath.Dir(data), "data"); err != nil {
+		return err
+	}
+	for _, f := range e.Files {
+		e.CompressedBytes += f.Size
+	}
+	e.Tools = map[string]string{"pg_basebackup": toolVersion("pg_basebackup")}
+	return nil
+}
+
+// hashFiles lists the files under dir/sub with their SHA-256, by path
+// relative to dir.
+func hashFiles(dir, sub string) ([]File, error) {
+	var out []File
+	err := filepath.WalkDir(filepath.Join(dir, sub), func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		f, err := hashFile(path)
+		if err != nil {
+			return err
+		}
+		f.Name, _ = filepath.Rel(dir, path)
+		out = append(out, f)
+		return nil
+	})
+	slices.SortFunc(out, func(a, b File) int { return strings.Compare(a.Name, b.Name) })
+	return out, err
+}
+
+func hashFile(path string) (File, error) {
+	in, err := os.Open(path)
+	if err != nil {
+		return File{}, err
+	}
+	defer in.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, in)
+	if err != nil {
+		return File{}, fmt.Errorf("hash %s: %w", path, err)
+	}
+	return File{Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// toolPath finds a PostgreSQL program in the newest version's bin
+// directory, else on $PATH.
+func toolPath(name string) (string, error) {
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	slices.SortFunc(dirs, func(a, b string) int {
+		va, _ := strconv.Atoi(filepath.Base(filepath.Dir(a)))
+		vb, _ := strconv.Atoi(filepath.Base(filepath.Dir(b)))
+		return vb - va
+	})
+	for _, d := range dirs {
+		if p := filepath.Join(d, name); isExecutable(p) {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("%s not found: install the PostgreSQL client programs (make deps)", name)
+}
+
+func isExecutable(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
+}
+
+func toolVersion(name string) string {
+	p, err := toolPath(name)
+	if err != nil {
+		return ""
+	}
+	out, err := exec.Command(p, "--version").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func splitAddr(addr string) (host, port string, err error) {
+	i := strings.LastIndex(addr, ":")
+	if i < 0 {
+		return "", "", fmt.Errorf("%q is not host:port", addr)
+	}
+	return addr[:i], addr[i+1:], nil
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+func errorsJoin(a, b error) error {
+	if b == nil {
+		return a
+	}
+	return fmt.Errorf("%w (and recording it failed: %v)", a, b)
+}

@@ -1,0 +1,74 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dbha/dbha/backup"
+	"github.com/dbha/dbha/topology"
+)
+
+func TestPostgresBackupFromAStandby(t *testing.T) {
+	l := sharedLab(t)
+	waitSnapshot(t, l, "lab-postgres", "a healthy cluster", healthy)
+	source, err := backup.ChooseSource(discover(t, l, "lab-postgres"), backup.SourcePolicy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if source.Addr == addr(t, l, "postgres-1") {
+		t.Fatalf("the primary was chosen although replicas are healthy: %+v", source)
+	}
+	pw, err := os.ReadFile(l.Secret("postgres-dbha"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	start := time.Now()
+	e, err := backup.RunPostgres(ctx, backup.Job{Repo: repo, ID: "b1", Cluster: "lab-postgres", Source: source.Addr,
+		User: "dbha", Password: strings.TrimSpace(string(pw))})
+	if err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+	t.Logf("backup of %s (%s) in %v: %d bytes, %d compressed, from %s to %s",
+		source.Addr, source.Reason, time.Since(start).Round(time.Millisecond), e.Bytes, e.CompressedBytes, e.Position, e.StopPosition)
+	if e.Status != backup.Done || e.Position.IsZero() || e.Bytes <= e.CompressedBytes || len(e.Files) < 3 {
+		t.Fatalf("entry = %+v", e)
+	}
+	if o, err := topology.Compare(e.StopPosition, e.Position); err != nil || o == topology.Behind {
+		t.Errorf("stop %s before start %s (%v)", e.StopPosition, e.Position, err)
+	}
+	for _, f := range e.Files {
+		if _, err := os.Stat(filepath.Join(backup.EntryDir(repo, "lab-postgres", "b1"), f.Name)); err != nil || len(f.SHA256) != 64 {
+			t.Errorf("file %+v: %v", f, err)
+		}
+	}
+	listed, err := backup.List(repo, "lab-postgres")
+	if err != nil || len(listed) != 1 || listed[0].Status != backup.Done {
+		t.Fatalf("catalog = %+v, %v", listed, err)
+	}
+}
+
+func TestPostgresBackupFailureIsRecorded(t *testing.T) {
+	l := sharedLab(t)
+	repo := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e, err := backup.RunPostgres(ctx, backup.Job{Repo: repo, ID: "b1", Cluster: "lab-postgres", Source: addr(t, l, "postgres-2"),
+		User: "dbha", Password: "not-the-password"})
+	if err == nil || e.Status != backup.Failed || !strings.Contains(e.Error, "pg_basebackup") {
+		t.Fatalf("entry %+v, err %v", e, err)
+	}
+	if _, err := os.Stat(filepath.Join(backup.EntryDir(repo, "lab-postgres", "b1"), "data")); !os.IsNotExist(err) {
+		t.Errorf("partial files left behind: %v", err)
+	}
+	listed, _ := backup.List(repo, "lab-postgres")
+	if len(listed) != 1 || listed[0].Status != backup.Failed {
+		t.Fatalf("catalog = %+v", listed)
+	}
+}
