@@ -27,6 +27,9 @@ type Job struct {
 	User    string // an account with REPLICATION (PostgreSQL)
 	// Password goes to the tool through its environment, never its argv.
 	Password string
+	// DataDir (MariaDB) is the server's datadir on this host: mariadb-backup
+	// reads the files themselves.
+	DataDir  string
 	Progress io.Writer // the tool's progress lines; may be nil
 	Now      func() time.Time
 }

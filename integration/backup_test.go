@@ -72,3 +72,38 @@ func TestPostgresBackupFailureIsRecorded(t *testing.T) {
 		t.Fatalf("catalog = %+v", listed)
 	}
 }
+
+func TestMariaDBBackupFromAReplica(t *testing.T) {
+	l := sharedLab(t)
+	waitSnapshot(t, l, "lab-mariadb", "a healthy cluster", healthy)
+	s := discover(t, l, "lab-mariadb")
+	source, err := backup.ChooseSource(s, backup.SourcePolicy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := l.NodeByAddr(source.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, err := os.ReadFile(l.Secret("mariadb-admin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	start := time.Now()
+	e, err := backup.RunMariaDB(ctx, backup.Job{Repo: repo, ID: "b1", Cluster: "lab-mariadb", Source: source.Addr,
+		User: "admin", Password: strings.TrimSpace(string(pw)), DataDir: n.DataDir})
+	if err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+	t.Logf("backup of %s in %v: %d bytes, %d compressed, at %s", source.Addr, time.Since(start).Round(time.Millisecond), e.Bytes, e.CompressedBytes, e.Position)
+	in, _ := s.Instance(source.Addr)
+	if o, err := topology.Compare(e.Position, in.Current); err != nil || o == topology.Behind {
+		t.Errorf("backup position %s is %v the source's %s (%v)", e.Position, o, in.Current, err)
+	}
+	if e.Status != backup.Done || e.CompressedBytes == 0 || e.Bytes <= e.CompressedBytes || len(e.Files) != 1 {
+		t.Fatalf("entry = %+v", e)
+	}
+}

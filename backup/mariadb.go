@@ -1,0 +1,177 @@
+package backup
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/dbha/dbha/topology"
+)
+
+// gtidLine is how mariadb-backup reports the backup's consistent point.
+var gtidLine = regexp.MustCompile(`GTID of the last change '([^']*)'`)
+
+// RunMariaDB takes a backup of job.Source with mariadb-backup, which reads
+// the server's files and so runs where they are: job.DataDir is the
+// server's datadir on this host. The stream (xbstream) is compressed with
+// zstd into the repository as it comes; the position is the GTID the tool
+// reports for the consistent point. The account needs mariadb-backup's
+// privileges (RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, SLAVE MONITOR)
+// and its password goes through a private option file.
+func RunMariaDB(ctx context.Context, job Job) (Entry, error) {
+	now := job.Now
+	if now == nil {
+		now = time.Now
+	}
+	e := Entry{ID: job.ID, Cluster: job.Cluster, Engine: topology.MariaDB, Source: job.Source, Started: now(), Status: Running}
+	if err := Save(job.Repo, e); err != nil {
+		return e, err
+	}
+	dir := EntryDir(job.Repo, job.Cluster, job.ID)
+	out := filepath.Join(dir, "backup.xb.zst")
+	bytes, gtid, err := streamMariaDB(ctx, job, out)
+	if err == nil {
+		e.Bytes = bytes
+		e.Position, err = topology.ParseMariaDB(gtid)
+	}
+	if err == nil {
+		e.Files, err = hashFiles(dir, "backup.xb.zst")
+	}
+	e.Finished = now()
+	if err != nil {
+		e.Status, e.Error = Failed, err.Error()
+		os.Remove(out)
+		return e, errorsJoin(err, Save(job.Repo, e))
+	}
+	for _, f := range e.Files {
+		e.CompressedBytes += f.Size
+	}
+	e.Tools = map[string]string{"mariadb-backup": version("mariadb-backup"), "zstd": version("zstd")}
+	e.Status = Done
+	return e, Save(job.Repo, e)
+}
+
+// streamMariaDB runs mariadb-backup | zstd > out and returns the bytes of
+// the stream and the GTID of the consistent point.
+func streamMariaDB(ctx context.Context, job Job, out string) (int64, string, error) {
+	for _, tool := range []string{"mariadb-backup", "zstd"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return 0, "", fmt.Errorf("%s not found: install it (make deps): %w", tool, err)
+		}
+	}
+	host, port, err := splitAddr(job.Source)
+	if err != nil {
+		return 0, "", err
+	}
+	opts, cleanup, err := optionFile(job.User, job.Password, host, port)
+	if err != nil {
+		return 0, "", err
+	}
+	defer cleanup()
+	scratch, err := os.MkdirTemp("", "dbha-backup-")
+	if err != nil {
+		return 0, "", err
+	}
+	defer os.RemoveAll(scratch)
+	f, err := os.OpenFile(out, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+	if err != nil {
+		return 0, "", fmt.Errorf("backup file: %w", err)
+	}
+	defer f.Close()
+
+	backup := exec.CommandContext(ctx, "mariadb-backup", "--defaults-extra-file="+opts, "--backup",
+		"--stream=xbstream", "--target-dir="+scratch, "--datadir="+job.DataDir, "--slave-info")
+	compress := exec.CommandContext(ctx, "zstd", "-q", "-3", "-c")
+	compress.Stdout = f
+	stdin, err := compress.StdinPipe()
+	if err != nil {
+		return 0, "", err
+	}
+	stdout, err := backup.StdoutPipe()
+	if err != nil {
+		return 0, "", err
+	}
+	logPipe, err := backup.StderrPipe()
+	if err != nil {
+		return 0, "", err
+	}
+	if err := compress.Start(); err != nil {
+		return 0, "", fmt.Errorf("start zstd: %w", err)
+	}
+	if err := backup.Start(); err != nil {
+		stdin.Close()
+		compress.Wait()
+		return 0, "", fmt.Errorf("start mariadb-backup: %w", err)
+	}
+	var gtid, last atomic.Value
+	gtid.Store("")
+	last.Store("")
+	logDone := make(chan struct{})
+	go func() {
+		defer close(logDone)
+		sc := bufio.NewScanner(logPipe)
+		for sc.Scan() {
+			line := sc.Text()
+			last.Store(line)
+			if m := gtidLine.FindStringSubmatch(line); m != nil {
+				gtid.Store(m[1])
+			}
+			if job.Progress != nil && (strings.Contains(line, "binlog position") || strings.Contains(line, "completed")) {
+				fmt.Fprintln(job.Progress, line)
+			}
+		}
+	}()
+	n, copyErr := io.Copy(stdin, stdout)
+	stdin.Close()
+	<-logDone
+	backupErr := backup.Wait()
+	compressErr := compress.Wait()
+	switch {
+	case backupErr != nil:
+		return n, "", fmt.Errorf("mariadb-backup from %s: %w: %s", job.Source, backupErr, last.Load())
+	case copyErr != nil || compressErr != nil:
+		return n, "", fmt.Errorf("compress the backup stream: %v %v", copyErr, compressErr)
+	case gtid.Load().(string) == "":
+		return n, "", fmt.Errorf("mariadb-backup reported no GTID for the consistent point")
+	}
+	if err := f.Sync(); err != nil {
+		return n, "", fmt.Errorf("backup file: %w", err)
+	}
+	return n, gtid.Load().(string), nil
+}
+
+// optionFile writes a [client] option file only this process's user can
+// read, and returns its path and a function that removes it.
+func optionFile(user, password, host, port string) (string, func(), error) {
+	f, err := os.CreateTemp("", "dbha-backup-*.cnf")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup := func() { os.Remove(f.Name()) }
+	esc := strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace
+	_, err = fmt.Fprintf(f, "[client]\nuser=\"%s\"\npassword=\"%s\"\nhost=%s\nport=%s\n", esc(user), esc(password), host, port)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	return f.Name(), cleanup, nil
+}
+
+func version(tool string) string {
+	out, err := exec.Command(tool, "--version").CombinedOutput()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+}
