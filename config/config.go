@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -109,6 +110,38 @@ type Cluster struct {
 	Promotion Promotion `mapstructure:"promotion" yaml:"promotion,omitempty" json:"promotion"`
 	// Drill configures `dbha drill` on a cluster it may disrupt.
 	Drill Drill `mapstructure:"drill" yaml:"drill,omitempty" json:"drill"`
+	// Backup configures the cluster's backups.
+	Backup Backup `mapstructure:"backup" yaml:"backup,omitempty" json:"backup"`
+}
+
+// Backup configures a cluster's backups.
+type Backup struct {
+	// Repository is where backups go (one folder per cluster and backup);
+	// default state_dir/backups.
+	Repository string `mapstructure:"repository" yaml:"repository,omitempty" json:"repository,omitempty"`
+	// AllowPrimary lets the primary serve a backup when no healthy replica
+	// can.
+	AllowPrimary bool `mapstructure:"allow_primary" yaml:"allow_primary,omitempty" json:"allow_primary"`
+	// User (with PasswordFile or PasswordEnv) is the account the backup tool
+	// logs in with: for mariadb-backup RELOAD, PROCESS, LOCK TABLES, BINLOG
+	// MONITOR, SLAVE MONITOR; for pg_basebackup REPLICATION. Empty: the
+	// cluster's user.
+	User         string `mapstructure:"user" yaml:"user,omitempty" json:"user,omitempty"`
+	PasswordFile string `mapstructure:"password_file" yaml:"password_file,omitempty" json:"password_file,omitempty"`
+	PasswordEnv  string `mapstructure:"password_env" yaml:"password_env,omitempty" json:"password_env,omitempty"`
+	// Keep and MaxAge bound the catalog (dbha backup prune); the newest
+	// verified backup is always kept.
+	Keep   int           `mapstructure:"keep" yaml:"keep,omitempty" json:"keep"`
+	MaxAge time.Duration `mapstructure:"max_age" yaml:"max_age,omitempty" json:"max_age"`
+}
+
+// BackupAccount returns the backup account, the cluster's own when none is
+// set.
+func (c Cluster) BackupAccount() Account {
+	if c.Backup.User == "" {
+		return Account{User: c.User, PasswordFile: c.PasswordFile, PasswordEnv: c.PasswordEnv}
+	}
+	return Account{User: c.Backup.User, PasswordFile: c.Backup.PasswordFile, PasswordEnv: c.Backup.PasswordEnv}
 }
 
 // Drill is how `dbha drill` writes to a cluster and breaks its primary.
@@ -274,6 +307,12 @@ func WithDefaults(cfg Config) Config {
 		}
 		if cl.Drill.Database == "" {
 			cl.Drill.Database = "dbha_drill"
+		}
+		if cl.Backup.Repository == "" {
+			cl.Backup.Repository = filepath.Join(cfg.StateDir, "backups")
+		}
+		if cl.Backup.Keep == 0 {
+			cl.Backup.Keep = 7
 		}
 		out.Clusters[i] = cl
 	}
@@ -525,6 +564,12 @@ func validatePromotion(cl Cluster, key string, bad func(key, format string, args
 		if !known[a] {
 			bad(key+".promotion.priority", "%q is not one of the cluster's instances", a)
 		}
+	}
+	if cl.Backup.User != "" {
+		validateSecret(cl.BackupAccount().Password(), key+".backup", bad)
+	}
+	if cl.Backup.Keep < 0 || cl.Backup.MaxAge < 0 {
+		bad(key+".backup", "keep and max_age must not be negative")
 	}
 	if pr.Apply.User != "" {
 		validateSecret(pr.Apply.Password(), key+".promotion.apply", bad)

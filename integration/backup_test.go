@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -105,5 +106,39 @@ func TestMariaDBBackupFromAReplica(t *testing.T) {
 	}
 	if e.Status != backup.Done || e.CompressedBytes == 0 || e.Bytes <= e.CompressedBytes || len(e.Files) != 1 {
 		t.Fatalf("entry = %+v", e)
+	}
+}
+
+func TestBackupCLI(t *testing.T) {
+	bin := dbhaBinary(t)
+	l := sharedLab(t)
+	for _, cluster := range []string{"lab-mariadb", "lab-postgres"} {
+		t.Run(cluster, func(t *testing.T) {
+			waitSnapshot(t, l, cluster, "a healthy cluster", healthy)
+			for range 2 {
+				if r := dbhaCLI(t, bin, l, "backup", "run", "--cluster", cluster, "-o", "json"); r.code != 0 {
+					t.Fatalf("backup run: %s", r)
+				}
+				time.Sleep(1100 * time.Millisecond) // backup ids are per second
+			}
+			r := dbhaCLI(t, bin, l, "backup", "list", "--cluster", cluster, "-o", "json")
+			var doc struct {
+				Backups []backup.Entry `json:"backups"`
+			}
+			if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || r.code != 0 {
+				t.Fatalf("backup list: %v\n%s", err, r)
+			}
+			if len(doc.Backups) < 2 || doc.Backups[len(doc.Backups)-1].Status != backup.Done {
+				t.Fatalf("catalog: %+v", doc.Backups)
+			}
+			for _, e := range doc.Backups {
+				if e.Source == addr(t, l, strings.Split(cluster, "-")[1]+"-1") {
+					t.Errorf("backup %s taken from the primary although replicas are healthy", e.ID)
+				}
+			}
+			if r := dbhaCLI(t, bin, l, "backup", "show", doc.Backups[0].ID, "--cluster", cluster); r.code != 0 || !strings.Contains(r.stdout, doc.Backups[0].ID) {
+				t.Fatalf("backup show: %s", r)
+			}
+		})
 	}
 }

@@ -209,6 +209,8 @@ func (l *Lab) writeDrillConfig(b *strings.Builder, kind string) {
 	if kind == KindMariaDB {
 		// Replaying DDL that only dbha's store holds needs its privileges.
 		fmt.Fprintf(b, "    promotion:\n      apply:\n        user: admin\n        password_file: %s\n", yamlScalar(l.Secret("mariadb-admin")))
+		// mariadb-backup needs RELOAD, LOCK TABLES and the like.
+		fmt.Fprintf(b, "    backup:\n      user: admin\n      password_file: %s\n", yamlScalar(l.Secret("mariadb-admin")))
 	}
 	if l.Lossless {
 		ack := map[string]string{KindMariaDB: "semi_sync", KindPostgres: "synchronous"}[kind]

@@ -98,6 +98,10 @@ func resolvePaths(cfg *config.Config, base string) {
 	abs(&cfg.Consul.TokenFile)
 	abs(&cfg.HTTP.TokenFile)
 	for i := range cfg.Clusters {
+		abs(&cfg.Clusters[i].Backup.Repository)
+		abs(&cfg.Clusters[i].Backup.PasswordFile)
+		abs(&cfg.Clusters[i].Drill.PasswordFile)
+		abs(&cfg.Clusters[i].Promotion.Apply.PasswordFile)
 		abs(&cfg.Clusters[i].PasswordFile)
 		abs(&cfg.Clusters[i].Replication.PasswordFile)
 	}
