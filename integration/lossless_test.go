@@ -46,7 +46,7 @@ func TestRowsOnlyTheStreamHeld(t *testing.T) {
 			if err := l.Signal(primary, syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 30*time.Second, "dbha run to report the primary unreachable", func() error {
+			waitUntil(t, 30*time.Second, "dbha run to report the primary unreachable", func() error {
 				if len(run.appeared(c.cluster, "UnreachablePrimary")) == 0 {
 					return fmt.Errorf("not yet")
 				}
@@ -63,7 +63,7 @@ func TestRowsOnlyTheStreamHeld(t *testing.T) {
 				t.Errorf("the recovery applied nothing from the stream: %+v", rec.Steps)
 			}
 			for _, r := range replicas {
-				waitFor(t, 30*time.Second, r+" holds every row", func() error {
+				waitUntil(t, 30*time.Second, r+" holds every row", func() error {
 					if n, _ := rowCount(t, l, r, 1<<62); n != before[r]+rows {
 						return fmt.Errorf("%d of %d new rows", n-before[r], rows)
 					}
@@ -108,7 +108,7 @@ func TestLosslessDrill(t *testing.T) {
 // waitStreamHolds waits until dbha's stream holds what node has.
 func waitStreamHolds(t *testing.T, bin string, l *Lab, cluster, node string) {
 	t.Helper()
-	waitFor(t, 30*time.Second, "the stream to hold "+node+"'s position", func() error {
+	waitUntil(t, 30*time.Second, "the stream to hold "+node+"'s position", func() error {
 		want := discoverInstance(t, l, cluster, node).Current
 		st, err := binlog.ReadStatus(binlog.Dir(l.Dir+"/state", cluster))
 		if err != nil {
@@ -147,7 +147,7 @@ func stopLink(t *testing.T, l *Lab, node string) {
 			t.Fatalf("%s on %s: %v", q, node, err)
 		}
 	}
-	waitFor(t, 10*time.Second, node+"'s WAL receiver to stop", func() error {
+	waitUntil(t, 10*time.Second, node+"'s WAL receiver to stop", func() error {
 		var n int
 		if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_stat_wal_receiver").Scan(&n); err != nil || n != 0 {
 			return fmt.Errorf("%d receivers (%v)", n, err)

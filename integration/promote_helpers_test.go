@@ -154,7 +154,7 @@ func recoveryList(t *testing.T, bin string, l *Lab, cluster string) []promote.Re
 func waitRecoveryDone(t *testing.T, bin string, l *Lab, cluster string, limit time.Duration) promote.Record {
 	t.Helper()
 	var rec promote.Record
-	waitFor(t, limit, cluster+": a finished recovery", func() error {
+	waitUntil(t, limit, cluster+": a finished recovery", func() error {
 		recs := recoveryList(t, bin, l, cluster)
 		if len(recs) == 0 || !recs[len(recs)-1].Done || recs[len(recs)-1].Aborted {
 			return fmt.Errorf("recoveries: %s", describeRecords(recs))
@@ -188,22 +188,6 @@ func writers(t *testing.T, c *consul.Client, cluster string) []string {
 	return w
 }
 
-// waitFor polls fn until it succeeds, for at most limit.
-func waitFor(t *testing.T, limit time.Duration, what string, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %v waiting for %s: %v", limit, what, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // rejoined accepts a healthy cluster whose primary is primary and in
 // which old replicates from it.
 func rejoined(primary, old string) func(topology.Snapshot) error {
@@ -222,7 +206,7 @@ func rejoined(primary, old string) func(topology.Snapshot) error {
 func waitHealthy(t *testing.T, l *Lab, cluster string, limit time.Duration, what string, ok func(topology.Snapshot) error) topology.Snapshot {
 	t.Helper()
 	var s topology.Snapshot
-	waitFor(t, limit, cluster+": "+what, func() error {
+	waitUntil(t, limit, cluster+": "+what, func() error {
 		s = discover(t, l, cluster)
 		return ok(s)
 	})
@@ -337,7 +321,7 @@ func (p *dbhaRun) appeared(cluster, code string) []logRecord {
 // waitPublishedWriter waits until the writer service names want.
 func waitPublishedWriter(t *testing.T, c *consul.Client, cluster, want string) {
 	t.Helper()
-	waitFor(t, 30*time.Second, cluster+": the writer service naming "+want, func() error {
+	waitUntil(t, 30*time.Second, cluster+": the writer service naming "+want, func() error {
 		if w := writers(t, c, cluster); len(w) != 1 || w[0] != want {
 			return fmt.Errorf("writer service names %v", w)
 		}

@@ -31,7 +31,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 	// to compare; it stops before anything is recorded.
 	run := startDbhaRun(t, bin, l, "dry-run-watcher")
 	for _, e := range labEngines {
-		waitFor(t, 30*time.Second, e.cluster+": endpoints and observations published", func() error {
+		waitUntil(t, 30*time.Second, e.cluster+": endpoints and observations published", func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			w, _ := c.Writer(ctx, e.cluster)
@@ -244,7 +244,7 @@ func TestTwoManagersOneRecovery(t *testing.T) {
 	runs := []*dbhaRun{startDbhaRun(t, bin, l, "manager-a"), startDbhaRun(t, bin, l, "manager-b")}
 	for _, e := range labEngines {
 		waitPublishedWriter(t, c, e.cluster, addr(t, l, e.kind+"-1"))
-		waitFor(t, 30*time.Second, e.cluster+": both managers' observations in Consul", func() error {
+		waitUntil(t, 30*time.Second, e.cluster+": both managers' observations in Consul", func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			peers, err := c.Peers(ctx, e.cluster, "test")
@@ -356,7 +356,7 @@ func TestResumeAfterCrash(t *testing.T) {
 	waitPublishedWriter(t, c, cluster, old)
 	killTree(t, l, "mariadb-1")
 	var rec promote.Record
-	waitFor(t, 30*time.Second, "the recovery blocked at its wait-applied step", func() error {
+	waitUntil(t, 30*time.Second, "the recovery blocked at its wait-applied step", func() error {
 		recs := recoveryList(t, bin, l, cluster)
 		if len(recs) != 1 {
 			return fmt.Errorf("recoveries:%s", describeRecords(recs))
@@ -500,7 +500,7 @@ func TestNoFailoverOnUnreachablePrimary(t *testing.T) {
 		t.Logf("UnreachablePrimary %v after the cut", seen[0].Time.Sub(cut).Round(time.Millisecond))
 	}
 	healed := time.Now()
-	waitFor(t, 30*time.Second, "UnreachablePrimary cleared", func() error {
+	waitUntil(t, 30*time.Second, "UnreachablePrimary cleared", func() error {
 		for _, r := range run.records(cluster, "finding cleared") {
 			if r.Code == "UnreachablePrimary" && r.Time.After(healed.Add(-time.Second)) {
 				return nil

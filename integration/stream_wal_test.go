@@ -540,6 +540,7 @@ func waitPublished(t testing.TB, dir, what string, ok func(binlog.Status) bool) 
 	})
 }
 
+// waitUntil polls fn until it succeeds, for at most limit.
 func waitUntil(t testing.TB, limit time.Duration, what string, fn func() error) {
 	t.Helper()
 	deadline := time.Now().Add(limit)

@@ -105,6 +105,19 @@ func failoverPlan(t *testing.T) Plan {
 	return p
 }
 
+// switchoverPlan plans a switchover from a healthy db1 to db2, both at pr.
+func switchoverPlan(t *testing.T, pr topology.Position) Plan {
+	t.Helper()
+	rep := topology.Instance{Addr: "db2", Reachable: true, ReadOnly: true, Received: pr, Applied: pr, Current: pr, History: pr,
+		Replication: &topology.Replication{Source: "db1", IORunning: true, SQLRunning: true}}
+	s := topology.Build("c", topology.MariaDB, []topology.Instance{{Addr: "db1", Reachable: true, Current: pr, History: pr}, rep}, time.Unix(0, 0))
+	p, err := MakePlan(s, Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func run(t *testing.T, p Plan, e *fakeEngine, c *fakeCoord, h Hooks, r *Record) error {
 	t.Helper()
 	if r == nil {
@@ -185,13 +198,7 @@ func TestExecuteFailoverAbortsWhenThePrimaryIsBack(t *testing.T) {
 
 func TestExecuteSwitchoverWaitsForTheFinalPosition(t *testing.T) {
 	pr := mariaPos(t, "0-1-20")
-	rep := topology.Instance{Addr: "db2", Reachable: true, ReadOnly: true, Received: pr, Applied: pr, Current: pr, History: pr,
-		Replication: &topology.Replication{Source: "db1", IORunning: true, SQLRunning: true}}
-	s := topology.Build("c", topology.MariaDB, []topology.Instance{{Addr: "db1", Reachable: true, Current: pr, History: pr}, rep}, time.Unix(0, 0))
-	p, err := MakePlan(s, Request{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := switchoverPlan(t, pr)
 	// Writes that landed between the plan and the fence: the final position is 0-1-23.
 	e := &fakeEngine{positions: map[string]topology.Position{"db1": mariaPos(t, "0-1-23"), "db2": mariaPos(t, "0-1-23")}}
 	if err := run(t, p, e, &fakeCoord{}, nil, nil); err != nil {
@@ -221,16 +228,10 @@ func TestExecuteSurvivesAReplicaThatCannotBeRepointed(t *testing.T) {
 
 func TestExecuteSwitchoverRollsBack(t *testing.T) {
 	pr := mariaPos(t, "0-1-20")
-	rep := topology.Instance{Addr: "db2", Reachable: true, ReadOnly: true, Received: pr, Applied: pr, Current: pr, History: pr,
-		Replication: &topology.Replication{Source: "db1", IORunning: true, SQLRunning: true}}
-	s := topology.Build("c", topology.MariaDB, []topology.Instance{{Addr: "db1", Reachable: true, Current: pr, History: pr}, rep}, time.Unix(0, 0))
-	p, err := MakePlan(s, Request{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := switchoverPlan(t, pr)
 	e := &fakeEngine{positions: map[string]topology.Position{"db1": pr}, failOn: map[string]error{"wait db2": errors.New("timed out")}}
 	r := NewRecord("r1", "m", "test", p, time.Unix(100, 0))
-	err = run(t, p, e, &fakeCoord{}, nil, r)
+	err := run(t, p, e, &fakeCoord{}, nil, r)
 	if err == nil || !strings.Contains(err.Error(), "rolled back") {
 		t.Fatalf("err = %v", err)
 	}
@@ -244,13 +245,7 @@ func TestExecuteSwitchoverRollsBack(t *testing.T) {
 
 func TestExecuteSwitchoverDoesNotRollBackWithoutTheLock(t *testing.T) {
 	pr := mariaPos(t, "0-1-20")
-	rep := topology.Instance{Addr: "db2", Reachable: true, ReadOnly: true, Received: pr, Applied: pr, Current: pr, History: pr,
-		Replication: &topology.Replication{Source: "db1", IORunning: true, SQLRunning: true}}
-	s := topology.Build("c", topology.MariaDB, []topology.Instance{{Addr: "db1", Reachable: true, Current: pr, History: pr}, rep}, time.Unix(0, 0))
-	p, err := MakePlan(s, Request{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := switchoverPlan(t, pr)
 	e := &fakeEngine{positions: map[string]topology.Position{"db1": pr}}
 	r := NewRecord("r1", "m", "test", p, time.Unix(100, 0))
 	// The lock is lost after the fence: another manager may carry on.
