@@ -123,6 +123,20 @@ func List(repo, cluster string) ([]Entry, error) {
 	return out, errors.Join(errs...)
 }
 
+// Find reads one backup's entry.
+func Find(repo, cluster, id string) (Entry, error) {
+	entries, err := List(repo, cluster)
+	for _, e := range entries {
+		if e.ID == id {
+			return e, nil
+		}
+	}
+	if err != nil {
+		return Entry{}, err
+	}
+	return Entry{}, fmt.Errorf("no backup %s of cluster %s in %s", id, cluster, repo)
+}
+
 // Retention bounds the catalog.
 type Retention struct {
 	// Keep is how many finished backups to keep at least; 0 keeps all.

@@ -87,8 +87,13 @@ func streamMariaDB(ctx context.Context, job Job, out string) (int64, string, err
 	}
 	defer f.Close()
 
-	backup := exec.CommandContext(ctx, "mariadb-backup", "--defaults-extra-file="+opts, "--backup",
-		"--stream=xbstream", "--target-dir="+scratch, "--datadir="+job.DataDir, "--slave-info")
+	args := []string{"--defaults-extra-file=" + opts, "--backup",
+		"--stream=xbstream", "--target-dir=" + scratch, "--datadir=" + job.DataDir, "--slave-info"}
+	if job.MaxRate > 0 {
+		// --throttle counts 1 MiB read operations per second.
+		args = append(args, fmt.Sprintf("--throttle=%d", max(job.MaxRate>>20, 1)))
+	}
+	backup := exec.CommandContext(ctx, "mariadb-backup", args...)
 	compress := exec.CommandContext(ctx, "zstd", "-q", "-3", "-c")
 	compress.Stdout = f
 	stdin, err := compress.StdinPipe()
@@ -124,17 +129,17 @@ func streamMariaDB(ctx context.Context, job Job, out string) (int64, string, err
 			if m := gtidLine.FindStringSubmatch(line); m != nil {
 				gtid.Store(m[1])
 			}
-			if job.Progress != nil && (strings.Contains(line, "binlog position") || strings.Contains(line, "completed")) {
-				fmt.Fprintln(job.Progress, line)
-			}
 		}
 	}()
-	n, copyErr := io.Copy(stdin, stdout)
+	job.Progress.SetTotal(dirBytes(job.DataDir))
+	n, copyErr := io.Copy(stdin, countingReader(stdout, job.Progress.Add))
 	stdin.Close()
 	<-logDone
 	backupErr := backup.Wait()
 	compressErr := compress.Wait()
 	switch {
+	case ctx.Err() != nil:
+		return n, "", fmt.Errorf("mariadb-backup from %s stopped: %w", job.Source, context.Cause(ctx))
 	case backupErr != nil:
 		return n, "", fmt.Errorf("mariadb-backup from %s: %w: %s", job.Source, backupErr, last.Load())
 	case copyErr != nil || compressErr != nil:
@@ -146,6 +151,21 @@ func streamMariaDB(ctx context.Context, job Job, out string) (int64, string, err
 		return n, "", fmt.Errorf("backup file: %w", err)
 	}
 	return n, gtid.Load().(string), nil
+}
+
+// dirBytes is the size of the files under dir: what a backup of it
+// copies, near enough for an estimate.
+func dirBytes(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 // optionFile writes a [client] option file only this process's user can

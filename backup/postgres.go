@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,8 +31,12 @@ type Job struct {
 	// DataDir (MariaDB) is the server's datadir on this host: mariadb-backup
 	// reads the files themselves.
 	DataDir  string
-	Progress io.Writer // the tool's progress lines; may be nil
-	Now      func() time.Time
+	Progress *Meter // bytes copied, of the expected total; may be nil
+	// MaxRate bounds how fast the source's files are read, in bytes per
+	// second (pg_basebackup --max-rate; mariadb-backup --throttle, in MiB
+	// per second); 0: as fast as it goes.
+	MaxRate int64
+	Now     func() time.Time
 }
 
 // RunPostgres takes a base backup of job.Source with pg_basebackup over the
@@ -79,19 +84,44 @@ func basebackup(ctx context.Context, job Job, data string) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, bin, "-h", host, "-p", port, "-U", job.User, "-w",
+	args := []string{"-h", host, "-p", port, "-U", job.User, "-w",
 		"-D", data, "-F", "t", "-X", "stream", "-c", "fast", "--compress=client-zstd",
-		"--manifest-checksums=SHA256", "-l", "dbha "+job.ID, "-P")
+		"--manifest-checksums=SHA256", "-l", "dbha " + job.ID, "-P"}
+	if job.MaxRate > 0 {
+		// pg_basebackup takes 32 kB/s to 1 GB/s.
+		args = append(args, fmt.Sprintf("--max-rate=%dk", min(max(job.MaxRate/1024, 32), 1024*1024)))
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), "PGPASSWORD="+job.Password, "PGAPPNAME=dbha-backup")
 	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if job.Progress != nil {
-		cmd.Stderr = io.MultiWriter(&stderr, job.Progress)
-	}
+	cmd.Stderr = io.MultiWriter(&stderr, basebackupProgress{job.Progress})
 	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("pg_basebackup from %s stopped: %w", job.Source, context.Cause(ctx))
+		}
 		return fmt.Errorf("pg_basebackup from %s: %w: %s", job.Source, err, lastLine(stderr.String()))
 	}
 	return nil
+}
+
+// basebackupProgress reads pg_basebackup's -P lines ("123/4567 kB (2%),
+// 0/1 tablespace") into a meter.
+type basebackupProgress struct{ m *Meter }
+
+var basebackupLine = regexp.MustCompile(`(\d+)/(\d+) kB`)
+
+func (p basebackupProgress) Write(b []byte) (int, error) {
+	if p.m == nil {
+		return len(b), nil
+	}
+	all := basebackupLine.FindAllSubmatch(b, -1)
+	if len(all) > 0 {
+		last := all[len(all)-1]
+		done, _ := strconv.ParseInt(string(last[1]), 10, 64)
+		total, _ := strconv.ParseInt(string(last[2]), 10, 64)
+		p.m.Set(done*1024, total*1024)
+	}
+	return len(b), nil
 }
 
 // compressWAL compresses the WAL that pg_basebackup streamed beside the
@@ -108,6 +138,9 @@ func compressWAL(ctx context.Context, data string) (int64, error) {
 		return 0, fmt.Errorf("zstd not found: install it (make deps): %w", err)
 	}
 	if out, err := exec.CommandContext(ctx, zstd, "-q", "--rm", "-3", wal).CombinedOutput(); err != nil {
+		if ctx.Err() != nil {
+			return 0, fmt.Errorf("compress the backup's WAL: %w", context.Cause(ctx))
+		}
 		return 0, fmt.Errorf("compress the backup's WAL: %w: %s", err, lastLine(string(out)))
 	}
 	return st.Size(), nil
@@ -241,8 +274,20 @@ func splitAddr(addr string) (host, port string, err error) {
 	return addr[:i], addr[i+1:], nil
 }
 
+// lastLine is what a tool's output says went wrong: its lines that say
+// "error" (the first is often the cause, the last its consequence), else
+// its last line.
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
+	var errs []string
+	for _, l := range lines {
+		if strings.Contains(strings.ToLower(l), "error") {
+			errs = append(errs, strings.TrimSpace(l))
+		}
+	}
+	if len(errs) > 0 {
+		return strings.Join(errs[max(0, len(errs)-3):], "; ")
+	}
 	return lines[len(lines)-1]
 }
 

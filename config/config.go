@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dbha/dbha/backup"
 	"github.com/dbha/dbha/checks"
 )
 
@@ -133,6 +134,32 @@ type Backup struct {
 	// verified backup is always kept.
 	Keep   int           `mapstructure:"keep" yaml:"keep,omitempty" json:"keep"`
 	MaxAge time.Duration `mapstructure:"max_age" yaml:"max_age,omitempty" json:"max_age"`
+	// Schedule is a cron spec (e.g. "0 2 * * *", UTC unless it starts with
+	// CRON_TZ=<zone>; an optional leading seconds field; @daily, @every 6h)
+	// for backups that `dbha run` takes; empty: none.
+	Schedule string `mapstructure:"schedule" yaml:"schedule,omitempty" json:"schedule,omitempty"`
+	// Jitter delays each scheduled backup by up to this much, the same
+	// delay on every manager for a given cluster and slot.
+	Jitter time.Duration `mapstructure:"jitter" yaml:"jitter,omitempty" json:"jitter,omitempty"`
+	// RunAs is the account throwaway servers (verify, restore --until) and
+	// restored files belong to when dbha runs as root (database servers
+	// refuse root); default postgres or mysql, the accounts the packages
+	// create.
+	RunAs string `mapstructure:"run_as" yaml:"run_as,omitempty" json:"run_as,omitempty"`
+	// MaxRate bounds how fast a backup reads the source (bytes per second,
+	// e.g. "100MB"), to spare a replica that serves reads; 0: no bound.
+	MaxRate ByteSize `mapstructure:"max_rate" yaml:"max_rate,omitempty" json:"max_rate,omitempty"`
+	// ScratchDir holds the throwaway copies verify makes; it needs room
+	// for a whole uncompressed backup. Default: the temporary directory.
+	ScratchDir string `mapstructure:"scratch_dir" yaml:"scratch_dir,omitempty" json:"scratch_dir,omitempty"`
+	// DataDir, StopCommand and StartCommand let `dbha backup reseed`
+	// rebuild an instance whose files are on this host: its data directory
+	// ("{port}" is replaced by the instance's port) and the commands that
+	// stop and start it ("{instance}" is replaced by its host:port). A
+	// lab's clusters need none of them.
+	DataDir      string   `mapstructure:"data_dir" yaml:"data_dir,omitempty" json:"data_dir,omitempty"`
+	StopCommand  []string `mapstructure:"stop_command" yaml:"stop_command,omitempty" json:"stop_command,omitempty"`
+	StartCommand []string `mapstructure:"start_command" yaml:"start_command,omitempty" json:"start_command,omitempty"`
 }
 
 // BackupAccount returns the backup account, the cluster's own when none is
@@ -472,6 +499,24 @@ func validateCluster(cl Cluster, key string, bad func(key, format string, args .
 		bad(key+".stream.retention", "bounds must not be negative")
 	}
 	validatePromotion(cl, key, bad)
+	validateBackup(cl.Backup, key+".backup", bad)
+}
+
+func validateBackup(b Backup, key string, bad func(key, format string, args ...any)) {
+	if b.User != "" {
+		validateSecret(Secret{File: b.PasswordFile, Env: b.PasswordEnv}, key, bad)
+	}
+	if b.Keep < 0 || b.MaxAge < 0 {
+		bad(key, "keep and max_age must not be negative")
+	}
+	if b.Jitter < 0 {
+		bad(key+".jitter", "must not be negative, got %v", b.Jitter)
+	}
+	if b.Schedule != "" {
+		if _, err := backup.ParseSchedule(b.Schedule, max(b.Jitter, 0)); err != nil {
+			bad(key+".schedule", "%v (a cron spec such as \"0 2 * * *\" or \"@daily\")", err)
+		}
+	}
 }
 
 func validSlotName(s string) bool {
@@ -564,12 +609,6 @@ func validatePromotion(cl Cluster, key string, bad func(key, format string, args
 		if !known[a] {
 			bad(key+".promotion.priority", "%q is not one of the cluster's instances", a)
 		}
-	}
-	if cl.Backup.User != "" {
-		validateSecret(cl.BackupAccount().Password(), key+".backup", bad)
-	}
-	if cl.Backup.Keep < 0 || cl.Backup.MaxAge < 0 {
-		bad(key+".backup", "keep and max_age must not be negative")
 	}
 	if pr.Apply.User != "" {
 		validateSecret(pr.Apply.Password(), key+".promotion.apply", bad)

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func validCluster() Cluster {
@@ -37,6 +38,14 @@ func TestValidate(t *testing.T) {
 		{"no replication user", func(c *Config) { c.Clusters[0].Replication.User = "" }, []string{"clusters[0].replication.user"}},
 		{"bad consul address", func(c *Config) { c.Consul.Address = "consul" }, []string{"consul.address"}},
 		{"zero probe timeout", func(c *Config) { c.Probe.Timeout = 0 }, []string{"probe.timeout"}},
+		{"backup schedule", func(c *Config) {
+			c.Clusters[0].Backup.Schedule = "0 2 * * *"
+			c.Clusters[0].Backup.Jitter = 30 * time.Minute
+		}, nil},
+		{"bad backup schedule", func(c *Config) { c.Clusters[0].Backup.Schedule = "every night" },
+			[]string{`clusters[0].backup.schedule: "every night"`}},
+		{"negative backup jitter", func(c *Config) { c.Clusters[0].Backup.Schedule = "@daily"; c.Clusters[0].Backup.Jitter = -1 },
+			[]string{"clusters[0].backup.jitter: must not be negative"}},
 		{"several problems at once", func(c *Config) { c.StateDir = ""; c.Clusters[0].User = "" },
 			[]string{"state_dir: must be set", "clusters[0].user: must be set"}},
 	}

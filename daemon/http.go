@@ -22,10 +22,12 @@ import (
 //	GET /api/v1/clusters/{name}   one cluster's state
 //	GET /metrics                  Prometheus metrics
 //
-// Everything but /healthz needs "Authorization: Bearer <token>".
-func Handler(m *Monitor, token string) http.Handler {
+// Everything but /healthz needs "Authorization: Bearer <token>". extra are
+// more collectors for /metrics, such as the daemon's BackupStats.
+func Handler(m *Monitor, token string, extra ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newCollector(m), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(extra...)
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

@@ -1,8 +1,12 @@
 package daemon
 
 import (
+	"sync"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/dbha/dbha/backup"
 	"github.com/dbha/dbha/topology"
 )
 
@@ -72,3 +76,58 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func seconds(d topology.Duration) float64 { return float64(d) / 1e9 }
+
+// BackupStats counts the daemon's scheduled backups for /metrics (pass it to
+// Handler). It is safe for concurrent use; a nil *BackupStats counts
+// nothing.
+type BackupStats struct {
+	runs, lastSuccess *prometheus.Desc
+
+	mu        sync.Mutex
+	counts    map[backupRun]int
+	succeeded map[string]time.Time // cluster → end of its last good backup
+}
+
+type backupRun struct{ cluster, status string }
+
+// NewBackupStats returns empty stats.
+func NewBackupStats() *BackupStats {
+	return &BackupStats{
+		runs: prometheus.NewDesc("dbha_backup_runs_total", "Scheduled backup attempts (a retry counts), by outcome.",
+			[]string{"cluster", "status"}, nil),
+		lastSuccess: prometheus.NewDesc("dbha_backup_last_success_timestamp_seconds",
+			"When the cluster's last successful scheduled backup ended (Unix time).", []string{"cluster"}, nil),
+		counts:    map[backupRun]int{},
+		succeeded: map[string]time.Time{},
+	}
+}
+
+func (s *BackupStats) record(cluster string, ok bool, at time.Time) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	status := string(backup.Failed)
+	if ok {
+		status = string(backup.Done)
+		s.succeeded[cluster] = at
+	}
+	s.counts[backupRun{cluster, status}]++
+}
+
+func (s *BackupStats) Describe(ch chan<- *prometheus.Desc) {
+	ch <- s.runs
+	ch <- s.lastSuccess
+}
+
+func (s *BackupStats) Collect(ch chan<- prometheus.Metric) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, n := range s.counts {
+		ch <- prometheus.MustNewConstMetric(s.runs, prometheus.CounterValue, float64(n), k.cluster, k.status)
+	}
+	for cluster, at := range s.succeeded {
+		ch <- prometheus.MustNewConstMetric(s.lastSuccess, prometheus.GaugeValue, float64(at.UnixNano())/1e9, cluster)
+	}
+}

@@ -142,6 +142,13 @@ func (m *Monitor) State(cluster string) (State, bool) {
 	return State{}, false
 }
 
+// Primary returns the primary the monitor watches in cluster: the last
+// one seen, "" before the first cycle or for an unknown cluster.
+func (m *Monitor) Primary(cluster string) string {
+	st, _ := m.State(cluster)
+	return st.Evidence.Primary
+}
+
 // watcher runs one cluster's cycles. Only its own goroutine touches
 // tracker; mu guards what other goroutines read.
 type watcher struct {

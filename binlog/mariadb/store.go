@@ -106,6 +106,19 @@ func (s *Store) Position() topology.Position {
 	return s.pos.position()
 }
 
+// Start is the position before the oldest transaction held: what a
+// replica (or a restored backup) must have to be brought forward from the
+// store alone. The zero Position for an empty store.
+func (s *Store) Start() topology.Position {
+	if len(s.files) == 0 {
+		return topology.Position{}
+	}
+	return s.files[0].start.position()
+}
+
+// Dir is the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
 // Files lists the store's data files, oldest first.
 func (s *Store) Files() []string {
 	out := make([]string, len(s.files))

@@ -23,7 +23,8 @@ func newBackupCmd(g *globalFlags) *cobra.Command {
 		Use:   "backup",
 		Short: "Backups that follow the topology: run, list, show, prune",
 	}
-	cmd.AddCommand(newBackupRunCmd(g), newBackupListCmd(g), newBackupShowCmd(g), newBackupPruneCmd(g))
+	cmd.AddCommand(newBackupRunCmd(g), newBackupListCmd(g), newBackupShowCmd(g), newBackupPruneCmd(g),
+		newBackupVerifyCmd(g), newBackupRestoreCmd(g), newBackupReseedCmd(g))
 	return cmd
 }
 
@@ -78,8 +79,10 @@ func runBackup(ctx context.Context, cfg config.Config, cl config.Cluster, from s
 		return backup.Entry{}, usageError(fmt.Errorf("cluster %s: backup account: %w", cl.Name, err))
 	}
 	fmt.Fprintf(progress, "backing up %s from %s: %s\n", cl.Name, src.Addr, src.Reason)
+	meter := backup.NewMeter(progress, "backup of "+cl.Name+" from "+src.Addr, 0)
+	defer meter.Finish()
 	job := backup.Job{Repo: cl.Backup.Repository, ID: time.Now().UTC().Format("20060102T150405Z"), Cluster: cl.Name,
-		Source: src.Addr, User: acct.User, Password: password, Progress: progress}
+		Source: src.Addr, User: acct.User, Password: password, Progress: meter, MaxRate: int64(cl.Backup.MaxRate)}
 	if cl.Engine == config.Postgres {
 		return backup.RunPostgres(ctx, job)
 	}
@@ -144,18 +147,11 @@ func newBackupShowCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			entries, err := backup.List(cl.Backup.Repository, cl.Name)
+			e, err := backup.Find(cl.Backup.Repository, cl.Name, args[0])
 			if err != nil {
-				return err
+				return usageError(err)
 			}
-			for _, e := range entries {
-				if e.ID == args[0] {
-					enc := json.NewEncoder(cmd.OutOrStdout())
-					enc.SetIndent("", "  ")
-					return enc.Encode(e)
-				}
-			}
-			return usageError(fmt.Errorf("no backup %s of cluster %s", args[0], cl.Name))
+			return writeJSON(cmd.OutOrStdout(), e)
 		},
 	}
 	cmd.Flags().StringVar(&cluster, "cluster", "", "the cluster (required)")
@@ -213,7 +209,7 @@ func writeBackups(w io.Writer, entries []backup.Entry, format string) error {
 			status += ": " + e.Error
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1fs\t%s\n", e.ID, e.Cluster, e.Source, status, orNone(e.Position.String()),
-			humanBytes(e.Bytes), humanBytes(e.CompressedBytes), e.Finished.Sub(e.Started).Seconds(), verified)
+			backup.HumanBytes(e.Bytes), backup.HumanBytes(e.CompressedBytes), e.Finished.Sub(e.Started).Seconds(), verified)
 	}
 	return tw.Flush()
 }

@@ -100,7 +100,9 @@ func runDrill(ctx context.Context, out io.Writer, cfg config.Config, cl config.C
 	defer closeAll()
 	dctx, stopDaemon := context.WithCancel(ctx)
 	daemonDone := make(chan error, 1)
-	go func() { daemonDone <- runDaemon(dctx, dcfg, m, streams, log) }()
+	// No scheduled backups here: they are `dbha run`'s, and would only
+	// add load to the failovers the drill measures.
+	go func() { daemonDone <- runDaemon(dctx, dcfg, m, streams, nil, log) }()
 	defer func() { stopDaemon(); <-daemonDone }()
 
 	c, err := newConsul(ctx, cfg)
@@ -223,6 +225,17 @@ func (b labBreaker) Restart(ctx context.Context, addr string) error {
 	}
 	return l.Start(ctx, name)
 }
+
+// Stop and Start let `dbha backup reseed` rebuild a lab node.
+func (b labBreaker) Stop(ctx context.Context, addr string) error {
+	l, name, err := b.node(addr)
+	if err != nil {
+		return err
+	}
+	return l.Stop(ctx, name)
+}
+
+func (b labBreaker) Start(ctx context.Context, addr string) error { return b.Restart(ctx, addr) }
 
 // switchoverBreaker "breaks" the primary by a planned switchover, as
 // `dbha promote` would; the old primary stays up, so there is nothing to

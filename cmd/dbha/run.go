@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"sync"
 
 	"github.com/spf13/cobra"
 
+	"github.com/dbha/dbha/backup"
 	"github.com/dbha/dbha/binlog"
 	"github.com/dbha/dbha/config"
 	"github.com/dbha/dbha/consul"
@@ -42,16 +45,25 @@ http.listen. It runs until interrupted.`,
 				return err
 			}
 			defer closeAll()
-			return runDaemon(cmd.Context(), cfg, m, streams, log)
+			return runDaemon(cmd.Context(), cfg, m, streams, backupClaimer(cmd.Context(), cfg, log), log)
 		},
 	}
 }
 
-// runDaemon runs the monitor and, when configured, the HTTP endpoint until
+// runDaemon runs the monitor, the change streams, the scheduled backups
+// (when claims is not nil) and, when configured, the HTTP endpoint until
 // ctx ends.
-func runDaemon(ctx context.Context, cfg config.Config, m *daemon.Monitor, streams map[string]stream, log *slog.Logger) error {
+func runDaemon(ctx context.Context, cfg config.Config, m *daemon.Monitor, streams map[string]stream, claims daemon.SlotClaimer, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	stats := daemon.NewBackupStats()
+	var schedulers []*daemon.BackupScheduler
+	if claims != nil {
+		var err error
+		if schedulers, err = newBackupSchedulers(cfg, m, claims, stats, log); err != nil {
+			return err
+		}
+	}
 	var httpErr error
 	var wg sync.WaitGroup
 	if cfg.HTTP.Listen != "" {
@@ -60,7 +72,7 @@ func runDaemon(ctx context.Context, cfg config.Config, m *daemon.Monitor, stream
 			return usageError(fmt.Errorf("http token: %w", err))
 		}
 		wg.Go(func() {
-			httpErr = daemon.Serve(ctx, cfg.HTTP.Listen, daemon.Handler(m, token), func(a net.Addr) {
+			httpErr = daemon.Serve(ctx, cfg.HTTP.Listen, daemon.Handler(m, token, stats), func(a net.Addr) {
 				log.Info("http listening", "addr", a.String())
 			})
 			cancel() // a dead endpoint stops the daemon rather than hiding
@@ -69,7 +81,11 @@ func runDaemon(ctx context.Context, cfg config.Config, m *daemon.Monitor, stream
 	for name, s := range streams {
 		wg.Go(func() { keepRunning(ctx, s.Run, log.With("cluster", name)) })
 	}
-	log.Info("dbha run started", "clusters", len(cfg.Clusters), "streams", len(streams), "interval", cfg.Checks.Interval.String())
+	for _, s := range schedulers {
+		wg.Go(func() { s.Run(ctx) })
+	}
+	log.Info("dbha run started", "clusters", len(cfg.Clusters), "streams", len(streams), "backup_schedules", len(schedulers),
+		"interval", cfg.Checks.Interval.String())
 	m.Run(ctx)
 	wg.Wait()
 	if httpErr != nil && !errors.Is(httpErr, context.Canceled) {
@@ -127,6 +143,44 @@ func newMonitor(ctx context.Context, cfg config.Config, clusters []config.Cluste
 		}
 	}
 	return daemon.New(opts), closeAll, nil
+}
+
+// backupClaimer is what makes one manager run each scheduled backup:
+// Consul, for the cluster's lock and the slot records. Without it no
+// scheduled backup runs, since every manager would run each one.
+func backupClaimer(ctx context.Context, cfg config.Config, log *slog.Logger) daemon.SlotClaimer {
+	if !slices.ContainsFunc(cfg.Clusters, func(cl config.Cluster) bool { return cl.Backup.Schedule != "" }) {
+		return nil
+	}
+	c, err := newConsul(ctx, cfg)
+	if err != nil {
+		log.Warn("consul unavailable: scheduled backups are not run (without the cluster lock every manager would run them)", "err", err)
+		return nil
+	}
+	return c
+}
+
+// newBackupSchedulers builds one scheduler per cluster with a
+// backup.schedule; each backup is runBackup's, as `dbha backup run` takes
+// it, with the tool's progress in the daemon's log.
+func newBackupSchedulers(cfg config.Config, m *daemon.Monitor, claims daemon.SlotClaimer, stats *daemon.BackupStats, log *slog.Logger) ([]*daemon.BackupScheduler, error) {
+	var out []*daemon.BackupScheduler
+	for _, cl := range cfg.Clusters {
+		if cl.Backup.Schedule == "" {
+			continue
+		}
+		sched, err := backup.ParseSchedule(cl.Backup.Schedule, cl.Backup.Jitter)
+		if err != nil {
+			return nil, usageError(fmt.Errorf("cluster %s: backup.schedule: %w", cl.Name, err))
+		}
+		out = append(out, daemon.NewBackupScheduler(daemon.BackupOptions{
+			Cluster: cl, Schedule: sched, Manager: managerName(cfg), Claimer: claims, Primary: m, Stats: stats, Logger: log,
+			Run: func(ctx context.Context, cl config.Cluster, progress io.Writer) (backup.Entry, error) {
+				return runBackup(ctx, cfg, cl, "", progress)
+			},
+		}))
+	}
+	return out, nil
 }
 
 func newConsul(ctx context.Context, cfg config.Config) (*consul.Client, error) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dbha/dbha/backup"
 	"github.com/dbha/dbha/binlog"
 	"github.com/dbha/dbha/binlog/mariadb"
 	"github.com/dbha/dbha/binlog/wal"
@@ -339,7 +340,7 @@ func writeStreamReport(w io.Writer, r streamReport) {
 	}
 	fmt.Fprintf(w, "%s\t%s since %s\tfollowing %s\n", r.Cluster, state, st.Since.Format(time.RFC3339), orNone(st.Primary))
 	fmt.Fprintf(w, "  held\t%s\tlast event %s\treceived %d events, %s\tdisk %s\tacknowledging %v\n",
-		orNone(st.Position.String()), formatTime(st.LastEventTime), st.Events, humanBytes(st.Bytes), humanBytes(st.DiskBytes), st.Acknowledging)
+		orNone(st.Position.String()), formatTime(st.LastEventTime), st.Events, backup.HumanBytes(st.Bytes), backup.HumanBytes(st.DiskBytes), st.Acknowledging)
 	if st.LastError != "" {
 		fmt.Fprintf(w, "  last error\t%s\n", st.LastError)
 	}
@@ -351,7 +352,7 @@ func writeStreamReport(w io.Writer, r streamReport) {
 			fmt.Fprintf(w, "  replica %s\tlag unknown: %s\n", rl.Addr, rl.Error)
 			continue
 		}
-		fmt.Fprintf(w, "  replica %s\tat %s\tlag %.1fs, %d trx, %s\n", rl.Addr, rl.Position, rl.Lag.Seconds, rl.Lag.Transactions, humanBytes(rl.Lag.Bytes))
+		fmt.Fprintf(w, "  replica %s\tat %s\tlag %.1fs, %d trx, %s\n", rl.Addr, rl.Position, rl.Lag.Seconds, rl.Lag.Transactions, backup.HumanBytes(rl.Lag.Bytes))
 	}
 }
 
@@ -463,17 +464,4 @@ func formatTime(t time.Time) string {
 		return "-"
 	}
 	return t.Local().Format("2006-01-02 15:04:05")
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

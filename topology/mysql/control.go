@@ -266,6 +266,18 @@ func (c *Controller) Repoint(ctx context.Context, addr, source string) error {
 	return c.exec(ctx, addr, append(stmts, change, "START SLAVE")...)
 }
 
+// Attach makes a freshly restored addr replicate from source, starting
+// after pos (the restored backup's position): read-only, gtid_slave_pos
+// set to pos, GTID auto-positioning.
+func (c *Controller) Attach(ctx context.Context, addr, source string, pos topology.Position) error {
+	change, err := c.changeMaster(source)
+	if err != nil {
+		return err
+	}
+	return c.exec(ctx, addr, "SET GLOBAL read_only = ON", "STOP SLAVE", "RESET SLAVE ALL",
+		"SET GLOBAL gtid_slave_pos = '"+quote(pos.String())+"'", change, "START SLAVE")
+}
+
 func (c *Controller) changeMaster(source string) (string, error) {
 	host, port, err := net.SplitHostPort(source)
 	if err != nil {

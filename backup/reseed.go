@@ -1,0 +1,243 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dbha/dbha/topology"
+)
+
+// ReseedChoice is what a reseed will do: which backup rebuilds which
+// instance, to follow which primary.
+type ReseedChoice struct {
+	Instance string
+	Primary  string
+	Backup   Entry
+	// Running: the instance answers now, so it is stopped first.
+	Running bool
+}
+
+// ChooseReseed decides a reseed of instance from s and the catalog: never
+// the primary; a healthy replica only with force; from the newest
+// verified backup (or backupID, which must be done and verified). It is
+// pure.
+func ChooseReseed(s topology.Snapshot, instance string, entries []Entry, backupID string, force bool) (ReseedChoice, error) {
+	in, ok := s.Instance(instance)
+	switch {
+	case !ok:
+		return ReseedChoice{}, fmt.Errorf("%s is not an instance of cluster %s", instance, s.Cluster)
+	case s.Primary == "":
+		return ReseedChoice{}, fmt.Errorf("cluster %s has no primary now: a reseeded replica would have nothing to follow", s.Cluster)
+	case instance == s.Primary:
+		return ReseedChoice{}, fmt.Errorf("%s is the primary of %s: reseeding it would throw away the cluster's writes; switch over first", instance, s.Cluster)
+	case in.Reachable && healthyReplica(s, in) && !force:
+		return ReseedChoice{}, fmt.Errorf("%s is a healthy replica of %s: add --force to rebuild it anyway", instance, s.Primary)
+	}
+	var chosen *Entry
+	for i := len(entries) - 1; i >= 0; i-- {
+		e := entries[i]
+		if backupID != "" && e.ID != backupID {
+			continue
+		}
+		if e.Status == Done && e.Verified() {
+			chosen = &entries[i]
+			break
+		}
+		if backupID != "" {
+			return ReseedChoice{}, fmt.Errorf("backup %s is %s and %s: reseed only from a verified backup (dbha backup verify %s)", e.ID, e.Status, verifiedWord(e), e.ID)
+		}
+	}
+	if chosen == nil {
+		if backupID != "" {
+			return ReseedChoice{}, fmt.Errorf("no backup %s of cluster %s", backupID, s.Cluster)
+		}
+		return ReseedChoice{}, fmt.Errorf("cluster %s has no verified backup: take one (dbha backup run) and verify it (dbha backup verify)", s.Cluster)
+	}
+	return ReseedChoice{Instance: instance, Primary: s.Primary, Backup: *chosen, Running: in.Reachable}, nil
+}
+
+func verifiedWord(e Entry) string {
+	if e.Verification == nil {
+		return "never verified"
+	}
+	if e.Verification.OK {
+		return "verified"
+	}
+	return "failed its verification"
+}
+
+func healthyReplica(s topology.Snapshot, in topology.Instance) bool {
+	r := in.Replication
+	return in.Role == topology.RoleReplica && r != nil && r.Source == s.Primary && r.IORunning && r.SQLRunning && in.Errant.String() == ""
+}
+
+// Host stops and starts instances on the host whose files dbha rebuilds.
+type Host interface {
+	Stop(ctx context.Context, addr string) error
+	Start(ctx context.Context, addr string) error
+}
+
+// ReseedOptions carry out a ReseedChoice.
+type ReseedOptions struct {
+	Repo    string
+	DataDir string // the instance's data directory on this host
+	Host    Host
+	// Owner owns the rebuilt files when the data directory does not
+	// exist yet; otherwise its current owner does.
+	Owner Owner
+	Roles []string
+	// Attach makes the started instance replicate from the primary, from
+	// the backup's position.
+	Attach func(ctx context.Context, c ReseedChoice) error
+	Now    func() time.Time
+}
+
+// Reseeded says what a reseed did.
+type Reseeded struct {
+	Instance string            `json:"instance"`
+	Backup   string            `json:"backup"`
+	Primary  string            `json:"primary"`
+	Position topology.Position `json:"position"`
+	// Previous is where the instance's former data directory was moved;
+	// delete it once the instance is known good.
+	Previous string `json:"previous,omitempty"`
+}
+
+// Reseed rebuilds c.Instance from c.Backup: stop it when it runs; move its
+// data directory aside (nothing is deleted, so there is a way back); restore
+// the backup in its place, keeping the instance's own configuration files
+// (PostgreSQL keeps them in the data directory); start it and attach it to
+// the primary at the backup's position.
+func Reseed(ctx context.Context, c ReseedChoice, o ReseedOptions) (Reseeded, error) {
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	out := Reseeded{Instance: c.Instance, Backup: c.Backup.ID, Primary: c.Primary}
+	if err := CheckFiles(o.Repo, c.Backup); err != nil {
+		return out, err
+	}
+	owner, err := ownerOf(o.DataDir, o.Owner)
+	if err != nil {
+		return out, err
+	}
+	if c.Running {
+		if err := o.Host.Stop(ctx, c.Instance); err != nil {
+			return out, fmt.Errorf("stop %s before rebuilding it: %w", c.Instance, err)
+		}
+	}
+	keep, err := ownConfig(c.Backup.Engine, o.DataDir)
+	if err != nil {
+		return out, err
+	}
+	if entries, err := os.ReadDir(o.DataDir); err == nil && len(entries) > 0 {
+		out.Previous = fmt.Sprintf("%s.before-reseed-%s", strings.TrimRight(o.DataDir, "/"), now().UTC().Format("20060102T150405Z"))
+		if err := os.Rename(o.DataDir, out.Previous); err != nil {
+			return out, fmt.Errorf("move %s aside: %w", o.DataDir, err)
+		}
+	}
+	back := func(err error) error {
+		if out.Previous == "" {
+			return err
+		}
+		return fmt.Errorf("%w; the former data directory is at %s (move it back to %s to undo)", err, out.Previous, o.DataDir)
+	}
+	r, err := Restore(ctx, o.Repo, c.Backup, RestoreOptions{To: o.DataDir, Owner: owner, Roles: o.Roles})
+	if err != nil {
+		return out, back(err)
+	}
+	out.Position = r.Position
+	if c.Backup.Engine == topology.Postgres {
+		if err := standbyConfig(o.DataDir, keep, c.Instance, owner); err != nil {
+			return out, back(err)
+		}
+	}
+	if err := o.Host.Start(ctx, c.Instance); err != nil {
+		return out, back(fmt.Errorf("start %s on its rebuilt files: %w", c.Instance, err))
+	}
+	if err := o.Attach(ctx, c); err != nil {
+		return out, back(fmt.Errorf("attach %s to %s: %w", c.Instance, c.Primary, err))
+	}
+	return out, nil
+}
+
+// ownerOf is the owner of an existing data directory, else def.
+func ownerOf(dir string, def Owner) (Owner, error) {
+	st, err := os.Stat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return def, nil
+	}
+	if err != nil {
+		return Owner{}, err
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok || os.Geteuid() != 0 {
+		return def, nil
+	}
+	return Owner{Name: fmt.Sprintf("uid %d", sys.Uid), UID: int(sys.Uid), GID: int(sys.Gid)}, nil
+}
+
+// ownConfig reads the configuration files a PostgreSQL instance keeps in
+// its data directory (postgresql.conf, postgresql.auto.conf, pg_hba.conf
+// and any other *.conf at the top), which are the instance's and not the
+// backup source's.
+func ownConfig(engine topology.Engine, dir string) (map[string][]byte, error) {
+	if engine != topology.Postgres {
+		return nil, nil
+	}
+	names, _ := filepath.Glob(filepath.Join(dir, "*.conf"))
+	out := map[string][]byte{}
+	for _, n := range names {
+		b, err := os.ReadFile(n)
+		if err != nil {
+			return nil, err
+		}
+		out[filepath.Base(n)] = b
+	}
+	return out, nil
+}
+
+// standbyConfig makes a restored PostgreSQL directory a standby: its own
+// configuration files back, standby.signal, and a replication slot of its
+// own (not the backup source's) when it had none.
+func standbyConfig(dir string, keep map[string][]byte, instance string, owner Owner) error {
+	for name, b := range keep {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			return err
+		}
+	}
+	if _, kept := keep["postgresql.auto.conf"]; !kept {
+		auto := filepath.Join(dir, "postgresql.auto.conf")
+		b, _ := os.ReadFile(auto)
+		var lines []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if !strings.HasPrefix(l, "primary_conninfo") && !strings.HasPrefix(l, "primary_slot_name") && l != "" {
+				lines = append(lines, l)
+			}
+		}
+		lines = append(lines, fmt.Sprintf("primary_slot_name = '%s'", SlotFor(instance)), "")
+		if err := os.WriteFile(auto, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "standby.signal"), nil, 0o600); err != nil {
+		return err
+	}
+	return owner.Chown(dir)
+}
+
+// SlotFor names the replication slot of a new standby after its address.
+func SlotFor(addr string) string {
+	return "dbha_" + strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '_'
+	}, strings.ToLower(addr))
+}

@@ -1,0 +1,346 @@
+package backup
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/dbha/dbha/binlog"
+	mariadbstream "github.com/dbha/dbha/binlog/mariadb"
+	walstream "github.com/dbha/dbha/binlog/wal"
+	"github.com/dbha/dbha/topology"
+	"github.com/dbha/dbha/topology/mysql"
+)
+
+// Target is where a point-in-time restore stops: a position (MariaDB GTID
+// list, PostgreSQL LSN) or a time; the zero Target is the backup's own
+// point.
+type Target struct {
+	Position topology.Position
+	Time     time.Time
+}
+
+// IsZero reports whether t asks for no replay.
+func (t Target) IsZero() bool { return t.Position.IsZero() && t.Time.IsZero() }
+
+func (t Target) String() string {
+	if !t.Time.IsZero() {
+		return t.Time.Format(time.RFC3339Nano)
+	}
+	return t.Position.String()
+}
+
+// ParseTarget reads --until for engine: a GTID list (MariaDB) or an LSN
+// (PostgreSQL), else a time in RFC 3339. It is pure.
+func ParseTarget(engine topology.Engine, s string) (Target, error) {
+	if s == "" {
+		return Target{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return Target{Time: t}, nil
+	}
+	if engine == topology.Postgres {
+		lsn, err := topology.ParseLSN(s)
+		if err != nil {
+			return Target{}, fmt.Errorf("--until %q is neither an LSN (like 0/3000060) nor a time (RFC 3339, like 2026-11-21T02:00:00Z)", s)
+		}
+		return Target{Position: topology.PostgresAt(lsn, 0)}, nil
+	}
+	p, err := topology.ParseMariaDB(s)
+	if err != nil || p.IsZero() {
+		return Target{}, fmt.Errorf("--until %q is neither a GTID position (like 0-1-1500) nor a time (RFC 3339, like 2026-11-21T02:00:00Z)", s)
+	}
+	return Target{Position: p}, nil
+}
+
+// RestoreOptions say where a backup goes and how far it is replayed.
+type RestoreOptions struct {
+	To    string // the data directory to create (absent or empty)
+	Until Target
+	Store string // dbha's change-stream store of the cluster, for Until
+	Owner Owner
+	Roles []string // see VerifyOptions.Roles
+	// Progress sees the compressed bytes read while unpacking.
+	Progress func(int64)
+}
+
+// Restored says what a restore produced.
+type Restored struct {
+	Dir string `json:"dir"`
+	// Position is the point the data directory holds: the backup's, or
+	// the one replay reached.
+	Position topology.Position `json:"position"`
+	// Replayed counts the transactions (MariaDB) or bytes of WAL
+	// (PostgreSQL) replayed from the store beyond the backup.
+	Replayed int64  `json:"replayed"`
+	Detail   string `json:"detail"`
+}
+
+// Restore makes o.To a data directory from backup e: checked against the
+// catalog, unpacked and prepared, and, with o.Until, replayed from dbha's
+// change-stream store up to that point on a throwaway server, which is
+// then shut down cleanly. A MariaDB directory then has gtid_slave_pos at
+// the point it holds, so that it replicates on from there. On failure
+// o.To is emptied again.
+func Restore(ctx context.Context, repo string, e Entry, o RestoreOptions) (Restored, error) {
+	if err := CheckFiles(repo, e); err != nil {
+		return Restored{}, err
+	}
+	r, err := restore(ctx, repo, e, o)
+	if err != nil {
+		emptyOut(o.To)
+		return Restored{}, fmt.Errorf("restore %s into %s: %w", e.ID, o.To, err)
+	}
+	return r, nil
+}
+
+func restore(ctx context.Context, repo string, e Entry, o RestoreOptions) (Restored, error) {
+	if err := Unpack(ctx, repo, e, o.To, o.Owner, o.Progress); err != nil {
+		return Restored{}, err
+	}
+	r := Restored{Dir: o.To, Position: e.Position, Detail: "the backup's own point"}
+	if e.Engine == topology.Postgres {
+		r.Position = e.StopPosition
+	}
+	if o.Until.IsZero() {
+		return r, nil
+	}
+	if o.Store == "" {
+		return r, fmt.Errorf("a point-in-time restore replays dbha's change-stream store, and none is configured")
+	}
+	if !o.Until.Time.IsZero() && o.Until.Time.Before(e.Started) {
+		return r, fmt.Errorf("backup %s was started at %s, after %s: restore an older backup", e.ID, e.Started.Format(time.RFC3339), o.Until)
+	}
+	if e.Engine == topology.Postgres {
+		return replayWAL(ctx, e, o, r)
+	}
+	return replayBinlog(ctx, e, o, r)
+}
+
+// emptyOut removes what a failed restore wrote into dir.
+func emptyOut(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, d := range entries {
+		os.RemoveAll(filepath.Join(dir, d.Name()))
+	}
+}
+
+// replayBinlog brings a restored MariaDB directory from the backup's GTID
+// position to o.Until with the transactions dbha's binlog store holds.
+func replayBinlog(ctx context.Context, e Entry, o RestoreOptions, r Restored) (Restored, error) {
+	st, err := mariadbstream.OpenStore(o.Store)
+	if err != nil {
+		return r, err
+	}
+	if order, err := topology.Compare(e.Position, st.Start()); st.Start().IsZero() || err != nil || order == topology.Behind || order == topology.Diverged {
+		return r, fmt.Errorf("dbha's binlog store starts at %s, which the backup's position %s does not reach: the transactions in between are not held; restore a newer backup", st.Start(), e.Position)
+	}
+	txns, err := st.Transactions(e.Position, 0)
+	if err != nil {
+		return r, err
+	}
+	upto, n, err := replayEnd(e.Position, st.Position(), txns, o.Until)
+	if err != nil {
+		return r, err
+	}
+	if n == 0 {
+		r.Detail = "nothing to replay: the backup is at the point asked for"
+		return r, setSlavePos(ctx, r, o, upto)
+	}
+	files := make([]string, 0, len(st.Files()))
+	for _, f := range st.Files() {
+		files = append(files, filepath.Join(st.Dir(), f))
+	}
+	srv, err := StartServer(ctx, e.Engine, o.To, ServerOptions{Owner: o.Owner})
+	if err != nil {
+		return r, err
+	}
+	defer srv.Stop()
+	user, password := srv.Account()
+	c := mysql.NewController(user, password, "", "")
+	defer c.Close()
+	c.SetApplyAccount(user, password)
+	if err := c.ApplyBinlog(ctx, srv.Addr, files, e.Position, upto); err != nil {
+		return r, err
+	}
+	if err := finishMariaDB(ctx, srv, upto); err != nil {
+		return r, err
+	}
+	r.Position, r.Replayed = upto, n
+	r.Detail = fmt.Sprintf("replayed %d transactions from dbha's binlog store, from %s to %s", n, e.Position, upto)
+	return r, srv.Stop()
+}
+
+// replayEnd decides how far a replay goes: the position after the last
+// held transaction the target covers (GTID target) or that committed at
+// or before it (time target), and how many transactions that is. It is
+// pure.
+func replayEnd(from, held topology.Position, txns []binlog.Transaction, until Target) (topology.Position, int64, error) {
+	if !until.Position.IsZero() {
+		switch order, err := topology.Compare(until.Position, from); {
+		case err != nil:
+			return from, 0, err
+		case order == topology.Behind || order == topology.Diverged:
+			return from, 0, fmt.Errorf("the backup is at %s, past or beside %s: restore an older backup", from, until.Position)
+		}
+		if order, err := topology.Compare(until.Position, held); err != nil || order == topology.Ahead || order == topology.Diverged {
+			return from, 0, fmt.Errorf("dbha's binlog store holds up to %s, not %s", held, until.Position)
+		}
+	}
+	upto := from
+	var n int64
+	for _, t := range txns {
+		g, err := topology.ParseMariaDB(t.Position)
+		if err != nil {
+			return from, 0, err
+		}
+		if until.Time.IsZero() {
+			if o, err := topology.Compare(g, until.Position); err != nil || o == topology.Ahead || o == topology.Diverged {
+				continue // beyond the target in its domain
+			}
+		} else if t.Time.After(until.Time) {
+			break
+		}
+		if upto, err = topology.Union(upto, g); err != nil {
+			return from, 0, err
+		}
+		n++
+	}
+	return upto, n, nil
+}
+
+// setSlavePos records pos as gtid_slave_pos in a restored MariaDB
+// directory (a throwaway server started and stopped for it).
+func setSlavePos(ctx context.Context, r Restored, o RestoreOptions, pos topology.Position) error {
+	srv, err := StartServer(ctx, topology.MariaDB, r.Dir, ServerOptions{Owner: o.Owner})
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+	if err := finishMariaDB(ctx, srv, pos); err != nil {
+		return err
+	}
+	return srv.Stop()
+}
+
+// finishMariaDB leaves the server at pos for replication and drops the
+// temporary account, so that the restored directory holds nothing of
+// dbha's.
+func finishMariaDB(ctx context.Context, srv *Server, pos topology.Position) error {
+	db, err := srv.DB("")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	user, _ := srv.Account()
+	for _, q := range []string{
+		"SET GLOBAL gtid_slave_pos = '" + pos.String() + "'",
+		"DROP USER IF EXISTS '" + user + "'@'127.0.0.1'",
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", strings.Fields(q)[0]+" "+strings.Fields(q)[1], err)
+		}
+	}
+	return nil
+}
+
+// replayWAL brings a restored PostgreSQL directory from the end of the
+// backup to o.Until with the WAL dbha's store holds: archive recovery on a
+// throwaway server, fetching from a staged copy of the store, pausing at
+// the target; then recovery ends (a new timeline) and the server stops
+// cleanly.
+func replayWAL(ctx context.Context, e Entry, o RestoreOptions, r Restored) (Restored, error) {
+	if !o.Until.Position.IsZero() && o.Until.Position.LSN() < e.StopPosition.LSN() {
+		return r, fmt.Errorf("backup %s is consistent only from %s, after %s: restore an older backup", e.ID, e.StopPosition.LSN(), o.Until.Position.LSN())
+	}
+	st, err := walstream.OpenStore(o.Store)
+	if err != nil {
+		return r, err
+	}
+	staged, err := os.MkdirTemp("", "dbha-restore-wal-")
+	if err != nil {
+		return r, err
+	}
+	defer os.RemoveAll(staged)
+	if _, err := st.Stage(staged, e.StopPosition); err != nil {
+		return r, err
+	}
+	if err := o.Owner.Chown(staged); err != nil {
+		return r, err
+	}
+	if err := os.WriteFile(filepath.Join(o.To, "recovery.signal"), nil, 0o600); err != nil {
+		return r, err
+	}
+	if err := o.Owner.Chown(filepath.Join(o.To, "recovery.signal")); err != nil {
+		return r, err
+	}
+	settings := map[string]string{
+		"restore_command":           fmt.Sprintf("cp '%s/%%f' '%%p'", staged),
+		"recovery_target_inclusive": "on",
+		"recovery_target_action":    "pause",
+		"recovery_target_timeline":  "latest",
+	}
+	if o.Until.Time.IsZero() {
+		settings["recovery_target_lsn"] = o.Until.Position.LSN().String()
+	} else {
+		settings["recovery_target_time"] = o.Until.Time.Format(time.RFC3339Nano)
+	}
+	srv, err := StartServer(ctx, e.Engine, o.To, ServerOptions{Owner: o.Owner, Roles: o.Roles, Settings: settings})
+	if err != nil {
+		return r, err
+	}
+	defer srv.Stop()
+	db, err := srv.DB("")
+	if err != nil {
+		return r, err
+	}
+	defer db.Close()
+	// Paused at the target, or exited: recovery that ends before the
+	// target is fatal, and the log says why.
+	var reached string
+	for deadline := time.Now().Add(time.Hour); ; {
+		var state string
+		err := db.QueryRowContext(ctx, "SELECT pg_get_wal_replay_pause_state(), pg_last_wal_replay_lsn()::text").Scan(&state, &reached)
+		if err == nil && state == "paused" {
+			break
+		}
+		select {
+		case <-srv.exited:
+			return r, fmt.Errorf("replay stopped before %s (dbha's WAL store may not reach it; see dbha stream status): %s", o.Until, srv.Log())
+		case <-ctx.Done():
+			return r, context.Cause(ctx)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return r, fmt.Errorf("replay has not reached %s within an hour: %s", o.Until, srv.Log())
+		}
+	}
+	lsn, err := topology.ParseLSN(reached)
+	if err != nil {
+		return r, err
+	}
+	if _, err := db.ExecContext(ctx, "SELECT pg_wal_replay_resume()"); err != nil {
+		return r, err
+	}
+	for deadline := time.Now().Add(time.Minute); ; {
+		var inRecovery bool
+		if err := db.QueryRowContext(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err == nil && !inRecovery {
+			break
+		}
+		if time.Now().After(deadline) {
+			return r, fmt.Errorf("recovery did not end within a minute after the target: %s", srv.Log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := db.ExecContext(ctx, "CHECKPOINT"); err != nil {
+		return r, err
+	}
+	db.Close()
+	r.Position = topology.PostgresAt(lsn, e.StopPosition.Timeline())
+	r.Replayed = int64(lsn - e.StopPosition.LSN())
+	r.Detail = fmt.Sprintf("replayed WAL from dbha's store from %s to %s", e.StopPosition.LSN(), lsn)
+	return r, srv.Stop()
+}

@@ -1,0 +1,256 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dbha/dbha/backup"
+	"github.com/dbha/dbha/config"
+)
+
+// ErrFailover is the cause a scheduled backup is cancelled with when the
+// cluster's primary moves while it runs.
+var ErrFailover = errors.New("failover")
+
+// BackupRunner takes one backup of cl, choosing its source from a fresh look
+// at the topology, and writes the tool's progress lines to progress. It
+// records a failed run in the catalog and removes its partial files itself;
+// when ctx is cancelled, its error carries context.Cause(ctx). A scheduler
+// calls it from its own goroutine, one run at a time.
+type BackupRunner func(ctx context.Context, cl config.Cluster, progress io.Writer) (backup.Entry, error)
+
+// SlotClaimer makes sure one manager runs each scheduled backup.
+// ClaimBackupSlot returns true to exactly one of the managers that claim the
+// same cluster and slot; false, nil when another manager holds the
+// cluster's lock or has claimed the slot. An error means nothing was
+// claimed. It is called concurrently for different clusters.
+type SlotClaimer interface {
+	ClaimBackupSlot(ctx context.Context, cluster string, slot time.Time, owner string) (bool, error)
+}
+
+// PrimaryView tells where a cluster's primary is, as last seen; "" when
+// not known yet. It is called while the monitor runs. *Monitor is one.
+type PrimaryView interface {
+	Primary(cluster string) string
+}
+
+// BackupOptions configure a BackupScheduler.
+type BackupOptions struct {
+	Cluster  config.Cluster
+	Schedule backup.Schedule
+	Manager  string // this manager's name, the owner of the slots it claims
+	Claimer  SlotClaimer
+	Primary  PrimaryView
+	Run      BackupRunner
+	Stats    *BackupStats // may be nil
+	Logger   *slog.Logger
+	// WatchEvery is how often the primary is compared while a backup runs
+	// (default 1 s).
+	WatchEvery time.Duration
+	// RetryAfter is the pause before the retry of a failed backup (default
+	// 10 s): after a failover it lets the replicas be repointed before a
+	// source is chosen again.
+	RetryAfter time.Duration
+	// ProgressEvery is the least time between two progress lines logged
+	// (default 10 s): pg_basebackup reports every second, which over an
+	// hours-long backup would drown the daemon's log.
+	ProgressEvery time.Duration
+}
+
+// BackupScheduler runs one cluster's scheduled backups: at each slot it
+// claims the slot, takes the backup, cancels it when the primary moves, and
+// retries a failed one once.
+type BackupScheduler struct {
+	o   BackupOptions
+	log *slog.Logger
+}
+
+// NewBackupScheduler builds a scheduler; it starts nothing.
+func NewBackupScheduler(o BackupOptions) *BackupScheduler {
+	if o.WatchEvery <= 0 {
+		o.WatchEvery = time.Second
+	}
+	if o.RetryAfter <= 0 {
+		o.RetryAfter = 10 * time.Second
+	}
+	if o.ProgressEvery <= 0 {
+		o.ProgressEvery = 10 * time.Second
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &BackupScheduler{o: o, log: log.With("cluster", o.Cluster.Name)}
+}
+
+// Run waits for each slot and runs it, until ctx ends. Slots that pass
+// while a backup runs are skipped: backups never pile up.
+func (b *BackupScheduler) Run(ctx context.Context) {
+	after := time.Now()
+	for {
+		slot := b.o.Schedule.Next(b.o.Cluster.Name, after)
+		if slot.At.IsZero() {
+			b.log.Warn("the backup schedule has no further slot")
+			return
+		}
+		if !sleepUntil(ctx, slot.At) {
+			return
+		}
+		b.runSlot(ctx, slot)
+		// A clock set back while sleeping must not bring this slot again.
+		after = time.Now()
+		if after.Before(slot.At) {
+			after = slot.At
+		}
+		if missed := b.o.Schedule.Next(b.o.Cluster.Name, slot.At); missed.At.Before(after) {
+			b.log.Warn("scheduled backups skipped: the last one ran past their start", "first_skipped", missed.Time)
+		}
+	}
+}
+
+// runSlot claims the slot and, when won, takes the backup, and once more if
+// it fails.
+func (b *BackupScheduler) runSlot(ctx context.Context, slot backup.Slot) {
+	log := b.log.With("slot", slot.Time)
+	won, err := b.o.Claimer.ClaimBackupSlot(ctx, b.o.Cluster.Name, slot.Time, b.o.Manager)
+	switch {
+	case ctx.Err() != nil:
+		return
+	case err != nil:
+		log.Warn("scheduled backup skipped: its slot could not be claimed", "err", err)
+		return
+	case !won:
+		log.Info("scheduled backup skipped: another manager holds the cluster's lock or has claimed the slot")
+		return
+	}
+	for attempt := 1; ; attempt++ {
+		alog := log.With("attempt", attempt)
+		start := time.Now()
+		e, reason, cause := b.attempt(ctx, alog)
+		status := backup.Done
+		if reason != "" {
+			status = backup.Failed
+		}
+		attrs := []any{"id", e.ID, "source", e.Source, "status", status, "bytes", e.Bytes, "compressed_bytes", e.CompressedBytes,
+			"seconds", time.Since(start).Seconds()}
+		if reason == "" {
+			alog.Info("scheduled backup done", attrs...)
+			return
+		}
+		attrs = append(attrs, "reason", reason)
+		if cause != nil && !strings.Contains(reason, cause.Error()) {
+			attrs = append(attrs, "cause", cause.Error())
+		}
+		stopping := ctx.Err() != nil
+		retry := backup.Retry(attempt, stopping)
+		if stopping {
+			alog.Warn("scheduled backup cut short: the daemon is stopping", attrs...)
+		} else {
+			alog.Error("scheduled backup failed", append(attrs, "retry", retry)...)
+		}
+		if !retry || !sleepUntil(ctx, time.Now().Add(b.o.RetryAfter)) {
+			return
+		}
+	}
+}
+
+// attempt runs the backup once under a watch of the primary, and returns
+// the entry, why it failed ("" when it did not) and why it was cancelled
+// (nil when it was not).
+func (b *BackupScheduler) attempt(ctx context.Context, log *slog.Logger) (backup.Entry, string, error) {
+	runCtx, cancel := context.WithCancelCause(ctx)
+	// The primary is read before the run starts, so that a failover
+	// during the run is never taken for the starting point.
+	primary := b.o.Primary.Primary(b.o.Cluster.Name)
+	var watch sync.WaitGroup
+	watch.Go(func() { b.watchPrimary(runCtx, cancel, primary) })
+	log.Info("scheduled backup started", "primary", primary)
+	progress := &progressLog{log: log, every: b.o.ProgressEvery}
+	e, err := b.o.Run(runCtx, b.o.Cluster, progress)
+	cause := context.Cause(runCtx) // nil unless the run was cancelled
+	cancel(nil)
+	watch.Wait()
+	reason := backup.FailureReason(e, err)
+	b.o.Stats.record(b.o.Cluster.Name, reason == "", time.Now())
+	return e, reason, cause
+}
+
+// watchPrimary cancels the run, with ErrFailover as the cause, when the
+// monitor sees another primary: the source was chosen from a topology that
+// is gone (a replica of the old primary, or now the new primary itself).
+// was is the primary when the run started. It returns when ctx ends.
+func (b *BackupScheduler) watchPrimary(ctx context.Context, cancel context.CancelCauseFunc, was string) {
+	name := b.o.Cluster.Name
+	t := time.NewTicker(b.o.WatchEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := b.o.Primary.Primary(name)
+		switch {
+		case was == "":
+			was = now // the monitor had not seen the cluster yet
+		case now != "" && now != was:
+			cancel(fmt.Errorf("%w: primary moved from %s to %s during the backup", ErrFailover, was, now))
+			return
+		}
+	}
+}
+
+// sleepUntil waits until t and reports false when ctx ended first.
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	timer := time.NewTimer(time.Until(t))
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return true
+	}
+}
+
+// progressLog logs a backup tool's progress, one record per line (split at
+// \n and \r, which pg_basebackup uses on a terminal), at most one every
+// every.
+type progressLog struct {
+	log   *slog.Logger
+	every time.Duration
+
+	mu      sync.Mutex
+	partial []byte
+	last    time.Time
+}
+
+// maxLine bounds what is kept of a line that never ends.
+const maxLine = 4096
+
+func (p *progressLog) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.partial = append(p.partial, b...)
+	for {
+		i := bytes.IndexAny(p.partial, "\r\n")
+		if i < 0 && len(p.partial) < maxLine {
+			return len(b), nil
+		}
+		if i < 0 {
+			i = len(p.partial) - 1
+		}
+		line := strings.TrimSpace(string(p.partial[:i+1]))
+		p.partial = p.partial[i+1:]
+		if now := time.Now(); line != "" && (p.last.IsZero() || now.Sub(p.last) >= p.every) {
+			p.last = now
+			p.log.Info("backup progress", "line", line)
+		}
+	}
+}
