@@ -465,7 +465,9 @@ func mariaLoadWithTarget(ctx context.Context, t *testing.T, l *Lab) (topology.Po
 // backup.
 func TestBackupReseedCLI(t *testing.T) {
 	bin := dbhaBinary(t)
-	l := sharedLab(t)
+	// A lab of its own: the reseed restarts nodes through `dbha lab`, which
+	// records their new PIDs on disk, not in the shared lab's memory.
+	l := binLab(t, bin)
 	for _, cluster := range []string{mariadbCluster, postgresCluster} {
 		t.Run(cluster, func(t *testing.T) {
 			kind := strings.TrimPrefix(cluster, "lab-")
