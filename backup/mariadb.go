@@ -3,6 +3,8 @@ package backup
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -37,13 +39,12 @@ func RunMariaDB(ctx context.Context, job Job) (Entry, error) {
 	}
 	dir := EntryDir(job.Repo, job.Cluster, job.ID)
 	out := filepath.Join(dir, "backup.xb.zst")
-	bytes, gtid, err := streamMariaDB(ctx, job, out)
+	bytes, gtid, file, err := streamMariaDB(ctx, job, out)
 	if err == nil {
 		e.Bytes = bytes
 		e.Position, err = topology.ParseMariaDB(gtid)
-	}
-	if err == nil {
-		e.Files, err = hashFiles(dir, "backup.xb.zst")
+		file.Name = "backup.xb.zst"
+		e.Files = []File{file}
 	}
 	e.Finished = now()
 	if err != nil {
@@ -60,30 +61,31 @@ func RunMariaDB(ctx context.Context, job Job) (Entry, error) {
 }
 
 // streamMariaDB runs mariadb-backup | zstd > out and returns the bytes of
-// the stream and the GTID of the consistent point.
-func streamMariaDB(ctx context.Context, job Job, out string) (int64, string, error) {
+// the stream, the GTID of the consistent point, and out's size and
+// SHA-256, computed as it is written (one pass over the data, not two).
+func streamMariaDB(ctx context.Context, job Job, out string) (int64, string, File, error) {
 	for _, tool := range []string{"mariadb-backup", "zstd"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			return 0, "", fmt.Errorf("%s not found: install it (make deps): %w", tool, err)
+			return 0, "", File{}, fmt.Errorf("%s not found: install it (make deps): %w", tool, err)
 		}
 	}
 	host, port, err := splitAddr(job.Source)
 	if err != nil {
-		return 0, "", err
+		return 0, "", File{}, err
 	}
 	opts, cleanup, err := optionFile(job.User, job.Password, host, port)
 	if err != nil {
-		return 0, "", err
+		return 0, "", File{}, err
 	}
 	defer cleanup()
 	scratch, err := os.MkdirTemp("", "dbha-backup-")
 	if err != nil {
-		return 0, "", err
+		return 0, "", File{}, err
 	}
 	defer os.RemoveAll(scratch)
 	f, err := os.OpenFile(out, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
 	if err != nil {
-		return 0, "", fmt.Errorf("backup file: %w", err)
+		return 0, "", File{}, fmt.Errorf("backup file: %w", err)
 	}
 	defer f.Close()
 
@@ -95,26 +97,40 @@ func streamMariaDB(ctx context.Context, job Job, out string) (int64, string, err
 	}
 	backup := exec.CommandContext(ctx, "mariadb-backup", args...)
 	compress := exec.CommandContext(ctx, "zstd", "-q", "-3", "-c")
-	compress.Stdout = f
+	compressed, err := compress.StdoutPipe()
+	if err != nil {
+		return 0, "", File{}, err
+	}
+	h := sha256.New()
+	var written int64
+	var writeErr error
+	writeDone := make(chan struct{})
 	stdin, err := compress.StdinPipe()
 	if err != nil {
-		return 0, "", err
+		return 0, "", File{}, err
 	}
 	stdout, err := backup.StdoutPipe()
 	if err != nil {
-		return 0, "", err
+		return 0, "", File{}, err
 	}
 	logPipe, err := backup.StderrPipe()
 	if err != nil {
-		return 0, "", err
+		return 0, "", File{}, err
 	}
 	if err := compress.Start(); err != nil {
-		return 0, "", fmt.Errorf("start zstd: %w", err)
+		return 0, "", File{}, fmt.Errorf("start zstd: %w", err)
 	}
+	go func() {
+		defer close(writeDone)
+		written, writeErr = io.Copy(io.MultiWriter(f, h), compressed)
+		if writeErr != nil {
+			io.Copy(io.Discard, compressed) // let the tools finish; the run fails
+		}
+	}()
 	if err := backup.Start(); err != nil {
 		stdin.Close()
 		compress.Wait()
-		return 0, "", fmt.Errorf("start mariadb-backup: %w", err)
+		return 0, "", File{}, fmt.Errorf("start mariadb-backup: %w", err)
 	}
 	var gtid, last atomic.Value
 	gtid.Store("")
@@ -136,21 +152,24 @@ func streamMariaDB(ctx context.Context, job Job, out string) (int64, string, err
 	stdin.Close()
 	<-logDone
 	backupErr := backup.Wait()
+	<-writeDone
 	compressErr := compress.Wait()
 	switch {
 	case ctx.Err() != nil:
-		return n, "", fmt.Errorf("mariadb-backup from %s stopped: %w", job.Source, context.Cause(ctx))
+		return n, "", File{}, fmt.Errorf("mariadb-backup from %s stopped: %w", job.Source, context.Cause(ctx))
+	case writeErr != nil:
+		return n, "", File{}, fmt.Errorf("write the backup file: %w", writeErr)
 	case backupErr != nil:
-		return n, "", fmt.Errorf("mariadb-backup from %s: %w: %s", job.Source, backupErr, last.Load())
+		return n, "", File{}, fmt.Errorf("mariadb-backup from %s: %w: %s", job.Source, backupErr, last.Load())
 	case copyErr != nil || compressErr != nil:
-		return n, "", fmt.Errorf("compress the backup stream: %v %v", copyErr, compressErr)
+		return n, "", File{}, fmt.Errorf("compress the backup stream: %v %v", copyErr, compressErr)
 	case gtid.Load().(string) == "":
-		return n, "", fmt.Errorf("mariadb-backup reported no GTID for the consistent point")
+		return n, "", File{}, fmt.Errorf("mariadb-backup reported no GTID for the consistent point")
 	}
 	if err := f.Sync(); err != nil {
-		return n, "", fmt.Errorf("backup file: %w", err)
+		return n, "", File{}, fmt.Errorf("backup file: %w", err)
 	}
-	return n, gtid.Load().(string), nil
+	return n, gtid.Load().(string), File{Size: written, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
 // dirBytes is the size of the files under dir: what a backup of it

@@ -79,16 +79,13 @@ type Restored struct {
 	Detail   string `json:"detail"`
 }
 
-// Restore makes o.To a data directory from backup e: checked against the
-// catalog, unpacked and prepared, and, with o.Until, replayed from dbha's
+// Restore makes o.To a data directory from backup e: unpacked (every file
+// checked against the catalog's SHA-256 as it is read) and prepared, and, with o.Until, replayed from dbha's
 // change-stream store up to that point on a throwaway server, which is
 // then shut down cleanly. A MariaDB directory then has gtid_slave_pos at
 // the point it holds, so that it replicates on from there. On failure
 // o.To is emptied again.
 func Restore(ctx context.Context, repo string, e Entry, o RestoreOptions) (Restored, error) {
-	if err := CheckFiles(repo, e); err != nil {
-		return Restored{}, err
-	}
 	r, err := restore(ctx, repo, e, o)
 	if err != nil {
 		emptyOut(o.To)
@@ -98,7 +95,7 @@ func Restore(ctx context.Context, repo string, e Entry, o RestoreOptions) (Resto
 }
 
 func restore(ctx context.Context, repo string, e Entry, o RestoreOptions) (Restored, error) {
-	if err := Unpack(ctx, repo, e, o.To, o.Owner, o.Progress); err != nil {
+	if err := unpack(ctx, repo, e, o.To, o.Owner, o.Progress, false); err != nil {
 		return Restored{}, err
 	}
 	r := Restored{Dir: o.To, Position: e.Position, Detail: "the backup's own point"}

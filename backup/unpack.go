@@ -2,12 +2,15 @@ package backup
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/dbha/dbha/topology"
@@ -41,30 +44,93 @@ func CheckFiles(repo string, e Entry) error {
 	return nil
 }
 
-// Unpack turns a backup into a data directory at dir, which must be empty
-// or absent, owned by owner: for PostgreSQL the base and its WAL are
-// extracted and checked by pg_verifybackup against the manifest; for
-// MariaDB the stream is extracted and prepared (mariadb-backup --prepare),
-// which applies the redo the copy took. progress, when set, sees the
-// compressed bytes read.
-func Unpack(ctx context.Context, repo string, e Entry, dir string, owner Owner, progress func(int64)) error {
+// unpack turns a backup into a data directory at dir, which must be
+// empty or absent, owned by owner. Every file of the backup is checked
+// against the catalog's SHA-256 as it is read (one read, not two), and a
+// difference fails the unpack naming the file. PostgreSQL: the base and
+// its WAL are extracted, and with checkManifest pg_verifybackup checks
+// them against the manifest; MariaDB: the stream is extracted and
+// prepared (mariadb-backup --prepare), which applies the redo the copy
+// took. progress, when set, sees the compressed bytes read.
+func unpack(ctx context.Context, repo string, e Entry, dir string, owner Owner, progress func(int64), checkManifest bool) error {
+	if err := checkPresent(repo, e); err != nil {
+		return err
+	}
 	if err := owner.CanEnter(dir); err != nil {
 		return err
 	}
 	if err := emptyDir(dir); err != nil {
 		return err
 	}
-	src := EntryDir(repo, e.Cluster, e.ID)
+	src := sources{dir: EntryDir(repo, e.Cluster, e.ID), id: e.ID, files: e.Files, progress: progress}
 	var err error
 	if e.Engine == topology.Postgres {
-		err = unpackPostgres(ctx, src, dir, progress)
+		err = unpackPostgres(ctx, src, dir, checkManifest)
 	} else {
-		err = unpackMariaDB(ctx, src, dir, progress)
+		err = unpackMariaDB(ctx, src, dir)
 	}
 	if err != nil {
 		return fmt.Errorf("unpack backup %s into %s: %w", e.ID, dir, err)
 	}
 	return owner.Chown(dir)
+}
+
+// checkPresent checks, before anything is unpacked, that the backup is
+// done and that every file the catalog lists is there with its size.
+func checkPresent(repo string, e Entry) error {
+	if e.Status != Done {
+		return fmt.Errorf("backup %s is %s, not done: nothing to restore", e.ID, e.Status)
+	}
+	if len(e.Files) == 0 {
+		return fmt.Errorf("backup %s: %w: the catalog lists no files", e.ID, ErrAltered)
+	}
+	for _, f := range e.Files {
+		st, err := os.Stat(filepath.Join(EntryDir(repo, e.Cluster, e.ID), f.Name))
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return fmt.Errorf("backup %s: %w: file %s is missing", e.ID, ErrAltered, f.Name)
+		case err != nil:
+			return fmt.Errorf("backup %s: file %s: %w", e.ID, f.Name, err)
+		case st.Size() != f.Size:
+			return fmt.Errorf("backup %s: %w: file %s has %d bytes; the catalog recorded %d", e.ID, ErrAltered, f.Name, st.Size(), f.Size)
+		}
+	}
+	return nil
+}
+
+// sources reads a backup's files, each checked against the catalog.
+type sources struct {
+	dir, id  string
+	files    []File
+	progress func(int64)
+}
+
+// read streams the backup file name (relative to the backup's directory)
+// into use and then compares its SHA-256 with the catalog's.
+func (s sources) read(name string, use func(io.Reader) error) error {
+	i := slices.IndexFunc(s.files, func(f File) bool { return f.Name == name })
+	if i < 0 {
+		return fmt.Errorf("backup %s: %w: the catalog does not list %s", s.id, ErrAltered, name)
+	}
+	in, err := os.Open(filepath.Join(s.dir, name))
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	h := sha256.New()
+	tee := io.TeeReader(in, h)
+	useErr := use(countingReader(tee, s.progress))
+	if useErr != nil {
+		// An altered file often breaks the tool first; the hash of the
+		// whole file says whether that is the cause.
+		if _, err := io.Copy(io.Discard, tee); err != nil {
+			return useErr
+		}
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != s.files[i].SHA256 {
+		return fmt.Errorf("backup %s: %w: file %s has SHA-256 %s; the catalog recorded %s", s.id, ErrAltered, name, got, s.files[i].SHA256)
+	}
+	return useErr
 }
 
 // emptyDir makes sure dir exists and holds nothing: a restore never mixes
@@ -82,30 +148,36 @@ func emptyDir(dir string) error {
 	return os.Chmod(dir, 0o700)
 }
 
-func unpackPostgres(ctx context.Context, src, dir string, progress func(int64)) error {
-	if err := untar(ctx, filepath.Join(src, "data", "base.tar.zst"), dir, progress); err != nil {
+func unpackPostgres(ctx context.Context, src sources, dir string, checkManifest bool) error {
+	if err := src.read("data/base.tar.zst", func(r io.Reader) error { return untar(ctx, r, dir) }); err != nil {
 		return err
 	}
 	wal := filepath.Join(dir, "pg_wal")
 	if err := os.MkdirAll(wal, 0o700); err != nil {
 		return err
 	}
-	if err := untar(ctx, filepath.Join(src, "data", "pg_wal.tar.zst"), wal, progress); err != nil {
+	if err := src.read("data/pg_wal.tar.zst", func(r io.Reader) error { return untar(ctx, r, wal) }); err != nil {
 		return err
 	}
-	manifest, err := os.ReadFile(filepath.Join(src, "data", "backup_manifest"))
+	manifest := filepath.Join(dir, "backup_manifest")
+	err := src.read("data/backup_manifest", func(r io.Reader) error {
+		b, err := io.ReadAll(r)
+		if err == nil {
+			err = os.WriteFile(manifest, b, 0o600)
+		}
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "backup_manifest"), manifest, 0o600); err != nil {
-		return err
-	}
-	bin, err := toolPath("pg_verifybackup")
-	if err != nil {
-		return err
-	}
-	if out, err := exec.CommandContext(ctx, bin, "--quiet", dir).CombinedOutput(); err != nil {
-		return fmt.Errorf("pg_verifybackup: %w: %s", err, strings.TrimSpace(string(out)))
+	if checkManifest {
+		bin, err := toolPath("pg_verifybackup")
+		if err != nil {
+			return err
+		}
+		if out, err := exec.CommandContext(ctx, bin, "--quiet", dir).CombinedOutput(); err != nil {
+			return fmt.Errorf("pg_verifybackup: %w: %s", err, strings.TrimSpace(string(out)))
+		}
 	}
 	// A copy of a standby would come up as a standby of its old primary,
 	// and a backup is no archive recovery: it starts as a server of its own.
@@ -115,28 +187,20 @@ func unpackPostgres(ctx context.Context, src, dir string, progress func(int64)) 
 	return nil
 }
 
-// untar extracts a zstd-compressed tar file into dir (zstd | tar, as an
+// untar extracts a zstd-compressed tar stream into dir (zstd | tar, as an
 // operator would by hand).
-func untar(ctx context.Context, file, dir string, progress func(int64)) error {
-	in, err := os.Open(file)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	return pipeline(ctx, countingReader(in, progress),
+func untar(ctx context.Context, in io.Reader, dir string) error {
+	return pipeline(ctx, in,
 		exec.CommandContext(ctx, "zstd", "-q", "-d", "-c"),
 		exec.CommandContext(ctx, "tar", "-x", "--no-same-owner", "-C", dir, "-f", "-"))
 }
 
-func unpackMariaDB(ctx context.Context, src, dir string, progress func(int64)) error {
-	in, err := os.Open(filepath.Join(src, "backup.xb.zst"))
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	err = pipeline(ctx, countingReader(in, progress),
-		exec.CommandContext(ctx, "zstd", "-q", "-d", "-c"),
-		exec.CommandContext(ctx, "mbstream", "-x", "-C", dir))
+func unpackMariaDB(ctx context.Context, src sources, dir string) error {
+	err := src.read("backup.xb.zst", func(r io.Reader) error {
+		return pipeline(ctx, r,
+			exec.CommandContext(ctx, "zstd", "-q", "-d", "-c"),
+			exec.CommandContext(ctx, "mbstream", "-x", "-C", dir))
+	})
 	if err != nil {
 		return err
 	}
@@ -165,15 +229,28 @@ func pipeline(ctx context.Context, in io.Reader, first, second *exec.Cmd) error 
 	if err := first.Start(); err != nil {
 		return err
 	}
-	runErr := second.Run()
-	waitErr := first.Wait()
+	if err := second.Start(); err != nil {
+		first.Process.Kill()
+		first.Wait()
+		return err
+	}
+	// Only second reads the pipe now: if it dies, first must see a broken
+	// pipe rather than block on a pipe this process still holds open.
+	pipe.Close()
+	secondWait := second.Wait()
+	firstWait := first.Wait()
+	var errs []string
+	if firstWait != nil {
+		errs = append(errs, fmt.Sprintf("%s: %v: %s", filepath.Base(first.Path), firstWait, lastLine(firstErr.String())))
+	}
+	if secondWait != nil {
+		errs = append(errs, fmt.Sprintf("%s: %v: %s", filepath.Base(second.Path), secondWait, lastLine(secondErr.String())))
+	}
 	switch {
 	case ctx.Err() != nil:
 		return context.Cause(ctx)
-	case waitErr != nil:
-		return fmt.Errorf("%s: %w: %s", filepath.Base(first.Path), waitErr, lastLine(firstErr.String()))
-	case runErr != nil:
-		return fmt.Errorf("%s: %w: %s", filepath.Base(second.Path), runErr, lastLine(secondErr.String()))
+	case len(errs) > 0:
+		return errors.New(strings.Join(errs, "; "))
 	}
 	return nil
 }

@@ -54,15 +54,12 @@ func Verify(ctx context.Context, repo string, e Entry, o VerifyOptions) (Entry, 
 }
 
 func verify(ctx context.Context, repo string, e Entry, o VerifyOptions) (string, error) {
-	if err := CheckFiles(repo, e); err != nil {
-		return "", err
-	}
 	scratch, err := os.MkdirTemp(o.Scratch, "dbha-verify-"+e.ID+"-")
 	if err != nil {
 		return "", fmt.Errorf("scratch directory: %w", err)
 	}
 	defer os.RemoveAll(scratch)
-	if err := Unpack(ctx, repo, e, scratch, o.Owner, o.Progress); err != nil {
+	if err := unpack(ctx, repo, e, scratch, o.Owner, o.Progress, true); err != nil {
 		return "", err
 	}
 	srv, err := StartServer(ctx, e.Engine, scratch, ServerOptions{Owner: o.Owner, Roles: o.Roles})

@@ -496,12 +496,7 @@ func TestBackupReseedCLI(t *testing.T) {
 			bad := id(run("backup", "run", "-o", "json"))
 			e := showBackup(t, bin, l, cluster, bad)
 			altered := filepath.Join(backup.EntryDir(labRepo(l), cluster, bad), e.Files[0].Name)
-			f, err := os.OpenFile(altered, os.O_APPEND|os.O_WRONLY, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			f.Write([]byte{0})
-			f.Close()
+			flipByte(t, altered)
 			r := run("backup", "verify", bad)
 			if r.code != 1 || !strings.Contains(r.stderr+r.stdout, e.Files[0].Name) {
 				t.Fatalf("verify of an altered backup: %s", r)
@@ -534,6 +529,28 @@ func TestBackupReseedCLI(t *testing.T) {
 			waitSnapshot(t, l, cluster, "a healthy cluster after the reseed", healthy)
 			waitUntil(t, time.Minute, "the marker row on the reseeded replica", func() error { return hasMarker(l, kind) })
 		})
+	}
+}
+
+// flipByte inverts the byte in the middle of a file, keeping its size.
+func flipByte(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, st.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, st.Size()/2); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -89,8 +89,9 @@ func newBackupRestoreCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "restore ID --cluster C --to DIR [--until GTID|LSN|TIME]",
 		Short: "Restore a backup into a data directory, replayed to a point from dbha's store",
-		Long: `restore checks the backup against the catalog, unpacks it into DIR (which must be
-new or empty) and prepares it (mariadb-backup --prepare; pg_verifybackup). With
+		Long: `restore unpacks the backup into DIR (which must be new or empty), checking every
+file against the SHA-256 in the catalog as it reads it, and prepares it
+(mariadb-backup --prepare). With
 --until it then replays, on a throwaway server, the transactions dbha's change
 stream holds beyond the backup up to a GTID position (MariaDB, that GTID
 included), an LSN (PostgreSQL, the record there included) or a time (RFC 3339),

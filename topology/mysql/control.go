@@ -201,7 +201,15 @@ func (c *Controller) ApplyBinlog(ctx context.Context, addr string, files []strin
 	if err := decode.Start(); err != nil {
 		return fmt.Errorf("start mariadb-binlog: %w", err)
 	}
-	runErr := apply.Run()
+	if err := apply.Start(); err != nil {
+		decode.Process.Kill()
+		decode.Wait()
+		return fmt.Errorf("start mariadb: %w", err)
+	}
+	// Only the client reads the pipe now: should it fail, mariadb-binlog
+	// sees a broken pipe instead of blocking on a pipe still open here.
+	pipe.Close()
+	runErr := apply.Wait()
 	waitErr := decode.Wait()
 	if runErr != nil || waitErr != nil {
 		return fmt.Errorf("replay binlog on %s after %s up to %s: mariadb-binlog: %v %s; mariadb: %v %s",
