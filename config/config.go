@@ -145,7 +145,10 @@ type Backup struct {
 	// restored files belong to when dbha runs as root (database servers
 	// refuse root); default postgres or mysql, the accounts the packages
 	// create.
-	RunAs string `mapstructure:"run_as" yaml:"run_as,omitempty" json:"run_as,omitempty"`
+	// Verify makes `dbha run` verify each scheduled backup once taken, and
+	// then prune the catalog (keep, max_age); defaults to true.
+	Verify *bool  `mapstructure:"verify" yaml:"verify,omitempty" json:"verify,omitempty"`
+	RunAs  string `mapstructure:"run_as" yaml:"run_as,omitempty" json:"run_as,omitempty"`
 	// MaxRate bounds how fast a backup reads the source (bytes per second,
 	// e.g. "100MB"), to spare a replica that serves reads; 0: no bound.
 	MaxRate ByteSize `mapstructure:"max_rate" yaml:"max_rate,omitempty" json:"max_rate,omitempty"`
@@ -161,6 +164,9 @@ type Backup struct {
 	StopCommand  []string `mapstructure:"stop_command" yaml:"stop_command,omitempty" json:"stop_command,omitempty"`
 	StartCommand []string `mapstructure:"start_command" yaml:"start_command,omitempty" json:"start_command,omitempty"`
 }
+
+// IsVerify reports whether scheduled backups are verified (the default).
+func (b Backup) IsVerify() bool { return b.Verify == nil || *b.Verify }
 
 // BackupAccount returns the backup account, the cluster's own when none is
 // set.

@@ -294,3 +294,35 @@ func scheduleRecords(t *testing.T, log string) []scheduleRecord {
 	}
 	return out
 }
+
+// TestScheduledBackupsVerifiedAndPruned runs the real `dbha run` with a
+// schedule on lab-postgres and keep = 1: each scheduled backup is verified
+// once taken, and the catalog is pruned down to the newest verified one.
+func TestScheduledBackupsVerifiedAndPruned(t *testing.T) {
+	bin := dbhaBinary(t)
+	l := binLab(t, bin)
+	run := startDbhaRun(t, bin, l, "scheduler",
+		"DBHA_CLUSTERS_1_BACKUP_SCHEDULE=@every 4s", "DBHA_CLUSTERS_1_BACKUP_KEEP=1")
+	repo := labRepo(l)
+	waitUntil(t, 90*time.Second, "two scheduled backups verified", func() error {
+		if n := strings.Count(run.log(), `"msg":"scheduled backup verified"`); n < 2 {
+			return fmt.Errorf("%d verified so far", n)
+		}
+		return nil
+	})
+	entries, err := backup.List(repo, postgresCluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var done []backup.Entry
+	for _, e := range entries {
+		if e.Status == backup.Done {
+			done = append(done, e)
+		}
+	}
+	// A third slot may be running; every finished backup but the newest
+	// verified one is gone.
+	if len(done) == 0 || len(done) > 2 || !done[0].Verified() || !strings.Contains(run.log(), `"msg":"backups pruned"`) {
+		t.Fatalf("catalog after two scheduled backups with keep 1: %+v\nlog:\n%s", entries, run.log())
+	}
+}

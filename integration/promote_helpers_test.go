@@ -223,8 +223,9 @@ type dbhaRun struct {
 }
 
 // startDbhaRun starts `dbha run` as manager (DBHA_MANAGER_NAME, the
-// manager.name key); it is stopped with SIGTERM when the test ends.
-func startDbhaRun(t *testing.T, bin string, l *Lab, manager string) *dbhaRun {
+// manager.name key), with env (DBHA_ overrides of the lab's config) added;
+// it is stopped with SIGTERM when the test ends.
+func startDbhaRun(t *testing.T, bin string, l *Lab, manager string, env ...string) *dbhaRun {
 	t.Helper()
 	p := &dbhaRun{manager: manager, logPath: filepath.Join(t.TempDir(), manager+".log"), exited: make(chan struct{})}
 	f, err := os.Create(p.logPath)
@@ -233,7 +234,7 @@ func startDbhaRun(t *testing.T, bin string, l *Lab, manager string) *dbhaRun {
 	}
 	defer f.Close()
 	p.cmd = exec.Command(bin, "--config", l.ConfigPath, "run")
-	p.cmd.Env = append(os.Environ(), "DBHA_MANAGER_NAME="+manager)
+	p.cmd.Env = append(append(os.Environ(), "DBHA_MANAGER_NAME="+manager), env...)
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start dbha run: %v", err)

@@ -176,11 +176,43 @@ func newBackupSchedulers(cfg config.Config, m *daemon.Monitor, claims daemon.Slo
 		out = append(out, daemon.NewBackupScheduler(daemon.BackupOptions{
 			Cluster: cl, Schedule: sched, Manager: managerName(cfg), Claimer: claims, Primary: m, Stats: stats, Logger: log,
 			Run: func(ctx context.Context, cl config.Cluster, progress io.Writer) (backup.Entry, error) {
-				return runBackup(ctx, cfg, cl, "", progress)
+				e, err := runBackup(ctx, cfg, cl, "", progress)
+				if err == nil && e.Status == backup.Done && cl.Backup.IsVerify() {
+					e = verifyAndPrune(ctx, cl, e, progress, log.With("cluster", cl.Name))
+				}
+				return e, err
 			},
 		}))
 	}
 	return out, nil
+}
+
+// verifyAndPrune verifies a scheduled backup that was just taken, so that
+// reseeds and retention can count on it, and then applies the catalog's
+// retention. Failures are logged: the backup itself is done.
+func verifyAndPrune(ctx context.Context, cl config.Cluster, e backup.Entry, progress io.Writer, log *slog.Logger) backup.Entry {
+	owner, err := backupOwner(cl)
+	if err != nil {
+		log.Error("scheduled backup not verified", "id", e.ID, "err", err)
+		return e
+	}
+	meter := backup.NewMeter(progress, "verify "+e.ID, e.CompressedBytes)
+	e, err = backup.Verify(ctx, cl.Backup.Repository, e, backup.VerifyOptions{
+		Scratch: cl.Backup.ScratchDir, Owner: owner, Roles: backupRoles(cl), Progress: meter.Add})
+	meter.Finish()
+	if err != nil {
+		log.Error("scheduled backup failed its verification", "id", e.ID, "err", err)
+		return e
+	}
+	log.Info("scheduled backup verified", "id", e.ID, "seconds", e.Verification.Seconds, "detail", e.Verification.Detail)
+	deleted, err := pruneBackups(cl)
+	if err != nil {
+		log.Error("prune the backup catalog", "err", err)
+	}
+	if len(deleted) > 0 {
+		log.Info("backups pruned", "deleted", deleted)
+	}
+	return e
 }
 
 func newConsul(ctx context.Context, cfg config.Config) (*consul.Client, error) {
