@@ -11,9 +11,9 @@ import (
 
 // Meter reports how far a long run is: bytes done, of how many when the
 // total is known, the rate and the time left. On a terminal it redraws
-// one line every second; to anything else (the daemon's log) it writes a
-// line every second, which the reader may thin out. A nil *Meter does
-// nothing, so runs without progress need no checks.
+// one line every second; to anything else (a log) it writes a line every
+// ten seconds. A nil *Meter does nothing, so runs without progress need no
+// checks.
 type Meter struct {
 	w     io.Writer
 	what  string
@@ -33,8 +33,12 @@ func NewMeter(w io.Writer, what string, total int64) *Meter {
 	}
 	m := &Meter{w: w, what: what, tty: isTerminal(w), start: time.Now(), stop: make(chan struct{})}
 	m.total.Store(total)
+	every := 10 * time.Second
+	if m.tty {
+		every = time.Second
+	}
 	m.wg.Go(func() {
-		t := time.NewTicker(time.Second)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {

@@ -82,6 +82,9 @@ func (o Owner) CanEnter(dir string) error {
 	}
 	for p := filepath.Dir(abs); ; p = filepath.Dir(p) {
 		st, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // made later, open to all (emptyDir)
+		}
 		if err != nil {
 			return err
 		}

@@ -139,7 +139,11 @@ func emptyDir(dir string) error {
 	entries, err := os.ReadDir(dir)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return os.MkdirAll(dir, 0o700)
+		// Directories above it must let the server's account through.
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			return err
+		}
+		return os.Mkdir(dir, 0o700)
 	case err != nil:
 		return err
 	case len(entries) > 0:
