@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/dbha/dbha/topology"
 )
@@ -29,35 +28,19 @@ var gtidLine = regexp.MustCompile(`GTID of the last change '([^']*)'`)
 // privileges (RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, SLAVE MONITOR)
 // and its password goes through a private option file.
 func RunMariaDB(ctx context.Context, job Job) (Entry, error) {
-	now := job.Now
-	if now == nil {
-		now = time.Now
-	}
-	e := Entry{ID: job.ID, Cluster: job.Cluster, Engine: topology.MariaDB, Source: job.Source, Started: now(), Status: Running}
-	if err := Save(job.Repo, e); err != nil {
-		return e, err
-	}
-	dir := EntryDir(job.Repo, job.Cluster, job.ID)
-	out := filepath.Join(dir, "backup.xb.zst")
-	bytes, gtid, file, err := streamMariaDB(ctx, job, out)
-	if err == nil {
-		e.Bytes = bytes
-		e.Position, err = topology.ParseMariaDB(gtid)
-		file.Name = "backup.xb.zst"
-		e.Files = []File{file}
-	}
-	e.Finished = now()
-	if err != nil {
-		e.Status, e.Error = Failed, err.Error()
-		os.Remove(out)
-		return e, errorsJoin(err, Save(job.Repo, e))
-	}
-	for _, f := range e.Files {
-		e.CompressedBytes += f.Size
-	}
-	e.Tools = map[string]string{"mariadb-backup": version("mariadb-backup"), "zstd": version("zstd")}
-	e.Status = Done
-	return e, Save(job.Repo, e)
+	return run(job, topology.MariaDB, "backup.xb.zst", func(e *Entry, out string) error {
+		bytes, gtid, file, err := streamMariaDB(ctx, job, out)
+		if err != nil {
+			return err
+		}
+		if e.Position, err = topology.ParseMariaDB(gtid); err != nil {
+			return err
+		}
+		file.Name = filepath.Base(out)
+		e.Files, e.Bytes, e.CompressedBytes = []File{file}, bytes, file.Size
+		e.Tools = map[string]string{"mariadb-backup": toolVersion("mariadb-backup"), "zstd": toolVersion("zstd")}
+		return nil
+	})
 }
 
 // streamMariaDB runs mariadb-backup | zstd > out and returns the bytes of
@@ -147,7 +130,7 @@ func streamMariaDB(ctx context.Context, job Job, out string) (int64, string, Fil
 			}
 		}
 	}()
-	job.Progress.SetTotal(dirBytes(job.DataDir))
+	job.Progress.SetTotal(DirBytes(job.DataDir))
 	n, copyErr := io.Copy(stdin, countingReader(stdout, job.Progress.Add))
 	stdin.Close()
 	<-logDone
@@ -172,9 +155,9 @@ func streamMariaDB(ctx context.Context, job Job, out string) (int64, string, Fil
 	return n, gtid.Load().(string), File{Size: written, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
-// dirBytes is the size of the files under dir: what a backup of it
-// copies, near enough for an estimate.
-func dirBytes(dir string) int64 {
+// DirBytes is the size of the files under dir (0 when it is absent): what
+// a backup of it copies, near enough for an estimate.
+func DirBytes(dir string) int64 {
 	var n int64
 	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
@@ -205,12 +188,4 @@ func optionFile(user, password, host, port string) (string, func(), error) {
 		return "", nil, err
 	}
 	return f.Name(), cleanup, nil
-}
-
-func version(tool string) string {
-	out, err := exec.Command(tool, "--version").CombinedOutput()
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
 }

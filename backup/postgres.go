@@ -46,29 +46,41 @@ type Job struct {
 // entry is saved as running first, then done (or failed, with its files
 // removed); it is returned in every case.
 func RunPostgres(ctx context.Context, job Job) (Entry, error) {
+	return run(job, topology.Postgres, "data", func(e *Entry, data string) error {
+		if err := basebackup(ctx, job, data); err != nil {
+			return err
+		}
+		walBytes, err := compressWAL(ctx, data)
+		if err != nil {
+			return err
+		}
+		if err := describePostgres(e, data); err != nil {
+			return err
+		}
+		e.Bytes += walBytes
+		return nil
+	})
+}
+
+// run is a backup's life in the catalog: saved as running, then take
+// writes its files into partial (a path in the backup's directory) and
+// fills in the entry; the entry is saved done, or failed with the reason
+// and partial removed. The entry is returned in every case.
+func run(job Job, engine topology.Engine, partial string, take func(e *Entry, partial string) error) (Entry, error) {
 	now := job.Now
 	if now == nil {
 		now = time.Now
 	}
-	e := Entry{ID: job.ID, Cluster: job.Cluster, Engine: topology.Postgres, Source: job.Source, Started: now(), Status: Running}
+	e := Entry{ID: job.ID, Cluster: job.Cluster, Engine: engine, Source: job.Source, Started: now(), Status: Running}
 	if err := Save(job.Repo, e); err != nil {
 		return e, err
 	}
-	dir := EntryDir(job.Repo, job.Cluster, job.ID)
-	data := filepath.Join(dir, "data")
-	err := basebackup(ctx, job, data)
-	var walBytes int64
-	if err == nil {
-		walBytes, err = compressWAL(ctx, data)
-	}
-	if err == nil {
-		err = describePostgres(&e, data)
-		e.Bytes += walBytes
-	}
+	path := filepath.Join(EntryDir(job.Repo, job.Cluster, job.ID), partial)
+	err := take(&e, path)
 	e.Finished = now()
 	if err != nil {
 		e.Status, e.Error = Failed, err.Error()
-		os.RemoveAll(data)
+		os.RemoveAll(path)
 		return e, errorsJoin(err, Save(job.Repo, e))
 	}
 	e.Status = Done
@@ -254,16 +266,18 @@ func isExecutable(p string) bool {
 	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
 }
 
+// toolVersion is the first line a program prints for --version (on
+// stdout or stderr), or "" when it cannot say.
 func toolVersion(name string) string {
 	p, err := toolPath(name)
 	if err != nil {
 		return ""
 	}
-	out, err := exec.Command(p, "--version").Output()
+	out, err := exec.Command(p, "--version").CombinedOutput()
 	if err != nil {
 		return ""
 	}
-	return strings.TrimSpace(string(out))
+	return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
 }
 
 func splitAddr(addr string) (host, port string, err error) {

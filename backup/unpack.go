@@ -22,23 +22,17 @@ var ErrAltered = errors.New("the backup's files differ from the catalog")
 // CheckFiles compares a backup's files with the SHA-256 and sizes the
 // catalog recorded, and names the first file that is missing or altered.
 func CheckFiles(repo string, e Entry) error {
-	if e.Status != Done {
-		return fmt.Errorf("backup %s is %s, not done: nothing to restore", e.ID, e.Status)
+	if err := checkPresent(repo, e); err != nil {
+		return err
 	}
-	if len(e.Files) == 0 {
-		return fmt.Errorf("backup %s: %w: the catalog lists no files", e.ID, ErrAltered)
-	}
-	dir := EntryDir(repo, e.Cluster, e.ID)
-	for _, want := range e.Files {
-		got, err := hashFile(filepath.Join(dir, want.Name))
-		switch {
-		case errors.Is(err, os.ErrNotExist):
-			return fmt.Errorf("backup %s: %w: file %s is missing", e.ID, ErrAltered, want.Name)
-		case err != nil:
-			return fmt.Errorf("backup %s: file %s: %w", e.ID, want.Name, err)
-		case got.Size != want.Size || got.SHA256 != want.SHA256:
-			return fmt.Errorf("backup %s: %w: file %s has SHA-256 %s and %d bytes; the catalog recorded %s and %d bytes",
-				e.ID, ErrAltered, want.Name, got.SHA256, got.Size, want.SHA256, want.Size)
+	src := sources{dir: EntryDir(repo, e.Cluster, e.ID), id: e.ID, files: e.Files}
+	for _, f := range e.Files {
+		err := src.read(f.Name, func(r io.Reader) error {
+			_, err := io.Copy(io.Discard, r)
+			return err
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil

@@ -133,7 +133,7 @@ func backupRounds(ctx context.Context, b *testing.B, s backupBench, work, repo s
 				return err
 			})
 			r.backups[who] = append(r.backups[who], st)
-			size := treeBytes(b, bareDir)
+			size := backup.DirBytes(bareDir)
 			if who == "dbha" {
 				e := entries[who]
 				if e.Status != backup.Done || e.Bytes <= 0 || e.CompressedBytes <= 0 {
@@ -353,7 +353,7 @@ func mariadbBackupBench(ctx context.Context, b *testing.B, l *Lab, gb float64) b
 	if err != nil {
 		b.Fatal(err)
 	}
-	datadir := treeBytes(b, source.DataDir)
+	datadir := backup.DirBytes(source.DataDir)
 	b.Logf("mariadb data: %d rows in %s, replicas caught up and logs purged %s later; bench.ibd %.1f MB, datadir of mariadb-2 %.1f MB",
 		rows, loaded.Round(time.Second), settled.Round(time.Second), megabytes(table.Size()), megabytes(datadir))
 
@@ -638,25 +638,6 @@ func runBenchTool(cmd *exec.Cmd) error {
 func lastWords(out string) string {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	return lines[len(lines)-1]
-}
-
-// treeBytes is the size of the files under dir (0 when it is absent).
-func treeBytes(b *testing.B, dir string) int64 {
-	var n int64
-	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		fi, err := d.Info()
-		if err == nil {
-			n += fi.Size()
-		}
-		return err
-	})
-	if err != nil && !os.IsNotExist(err) {
-		b.Fatal(err)
-	}
-	return n
 }
 
 func removeBenchDir(b *testing.B, dir string) {

@@ -53,32 +53,9 @@ func TestPostgresBackupVerifyRestore(t *testing.T) {
 	e := pgBackup(ctx, t, l, repo, "b1")
 	exec1(ctx, t, primary, "INSERT INTO "+restoreTable+" VALUES (100000, 'after the backup')")
 
-	owner, err := backup.LookupOwner(backup.DefaultOwner(topology.Postgres))
-	if err != nil {
-		t.Fatal(err)
-	}
-	verified, err := backup.Verify(ctx, repo, e, backup.VerifyOptions{Owner: owner, Roles: []string{"dbha"}})
-	if err != nil {
-		t.Fatalf("verify: %v", err)
-	}
-	v := verified.Verification
-	t.Logf("verify in %.2fs: %s", v.Seconds, v.Detail)
-	if !v.OK || !strings.Contains(v.Detail, "tables answered") || strings.Contains(v.Detail, " 0 tables") {
-		t.Fatalf("verification = %+v", v)
-	}
+	owner := verifyAndRestore(ctx, t, topology.Postgres, repo, e, before)
 	if listed, _ := backup.List(repo, postgresCluster); len(listed) != 1 || !listed[0].Verified() {
 		t.Fatalf("the verification is not in the catalog: %+v", listed)
-	}
-
-	dir := filepath.Join(reachableDir(t), "restored")
-	start := time.Now()
-	r, err := backup.Restore(ctx, repo, e, backup.RestoreOptions{To: dir, Owner: owner, Roles: []string{"dbha"}})
-	if err != nil {
-		t.Fatalf("restore: %v", err)
-	}
-	t.Logf("restore in %v: %s at %s", time.Since(start).Round(time.Millisecond), r.Detail, r.Position)
-	if got := restoredRows(ctx, t, topology.Postgres, dir, owner); got != before {
-		t.Fatalf("the restored table differs from the source at the backup's point:\n got %.200s\nwant %.200s", got, before)
 	}
 
 	// Point in time: one writer numbers its rows in order while others
@@ -92,20 +69,59 @@ func TestPostgresBackupVerifyRestore(t *testing.T) {
 		}
 		return nil
 	})
-	pitr := filepath.Join(reachableDir(t), "pitr")
-	until, err := backup.ParseTarget(topology.Postgres, target.String())
+	pitr, _ := restoreUntil(ctx, t, topology.Postgres, repo, e, owner, target.String(), storeDir)
+	if got, want := restoredIDs(ctx, t, topology.Postgres, pitr, owner), idRange(500, k); got != want {
+		t.Fatalf("restored to %s: ids %s, want %s (rows 1..500 and the load's rows up to %d)", target, got, want, k)
+	}
+}
+
+// verifyAndRestore verifies backup e, restores it, and checks that the
+// restored test table is before, row for row. It returns the account the
+// throwaway servers run as.
+func verifyAndRestore(ctx context.Context, t *testing.T, engine topology.Engine, repo string, e backup.Entry, before string) backup.Owner {
+	t.Helper()
+	owner, err := backup.LookupOwner(backup.DefaultOwner(engine))
 	if err != nil {
 		t.Fatal(err)
 	}
-	start = time.Now()
-	r, err = backup.Restore(ctx, repo, e, backup.RestoreOptions{To: pitr, Owner: owner, Roles: []string{"dbha"}, Until: until, Store: storeDir})
+	verified, err := backup.Verify(ctx, repo, e, backup.VerifyOptions{Owner: owner, Roles: []string{"dbha"}})
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	v := verified.Verification
+	t.Logf("verify in %.2fs: %s", v.Seconds, v.Detail)
+	if !v.OK || !strings.Contains(v.Detail, "tables answered") || strings.Contains(v.Detail, " 0 tables") {
+		t.Fatalf("verification = %+v", v)
+	}
+	dir := filepath.Join(reachableDir(t), "restored")
+	start := time.Now()
+	r, err := backup.Restore(ctx, repo, e, backup.RestoreOptions{To: dir, Owner: owner, Roles: []string{"dbha"}})
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	t.Logf("restore in %v: %s at %s", time.Since(start).Round(time.Millisecond), r.Detail, r.Position)
+	if got := restoredRows(ctx, t, engine, dir, owner); got != before {
+		t.Fatalf("the restored table differs from the source at the backup's point:\n got %.200s\nwant %.200s", got, before)
+	}
+	return owner
+}
+
+// restoreUntil restores backup e replayed to target from the store, and
+// returns the directory and what the restore reported.
+func restoreUntil(ctx context.Context, t *testing.T, engine topology.Engine, repo string, e backup.Entry, owner backup.Owner, target, store string) (string, backup.Restored) {
+	t.Helper()
+	dir := filepath.Join(reachableDir(t), "pitr")
+	until, err := backup.ParseTarget(engine, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r, err := backup.Restore(ctx, repo, e, backup.RestoreOptions{To: dir, Owner: owner, Roles: []string{"dbha"}, Until: until, Store: store})
 	if err != nil {
 		t.Fatalf("point-in-time restore: %v", err)
 	}
 	t.Logf("point-in-time restore to %s in %v: %s", target, time.Since(start).Round(time.Millisecond), r.Detail)
-	if got, want := restoredIDs(ctx, t, topology.Postgres, pitr, owner), idRange(500, k); got != want {
-		t.Fatalf("restored to %s: ids %s, want %s (rows 1..500 and the load's rows up to %d)", target, got, want, k)
-	}
+	return dir, r
 }
 
 func pgBackup(ctx context.Context, t *testing.T, l *Lab, repo, id string) backup.Entry {
@@ -360,30 +376,7 @@ func TestMariaDBBackupVerifyRestore(t *testing.T) {
 	}
 	mustExec(t, primary, "INSERT INTO dbha_lab."+restoreTable+" VALUES (100000, 'after the backup')")
 
-	owner, err := backup.LookupOwner(backup.DefaultOwner(topology.MariaDB))
-	if err != nil {
-		t.Fatal(err)
-	}
-	verified, err := backup.Verify(ctx, repo, e, backup.VerifyOptions{Owner: owner})
-	if err != nil {
-		t.Fatalf("verify: %v", err)
-	}
-	v := verified.Verification
-	t.Logf("verify in %.2fs: %s", v.Seconds, v.Detail)
-	if !v.OK || !strings.Contains(v.Detail, "tables answered") || strings.Contains(v.Detail, " 0 tables") {
-		t.Fatalf("verification = %+v", v)
-	}
-
-	dir := filepath.Join(reachableDir(t), "restored")
-	start := time.Now()
-	r, err := backup.Restore(ctx, repo, e, backup.RestoreOptions{To: dir, Owner: owner})
-	if err != nil {
-		t.Fatalf("restore: %v", err)
-	}
-	t.Logf("restore in %v: %s at %s", time.Since(start).Round(time.Millisecond), r.Detail, r.Position)
-	if got := restoredRows(ctx, t, topology.MariaDB, dir, owner); got != before {
-		t.Fatalf("the restored table differs from the source at the backup's point:\n got %.200s\nwant %.200s", got, before)
-	}
+	owner := verifyAndRestore(ctx, t, topology.MariaDB, repo, e, before)
 
 	mustExec(t, primary, "DELETE FROM dbha_lab."+restoreTable+" WHERE id = 100000")
 	target, k := mariaLoadWithTarget(ctx, t, l)
@@ -393,17 +386,7 @@ func TestMariaDBBackupVerifyRestore(t *testing.T) {
 		}
 		return nil
 	})
-	pitr := filepath.Join(reachableDir(t), "pitr")
-	until, err := backup.ParseTarget(topology.MariaDB, target.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	start = time.Now()
-	r, err = backup.Restore(ctx, repo, e, backup.RestoreOptions{To: pitr, Owner: owner, Until: until, Store: storeDir})
-	if err != nil {
-		t.Fatalf("point-in-time restore: %v", err)
-	}
-	t.Logf("point-in-time restore to %s in %v: %s", target, time.Since(start).Round(time.Millisecond), r.Detail)
+	pitr, r := restoreUntil(ctx, t, topology.MariaDB, repo, e, owner, target.String(), storeDir)
 	if got, want := restoredIDs(ctx, t, topology.MariaDB, pitr, owner), idRange(500, k); got != want {
 		t.Fatalf("restored to %s: ids %s, want %s", target, got, want)
 	}
@@ -638,7 +621,7 @@ func TestBackupSourceDiesMidRun(t *testing.T) {
 	}()
 	data := filepath.Join(backup.EntryDir(repo, postgresCluster, "b1"), "data")
 	waitUntil(t, 30*time.Second, "pg_basebackup to be copying", func() error {
-		if size := dirSize(data); size < 1<<20 {
+		if size := backup.DirBytes(data); size < 1<<20 {
 			return fmt.Errorf("%d bytes copied", size)
 		}
 		return nil
@@ -668,19 +651,6 @@ func TestBackupSourceDiesMidRun(t *testing.T) {
 	if listed, _ := backup.List(repo, postgresCluster); len(listed) != 1 || listed[0].Status != backup.Failed || listed[0].Error == "" {
 		t.Fatalf("catalog = %+v", listed)
 	}
-}
-
-func dirSize(dir string) int64 {
-	var n int64
-	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			if fi, err := d.Info(); err == nil {
-				n += fi.Size()
-			}
-		}
-		return nil
-	})
-	return n
 }
 
 // TestBackupRepositoryFull takes a backup into a repository too small for

@@ -14,7 +14,6 @@ import (
 
 	"github.com/dbha/dbha/backup"
 	"github.com/dbha/dbha/config"
-	"github.com/dbha/dbha/topology"
 	"github.com/dbha/dbha/topology/mysql"
 )
 
@@ -63,12 +62,10 @@ with a SHA-256 for every file and the backup's position in the catalog.`,
 // runBackup wires one backup: the source from a fresh snapshot, the
 // account, the engine's tool.
 func runBackup(ctx context.Context, cfg config.Config, cl config.Cluster, from string, progress io.Writer) (backup.Entry, error) {
-	prober, closeProber, err := newProber(cl)
+	snap, err := discoverCluster(ctx, cfg, cl)
 	if err != nil {
 		return backup.Entry{}, err
 	}
-	defer closeProber()
-	snap := topology.Discover(ctx, cl.Name, topology.Engine(cl.Engine), cl.Instances, prober, cfg.Probe.Timeout)
 	src, err := backup.ChooseSource(snap, backup.SourcePolicy{AllowPrimary: cl.Backup.AllowPrimary, From: from})
 	if err != nil {
 		return backup.Entry{}, err

@@ -216,15 +216,6 @@ on this host: --datadir or backup.data_dir says where.`,
 	return cmd
 }
 
-func discoverCluster(ctx context.Context, cfg config.Config, cl config.Cluster) (topology.Snapshot, error) {
-	prober, closeProber, err := newProber(cl)
-	if err != nil {
-		return topology.Snapshot{}, err
-	}
-	defer closeProber()
-	return topology.Discover(ctx, cl.Name, topology.Engine(cl.Engine), cl.Instances, prober, cfg.Probe.Timeout), nil
-}
-
 // reseedHost: the lab when the configuration is a lab's, else the
 // cluster's backup.stop_command / start_command and data directory.
 func reseedHost(g *globalFlags, cl config.Cluster, instance, dataDir string) (backup.Host, string, error) {

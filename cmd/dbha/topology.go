@@ -122,3 +122,13 @@ func writeSnapshots(w io.Writer, snaps []topology.Snapshot, format string) error
 	}
 	return nil
 }
+
+// discoverCluster takes one fresh snapshot of a cluster.
+func discoverCluster(ctx context.Context, cfg config.Config, cl config.Cluster) (topology.Snapshot, error) {
+	prober, closeProber, err := newProber(cl)
+	if err != nil {
+		return topology.Snapshot{}, err
+	}
+	defer closeProber()
+	return topology.Discover(ctx, cl.Name, topology.Engine(cl.Engine), cl.Instances, prober, cfg.Probe.Timeout), nil
+}
