@@ -24,6 +24,7 @@ const (
 	ReplicaLagging             Code = "ReplicaLagging"
 	ErrantTransactions         Code = "ErrantTransactions"
 	ReplicaUnreachable         Code = "ReplicaUnreachable"
+	InstanceDetached           Code = "InstanceDetached"
 )
 
 // Severity ranks findings.
@@ -34,6 +35,22 @@ const (
 	Warning  Severity = "warning"
 )
 
+// Action is what a finding calls for. The daemon only dispatches it: it
+// decides nothing about which finding leads to which change.
+type Action string
+
+const (
+	// Report: the finding is logged, served and alerted on; nothing changes.
+	Report Action = ""
+	// Recover: replace the primary (a failover), when the cluster allows
+	// automatic failover.
+	Recover Action = "recover"
+	// Enforce: keep the cluster at one writer between recoveries: fence a
+	// writable instance the writer endpoint does not name, rejoin an
+	// instance that follows nobody.
+	Enforce Action = "enforce"
+)
+
 // Finding is one conclusion with the evidence that supports it.
 type Finding struct {
 	Code     Code     `json:"code"`
@@ -42,31 +59,33 @@ type Finding struct {
 	Summary  string   `json:"summary"`
 	// Votes are the paths' verdicts on the primary, for findings about it.
 	Votes []Vote `json:"votes,omitempty"`
-	// Recover: a recovery (failover) may act on this finding.
-	Recover bool `json:"recover,omitempty"`
+	// Action is what the finding calls for; Report (empty) for nothing.
+	Action Action `json:"action,omitempty"`
 }
 
-// rule is one row of the analysis table: a code, its severity, what
-// matches it, and the findings it makes redundant when it matches.
+// rule is one row of the analysis table: a code, its severity, what it
+// calls for, what matches it, and the findings it makes redundant when it
+// matches.
 type rule struct {
 	code       Code
 	severity   Severity
-	recover    bool
+	action     Action
 	match      func(a *analysis) []Finding // findings with Instance, Summary and Votes set
 	suppresses []Code
 }
 
 // rules is the analysis table. Order is the order of the output.
 var rules = []rule{
-	{code: DeadPrimary, severity: Critical, recover: true, match: matchDeadPrimary(false),
+	{code: DeadPrimary, severity: Critical, action: Recover, match: matchDeadPrimary(false),
 		suppresses: []Code{UnreachablePrimary, PrimaryHung, ReplicationStopped}},
-	{code: DeadPrimaryAndSomeReplicas, severity: Critical, recover: true, match: matchDeadPrimary(true),
+	{code: DeadPrimaryAndSomeReplicas, severity: Critical, action: Recover, match: matchDeadPrimary(true),
 		suppresses: []Code{UnreachablePrimary, PrimaryHung, ReplicationStopped}},
 	{code: PrimaryHung, severity: Critical, match: matchPrimaryHung,
 		suppresses: []Code{UnreachablePrimary, ReplicationStopped}},
 	{code: UnreachablePrimary, severity: Warning, match: matchUnreachablePrimary},
-	{code: TwoWritablePrimaries, severity: Critical, match: fromProblem(topology.TwoWritablePrimaries)},
-	{code: NoWritablePrimary, severity: Critical, match: fromProblem(topology.NoWritablePrimary)},
+	{code: TwoWritablePrimaries, severity: Critical, action: Enforce, match: fromProblem(topology.TwoWritablePrimaries)},
+	{code: NoWritablePrimary, severity: Critical, action: Enforce, match: fromProblem(topology.NoWritablePrimary)},
+	{code: InstanceDetached, severity: Warning, action: Enforce, match: fromProblem(topology.InstanceDetached)},
 	{code: ErrantTransactions, severity: Warning, match: fromProblem(topology.ErrantTransactions)},
 	{code: ReplicationStopped, severity: Warning, match: fromProblem(topology.ReplicationStopped)},
 	{code: ReplicaUnreachable, severity: Warning, match: matchReplicaUnreachable},
@@ -96,7 +115,7 @@ func Analyze(ev Evidence, p Policy, now time.Time) []Finding {
 		}
 		found := r.match(a)
 		for i := range found {
-			found[i].Code, found[i].Severity, found[i].Recover = r.code, r.severity, r.recover
+			found[i].Code, found[i].Severity, found[i].Action = r.code, r.severity, r.action
 		}
 		if len(found) > 0 {
 			for _, c := range r.suppresses {

@@ -52,12 +52,12 @@ func FuzzAnalyze(f *testing.F) {
 			alive = alive || v.Verdict == Alive
 		}
 		for _, fd := range findings {
-			if alive && (fd.Recover || fd.Code == DeadPrimary || fd.Code == DeadPrimaryAndSomeReplicas) {
+			if alive && (fd.Action == Recover || fd.Code == DeadPrimary || fd.Code == DeadPrimaryAndSomeReplicas) {
 				t.Fatalf("%s while a path says the primary is alive: %+v", fd.Code, ev)
 			}
 			for a, l := range ev.Links {
 				fresh := l.Reachable && l.Source == prim && l.Connected && t0.Sub(l.LastHeard) <= p.LinkStale
-				if fresh && fd.Recover {
+				if fresh && fd.Action == Recover {
 					t.Fatalf("%s while replica %s has a live link", fd.Code, a)
 				}
 			}

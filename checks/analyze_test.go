@@ -188,7 +188,7 @@ func TestAnalyze(t *testing.T) {
 			if !slices.Equal(codesOf(got), tc.want) {
 				t.Fatalf("findings = %v, want %v\n%+v", codesOf(got), tc.want, got)
 			}
-			recover := slices.ContainsFunc(got, func(f Finding) bool { return f.Recover })
+			recover := slices.ContainsFunc(got, func(f Finding) bool { return f.Action == Recover })
 			if recover != tc.recover {
 				t.Errorf("recover = %v, want %v", recover, tc.recover)
 			}

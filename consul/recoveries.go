@@ -117,6 +117,11 @@ func (s *RecoveryStore) Record(ctx context.Context, cluster, id string) (*promot
 	return &r, nil
 }
 
+// Writer returns the instances the writer endpoint names.
+func (s *RecoveryStore) Writer(ctx context.Context, cluster string) ([]string, error) {
+	return s.c.Writer(ctx, cluster)
+}
+
 // SetWriter moves the writer endpoint.
 func (s *RecoveryStore) SetWriter(ctx context.Context, cluster, addr string) error {
 	return s.c.SetWriter(ctx, cluster, addr)

@@ -23,27 +23,25 @@ type Peers interface {
 	Peers(ctx context.Context, cluster, self string) ([]checks.PeerView, error)
 }
 
-// Recoverer acts on what the monitor finds; it is the bridge to promote.
-// A nil Recoverer makes the monitor detect and report only.
-type Recoverer interface {
+// Keeper carries out, for one cluster, what the findings call for; it is
+// promote.Keeper in production. A cluster without one is watched and
+// reported on only.
+type Keeper interface {
 	// Resume finishes a recovery that a crashed manager left unfinished;
 	// nil when there is none.
-	Resume(ctx context.Context, cluster string) (*promote.Record, error)
+	Resume(ctx context.Context) (*promote.Record, error)
 	// Recover replaces a dead primary under the cluster's lock; errors
 	// wrapping promote.ErrLocked or promote.ErrBlocked mean another
 	// manager acts or a recent recovery forbids acting.
-	Recover(ctx context.Context, cluster string, t promote.Trigger) (*promote.Record, error)
+	Recover(ctx context.Context, t promote.Trigger, c promote.Choice) (*promote.Record, error)
 	// Enforce keeps one writer: an instance that is writable while the
-	// writer endpoint names another is fenced.
-	Enforce(ctx context.Context, cluster string, s topology.Snapshot) error
+	// writer endpoint names another is fenced; a returned old primary
+	// rejoins.
+	Enforce(ctx context.Context) error
 	// Publish points the writer endpoint at writer and the reader
-	// endpoint at readers, as seen in s.
-	Publish(ctx context.Context, s topology.Snapshot, writer string, readers []string) error
+	// endpoint at readers.
+	Publish(ctx context.Context, writer string, readers []string) error
 }
-
-// ErrBusy from a Recoverer means the cluster is changing (a recovery holds
-// its lock, or the topology moved): nothing was done, try next cycle.
-var ErrBusy = errors.New("the cluster is changing")
 
 // Cluster wires one cluster into the monitor.
 type Cluster struct {
@@ -51,6 +49,8 @@ type Cluster struct {
 	Prober topology.Prober
 	// Stream returns the in-process change stream's status, or nil.
 	Stream func() *binlog.Status
+	// Keeper acts on the findings; nil to detect and report only.
+	Keeper Keeper
 }
 
 // Options configure a Monitor.
@@ -61,8 +61,7 @@ type Options struct {
 	Policy           checks.Policy
 	ExternalTimeout  time.Duration
 	ExternalInterval time.Duration
-	Peers            Peers     // may be nil
-	Recoverer        Recoverer // may be nil: detect only
+	Peers            Peers // may be nil
 	Logger           *slog.Logger
 	Clusters         []Cluster
 }
@@ -185,7 +184,7 @@ func (w *watcher) state() State {
 }
 
 func (w *watcher) run(ctx context.Context) {
-	if w.m.opts.Recoverer != nil {
+	if w.c.Keeper != nil {
 		w.resumePending = true
 		w.resume(ctx, time.Now())
 	}
@@ -264,37 +263,49 @@ func (w *watcher) cycle(ctx context.Context) {
 	w.act(ctx, snap, findings, obs.At)
 }
 
-// act hands what calls for action to the Recoverer: a confirmed dead
-// primary is recovered (when the cluster allows automatic failover); a
-// second writable instance, or a detached one, goes to Enforce (fence,
-// rejoin). Nothing else ever triggers a change: UnreachablePrimary,
-// PrimaryHung and the rest are only reported.
+// act dispatches what the findings call for (their rule's action) to the
+// cluster's Keeper: a confirmed dead primary is recovered when the cluster
+// allows automatic failover; a second writable instance, no writable one,
+// or a detached one is enforced (fence, rejoin); otherwise the endpoints
+// are kept published.
 func (w *watcher) act(ctx context.Context, snap topology.Snapshot, findings []checks.Finding, at time.Time) {
-	r := w.m.opts.Recoverer
-	if r == nil {
+	k := w.c.Keeper
+	if k == nil {
 		return
 	}
 	if w.resumePending && !w.resume(ctx, at) {
 		return
 	}
-	for _, f := range findings {
-		if f.Recover && w.c.Config.Promotion.IsAutoFailover() {
-			if !at.Before(w.retryAt) {
-				w.recover(ctx, f, findings, at)
+	f, action := dispatch(findings, w.c.Config.Promotion.IsAutoFailover())
+	switch action {
+	case checks.Recover:
+		if !at.Before(w.retryAt) {
+			w.recover(ctx, f, findings, at)
+		}
+	case checks.Enforce:
+		if err := k.Enforce(ctx); err != nil && !errors.Is(err, promote.ErrBusy) {
+			w.log.Error("enforce a single writer", "err", err)
+		}
+	default:
+		w.publish(ctx, snap, at)
+	}
+}
+
+// dispatch picks the one action a cycle takes and the finding that calls
+// for it: a recovery first (when automatic failover is on), then
+// enforcement; Report means only keeping the endpoints published.
+func dispatch(findings []checks.Finding, autoFailover bool) (checks.Finding, checks.Action) {
+	for _, want := range []checks.Action{checks.Recover, checks.Enforce} {
+		if want == checks.Recover && !autoFailover {
+			continue
+		}
+		for _, f := range findings {
+			if f.Action == want {
+				return f, want
 			}
-			return
 		}
 	}
-	for _, p := range snap.Problems {
-		switch p.Code {
-		case topology.TwoWritablePrimaries, topology.NoWritablePrimary, topology.InstanceDetached:
-			if err := r.Enforce(ctx, w.c.Config.Name, snap); err != nil && !errors.Is(err, ErrBusy) {
-				w.log.Error("enforce a single writer", "err", err)
-			}
-			return
-		}
-	}
-	w.publish(ctx, snap, at)
+	return checks.Finding{}, checks.Report
 }
 
 // resume finishes the recovery a crashed manager left unfinished, if any,
@@ -309,7 +320,7 @@ func (w *watcher) resume(ctx context.Context, at time.Time) bool {
 	if at.Before(w.resumeAt) {
 		return true
 	}
-	rec, err := w.m.opts.Recoverer.Resume(ctx, w.c.Config.Name)
+	rec, err := w.c.Keeper.Resume(ctx)
 	switch {
 	case errors.Is(err, promote.ErrLocked):
 		w.warnOnce("resume-locked", "a recovery in progress waits for the cluster's lock", "err", err)
@@ -340,8 +351,8 @@ func (w *watcher) publish(ctx context.Context, snap topology.Snapshot, at time.T
 	if key == w.published && at.Before(w.publishedAt.Add(30*time.Second)) {
 		return
 	}
-	err = w.m.opts.Recoverer.Publish(ctx, snap, writer, readers)
-	if errors.Is(err, ErrBusy) {
+	err = w.c.Keeper.Publish(ctx, writer, readers)
+	if errors.Is(err, promote.ErrBusy) {
 		return
 	}
 	if err != nil {
@@ -356,7 +367,7 @@ func (w *watcher) publish(ctx context.Context, snap topology.Snapshot, at time.T
 
 func (w *watcher) recover(ctx context.Context, f checks.Finding, findings []checks.Finding, at time.Time) {
 	t := promote.Trigger{Reason: string(f.Code), Automatic: true, Detected: at, Evidence: findings, Primary: f.Instance}
-	rec, err := w.m.opts.Recoverer.Recover(ctx, w.c.Config.Name, t)
+	rec, err := w.c.Keeper.Recover(ctx, t, promote.Choice{})
 	switch {
 	case errors.Is(err, promote.ErrLocked):
 		w.log.Info("another manager is recovering the cluster", "code", f.Code)

@@ -36,8 +36,8 @@ func TestDeadPrimaryOnKill(t *testing.T) {
 			st := waitState(t, m, c.cluster, "DeadPrimary", 15*time.Second, showing(checks.DeadPrimary))
 			t.Logf("kill -9 of %s: DeadPrimary after %v", primary, detection(st, killed))
 			f, _ := findingOf(st, checks.DeadPrimary)
-			if !f.Recover || f.Instance != addr(t, l, primary) {
-				t.Errorf("DeadPrimary on %q with recover=%v, want %s and true", f.Instance, f.Recover, addr(t, l, primary))
+			if f.Action != checks.Recover || f.Instance != addr(t, l, primary) {
+				t.Errorf("DeadPrimary on %q with action %q, want %s and recover", f.Instance, f.Action, addr(t, l, primary))
 			}
 			if !hasVote(f, checks.PathManager, checks.Dead) || !hasVote(f, checks.PathReplica, checks.Dead) {
 				t.Errorf("DeadPrimary without dead votes from dbha and a replica:%s", describeFindings(st.Findings))

@@ -322,7 +322,7 @@ func TestCheckCLI(t *testing.T) {
 	}
 	for i, c := range labEngines {
 		f, ok := findingOf(daemon.State{Findings: cls[i].Findings}, checks.DeadPrimary)
-		if cls[i].Cluster != c.cluster || !ok || f.Instance != addr(t, l, c.kind+"-1") || !f.Recover ||
+		if cls[i].Cluster != c.cluster || !ok || f.Instance != addr(t, l, c.kind+"-1") || f.Action != checks.Recover ||
 			!hasVote(f, checks.PathManager, checks.Dead) || !hasVote(f, checks.PathReplica, checks.Dead) || len(cls[i].Votes) < 3 {
 			t.Errorf("%s: want DeadPrimary with the votes of dbha and the replicas; got %+v", c.cluster, cls[i])
 		}

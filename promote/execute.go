@@ -33,6 +33,11 @@ type Engine interface {
 	// Position returns what addr holds now; an error when it cannot be
 	// asked (a dead old primary).
 	Position(ctx context.Context, addr string) (topology.Position, error)
+	// Rejoin makes a fenced former primary, which holds nothing primary
+	// lacks, follow primary (MariaDB: a repoint; PostgreSQL: the
+	// operator's rejoin command, which rewinds it). Keeper.Enforce calls
+	// it; a failure is retried after a back-off.
+	Rejoin(ctx context.Context, addr, primary string) error
 }
 
 // Coordinator is the cluster's shared state: the lock this promotion runs

@@ -39,6 +39,9 @@ func (f *fakeEngine) Promote(_ context.Context, a string) error { return f.call(
 func (f *fakeEngine) Repoint(_ context.Context, a, s string) error {
 	return f.call("repoint", a, s)
 }
+func (f *fakeEngine) Rejoin(_ context.Context, a, p string) error {
+	return f.call("rejoin", a, p)
+}
 func (f *fakeEngine) Fence(_ context.Context, a string) error   { return f.call("fence", a) }
 func (f *fakeEngine) Unfence(_ context.Context, a string) error { return f.call("unfence", a) }
 func (f *fakeEngine) Position(_ context.Context, a string) (topology.Position, error) {

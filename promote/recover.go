@@ -25,6 +25,12 @@ type Store interface {
 	Save(ctx context.Context, r *Record) error
 	// Unfinished returns the cluster's recovery in progress, or nil.
 	Unfinished(ctx context.Context, cluster string) (*Record, error)
+	// Latest returns the cluster's most recent recovery, finished or not,
+	// or nil when it has had none.
+	Latest(ctx context.Context, cluster string) (*Record, error)
+	// Writer returns the instances the writer endpoint names (one, or
+	// none before the first publication).
+	Writer(ctx context.Context, cluster string) ([]string, error)
 	SetWriter(ctx context.Context, cluster, addr string) error
 	SetReaders(ctx context.Context, cluster string, addrs []string) error
 }

@@ -246,20 +246,12 @@ type switchoverBreaker struct {
 }
 
 func (b switchoverBreaker) Kill(ctx context.Context, _ string) error {
-	prober, closeProber, err := newProber(b.cl)
+	keeper, closeKeeper, err := newClusterKeeper(ctx, b.cfg, b.cl, nil)
 	if err != nil {
 		return err
 	}
-	defer closeProber()
-	discover := func(ctx context.Context) topology.Snapshot {
-		return topology.Discover(ctx, b.cl.Name, topology.Engine(b.cl.Engine), b.cl.Instances, prober, b.cfg.Probe.Timeout)
-	}
-	env, closeEnv, err := recoverEnv(ctx, b.cfg, b.cl, discover, slog.New(slog.DiscardHandler))
-	if err != nil {
-		return err
-	}
-	defer closeEnv()
-	_, err = promote.Recover(ctx, env, b.cl.Name, promotionRequest(b.cfg, b.cl, "", false), promote.Trigger{Reason: "drill switchover"})
+	defer closeKeeper()
+	_, err = keeper.Recover(ctx, promote.Trigger{Reason: "drill switchover"}, promote.Choice{})
 	return err
 }
 

@@ -5,17 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/dbha/dbha/binlog"
 	"github.com/dbha/dbha/config"
 	"github.com/dbha/dbha/consul"
 	"github.com/dbha/dbha/promote"
-	"github.com/dbha/dbha/topology"
 )
 
 func newPromoteCmd(g *globalFlags) *cobra.Command {
@@ -37,28 +34,25 @@ transactions, broken replication, never, lag); what it overrides is recorded.`,
 			if err != nil {
 				return err
 			}
-			prober, closeProber, err := newProber(cl)
-			if err != nil {
-				return err
-			}
-			defer closeProber()
-			discover := func(ctx context.Context) topology.Snapshot {
-				return topology.Discover(ctx, cl.Name, topology.Engine(cl.Engine), cl.Instances, prober, cfg.Probe.Timeout)
-			}
-			req := promotionRequest(cfg, cl, to, force)
+			choice := promote.Choice{To: to, Force: force}
 			if dryRun {
-				plan, err := promote.MakePlan(discover(cmd.Context()), req)
+				planner, closePlanner, err := newKeeper(cfg, cl, nil, nil)
+				if err != nil {
+					return err
+				}
+				defer closePlanner()
+				plan, err := planner.Plan(cmd.Context(), choice)
 				if err != nil {
 					return err
 				}
 				return writePlan(cmd.OutOrStdout(), plan, output)
 			}
-			env, closeEnv, err := recoverEnv(cmd.Context(), cfg, cl, discover, slog.New(slog.DiscardHandler))
+			keeper, closeKeeper, err := newClusterKeeper(cmd.Context(), cfg, cl, nil)
 			if err != nil {
 				return err
 			}
-			defer closeEnv()
-			rec, err := promote.Recover(cmd.Context(), env, cl.Name, req, promote.Trigger{Reason: "requested with dbha promote"})
+			defer closeKeeper()
+			rec, err := keeper.Recover(cmd.Context(), promote.Trigger{Reason: "requested with dbha promote"}, choice)
 			if rec != nil {
 				if werr := writeRecord(cmd.OutOrStdout(), rec, output); werr != nil {
 					return werr
@@ -73,54 +67,6 @@ transactions, broken replication, never, lag); what it overrides is recorded.`,
 	cmd.Flags().BoolVar(&force, "force", false, "allow --to to name a replica the rules exclude")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
-}
-
-// promotionRequest gathers what a plan needs beyond the snapshot: the
-// operator's rules, and what dbha's stream holds of the primary (which is
-// also the last position dbha saw it at).
-func promotionRequest(cfg config.Config, cl config.Cluster, to string, force bool) promote.Request {
-	pr := cl.Promotion
-	req := promote.Request{To: to, Force: force, Rules: promote.Rules{
-		Prefer: pr.Prefer, Never: pr.Never, Priority: pr.Priority, MaxLagSeconds: pr.MaxLagSeconds}}
-	dir := binlog.Dir(cfg.StateDir, cl.Name)
-	st, err := binlog.ReadStatus(dir)
-	if err != nil {
-		return req
-	}
-	req.LastPrimary = st.Primary
-	if st.Position.IsZero() {
-		return req
-	}
-	if store, err := openStore(cfg, cl); err == nil {
-		if pos := store.Position(); !pos.IsZero() {
-			req.Held = &promote.Held{Position: pos, From: st.Primary}
-			req.LastSeen = pos
-		}
-	}
-	return req
-}
-
-// recoverEnv wires a recovery: Consul for the lock, records and
-// endpoints; the engine; the hooks.
-func recoverEnv(ctx context.Context, cfg config.Config, cl config.Cluster, discover func(context.Context) topology.Snapshot, log *slog.Logger) (promote.RecoverEnv, func(), error) {
-	c, err := newConsul(ctx, cfg)
-	if err != nil {
-		return promote.RecoverEnv{}, nil, fmt.Errorf("a promotion needs Consul for its lock and the writer endpoint: %w", err)
-	}
-	engine, closeEngine, err := newEngine(cfg, cl)
-	if err != nil {
-		return promote.RecoverEnv{}, nil, err
-	}
-	pr := cl.Promotion
-	return promote.RecoverEnv{
-		Store:       c.Recoveries(filepath.Join(cfg.StateDir, "audit.jsonl")),
-		Engine:      engine,
-		Hooks:       promote.CommandHooks{Before: pr.BeforePromote, After: pr.AfterPromote, Timeout: pr.StepTimeout},
-		Manager:     managerName(cfg),
-		Discover:    discover,
-		StepTimeout: pr.StepTimeout,
-		BlockFor:    pr.BlockFor,
-	}, func() { closeEngine() }, nil
 }
 
 func writePlan(w io.Writer, p promote.Plan, format string) error {

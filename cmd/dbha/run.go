@@ -111,6 +111,15 @@ func newMonitor(ctx context.Context, cfg config.Config, clusters []config.Cluste
 		Policy: cfg.Checks.Policy, ExternalTimeout: cfg.Checks.ExternalTimeout, ExternalInterval: cfg.Checks.ExternalInterval,
 		Logger: log,
 	}
+	c, err := newConsul(ctx, cfg)
+	switch {
+	case err != nil && recover:
+		log.Warn("consul unavailable: deciding without peer managers, and no automatic failover (it needs the cluster lock)", "err", err)
+	case err != nil:
+		log.Warn("consul unavailable: deciding without peer managers", "err", err)
+	default:
+		opts.Peers = c
+	}
 	for _, cl := range clusters {
 		p, closeFn, err := newProber(cl)
 		if err != nil {
@@ -122,25 +131,16 @@ func newMonitor(ctx context.Context, cfg config.Config, clusters []config.Cluste
 		if s, ok := streams[cl.Name]; ok {
 			dc.Stream = func() *binlog.Status { st := s.Status(); return &st }
 		}
-		opts.Clusters = append(opts.Clusters, dc)
-	}
-	c, err := newConsul(ctx, cfg)
-	switch {
-	case err != nil && recover:
-		log.Warn("consul unavailable: deciding without peer managers, and no automatic failover (it needs the cluster lock)", "err", err)
-	case err != nil:
-		log.Warn("consul unavailable: deciding without peer managers", "err", err)
-	default:
-		opts.Peers = c
-		if recover {
-			r, closeRec, err := newRecoverer(ctx, cfg, clusters, c, log)
+		if recover && opts.Peers != nil {
+			k, closeKeeper, err := newKeeper(cfg, cl, c, log)
 			if err != nil {
 				closeAll()
 				return nil, nil, err
 			}
-			closers = append(closers, closeRec)
-			opts.Recoverer = r
+			closers = append(closers, closeKeeper)
+			dc.Keeper = k
 		}
+		opts.Clusters = append(opts.Clusters, dc)
 	}
 	return daemon.New(opts), closeAll, nil
 }

@@ -24,6 +24,7 @@ type Controller struct {
 	user, password         string
 	replUser, replPassword string
 	prober                 *Prober // its pools, shared
+	rejoinCommand          []string
 }
 
 // NewController returns a controller that logs in as user and points

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/dbha/dbha/binlog"
+	"github.com/dbha/dbha/config"
+	"github.com/dbha/dbha/consul"
+	"github.com/dbha/dbha/promote"
+	"github.com/dbha/dbha/topology"
+)
+
+// newKeeper wires the keeper of one cluster: a prober for fresh snapshots,
+// Consul for the lock, records and endpoints, the engine and the hooks.
+// With c nil the keeper can only plan (`dbha promote --dry-run`), which
+// needs neither Consul nor the replication account.
+func newKeeper(cfg config.Config, cl config.Cluster, c *consul.Client, log *slog.Logger) (*promote.Keeper, func(), error) {
+	prober, closeProber, err := newProber(cl)
+	if err != nil {
+		return nil, nil, err
+	}
+	closeAll := func() { closeProber() }
+	pr := cl.Promotion
+	env := promote.RecoverEnv{
+		Discover: func(ctx context.Context) topology.Snapshot {
+			return topology.Discover(ctx, cl.Name, topology.Engine(cl.Engine), cl.Instances, prober, cfg.Probe.Timeout)
+		},
+		Hooks:       promote.CommandHooks{Before: pr.BeforePromote, After: pr.AfterPromote, Timeout: pr.StepTimeout},
+		Manager:     managerName(cfg),
+		StepTimeout: pr.StepTimeout,
+		BlockFor:    pr.BlockFor,
+	}
+	if c != nil {
+		engine, closeEngine, err := newEngine(cfg, cl)
+		if err != nil {
+			closeProber()
+			return nil, nil, err
+		}
+		closeAll = func() { closeEngine(); closeProber() }
+		env.Engine, env.Store = engine, c.Recoveries(filepath.Join(cfg.StateDir, "audit.jsonl"))
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	request := func() promote.Request { return promotionRequest(cfg, cl) }
+	return promote.NewKeeper(cl.Name, env, request, log.With("cluster", cl.Name)), closeAll, nil
+}
+
+// newClusterKeeper is newKeeper for a single command: it connects to
+// Consul itself.
+func newClusterKeeper(ctx context.Context, cfg config.Config, cl config.Cluster, log *slog.Logger) (*promote.Keeper, func(), error) {
+	c, err := newConsul(ctx, cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("a promotion needs Consul for its lock and the writer endpoint: %w", err)
+	}
+	return newKeeper(cfg, cl, c, log)
+}
+
+// promotionRequest gathers what a plan needs beyond the snapshot: the
+// operator's rules, and what dbha's stream holds of the primary (which is
+// also the last position dbha saw it at).
+func promotionRequest(cfg config.Config, cl config.Cluster) promote.Request {
+	pr := cl.Promotion
+	req := promote.Request{Rules: promote.Rules{
+		Prefer: pr.Prefer, Never: pr.Never, Priority: pr.Priority, MaxLagSeconds: pr.MaxLagSeconds}}
+	dir := binlog.Dir(cfg.StateDir, cl.Name)
+	st, err := binlog.ReadStatus(dir)
+	if err != nil {
+		return req
+	}
+	req.LastPrimary = st.Primary
+	if st.Position.IsZero() {
+		return req
+	}
+	if store, err := openStore(cfg, cl); err == nil {
+		if pos := store.Position(); !pos.IsZero() {
+			req.Held = &promote.Held{Position: pos, From: st.Primary}
+			req.LastSeen = pos
+		}
+	}
+	return req
+}

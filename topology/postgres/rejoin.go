@@ -1,0 +1,53 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/dbha/dbha/topology"
+)
+
+// StopFollowing does nothing: a standby keeps streaming until it is
+// promoted, and a dead primary sends nothing more.
+func (c *Controller) StopFollowing(context.Context, string) error { return nil }
+
+// CatchUpFrom always fails: PostgreSQL standbys cannot take WAL from one
+// another (the WAL only dbha holds reaches a candidate through
+// restore_command instead).
+func (c *Controller) CatchUpFrom(_ context.Context, addr, source string, _ topology.Position) error {
+	return fmt.Errorf("catch %s up from %s: PostgreSQL standbys cannot take WAL from one another", addr, source)
+}
+
+// ErrNoRejoinCommand: a former primary needs the operator's rejoin command
+// (pg_rewind runs on its host), and none is configured.
+var ErrNoRejoinCommand = errors.New("no promotion.rejoin_command is configured: rewind it by hand (pg_rewind) and start it as a standby")
+
+// SetRejoinCommand sets the operator's command that rewinds a former
+// primary and starts it as a standby; "{instance}" and "{primary}" in it
+// stand for the two addresses.
+func (c *Controller) SetRejoinCommand(argv []string) { c.rejoinCommand = argv }
+
+// Rejoin runs the rejoin command for addr, bounded by two minutes: a
+// former primary must be rewound on its own host before it can follow
+// primary, which dbha cannot do over SQL.
+func (c *Controller) Rejoin(ctx context.Context, addr, primary string) error {
+	if len(c.rejoinCommand) == 0 {
+		return ErrNoRejoinCommand
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	r := strings.NewReplacer("{instance}", addr, "{primary}", primary)
+	args := make([]string, len(c.rejoinCommand))
+	for i, a := range c.rejoinCommand {
+		args[i] = r.Replace(a)
+	}
+	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("rejoin_command %s: %w: %s", args[0], err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
