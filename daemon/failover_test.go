@@ -1,0 +1,214 @@
+package daemon
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/dbha/dbha/checks"
+	"github.com/dbha/dbha/config"
+	"github.com/dbha/dbha/promote"
+	"github.com/dbha/dbha/promote/promotetest"
+	"github.com/dbha/dbha/topology"
+)
+
+// failoverRig is a monitor whose cluster is simulated (promotetest.Cluster
+// is both its prober and its engine) and whose keeper is the real
+// promote.Keeper over an in-memory store: automatic failover end to end,
+// without building the binary. Integration tests run the same path
+// against real servers and Consul.
+type failoverRig struct {
+	t       *testing.T
+	cluster *promotetest.Cluster
+	addrs   []string
+	store   *promotetest.Store
+	m       *Monitor
+}
+
+func newFailoverRig(t *testing.T, autoFailover bool) *failoverRig {
+	t.Helper()
+	c, addrs, err := promotetest.NewCluster(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	store := promotetest.NewStore()
+	discover := func(ctx context.Context) topology.Snapshot {
+		return topology.Discover(ctx, "c", topology.MariaDB, addrs, c, time.Second)
+	}
+	env := promote.RecoverEnv{Store: store, Engine: c, Manager: "m1", Discover: discover,
+		StepTimeout: 5 * time.Second, BlockFor: time.Hour}
+	keeper := promote.NewKeeper("c", env, func() promote.Request { return promote.Request{} }, nil)
+	cfg := config.Cluster{Name: "c", Engine: "mariadb", Instances: addrs,
+		Promotion: config.Promotion{AutoFailover: &autoFailover}}
+	m := New(Options{Manager: "m1", Interval: 10 * time.Millisecond, ProbeTimeout: time.Second,
+		Policy: checks.DefaultPolicy(), Clusters: []Cluster{{Config: cfg, Prober: c, Keeper: keeper}}})
+	return &failoverRig{t: t, cluster: c, addrs: addrs, store: store, m: m}
+}
+
+// cycle runs one monitor cycle and returns the findings' codes.
+func (r *failoverRig) cycle() []checks.Code {
+	r.m.Cycle(context.Background())
+	st, _ := r.m.State("c")
+	var codes []checks.Code
+	for _, f := range st.Findings {
+		codes = append(codes, f.Code)
+	}
+	return codes
+}
+
+func (r *failoverRig) writer() string {
+	w, _ := r.store.Writer(context.Background(), "c")
+	if len(w) != 1 {
+		return ""
+	}
+	return w[0]
+}
+
+// TestAutomaticFailover: detection → recover → publish → enforce, through
+// the monitor's dispatch and the real keeper: a vanished primary is
+// confirmed by dbha and both replicas, the best replica is promoted and
+// published, the other follows it; the old primary, back writable, is
+// fenced, and once fenced and following nobody it rejoins.
+func TestAutomaticFailover(t *testing.T) {
+	r := newFailoverRig(t, true)
+	a, b, c := r.addrs[0], r.addrs[1], r.addrs[2]
+
+	if codes := r.cycle(); len(codes) != 0 {
+		t.Fatalf("healthy cluster: findings %v", codes)
+	}
+	if w, rd := r.writer(), r.store.Readers("c"); w != a || !slices.Equal(rd, []string{b, c}) {
+		t.Fatalf("published writer %q readers %v, want %s and [%s %s]", w, rd, a, b, c)
+	}
+
+	r.cluster.Kill(a)
+	var recs []*promote.Record
+	for i := 0; i < 5 && len(recs) == 0; i++ {
+		r.cycle()
+		recs = r.store.Records("c")
+	}
+	if len(recs) != 1 {
+		t.Fatalf("after the primary vanished: %d recoveries, want 1 (calls %v)", len(recs), r.cluster.Calls())
+	}
+	rec := recs[0]
+	if !rec.Done || rec.Error != "" || rec.Reason != string(checks.DeadPrimary) || rec.Plan.OldPrimary != a {
+		t.Fatalf("recovery %+v: want done, for DeadPrimary of %s", rec, a)
+	}
+	next := rec.Plan.NewPrimary
+	other := c
+	if next == c {
+		other = b
+	}
+	if next != b && next != c {
+		t.Fatalf("promoted %q, want one of the replicas", next)
+	}
+	if w := r.writer(); w != next {
+		t.Fatalf("writer %q after the recovery, want %s", w, next)
+	}
+	if n := r.cluster.Node(other); n.Source != next || n.Halted {
+		t.Errorf("the other replica %s follows %q (halted %v), want %s", other, n.Source, n.Halted, next)
+	}
+	if codes := r.cycle(); slices.Contains(codes, checks.DeadPrimary) {
+		t.Fatalf("after the recovery: findings %v", codes)
+	}
+
+	// The old primary returns as it died: writable, following nobody.
+	if err := r.cluster.Start(a, false); err != nil {
+		t.Fatal(err)
+	}
+	codes := r.cycle()
+	if !slices.Contains(codes, checks.TwoWritablePrimaries) {
+		t.Fatalf("old primary back writable: findings %v, want TwoWritablePrimaries", codes)
+	}
+	if n := r.cluster.Node(a); !n.ReadOnly {
+		t.Fatalf("old primary %s still writable after the cycle that saw two writers (calls %v)", a, r.cluster.Calls())
+	}
+	codes = r.cycle()
+	if !slices.Contains(codes, checks.InstanceDetached) {
+		t.Fatalf("old primary fenced and following nobody: findings %v, want InstanceDetached", codes)
+	}
+	if n := r.cluster.Node(a); n.Source != next {
+		t.Fatalf("old primary %s follows %q after enforcement, want %s (calls %v)", a, n.Source, next, r.cluster.Calls())
+	}
+	if codes := r.cycle(); len(codes) != 0 {
+		t.Fatalf("cluster healed: findings %v", codes)
+	}
+	if w, rd := r.writer(), r.store.Readers("c"); w != next || len(rd) != 2 || !slices.Contains(rd, a) || !slices.Contains(rd, other) {
+		t.Errorf("endpoints after healing: writer %q readers %v, want %s and the two others", w, rd, next)
+	}
+	if got := r.store.Moves; !slices.Equal(got, []string{"c=" + a, "c=" + next}) {
+		t.Errorf("writer moves %v, want exactly two: to %s, then to %s", got, a, next)
+	}
+}
+
+// TestNoAutomaticFailoverWhenOff: with auto_failover off a confirmed dead
+// primary is reported and nothing changes.
+func TestNoAutomaticFailoverWhenOff(t *testing.T) {
+	r := newFailoverRig(t, false)
+	r.cycle()
+	r.cluster.Kill(r.addrs[0])
+	var codes []checks.Code
+	for range 4 {
+		codes = r.cycle()
+	}
+	if !slices.Contains(codes, checks.DeadPrimary) {
+		t.Fatalf("findings %v, want DeadPrimary", codes)
+	}
+	if recs := r.store.Records("c"); len(recs) != 0 || r.writer() != r.addrs[0] {
+		t.Fatalf("with auto_failover off: %d recoveries, writer %q; want none and %s", len(recs), r.writer(), r.addrs[0])
+	}
+	for _, call := range r.cluster.Calls() {
+		t.Errorf("engine called with auto_failover off: %s", call)
+	}
+}
+
+// TestNothingWhileAnotherManagerHoldsTheLock: while another manager holds
+// the cluster's lock, this one neither recovers nor fences; once it is
+// released, the recovery happens.
+func TestNothingWhileAnotherManagerHoldsTheLock(t *testing.T) {
+	r := newFailoverRig(t, true)
+	r.cycle()
+	release := r.store.Hold("c", "m2")
+	r.cluster.Kill(r.addrs[0])
+	for range 4 {
+		r.cycle()
+	}
+	if recs := r.store.Records("c"); len(recs) != 0 || len(r.cluster.Calls()) != 0 {
+		t.Fatalf("while m2 holds the lock: %d recoveries, calls %v; want none", len(recs), r.cluster.Calls())
+	}
+	release()
+	r.cycle()
+	if recs := r.store.Records("c"); len(recs) != 1 || !recs[0].Done {
+		t.Fatalf("after m2 released the lock: recoveries %+v, want one done", recs)
+	}
+}
+
+func TestDispatch(t *testing.T) {
+	dead := checks.Finding{Code: checks.DeadPrimary, Action: checks.Recover}
+	two := checks.Finding{Code: checks.TwoWritablePrimaries, Action: checks.Enforce}
+	lag := checks.Finding{Code: checks.ReplicaLagging}
+	cases := []struct {
+		name     string
+		findings []checks.Finding
+		auto     bool
+		want     checks.Action
+		code     checks.Code
+	}{
+		{"nothing found: publish", nil, true, checks.Report, ""},
+		{"report-only findings: publish", []checks.Finding{lag}, true, checks.Report, ""},
+		{"dead primary: recover", []checks.Finding{lag, dead}, true, checks.Recover, checks.DeadPrimary},
+		{"recovery before enforcement", []checks.Finding{two, dead}, true, checks.Recover, checks.DeadPrimary},
+		{"automatic failover off: enforce instead", []checks.Finding{two, dead}, false, checks.Enforce, checks.TwoWritablePrimaries},
+		{"automatic failover off, nothing to enforce", []checks.Finding{dead}, false, checks.Report, ""},
+		{"enforce", []checks.Finding{lag, two}, true, checks.Enforce, checks.TwoWritablePrimaries},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f, got := dispatch(tc.findings, tc.auto)
+			if got != tc.want || f.Code != tc.code {
+				t.Errorf("dispatch = %q on %q, want %q on %q", got, f.Code, tc.want, tc.code)
+			}
+		})
+	}
+}

@@ -1,0 +1,135 @@
+package promote_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dbha/dbha/promote"
+	"github.com/dbha/dbha/promote/promotetest"
+	"github.com/dbha/dbha/topology"
+)
+
+// failingRejoin makes every Rejoin fail, counting the attempts.
+type failingRejoin struct {
+	*promotetest.Cluster
+	attempts int
+}
+
+func (f *failingRejoin) Rejoin(context.Context, string, string) error {
+	f.attempts++
+	return errors.New("pg_rewind: could not find common ancestor")
+}
+
+type keeperRig struct {
+	cluster *promotetest.Cluster
+	addrs   []string
+	store   *promotetest.Store
+	now     time.Time
+	keeper  *promote.Keeper
+}
+
+func newKeeperRig(t *testing.T, engine func(*promotetest.Cluster) promote.Engine) *keeperRig {
+	t.Helper()
+	c, addrs, err := promotetest.NewCluster(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	r := &keeperRig{cluster: c, addrs: addrs, store: promotetest.NewStore(), now: time.Date(2026, 12, 6, 1, 0, 0, 0, time.UTC)}
+	var e promote.Engine = c
+	if engine != nil {
+		e = engine(c)
+	}
+	env := promote.RecoverEnv{Store: r.store, Engine: e, Manager: "m1", StepTimeout: time.Second,
+		Discover: func(ctx context.Context) topology.Snapshot {
+			return topology.Discover(ctx, "c", topology.MariaDB, addrs, c, time.Second)
+		},
+		Now: func() time.Time { return r.now }}
+	r.keeper = promote.NewKeeper("c", env, func() promote.Request { return promote.Request{} }, nil)
+	return r
+}
+
+func TestKeeperPublish(t *testing.T) {
+	ctx := context.Background()
+	r := newKeeperRig(t, nil)
+	a, b := r.addrs[0], r.addrs[1]
+	if err := r.keeper.Publish(ctx, b, nil); !errors.Is(err, promote.ErrBusy) {
+		t.Fatalf("publish of a writer the fresh snapshot does not show: %v, want ErrBusy", err)
+	}
+	if err := r.keeper.Publish(ctx, a, []string{b}); err != nil {
+		t.Fatal(err)
+	}
+	release := r.store.Hold("c", "m2")
+	if err := r.keeper.Publish(ctx, a, nil); !errors.Is(err, promote.ErrBusy) {
+		t.Fatalf("publish while another manager holds the lock: %v, want ErrBusy", err)
+	}
+	release()
+
+	// The writer endpoint names a that cannot be reached; b became writable
+	// outside a failover: the writer is not moved.
+	r.cluster.Kill(a)
+	if err := r.cluster.Promote(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	err := r.keeper.Publish(ctx, b, nil)
+	if err == nil || !strings.Contains(err.Error(), "cannot be reached") {
+		t.Fatalf("publish away from an unreachable writer: %v, want a refusal", err)
+	}
+	if w, _ := r.store.Writer(ctx, "c"); len(w) != 1 || w[0] != a {
+		t.Fatalf("writer %v, want it left on %s", w, a)
+	}
+}
+
+func TestKeeperEnforceWaitsForAnUnfinishedRecovery(t *testing.T) {
+	ctx := context.Background()
+	r := newKeeperRig(t, nil)
+	a, b := r.addrs[0], r.addrs[1]
+	if err := r.store.SetWriter(ctx, "c", b); err != nil {
+		t.Fatal(err)
+	}
+	// A recovery between its promote and its move-writer steps: a is still
+	// writable, the writer names b. Enforce must not fence anything.
+	if err := r.store.Save(ctx, &promote.Record{ID: "r1", Cluster: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.keeper.Enforce(ctx); !errors.Is(err, promote.ErrBusy) {
+		t.Fatalf("enforce during a recovery: %v, want ErrBusy", err)
+	}
+	if calls := r.cluster.Calls(); len(calls) != 0 {
+		t.Fatalf("enforce during a recovery changed %v", calls)
+	}
+	if n := r.cluster.Node(a); n.ReadOnly {
+		t.Fatal("the primary was fenced during a recovery")
+	}
+}
+
+func TestKeeperRejoinBacksOff(t *testing.T) {
+	ctx := context.Background()
+	var fr *failingRejoin
+	r := newKeeperRig(t, func(c *promotetest.Cluster) promote.Engine { fr = &failingRejoin{Cluster: c}; return fr })
+	a, b, c := r.addrs[0], r.addrs[1], r.addrs[2]
+	// A finished failover from a to b; a is back, fenced, following nobody.
+	for _, step := range []error{r.cluster.Promote(ctx, b), r.cluster.Repoint(ctx, c, b), r.cluster.Fence(ctx, a), r.store.SetWriter(ctx, "c", b)} {
+		if step != nil {
+			t.Fatal(step)
+		}
+	}
+	rec := &promote.Record{ID: "r1", Cluster: "c", Done: true, Plan: promote.Plan{Cluster: "c", OldPrimary: a, NewPrimary: b}}
+	if err := r.store.Save(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.keeper.Enforce(ctx); err == nil || fr.attempts != 1 {
+		t.Fatalf("first rejoin: err %v after %d attempts, want the failure after 1", err, fr.attempts)
+	}
+	r.now = r.now.Add(10 * time.Second)
+	if err := r.keeper.Enforce(ctx); err != nil || fr.attempts != 1 {
+		t.Fatalf("10 s after a failed rejoin: err %v, %d attempts; want no new attempt", err, fr.attempts)
+	}
+	r.now = r.now.Add(25 * time.Second)
+	if err := r.keeper.Enforce(ctx); err == nil || fr.attempts != 2 {
+		t.Fatalf("35 s after a failed rejoin: err %v, %d attempts; want a second attempt", err, fr.attempts)
+	}
+}
