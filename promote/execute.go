@@ -224,7 +224,7 @@ func (x *executor) run(ctx context.Context, st Step) (string, error) {
 	case ActWaitApplied:
 		return x.waitApplied(ctx, st)
 	case ActApply:
-		if st.Source == "stream" {
+		if st.Source == StreamSource {
 			return "", e.ApplyFromStream(ctx, st.Target, st.Position)
 		}
 		return "", e.CatchUpFrom(ctx, st.Target, st.Source, st.Position)

@@ -29,7 +29,7 @@ type Step struct {
 	N        int               `json:"n"`
 	Action   Action            `json:"action"`
 	Target   string            `json:"target,omitempty"`
-	Source   string            `json:"source,omitempty"` // an instance address, or "stream"
+	Source   string            `json:"source,omitempty"` // an instance address, or StreamSource
 	Position topology.Position `json:"position"`
 	Detail   string            `json:"detail"`
 }
@@ -103,9 +103,13 @@ func otherReplicas(s topology.Snapshot, p Plan) []string {
 	return out
 }
 
+// StreamSource, as a step's Source, stands for dbha's change-stream store:
+// an apply step from it hands over what only dbha holds.
+const StreamSource = string(FromStream)
+
 func sourceName(src Source) string {
 	if src.Kind == FromStream {
-		return "stream"
+		return StreamSource
 	}
 	return src.Addr
 }
