@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dbha/dbha/backup"
 	"github.com/dbha/dbha/checks"
+	"github.com/dbha/dbha/schedule"
 )
 
 // Engine names a database family dbha manages.
@@ -519,7 +519,7 @@ func validateBackup(b Backup, key string, bad func(key, format string, args ...a
 		bad(key+".jitter", "must not be negative, got %v", b.Jitter)
 	}
 	if b.Schedule != "" {
-		if _, err := backup.ParseSchedule(b.Schedule, max(b.Jitter, 0)); err != nil {
+		if _, err := schedule.Parse(b.Schedule, max(b.Jitter, 0)); err != nil {
 			bad(key+".schedule", "%v (a cron spec such as \"0 2 * * *\" or \"@daily\")", err)
 		}
 	}

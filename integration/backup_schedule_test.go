@@ -20,6 +20,7 @@ import (
 	"github.com/dbha/dbha/config"
 	"github.com/dbha/dbha/consul"
 	"github.com/dbha/dbha/daemon"
+	"github.com/dbha/dbha/schedule"
 	"github.com/dbha/dbha/topology"
 )
 
@@ -260,7 +261,7 @@ func (env scheduleEnv) runner(manager string, password func(attempt int) string)
 func (env scheduleEnv) scheduler(t *testing.T, cl config.Cluster, spec, manager string, primary daemon.PrimaryView,
 	logs io.Writer, run daemon.BackupRunner) *daemon.BackupScheduler {
 	t.Helper()
-	sched, err := backup.ParseSchedule(spec, 0)
+	sched, err := schedule.Parse(spec, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
