@@ -13,15 +13,7 @@ import (
 
 	"github.com/dbha/dbha/checks"
 	"github.com/dbha/dbha/schedule"
-)
-
-// Engine names a database family dbha manages.
-type Engine string
-
-const (
-	MariaDB  Engine = "mariadb"
-	MySQL    Engine = "mysql"
-	Postgres Engine = "postgres"
+	"github.com/dbha/dbha/topology"
 )
 
 // Config is the whole of dbha's configuration. It is passed down explicitly;
@@ -91,9 +83,9 @@ type Probe struct {
 
 // Cluster is one primary–replica cluster.
 type Cluster struct {
-	Name      string   `mapstructure:"name" yaml:"name" json:"name"`
-	Engine    Engine   `mapstructure:"engine" yaml:"engine" json:"engine"`
-	Instances []string `mapstructure:"instances" yaml:"instances" json:"instances"`
+	Name      string          `mapstructure:"name" yaml:"name" json:"name"`
+	Engine    topology.Engine `mapstructure:"engine" yaml:"engine" json:"engine"`
+	Instances []string        `mapstructure:"instances" yaml:"instances" json:"instances"`
 	// User is the account dbha probes and manages the instances with; see the
 	// README for the grants it needs.
 	User         string `mapstructure:"user" yaml:"user" json:"user"`
@@ -462,7 +454,7 @@ func Validate(cfg Config, file string) error {
 
 func validateCluster(cl Cluster, key string, bad func(key, format string, args ...any)) {
 	switch cl.Engine {
-	case MariaDB, MySQL, Postgres:
+	case topology.MariaDB, topology.MySQL, topology.Postgres:
 	case "":
 		bad(key+".engine", "must be set to mariadb, mysql or postgres")
 	default:
@@ -492,10 +484,10 @@ func validateCluster(cl Cluster, key string, bad func(key, format string, args .
 	}
 	validateSecret(cl.Replication.Password(), key+".replication", bad)
 	st := cl.Stream
-	if st.SemiSync && cl.Engine == Postgres {
+	if st.SemiSync && cl.Engine == topology.Postgres {
 		bad(key+".stream.semi_sync", "is for MariaDB/MySQL; PostgreSQL uses stream.synchronous")
 	}
-	if st.Synchronous && cl.Engine != Postgres {
+	if st.Synchronous && cl.Engine != topology.Postgres {
 		bad(key+".stream.synchronous", "is for PostgreSQL; MariaDB/MySQL use stream.semi_sync")
 	}
 	if st.Slot != "" && !validSlotName(st.Slot) {

@@ -7,11 +7,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dbha/dbha/topology"
 )
 
 func validCluster() Cluster {
 	return Cluster{
-		Name: "c1", Engine: MariaDB, Instances: []string{"127.0.0.1:3306", "db2.example:3306"},
+		Name: "c1", Engine: topology.MariaDB, Instances: []string{"127.0.0.1:3306", "db2.example:3306"},
 		User: "dbha", PasswordFile: "/etc/dbha/pw",
 		Replication: Account{User: "repl", PasswordEnv: "REPL_PW"},
 	}

@@ -29,7 +29,7 @@ func newEngine(cfg config.Config, cl config.Cluster) (promote.Engine, func() err
 		return nil, nil, usageError(fmt.Errorf("cluster %s: replication: %w", cl.Name, err))
 	}
 	store := binlog.Dir(cfg.StateDir, cl.Name)
-	if cl.Engine == config.Postgres {
+	if cl.Engine == topology.Postgres {
 		c := postgres.NewController(cl.User, password, cl.Replication.User, replPassword)
 		return postgresEngine{Controller: c, storeDir: store, restoreCommand: cl.Promotion.RestoreCommand}, c.Close, nil
 	}

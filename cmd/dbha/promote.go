@@ -43,7 +43,7 @@ transactions, broken replication, never, lag); what it overrides is recorded.`,
 			}
 			defer closeProber()
 			discover := func(ctx context.Context) topology.Snapshot {
-				return topology.Discover(ctx, cl.Name, topology.Engine(cl.Engine), cl.Instances, prober, cfg.Probe.Timeout)
+				return topology.Discover(ctx, cl.Name, cl.Engine, cl.Instances, prober, cfg.Probe.Timeout)
 			}
 			req := promotionRequest(cfg, cl, to, force)
 			if dryRun {

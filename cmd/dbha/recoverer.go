@@ -45,7 +45,7 @@ func newRecoverer(ctx context.Context, cfg config.Config, clusters []config.Clus
 		}
 		closers = append(closers, func() { closeProber() })
 		discover := func(ctx context.Context) topology.Snapshot {
-			return topology.Discover(ctx, cl.Name, topology.Engine(cl.Engine), cl.Instances, prober, cfg.Probe.Timeout)
+			return topology.Discover(ctx, cl.Name, cl.Engine, cl.Instances, prober, cfg.Probe.Timeout)
 		}
 		env, closeEnv, err := recoverEnv(ctx, cfg, cl, discover, log)
 		if err != nil {
