@@ -14,7 +14,7 @@ import (
 func validCluster() Cluster {
 	return Cluster{
 		Name: "c1", Engine: topology.MariaDB, Instances: []string{"127.0.0.1:3306", "db2.example:3306"},
-		User: "dbha", PasswordFile: "/etc/dbha/pw",
+		Account:     Account{User: "dbha", PasswordFile: "/etc/dbha/pw"},
 		Replication: Account{User: "repl", PasswordEnv: "REPL_PW"},
 	}
 }
