@@ -490,6 +490,25 @@ func validateCluster(cl Cluster, key string, bad func(key, format string, args .
 	}
 	validatePromotion(cl, key, bad)
 	validateBackup(cl.Backup, key+".backup", bad)
+	if cl.Engine == topology.MySQL {
+		validateMySQL(cl, key, bad)
+	}
+}
+
+// validateMySQL refuses what dbha cannot do for MySQL (as opposed to
+// MariaDB) yet: promotion sends MariaDB-only SQL and backups run
+// mariadb-backup. Discovery, monitoring and the binlog stream work, so a
+// MySQL cluster is valid once it asks for nothing more; a configuration
+// that cannot fail over must not look as if it can.
+func validateMySQL(cl Cluster, key string, bad func(key, format string, args ...any)) {
+	if cl.Promotion.IsAutoFailover() {
+		bad(key+".promotion.auto_failover", "promotion is implemented for MariaDB and PostgreSQL, not MySQL yet, "+
+			"and auto_failover is on unless set: set it to false to monitor this cluster only")
+	}
+	if cl.Backup.Schedule != "" {
+		bad(key+".backup.schedule", "backups are implemented for MariaDB and PostgreSQL, not MySQL yet "+
+			"(they run mariadb-backup): remove the schedule to monitor this cluster only")
+	}
 }
 
 func validateBackup(b Backup, key string, bad func(key, format string, args ...any)) {
