@@ -11,17 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dbha/dbha/backup"
 	"github.com/dbha/dbha/checks"
-)
-
-// Engine names a database family dbha manages.
-type Engine string
-
-const (
-	MariaDB  Engine = "mariadb"
-	MySQL    Engine = "mysql"
-	Postgres Engine = "postgres"
+	"github.com/dbha/dbha/schedule"
+	"github.com/dbha/dbha/topology"
 )
 
 // Config is the whole of dbha's configuration. It is passed down explicitly;
@@ -91,14 +83,13 @@ type Probe struct {
 
 // Cluster is one primary–replica cluster.
 type Cluster struct {
-	Name      string   `mapstructure:"name" yaml:"name" json:"name"`
-	Engine    Engine   `mapstructure:"engine" yaml:"engine" json:"engine"`
-	Instances []string `mapstructure:"instances" yaml:"instances" json:"instances"`
-	// User is the account dbha probes and manages the instances with; see the
-	// README for the grants it needs.
-	User         string `mapstructure:"user" yaml:"user" json:"user"`
-	PasswordFile string `mapstructure:"password_file" yaml:"password_file,omitempty" json:"password_file,omitempty"`
-	PasswordEnv  string `mapstructure:"password_env" yaml:"password_env,omitempty" json:"password_env,omitempty"`
+	Name      string          `mapstructure:"name" yaml:"name" json:"name"`
+	Engine    topology.Engine `mapstructure:"engine" yaml:"engine" json:"engine"`
+	Instances []string        `mapstructure:"instances" yaml:"instances" json:"instances"`
+	// Account (user, password_file, password_env) is the account dbha
+	// probes and manages the instances with; see the README for the grants
+	// it needs.
+	Account `mapstructure:",squash" yaml:",inline"`
 	// Replication is the account replicas use to follow the primary.
 	Replication Account `mapstructure:"replication" yaml:"replication" json:"replication"`
 	// CheckCommand is an optional external check run every
@@ -123,13 +114,11 @@ type Backup struct {
 	// AllowPrimary lets the primary serve a backup when no healthy replica
 	// can.
 	AllowPrimary bool `mapstructure:"allow_primary" yaml:"allow_primary,omitempty" json:"allow_primary"`
-	// User (with PasswordFile or PasswordEnv) is the account the backup tool
-	// logs in with: for mariadb-backup RELOAD, PROCESS, LOCK TABLES, BINLOG
-	// MONITOR, SLAVE MONITOR; for pg_basebackup REPLICATION. Empty: the
-	// cluster's user.
-	User         string `mapstructure:"user" yaml:"user,omitempty" json:"user,omitempty"`
-	PasswordFile string `mapstructure:"password_file" yaml:"password_file,omitempty" json:"password_file,omitempty"`
-	PasswordEnv  string `mapstructure:"password_env" yaml:"password_env,omitempty" json:"password_env,omitempty"`
+	// Account (user, password_file, password_env) is the account the
+	// backup tool logs in with: for mariadb-backup RELOAD, PROCESS, LOCK
+	// TABLES, BINLOG MONITOR, SLAVE MONITOR; for pg_basebackup REPLICATION.
+	// No user: the cluster's account (Cluster.BackupAccount).
+	Account `mapstructure:",squash" yaml:",inline"`
 	// Keep and MaxAge bound the catalog (dbha backup prune); the newest
 	// verified backup is always kept.
 	Keep   int           `mapstructure:"keep" yaml:"keep,omitempty" json:"keep"`
@@ -141,14 +130,14 @@ type Backup struct {
 	// Jitter delays each scheduled backup by up to this much, the same
 	// delay on every manager for a given cluster and slot.
 	Jitter time.Duration `mapstructure:"jitter" yaml:"jitter,omitempty" json:"jitter,omitempty"`
+	// Verify makes `dbha run` verify each scheduled backup once taken, and
+	// then prune the catalog (keep, max_age); defaults to true.
+	Verify *bool `mapstructure:"verify" yaml:"verify,omitempty" json:"verify,omitempty"`
 	// RunAs is the account throwaway servers (verify, restore --until) and
 	// restored files belong to when dbha runs as root (database servers
 	// refuse root); default postgres or mysql, the accounts the packages
 	// create.
-	// Verify makes `dbha run` verify each scheduled backup once taken, and
-	// then prune the catalog (keep, max_age); defaults to true.
-	Verify *bool  `mapstructure:"verify" yaml:"verify,omitempty" json:"verify,omitempty"`
-	RunAs  string `mapstructure:"run_as" yaml:"run_as,omitempty" json:"run_as,omitempty"`
+	RunAs string `mapstructure:"run_as" yaml:"run_as,omitempty" json:"run_as,omitempty"`
 	// MaxRate bounds how fast a backup reads the source (bytes per second,
 	// e.g. "100MB"), to spare a replica that serves reads; 0: no bound.
 	MaxRate ByteSize `mapstructure:"max_rate" yaml:"max_rate,omitempty" json:"max_rate,omitempty"`
@@ -172,28 +161,23 @@ func (b Backup) IsVerify() bool { return b.Verify == nil || *b.Verify }
 // set.
 func (c Cluster) BackupAccount() Account {
 	if c.Backup.User == "" {
-		return Account{User: c.User, PasswordFile: c.PasswordFile, PasswordEnv: c.PasswordEnv}
+		return c.Account
 	}
-	return Account{User: c.Backup.User, PasswordFile: c.Backup.PasswordFile, PasswordEnv: c.Backup.PasswordEnv}
+	return c.Backup.Account
 }
 
 // Drill is how `dbha drill` writes to a cluster and breaks its primary.
 type Drill struct {
-	// User (with PasswordFile or PasswordEnv) is the client account the
-	// drill writes rows with, in Database (created if missing).
-	User         string `mapstructure:"user" yaml:"user,omitempty" json:"user,omitempty"`
-	PasswordFile string `mapstructure:"password_file" yaml:"password_file,omitempty" json:"password_file,omitempty"`
-	PasswordEnv  string `mapstructure:"password_env" yaml:"password_env,omitempty" json:"password_env,omitempty"`
-	Database     string `mapstructure:"database" yaml:"database,omitempty" json:"database,omitempty"`
+	// Account (user, password_file, password_env) is the client account
+	// the drill writes rows with, in Database (created if missing).
+	Account  `mapstructure:",squash" yaml:",inline"`
+	Database string `mapstructure:"database" yaml:"database,omitempty" json:"database,omitempty"`
 	// KillCommand crashes an instance and RestartCommand starts it again;
 	// "{instance}" in an argument is replaced by its host:port. A lab's
 	// clusters need neither: the drill uses the lab.
 	KillCommand    []string `mapstructure:"kill_command" yaml:"kill_command,omitempty" json:"kill_command,omitempty"`
 	RestartCommand []string `mapstructure:"restart_command" yaml:"restart_command,omitempty" json:"restart_command,omitempty"`
 }
-
-// Password returns where the drill account's password comes from.
-func (d Drill) Password() Secret { return Secret{File: d.PasswordFile, Env: d.PasswordEnv} }
 
 // Promotion configures how a cluster's primary is replaced.
 type Promotion struct {
@@ -272,7 +256,10 @@ type Retention struct {
 // IsEnabled reports whether the stream runs (the default).
 func (s Stream) IsEnabled() bool { return s.Enabled == nil || *s.Enabled }
 
-// Account is a user and where its password comes from.
+// Account is a user and where its password comes from. Cluster, Backup and
+// Drill embed it, so its keys sit at their level (clusters[0].user,
+// clusters[0].backup.password_file); Replication and Promotion.Apply are
+// accounts under a key of their own.
 type Account struct {
 	User         string `mapstructure:"user" yaml:"user" json:"user"`
 	PasswordFile string `mapstructure:"password_file" yaml:"password_file,omitempty" json:"password_file,omitempty"`
@@ -360,9 +347,6 @@ func DerivedServerID(cluster string) uint32 {
 	h.Write([]byte(cluster))
 	return 3_000_000_000 + h.Sum32()%1_000_000_000
 }
-
-// Password returns where the cluster's management password comes from.
-func (c Cluster) Password() Secret { return Secret{File: c.PasswordFile, Env: c.PasswordEnv} }
 
 // Password returns where the account's password comes from.
 func (a Account) Password() Secret { return Secret{File: a.PasswordFile, Env: a.PasswordEnv} }
@@ -462,7 +446,7 @@ func Validate(cfg Config, file string) error {
 
 func validateCluster(cl Cluster, key string, bad func(key, format string, args ...any)) {
 	switch cl.Engine {
-	case MariaDB, MySQL, Postgres:
+	case topology.MariaDB, topology.MySQL, topology.Postgres:
 	case "":
 		bad(key+".engine", "must be set to mariadb, mysql or postgres")
 	default:
@@ -492,10 +476,10 @@ func validateCluster(cl Cluster, key string, bad func(key, format string, args .
 	}
 	validateSecret(cl.Replication.Password(), key+".replication", bad)
 	st := cl.Stream
-	if st.SemiSync && cl.Engine == Postgres {
+	if st.SemiSync && cl.Engine == topology.Postgres {
 		bad(key+".stream.semi_sync", "is for MariaDB/MySQL; PostgreSQL uses stream.synchronous")
 	}
-	if st.Synchronous && cl.Engine != Postgres {
+	if st.Synchronous && cl.Engine != topology.Postgres {
 		bad(key+".stream.synchronous", "is for PostgreSQL; MariaDB/MySQL use stream.semi_sync")
 	}
 	if st.Slot != "" && !validSlotName(st.Slot) {
@@ -506,11 +490,30 @@ func validateCluster(cl Cluster, key string, bad func(key, format string, args .
 	}
 	validatePromotion(cl, key, bad)
 	validateBackup(cl.Backup, key+".backup", bad)
+	if cl.Engine == topology.MySQL {
+		validateMySQL(cl, key, bad)
+	}
+}
+
+// validateMySQL refuses what dbha cannot do for MySQL (as opposed to
+// MariaDB) yet: promotion sends MariaDB-only SQL and backups run
+// mariadb-backup. Discovery, monitoring and the binlog stream work, so a
+// MySQL cluster is valid once it asks for nothing more; a configuration
+// that cannot fail over must not look as if it can.
+func validateMySQL(cl Cluster, key string, bad func(key, format string, args ...any)) {
+	if cl.Promotion.IsAutoFailover() {
+		bad(key+".promotion.auto_failover", "promotion is implemented for MariaDB and PostgreSQL, not MySQL yet, "+
+			"and auto_failover is on unless set: set it to false to monitor this cluster only")
+	}
+	if cl.Backup.Schedule != "" {
+		bad(key+".backup.schedule", "backups are implemented for MariaDB and PostgreSQL, not MySQL yet "+
+			"(they run mariadb-backup): remove the schedule to monitor this cluster only")
+	}
 }
 
 func validateBackup(b Backup, key string, bad func(key, format string, args ...any)) {
 	if b.User != "" {
-		validateSecret(Secret{File: b.PasswordFile, Env: b.PasswordEnv}, key, bad)
+		validateSecret(b.Password(), key, bad)
 	}
 	if b.Keep < 0 || b.MaxAge < 0 {
 		bad(key, "keep and max_age must not be negative")
@@ -519,7 +522,7 @@ func validateBackup(b Backup, key string, bad func(key, format string, args ...a
 		bad(key+".jitter", "must not be negative, got %v", b.Jitter)
 	}
 	if b.Schedule != "" {
-		if _, err := backup.ParseSchedule(b.Schedule, max(b.Jitter, 0)); err != nil {
+		if _, err := schedule.Parse(b.Schedule, max(b.Jitter, 0)); err != nil {
 			bad(key+".schedule", "%v (a cron spec such as \"0 2 * * *\" or \"@daily\")", err)
 		}
 	}

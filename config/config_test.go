@@ -7,17 +7,20 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dbha/dbha/topology"
 )
 
 func validCluster() Cluster {
 	return Cluster{
-		Name: "c1", Engine: MariaDB, Instances: []string{"127.0.0.1:3306", "db2.example:3306"},
-		User: "dbha", PasswordFile: "/etc/dbha/pw",
+		Name: "c1", Engine: topology.MariaDB, Instances: []string{"127.0.0.1:3306", "db2.example:3306"},
+		Account:     Account{User: "dbha", PasswordFile: "/etc/dbha/pw"},
 		Replication: Account{User: "repl", PasswordEnv: "REPL_PW"},
 	}
 }
 
 func TestValidate(t *testing.T) {
+	on, off := true, false
 	cases := []struct {
 		name   string
 		mutate func(*Config)
@@ -46,6 +49,22 @@ func TestValidate(t *testing.T) {
 			[]string{`clusters[0].backup.schedule: "every night"`}},
 		{"negative backup jitter", func(c *Config) { c.Clusters[0].Backup.Schedule = "@daily"; c.Clusters[0].Backup.Jitter = -1 },
 			[]string{"clusters[0].backup.jitter: must not be negative"}},
+		{"mysql with automatic failover by default", func(c *Config) { c.Clusters[0].Engine = topology.MySQL },
+			[]string{"clusters[0].promotion.auto_failover: promotion is implemented for MariaDB and PostgreSQL, not MySQL yet", "set it to false"}},
+		{"mysql with automatic failover on", func(c *Config) {
+			c.Clusters[0].Engine = topology.MySQL
+			c.Clusters[0].Promotion.AutoFailover = &on
+		}, []string{"clusters[0].promotion.auto_failover: promotion is implemented for MariaDB and PostgreSQL, not MySQL yet"}},
+		{"mysql with a backup schedule", func(c *Config) {
+			c.Clusters[0].Engine = topology.MySQL
+			c.Clusters[0].Promotion.AutoFailover = &off
+			c.Clusters[0].Backup.Schedule = "@daily"
+		}, []string{"clusters[0].backup.schedule: backups are implemented for MariaDB and PostgreSQL, not MySQL yet", "mariadb-backup"}},
+		{"mysql that only monitors", func(c *Config) {
+			c.Clusters[0].Engine = topology.MySQL
+			c.Clusters[0].Promotion.AutoFailover = &off
+			c.Clusters[0].Stream.SemiSync = true
+		}, nil},
 		{"several problems at once", func(c *Config) { c.StateDir = ""; c.Clusters[0].User = "" },
 			[]string{"state_dir: must be set", "clusters[0].user: must be set"}},
 	}

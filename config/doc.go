@@ -7,4 +7,7 @@
 // exception is Secret.Read, which reads a password from the file or variable
 // the configuration names, at the moment a caller needs it, so that no
 // password is ever held in the Config itself.
+//
+// It imports no package that does I/O (only checks, schedule and topology's
+// model), so validating a configuration pulls in no database driver.
 package config

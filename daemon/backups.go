@@ -13,6 +13,7 @@ import (
 
 	"github.com/dbha/dbha/backup"
 	"github.com/dbha/dbha/config"
+	"github.com/dbha/dbha/schedule"
 )
 
 // ErrFailover is the cause a scheduled backup is cancelled with when the
@@ -44,7 +45,7 @@ type PrimaryView interface {
 // BackupOptions configure a BackupScheduler.
 type BackupOptions struct {
 	Cluster  config.Cluster
-	Schedule backup.Schedule
+	Schedule schedule.Spec
 	Manager  string // this manager's name, the owner of the slots it claims
 	Claimer  SlotClaimer
 	Primary  PrimaryView
@@ -117,7 +118,7 @@ func (b *BackupScheduler) Run(ctx context.Context) {
 
 // runSlot claims the slot and, when won, takes the backup, and once more if
 // it fails.
-func (b *BackupScheduler) runSlot(ctx context.Context, slot backup.Slot) {
+func (b *BackupScheduler) runSlot(ctx context.Context, slot schedule.Slot) {
 	log := b.log.With("slot", slot.Time)
 	won, err := b.o.Claimer.ClaimBackupSlot(ctx, b.o.Cluster.Name, slot.Time, b.o.Manager)
 	switch {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/dbha/dbha/backup"
 	"github.com/dbha/dbha/config"
+	"github.com/dbha/dbha/schedule"
 )
 
 // fakeClaimer answers every claim with won (or err) and records the slots.
@@ -96,7 +97,7 @@ func untilCancelled(ctx context.Context) (backup.Entry, error) {
 
 func newTestScheduler(t *testing.T, c SlotClaimer, p PrimaryView, r *runs, stats *BackupStats, logs io.Writer) *BackupScheduler {
 	t.Helper()
-	s, err := backup.ParseSchedule("@every 1s", 0)
+	s, err := schedule.Parse("@every 1s", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +139,7 @@ func TestBackupSlot(t *testing.T) {
 			r := &runs{script: tc.script}
 			s := newTestScheduler(t, tc.claimer, &fakePrimary{addr: "p:5432"}, r, nil, &logs)
 			slot := time.Date(2024, 5, 1, 2, 0, 0, 0, time.UTC)
-			s.runSlot(context.Background(), backup.Slot{Time: slot, At: slot})
+			s.runSlot(context.Background(), schedule.Slot{Time: slot, At: slot})
 			if r.calls != tc.wantCalls {
 				t.Errorf("runner called %d times, want %d", r.calls, tc.wantCalls)
 			}
@@ -166,7 +167,7 @@ func TestBackupCancelledOnFailoverIsRetried(t *testing.T) {
 	}}
 	stats := NewBackupStats()
 	s := newTestScheduler(t, &fakeClaimer{won: true}, p, r, stats, &logs)
-	s.runSlot(context.Background(), backup.Slot{Time: time.Now(), At: time.Now()})
+	s.runSlot(context.Background(), schedule.Slot{Time: time.Now(), At: time.Now()})
 
 	if r.calls != 2 {
 		t.Fatalf("runner called %d times, want 2 (the cancelled run and its retry)", r.calls)
@@ -198,7 +199,7 @@ func TestBackupNotRetriedWhenTheDaemonStops(t *testing.T) {
 		done,
 	}}
 	s := newTestScheduler(t, &fakeClaimer{won: true}, &fakePrimary{addr: "a:5432"}, r, nil, &logs)
-	s.runSlot(ctx, backup.Slot{Time: time.Now(), At: time.Now()})
+	s.runSlot(ctx, schedule.Slot{Time: time.Now(), At: time.Now()})
 	if r.calls != 1 {
 		t.Fatalf("runner called %d times, want 1: no retry once the daemon stops", r.calls)
 	}

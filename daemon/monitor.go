@@ -69,7 +69,7 @@ type Options struct {
 // State is what the monitor knows about one cluster after its last cycle.
 type State struct {
 	Cluster   string           `json:"cluster"`
-	Engine    config.Engine    `json:"engine"`
+	Engine    topology.Engine  `json:"engine"`
 	Cycles    int64            `json:"cycles"`
 	UpdatedAt time.Time        `json:"updated_at"`
 	Findings  []checks.Finding `json:"findings"`
@@ -229,7 +229,7 @@ func (w *watcher) cycle(ctx context.Context) {
 			tcp = checks.ProbeTCP(pctx, primary)
 		})
 	}
-	snap = topology.Discover(ctx, cl.Name, topology.Engine(cl.Engine), cl.Instances, w.c.Prober, o.ProbeTimeout)
+	snap = topology.Discover(ctx, cl.Name, cl.Engine, cl.Instances, w.c.Prober, o.ProbeTimeout)
 	wg.Wait()
 	if primary == "" && snap.Primary != "" {
 		pctx, cancel := context.WithTimeout(ctx, o.ProbeTimeout)

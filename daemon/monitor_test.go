@@ -56,7 +56,7 @@ func closedAddr(t *testing.T) string {
 func unreachableCluster(t *testing.T) Cluster {
 	p := mysql.NewProber(topology.MariaDB, "dbha", "unused")
 	t.Cleanup(func() { p.Close() })
-	return Cluster{Config: config.Cluster{Name: "c", Engine: config.MariaDB, Instances: []string{closedAddr(t)}}, Prober: p}
+	return Cluster{Config: config.Cluster{Name: "c", Engine: topology.MariaDB, Instances: []string{closedAddr(t)}}, Prober: p}
 }
 
 func TestMonitorWiresPeers(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"github.com/dbha/dbha/config"
 	"github.com/dbha/dbha/consul"
 	"github.com/dbha/dbha/daemon"
+	"github.com/dbha/dbha/schedule"
 	"github.com/dbha/dbha/topology"
 )
 
@@ -246,7 +247,7 @@ func (env scheduleEnv) runner(manager string, password func(attempt int) string)
 	var calls atomic.Int32
 	return func(ctx context.Context, cl config.Cluster, progress io.Writer) (backup.Entry, error) {
 		attempt := int(calls.Add(1))
-		s := topology.Discover(ctx, cl.Name, topology.Engine(cl.Engine), cl.Instances, env.prober, env.timeout)
+		s := topology.Discover(ctx, cl.Name, cl.Engine, cl.Instances, env.prober, env.timeout)
 		src, err := backup.ChooseSource(s, backup.SourcePolicy{AllowPrimary: cl.Backup.AllowPrimary})
 		if err != nil {
 			return backup.Entry{}, err
@@ -260,7 +261,7 @@ func (env scheduleEnv) runner(manager string, password func(attempt int) string)
 func (env scheduleEnv) scheduler(t *testing.T, cl config.Cluster, spec, manager string, primary daemon.PrimaryView,
 	logs io.Writer, run daemon.BackupRunner) *daemon.BackupScheduler {
 	t.Helper()
-	sched, err := backup.ParseSchedule(spec, 0)
+	sched, err := schedule.Parse(spec, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

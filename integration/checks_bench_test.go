@@ -80,10 +80,10 @@ func benchCluster(b *testing.B, l *Lab, name string) daemon.Cluster {
 		topology.Prober
 		Close() error
 	}
-	if cl.Engine == config.Postgres {
+	if cl.Engine == topology.Postgres {
 		p = postgres.NewProber(cl.User, pw)
 	} else {
-		p = mysql.NewProber(topology.Engine(cl.Engine), cl.User, pw)
+		p = mysql.NewProber(cl.Engine, cl.User, pw)
 	}
 	b.Cleanup(func() { p.Close() })
 	return daemon.Cluster{Config: cl, Prober: p}

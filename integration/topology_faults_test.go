@@ -204,13 +204,13 @@ func TestWrongPassword(t *testing.T) {
 				defer pp.Close()
 				p = pp
 			} else {
-				mp := mysql.NewProber(topology.Engine(cl.Engine), cl.User, "not-the-password")
+				mp := mysql.NewProber(cl.Engine, cl.User, "not-the-password")
 				defer mp.Close()
 				p = mp
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			s := topology.Discover(ctx, cl.Name, topology.Engine(cl.Engine), cl.Instances, p, cfg.Probe.Timeout)
+			s := topology.Discover(ctx, cl.Name, cl.Engine, cl.Instances, p, cfg.Probe.Timeout)
 			for _, addr := range cl.Instances {
 				if err := hasProblem(s, topology.AccessDenied, addr, `user "dbha"`); err != nil {
 					t.Error(err)

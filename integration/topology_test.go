@@ -40,12 +40,12 @@ func proberFor(t *testing.T, cl config.Cluster) topology.Prober {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cl.Engine == config.Postgres {
+	if cl.Engine == topology.Postgres {
 		p := postgres.NewProber(cl.User, pw)
 		t.Cleanup(func() { p.Close() })
 		return p
 	}
-	p := mysql.NewProber(topology.Engine(cl.Engine), cl.User, pw)
+	p := mysql.NewProber(cl.Engine, cl.User, pw)
 	t.Cleanup(func() { p.Close() })
 	return p
 }
@@ -60,7 +60,7 @@ func discover(t *testing.T, l *Lab, name string) topology.Snapshot {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return topology.Discover(ctx, cl.Name, topology.Engine(cl.Engine), cl.Instances, proberFor(t, cl), cfg.Probe.Timeout)
+	return topology.Discover(ctx, cl.Name, cl.Engine, cl.Instances, proberFor(t, cl), cfg.Probe.Timeout)
 }
 
 // waitSnapshot polls until ok accepts a snapshot (bounded), and returns it.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/dbha/dbha/backup"
 	"github.com/dbha/dbha/config"
+	"github.com/dbha/dbha/topology"
 	"github.com/dbha/dbha/topology/mysql"
 )
 
@@ -80,7 +81,7 @@ func runBackup(ctx context.Context, cfg config.Config, cl config.Cluster, from s
 	defer meter.Finish()
 	job := backup.Job{Repo: cl.Backup.Repository, ID: time.Now().UTC().Format("20060102T150405Z"), Cluster: cl.Name,
 		Source: src.Addr, User: acct.User, Password: password, Progress: meter, MaxRate: int64(cl.Backup.MaxRate)}
-	if cl.Engine == config.Postgres {
+	if cl.Engine == topology.Postgres {
 		return backup.RunPostgres(ctx, job)
 	}
 	if job.DataDir, err = dataDir(ctx, src.Addr, acct.User, password); err != nil {

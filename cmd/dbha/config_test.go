@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dbha/dbha/config"
 )
 
 const goodYAML = `
@@ -88,6 +90,66 @@ func TestLoadConfig(t *testing.T) {
 	}
 }
 
+// TestLoadConfigAccounts: the cluster's, the backup's and the drill's
+// accounts are one embedded config.Account, and their keys still read from
+// the file and from DBHA_ variables at the level they always had.
+func TestLoadConfigAccounts(t *testing.T) {
+	withAccounts := strings.Replace(goodYAML, "  - name: c2\n", `    backup:
+      user: admin
+      password_file: secrets/admin.pw
+    drill:
+      user: app
+      password_env: APP_PW
+  - name: c2
+`, 1)
+	cluster := func(cl config.Cluster) config.Account { return cl.Account }
+	backup := func(cl config.Cluster) config.Account { return cl.Backup.Account }
+	drill := func(cl config.Cluster) config.Account { return cl.Drill.Account }
+	cases := []struct {
+		name    string
+		body    string
+		environ []string
+		cluster int
+		account func(config.Cluster) config.Account
+		want    config.Account // password_file relative to the file's directory
+	}{
+		{"cluster from the file", withAccounts, nil, 0, cluster, config.Account{User: "dbha", PasswordFile: "secrets/dbha.pw"}},
+		{"backup from the file", withAccounts, nil, 0, backup, config.Account{User: "admin", PasswordFile: "secrets/admin.pw"}},
+		{"drill from the file", withAccounts, nil, 0, drill, config.Account{User: "app", PasswordEnv: "APP_PW"}},
+		{"cluster from the environment", withAccounts,
+			[]string{"DBHA_CLUSTERS_0_USER=ops", "DBHA_CLUSTERS_0_PASSWORD_FILE=secrets/ops.pw"},
+			0, cluster, config.Account{User: "ops", PasswordFile: "secrets/ops.pw"}},
+		{"backup from the environment", withAccounts,
+			[]string{"DBHA_CLUSTERS_0_BACKUP_USER=bk", "DBHA_CLUSTERS_0_BACKUP_PASSWORD_FILE=secrets/bk.pw"},
+			0, backup, config.Account{User: "bk", PasswordFile: "secrets/bk.pw"}},
+		{"drill from the environment", withAccounts,
+			[]string{"DBHA_CLUSTERS_0_DRILL_USER=dr", "DBHA_CLUSTERS_0_DRILL_PASSWORD_ENV=DR_PW"},
+			0, drill, config.Account{User: "dr", PasswordEnv: "DR_PW"}},
+		{"backup from the environment alone", goodYAML,
+			[]string{"DBHA_CLUSTERS_1_BACKUP_USER=bk", "DBHA_CLUSTERS_1_BACKUP_PASSWORD_ENV=BK_PW"},
+			1, backup, config.Account{User: "bk", PasswordEnv: "BK_PW"}},
+		{"drill from the environment alone", goodYAML,
+			[]string{"DBHA_CLUSTERS_0_DRILL_USER=dr", "DBHA_CLUSTERS_0_DRILL_PASSWORD_FILE=secrets/dr.pw"},
+			0, drill, config.Account{User: "dr", PasswordFile: "secrets/dr.pw"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeConfig(t, tc.body)
+			cfg, err := loadConfig(path, tc.environ)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := tc.want
+			if want.PasswordFile != "" {
+				want.PasswordFile = filepath.Join(filepath.Dir(path), want.PasswordFile)
+			}
+			if got := tc.account(cfg.Clusters[tc.cluster]); got != want {
+				t.Errorf("clusters[%d] account = %+v, want %+v", tc.cluster, got, want)
+			}
+		})
+	}
+}
+
 func TestLoadConfigErrors(t *testing.T) {
 	cases := []struct {
 		name    string
@@ -98,6 +160,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"unknown key", strings.Replace(goodYAML, "password_file:", "pasword_file:", 1), nil,
 			[]string{"clusters[0].pasword_file: unknown key"}},
 		{"unknown top-level key", goodYAML + "colour: blue\n", nil, []string{"colour: unknown key"}},
+		{"unknown key beside an embedded account", strings.Replace(goodYAML, "    promotion:\n", "    backup:\n      user: admin\n      usr: admin\n    promotion:\n", 1), nil,
+			[]string{"clusters[0].backup.usr: unknown key"}},
 		{"duplicate cluster", strings.Replace(goodYAML, "name: c2", "name: c1", 1), nil,
 			[]string{`clusters[1].name: duplicate cluster name "c1"`}},
 		{"empty instances", strings.Replace(goodYAML, `instances: ["127.0.0.1:5432"]`, "instances: []", 1), nil,

@@ -70,7 +70,7 @@ func runDrill(ctx context.Context, out io.Writer, cfg config.Config, cl config.C
 		return usageError(fmt.Errorf("cluster %s: drill account: %w (set drill.user and drill.password_file)", cl.Name, err))
 	}
 	var w drill.Writer = &drill.MariaDBWriter{User: cl.Drill.User, Password: password, Database: cl.Drill.Database}
-	if cl.Engine == config.Postgres {
+	if cl.Engine == topology.Postgres {
 		w = &drill.PostgresWriter{User: cl.Drill.User, Password: password, Database: cl.Drill.Database}
 	}
 	defer w.Close()
@@ -163,7 +163,7 @@ type drillCluster struct {
 // Healthy: every configured instance reachable, the primary writable and
 // the rest replicating from it, no problem at all.
 func (d drillCluster) Healthy(ctx context.Context) (string, error) {
-	s := topology.Discover(ctx, d.cl.Name, topology.Engine(d.cl.Engine), d.cl.Instances, d.prober, d.cfg.Probe.Timeout)
+	s := topology.Discover(ctx, d.cl.Name, d.cl.Engine, d.cl.Instances, d.prober, d.cfg.Probe.Timeout)
 	if !s.Healthy() {
 		return "", fmt.Errorf("%d problem(s), first: %s", len(s.Problems), s.Problems[0].Message)
 	}

@@ -8,6 +8,7 @@ import (
 	walstream "github.com/dbha/dbha/binlog/wal"
 	"github.com/dbha/dbha/config"
 	"github.com/dbha/dbha/promote"
+	"github.com/dbha/dbha/topology"
 	"github.com/dbha/dbha/topology/mysql"
 	"github.com/dbha/dbha/topology/postgres"
 )
@@ -24,7 +25,7 @@ func newEngine(cfg config.Config, cl config.Cluster) (promote.Engine, func() err
 		return nil, nil, usageError(fmt.Errorf("cluster %s: replication: %w", cl.Name, err))
 	}
 	store := binlog.Dir(cfg.StateDir, cl.Name)
-	if cl.Engine == config.Postgres {
+	if cl.Engine == topology.Postgres {
 		c := postgres.NewController(cl.User, password, cl.Replication.User, replPassword)
 		c.SetRejoinCommand(cl.Promotion.RejoinCommand)
 		h := walstream.Handover{Dir: store, RestoreCommand: cl.Promotion.RestoreCommand, Standby: c}

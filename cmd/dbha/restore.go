@@ -30,7 +30,7 @@ func writeJSON(w io.Writer, v any) error {
 func backupOwner(cl config.Cluster) (backup.Owner, error) {
 	name := cl.Backup.RunAs
 	if name == "" {
-		name = backup.DefaultOwner(topology.Engine(cl.Engine))
+		name = backup.DefaultOwner(cl.Engine)
 	}
 	return backup.LookupOwner(name)
 }

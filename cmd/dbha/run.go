@@ -18,6 +18,7 @@ import (
 	"github.com/dbha/dbha/config"
 	"github.com/dbha/dbha/consul"
 	"github.com/dbha/dbha/daemon"
+	"github.com/dbha/dbha/schedule"
 )
 
 func newRunCmd(g *globalFlags) *cobra.Command {
@@ -169,7 +170,7 @@ func newBackupSchedulers(cfg config.Config, m *daemon.Monitor, claims daemon.Slo
 		if cl.Backup.Schedule == "" {
 			continue
 		}
-		sched, err := backup.ParseSchedule(cl.Backup.Schedule, cl.Backup.Jitter)
+		sched, err := schedule.Parse(cl.Backup.Schedule, cl.Backup.Jitter)
 		if err != nil {
 			return nil, usageError(fmt.Errorf("cluster %s: backup.schedule: %w", cl.Name, err))
 		}

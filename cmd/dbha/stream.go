@@ -132,13 +132,13 @@ func newStream(cfg config.Config, cl config.Cluster, log *slog.Logger) (stream, 
 	}
 	retention := binlog.Retention{MaxAge: cl.Stream.Retention.MaxAge, MaxSize: int64(cl.Stream.Retention.MaxSize)}
 	switch cl.Engine {
-	case config.MariaDB, config.MySQL:
+	case topology.MariaDB, topology.MySQL:
 		return mariadb.New(mariadb.Config{
 			Cluster: cl.Name, Dir: dir, User: cl.User, Password: password,
 			ServerID: cl.Stream.ServerID, Flavor: string(cl.Engine), SemiSync: cl.Stream.SemiSync,
 			Primary: view.Primary, KeepFor: view.ReplicaPositions, Retention: retention, Logger: log,
 		})
-	case config.Postgres:
+	case topology.Postgres:
 		return wal.New(wal.Config{
 			Cluster: cl.Name, Dir: dir, User: cl.User, Password: password,
 			Slot: cl.Stream.Slot, Synchronous: cl.Stream.Synchronous,
@@ -177,7 +177,7 @@ func newClusterView(cfg config.Config, cl config.Cluster) (*clusterView, error) 
 func (v *clusterView) Close() error { return v.close() }
 
 func (v *clusterView) discover(ctx context.Context) topology.Snapshot {
-	s := topology.Discover(ctx, v.cl.Name, topology.Engine(v.cl.Engine), v.cl.Instances, v.prober, v.timeout)
+	s := topology.Discover(ctx, v.cl.Name, v.cl.Engine, v.cl.Instances, v.prober, v.timeout)
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	for _, in := range s.Instances {
@@ -216,7 +216,7 @@ func (v *clusterView) ReplicaPositions() []topology.Position {
 // openStore opens a cluster's stream store for reading.
 func openStore(cfg config.Config, cl config.Cluster) (binlog.Store, error) {
 	dir := binlog.Dir(cfg.StateDir, cl.Name)
-	if cl.Engine == config.Postgres {
+	if cl.Engine == topology.Postgres {
 		return wal.OpenStore(dir)
 	}
 	return mariadb.OpenStore(dir)
@@ -391,17 +391,17 @@ func newStreamEventsCmd(g *globalFlags) *cobra.Command {
 }
 
 // parseSince reads --since in the cluster's engine's terms.
-func parseSince(engine config.Engine, s string) (topology.Position, error) {
+func parseSince(engine topology.Engine, s string) (topology.Position, error) {
 	switch {
 	case s == "":
 		return topology.Position{}, nil
-	case engine == config.Postgres:
+	case engine == topology.Postgres:
 		lsn, err := topology.ParseLSN(s)
 		if err != nil {
 			return topology.Position{}, err
 		}
 		return topology.PostgresAt(lsn, 0), nil
-	case engine == config.MySQL:
+	case engine == topology.MySQL:
 		return topology.ParseMySQL(s)
 	}
 	return topology.ParseMariaDB(s)

@@ -75,7 +75,7 @@ func discoverAll(ctx context.Context, cfg config.Config, clusters []config.Clust
 	var wg sync.WaitGroup
 	for i, cl := range clusters {
 		wg.Go(func() {
-			snaps[i] = topology.Discover(ctx, cl.Name, topology.Engine(cl.Engine), cl.Instances, probers[i], cfg.Probe.Timeout)
+			snaps[i] = topology.Discover(ctx, cl.Name, cl.Engine, cl.Instances, probers[i], cfg.Probe.Timeout)
 		})
 	}
 	wg.Wait()
@@ -90,10 +90,10 @@ func newProber(cl config.Cluster) (topology.Prober, func() error, error) {
 		return nil, nil, usageError(fmt.Errorf("cluster %s: %w", cl.Name, err))
 	}
 	switch cl.Engine {
-	case config.MariaDB, config.MySQL:
-		p := mysql.NewProber(topology.Engine(cl.Engine), cl.User, password)
+	case topology.MariaDB, topology.MySQL:
+		p := mysql.NewProber(cl.Engine, cl.User, password)
 		return p, p.Close, nil
-	case config.Postgres:
+	case topology.Postgres:
 		p := postgres.NewProber(cl.User, password)
 		return p, p.Close, nil
 	}
@@ -130,5 +130,5 @@ func discoverCluster(ctx context.Context, cfg config.Config, cl config.Cluster) 
 		return topology.Snapshot{}, err
 	}
 	defer closeProber()
-	return topology.Discover(ctx, cl.Name, topology.Engine(cl.Engine), cl.Instances, prober, cfg.Probe.Timeout), nil
+	return topology.Discover(ctx, cl.Name, cl.Engine, cl.Instances, prober, cfg.Probe.Timeout), nil
 }

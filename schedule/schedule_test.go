@@ -1,7 +1,6 @@
-package backup
+package schedule
 
 import (
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +14,7 @@ func at(s string) time.Time {
 	return t
 }
 
-func TestParseSchedule(t *testing.T) {
+func TestParse(t *testing.T) {
 	cases := []struct {
 		name   string
 		spec   string
@@ -39,7 +38,7 @@ func TestParseSchedule(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseSchedule(tc.spec, tc.jitter)
+			_, err := Parse(tc.spec, tc.jitter)
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("want valid, got %v", err)
@@ -50,7 +49,7 @@ func TestParseSchedule(t *testing.T) {
 	}
 }
 
-func TestScheduleNext(t *testing.T) {
+func TestSpecNext(t *testing.T) {
 	cases := []struct {
 		name     string
 		spec     string
@@ -68,7 +67,7 @@ func TestScheduleNext(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := ParseSchedule(tc.spec, 0)
+			s, err := Parse(tc.spec, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -80,9 +79,9 @@ func TestScheduleNext(t *testing.T) {
 	}
 }
 
-func TestScheduleNextWithJitter(t *testing.T) {
+func TestSpecNextWithJitter(t *testing.T) {
 	const jitter = 30 * time.Minute
-	s, err := ParseSchedule("0 2 * * *", jitter)
+	s, err := Parse("0 2 * * *", jitter)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,56 +131,13 @@ func TestJitterIsTheSameOnEveryManager(t *testing.T) {
 	}
 }
 
-func TestRetry(t *testing.T) {
-	cases := []struct {
-		name     string
-		attempt  int
-		stopping bool
-		want     bool
-	}{
-		{"first failure is retried", 1, false, true},
-		{"the retry is not retried", 2, false, false},
-		{"not when the daemon stops", 1, true, false},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := Retry(tc.attempt, tc.stopping); got != tc.want {
-				t.Fatalf("Retry(%d, %v) = %v, want %v", tc.attempt, tc.stopping, got, tc.want)
-			}
-		})
-	}
-}
-
-func TestFailureReason(t *testing.T) {
-	cases := []struct {
-		name string
-		e    Entry
-		err  error
-		want string
-	}{
-		{"done", Entry{Status: Done}, nil, ""},
-		{"error", Entry{}, errors.New("no instance can serve a backup"), "no instance can serve a backup"},
-		{"error wins over the entry", Entry{Status: Failed, Error: "x"}, errors.New("pg_basebackup: boom"), "pg_basebackup: boom"},
-		{"failed entry", Entry{Status: Failed, Error: "source gone"}, nil, "source gone"},
-		{"still running", Entry{Status: Running}, nil, `status "running"`},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			got := FailureReason(tc.e, tc.err)
-			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
-				t.Fatalf("FailureReason = %q, want %q", got, tc.want)
-			}
-		})
-	}
-}
-
-func FuzzParseSchedule(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	for _, s := range []string{"0 2 * * *", "@every 3s", "CRON_TZ=UTC", "TZ=UTC @daily", "*/5 * * * * *", "0 0 30 2 *"} {
 		f.Add(s)
 	}
 	after := at("2024-05-01T02:00:00Z")
 	f.Fuzz(func(t *testing.T, spec string) {
-		s, err := ParseSchedule(spec, time.Minute)
+		s, err := Parse(spec, time.Minute)
 		if err != nil {
 			return
 		}
