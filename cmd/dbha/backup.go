@@ -167,7 +167,7 @@ func newBackupPruneCmd(g *globalFlags) *cobra.Command {
 				return err
 			}
 			for _, cl := range clusters {
-				deleted, err := pruneBackups(cl)
+				deleted, err := backup.PruneRepository(cl.Backup.Repository, cl.Name, backup.Retention{Keep: cl.Backup.Keep, MaxAge: cl.Backup.MaxAge}, time.Now())
 				for _, id := range deleted {
 					fmt.Fprintf(cmd.OutOrStdout(), "deleted backup %s of %s\n", id, cl.Name)
 				}
@@ -206,21 +206,4 @@ func writeBackups(w io.Writer, entries []backup.Entry, format string) error {
 			backup.HumanBytes(e.Bytes), backup.HumanBytes(e.CompressedBytes), e.Finished.Sub(e.Started).Seconds(), verified)
 	}
 	return tw.Flush()
-}
-
-// pruneBackups deletes the backups beyond backup.keep and backup.max_age,
-// never the newest verified one, and returns their ids.
-func pruneBackups(cl config.Cluster) ([]string, error) {
-	entries, err := backup.List(cl.Backup.Repository, cl.Name)
-	if err != nil {
-		return nil, err
-	}
-	var deleted []string
-	for _, id := range backup.Prune(entries, backup.Retention{Keep: cl.Backup.Keep, MaxAge: cl.Backup.MaxAge}, time.Now()) {
-		if err := os.RemoveAll(backup.EntryDir(cl.Backup.Repository, cl.Name, id)); err != nil {
-			return deleted, fmt.Errorf("delete backup %s: %w", id, err)
-		}
-		deleted = append(deleted, id)
-	}
-	return deleted, nil
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -189,10 +188,20 @@ on this host: --datadir or backup.data_dir says where.`,
 			if err != nil {
 				return usageError(err)
 			}
+			eng, closeEng, err := newEngine(cfg, cl)
+			if err != nil {
+				return err
+			}
+			defer closeEng()
+			replication, ok := eng.(backup.Replication)
+			if !ok {
+				return fmt.Errorf("cluster %s: its engine cannot attach a rebuilt replica", cl.Name)
+			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "reseeding %s from backup %s (%s), to follow %s\n", instance, choice.Backup.ID, choice.Backup.Position, choice.Primary)
 			r, err := backup.Reseed(ctx, choice, backup.ReseedOptions{
 				Repo: cl.Backup.Repository, DataDir: dir, Host: host, Owner: owner, Roles: backupRoles(cl),
-				Attach: func(ctx context.Context, c backup.ReseedChoice) error { return attachReplica(ctx, cfg, cl, c) },
+				Replication: replication,
+				Discover:    func(ctx context.Context) (topology.Snapshot, error) { return discoverCluster(ctx, cfg, cl) },
 			})
 			if err != nil {
 				return err
@@ -251,65 +260,4 @@ func (h commandHost) Stop(ctx context.Context, addr string) error {
 
 func (h commandHost) Start(ctx context.Context, addr string) error {
 	return runCommand(ctx, h.start, "{instance}", addr)
-}
-
-// attachReplica makes a reseeded instance replicate from the primary and
-// waits, bounded, until it does.
-func attachReplica(ctx context.Context, cfg config.Config, cl config.Cluster, c backup.ReseedChoice) error {
-	eng, closeEng, err := newEngine(cfg, cl)
-	if err != nil {
-		return err
-	}
-	defer closeEng()
-	attach := func() error {
-		if m, ok := eng.(mariadbEngine); ok {
-			return m.Attach(ctx, c.Instance, c.Primary, c.Backup.Position)
-		}
-		return eng.Repoint(ctx, c.Instance, c.Primary)
-	}
-	// The start command may return before the server accepts clients.
-	if err := retryFor(ctx, time.Minute, attach); err != nil {
-		return err
-	}
-	return retryFor(ctx, 2*time.Minute, func() error {
-		s, err := discoverCluster(ctx, cfg, cl)
-		if err != nil {
-			return err
-		}
-		in, _ := s.Instance(c.Instance)
-		r := in.Replication
-		if !in.Reachable || r == nil || r.Source != c.Primary || !r.IORunning || !r.SQLRunning {
-			return fmt.Errorf("%s does not replicate from %s yet: %s", c.Instance, c.Primary, describeReplication(in))
-		}
-		return nil
-	})
-}
-
-func describeReplication(in topology.Instance) string {
-	if !in.Reachable {
-		return "unreachable: " + in.Error
-	}
-	if r := in.Replication; r != nil {
-		return fmt.Sprintf("source %s, receiving %s %s, applying %s %s", r.Source, r.IOState, r.IOError, r.SQLState, r.SQLError)
-	}
-	return "not a replica"
-}
-
-// retryFor calls fn every 500 ms until it succeeds or limit passes.
-func retryFor(ctx context.Context, limit time.Duration, fn func() error) error {
-	deadline := time.Now().Add(limit)
-	for {
-		err := fn()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
 }
