@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/dbha/dbha/backup"
 	"github.com/dbha/dbha/config"
+	"github.com/dbha/dbha/topology"
 	"github.com/dbha/dbha/topology/mysql"
 )
 
@@ -25,6 +25,21 @@ func newBackupCmd(g *globalFlags) *cobra.Command {
 	cmd.AddCommand(newBackupRunCmd(g), newBackupListCmd(g), newBackupShowCmd(g), newBackupPruneCmd(g),
 		newBackupVerifyCmd(g), newBackupRestoreCmd(g), newBackupReseedCmd(g))
 	return cmd
+}
+
+// backupOwner is the account restored files and throwaway servers belong
+// to: backup.run_as, else the engine's package account.
+func backupOwner(cl config.Cluster) (backup.Owner, error) {
+	name := cl.Backup.RunAs
+	if name == "" {
+		name = backup.DefaultOwner(topology.Engine(cl.Engine))
+	}
+	return backup.LookupOwner(name)
+}
+
+// backupRoles are role names the backup of a PostgreSQL cluster holds.
+func backupRoles(cl config.Cluster) []string {
+	return []string{cl.User, cl.BackupAccount().User}
 }
 
 func newBackupRunCmd(g *globalFlags) *cobra.Command {
@@ -184,12 +199,10 @@ func newBackupPruneCmd(g *globalFlags) *cobra.Command {
 
 func writeBackups(w io.Writer, entries []backup.Entry, format string) error {
 	if format == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
 		if entries == nil {
 			entries = []backup.Entry{}
 		}
-		return enc.Encode(map[string]any{"backups": entries})
+		return writeJSON(w, map[string]any{"backups": entries})
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tCLUSTER\tSOURCE\tSTATUS\tPOSITION\tSIZE\tON DISK\tTOOK\tVERIFIED")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -138,9 +137,7 @@ func runDrill(ctx context.Context, out io.Writer, cfg config.Config, cl config.C
 
 func writeDrill(w io.Writer, s drill.Summary, format string) error {
 	if format == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(s)
+		return writeJSON(w, s)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RUN\tOLD -> NEW\tRTO\tTARGET\tACKED\tLOST\tPASS")
