@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dbha/dbha/backup"
+	"github.com/dbha/dbha/command"
 	"github.com/dbha/dbha/config"
 	"github.com/dbha/dbha/integration"
 	"github.com/dbha/dbha/topology"
@@ -127,9 +128,11 @@ func reseedHost(g *globalFlags, cl config.Cluster, instance, dataDir string) (ba
 type commandHost struct{ stop, start []string }
 
 func (h commandHost) Stop(ctx context.Context, addr string) error {
-	return runCommand(ctx, h.stop, "{instance}", addr)
+	_, err := command.Run(ctx, h.stop, command.Options{Placeholders: map[string]string{"{instance}": addr}})
+	return err
 }
 
 func (h commandHost) Start(ctx context.Context, addr string) error {
-	return runCommand(ctx, h.start, "{instance}", addr)
+	_, err := command.Run(ctx, h.start, command.Options{Placeholders: map[string]string{"{instance}": addr}})
+	return err
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dbha/dbha/command"
 	"github.com/dbha/dbha/config"
 	"github.com/dbha/dbha/consul"
 	"github.com/dbha/dbha/drill"
@@ -265,9 +266,11 @@ func (switchoverBreaker) Restart(context.Context, string) error { return nil }
 type commandBreaker struct{ kill, restart []string }
 
 func (b commandBreaker) Kill(ctx context.Context, addr string) error {
-	return runCommand(ctx, b.kill, "{instance}", addr)
+	_, err := command.Run(ctx, b.kill, command.Options{Placeholders: map[string]string{"{instance}": addr}})
+	return err
 }
 
 func (b commandBreaker) Restart(ctx context.Context, addr string) error {
-	return runCommand(ctx, b.restart, "{instance}", addr)
+	_, err := command.Run(ctx, b.restart, command.Options{Placeholders: map[string]string{"{instance}": addr}})
+	return err
 }
