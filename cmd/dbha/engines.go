@@ -33,7 +33,7 @@ func newEngine(cfg config.Config, cl config.Cluster) (promote.Engine, func() err
 		c := postgres.NewController(cl.User, password, cl.Replication.User, replPassword)
 		return postgresEngine{Controller: c, storeDir: store, restoreCommand: cl.Promotion.RestoreCommand}, c.Close, nil
 	}
-	c := mysql.NewController(cl.User, password, cl.Replication.User, replPassword)
+	c := mysql.NewController(topology.Engine(cl.Engine), cl.User, password, cl.Replication.User, replPassword)
 	if a := cl.Promotion.Apply; a.User != "" {
 		applyPassword, err := readSecret(a.Password())
 		if err != nil {
