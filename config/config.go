@@ -141,14 +141,14 @@ type Backup struct {
 	// Jitter delays each scheduled backup by up to this much, the same
 	// delay on every manager for a given cluster and slot.
 	Jitter time.Duration `mapstructure:"jitter" yaml:"jitter,omitempty" json:"jitter,omitempty"`
+	// Verify makes `dbha run` verify each scheduled backup once taken, and
+	// then prune the catalog (keep, max_age); defaults to true.
+	Verify *bool `mapstructure:"verify" yaml:"verify,omitempty" json:"verify,omitempty"`
 	// RunAs is the account throwaway servers (verify, restore --until) and
 	// restored files belong to when dbha runs as root (database servers
 	// refuse root); default postgres or mysql, the accounts the packages
 	// create.
-	// Verify makes `dbha run` verify each scheduled backup once taken, and
-	// then prune the catalog (keep, max_age); defaults to true.
-	Verify *bool  `mapstructure:"verify" yaml:"verify,omitempty" json:"verify,omitempty"`
-	RunAs  string `mapstructure:"run_as" yaml:"run_as,omitempty" json:"run_as,omitempty"`
+	RunAs string `mapstructure:"run_as" yaml:"run_as,omitempty" json:"run_as,omitempty"`
 	// MaxRate bounds how fast a backup reads the source (bytes per second,
 	// e.g. "100MB"), to spare a replica that serves reads; 0: no bound.
 	MaxRate ByteSize `mapstructure:"max_rate" yaml:"max_rate,omitempty" json:"max_rate,omitempty"`
