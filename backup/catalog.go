@@ -180,3 +180,21 @@ func Prune(entries []Entry, r Retention, now time.Time) []string {
 	}
 	return out
 }
+
+// PruneRepository deletes a cluster's backups that Prune picks from the
+// repository and returns their ids, those deleted before a failure
+// included. It prunes nothing when the catalog cannot be read whole.
+func PruneRepository(repo, cluster string, r Retention, now time.Time) ([]string, error) {
+	entries, err := List(repo, cluster)
+	if err != nil {
+		return nil, err
+	}
+	var deleted []string
+	for _, id := range Prune(entries, r, now) {
+		if err := os.RemoveAll(EntryDir(repo, cluster, id)); err != nil {
+			return deleted, fmt.Errorf("delete backup %s: %w", id, err)
+		}
+		deleted = append(deleted, id)
+	}
+	return deleted, nil
+}

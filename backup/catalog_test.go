@@ -47,6 +47,51 @@ func TestPrune(t *testing.T) {
 	}
 }
 
+func TestPruneRepository(t *testing.T) {
+	repo := t.TempDir()
+	for _, e := range []Entry{entry("a", 40, Done, true), entry("b", 20, Failed, false), entry("c", 10, Done, false),
+		entry("d", 1, Done, false), entry("e", 0, Running, false)} {
+		if err := Save(repo, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deleted, err := PruneRepository(repo, "c", Retention{Keep: 1}, t0)
+	if err != nil || !slices.Equal(deleted, []string{"b", "c"}) {
+		t.Fatalf("PruneRepository = %v, %v; want [b c]", deleted, err)
+	}
+	left, err := List(repo, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, e := range left {
+		ids = append(ids, e.ID)
+	}
+	// a is the newest verified backup, d within Keep, e still running.
+	if !slices.Equal(ids, []string{"a", "d", "e"}) {
+		t.Fatalf("left in the catalog: %v, want [a d e]", ids)
+	}
+	for _, id := range []string{"b", "c"} {
+		if _, err := os.Stat(EntryDir(repo, "c", id)); !os.IsNotExist(err) {
+			t.Errorf("backup %s's directory is still there: %v", id, err)
+		}
+	}
+
+	// A catalog that cannot be read whole is not pruned at all.
+	if err := Save(repo, entry("f", 3, Failed, false)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(repo, "c", "stray"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if deleted, err := PruneRepository(repo, "c", Retention{Keep: 1}, t0); err == nil || deleted != nil {
+		t.Fatalf("pruned %v despite a stray directory (%v)", deleted, err)
+	}
+	if _, err := os.Stat(EntryDir(repo, "c", "f")); err != nil {
+		t.Fatalf("a failed backup went although the catalog could not be read: %v", err)
+	}
+}
+
 func TestCatalogRoundTrip(t *testing.T) {
 	repo := t.TempDir()
 	p, _ := topology.ParseMariaDB("0-1-42")

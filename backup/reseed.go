@@ -92,10 +92,11 @@ type ReseedOptions struct {
 	// exist yet; otherwise its current owner does.
 	Owner Owner
 	Roles []string
-	// Attach makes the started instance replicate from the primary, from
-	// the backup's position.
-	Attach func(ctx context.Context, c ReseedChoice) error
-	Now    func() time.Time
+	// Replication attaches the started instance to the primary, from the
+	// backup's position; Discover shows whether it then replicates.
+	Replication Replication
+	Discover    func(context.Context) (topology.Snapshot, error)
+	Now         func() time.Time
 }
 
 // Reseeded says what a reseed did.
@@ -161,7 +162,7 @@ func Reseed(ctx context.Context, c ReseedChoice, o ReseedOptions) (Reseeded, err
 	if err := o.Host.Start(ctx, c.Instance); err != nil {
 		return out, back(fmt.Errorf("start %s on its rebuilt files: %w", c.Instance, err))
 	}
-	if err := o.Attach(ctx, c); err != nil {
+	if err := attach(ctx, c, o.Replication, o.Discover); err != nil {
 		return out, back(fmt.Errorf("attach %s to %s: %w", c.Instance, c.Primary, err))
 	}
 	return out, nil

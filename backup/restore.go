@@ -157,7 +157,7 @@ func replayBinlog(ctx context.Context, e Entry, o RestoreOptions, r Restored) (R
 	}
 	defer srv.Stop()
 	user, password := srv.Account()
-	c := mysql.NewController(user, password, "", "")
+	c := mysql.NewController(topology.MariaDB, user, password, "", "")
 	defer c.Close()
 	c.SetApplyAccount(user, password)
 	if err := c.ApplyBinlog(ctx, srv.Addr, files, e.Position, upto); err != nil {

@@ -11,6 +11,9 @@ import (
 // ErrNoSource means no instance may serve a backup now.
 var ErrNoSource = errors.New("no instance can serve a backup")
 
+// ErrUnsupportedEngine is a backup asked of a MySQL (not MariaDB) cluster.
+var ErrUnsupportedEngine = errors.New("backups of MySQL (not MariaDB) are not implemented: dbha takes them with mariadb-backup, which must not run against a MySQL server")
+
 // SourcePolicy says where backups may come from.
 type SourcePolicy struct {
 	// AllowPrimary lets the primary serve when no replica can. A primary is
@@ -31,8 +34,12 @@ type Source struct {
 // replica of the current primary (both replication threads running) with
 // the least lag, never one with errant transactions, whose backup would
 // carry them into every restore; the primary only when allowed, or when it
-// is the only instance. It is pure.
+// is the only instance. It refuses a MySQL cluster (ErrUnsupportedEngine).
+// It is pure.
 func ChooseSource(s topology.Snapshot, p SourcePolicy) (Source, error) {
+	if s.Engine == topology.MySQL {
+		return Source{}, fmt.Errorf("cluster %s: %w", s.Cluster, ErrUnsupportedEngine)
+	}
 	if p.From != "" {
 		return forced(s, p.From)
 	}

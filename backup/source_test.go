@@ -86,3 +86,16 @@ func TestChooseSource(t *testing.T) {
 		})
 	}
 }
+
+func TestChooseSourceRefusesMySQL(t *testing.T) {
+	p, err := topology.ParseMySQL("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := topology.Build("c", topology.MySQL, []topology.Instance{{Addr: "db1", Reachable: true, Current: p, History: p}}, time.Unix(0, 0))
+	for _, policy := range []SourcePolicy{{}, {AllowPrimary: true}, {From: "db1"}} {
+		if got, err := ChooseSource(s, policy); !errors.Is(err, ErrUnsupportedEngine) || !strings.Contains(err.Error(), "mariadb-backup") {
+			t.Fatalf("ChooseSource(%+v) = %+v, %v; want ErrUnsupportedEngine", policy, got, err)
+		}
+	}
+}

@@ -1,15 +1,14 @@
 package checks
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/dbha/dbha/command"
 )
 
 // ProbeTCP connects to addr and closes at once, within ctx's deadline. It
@@ -37,16 +36,12 @@ func ProbeTCP(ctx context.Context, addr string) ProbeResult {
 // first line of its output is kept as the detail.
 func RunExternal(ctx context.Context, argv []string, cluster, primary string) ExternalView {
 	at := time.Now()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), "DBHA_CLUSTER="+cluster, "DBHA_PRIMARY="+primary)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.WaitDelay = time.Second // a child that keeps the pipes open must not hold us
-	err := cmd.Run()
-	first, _, _ := strings.Cut(strings.TrimSpace(out.String()), "\n")
+	out, err := command.Run(ctx, argv, command.Options{Env: []string{"DBHA_CLUSTER=" + cluster, "DBHA_PRIMARY=" + primary}})
+	first, _, _ := strings.Cut(out, "\n")
 	v := ExternalView{At: at, Alive: err == nil, Detail: first}
-	if err != nil {
-		v.Detail = fmt.Sprintf("%s: %v %s", argv[0], err, first)
+	var failed *command.Error
+	if errors.As(err, &failed) {
+		v.Detail = fmt.Sprintf("%s: %v %s", failed.Name, failed.Err, first)
 	}
 	return v
 }

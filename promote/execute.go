@@ -58,7 +58,7 @@ type Journal interface {
 // Hooks run the operator's commands around a promotion. An error from the
 // before phase vetoes the promotion; from the after phase it is recorded.
 type Hooks interface {
-	Run(ctx context.Context, phase string, r *Record) error
+	Run(ctx context.Context, phase Phase, r *Record) error
 }
 
 // Env is what Execute acts through.
@@ -216,7 +216,7 @@ func (x *executor) run(ctx context.Context, st Step) (string, error) {
 	case ActLock:
 		return "lease held", nil
 	case ActHookBefore:
-		return "", x.hook(ctx, "before-promote", true)
+		return "", x.hook(ctx, BeforePromote, true)
 	case ActStopFollowing:
 		return x.stopFollowing(ctx, st)
 	case ActFence:
@@ -246,7 +246,7 @@ func (x *executor) run(ctx context.Context, st Step) (string, error) {
 	case ActUpdateReaders:
 		return "", x.env.Coordinator.SetReaders(ctx, x.r.Repointed)
 	case ActHookAfter:
-		if err := x.hook(ctx, "after-promote", false); err != nil {
+		if err := x.hook(ctx, AfterPromote, false); err != nil {
 			return "after-promote hook failed: " + err.Error(), nil
 		}
 		return "", nil
@@ -256,7 +256,7 @@ func (x *executor) run(ctx context.Context, st Step) (string, error) {
 	return "", fmt.Errorf("unknown action %q", st.Action)
 }
 
-func (x *executor) hook(ctx context.Context, phase string, veto bool) error {
+func (x *executor) hook(ctx context.Context, phase Phase, veto bool) error {
 	if x.env.Hooks == nil {
 		return nil
 	}

@@ -76,8 +76,8 @@ func (j *fakeJournal) Save(_ context.Context, r *Record) error {
 
 type fakeHooks struct{ veto error }
 
-func (h fakeHooks) Run(_ context.Context, phase string, _ *Record) error {
-	if phase == "before-promote" {
+func (h fakeHooks) Run(_ context.Context, phase Phase, _ *Record) error {
+	if phase == BeforePromote {
 		return h.veto
 	}
 	return nil

@@ -1,14 +1,23 @@
 package promote
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
-	"strings"
 	"time"
+
+	"github.com/dbha/dbha/command"
+)
+
+// Phase is when hooks run.
+type Phase string
+
+const (
+	// BeforePromote runs before the first change; a failure vetoes the
+	// promotion.
+	BeforePromote Phase = "before-promote"
+	// AfterPromote runs once the writer has moved; a failure is recorded.
+	AfterPromote Phase = "after-promote"
 )
 
 // CommandHooks runs an operator's commands around a promotion: each gets
@@ -22,10 +31,10 @@ type CommandHooks struct {
 	Timeout time.Duration
 }
 
-// Run runs the commands of one phase ("before-promote", "after-promote").
-func (h CommandHooks) Run(ctx context.Context, phase string, r *Record) error {
+// Run runs the commands of one phase.
+func (h CommandHooks) Run(ctx context.Context, phase Phase, r *Record) error {
 	cmds := h.Before
-	if phase == "after-promote" {
+	if phase == AfterPromote {
 		cmds = h.After
 	}
 	input, err := json.Marshal(r)
@@ -40,33 +49,24 @@ func (h CommandHooks) Run(ctx context.Context, phase string, r *Record) error {
 	return nil
 }
 
-func (h CommandHooks) run(ctx context.Context, argv []string, phase string, r *Record, input []byte) error {
+func (h CommandHooks) run(ctx context.Context, argv []string, phase Phase, r *Record, input []byte) error {
 	timeout := h.Timeout
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(),
-		"DBHA_PHASE="+phase,
-		"DBHA_CLUSTER="+r.Cluster,
-		"DBHA_RECOVERY_ID="+r.ID,
-		"DBHA_KIND="+string(r.Plan.Kind),
-		"DBHA_OLD_PRIMARY="+r.Plan.OldPrimary,
-		"DBHA_NEW_PRIMARY="+r.Plan.NewPrimary,
-		"DBHA_REASON="+r.Reason,
-	)
-	cmd.Stdin = bytes.NewReader(input)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.WaitDelay = time.Second
-	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(out.String())
-		if len(msg) > 4096 {
-			msg = msg[:4096] + "…"
-		}
-		return fmt.Errorf("%s hook %s: %w: %s", phase, argv[0], err, msg)
+	_, err := command.Run(ctx, argv, command.Options{Stdin: input, Env: []string{
+		"DBHA_PHASE=" + string(phase),
+		"DBHA_CLUSTER=" + r.Cluster,
+		"DBHA_RECOVERY_ID=" + r.ID,
+		"DBHA_KIND=" + string(r.Plan.Kind),
+		"DBHA_OLD_PRIMARY=" + r.Plan.OldPrimary,
+		"DBHA_NEW_PRIMARY=" + r.Plan.NewPrimary,
+		"DBHA_REASON=" + r.Reason,
+	}})
+	if err != nil {
+		return fmt.Errorf("%s hook %w", phase, err)
 	}
 	return nil
 }

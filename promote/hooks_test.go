@@ -18,7 +18,7 @@ func TestCommandHooks(t *testing.T) {
 		Before: [][]string{{"sh", "-c", `cat > "$0"; echo "$DBHA_PHASE $DBHA_CLUSTER $DBHA_OLD_PRIMARY $DBHA_NEW_PRIMARY $DBHA_KIND" >> "$0".env`, out}},
 		After:  [][]string{{"sh", "-c", "echo refusing >&2; exit 4"}},
 	}
-	if err := h.Run(context.Background(), "before-promote", r); err != nil {
+	if err := h.Run(context.Background(), BeforePromote, r); err != nil {
 		t.Fatal(err)
 	}
 	var got Record
@@ -30,12 +30,12 @@ func TestCommandHooks(t *testing.T) {
 	if strings.TrimSpace(string(env)) != "before-promote c1 db1 db2 failover" {
 		t.Fatalf("environment = %q", env)
 	}
-	err := h.Run(context.Background(), "after-promote", r)
+	err := h.Run(context.Background(), AfterPromote, r)
 	if err == nil || !strings.Contains(err.Error(), "exit status 4") || !strings.Contains(err.Error(), "refusing") {
 		t.Fatalf("failing hook: %v", err)
 	}
 	slow := CommandHooks{Before: [][]string{{"sleep", "10"}}, Timeout: 100 * time.Millisecond}
-	if err := slow.Run(context.Background(), "before-promote", r); err == nil {
+	if err := slow.Run(context.Background(), BeforePromote, r); err == nil {
 		t.Fatal("a hook past its timeout did not fail")
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -26,6 +25,21 @@ func newBackupCmd(g *globalFlags) *cobra.Command {
 	cmd.AddCommand(newBackupRunCmd(g), newBackupListCmd(g), newBackupShowCmd(g), newBackupPruneCmd(g),
 		newBackupVerifyCmd(g), newBackupRestoreCmd(g), newBackupReseedCmd(g))
 	return cmd
+}
+
+// backupOwner is the account restored files and throwaway servers belong
+// to: backup.run_as, else the engine's package account.
+func backupOwner(cl config.Cluster) (backup.Owner, error) {
+	name := cl.Backup.RunAs
+	if name == "" {
+		name = backup.DefaultOwner(topology.Engine(cl.Engine))
+	}
+	return backup.LookupOwner(name)
+}
+
+// backupRoles are role names the backup of a PostgreSQL cluster holds.
+func backupRoles(cl config.Cluster) []string {
+	return []string{cl.User, cl.BackupAccount().User}
 }
 
 func newBackupRunCmd(g *globalFlags) *cobra.Command {
@@ -168,7 +182,7 @@ func newBackupPruneCmd(g *globalFlags) *cobra.Command {
 				return err
 			}
 			for _, cl := range clusters {
-				deleted, err := pruneBackups(cl)
+				deleted, err := backup.PruneRepository(cl.Backup.Repository, cl.Name, backup.Retention{Keep: cl.Backup.Keep, MaxAge: cl.Backup.MaxAge}, time.Now())
 				for _, id := range deleted {
 					fmt.Fprintf(cmd.OutOrStdout(), "deleted backup %s of %s\n", id, cl.Name)
 				}
@@ -185,12 +199,10 @@ func newBackupPruneCmd(g *globalFlags) *cobra.Command {
 
 func writeBackups(w io.Writer, entries []backup.Entry, format string) error {
 	if format == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
 		if entries == nil {
 			entries = []backup.Entry{}
 		}
-		return enc.Encode(map[string]any{"backups": entries})
+		return writeJSON(w, map[string]any{"backups": entries})
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tCLUSTER\tSOURCE\tSTATUS\tPOSITION\tSIZE\tON DISK\tTOOK\tVERIFIED")
@@ -207,21 +219,4 @@ func writeBackups(w io.Writer, entries []backup.Entry, format string) error {
 			backup.HumanBytes(e.Bytes), backup.HumanBytes(e.CompressedBytes), e.Finished.Sub(e.Started).Seconds(), verified)
 	}
 	return tw.Flush()
-}
-
-// pruneBackups deletes the backups beyond backup.keep and backup.max_age,
-// never the newest verified one, and returns their ids.
-func pruneBackups(cl config.Cluster) ([]string, error) {
-	entries, err := backup.List(cl.Backup.Repository, cl.Name)
-	if err != nil {
-		return nil, err
-	}
-	var deleted []string
-	for _, id := range backup.Prune(entries, backup.Retention{Keep: cl.Backup.Keep, MaxAge: cl.Backup.MaxAge}, time.Now()) {
-		if err := os.RemoveAll(backup.EntryDir(cl.Backup.Repository, cl.Name, id)); err != nil {
-			return deleted, fmt.Errorf("delete backup %s: %w", id, err)
-		}
-		deleted = append(deleted, id)
-	}
-	return deleted, nil
 }

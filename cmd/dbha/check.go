@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -68,9 +67,7 @@ func writeCheck(w io.Writer, states []daemon.State, p checks.Policy, format stri
 		reports[i] = checkReport{State: st, Votes: checks.Votes(st.Evidence, p)}
 	}
 	if format == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"clusters": reports})
+		return writeJSON(w, map[string]any{"clusters": reports})
 	}
 	for i, r := range reports {
 		if i > 0 {

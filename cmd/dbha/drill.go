@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dbha/dbha/command"
 	"github.com/dbha/dbha/config"
 	"github.com/dbha/dbha/consul"
 	"github.com/dbha/dbha/drill"
@@ -138,9 +138,7 @@ func runDrill(ctx context.Context, out io.Writer, cfg config.Config, cl config.C
 
 func writeDrill(w io.Writer, s drill.Summary, format string) error {
 	if format == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(s)
+		return writeJSON(w, s)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RUN\tOLD -> NEW\tRTO\tTARGET\tACKED\tLOST\tPASS")
@@ -260,9 +258,11 @@ func (switchoverBreaker) Restart(context.Context, string) error { return nil }
 type commandBreaker struct{ kill, restart []string }
 
 func (b commandBreaker) Kill(ctx context.Context, addr string) error {
-	return runCommand(ctx, b.kill, "{instance}", addr)
+	_, err := command.Run(ctx, b.kill, command.Options{Placeholders: map[string]string{"{instance}": addr}})
+	return err
 }
 
 func (b commandBreaker) Restart(ctx context.Context, addr string) error {
-	return runCommand(ctx, b.restart, "{instance}", addr)
+	_, err := command.Run(ctx, b.restart, command.Options{Placeholders: map[string]string{"{instance}": addr}})
+	return err
 }

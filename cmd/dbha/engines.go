@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 
+	"github.com/dbha/dbha/backup"
 	"github.com/dbha/dbha/binlog"
 	mariadbstream "github.com/dbha/dbha/binlog/mariadb"
 	walstream "github.com/dbha/dbha/binlog/wal"
@@ -31,7 +32,7 @@ func newEngine(cfg config.Config, cl config.Cluster) (promote.Engine, func() err
 		h := walstream.Handover{Dir: store, RestoreCommand: cl.Promotion.RestoreCommand, Standby: c}
 		return postgresEngine{Controller: c, Handover: h}, c.Close, nil
 	}
-	c := mysql.NewController(cl.User, password, cl.Replication.User, replPassword)
+	c := mysql.NewController(topology.Engine(cl.Engine), cl.User, password, cl.Replication.User, replPassword)
 	if a := cl.Promotion.Apply; a.User != "" {
 		applyPassword, err := readSecret(a.Password())
 		if err != nil {
@@ -55,3 +56,9 @@ type postgresEngine struct {
 	*postgres.Controller
 	walstream.Handover
 }
+
+// A reseed attaches the replica it rebuilt through the same engine.
+var (
+	_ backup.Replication = mariadbEngine{}
+	_ backup.Replication = postgresEngine{}
+)

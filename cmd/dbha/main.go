@@ -1,7 +1,9 @@
-// Command dbha is the operator's entry point to dbha: topology, the lab, and
-// later the monitor, promotion and backups. This package is wiring only: it
-// binds flags, environment and the configuration file, builds objects and
-// calls the packages that decide and act.
+// Command dbha is the operator's entry point to dbha: topology, check, the
+// daemon (run), change streams, promotion and recoveries, drills, backups
+// and the lab. This package holds flags, wiring and output only: it binds
+// flags, DBHA_* environment and the configuration file, builds the objects,
+// calls the packages that decide and act, and prints what they return as
+// text or JSON. It decides nothing itself.
 package main
 
 import (

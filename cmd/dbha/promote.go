@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -71,9 +70,7 @@ transactions, broken replication, never, lag); what it overrides is recorded.`,
 
 func writePlan(w io.Writer, p promote.Plan, format string) error {
 	if format == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(p)
+		return writeJSON(w, p)
 	}
 	return promote.WriteText(w, p)
 }
@@ -81,9 +78,7 @@ func writePlan(w io.Writer, p promote.Plan, format string) error {
 // writeRecord prints what a recovery did.
 func writeRecord(w io.Writer, r *promote.Record, format string) error {
 	if format == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
+		return writeJSON(w, r)
 	}
 	if err := promote.WriteText(w, r.Plan); err != nil {
 		return err

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -46,9 +45,7 @@ func newRecoverCmd(g *globalFlags) *cobra.Command {
 				}
 			}
 			if output == "json" {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(map[string]any{"recoveries": recs})
+				return writeJSON(cmd.OutOrStdout(), map[string]any{"recoveries": recs})
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tKIND\tOLD -> NEW\tREASON\tRTO\tLOST\tRESULT")

@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -206,7 +207,7 @@ func verifyAndPrune(ctx context.Context, cl config.Cluster, e backup.Entry, prog
 		return e
 	}
 	log.Info("scheduled backup verified", "id", e.ID, "seconds", e.Verification.Seconds, "detail", e.Verification.Detail)
-	deleted, err := pruneBackups(cl)
+	deleted, err := backup.PruneRepository(cl.Backup.Repository, cl.Name, backup.Retention{Keep: cl.Backup.Keep, MaxAge: cl.Backup.MaxAge}, time.Now())
 	if err != nil {
 		log.Error("prune the backup catalog", "err", err)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -312,9 +311,7 @@ func reportStream(ctx context.Context, cfg config.Config, cl config.Cluster, now
 
 func writeStreamReports(w io.Writer, reports []streamReport, format string) error {
 	if format == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"streams": reports})
+		return writeJSON(w, map[string]any{"streams": reports})
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, r := range reports {
@@ -409,12 +406,10 @@ func parseSince(engine topology.Engine, s string) (topology.Position, error) {
 
 func writeTransactions(w io.Writer, txs []binlog.Transaction, format string) error {
 	if format == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
 		if txs == nil {
 			txs = []binlog.Transaction{}
 		}
-		return enc.Encode(map[string]any{"transactions": txs})
+		return writeJSON(w, map[string]any{"transactions": txs})
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "POSITION\tTIME\tSIZE\tEVENTS\tFILE\tOFFSET")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sync"
@@ -108,9 +107,7 @@ type topologyDoc struct {
 
 func writeSnapshots(w io.Writer, snaps []topology.Snapshot, format string) error {
 	if format == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(topologyDoc{Clusters: snaps})
+		return writeJSON(w, topologyDoc{Clusters: snaps})
 	}
 	for i, s := range snaps {
 		if i > 0 {

@@ -3,21 +3,138 @@ package mysql
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 
 	"github.com/dbha/dbha/topology"
 )
 
-// Controller changes MariaDB replication: the operations a promotion is
-// made of. Each is idempotent, so a promotion resumed after a crash may
-// repeat the step it was in. Safe for concurrent use on different
-// instances; the caller orders operations on one instance.
+// ErrUnsupported is every replication change (fencing included) asked of
+// a MySQL (not MariaDB) server: its controller is not written yet.
+var ErrUnsupported = errors.New("promotion of MySQL (not MariaDB) is not implemented: dbha only observes MySQL clusters")
+
+// Controller changes replication on MariaDB or MySQL servers: the
+// operations a promotion is made of. Each is idempotent, so a promotion
+// resumed after a crash may repeat the step it was in. Safe for concurrent
+// use on different instances; the caller orders operations on one
+// instance.
+//
+// The statements are the flavor's: MariaDB's in mariadb_control.go,
+// MySQL's in mysql_control.go (none yet: ErrUnsupported).
 type Controller struct {
+	servers *servers
+	flavor  flavor
+}
+
+// flavor is one server family's replication control. Its methods are the
+// Controller's and keep their contracts.
+type flavor interface {
+	StopFollowing(ctx context.Context, addr string) error
+	WaitApplied(ctx context.Context, addr string, pos topology.Position) error
+	CatchUpFrom(ctx context.Context, addr, source string, upto topology.Position) error
+	ApplyBinlog(ctx context.Context, addr string, files []string, after, upto topology.Position) error
+	Promote(ctx context.Context, addr string) error
+	Repoint(ctx context.Context, addr, source string) error
+	Attach(ctx context.Context, addr, source string, pos topology.Position) error
+	Fence(ctx context.Context, addr string) error
+	Unfence(ctx context.Context, addr string) error
+	Position(ctx context.Context, addr string) (topology.Position, error)
+}
+
+// NewController returns a controller for engine (topology.MariaDB or
+// topology.MySQL) that logs in as user and points replicas at their
+// source with the replication account.
+func NewController(engine topology.Engine, user, password, replUser, replPassword string) *Controller {
+	s := &servers{user: user, password: password, replUser: replUser, replPassword: replPassword,
+		applyUser: user, applyPassword: password, pools: map[string]*sql.DB{}}
+	c := &Controller{servers: s}
+	switch engine {
+	case topology.MySQL:
+		c.flavor = mysqlControl{}
+	default:
+		c.flavor = mariadbControl{s}
+	}
+	return c
+}
+
+// SetApplyAccount names the account ApplyBinlog replays events with. A
+// replayed transaction's statements (DDL in particular) need that
+// statement's privileges, as the replication SQL thread has them; row
+// events need only BINLOG REPLAY.
+func (c *Controller) SetApplyAccount(user, password string) {
+	c.servers.applyUser, c.servers.applyPassword = user, password
+}
+
+// Close closes every pool.
+func (c *Controller) Close() error { return c.servers.close() }
+
+// StopFollowing makes addr receive nothing more from its source; it goes
+// on applying what it has received.
+func (c *Controller) StopFollowing(ctx context.Context, addr string) error {
+	return c.flavor.StopFollowing(ctx, addr)
+}
+
+// WaitApplied waits until addr has applied pos, polling until ctx ends. An
+// instance that has diverged from pos is an error.
+func (c *Controller) WaitApplied(ctx context.Context, addr string, pos topology.Position) error {
+	return c.flavor.WaitApplied(ctx, addr, pos)
+}
+
+// CatchUpFrom makes addr replicate from source until it holds upto, then
+// stops it. The source must log what it replicated (log_slave_updates).
+func (c *Controller) CatchUpFrom(ctx context.Context, addr, source string, upto topology.Position) error {
+	return c.flavor.CatchUpFrom(ctx, addr, source, upto)
+}
+
+// ApplyBinlog replays on addr the transactions that binlog files hold after
+// the position after, up to upto included, keeping their GTIDs, so that
+// addr replicates on from there. The apply account (SetApplyAccount) runs
+// them; its password never appears in an argument.
+func (c *Controller) ApplyBinlog(ctx context.Context, addr string, files []string, after, upto topology.Position) error {
+	return c.flavor.ApplyBinlog(ctx, addr, files, after, upto)
+}
+
+// Promote makes addr a primary: it stops replicating, forgets its source
+// and becomes writable.
+func (c *Controller) Promote(ctx context.Context, addr string) error {
+	return c.flavor.Promote(ctx, addr)
+}
+
+// Repoint makes addr replicate from source with GTID auto-positioning. An
+// instance that was a primary starts from what its binlog holds.
+func (c *Controller) Repoint(ctx context.Context, addr, source string) error {
+	return c.flavor.Repoint(ctx, addr, source)
+}
+
+// Attach makes a freshly restored addr replicate from source, starting
+// after pos (the restored backup's position).
+func (c *Controller) Attach(ctx context.Context, addr, source string, pos topology.Position) error {
+	return c.flavor.Attach(ctx, addr, source, pos)
+}
+
+// Fence makes addr refuse writes: read-only, then every client session
+// ended (replication threads, dbha and the replication account are kept).
+func (c *Controller) Fence(ctx context.Context, addr string) error {
+	return c.flavor.Fence(ctx, addr)
+}
+
+// Unfence lets addr take writes again: a switchover that could not finish
+// gives the old primary back its role.
+func (c *Controller) Unfence(ctx context.Context, addr string) error {
+	return c.flavor.Unfence(ctx, addr)
+}
+
+// Position returns what addr's binlog holds: the final position of an old
+// primary made read-only in a switchover.
+func (c *Controller) Position(ctx context.Context, addr string) (topology.Position, error) {
+	return c.flavor.Position(ctx, addr)
+}
+
+// servers is how a controller reaches instances, whatever their flavor:
+// its accounts and one small pool per address.
+type servers struct {
 	user, password           string
 	replUser, replPassword   string
 	applyUser, applyPassword string // replays binlog events; defaults to user
@@ -26,55 +143,39 @@ type Controller struct {
 	pools map[string]*sql.DB
 }
 
-// NewController returns a controller that logs in as user and points
-// replicas at their source with the replication account.
-func NewController(user, password, replUser, replPassword string) *Controller {
-	return &Controller{user: user, password: password, replUser: replUser, replPassword: replPassword,
-		applyUser: user, applyPassword: password, pools: map[string]*sql.DB{}}
-}
-
-// SetApplyAccount names the account ApplyBinlog replays events with. A
-// replayed transaction's statements (DDL in particular) need that
-// statement's privileges, as the replication SQL thread has them; row
-// events need only BINLOG REPLAY.
-func (c *Controller) SetApplyAccount(user, password string) {
-	c.applyUser, c.applyPassword = user, password
-}
-
-// Close closes every pool.
-func (c *Controller) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for addr, db := range c.pools {
+func (s *servers) close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for addr, db := range s.pools {
 		db.Close()
-		delete(c.pools, addr)
+		delete(s.pools, addr)
 	}
 	return nil
 }
 
-func (c *Controller) db(addr string) (*sql.DB, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if db, ok := c.pools[addr]; ok {
+func (s *servers) db(addr string) (*sql.DB, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if db, ok := s.pools[addr]; ok {
 		return db, nil
 	}
-	db, err := Open(addr, c.user, c.password)
+	db, err := Open(addr, s.user, s.password)
 	if err != nil {
 		return nil, err
 	}
 	db.SetMaxOpenConns(2)
-	c.pools[addr] = db
+	s.pools[addr] = db
 	return db, nil
 }
 
-func (c *Controller) exec(ctx context.Context, addr string, stmts ...string) error {
-	db, err := c.db(addr)
+func (s *servers) exec(ctx context.Context, addr string, stmts ...string) error {
+	db, err := s.db(addr)
 	if err != nil {
 		return err
 	}
-	for _, s := range stmts {
-		if _, err := db.ExecContext(ctx, s); err != nil {
-			return fmt.Errorf("%s on %s: %w", firstWords(s), addr, err)
+	for _, stmt := range stmts {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("%s on %s: %w", firstWords(stmt), addr, err)
 		}
 	}
 	return nil
@@ -90,263 +191,7 @@ func firstWords(s string) string {
 	return strings.Join(f, " ")
 }
 
-// StopFollowing stops the IO thread: the replica receives nothing more
-// from its source, and its SQL thread goes on applying its relay log.
-func (c *Controller) StopFollowing(ctx context.Context, addr string) error {
-	return c.exec(ctx, addr, "STOP SLAVE IO_THREAD")
-}
-
-// WaitApplied waits until the instance has applied pos (MASTER_GTID_WAIT
-// for replicated transactions; its binlog position for transactions
-// applied by a client), polling until ctx ends.
-func (c *Controller) WaitApplied(ctx context.Context, addr string, pos topology.Position) error {
-	db, err := c.db(addr)
-	if err != nil {
-		return err
-	}
-	for {
-		have, err := c.applied(ctx, db, addr)
-		if err != nil {
-			return err
-		}
-		o, err := topology.Compare(have, pos)
-		if err != nil {
-			return err
-		}
-		switch o {
-		case topology.Ahead, topology.Equal:
-			return nil
-		case topology.Diverged:
-			return fmt.Errorf("%s at %s has diverged from %s", addr, have, pos)
-		}
-		var res sql.NullInt64
-		err = db.QueryRowContext(ctx, "SELECT MASTER_GTID_WAIT(?, 0.5)", pos.String()).Scan(&res)
-		if err != nil {
-			return fmt.Errorf("wait on %s for %s: %w", addr, pos, err)
-		}
-	}
-}
-
-// applied is everything the instance executed: gtid_current_pos joined with
-// gtid_binlog_pos, because transactions replayed by a client (with their
-// original server_id) reach only the binlog position.
-func (c *Controller) applied(ctx context.Context, db *sql.DB, addr string) (topology.Position, error) {
-	var current, binlog string
-	if err := db.QueryRowContext(ctx, "SELECT @@gtid_current_pos, @@gtid_binlog_pos").Scan(&current, &binlog); err != nil {
-		return topology.Position{}, fmt.Errorf("read positions of %s: %w", addr, err)
-	}
-	cp, err := topology.ParseMariaDB(current)
-	if err != nil {
-		return cp, err
-	}
-	bp, err := topology.ParseMariaDB(binlog)
-	if err != nil {
-		return bp, err
-	}
-	return topology.Union(cp, bp)
-}
-
-// CatchUpFrom makes addr replicate from source until it holds upto, then
-// stops it. The source must log what it replicated (log_slave_updates).
-func (c *Controller) CatchUpFrom(ctx context.Context, addr, source string, upto topology.Position) error {
-	change, err := c.changeMaster(source)
-	if err != nil {
-		return err
-	}
-	if err := c.exec(ctx, addr, "STOP SLAVE", change,
-		fmt.Sprintf("START SLAVE UNTIL master_gtid_pos = '%s'", upto)); err != nil {
-		return err
-	}
-	if err := c.WaitApplied(ctx, addr, upto); err != nil {
-		return err
-	}
-	return c.exec(ctx, addr, "STOP SLAVE")
-}
-
-// ApplyBinlog replays on addr the transactions that binlog files hold after
-// the position after, up to upto included, keeping their GTIDs: the
-// mariadb-binlog tool decodes them and the mariadb client runs the result
-// as dbha's user (it needs BINLOG REPLAY). The password goes through a
-// private option file, never an argument. gtid_slave_pos then follows the
-// binlog, so that the instance replicates on from there.
-func (c *Controller) ApplyBinlog(ctx context.Context, addr string, files []string, after, upto topology.Position) error {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return err
-	}
-	for _, tool := range []string{"mariadb-binlog", "mariadb"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("%s not found: install mariadb-client (make deps): %w", tool, err)
-		}
-	}
-	optFile, cleanup, err := clientOptionFile(c.applyUser, c.applyPassword, host, port)
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-
-	args := []string{"--no-defaults", "--stop-position=" + upto.String()}
-	if s := after.String(); s != "" {
-		args = append(args, "--start-position="+s)
-	}
-	decode := exec.CommandContext(ctx, "mariadb-binlog", append(args, files...)...)
-	apply := exec.CommandContext(ctx, "mariadb", "--defaults-extra-file="+optFile, "--batch", "--binary-mode")
-	var decodeErr, applyErr strings.Builder
-	decode.Stderr, apply.Stderr = &decodeErr, &applyErr
-	pipe, err := decode.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	apply.Stdin = pipe
-	if err := decode.Start(); err != nil {
-		return fmt.Errorf("start mariadb-binlog: %w", err)
-	}
-	if err := apply.Start(); err != nil {
-		decode.Process.Kill()
-		decode.Wait()
-		return fmt.Errorf("start mariadb: %w", err)
-	}
-	// Only the client reads the pipe now: should it fail, mariadb-binlog
-	// sees a broken pipe instead of blocking on a pipe still open here.
-	pipe.Close()
-	runErr := apply.Wait()
-	waitErr := decode.Wait()
-	if runErr != nil || waitErr != nil {
-		return fmt.Errorf("replay binlog on %s after %s up to %s: mariadb-binlog: %v %s; mariadb: %v %s",
-			addr, after, upto, waitErr, strings.TrimSpace(decodeErr.String()), runErr, strings.TrimSpace(applyErr.String()))
-	}
-	return c.exec(ctx, addr, "STOP SLAVE", "SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos")
-}
-
-// clientOptionFile writes a [client] option file readable only by this
-// process's user, and returns its path and a function that removes it.
-func clientOptionFile(user, password, host, port string) (string, func(), error) {
-	f, err := os.CreateTemp("", "dbha-client-*.cnf")
-	if err != nil {
-		return "", nil, fmt.Errorf("client option file: %w", err)
-	}
-	cleanup := func() { os.Remove(f.Name()) }
-	esc := func(s string) string { return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) }
-	_, err = fmt.Fprintf(f, "[client]\nuser=\"%s\"\npassword=\"%s\"\nhost=%s\nport=%s\n", esc(user), esc(password), host, port)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		cleanup()
-		return "", nil, fmt.Errorf("client option file: %w", err)
-	}
-	return f.Name(), cleanup, nil
-}
-
-// Promote makes addr a primary: it stops replicating, forgets its source
-// and becomes writable.
-func (c *Controller) Promote(ctx context.Context, addr string) error {
-	return c.exec(ctx, addr, "STOP SLAVE", "RESET SLAVE ALL", "SET GLOBAL read_only = OFF")
-}
-
-// Repoint makes addr replicate from source with GTID auto-positioning. An
-// instance that was a primary starts from what its binlog holds.
-func (c *Controller) Repoint(ctx context.Context, addr, source string) error {
-	change, err := c.changeMaster(source)
-	if err != nil {
-		return err
-	}
-	db, err := c.db(addr)
-	if err != nil {
-		return err
-	}
-	var replicas int
-	rows, err := db.QueryContext(ctx, "SHOW ALL SLAVES STATUS")
-	if err != nil {
-		return fmt.Errorf("read replication status of %s: %w", addr, err)
-	}
-	for rows.Next() {
-		replicas++
-	}
-	rows.Close()
-	stmts := []string{"SET GLOBAL read_only = ON", "STOP SLAVE"}
-	if replicas == 0 {
-		// A former primary's own transactions are in its binlog, not in
-		// gtid_slave_pos: start from the binlog, or it would ask its new
-		// source for everything again.
-		stmts = append(stmts, "SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos")
-	}
-	return c.exec(ctx, addr, append(stmts, change, "START SLAVE")...)
-}
-
-// Attach makes a freshly restored addr replicate from source, starting
-// after pos (the restored backup's position): read-only, gtid_slave_pos
-// set to pos, GTID auto-positioning.
-func (c *Controller) Attach(ctx context.Context, addr, source string, pos topology.Position) error {
-	change, err := c.changeMaster(source)
-	if err != nil {
-		return err
-	}
-	return c.exec(ctx, addr, "SET GLOBAL read_only = ON", "STOP SLAVE", "RESET SLAVE ALL",
-		"SET GLOBAL gtid_slave_pos = '"+quote(pos.String())+"'", change, "START SLAVE")
-}
-
-func (c *Controller) changeMaster(source string) (string, error) {
-	host, port, err := net.SplitHostPort(source)
-	if err != nil {
-		return "", fmt.Errorf("source %q: %w", source, err)
-	}
-	return fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='%s', MASTER_PORT=%s, MASTER_USER='%s', MASTER_PASSWORD='%s', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
-		quote(host), port, quote(c.replUser), quote(c.replPassword)), nil
-}
-
 // quote escapes a string for a single-quoted SQL literal.
 func quote(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s)
-}
-
-// Fence makes addr refuse writes: read_only on, then every client session
-// ended (replication threads, dbha and the replication account are kept).
-func (c *Controller) Fence(ctx context.Context, addr string) error {
-	if err := c.exec(ctx, addr, "SET GLOBAL read_only = ON"); err != nil {
-		return err
-	}
-	db, err := c.db(addr)
-	if err != nil {
-		return err
-	}
-	rows, err := db.QueryContext(ctx, `SELECT id FROM information_schema.PROCESSLIST
-		WHERE id <> CONNECTION_ID() AND user NOT IN ('system user', 'event_scheduler', ?, ?)
-		AND command NOT IN ('Binlog Dump', 'Daemon', 'Slave_IO', 'Slave_SQL', 'Slave_worker')`, c.user, c.replUser)
-	if err != nil {
-		return fmt.Errorf("list client sessions on %s: %w", addr, err)
-	}
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err == nil {
-			ids = append(ids, id)
-		}
-	}
-	rows.Close()
-	for _, id := range ids {
-		// A session may end by itself meanwhile: its KILL error is no failure.
-		db.ExecContext(ctx, fmt.Sprintf("KILL CONNECTION %d", id))
-	}
-	return nil
-}
-
-// Unfence lets addr take writes again: a switchover that could not finish
-// gives the old primary back its role.
-func (c *Controller) Unfence(ctx context.Context, addr string) error {
-	return c.exec(ctx, addr, "SET GLOBAL read_only = OFF")
-}
-
-// Position returns what addr's binlog holds (gtid_binlog_pos): the final
-// position of an old primary made read-only in a switchover.
-func (c *Controller) Position(ctx context.Context, addr string) (topology.Position, error) {
-	db, err := c.db(addr)
-	if err != nil {
-		return topology.Position{}, err
-	}
-	var s string
-	if err := db.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&s); err != nil {
-		return topology.Position{}, fmt.Errorf("read gtid_binlog_pos on %s: %w", addr, err)
-	}
-	return topology.ParseMariaDB(s)
 }

@@ -210,6 +210,13 @@ func (c *Controller) Repoint(ctx context.Context, addr, source string) error {
 	return c.exec(ctx, addr, "ALTER SYSTEM SET primary_conninfo = "+literal(info), "SELECT pg_reload_conf()")
 }
 
+// Attach makes a standby just restored from a backup stream from source.
+// It starts from its restored files' own WAL position, so pos is not
+// needed: this is Repoint.
+func (c *Controller) Attach(ctx context.Context, addr, source string, _ topology.Position) error {
+	return c.Repoint(ctx, addr, source)
+}
+
 // Fence makes addr refuse writes by default and ends every client session
 // but dbha's and replication's. A client may still ask for a read-write
 // transaction explicitly, so the writer service never names a fenced

@@ -4,10 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os/exec"
-	"strings"
 	"time"
 
+	"github.com/dbha/dbha/command"
 	"github.com/dbha/dbha/topology"
 )
 
@@ -40,14 +39,9 @@ func (c *Controller) Rejoin(ctx context.Context, addr, primary string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	r := strings.NewReplacer("{instance}", addr, "{primary}", primary)
-	args := make([]string, len(c.rejoinCommand))
-	for i, a := range c.rejoinCommand {
-		args[i] = r.Replace(a)
-	}
-	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
+	_, err := command.Run(ctx, c.rejoinCommand, command.Options{Placeholders: map[string]string{"{instance}": addr, "{primary}": primary}})
 	if err != nil {
-		return fmt.Errorf("rejoin_command %s: %w: %s", args[0], err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("rejoin_command: %w", err)
 	}
 	return nil
 }

@@ -1,0 +1,49 @@
+package mysql
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/dbha/dbha/topology"
+)
+
+// TestMySQLControllerRefuses: a MySQL controller sends no MariaDB SQL; every
+// change says it is not implemented. A MariaDB controller does try (and
+// here fails to connect).
+func TestMySQLControllerRefuses(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	const addr, source = "127.0.0.1:1", "127.0.0.1:2" // nothing listens on port 1
+	var pos topology.Position
+	ops := []struct {
+		name string
+		do   func(c *Controller) error
+	}{
+		{"StopFollowing", func(c *Controller) error { return c.StopFollowing(ctx, addr) }},
+		{"WaitApplied", func(c *Controller) error { return c.WaitApplied(ctx, addr, pos) }},
+		{"CatchUpFrom", func(c *Controller) error { return c.CatchUpFrom(ctx, addr, source, pos) }},
+		{"ApplyBinlog", func(c *Controller) error { return c.ApplyBinlog(ctx, addr, nil, pos, pos) }},
+		{"Promote", func(c *Controller) error { return c.Promote(ctx, addr) }},
+		{"Repoint", func(c *Controller) error { return c.Repoint(ctx, addr, source) }},
+		{"Attach", func(c *Controller) error { return c.Attach(ctx, addr, source, pos) }},
+		{"Fence", func(c *Controller) error { return c.Fence(ctx, addr) }},
+		{"Unfence", func(c *Controller) error { return c.Unfence(ctx, addr) }},
+		{"Position", func(c *Controller) error { _, err := c.Position(ctx, addr); return err }},
+	}
+	my := NewController(topology.MySQL, "dbha", "secret", "repl", "secret")
+	defer my.Close()
+	maria := NewController(topology.MariaDB, "dbha", "secret", "repl", "secret")
+	defer maria.Close()
+	for _, op := range ops {
+		t.Run(op.name, func(t *testing.T) {
+			if err := op.do(my); !errors.Is(err, ErrUnsupported) {
+				t.Errorf("MySQL: %v, want ErrUnsupported", err)
+			}
+			if err := op.do(maria); err == nil || errors.Is(err, ErrUnsupported) {
+				t.Errorf("MariaDB: %v, want a connection error", err)
+			}
+		})
+	}
+}

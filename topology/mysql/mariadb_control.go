@@ -1,0 +1,264 @@
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/dbha/dbha/topology"
+)
+
+// mariadbControl is MariaDB's replication control: its SQL (SLAVE statements,
+// MASTER_GTID_WAIT, MASTER_USE_GTID, the gtid_*_pos variables) and its
+// mariadb-binlog tool.
+type mariadbControl struct{ *servers }
+
+// StopFollowing stops the IO thread: the replica receives nothing more
+// from its source, and its SQL thread goes on applying its relay log.
+func (c mariadbControl) StopFollowing(ctx context.Context, addr string) error {
+	return c.exec(ctx, addr, "STOP SLAVE IO_THREAD")
+}
+
+// WaitApplied waits until the instance has applied pos (MASTER_GTID_WAIT
+// for replicated transactions; its binlog position for transactions
+// applied by a client), polling until ctx ends.
+func (c mariadbControl) WaitApplied(ctx context.Context, addr string, pos topology.Position) error {
+	db, err := c.db(addr)
+	if err != nil {
+		return err
+	}
+	for {
+		have, err := c.applied(ctx, db, addr)
+		if err != nil {
+			return err
+		}
+		o, err := topology.Compare(have, pos)
+		if err != nil {
+			return err
+		}
+		switch o {
+		case topology.Ahead, topology.Equal:
+			return nil
+		case topology.Diverged:
+			return fmt.Errorf("%s at %s has diverged from %s", addr, have, pos)
+		}
+		var res sql.NullInt64
+		err = db.QueryRowContext(ctx, "SELECT MASTER_GTID_WAIT(?, 0.5)", pos.String()).Scan(&res)
+		if err != nil {
+			return fmt.Errorf("wait on %s for %s: %w", addr, pos, err)
+		}
+	}
+}
+
+// applied is everything the instance executed: gtid_current_pos joined with
+// gtid_binlog_pos, because transactions replayed by a client (with their
+// original server_id) reach only the binlog position.
+func (c mariadbControl) applied(ctx context.Context, db *sql.DB, addr string) (topology.Position, error) {
+	var current, binlog string
+	if err := db.QueryRowContext(ctx, "SELECT @@gtid_current_pos, @@gtid_binlog_pos").Scan(&current, &binlog); err != nil {
+		return topology.Position{}, fmt.Errorf("read positions of %s: %w", addr, err)
+	}
+	cp, err := topology.ParseMariaDB(current)
+	if err != nil {
+		return cp, err
+	}
+	bp, err := topology.ParseMariaDB(binlog)
+	if err != nil {
+		return bp, err
+	}
+	return topology.Union(cp, bp)
+}
+
+func (c mariadbControl) CatchUpFrom(ctx context.Context, addr, source string, upto topology.Position) error {
+	change, err := c.changeMaster(source)
+	if err != nil {
+		return err
+	}
+	if err := c.exec(ctx, addr, "STOP SLAVE", change,
+		fmt.Sprintf("START SLAVE UNTIL master_gtid_pos = '%s'", upto)); err != nil {
+		return err
+	}
+	if err := c.WaitApplied(ctx, addr, upto); err != nil {
+		return err
+	}
+	return c.exec(ctx, addr, "STOP SLAVE")
+}
+
+// ApplyBinlog replays on addr the transactions that binlog files hold after
+// the position after, up to upto included, keeping their GTIDs: the
+// mariadb-binlog tool decodes them and the mariadb client runs the result
+// as dbha's user (it needs BINLOG REPLAY). The password goes through a
+// private option file, never an argument. gtid_slave_pos then follows the
+// binlog, so that the instance replicates on from there.
+func (c mariadbControl) ApplyBinlog(ctx context.Context, addr string, files []string, after, upto topology.Position) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	for _, tool := range []string{"mariadb-binlog", "mariadb"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s not found: install mariadb-client (make deps): %w", tool, err)
+		}
+	}
+	optFile, cleanup, err := clientOptionFile(c.applyUser, c.applyPassword, host, port)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+
+	args := []string{"--no-defaults", "--stop-position=" + upto.String()}
+	if s := after.String(); s != "" {
+		args = append(args, "--start-position="+s)
+	}
+	decode := exec.CommandContext(ctx, "mariadb-binlog", append(args, files...)...)
+	apply := exec.CommandContext(ctx, "mariadb", "--defaults-extra-file="+optFile, "--batch", "--binary-mode")
+	var decodeErr, applyErr strings.Builder
+	decode.Stderr, apply.Stderr = &decodeErr, &applyErr
+	pipe, err := decode.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	apply.Stdin = pipe
+	if err := decode.Start(); err != nil {
+		return fmt.Errorf("start mariadb-binlog: %w", err)
+	}
+	if err := apply.Start(); err != nil {
+		decode.Process.Kill()
+		decode.Wait()
+		return fmt.Errorf("start mariadb: %w", err)
+	}
+	// Only the client reads the pipe now: should it fail, mariadb-binlog
+	// sees a broken pipe instead of blocking on a pipe still open here.
+	pipe.Close()
+	runErr := apply.Wait()
+	waitErr := decode.Wait()
+	if runErr != nil || waitErr != nil {
+		return fmt.Errorf("replay binlog on %s after %s up to %s: mariadb-binlog: %v %s; mariadb: %v %s",
+			addr, after, upto, waitErr, strings.TrimSpace(decodeErr.String()), runErr, strings.TrimSpace(applyErr.String()))
+	}
+	return c.exec(ctx, addr, "STOP SLAVE", "SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos")
+}
+
+// clientOptionFile writes a [client] option file readable only by this
+// process's user, and returns its path and a function that removes it.
+func clientOptionFile(user, password, host, port string) (string, func(), error) {
+	f, err := os.CreateTemp("", "dbha-client-*.cnf")
+	if err != nil {
+		return "", nil, fmt.Errorf("client option file: %w", err)
+	}
+	cleanup := func() { os.Remove(f.Name()) }
+	esc := func(s string) string { return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) }
+	_, err = fmt.Fprintf(f, "[client]\nuser=\"%s\"\npassword=\"%s\"\nhost=%s\nport=%s\n", esc(user), esc(password), host, port)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("client option file: %w", err)
+	}
+	return f.Name(), cleanup, nil
+}
+
+func (c mariadbControl) Promote(ctx context.Context, addr string) error {
+	return c.exec(ctx, addr, "STOP SLAVE", "RESET SLAVE ALL", "SET GLOBAL read_only = OFF")
+}
+
+func (c mariadbControl) Repoint(ctx context.Context, addr, source string) error {
+	change, err := c.changeMaster(source)
+	if err != nil {
+		return err
+	}
+	db, err := c.db(addr)
+	if err != nil {
+		return err
+	}
+	var replicas int
+	rows, err := db.QueryContext(ctx, "SHOW ALL SLAVES STATUS")
+	if err != nil {
+		return fmt.Errorf("read replication status of %s: %w", addr, err)
+	}
+	for rows.Next() {
+		replicas++
+	}
+	rows.Close()
+	stmts := []string{"SET GLOBAL read_only = ON", "STOP SLAVE"}
+	if replicas == 0 {
+		// A former primary's own transactions are in its binlog, not in
+		// gtid_slave_pos: start from the binlog, or it would ask its new
+		// source for everything again.
+		stmts = append(stmts, "SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos")
+	}
+	return c.exec(ctx, addr, append(stmts, change, "START SLAVE")...)
+}
+
+// Attach makes a freshly restored addr replicate from source, starting
+// after pos (the restored backup's position): read-only, gtid_slave_pos
+// set to pos, GTID auto-positioning.
+func (c mariadbControl) Attach(ctx context.Context, addr, source string, pos topology.Position) error {
+	change, err := c.changeMaster(source)
+	if err != nil {
+		return err
+	}
+	return c.exec(ctx, addr, "SET GLOBAL read_only = ON", "STOP SLAVE", "RESET SLAVE ALL",
+		"SET GLOBAL gtid_slave_pos = '"+quote(pos.String())+"'", change, "START SLAVE")
+}
+
+func (c mariadbControl) changeMaster(source string) (string, error) {
+	host, port, err := net.SplitHostPort(source)
+	if err != nil {
+		return "", fmt.Errorf("source %q: %w", source, err)
+	}
+	return fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='%s', MASTER_PORT=%s, MASTER_USER='%s', MASTER_PASSWORD='%s', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
+		quote(host), port, quote(c.replUser), quote(c.replPassword)), nil
+}
+
+func (c mariadbControl) Fence(ctx context.Context, addr string) error {
+	if err := c.exec(ctx, addr, "SET GLOBAL read_only = ON"); err != nil {
+		return err
+	}
+	db, err := c.db(addr)
+	if err != nil {
+		return err
+	}
+	rows, err := db.QueryContext(ctx, `SELECT id FROM information_schema.PROCESSLIST
+		WHERE id <> CONNECTION_ID() AND user NOT IN ('system user', 'event_scheduler', ?, ?)
+		AND command NOT IN ('Binlog Dump', 'Daemon', 'Slave_IO', 'Slave_SQL', 'Slave_worker')`, c.user, c.replUser)
+	if err != nil {
+		return fmt.Errorf("list client sessions on %s: %w", addr, err)
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	rows.Close()
+	for _, id := range ids {
+		// A session may end by itself meanwhile: its KILL error is no failure.
+		db.ExecContext(ctx, fmt.Sprintf("KILL CONNECTION %d", id))
+	}
+	return nil
+}
+
+func (c mariadbControl) Unfence(ctx context.Context, addr string) error {
+	return c.exec(ctx, addr, "SET GLOBAL read_only = OFF")
+}
+
+// Position returns what addr's binlog holds (gtid_binlog_pos): the final
+// position of an old primary made read-only in a switchover.
+func (c mariadbControl) Position(ctx context.Context, addr string) (topology.Position, error) {
+	db, err := c.db(addr)
+	if err != nil {
+		return topology.Position{}, err
+	}
+	var s string
+	if err := db.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&s); err != nil {
+		return topology.Position{}, fmt.Errorf("read gtid_binlog_pos on %s: %w", addr, err)
+	}
+	return topology.ParseMariaDB(s)
+}
