@@ -104,7 +104,7 @@ func (t *tracker) snapshot() binlog.Status {
 	if ns := t.lastMessage.Load(); ns != 0 {
 		s.LastMessage = time.Unix(0, ns)
 	}
-	s.DiskBytes, _ = diskBytes(t.dir)
+	s.DiskBytes, _ = binlog.DirBytes(t.dir)
 	s.UpdatedAt = time.Now()
 	return s
 }

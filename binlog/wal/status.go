@@ -104,7 +104,7 @@ func (t *tracker) publish(ctx context.Context, dir string, interval time.Duratio
 	var lastErr string
 	write := func() {
 		st := t.snapshot()
-		if n, err := dirBytes(dir); err == nil {
+		if n, err := binlog.DirBytes(dir); err == nil {
 			st.DiskBytes = n
 			t.update(false, func(s *binlog.Status) { s.DiskBytes = n })
 		}
