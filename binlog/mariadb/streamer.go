@@ -47,13 +47,11 @@ type Config struct {
 	Heartbeat time.Duration
 	Primary   binlog.PrimaryFunc
 	// KeepFor returns the positions whose missing transactions retention
-	// must keep: the replicas' (cmd passes the last known position of
-	// every replica, so one that stops answering stays protected). nil, or
-	// an empty answer, leaves retention to age and size alone: a cluster
-	// without replicas has nobody to protect, and a store that may grow
-	// without bound would eventually fill the disk and stop acknowledging.
-	// A zero Position in the answer means "unknown" and keeps everything.
-	KeepFor   func() []topology.Position
+	// must keep (see binlog.KeepFunc). nil, or an empty answer, leaves
+	// retention to age and size alone: a cluster without replicas has
+	// nobody to protect, and a store that may grow without bound would
+	// eventually fill the disk and stop acknowledging.
+	KeepFor   binlog.KeepFunc
 	Retention binlog.Retention // applied at most once a minute
 	// MaxFileSize starts a new store file once a file reaches it (between
 	// transactions); default 256 MiB.

@@ -142,8 +142,7 @@ func newStream(cfg config.Config, cl config.Cluster, log *slog.Logger) (stream, 
 		return wal.New(wal.Config{
 			Cluster: cl.Name, Dir: dir, User: cl.User, Password: password,
 			Slot: cl.Stream.Slot, Synchronous: cl.Stream.Synchronous,
-			Primary: view.Primary, Retention: retention, Logger: log,
-			KeepFor: func(context.Context) ([]topology.Position, error) { return view.ReplicaPositions(), nil },
+			Primary: view.Primary, KeepFor: view.ReplicaPositions, Retention: retention, Logger: log,
 		})
 	}
 	return nil, usageError(fmt.Errorf("cluster %s: unknown engine %q", cl.Name, cl.Engine))
@@ -202,15 +201,16 @@ func (v *clusterView) Primary(ctx context.Context) (string, error) {
 	return v.discover(ctx).WritablePrimary()
 }
 
-// ReplicaPositions returns the last known position of every replica.
-func (v *clusterView) ReplicaPositions() []topology.Position {
+// ReplicaPositions is a binlog.KeepFunc: the last known position of every
+// replica. It reads memory only and never fails.
+func (v *clusterView) ReplicaPositions(context.Context) ([]topology.Position, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	out := make([]topology.Position, 0, len(v.positions))
 	for _, p := range v.positions {
 		out = append(out, p)
 	}
-	return out
+	return out, nil
 }
 
 // openStore opens a cluster's stream store for reading.
