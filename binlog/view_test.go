@@ -119,12 +119,3 @@ func TestReplicaPosition(t *testing.T) {
 		t.Errorf("MariaDB: %s, want gtid_current_pos 0-1-9,1-5-2", got)
 	}
 }
-
-func mariaPos(t *testing.T, s string) topology.Position {
-	t.Helper()
-	p, err := topology.ParseMariaDB(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
