@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/dbha/dbha/binlog"
 	"github.com/dbha/dbha/topology"
 )
 
@@ -130,7 +131,8 @@ func streamMariaDB(ctx context.Context, job Job, out string) (int64, string, Fil
 			}
 		}
 	}()
-	job.Progress.SetTotal(DirBytes(job.DataDir))
+	total, _ := binlog.DirBytes(job.DataDir) // what the backup copies, near enough for an estimate
+	job.Progress.SetTotal(total)
 	n, copyErr := io.Copy(stdin, countingReader(stdout, job.Progress.Add))
 	stdin.Close()
 	<-logDone
@@ -153,21 +155,6 @@ func streamMariaDB(ctx context.Context, job Job, out string) (int64, string, Fil
 		return n, "", File{}, fmt.Errorf("backup file: %w", err)
 	}
 	return n, gtid.Load().(string), File{Size: written, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
-}
-
-// DirBytes is the size of the files under dir (0 when it is absent): what
-// a backup of it copies, near enough for an estimate.
-func DirBytes(dir string) int64 {
-	var n int64
-	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			if fi, err := d.Info(); err == nil {
-				n += fi.Size()
-			}
-		}
-		return nil
-	})
-	return n
 }
 
 // optionFile writes a [client] option file only this process's user can

@@ -6,7 +6,10 @@
 // dies.
 //
 // This package holds what both engines share: the Status a running stream
-// publishes, the Store interface commands read, the retention decision and
-// the store's place under state_dir. It must not know about Consul or
-// failover policy.
+// publishes and the Tracker that keeps and publishes it, the Store interface
+// commands read, the retention decision, the ClusterView that tells a
+// stream its primary and the replicas' positions retention keeps for, and
+// the store's place and size under state_dir. It must not know about Consul
+// or failover policy, nor read the configuration: the ClusterView is given
+// a discovery function.
 package binlog

@@ -135,3 +135,11 @@ type Store interface {
 // primary is known now: the stream waits, with a bounded backoff, and asks
 // again.
 type PrimaryFunc func(ctx context.Context) (addr string, err error)
+
+// KeepFunc returns the positions whose missing events retention must keep:
+// the replicas' (ClusterView.ReplicaPositions gives the last known position
+// of every replica, so one that stops answering stays protected). An empty
+// answer leaves retention to the store's age and size bounds. A zero
+// Position in the answer means "unknown", and an error "cannot say now":
+// both keep everything this round.
+type KeepFunc func(ctx context.Context) ([]topology.Position, error)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dbha/dbha/backup"
+	"github.com/dbha/dbha/binlog"
 	"github.com/dbha/dbha/topology"
 )
 
@@ -133,7 +134,7 @@ func backupRounds(ctx context.Context, b *testing.B, s backupBench, work, repo s
 				return err
 			})
 			r.backups[who] = append(r.backups[who], st)
-			size := backup.DirBytes(bareDir)
+			size, _ := binlog.DirBytes(bareDir)
 			if who == "dbha" {
 				e := entries[who]
 				if e.Status != backup.Done || e.Bytes <= 0 || e.CompressedBytes <= 0 {
@@ -353,7 +354,7 @@ func mariadbBackupBench(ctx context.Context, b *testing.B, l *Lab, gb float64) b
 	if err != nil {
 		b.Fatal(err)
 	}
-	datadir := backup.DirBytes(source.DataDir)
+	datadir, _ := binlog.DirBytes(source.DataDir)
 	b.Logf("mariadb data: %d rows in %s, replicas caught up and logs purged %s later; bench.ibd %.1f MB, datadir of mariadb-2 %.1f MB",
 		rows, loaded.Round(time.Second), settled.Round(time.Second), megabytes(table.Size()), megabytes(datadir))
 

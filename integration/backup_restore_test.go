@@ -621,7 +621,7 @@ func TestBackupSourceDiesMidRun(t *testing.T) {
 	}()
 	data := filepath.Join(backup.EntryDir(repo, postgresCluster, "b1"), "data")
 	waitUntil(t, 30*time.Second, "pg_basebackup to be copying", func() error {
-		if size := backup.DirBytes(data); size < 1<<20 {
+		if size, _ := binlog.DirBytes(data); size < 1<<20 {
 			return fmt.Errorf("%d bytes copied", size)
 		}
 		return nil

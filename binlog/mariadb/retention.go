@@ -84,7 +84,7 @@ func (s *Stream) retain(ctx context.Context, w *writer) {
 	if (s.cfg.Retention.MaxAge <= 0 && s.cfg.Retention.MaxSize <= 0) || !s.pruneDue(now) {
 		return
 	}
-	keep, err := s.keepPositions()
+	keep, err := s.keepPositions(ctx)
 	if err != nil {
 		s.log.Warn("retention skipped", "err", err)
 		return
@@ -98,14 +98,19 @@ func (s *Stream) retain(ctx context.Context, w *writer) {
 	}
 }
 
-// keepPositions converts KeepFor's answer. An unknown position (zero) or
-// one of another engine keeps everything: retention is skipped this time.
-func (s *Stream) keepPositions() ([]state, error) {
+// keepPositions converts KeepFor's answer. An error, an unknown position
+// (zero) or one of another engine keeps everything: retention is skipped
+// this time.
+func (s *Stream) keepPositions(ctx context.Context) ([]state, error) {
 	if s.cfg.KeepFor == nil {
 		return nil, nil
 	}
+	positions, err := s.cfg.KeepFor(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("ask which transactions the replicas still need: %w", err)
+	}
 	var keep []state
-	for _, p := range s.cfg.KeepFor() {
+	for _, p := range positions {
 		st, err := stateOf(p)
 		if err != nil || st.flavor != s.cfg.Flavor {
 			return nil, fmt.Errorf("a replica position %q is unknown or not a %s position: %v", p, s.cfg.Flavor, err)

@@ -1,6 +1,8 @@
 package mariadb
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -8,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dbha/dbha/binlog"
+	"github.com/dbha/dbha/topology"
 )
 
 // prune removes the oldest files that retention allows and no kept position
@@ -46,6 +49,50 @@ func TestWriterPrune(t *testing.T) {
 				if exists := err == nil; exists != slices.Contains(tc.want, name) {
 					t.Errorf("%s exists: %v", name, exists)
 				}
+			}
+		})
+	}
+}
+
+// keepPositions turns KeepFor's answer into what prune keeps for; anything
+// it cannot trust skips retention this round (an error).
+func TestKeepPositions(t *testing.T) {
+	pos := func(s string) topology.Position {
+		p, err := topology.ParseMariaDB(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	answer := func(ps []topology.Position, err error) binlog.KeepFunc {
+		return func(context.Context) ([]topology.Position, error) { return ps, err }
+	}
+	cases := []struct {
+		name    string
+		keepFor binlog.KeepFunc
+		want    []string
+		wantErr bool
+	}{
+		{"no KeepFor: age and size alone", nil, nil, false},
+		{"no replicas: age and size alone", answer(nil, nil), nil, false},
+		{"the replicas' positions", answer([]topology.Position{pos("0-1-5"), pos("0-1-7,1-2-3")}, nil), []string{"0-1-5", "0-1-7,1-2-3"}, false},
+		{"KeepFor cannot say now", answer(nil, errors.New("no discovery yet")), nil, true},
+		{"an unknown position", answer([]topology.Position{pos("0-1-5"), {}}, nil), nil, true},
+		{"a position of another engine", answer([]topology.Position{topology.PostgresAt(0x3000, 1)}, nil), nil, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &Stream{cfg: Config{Flavor: "mariadb", KeepFor: tc.keepFor}}
+			keep, err := s.keepPositions(t.Context())
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("keepPositions: %v, want error %v", err, tc.wantErr)
+			}
+			var got []string
+			for _, st := range keep {
+				got = append(got, st.String())
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("kept for %q, want %q", got, tc.want)
 			}
 		})
 	}

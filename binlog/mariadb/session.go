@@ -14,6 +14,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
 
+	"github.com/dbha/dbha/topology"
 	tmysql "github.com/dbha/dbha/topology/mysql"
 )
 
@@ -37,7 +38,10 @@ func (s *Stream) session(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open stream store: %w", err)
 	}
-	s.st.setDurable(w.synced)
+	s.st.FlushedFrom(func() (topology.Position, time.Time) {
+		st, last := w.synced()
+		return st.position(), last
+	})
 	db, err := tmysql.Open(addr, s.cfg.User, s.cfg.Password)
 	if err != nil {
 		return err
@@ -119,11 +123,11 @@ func (c *conn) run(ctx context.Context) error {
 		c.w.close()
 		return fmt.Errorf("connect to primary %s as user %q: %w", c.addr, c.s.cfg.User, err)
 	}
-	c.s.st.setConnected(true, c.addr, c.semi)
+	c.s.st.Connected(c.addr, c.semi)
 	c.s.log.Info("streaming", "primary", c.addr, "from", gset.String(), "semi_sync", c.semi)
 	if c.s.cfg.SemiSync && !c.semi {
 		// go-mysql would turn semi-sync off silently; say it.
-		c.s.st.setError(fmt.Sprintf("semi_sync is configured but the primary %s has rpl_semi_sync_master_enabled=OFF: dbha is not acknowledging (commits do not wait for it)", c.addr))
+		c.s.st.Failed(fmt.Errorf("semi_sync is configured but the primary %s has rpl_semi_sync_master_enabled=OFF: dbha is not acknowledging (commits do not wait for it)", c.addr))
 		c.s.warnOnce("semisync-off-"+c.addr, "semi-sync configured but off on the primary: not acknowledging", "primary", c.addr)
 	}
 
@@ -198,7 +202,7 @@ func (c *conn) newSyncer() (*replication.BinlogSyncer, error) {
 // order, on its reading goroutine. An error ends the connection before any
 // acknowledgement of the event.
 func (c *conn) HandleEvent(e *replication.BinlogEvent) error {
-	c.s.st.message(len(e.RawData))
+	c.s.st.Received(len(e.RawData), time.Now())
 	h := header{Timestamp: e.Header.Timestamp, Type: e.Header.EventType, ServerID: e.Header.ServerID,
 		Size: e.Header.EventSize, LogPos: e.Header.LogPos, Flags: e.Header.Flags}
 	switch classify(h) {
@@ -220,7 +224,7 @@ func (c *conn) HandleEvent(e *replication.BinlogEvent) error {
 		return nil
 	}
 	if a.done {
-		c.s.st.events.Add(1)
+		c.s.st.Event()
 	}
 	if c.semi { // the primary may wait for an ACK of this event: fsync first
 		if err := c.w.sync(); err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/dbha/dbha/binlog"
@@ -216,23 +215,6 @@ func (s *Store) stateOf(p topology.Position) (state, error) {
 	return st, nil
 }
 
-// DiskBytes is the size of the store's files: data, indexes and the file
-// list.
-func (s *Store) DiskBytes() (int64, error) { return diskBytes(s.dir) }
-
-func diskBytes(dir string) (int64, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return 0, fmt.Errorf("stream store size: %w", err)
-	}
-	var n int64
-	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), baseName+".") {
-			continue
-		}
-		if fi, err := e.Info(); err == nil {
-			n += fi.Size()
-		}
-	}
-	return n, nil
-}
+// DiskBytes is the size of everything in the store directory: data,
+// indexes, the file list and the status.
+func (s *Store) DiskBytes() (int64, error) { return binlog.DirBytes(s.dir) }

@@ -47,13 +47,11 @@ type Config struct {
 	Heartbeat time.Duration
 	Primary   binlog.PrimaryFunc
 	// KeepFor returns the positions whose missing transactions retention
-	// must keep: the replicas' (cmd passes the last known position of
-	// every replica, so one that stops answering stays protected). nil, or
-	// an empty answer, leaves retention to age and size alone: a cluster
-	// without replicas has nobody to protect, and a store that may grow
-	// without bound would eventually fill the disk and stop acknowledging.
-	// A zero Position in the answer means "unknown" and keeps everything.
-	KeepFor   func() []topology.Position
+	// must keep (see binlog.KeepFunc). nil, or an empty answer, leaves
+	// retention to age and size alone: a cluster without replicas has
+	// nobody to protect, and a store that may grow without bound would
+	// eventually fill the disk and stop acknowledging.
+	KeepFor   binlog.KeepFunc
 	Retention binlog.Retention // applied at most once a minute
 	// MaxFileSize starts a new store file once a file reaches it (between
 	// transactions); default 256 MiB.
@@ -85,7 +83,7 @@ var (
 type Stream struct {
 	cfg Config
 	log *slog.Logger
-	st  *tracker
+	st  *binlog.Tracker
 
 	mu        sync.Mutex
 	lastPrune time.Time
@@ -106,7 +104,7 @@ func New(cfg Config) (*Stream, error) {
 	if cfg.Flavor == mysql.MySQLFlavor {
 		engine = topology.MySQL
 	}
-	return &Stream{cfg: cfg, log: log, st: newTracker(cfg.Cluster, cfg.Dir, engine), warned: map[string]bool{}}, nil
+	return &Stream{cfg: cfg, log: log, st: binlog.NewTracker(cfg.Dir, cfg.Cluster, engine), warned: map[string]bool{}}, nil
 }
 
 func validate(cfg *Config) error {
@@ -141,7 +139,7 @@ func validate(cfg *Config) error {
 
 // Status returns what the stream says about itself now (the same value it
 // publishes in its store directory).
-func (s *Stream) Status() binlog.Status { return s.st.snapshot() }
+func (s *Stream) Status() binlog.Status { return s.st.Status() }
 
 // Run streams until ctx is done, reconnecting after any failure with a
 // bounded backoff (100 ms doubling to 5 s; 5 s at once for a login that the
@@ -157,24 +155,20 @@ func (s *Stream) Run(ctx context.Context) error {
 		return err
 	}
 	defer unlock()
-	s.st.update(func(st *binlog.Status) { st.Broken = "" })
-	pubCtx, stopPublish := context.WithCancel(context.WithoutCancel(ctx))
-	published := make(chan struct{})
-	go func() { s.st.publish(pubCtx, s.log); close(published) }()
-	defer func() { stopPublish(); <-published }()
+	defer s.st.Start(time.Second, func(err error) { s.log.Error("cannot publish the stream status", "err", err) })()
 
 	wait := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
 	for {
 		started := time.Now()
 		err := s.session(ctx)
-		s.st.setConnected(false, "", false)
+		s.st.Disconnected()
 		if ctx.Err() != nil {
 			return nil
 		}
 		var delay time.Duration
 		switch {
 		case errors.Is(err, ErrBroken):
-			s.st.setBroken(brokenText(err))
+			s.st.Broken(brokenText(err))
 			s.log.Error("stream broken: an operator must act", "err", err)
 			return err
 		case errors.Is(err, errReconnect):
@@ -189,7 +183,7 @@ func (s *Stream) Run(ctx context.Context) error {
 			}
 			delay = wait.next()
 		}
-		s.st.setError(err.Error())
+		s.st.Failed(err)
 		s.log.Warn("stream session ended; retrying", "err", err, "in", delay)
 		select {
 		case <-ctx.Done():

@@ -1,7 +1,6 @@
 package wal
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,7 +8,6 @@ import (
 	"time"
 
 	"github.com/dbha/dbha/binlog"
-	"github.com/dbha/dbha/topology"
 )
 
 // Application names dbha reports to the primary. The operator puts
@@ -56,11 +54,10 @@ type Config struct {
 	Primary        binlog.PrimaryFunc
 	Retention      binlog.Retention
 	// KeepFor, if set, returns the positions of the standbys (their received
-	// or replayed LSN, as the caller prefers): retention never deletes a
-	// segment holding WAL at or after the lowest of them. A zero position
-	// keeps everything; an error skips that round of retention. Without
-	// KeepFor only Retention's age and size bound the store.
-	KeepFor func(ctx context.Context) ([]topology.Position, error)
+	// or replayed LSN, as the caller prefers; see binlog.KeepFunc):
+	// retention never deletes a segment holding WAL at or after the lowest
+	// of them. Without KeepFor only Retention's age and size bound the store.
+	KeepFor binlog.KeepFunc
 	Logger  *slog.Logger
 }
 

@@ -134,32 +134,3 @@ func list(walDir string, seg segments) (listing, error) {
 	slices.Sort(l.Histories)
 	return l, nil
 }
-
-// dirBytes is the size of the regular files under dir.
-func dirBytes(dir string) (int64, error) {
-	var total int64
-	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return nil // removed by retention meanwhile
-			}
-			return err
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		total += info.Size()
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("size of WAL store: %w", err)
-	}
-	return total, nil
-}

@@ -42,7 +42,7 @@ func neededFrom(files []segFile, seg segments, keep []topology.Position) int {
 // still lacks, and never the newest (the stream resumes after it). It
 // returns the names of the segments it deleted.
 func pruneStore(ctx context.Context, dir string, r binlog.Retention,
-	keepFor func(context.Context) ([]topology.Position, error), now time.Time) ([]string, error) {
+	keepFor binlog.KeepFunc, now time.Time) ([]string, error) {
 	id, err := readIdentity(dir)
 	if err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/dbha/dbha/binlog"
 	"github.com/dbha/dbha/topology"
 )
 
@@ -18,7 +19,7 @@ import (
 // or a change of primary.
 type session struct {
 	cfg    Config
-	tr     *tracker
+	tr     *binlog.Tracker
 	addr   string
 	walDir string
 	rule   flushRule
@@ -151,8 +152,8 @@ func (ss *session) streamTimeline(ctx context.Context, p startPoint) (*timelineE
 			ss.cfg.Logger.Warn("closing the segment being written", "cluster", ss.cfg.Cluster, "err", err)
 		}
 	}()
-	ss.tr.connected(ss.addr, true, ss.ack)
-	defer ss.tr.connected(ss.addr, false, false)
+	ss.tr.Connected(ss.addr, ss.ack)
+	defer ss.tr.Disconnected()
 	ss.streamed = true
 	ss.prune()
 
@@ -219,14 +220,15 @@ func (ss *session) handle(data []byte, now time.Time) error {
 			return err
 		}
 		ss.eventTime = x.ServerTime
-		ss.tr.received(len(x.WALData), now)
+		ss.tr.Received(len(x.WALData), now)
+		ss.tr.Event()
 	case pglogrepl.PrimaryKeepaliveMessageByteID:
 		k, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
 		if err != nil {
 			return fmt.Errorf("keepalive from %s: %w", ss.addr, err)
 		}
 		ss.asked = ss.asked || k.ReplyRequested
-		ss.tr.heard(now)
+		ss.tr.Heard(now)
 	}
 	return nil
 }
@@ -243,7 +245,7 @@ func (ss *session) tick(now time.Time, idle bool) error {
 	}
 	if f := ss.w.Flushed(); f != ss.reported {
 		ss.reported = f
-		ss.tr.flushed(ss.position(f), ss.eventTime)
+		ss.tr.Flushed(ss.position(f), ss.eventTime)
 	}
 	ping, dead := liveness(now.Sub(ss.lastHeard))
 	if dead {
@@ -309,7 +311,7 @@ func (ss *session) closeWriter() error {
 	err := ss.w.Close()
 	if f := ss.w.Flushed(); f != ss.reported {
 		ss.reported = f
-		ss.tr.flushed(ss.position(f), ss.eventTime)
+		ss.tr.Flushed(ss.position(f), ss.eventTime)
 	}
 	if aerr := ss.w.arrivals.Err(); aerr != nil && !ss.warned {
 		ss.warned = true
@@ -336,5 +338,5 @@ func (ss *session) classify(err error, lsn LSN, tli uint32) error {
 			"dbha holds WAL up to %s and never skips a gap; a failover can only use WAL up to there. "+
 			"Was dbha's slot dropped, or invalidated by max_slot_wal_keep_size? To stream again, move the store %s aside "+
 			"(a new store starts at the primary's current position), and take a new base backup for point-in-time recovery past the gap",
-		ss.addr, lsn, tli, upTo, err, ss.tr.snapshot().Position, ss.cfg.Dir)}
+		ss.addr, lsn, tli, upTo, err, ss.tr.Status().Position, ss.cfg.Dir)}
 }

@@ -257,4 +257,4 @@ func (st *Store) samplesAround(p LSN, v view) []sample {
 }
 
 // DiskBytes is the size of everything in the store directory.
-func (st *Store) DiskBytes() (int64, error) { return dirBytes(st.dir) }
+func (st *Store) DiskBytes() (int64, error) { return binlog.DirBytes(st.dir) }

@@ -9,13 +9,14 @@ import (
 	"time"
 
 	"github.com/dbha/dbha/binlog"
+	"github.com/dbha/dbha/topology"
 )
 
 // Stream keeps one cluster's WAL in its store. Run may be called once;
 // Status may be called from any goroutine at any time.
 type Stream struct {
 	cfg   Config
-	tr    *tracker
+	tr    *binlog.Tracker
 	prune chan struct{}
 }
 
@@ -25,11 +26,11 @@ func New(cfg Config) (*Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Stream{cfg: cfg, tr: newTracker(cfg.Cluster), prune: make(chan struct{}, 1)}, nil
+	return &Stream{cfg: cfg, tr: binlog.NewTracker(cfg.Dir, cfg.Cluster, topology.Postgres), prune: make(chan struct{}, 1)}, nil
 }
 
 // Status is the stream's state now.
-func (s *Stream) Status() binlog.Status { return s.tr.snapshot() }
+func (s *Stream) Status() binlog.Status { return s.tr.Status() }
 
 // errPrimaryChanged ends a session when Primary names another instance.
 var errPrimaryChanged = errors.New("the primary changed")
@@ -64,7 +65,7 @@ func (s *Stream) Run(ctx context.Context) error {
 			attempt = 0
 		}
 		wait := backoff(attempt)
-		s.tr.failed(err)
+		s.tr.Failed(err)
 		s.cfg.Logger.Warn("WAL stream interrupted", "cluster", s.cfg.Cluster, "err", err, "retry_in", wait)
 		select {
 		case <-ctx.Done():
@@ -84,20 +85,21 @@ func (s *Stream) open() (unlock func(), err error) {
 		return nil, err
 	}
 	if st, err := OpenStore(s.cfg.Dir); err == nil {
-		s.tr.flushed(st.Position(), time.Time{})
+		s.tr.Flushed(st.Position(), time.Time{})
 	}
 	return unlock, nil
 }
 
 // background starts the status publisher and retention; the returned
-// function stops them, after a last status is written. They outlive ctx so
-// that the final status says how the stream ended.
+// function stops them, retention first, then the publisher after a last
+// status. They outlive ctx so that the final status says how the stream
+// ended.
 func (s *Stream) background(ctx context.Context) (stop func()) {
+	stopStatus := s.tr.Start(s.cfg.StatusInterval, s.logStatusError)
 	var bg sync.WaitGroup
 	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	bg.Go(func() { s.tr.publish(bgCtx, s.cfg.Dir, s.cfg.StatusInterval, s.logStatusError) })
 	bg.Go(func() { s.retain(bgCtx) })
-	return func() { cancel(); bg.Wait() }
+	return func() { cancel(); bg.Wait(); stopStatus() }
 }
 
 // breakOff records why the stream is broken and returns Run's error.
@@ -106,7 +108,7 @@ func (s *Stream) breakOff(err error) error {
 	if be := (*brokenError)(nil); errors.As(err, &be) {
 		reason = be.reason
 	}
-	s.tr.broken(reason)
+	s.tr.Broken(reason)
 	s.cfg.Logger.Error("WAL stream broken: it will not continue by itself", "cluster", s.cfg.Cluster, "reason", reason)
 	return fmt.Errorf("WAL stream of cluster %s: %w", s.cfg.Cluster, err)
 }

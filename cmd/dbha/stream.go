@@ -121,7 +121,7 @@ func newStream(cfg config.Config, cl config.Cluster, log *slog.Logger) (stream, 
 	if err != nil {
 		return nil, usageError(fmt.Errorf("cluster %s: %w", cl.Name, err))
 	}
-	view, err := newClusterView(cfg, cl)
+	view, _, err := newClusterView(cfg, cl) // the stream keeps its view, and its probers' connections, until the process ends
 	if err != nil {
 		return nil, err
 	}
@@ -141,75 +141,23 @@ func newStream(cfg config.Config, cl config.Cluster, log *slog.Logger) (stream, 
 		return wal.New(wal.Config{
 			Cluster: cl.Name, Dir: dir, User: cl.User, Password: password,
 			Slot: cl.Stream.Slot, Synchronous: cl.Stream.Synchronous,
-			Primary: view.Primary, Retention: retention, Logger: log,
-			KeepFor: func(context.Context) ([]topology.Position, error) { return view.ReplicaPositions(), nil },
+			Primary: view.Primary, KeepFor: view.ReplicaPositions, Retention: retention, Logger: log,
 		})
 	}
 	return nil, usageError(fmt.Errorf("cluster %s: unknown engine %q", cl.Name, cl.Engine))
 }
 
-// clusterView answers a stream's questions about the topology from fresh
-// discoveries: which instance is the primary, and where the replicas stand
-// (retention keeps what they lack). A replica that stops answering keeps
-// its last known position, so its absence never lets retention drop what
-// it still needs.
-type clusterView struct {
-	cl      config.Cluster
-	prober  topology.Prober
-	timeout time.Duration
-
-	close func() error
-
-	mu        sync.Mutex
-	positions map[string]topology.Position
-}
-
-func newClusterView(cfg config.Config, cl config.Cluster) (*clusterView, error) {
+// newClusterView builds the view a stream of cl asks about its cluster,
+// discovering with cl's probers; closeView releases their connections.
+func newClusterView(cfg config.Config, cl config.Cluster) (view *binlog.ClusterView, closeView func() error, err error) {
 	p, closeFn, err := newProber(cl)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &clusterView{cl: cl, prober: p, close: closeFn, timeout: cfg.Probe.Timeout, positions: map[string]topology.Position{}}, nil
-}
-
-// Close releases the view's connections.
-func (v *clusterView) Close() error { return v.close() }
-
-func (v *clusterView) discover(ctx context.Context) topology.Snapshot {
-	s := topology.Discover(ctx, v.cl.Name, v.cl.Engine, v.cl.Instances, v.prober, v.timeout)
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	for _, in := range s.Instances {
-		if in.Role == topology.RoleReplica && in.Reachable {
-			v.positions[in.Addr] = replicaPosition(in)
-		}
+	discover := func(ctx context.Context) topology.Snapshot {
+		return topology.Discover(ctx, cl.Name, cl.Engine, cl.Instances, p, cfg.Probe.Timeout)
 	}
-	return s
-}
-
-// replicaPosition is what a replica holds for lag and retention: what it
-// applied (PostgreSQL replay LSN; MariaDB/MySQL all it executed).
-func replicaPosition(in topology.Instance) topology.Position {
-	if in.Current.Engine() == topology.Postgres {
-		return in.Applied
-	}
-	return in.Current
-}
-
-// Primary is a binlog.PrimaryFunc.
-func (v *clusterView) Primary(ctx context.Context) (string, error) {
-	return v.discover(ctx).WritablePrimary()
-}
-
-// ReplicaPositions returns the last known position of every replica.
-func (v *clusterView) ReplicaPositions() []topology.Position {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	out := make([]topology.Position, 0, len(v.positions))
-	for _, p := range v.positions {
-		out = append(out, p)
-	}
-	return out
+	return binlog.NewClusterView(discover), closeFn, nil
 }
 
 // openStore opens a cluster's stream store for reading.
@@ -286,17 +234,17 @@ func reportStream(ctx context.Context, cfg config.Config, cl config.Cluster, now
 		r.Error = err.Error()
 		return r
 	}
-	view, err := newClusterView(cfg, cl)
+	view, closeView, err := newClusterView(cfg, cl)
 	if err != nil {
 		r.Error = err.Error()
 		return r
 	}
-	defer view.Close()
-	for _, in := range view.discover(ctx).Instances {
+	defer closeView()
+	for _, in := range view.Discover(ctx).Instances {
 		if in.Role != topology.RoleReplica {
 			continue
 		}
-		rl := replicaLag{Addr: in.Addr, Position: replicaPosition(in)}
+		rl := replicaLag{Addr: in.Addr, Position: binlog.ReplicaPosition(in)}
 		if !in.Reachable {
 			rl.Error = in.Error
 		} else if lag, err := store.Lag(rl.Position, now); err != nil {
