@@ -157,6 +157,11 @@ type Backup struct {
 // IsVerify reports whether scheduled backups are verified (the default).
 func (b Backup) IsVerify() bool { return b.Verify == nil || *b.Verify }
 
+// Topology is what discovery needs of the cluster.
+func (c Cluster) Topology() topology.Cluster {
+	return topology.Cluster{Name: c.Name, Engine: c.Engine, Instances: c.Instances}
+}
+
 // BackupAccount returns the backup account, the cluster's own when none is
 // set.
 func (c Cluster) BackupAccount() Account {

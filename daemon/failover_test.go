@@ -35,7 +35,7 @@ func newFailoverRig(t *testing.T, autoFailover bool) *failoverRig {
 	t.Cleanup(c.Close)
 	store := promotetest.NewStore()
 	discover := func(ctx context.Context) topology.Snapshot {
-		return topology.Discover(ctx, "c", topology.MariaDB, addrs, c, time.Second)
+		return topology.Discover(ctx, topology.Cluster{Name: "c", Engine: topology.MariaDB, Instances: addrs}, c, time.Second)
 	}
 	env := promote.RecoverEnv{Store: store, Engine: c, Manager: "m1", Discover: discover,
 		StepTimeout: 5 * time.Second, BlockFor: time.Hour}

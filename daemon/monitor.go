@@ -229,7 +229,7 @@ func (w *watcher) cycle(ctx context.Context) {
 			tcp = checks.ProbeTCP(pctx, primary)
 		})
 	}
-	snap = topology.Discover(ctx, cl.Name, cl.Engine, cl.Instances, w.c.Prober, o.ProbeTimeout)
+	snap = topology.Discover(ctx, cl.Topology(), w.c.Prober, o.ProbeTimeout)
 	wg.Wait()
 	if primary == "" && snap.Primary != "" {
 		pctx, cancel := context.WithTimeout(ctx, o.ProbeTimeout)

@@ -247,7 +247,7 @@ func (env scheduleEnv) runner(manager string, password func(attempt int) string)
 	var calls atomic.Int32
 	return func(ctx context.Context, cl config.Cluster, progress io.Writer) (backup.Entry, error) {
 		attempt := int(calls.Add(1))
-		s := topology.Discover(ctx, cl.Name, cl.Engine, cl.Instances, env.prober, env.timeout)
+		s := topology.Discover(ctx, cl.Topology(), env.prober, env.timeout)
 		src, err := backup.ChooseSource(s, backup.SourcePolicy{AllowPrimary: cl.Backup.AllowPrimary})
 		if err != nil {
 			return backup.Entry{}, err

@@ -210,7 +210,7 @@ func TestWrongPassword(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			s := topology.Discover(ctx, cl.Name, cl.Engine, cl.Instances, p, cfg.Probe.Timeout)
+			s := topology.Discover(ctx, cl.Topology(), p, cfg.Probe.Timeout)
 			for _, addr := range cl.Instances {
 				if err := hasProblem(s, topology.AccessDenied, addr, `user "dbha"`); err != nil {
 					t.Error(err)

@@ -60,7 +60,7 @@ func discover(t *testing.T, l *Lab, name string) topology.Snapshot {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return topology.Discover(ctx, cl.Name, cl.Engine, cl.Instances, proberFor(t, cl), cfg.Probe.Timeout)
+	return topology.Discover(ctx, cl.Topology(), proberFor(t, cl), cfg.Probe.Timeout)
 }
 
 // waitSnapshot polls until ok accepts a snapshot (bounded), and returns it.

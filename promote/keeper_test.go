@@ -45,7 +45,7 @@ func newKeeperRig(t *testing.T, engine func(*promotetest.Cluster) promote.Engine
 	}
 	env := promote.RecoverEnv{Store: r.store, Engine: e, Manager: "m1", StepTimeout: time.Second,
 		Discover: func(ctx context.Context) topology.Snapshot {
-			return topology.Discover(ctx, "c", topology.MariaDB, addrs, c, time.Second)
+			return topology.Discover(ctx, topology.Cluster{Name: "c", Engine: topology.MariaDB, Instances: addrs}, c, time.Second)
 		},
 		Now: func() time.Time { return r.now }}
 	r.keeper = promote.NewKeeper("c", env, func() promote.Request { return promote.Request{} }, nil)

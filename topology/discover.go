@@ -14,10 +14,18 @@ type Prober interface {
 	Probe(ctx context.Context, addr string) Instance
 }
 
-// Discover probes every address concurrently, each under its own timeout, and
-// builds the cluster's snapshot. One slow or dead instance costs at most
-// timeout and never hides the others.
-func Discover(ctx context.Context, cluster string, engine Engine, addrs []string, p Prober, timeout time.Duration) Snapshot {
+// Cluster is what discovery needs to know of a configured cluster.
+type Cluster struct {
+	Name      string
+	Engine    Engine
+	Instances []string // host:port of every configured instance
+}
+
+// Discover probes every instance of c concurrently, each under its own
+// timeout, and builds the cluster's snapshot. One slow or dead instance
+// costs at most timeout and never hides the others.
+func Discover(ctx context.Context, c Cluster, p Prober, timeout time.Duration) Snapshot {
+	addrs := c.Instances
 	instances := make([]Instance, len(addrs))
 	var wg sync.WaitGroup
 	for i, addr := range addrs {
@@ -32,5 +40,5 @@ func Discover(ctx context.Context, cluster string, engine Engine, addrs []string
 		})
 	}
 	wg.Wait()
-	return Build(cluster, engine, instances, time.Now())
+	return Build(c.Name, c.Engine, instances, time.Now())
 }

@@ -161,7 +161,7 @@ type drillCluster struct {
 // Healthy: every configured instance reachable, the primary writable and
 // the rest replicating from it, no problem at all.
 func (d drillCluster) Healthy(ctx context.Context) (string, error) {
-	s := topology.Discover(ctx, d.cl.Name, d.cl.Engine, d.cl.Instances, d.prober, d.cfg.Probe.Timeout)
+	s := topology.Discover(ctx, d.cl.Topology(), d.prober, d.cfg.Probe.Timeout)
 	if !s.Healthy() {
 		return "", fmt.Errorf("%d problem(s), first: %s", len(s.Problems), s.Problems[0].Message)
 	}

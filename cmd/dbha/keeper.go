@@ -26,7 +26,7 @@ func newKeeper(cfg config.Config, cl config.Cluster, c *consul.Client, log *slog
 	pr := cl.Promotion
 	env := promote.RecoverEnv{
 		Discover: func(ctx context.Context) topology.Snapshot {
-			return topology.Discover(ctx, cl.Name, cl.Engine, cl.Instances, prober, cfg.Probe.Timeout)
+			return topology.Discover(ctx, cl.Topology(), prober, cfg.Probe.Timeout)
 		},
 		Hooks:       promote.CommandHooks{Before: pr.BeforePromote, After: pr.AfterPromote, Timeout: pr.StepTimeout},
 		Manager:     managerName(cfg),

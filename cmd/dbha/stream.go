@@ -155,7 +155,7 @@ func newClusterView(cfg config.Config, cl config.Cluster) (view *binlog.ClusterV
 		return nil, nil, err
 	}
 	discover := func(ctx context.Context) topology.Snapshot {
-		return topology.Discover(ctx, cl.Name, cl.Engine, cl.Instances, p, cfg.Probe.Timeout)
+		return topology.Discover(ctx, cl.Topology(), p, cfg.Probe.Timeout)
 	}
 	return binlog.NewClusterView(discover), closeFn, nil
 }

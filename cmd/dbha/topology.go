@@ -74,7 +74,7 @@ func discoverAll(ctx context.Context, cfg config.Config, clusters []config.Clust
 	var wg sync.WaitGroup
 	for i, cl := range clusters {
 		wg.Go(func() {
-			snaps[i] = topology.Discover(ctx, cl.Name, cl.Engine, cl.Instances, probers[i], cfg.Probe.Timeout)
+			snaps[i] = topology.Discover(ctx, cl.Topology(), probers[i], cfg.Probe.Timeout)
 		})
 	}
 	wg.Wait()
@@ -127,5 +127,5 @@ func discoverCluster(ctx context.Context, cfg config.Config, cl config.Cluster) 
 		return topology.Snapshot{}, err
 	}
 	defer closeProber()
-	return topology.Discover(ctx, cl.Name, cl.Engine, cl.Instances, prober, cfg.Probe.Timeout), nil
+	return topology.Discover(ctx, cl.Topology(), prober, cfg.Probe.Timeout), nil
 }
