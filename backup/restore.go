@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/dbha/dbha/binlog"
-	mariadbstream "github.com/dbha/dbha/binlog/mariadb"
-	walstream "github.com/dbha/dbha/binlog/wal"
+	mysqlstream "github.com/dbha/dbha/binlog/mysql"
+	pgstream "github.com/dbha/dbha/binlog/postgres"
 	"github.com/dbha/dbha/topology"
 	"github.com/dbha/dbha/topology/mysql"
 )
@@ -128,7 +128,7 @@ func emptyOut(dir string) {
 // replayBinlog brings a restored MariaDB directory from the backup's GTID
 // position to o.Until with the transactions dbha's binlog store holds.
 func replayBinlog(ctx context.Context, e Entry, o RestoreOptions, r Restored) (Restored, error) {
-	st, err := mariadbstream.OpenStore(o.Store)
+	st, err := mysqlstream.OpenStore(o.Store)
 	if err != nil {
 		return r, err
 	}
@@ -253,7 +253,7 @@ func replayWAL(ctx context.Context, e Entry, o RestoreOptions, r Restored) (Rest
 	if !o.Until.Position.IsZero() && o.Until.Position.LSN() < e.StopPosition.LSN() {
 		return r, fmt.Errorf("backup %s is consistent only from %s, after %s: restore an older backup", e.ID, e.StopPosition.LSN(), o.Until.Position.LSN())
 	}
-	st, err := walstream.OpenStore(o.Store)
+	st, err := pgstream.OpenStore(o.Store)
 	if err != nil {
 		return r, err
 	}

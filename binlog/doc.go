@@ -1,6 +1,6 @@
 // Package binlog owns dbha's change streams: a replication client of each
 // cluster's primary that keeps the primary's binlog (MariaDB/MySQL, package
-// binlog/mariadb) or WAL (PostgreSQL, package binlog/wal) in a store on
+// binlog/mysql) or WAL (PostgreSQL, package binlog/postgres), the same family names as topology/mysql and topology/postgres, in a store on
 // dbha's own disk, so that dbha knows positions and lag without polling
 // replicas hard, and holds the events a replica may lack when the primary
 // dies.

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dbha/dbha/binlog/mariadb"
+	mysqlstream "github.com/dbha/dbha/binlog/mysql"
 	"github.com/dbha/dbha/topology"
 )
 
@@ -70,14 +70,14 @@ func mariaBenchDB(b *testing.B, l *Lab, node string, conns int) *sql.DB {
 }
 
 // mariaBenchStream runs a stream of the lab's primary into dir.
-func mariaBenchStream(b *testing.B, l *Lab, dir string, maxFile int64) (*mariadb.Stream, func()) {
+func mariaBenchStream(b *testing.B, l *Lab, dir string, maxFile int64) (*mysqlstream.Stream, func()) {
 	b.Helper()
 	pw, err := readPassword(l.Secret("mariadb-dbha"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	n, _ := l.Node("mariadb-1")
-	s, err := mariadb.New(mariadb.Config{
+	s, err := mysqlstream.New(mysqlstream.Config{
 		Cluster: mariadbCluster, Dir: dir, User: "dbha", Password: pw, ServerID: mariaStreamServerID, Flavor: "mariadb",
 		Primary:     func(context.Context) (string, error) { return n.Addr(), nil },
 		MaxFileSize: maxFile, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -135,7 +135,7 @@ func mariaPrimarySeq(db *sql.DB) uint64 {
 	return n
 }
 
-func mariaHeldSeq(s *mariadb.Stream) uint64 {
+func mariaHeldSeq(s *mysqlstream.Stream) uint64 {
 	pos := s.Status().Position.String()
 	n, _ := strconv.ParseUint(pos[strings.LastIndex(pos, "-")+1:], 10, 64)
 	return n
@@ -214,8 +214,8 @@ func mariaIngestOnce(b *testing.B, workers int, blackhole bool, stmt string, d t
 }
 
 // reportMariaIngest sums what the store holds for the run and reports it.
-func reportMariaIngest(b *testing.B, s *mariadb.Stream, dir string, start, end uint64, loadTime, catchUp time.Duration, lags []float64, heap []uint64) {
-	store, err := mariadb.OpenStore(dir)
+func reportMariaIngest(b *testing.B, s *mysqlstream.Stream, dir string, start, end uint64, loadTime, catchUp time.Duration, lags []float64, heap []uint64) {
+	store, err := mysqlstream.OpenStore(dir)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -293,7 +293,7 @@ func BenchmarkMariaDBDecode(b *testing.B) {
 	}
 	scan := func() (int, error) {
 		n := 0
-		err := mariadb.ScanFile(path, func(mariadb.Txn) error { n++; return nil })
+		err := mysqlstream.ScanFile(path, func(mysqlstream.Txn) error { n++; return nil })
 		return n, err
 	}
 	tool := func() error {

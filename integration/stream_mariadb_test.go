@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/dbha/dbha/binlog"
-	"github.com/dbha/dbha/binlog/mariadb"
+	mysqlstream "github.com/dbha/dbha/binlog/mysql"
 	"github.com/dbha/dbha/topology"
 )
 
@@ -52,14 +52,14 @@ func mariaLab(t *testing.T) *Lab {
 
 // mariaStream is a stream run in process by a test.
 type mariaStream struct {
-	*mariadb.Stream
+	*mysqlstream.Stream
 	dir     string
 	primary atomic.Value // string: what Primary() answers
 	cancel  context.CancelFunc
 	done    chan error
 }
 
-type mariaOpt func(*mariadb.Config)
+type mariaOpt func(*mysqlstream.Config)
 
 // startMariaStream runs a stream of the lab's MariaDB cluster into dir, following
 // primary, until stop (or the end of the test).
@@ -71,7 +71,7 @@ func startMariaStream(t *testing.T, l *Lab, dir, primary string, opts ...mariaOp
 	}
 	rs := &mariaStream{dir: dir, done: make(chan error, 1)}
 	rs.primary.Store(addr(t, l, primary))
-	cfg := mariadb.Config{
+	cfg := mysqlstream.Config{
 		Cluster: mariadbCluster, Dir: dir, User: "dbha", Password: pw, ServerID: mariaStreamServerID, Flavor: "mariadb",
 		Primary: func(context.Context) (string, error) { return rs.primary.Load().(string), nil },
 		Logger:  slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
@@ -79,7 +79,7 @@ func startMariaStream(t *testing.T, l *Lab, dir, primary string, opts ...mariaOp
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if rs.Stream, err = mariadb.New(cfg); err != nil {
+	if rs.Stream, err = mysqlstream.New(cfg); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -248,7 +248,7 @@ func mariaBinlogGTIDs(t *testing.T, files ...string) []string {
 // mariaStoreFiles lists a store's data files, oldest first.
 func mariaStoreFiles(t *testing.T, dir string) []string {
 	t.Helper()
-	s, err := mariadb.OpenStore(dir)
+	s, err := mysqlstream.OpenStore(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +262,7 @@ func mariaStoreFiles(t *testing.T, dir string) []string {
 // mariaStoreGTIDs reads the GTIDs a store holds, from its index.
 func mariaStoreGTIDs(t *testing.T, dir string) []string {
 	t.Helper()
-	s, err := mariadb.OpenStore(dir)
+	s, err := mysqlstream.OpenStore(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,7 +375,7 @@ func mariaFirstDiff(a, b []string) int {
 // checkMariaStartPosition checks that a transaction's offset in the store's index
 // is where mariadb-binlog --start-position finds it.
 func checkMariaStartPosition(t *testing.T, dir string) {
-	s, err := mariadb.OpenStore(dir)
+	s, err := mysqlstream.OpenStore(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,7 +397,7 @@ func checkMariaStartPosition(t *testing.T, dir string) {
 
 // checkMariaLag checks the store's answers for replicas at various positions.
 func checkMariaLag(t *testing.T, dir, start, end string) {
-	s, err := mariadb.OpenStore(dir)
+	s, err := mysqlstream.OpenStore(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,7 +440,7 @@ func TestHelperStreamProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	primary := os.Getenv("DBHA_STREAM_PRIMARY")
-	s, err := mariadb.New(mariadb.Config{
+	s, err := mysqlstream.New(mysqlstream.Config{
 		Cluster: mariadbCluster, Dir: os.Getenv("DBHA_STREAM_DIR"), User: "dbha", Password: pw, ServerID: mariaStreamServerID,
 		Flavor: "mariadb", Primary: func(context.Context) (string, error) { return primary, nil },
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
@@ -640,7 +640,7 @@ func TestStreamMariaDBSemiSync(t *testing.T) {
 	l := mariaLab(t)
 	dir := filepath.Join(l.Dir, "state", "streams", mariadbCluster)
 	primary := mysqlDB(t, l, "mariadb-1")
-	semi := func(c *mariadb.Config) { c.SemiSync = true }
+	semi := func(c *mysqlstream.Config) { c.SemiSync = true }
 
 	// Configured, but the primary has semi-sync off: dbha says so.
 	rs := startMariaStream(t, l, dir, "mariadb-1", semi)
@@ -699,7 +699,7 @@ func TestStreamMariaDBBadInput(t *testing.T) {
 		dir := t.TempDir()
 		db := mysqlDB(t, l, "mariadb-1")
 		before := abortedConnects(t, db)
-		rs := startMariaStream(t, l, dir, "mariadb-1", func(c *mariadb.Config) { c.Password = "not-the-password" })
+		rs := startMariaStream(t, l, dir, "mariadb-1", func(c *mysqlstream.Config) { c.Password = "not-the-password" })
 		st := waitMariaStatus(t, dir, "a login error", func(st binlog.Status) error {
 			if !strings.Contains(st.LastError, "Access denied") {
 				return fmt.Errorf("last error %q", st.LastError)
@@ -725,9 +725,9 @@ func TestStreamMariaDBBadInput(t *testing.T) {
 
 	t.Run("server_id in use", func(t *testing.T) {
 		dir := t.TempDir()
-		rs := startMariaStream(t, l, dir, "mariadb-1", func(c *mariadb.Config) { c.ServerID = 1 })
+		rs := startMariaStream(t, l, dir, "mariadb-1", func(c *mysqlstream.Config) { c.ServerID = 1 })
 		err := waitRun(t, rs)
-		if !errors.Is(err, mariadb.ErrBroken) || !errors.Is(err, mariadb.ErrServerIDInUse) || !strings.Contains(err.Error(), "server_id 1") {
+		if !errors.Is(err, mysqlstream.ErrBroken) || !errors.Is(err, mysqlstream.ErrServerIDInUse) || !strings.Contains(err.Error(), "server_id 1") {
 			t.Errorf("Run = %v, want ErrBroken and ErrServerIDInUse naming server_id 1", err)
 		}
 	})
@@ -760,7 +760,7 @@ func TestStreamMariaDBBadInput(t *testing.T) {
 		err := waitRun(t, rs)
 		st := rs.Status()
 		t.Logf("Broken: %s", st.Broken)
-		if !errors.Is(err, mariadb.ErrBroken) {
+		if !errors.Is(err, mysqlstream.ErrBroken) {
 			t.Fatalf("Run = %v, want ErrBroken", err)
 		}
 		want := fmt.Sprintf("GTIDs 0-*-%d to %s", mariaSeq(t, held)+1, purgedTo)

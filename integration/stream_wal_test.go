@@ -18,7 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/dbha/dbha/binlog"
-	"github.com/dbha/dbha/binlog/wal"
+	pgstream "github.com/dbha/dbha/binlog/postgres"
 	"github.com/dbha/dbha/topology"
 )
 
@@ -103,7 +103,7 @@ func TestHelperWALProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := os.Getenv("DBHA_WAL_PRIMARY")
-	s, err := wal.New(wal.Config{
+	s, err := pgstream.New(pgstream.Config{
 		Cluster: postgresCluster, Dir: os.Getenv("DBHA_WAL_DIR"), User: "dbha", Password: pw,
 		Primary: fixedPrimary(addr),
 		Logger:  slog.New(slog.NewTextHandler(os.Stderr, nil)),
@@ -126,13 +126,13 @@ func TestStreamWALSynchronous(t *testing.T) {
 	defer purge(t, l)
 	p1 := node(t, l, "postgres-1")
 	admin := adminPG(ctx, t, l, "postgres-1")
-	exec1(ctx, t, admin, "ALTER SYSTEM SET synchronous_standby_names = '"+wal.SyncApplicationName+"'")
+	exec1(ctx, t, admin, "ALTER SYSTEM SET synchronous_standby_names = '"+pgstream.SyncApplicationName+"'")
 	exec1(ctx, t, admin, "SELECT pg_reload_conf()")
 	eventually(t, "synchronous_standby_names in effect", func() error {
 		c := adminPG(ctx, t, l, "postgres-1")
 		defer c.Close(ctx)
 		var v string
-		if err := c.QueryRow(ctx, "SHOW synchronous_standby_names").Scan(&v); err != nil || v != wal.SyncApplicationName {
+		if err := c.QueryRow(ctx, "SHOW synchronous_standby_names").Scan(&v); err != nil || v != pgstream.SyncApplicationName {
 			return fmt.Errorf("synchronous_standby_names = %q, %v", v, err)
 		}
 		return nil
@@ -162,7 +162,7 @@ func TestStreamWALSynchronous(t *testing.T) {
 	eventually(t, "dbha is the synchronous standby", func() error {
 		var state, sync string
 		err := admin.QueryRow(ctx, "SELECT state, sync_state FROM pg_stat_replication WHERE application_name = $1",
-			wal.SyncApplicationName).Scan(&state, &sync)
+			pgstream.SyncApplicationName).Scan(&state, &sync)
 		if err != nil || state != "streaming" || sync != "sync" {
 			return fmt.Errorf("state %q sync_state %q: %v", state, sync, err)
 		}
@@ -188,7 +188,7 @@ func TestStreamWALSynchronous(t *testing.T) {
 	}
 	var flush, sent string
 	if err := admin.QueryRow(ctx, "SELECT flush_lsn::text, sent_lsn::text FROM pg_stat_replication WHERE application_name = $1",
-		wal.SyncApplicationName).Scan(&flush, &sent); err != nil {
+		pgstream.SyncApplicationName).Scan(&flush, &sent); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("pg_stat_replication: sent %s, flushed %s; dbha fsynced %s", sent, flush, s.Status().Position)
@@ -382,7 +382,7 @@ func TestStreamWALBadInput(t *testing.T) {
 		}
 		t.Logf("store: complete %v, resumes in %s", complete, resume)
 
-		exec1(ctx, t, admin, "SELECT pg_drop_replication_slot('"+wal.DefaultSlot+"')")
+		exec1(ctx, t, admin, "SELECT pg_drop_replication_slot('"+pgstream.DefaultSlot+"')")
 		exec1(ctx, t, admin, "ALTER SYSTEM SET wal_keep_size = 0")
 		exec1(ctx, t, admin, "SELECT pg_reload_conf()")
 		eventually(t, "the primary removed "+resume, func() error {
@@ -397,7 +397,7 @@ func TestStreamWALBadInput(t *testing.T) {
 			return nil
 		})
 
-		s2, err := wal.New(walConfig(t, l, dir, fixedPrimary(p1.Addr())))
+		s2, err := pgstream.New(walConfig(t, l, dir, fixedPrimary(p1.Addr())))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -406,7 +406,7 @@ func TestStreamWALBadInput(t *testing.T) {
 		err = s2.Run(rctx)
 		st := s2.Status()
 		t.Logf("Run: %v", err)
-		if !errors.Is(err, wal.ErrBroken) {
+		if !errors.Is(err, pgstream.ErrBroken) {
 			t.Fatalf("Run = %v, want ErrBroken", err)
 		}
 		for _, want := range []string{"WAL missing", resumeLSN(resume).String(), "up to", "move the store"} {
@@ -459,13 +459,13 @@ func fixedPrimary(addr string) binlog.PrimaryFunc {
 
 // walConfig is a stream of the lab's PostgreSQL cluster as user dbha,
 // logging to the test log.
-func walConfig(t testing.TB, l *Lab, dir string, primary binlog.PrimaryFunc) wal.Config {
+func walConfig(t testing.TB, l *Lab, dir string, primary binlog.PrimaryFunc) pgstream.Config {
 	t.Helper()
 	pw, err := readPassword(l.Secret("postgres-dbha"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return wal.Config{
+	return pgstream.Config{
 		Cluster: postgresCluster, Dir: dir, User: "dbha", Password: pw, Primary: primary,
 		Logger: slog.New(slog.NewTextHandler(tbLog{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
@@ -481,9 +481,9 @@ func (w tbLog) Write(p []byte) (int, error) {
 
 // runStream runs a stream in a goroutine; stop cancels it and returns what
 // Run returned (it may be called more than once).
-func runStream(ctx context.Context, t testing.TB, cfg wal.Config) (*wal.Stream, func() error) {
+func runStream(ctx context.Context, t testing.TB, cfg pgstream.Config) (*pgstream.Stream, func() error) {
 	t.Helper()
-	s, err := wal.New(cfg)
+	s, err := pgstream.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -508,7 +508,7 @@ func runStream(ctx context.Context, t testing.TB, cfg wal.Config) (*wal.Stream, 
 	return s, stop
 }
 
-func waitStatus(t testing.TB, s *wal.Stream, what string, ok func(binlog.Status) bool) {
+func waitStatus(t testing.TB, s *pgstream.Stream, what string, ok func(binlog.Status) bool) {
 	t.Helper()
 	waitUntil(t, 30*time.Second, what, func() error {
 		if st := s.Status(); !ok(st) {
@@ -518,7 +518,7 @@ func waitStatus(t testing.TB, s *wal.Stream, what string, ok func(binlog.Status)
 	})
 }
 
-func waitFlushed(t testing.TB, s *wal.Stream, lsn topology.LSN, tli uint32) {
+func waitFlushed(t testing.TB, s *pgstream.Stream, lsn topology.LSN, tli uint32) {
 	t.Helper()
 	waitStatus(t, s, fmt.Sprintf("dbha flushed %s on timeline %d", lsn, tli), func(st binlog.Status) bool {
 		return st.Position.Timeline() == tli && st.Position.LSN() >= lsn

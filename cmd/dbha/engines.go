@@ -5,8 +5,8 @@ import (
 
 	"github.com/dbha/dbha/backup"
 	"github.com/dbha/dbha/binlog"
-	mariadbstream "github.com/dbha/dbha/binlog/mariadb"
-	walstream "github.com/dbha/dbha/binlog/wal"
+	mysqlstream "github.com/dbha/dbha/binlog/mysql"
+	pgstream "github.com/dbha/dbha/binlog/postgres"
 	"github.com/dbha/dbha/config"
 	"github.com/dbha/dbha/promote"
 	"github.com/dbha/dbha/topology"
@@ -29,7 +29,7 @@ func newEngine(cfg config.Config, cl config.Cluster) (promote.Engine, func() err
 	if cl.Engine == topology.Postgres {
 		c := postgres.NewController(cl.User, password, cl.Replication.User, replPassword)
 		c.SetRejoinCommand(cl.Promotion.RejoinCommand)
-		h := walstream.Handover{Dir: store, RestoreCommand: cl.Promotion.RestoreCommand, Standby: c}
+		h := pgstream.Handover{Dir: store, RestoreCommand: cl.Promotion.RestoreCommand, Standby: c}
 		return postgresEngine{Controller: c, Handover: h}, c.Close, nil
 	}
 	c := mysql.NewController(topology.Engine(cl.Engine), cl.User, password, cl.Replication.User, replPassword)
@@ -40,21 +40,21 @@ func newEngine(cfg config.Config, cl config.Cluster) (promote.Engine, func() err
 		}
 		c.SetApplyAccount(a.User, applyPassword)
 	}
-	return mariadbEngine{Controller: c, Replay: mariadbstream.Replay{Dir: store, Replica: c}}, c.Close, nil
+	return mariadbEngine{Controller: c, Replay: mysqlstream.Replay{Dir: store, Replica: c}}, c.Close, nil
 }
 
 // mariadbEngine is a MariaDB promotion's engine: the controller, plus
 // replay of dbha's binlog store.
 type mariadbEngine struct {
 	*mysql.Controller
-	mariadbstream.Replay
+	mysqlstream.Replay
 }
 
 // postgresEngine is a PostgreSQL promotion's engine: the controller, plus
 // the hand-over of dbha's WAL store through restore_command.
 type postgresEngine struct {
 	*postgres.Controller
-	walstream.Handover
+	pgstream.Handover
 }
 
 // A reseed attaches the replica it rebuilt through the same engine.

@@ -15,8 +15,8 @@ import (
 
 	"github.com/dbha/dbha/backup"
 	"github.com/dbha/dbha/binlog"
-	"github.com/dbha/dbha/binlog/mariadb"
-	"github.com/dbha/dbha/binlog/wal"
+	mysqlstream "github.com/dbha/dbha/binlog/mysql"
+	pgstream "github.com/dbha/dbha/binlog/postgres"
 	"github.com/dbha/dbha/config"
 	"github.com/dbha/dbha/topology"
 )
@@ -132,13 +132,13 @@ func newStream(cfg config.Config, cl config.Cluster, log *slog.Logger) (stream, 
 	retention := binlog.Retention{MaxAge: cl.Stream.Retention.MaxAge, MaxSize: int64(cl.Stream.Retention.MaxSize)}
 	switch cl.Engine {
 	case topology.MariaDB, topology.MySQL:
-		return mariadb.New(mariadb.Config{
+		return mysqlstream.New(mysqlstream.Config{
 			Cluster: cl.Name, Dir: dir, User: cl.User, Password: password,
 			ServerID: cl.Stream.ServerID, Flavor: string(cl.Engine), SemiSync: cl.Stream.SemiSync,
 			Primary: view.Primary, KeepFor: view.ReplicaPositions, Retention: retention, Logger: log,
 		})
 	case topology.Postgres:
-		return wal.New(wal.Config{
+		return pgstream.New(pgstream.Config{
 			Cluster: cl.Name, Dir: dir, User: cl.User, Password: password,
 			Slot: cl.Stream.Slot, Synchronous: cl.Stream.Synchronous,
 			Primary: view.Primary, KeepFor: view.ReplicaPositions, Retention: retention, Logger: log,
@@ -164,9 +164,9 @@ func newClusterView(cfg config.Config, cl config.Cluster) (view *binlog.ClusterV
 func openStore(cfg config.Config, cl config.Cluster) (binlog.Store, error) {
 	dir := binlog.Dir(cfg.StateDir, cl.Name)
 	if cl.Engine == topology.Postgres {
-		return wal.OpenStore(dir)
+		return pgstream.OpenStore(dir)
 	}
-	return mariadb.OpenStore(dir)
+	return mysqlstream.OpenStore(dir)
 }
 
 // streamReport is one cluster's line in `dbha stream status`.
