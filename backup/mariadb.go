@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -16,14 +17,34 @@ import (
 
 	"github.com/dbha/dbha/binlog"
 	"github.com/dbha/dbha/topology"
+	"github.com/dbha/dbha/topology/mysql"
 )
 
 // gtidLine is how mariadb-backup reports the backup's consistent point.
 var gtidLine = regexp.MustCompile(`GTID of the last change '([^']*)'`)
 
+// LocalDataDir asks a MariaDB server where its files are, and checks that
+// this host can read that directory: mariadb-backup runs where the files
+// are.
+func LocalDataDir(ctx context.Context, addr, user, password string) (string, error) {
+	db, err := mysql.Open(addr, user, password)
+	if err != nil {
+		return "", err
+	}
+	defer db.Close()
+	var dir sql.NullString
+	if err := db.QueryRowContext(ctx, "SELECT @@datadir").Scan(&dir); err != nil {
+		return "", fmt.Errorf("ask %s for its datadir: %w", addr, err)
+	}
+	if _, err := os.Stat(dir.String); err != nil {
+		return "", fmt.Errorf("%s keeps its files in %s, which this host cannot read (mariadb-backup runs where the files are): %w", addr, dir.String, err)
+	}
+	return dir.String, nil
+}
+
 // RunMariaDB takes a backup of job.Source with mariadb-backup, which reads
 // the server's files and so runs where they are: job.DataDir is the
-// server's datadir on this host. The stream (xbstream) is compressed with
+// server's datadir on this host (LocalDataDir finds it). The stream (xbstream) is compressed with
 // zstd into the repository as it comes; the position is the GTID the tool
 // reports for the consistent point. The account needs mariadb-backup's
 // privileges (RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, SLAVE MONITOR)

@@ -1,9 +1,9 @@
 // Package binlog owns dbha's change streams: a replication client of each
 // cluster's primary that keeps the primary's binlog (MariaDB/MySQL, package
-// binlog/mysql) or WAL (PostgreSQL, package binlog/postgres), the same family names as topology/mysql and topology/postgres, in a store on
-// dbha's own disk, so that dbha knows positions and lag without polling
-// replicas hard, and holds the events a replica may lack when the primary
-// dies.
+// binlog/mysql) or WAL (PostgreSQL, package binlog/postgres; the families
+// are named as in topology/) in a store on dbha's own disk, so that dbha
+// knows positions and lag without polling replicas hard, and holds the
+// events a replica may lack when the primary dies.
 //
 // This package holds what both engines share: the Status a running stream
 // publishes and the Tracker that keeps and publishes it, the Store interface

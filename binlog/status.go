@@ -143,3 +143,21 @@ type PrimaryFunc func(ctx context.Context) (addr string, err error)
 // Position in the answer means "unknown", and an error "cannot say now":
 // both keep everything this round.
 type KeepFunc func(ctx context.Context) ([]topology.Position, error)
+
+// ErrRunning: a stream is writing into the store.
+var ErrRunning = errors.New("the stream is running")
+
+// SetAside moves a cluster's store out of the way, so the next stream
+// starts afresh; nothing is deleted. It refuses while a stream publishes
+// its status into the store (stop it first). It returns where the store
+// now is.
+func SetAside(dir string, now time.Time) (string, error) {
+	if st, err := ReadStatus(dir); err == nil && !st.Stale(now) {
+		return "", fmt.Errorf("%w (pid %d): stop it first", ErrRunning, st.PID)
+	}
+	aside := fmt.Sprintf("%s.reset-%s", dir, now.UTC().Format("20060102T150405Z"))
+	if err := os.Rename(dir, aside); err != nil {
+		return "", fmt.Errorf("set the store aside: %w", err)
+	}
+	return aside, nil
+}

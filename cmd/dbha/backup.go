@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"io"
-	"os"
 	"text/tabwriter"
 	"time"
 
@@ -14,7 +12,6 @@ import (
 	"github.com/dbha/dbha/backup"
 	"github.com/dbha/dbha/config"
 	"github.com/dbha/dbha/topology"
-	"github.com/dbha/dbha/topology/mysql"
 )
 
 func newBackupCmd(g *globalFlags) *cobra.Command {
@@ -98,27 +95,10 @@ func runBackup(ctx context.Context, cfg config.Config, cl config.Cluster, from s
 	if cl.Engine == topology.Postgres {
 		return backup.RunPostgres(ctx, job)
 	}
-	if job.DataDir, err = dataDir(ctx, src.Addr, acct.User, password); err != nil {
+	if job.DataDir, err = backup.LocalDataDir(ctx, src.Addr, acct.User, password); err != nil {
 		return backup.Entry{}, err
 	}
 	return backup.RunMariaDB(ctx, job)
-}
-
-// dataDir asks a MariaDB server where its files are.
-func dataDir(ctx context.Context, addr, user, password string) (string, error) {
-	db, err := mysql.Open(addr, user, password)
-	if err != nil {
-		return "", err
-	}
-	defer db.Close()
-	var dir sql.NullString
-	if err := db.QueryRowContext(ctx, "SELECT @@datadir").Scan(&dir); err != nil {
-		return "", fmt.Errorf("ask %s for its datadir: %w", addr, err)
-	}
-	if _, err := os.Stat(dir.String); err != nil {
-		return "", fmt.Errorf("%s keeps its files in %s, which this host cannot read (mariadb-backup runs where the files are): %w", addr, dir.String, err)
-	}
-	return dir.String, nil
 }
 
 func newBackupListCmd(g *globalFlags) *cobra.Command {

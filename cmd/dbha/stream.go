@@ -386,13 +386,9 @@ stop the stream first.`,
 			if err != nil {
 				return err
 			}
-			dir := binlog.Dir(cfg.StateDir, cl.Name)
-			if st, err := binlog.ReadStatus(dir); err == nil && !st.Stale(time.Now()) {
-				return fmt.Errorf("the stream of %s is running (pid %d): stop it first", cl.Name, st.PID)
-			}
-			aside := fmt.Sprintf("%s.reset-%s", dir, time.Now().UTC().Format("20060102T150405Z"))
-			if err := os.Rename(dir, aside); err != nil {
-				return fmt.Errorf("set the store aside: %w", err)
+			aside, err := binlog.SetAside(binlog.Dir(cfg.StateDir, cl.Name), time.Now())
+			if err != nil {
+				return fmt.Errorf("reset the stream of %s: %w", cl.Name, err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "store of %s moved to %s; the next run starts afresh\n", cl.Name, aside)
 			return nil
