@@ -12,7 +12,10 @@ import (
 // where the replicas stand (ReplicaPositions, a KeepFunc: retention keeps
 // what they lack). It remembers the last position of every replica that
 // answered, so a replica that stops answering never lets retention drop
-// what it still needs. Its methods may be called from any goroutine.
+// what it still needs, and forgets it once it is the writable primary (a
+// promoted replica needs nothing from the store; remembering its old
+// position would hold retention back for good). Its methods may be called
+// from any goroutine.
 type ClusterView struct {
 	discover func(context.Context) topology.Snapshot
 
@@ -26,14 +29,18 @@ func NewClusterView(discover func(context.Context) topology.Snapshot) *ClusterVi
 	return &ClusterView{discover: discover, positions: map[string]topology.Position{}}
 }
 
-// Discover discovers the cluster and remembers the position of every
-// replica that answered.
+// Discover discovers the cluster, remembers the position of every replica
+// that answered and forgets the writable primary's.
 func (v *ClusterView) Discover(ctx context.Context) topology.Snapshot {
 	s := v.discover(ctx)
+	writer, _ := s.WritablePrimary()
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	for _, in := range s.Instances {
-		if in.Role == topology.RoleReplica && in.Reachable {
+		switch {
+		case in.Reachable && in.Addr == writer:
+			delete(v.positions, in.Addr)
+		case in.Reachable && in.Role == topology.RoleReplica:
 			v.positions[in.Addr] = ReplicaPosition(in)
 		}
 	}
