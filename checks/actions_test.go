@@ -17,6 +17,8 @@ func TestActions(t *testing.T) {
 		TwoWritablePrimaries:       Enforce,
 		NoWritablePrimary:          Enforce,
 		InstanceDetached:           Enforce,
+		RewindRefused:              Report,
+		RejoinFailed:               Report,
 		ErrantTransactions:         Report,
 		ReplicationStopped:         Report,
 		ReplicaUnreachable:         Report,

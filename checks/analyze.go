@@ -25,6 +25,8 @@ const (
 	ErrantTransactions         Code = "ErrantTransactions"
 	ReplicaUnreachable         Code = "ReplicaUnreachable"
 	InstanceDetached           Code = "InstanceDetached"
+	RejoinFailed               Code = "RejoinFailed"
+	RewindRefused              Code = "RewindRefused"
 )
 
 // Severity ranks findings.
@@ -86,6 +88,8 @@ var rules = []rule{
 	{code: TwoWritablePrimaries, severity: Critical, action: Enforce, match: fromProblem(topology.TwoWritablePrimaries)},
 	{code: NoWritablePrimary, severity: Critical, action: Enforce, match: fromProblem(topology.NoWritablePrimary)},
 	{code: InstanceDetached, severity: Warning, action: Enforce, match: fromProblem(topology.InstanceDetached)},
+	{code: RewindRefused, severity: Critical, match: matchHealing(true)},
+	{code: RejoinFailed, severity: Warning, match: matchHealing(false)},
 	{code: ErrantTransactions, severity: Warning, match: fromProblem(topology.ErrantTransactions)},
 	{code: ReplicationStopped, severity: Warning, match: fromProblem(topology.ReplicationStopped)},
 	{code: ReplicaUnreachable, severity: Warning, match: matchReplicaUnreachable},
@@ -183,6 +187,30 @@ func fromProblem(code topology.ProblemCode) func(a *analysis) []Finding {
 			if p.Code == code {
 				out = append(out, Finding{Instance: p.Instance, Summary: p.Message})
 			}
+		}
+		return out
+	}
+}
+
+// matchHealing: an instance dbha tried and failed to bring back to follow
+// the writer, while it is still detached. A refused rewind is critical:
+// nothing dbha does will bring the instance back, and the cluster runs a
+// replica short until it is reseeded.
+func matchHealing(refused bool) func(a *analysis) []Finding {
+	return func(a *analysis) []Finding {
+		var out []Finding
+		for _, h := range a.ev.Healing {
+			in, ok := a.ev.Snapshot.Instance(h.Instance)
+			if h.Refused != refused || !ok || !in.Reachable || in.Replication != nil {
+				continue
+			}
+			s := fmt.Sprintf("%s could not %s since %s: %s", h.Instance, h.Action, h.Since.Format(time.RFC3339), h.Error)
+			if refused {
+				s += fmt.Sprintf("; it stays fenced: reseed it with `dbha backup reseed --cluster %s --instance %s`", a.ev.Snapshot.Cluster, h.Instance)
+			} else if !h.Retry.IsZero() {
+				s += fmt.Sprintf("; next attempt in %v", h.Retry.Sub(a.now).Round(time.Second))
+			}
+			out = append(out, Finding{Instance: h.Instance, Summary: s})
 		}
 		return out
 	}

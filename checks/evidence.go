@@ -21,6 +21,21 @@ type Observation struct {
 	Peers []PeerView
 	// External is the operator's check command's verdict; nil when none.
 	External *ExternalView
+	// Healing lists the instances dbha tried and failed to bring back to
+	// follow the writer (rejoin, rewind).
+	Healing []HealView
+}
+
+// HealView is one instance dbha could not bring back: what it tried and
+// why it failed. Refused: it cannot succeed until the instance is
+// reseeded.
+type HealView struct {
+	Instance string    `json:"instance"`
+	Action   string    `json:"action"`
+	Error    string    `json:"error"`
+	Refused  bool      `json:"refused,omitempty"`
+	Since    time.Time `json:"since"`
+	Retry    time.Time `json:"retry,omitzero"`
 }
 
 // ProbeResult is one probe's outcome.
@@ -71,6 +86,7 @@ type Evidence struct {
 	Stream   *StreamView         `json:"stream,omitempty"`
 	Peers    []PeerView          `json:"peers,omitempty"`
 	External *ExternalView       `json:"external,omitempty"`
+	Healing  []HealView          `json:"healing,omitempty"`
 }
 
 // ManagerView is dbha's own path to the primary.
@@ -124,7 +140,7 @@ func (t Tracker) Observe(o Observation) (Tracker, Evidence) {
 		next.primary = o.Snapshot.Primary
 	}
 	ev := Evidence{At: o.At, Snapshot: o.Snapshot, Primary: next.primary, Stream: o.Stream,
-		Peers: o.Peers, External: o.External, Links: map[string]LinkView{}}
+		Peers: o.Peers, External: o.External, Healing: o.Healing, Links: map[string]LinkView{}}
 
 	ev.Manager = ManagerView{TCP: o.TCP, SQL: sqlResult(o.Snapshot, next.primary)}
 	if next.primary == t.primary {

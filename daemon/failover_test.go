@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -210,5 +211,97 @@ func TestDispatch(t *testing.T) {
 				t.Errorf("dispatch = %q on %q, want %q on %q", got, f.Code, tc.want, tc.code)
 			}
 		})
+	}
+}
+
+// failOver kills the primary and cycles until a recovery is recorded; it
+// returns the new primary.
+func (r *failoverRig) failOver() string {
+	r.t.Helper()
+	old := r.writer()
+	r.cluster.Kill(old)
+	for range 5 {
+		r.cycle()
+		if recs := r.store.Records("c"); len(recs) > 0 && recs[len(recs)-1].Plan.OldPrimary == old && recs[len(recs)-1].Done {
+			return recs[len(recs)-1].Plan.NewPrimary
+		}
+	}
+	r.t.Fatalf("no recovery after %s died (calls %v)", old, r.cluster.Calls())
+	return ""
+}
+
+func hasFinding(st State, code checks.Code, instance string) (checks.Finding, bool) {
+	for _, f := range st.Findings {
+		if f.Code == code && f.Instance == instance {
+			return f, true
+		}
+	}
+	return checks.Finding{}, false
+}
+
+// TestOldPrimaryWithATailIsRewound: the old primary returns holding
+// writes nobody received; the keeper saves and undoes them, lists them in
+// the recovery's ledger, and the instance follows the new primary.
+func TestOldPrimaryWithATailIsRewound(t *testing.T) {
+	r := newFailoverRig(t, true)
+	a := r.addrs[0]
+	r.cycle()
+	next := r.failOver()
+	r.cluster.SetTail(a, "0-7-12", "")
+	if err := r.cluster.Start(a, true); err != nil {
+		t.Fatal(err)
+	}
+	r.cycle()
+	if n := r.cluster.Node(a); n.Source != next || n.Tail != "" {
+		t.Fatalf("old primary after a cycle: %+v, want its tail undone and following %s (calls %v)", n, next, r.cluster.Calls())
+	}
+	recs := r.store.Records("c")
+	rw := recs[len(recs)-1].Ledger.Rewound
+	if len(rw) != 1 || rw[0].Instance != a || rw[0].Undone.String() != "0-7-12" || rw[0].File == "" {
+		t.Fatalf("ledger rewound = %+v, want %s's tail 0-7-12 with its file", rw, a)
+	}
+	if codes := r.cycle(); len(codes) != 0 {
+		t.Errorf("after the rewind: findings %v, want none", codes)
+	}
+}
+
+// TestRefusedRewindIsACriticalFinding: a tail that cannot be undone
+// safely leaves the instance fenced, says so with a critical finding
+// naming the reseed command, is not tried again every cycle, and does not
+// keep the endpoints from following the rest of the cluster.
+func TestRefusedRewindIsACriticalFinding(t *testing.T) {
+	r := newFailoverRig(t, true)
+	a := r.addrs[0]
+	r.cycle()
+	next := r.failOver()
+	r.cluster.SetTail(a, "0-7-11", "a DDL statement (CREATE TABLE) cannot be flashed back")
+	if err := r.cluster.Start(a, true); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		r.cycle()
+	}
+	st, _ := r.m.State("c")
+	f, ok := hasFinding(st, checks.RewindRefused, a)
+	if !ok || f.Severity != checks.Critical || !strings.Contains(f.Summary, "CREATE TABLE") || !strings.Contains(f.Summary, "dbha backup reseed --cluster c --instance "+a) {
+		t.Fatalf("findings %+v: want a critical RewindRefused on %s with the reason and the reseed command", st.Findings, a)
+	}
+	if _, ok := hasFinding(st, checks.InstanceDetached, a); !ok {
+		t.Errorf("findings %+v: want InstanceDetached on %s", st.Findings, a)
+	}
+	rewinds := 0
+	for _, c := range r.cluster.Calls() {
+		if c == "rewind "+a {
+			rewinds++
+		}
+	}
+	if rewinds != 1 {
+		t.Errorf("rewind of %s tried %d times in 3 cycles, want once", a, rewinds)
+	}
+	if n := r.cluster.Node(a); n.Tail == "" || n.Source != "" || !n.ReadOnly {
+		t.Errorf("the refused instance changed: %+v", n)
+	}
+	if w, rd := r.writer(), r.store.Readers("c"); w != next || len(rd) != 1 || slices.Contains(rd, a) {
+		t.Errorf("endpoints: writer %q readers %v, want %s and the one healthy replica", w, rd, next)
 	}
 }

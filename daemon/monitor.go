@@ -41,6 +41,8 @@ type Keeper interface {
 	// Publish points the writer endpoint at writer and the reader
 	// endpoint at readers.
 	Publish(ctx context.Context, writer string, readers []string) error
+	// Troubles lists the instances Enforce tried and failed to bring back.
+	Troubles() []promote.Trouble
 }
 
 // Cluster wires one cluster into the monitor.
@@ -245,6 +247,9 @@ func (w *watcher) cycle(ctx context.Context) {
 	w.mu.Lock()
 	obs := checks.Observation{At: start, Snapshot: snap, TCP: tcp, Peers: w.peers, External: w.external}
 	w.mu.Unlock()
+	if w.c.Keeper != nil {
+		obs.Healing = healing(w.c.Keeper.Troubles())
+	}
 	if w.c.Stream != nil {
 		if s := w.c.Stream(); s != nil {
 			obs.Stream = &checks.StreamView{Connected: s.Connected, Primary: s.Primary, LastMessage: s.LastMessage, Error: s.LastError}
@@ -286,9 +291,22 @@ func (w *watcher) act(ctx context.Context, snap topology.Snapshot, findings []ch
 		if err := k.Enforce(ctx); err != nil && !errors.Is(err, promote.ErrBusy) {
 			w.log.Error("enforce a single writer", "err", err)
 		}
+		// An instance that cannot be brought back must not keep the
+		// endpoints from following the rest of the cluster.
+		w.publish(ctx, snap, at)
 	default:
 		w.publish(ctx, snap, at)
 	}
+}
+
+// healing is the keeper's troubles as the analysis sees them.
+func healing(ts []promote.Trouble) []checks.HealView {
+	var out []checks.HealView
+	for _, t := range ts {
+		out = append(out, checks.HealView{Instance: t.Instance, Action: string(t.Action), Error: t.Error,
+			Refused: t.Refused, Since: t.Since, Retry: t.Retry})
+	}
+	return out
 }
 
 // dispatch picks the one action a cycle takes and the finding that calls

@@ -4,24 +4,35 @@ import (
 	"github.com/dbha/dbha/topology"
 )
 
-// Enforcement is what keeps a cluster at one writer between recoveries.
+// Enforcement is what keeps a cluster at one writer, and brings every
+// instance that returns back to following it, between recoveries.
 type Enforcement struct {
 	// Fence lists the writable instances the writer endpoint does not name.
 	Fence []string
-	// Rejoin is the latest recovery's old primary when it is back,
-	// read-only and following nobody: it should follow the writer (MariaDB
-	// by a repoint, PostgreSQL through its rejoin command).
-	Rejoin string
-	// Hold says why the old primary is left fenced instead (it holds
-	// transactions the new primary lacks: it needs reseeding).
-	Hold string
+	// Rejoin lists the instances that are back, read-only and following
+	// nobody, and hold nothing the writer lacks: they should follow the
+	// writer (MariaDB by a repoint, PostgreSQL through its rejoin command).
+	Rejoin []string
+	// Rewind lists the MariaDB/MySQL instances that are back, read-only and
+	// following nobody, and hold transactions the writer lacks (the
+	// unreplicated tail of a crashed primary): those transactions are saved
+	// and undone, and then the instance follows the writer.
+	Rewind []Divergent
 }
 
-// Enforce decides, from a snapshot, the instance the writer endpoint names
-// and the latest recovery (nil when none), what keeps the cluster at one
-// writer. It is pure. With no writer named there is nothing to go by, and
-// nothing is decided.
-func Enforce(s topology.Snapshot, writer string, latest *Record) Enforcement {
+// Divergent is an instance that holds transactions the writer lacks.
+type Divergent struct {
+	Addr   string            `json:"addr"`
+	Errant topology.Position `json:"errant"`
+}
+
+// Enforce decides, from a snapshot and the instance the writer endpoint
+// names, what keeps the cluster at one writer and brings the others back
+// to follow it. It is pure. With no writer named there is nothing to go
+// by, and nothing is decided; instances rejoin only while the writer
+// endpoint names the snapshot's one writable primary (a cluster that is
+// changing is left to the recovery that changes it).
+func Enforce(s topology.Snapshot, writer string) Enforcement {
 	var e Enforcement
 	if writer == "" {
 		return e
@@ -31,20 +42,21 @@ func Enforce(s topology.Snapshot, writer string, latest *Record) Enforcement {
 			e.Fence = append(e.Fence, in.Addr)
 		}
 	}
-	if latest == nil || !latest.Done || latest.Aborted || latest.Plan.NewPrimary != writer {
+	primary, ok := s.Instance(writer)
+	if len(e.Fence) > 0 || !ok || !primary.Reachable || primary.ReadOnly || primary.Replication != nil {
 		return e
 	}
-	old, ok := s.Instance(latest.Plan.OldPrimary)
-	primary, pok := s.Instance(writer)
-	if !ok || !pok || !old.Reachable || !old.ReadOnly || old.Replication != nil {
-		return e
-	}
-	if s.Engine != topology.Postgres {
-		if errant := topology.Errant(history(old), history(primary)); errant.String() != "" {
-			e.Hold = "it holds transactions the new primary lacks (" + errant.String() + "): reseed it"
-			return e
+	for _, in := range s.Instances {
+		if in.Addr == writer || !in.Reachable || !in.ReadOnly || in.Replication != nil {
+			continue
 		}
+		if s.Engine != topology.Postgres {
+			if errant := topology.Errant(history(in), history(primary)); errant.String() != "" {
+				e.Rewind = append(e.Rewind, Divergent{Addr: in.Addr, Errant: errant})
+				continue
+			}
+		}
+		e.Rejoin = append(e.Rejoin, in.Addr)
 	}
-	e.Rejoin = old.Addr
 	return e
 }

@@ -126,6 +126,10 @@ type Ledger struct {
 	NewPrimary   topology.Position `json:"new_primary"`
 	Transactions int64             `json:"lost_transactions"`
 	Bytes        int64             `json:"lost_bytes"`
+	// Rewound lists what was undone on the old primary when it came back
+	// holding transactions nobody else had received, and where they are
+	// saved: acknowledged writes this recovery lost, kept for the operator.
+	Rewound []topology.Rewound `json:"rewound,omitempty"`
 }
 
 // NewRecord starts the record of a promotion about to run.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,12 +30,12 @@ type Keeper struct {
 	cluster string
 	request func() Request
 	log     *slog.Logger
-	// RejoinBackoff is how long a failed rejoin is not tried again: a
-	// rewind is heavy, and a failing one must not run every cycle.
+	// rejoinBackoff is how long a failed rejoin or rewind is not tried
+	// again.
 	rejoinBackoff time.Duration
 
-	mu           sync.Mutex
-	rejoinFailed map[string]time.Time // instance → last failed rejoin
+	mu       sync.Mutex
+	troubles map[string]Trouble // by instance: the last failed attempt to bring it back
 }
 
 // NewKeeper returns the keeper of cluster. request gives, at each recovery,
@@ -47,7 +49,7 @@ func NewKeeper(cluster string, env RecoverEnv, request func() Request, log *slog
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Keeper{env: env, cluster: cluster, request: request, log: log,
-		rejoinBackoff: 30 * time.Second, rejoinFailed: map[string]time.Time{}}
+		rejoinBackoff: 30 * time.Second, troubles: map[string]Trouble{}}
 }
 
 // Choice is what an operator adds to a recovery's request: the instance to
@@ -145,44 +147,141 @@ func (k *Keeper) enforce(ctx context.Context, s topology.Snapshot) error {
 		return err
 	}
 	writer := writers[0]
-	latest, err := k.env.Store.Latest(ctx, k.cluster)
-	if err != nil {
-		return err
-	}
-	e := Enforce(s, writer, latest)
+	e := Enforce(s, writer)
 	for _, addr := range e.Fence {
 		if err := k.env.Engine.Fence(ctx, addr); err != nil {
 			return fmt.Errorf("fence %s (the writer is %s): %w", addr, writer, err)
 		}
 		k.log.Warn("fenced a writable instance that is not the writer", "instance", addr, "writer", writer)
 	}
-	switch {
-	case e.Hold != "":
-		k.log.Warn("the old primary stays fenced", "instance", latest.Plan.OldPrimary, "why", e.Hold)
-	case e.Rejoin != "":
-		return k.rejoin(ctx, e.Rejoin, writer)
+	var errs []error
+	for _, addr := range e.Rejoin {
+		errs = append(errs, k.heal(ctx, addr, HealRejoin, func() error { return k.env.Engine.Rejoin(ctx, addr, writer) }))
+	}
+	for _, d := range e.Rewind {
+		errs = append(errs, k.heal(ctx, d.Addr, HealRewind, func() error { return k.rewind(ctx, d, writer) }))
+	}
+	k.forgetHealed(s)
+	return errors.Join(errs...)
+}
+
+// HealAction names how an instance is brought back to follow the writer.
+type HealAction string
+
+const (
+	HealRejoin HealAction = "rejoin"
+	HealRewind HealAction = "rewind"
+)
+
+// Trouble is an instance the keeper could not bring back: what it tried,
+// why it failed, and whether trying again can help (a refused rewind
+// cannot: the instance needs a reseed).
+type Trouble struct {
+	Instance string     `json:"instance"`
+	Action   HealAction `json:"action"`
+	Error    string     `json:"error"`
+	Refused  bool       `json:"refused,omitempty"`
+	Since    time.Time  `json:"since"`
+	Retry    time.Time  `json:"retry,omitzero"` // no new attempt before this
+}
+
+// Troubles returns the instances the keeper tried and failed to bring
+// back, in address order. The daemon turns them into findings.
+func (k *Keeper) Troubles() []Trouble {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := make([]Trouble, 0, len(k.troubles))
+	for _, t := range k.troubles {
+		out = append(out, t)
+	}
+	slices.SortFunc(out, func(a, b Trouble) int { return strings.Compare(a.Instance, b.Instance) })
+	return out
+}
+
+// heal runs one attempt to bring addr back, unless an earlier one failed
+// less than rejoinBackoff ago (a rewind or pg_rewind is heavy, and a failing
+// one must not run every cycle) or was refused (it cannot succeed until the
+// instance changes: it needs a reseed).
+func (k *Keeper) heal(ctx context.Context, addr string, action HealAction, attempt func() error) error {
+	now := k.env.Now()
+	k.mu.Lock()
+	t, failed := k.troubles[addr]
+	k.mu.Unlock()
+	if failed && t.Action == action && (t.Refused || now.Before(t.Retry)) {
+		return nil
+	}
+	err := attempt()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err == nil {
+		delete(k.troubles, addr)
+		return nil
+	}
+	if !failed || t.Action != action {
+		t = Trouble{Instance: addr, Action: action, Since: now}
+	}
+	t.Error, t.Refused, t.Retry = err.Error(), errors.Is(err, ErrCannotRewind), now.Add(k.rejoinBackoff)
+	k.troubles[addr] = t
+	if t.Refused {
+		return fmt.Errorf("%s %s: %w", action, addr, err)
+	}
+	return fmt.Errorf("%s %s (not tried again for %v): %w", action, addr, k.rejoinBackoff, err)
+}
+
+// forgetHealed drops the troubles of instances that no longer need the
+// keeper: back to replicating (healed by hand, or reseeded), or gone.
+func (k *Keeper) forgetHealed(s topology.Snapshot) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for addr := range k.troubles {
+		if in, ok := s.Instance(addr); !ok || !in.Reachable || in.Replication != nil {
+			delete(k.troubles, addr)
+		}
+	}
+}
+
+// Rewinder is what an engine that can rewind a former primary offers
+// (MariaDB): the transactions addr holds beyond primary are saved under
+// saveDir, undone on addr, and addr follows primary. An error wrapping
+// ErrCannotRewind means the transactions cannot be undone safely (DDL, a
+// non-row event, a write of unknown origin): nothing on addr changed, and
+// it needs a reseed.
+type Rewinder interface {
+	Rewind(ctx context.Context, addr, primary, saveDir string) (topology.Rewound, error)
+}
+
+// ErrCannotRewind: an instance holds transactions that cannot be undone
+// safely; it needs a reseed from a backup.
+var ErrCannotRewind = topology.ErrCannotRewind
+
+// rewind undoes what a former primary holds beyond the writer, saving it
+// first, and lists what it undid in the loss ledger of the recovery that
+// made it a former primary (the latest one that did).
+func (k *Keeper) rewind(ctx context.Context, d Divergent, writer string) error {
+	rw, ok := k.env.Engine.(Rewinder)
+	if !ok {
+		return fmt.Errorf("%w: this engine cannot rewind; it holds %s, which %s lacks", ErrCannotRewind, d.Errant, writer)
+	}
+	res, err := rw.Rewind(ctx, d.Addr, writer, k.env.SaveDir)
+	if err != nil {
+		return err
+	}
+	res.Instance = d.Addr
+	k.log.Warn("rewound a former primary: the transactions the new primary lacked are saved and undone, and it follows the writer",
+		"instance", d.Addr, "primary", writer, "transactions", res.Transactions, "undone", res.Undone.String(), "saved_to", res.File)
+	if err := k.ledger(ctx, res); err != nil {
+		k.log.Error("record the rewind in the recovery's ledger", "instance", d.Addr, "saved_to", res.File, "err", err)
 	}
 	return nil
 }
 
-// rejoin makes a fenced former primary follow primary; after a failure,
-// not again for rejoinBackoff.
-func (k *Keeper) rejoin(ctx context.Context, addr, primary string) error {
-	k.mu.Lock()
-	failed := k.rejoinFailed[addr]
-	k.mu.Unlock()
-	if !failed.IsZero() && k.env.Now().Sub(failed) < k.rejoinBackoff {
-		return nil
+// ledger adds a rewind to the latest recovery's loss ledger when that
+// recovery replaced the rewound instance.
+func (k *Keeper) ledger(ctx context.Context, res topology.Rewound) error {
+	latest, err := k.env.Store.Latest(ctx, k.cluster)
+	if err != nil || latest == nil || latest.Plan.OldPrimary != res.Instance {
+		return err
 	}
-	if err := k.env.Engine.Rejoin(ctx, addr, primary); err != nil {
-		k.mu.Lock()
-		k.rejoinFailed[addr] = k.env.Now()
-		k.mu.Unlock()
-		return fmt.Errorf("rejoin %s as a replica of %s (not tried again for %v): %w", addr, primary, k.rejoinBackoff, err)
-	}
-	k.mu.Lock()
-	delete(k.rejoinFailed, addr)
-	k.mu.Unlock()
-	k.log.Warn("the old primary rejoined as a replica", "instance", addr, "primary", primary)
-	return nil
+	latest.Ledger.Rewound = append(latest.Ledger.Rewound, res)
+	return k.env.Store.Save(ctx, latest)
 }

@@ -65,6 +65,8 @@ type RecoverEnv struct {
 	// held, so the plan is made from what is true now.
 	Discover    func(ctx context.Context) topology.Snapshot
 	StepTimeout time.Duration
+	// SaveDir is where a rewind saves the transactions it undoes.
+	SaveDir string
 	// BlockFor is the anti-flap period after a recovery; 0 sets no block.
 	BlockFor time.Duration
 	Now      func() time.Time

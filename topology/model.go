@@ -219,3 +219,19 @@ func (s Snapshot) Readers(maxLagSeconds float64) []string {
 	}
 	return out
 }
+
+// ErrCannotRewind: a former primary holds transactions that cannot be
+// undone safely (DDL, a non-row event, a write of unknown origin); it needs
+// a reseed from a backup. Engines wrap it with the reason.
+var ErrCannotRewind = errors.New("the transactions cannot be undone safely")
+
+// Rewound is what rewinding a former primary did: the transactions it held
+// that the new primary lacked, saved to File (a binlog that mariadb-binlog
+// reads, with their GTIDs) and then undone on it.
+type Rewound struct {
+	Instance     string   `json:"instance"`
+	File         string   `json:"file"`
+	Undone       Position `json:"undone"`
+	Transactions int      `json:"transactions"`
+	Events       int      `json:"events"`
+}

@@ -30,6 +30,7 @@ func newKeeper(cfg config.Config, cl config.Cluster, c *consul.Client, log *slog
 		},
 		Hooks:       promote.CommandHooks{Before: pr.BeforePromote, After: pr.AfterPromote, Timeout: pr.StepTimeout},
 		Manager:     managerName(cfg),
+		SaveDir:     filepath.Join(cfg.StateDir, "rewinds", cl.Name),
 		StepTimeout: pr.StepTimeout,
 		BlockFor:    pr.BlockFor,
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/dbha/dbha/promote"
 	"github.com/dbha/dbha/topology"
 )
 
@@ -18,6 +19,11 @@ type Node struct {
 	Source   string // "" for a primary or a detached instance
 	Halted   bool   // told to receive nothing more from Source
 	Seq      uint64 // the GTID 0-1-Seq it has executed
+	// Tail is a GTID list of its own writes nobody else received (the
+	// unreplicated tail of a crashed primary), e.g. "0-7-11,0-7-12"; Rewind
+	// saves and undoes it, unless RefuseRewind says why it cannot.
+	Tail         string
+	RefuseRewind string
 }
 
 // Cluster is a simulated MariaDB cluster that is at once a topology.Prober
@@ -125,6 +131,26 @@ func gtid(seq uint64) topology.Position {
 	return p
 }
 
+// held is what n has executed: its GTID and its tail.
+func held(n *Node) topology.Position {
+	if n.Tail == "" {
+		return gtid(n.Seq)
+	}
+	p, err := topology.ParseMariaDB(fmt.Sprintf("0-1-%d,%s", n.Seq, n.Tail))
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+// SetTail gives addr a tail of writes nobody else received, and the
+// reason a rewind of it is refused ("" to allow it).
+func (c *Cluster) SetTail(addr, tail, refuse string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nodes[addr].Tail, c.nodes[addr].RefuseRewind = tail, refuse
+}
+
 // Probe is topology.Prober.
 func (c *Cluster) Probe(_ context.Context, addr string) topology.Instance {
 	c.mu.Lock()
@@ -133,7 +159,7 @@ func (c *Cluster) Probe(_ context.Context, addr string) topology.Instance {
 	if n == nil || !n.Up {
 		return topology.Instance{Addr: addr, Error: "dial tcp " + addr + ": connect: connection refused", ErrorCode: topology.InstanceUnreachable}
 	}
-	pos := gtid(n.Seq)
+	pos := held(n)
 	in := topology.Instance{Addr: addr, Reachable: true, ReadOnly: n.ReadOnly, ServerID: 1,
 		Current: pos, Applied: pos, Received: pos, History: pos}
 	if n.Source != "" {
@@ -200,6 +226,26 @@ func (c *Cluster) Rejoin(_ context.Context, addr, primary string) error {
 	return c.change("rejoin", addr, func(n *Node) error { n.Source, n.Halted = primary, false; return nil })
 }
 
+// Rewind is promote.Rewinder: the tail is "saved" (named in the result)
+// and undone, and addr follows primary; a refusal wraps
+// promote.ErrCannotRewind and changes nothing.
+func (c *Cluster) Rewind(_ context.Context, addr, primary, saveDir string) (topology.Rewound, error) {
+	var r topology.Rewound
+	err := c.change("rewind", addr, func(n *Node) error {
+		if n.RefuseRewind != "" {
+			return fmt.Errorf("%w: %s", promote.ErrCannotRewind, n.RefuseRewind)
+		}
+		undone, err := topology.ParseMariaDB(n.Tail)
+		if err != nil {
+			return err
+		}
+		r = topology.Rewound{File: saveDir + "/rewind-" + addr + ".bin", Undone: undone, Transactions: len(strings.Split(n.Tail, ","))}
+		n.Tail, n.Source, n.Halted = "", primary, false
+		return nil
+	})
+	return r, err
+}
+
 func (c *Cluster) Fence(_ context.Context, addr string) error {
 	return c.change("fence", addr, func(n *Node) error { n.ReadOnly = true; return nil })
 }
@@ -215,5 +261,5 @@ func (c *Cluster) Position(_ context.Context, addr string) (topology.Position, e
 	if n == nil || !n.Up {
 		return topology.Position{}, fmt.Errorf("%s: connection refused", addr)
 	}
-	return gtid(n.Seq), nil
+	return held(n), nil
 }
