@@ -538,9 +538,9 @@ func TestDrill(t *testing.T) {
 			if err := json.Unmarshal([]byte(r.stdout), &sum); err != nil {
 				t.Fatalf("drill -o json does not parse: %v\n%s", err, r)
 			}
-			t.Logf("drill of %s: 2 runs in %v, exit %d", e.cluster, time.Since(start).Round(time.Millisecond), r.code)
-			if len(sum.Runs) != 2 {
-				t.Errorf("%d runs reported, want 2: %s", len(sum.Runs), r)
+			t.Logf("drill of %s: %d runs in %v, exit %d", e.cluster, drillRuns, time.Since(start).Round(time.Millisecond), r.code)
+			if len(sum.Runs) != drillRuns {
+				t.Errorf("%d runs reported, want %d: %s", len(sum.Runs), drillRuns, r)
 			}
 			for _, run := range sum.Runs {
 				t.Logf("run %d: %s -> %s, RTO %.3fs, %d of %d acknowledged rows lost, pass %v", run.N, run.OldPrimary, run.NewPrimary,
