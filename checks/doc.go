@@ -11,5 +11,9 @@
 // A primary that only dbha cannot reach is a partition of dbha, never a dead
 // primary.
 //
+// The probes that do I/O (dbha's TCP connect, the operator's check
+// command) are in checks/probe, so that this package, which config imports
+// for its Policy, stays free of I/O.
+//
 // This package must not change any server; recovery belongs to promote.
 package checks

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dbha/dbha/binlog"
 	"github.com/dbha/dbha/checks"
+	"github.com/dbha/dbha/checks/probe"
 	"github.com/dbha/dbha/config"
 	"github.com/dbha/dbha/promote"
 	"github.com/dbha/dbha/topology"
@@ -228,14 +229,14 @@ func (w *watcher) cycle(ctx context.Context) {
 		wg.Go(func() {
 			pctx, cancel := context.WithTimeout(ctx, o.ProbeTimeout)
 			defer cancel()
-			tcp = checks.ProbeTCP(pctx, primary)
+			tcp = probe.TCP(pctx, primary)
 		})
 	}
 	snap = topology.Discover(ctx, cl.Topology(), w.c.Prober, o.ProbeTimeout)
 	wg.Wait()
 	if primary == "" && snap.Primary != "" {
 		pctx, cancel := context.WithTimeout(ctx, o.ProbeTimeout)
-		tcp = checks.ProbeTCP(pctx, snap.Primary)
+		tcp = probe.TCP(pctx, snap.Primary)
 		cancel()
 	}
 	if ctx.Err() != nil {
@@ -486,7 +487,7 @@ func (w *watcher) runExternal(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, w.m.opts.ExternalTimeout)
 	defer cancel()
-	v := checks.RunExternal(ctx, argv, w.c.Config.Name, primary)
+	v := probe.External(ctx, argv, w.c.Config.Name, primary)
 	w.mu.Lock()
 	w.external = &v
 	w.mu.Unlock()

@@ -1,4 +1,4 @@
-package checks
+package probe
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-func TestProbeTCP(t *testing.T) {
+func TestTCP(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -24,15 +24,15 @@ func TestProbeTCP(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if r := ProbeTCP(ctx, open); !r.OK || r.Error != "" {
+	if r := TCP(ctx, open); !r.OK || r.Error != "" {
 		t.Errorf("listening port: %+v", r)
 	}
-	if r := ProbeTCP(ctx, refused); r.OK || r.TimedOut || !strings.Contains(r.Error, "refused") {
+	if r := TCP(ctx, refused); r.OK || r.TimedOut || !strings.Contains(r.Error, "refused") {
 		t.Errorf("closed port: %+v", r)
 	}
 }
 
-func TestRunExternal(t *testing.T) {
+func TestExternal(t *testing.T) {
 	ctx := context.Background()
 	cases := []struct {
 		name      string
@@ -46,17 +46,17 @@ func TestRunExternal(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			v := RunExternal(ctx, tc.argv, "c1", "10.0.0.1:3306")
+			v := External(ctx, tc.argv, "c1", "10.0.0.1:3306")
 			if v.Alive != tc.alive || !strings.Contains(v.Detail, tc.detailHas) {
-				t.Fatalf("RunExternal = %+v", v)
+				t.Fatalf("External = %+v", v)
 			}
 		})
 	}
 	t.Run("a command that does not finish in time votes dead", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		defer cancel()
-		if v := RunExternal(ctx, []string{"sleep", "5"}, "c1", "p"); v.Alive {
-			t.Fatalf("RunExternal = %+v", v)
+		if v := External(ctx, []string{"sleep", "5"}, "c1", "p"); v.Alive {
+			t.Fatalf("External = %+v", v)
 		}
 	})
 }
