@@ -234,4 +234,5 @@ type Rewound struct {
 	Undone       Position `json:"undone"`
 	Transactions int      `json:"transactions"`
 	Events       int      `json:"events"`
+	Bytes        int64    `json:"bytes,omitempty"` // PostgreSQL: the WAL saved
 }
