@@ -223,7 +223,25 @@ type Promotion struct {
 	// "{instance}" and "{primary}" are replaced by their host:port. Without
 	// it the old primary stays fenced until an operator rejoins it.
 	RejoinCommand []string `mapstructure:"rejoin_command" yaml:"rejoin_command,omitempty" json:"rejoin_command,omitempty"`
+	// Reseed says what dbha does with a former primary whose extra
+	// transactions cannot be undone safely (a rewind refused: DDL, a
+	// non-row event, a write of unknown origin): "off" (the default) keeps
+	// it fenced with a critical finding; "auto" rebuilds it from the newest
+	// verified backup (as `dbha backup reseed` does: backup.repository, and
+	// backup.stop_command/start_command and backup.data_dir or the lab) and
+	// attaches it to the writer.
+	Reseed string `mapstructure:"reseed" yaml:"reseed,omitempty" json:"reseed,omitempty"`
 }
+
+// Reseed values.
+const (
+	ReseedOff  = "off"
+	ReseedAuto = "auto"
+)
+
+// IsAutoReseed reports whether a former primary that cannot be rewound is
+// rebuilt from a backup without an operator.
+func (p Promotion) IsAutoReseed() bool { return p.Reseed == ReseedAuto }
 
 // IsAutoFailover reports whether automatic failover is on (the default).
 func (p Promotion) IsAutoFailover() bool { return p.AutoFailover == nil || *p.AutoFailover }
@@ -626,6 +644,12 @@ func validatePromotion(cl Cluster, key string, bad func(key, format string, args
 	}
 	if pr.Apply.User != "" {
 		validateSecret(pr.Apply.Password(), key+".promotion.apply", bad)
+	}
+	switch pr.Reseed {
+	case "", ReseedOff:
+	case ReseedAuto:
+	default:
+		bad(key+".promotion.reseed", "unknown value %q: use off or auto", pr.Reseed)
 	}
 	if pr.BlockFor < 0 || pr.StepTimeout < 0 || pr.MaxLagSeconds < 0 {
 		bad(key+".promotion", "block_for, step_timeout and max_lag_seconds must not be negative")

@@ -36,6 +36,8 @@ func TestValidate(t *testing.T) {
 		{"empty host", func(c *Config) { c.Clusters[0].Instances[0] = ":3306" }, []string{"has no host"}},
 		{"same instance twice", func(c *Config) { c.Clusters[0].Instances[1] = "127.0.0.1:3306" }, []string{"listed twice"}},
 		{"unknown engine", func(c *Config) { c.Clusters[0].Engine = "oracle" }, []string{`clusters[0].engine: unknown engine "oracle"`}},
+		{"reseed auto", func(c *Config) { c.Clusters[0].Promotion.Reseed = "auto" }, nil},
+		{"unknown reseed", func(c *Config) { c.Clusters[0].Promotion.Reseed = "sometimes" }, []string{`clusters[0].promotion.reseed: unknown value "sometimes": use off or auto`}},
 		{"no password source", func(c *Config) { c.Clusters[0].PasswordFile = "" }, []string{"clusters[0]: set password_file or password_env"}},
 		{"two password sources", func(c *Config) { c.Clusters[0].Replication.PasswordFile = "/x" }, []string{"clusters[0].replication: set password_file or password_env, not both"}},
 		{"no replication user", func(c *Config) { c.Clusters[0].Replication.User = "" }, []string{"clusters[0].replication.user"}},

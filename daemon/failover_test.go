@@ -27,7 +27,7 @@ type failoverRig struct {
 	m       *Monitor
 }
 
-func newFailoverRig(t *testing.T, autoFailover bool) *failoverRig {
+func newFailoverRig(t *testing.T, autoFailover bool, opts ...func(*promote.RecoverEnv, *promotetest.Cluster)) *failoverRig {
 	t.Helper()
 	c, addrs, err := promotetest.NewCluster(3)
 	if err != nil {
@@ -40,6 +40,9 @@ func newFailoverRig(t *testing.T, autoFailover bool) *failoverRig {
 	}
 	env := promote.RecoverEnv{Store: store, Engine: c, Manager: "m1", Discover: discover,
 		StepTimeout: 5 * time.Second, BlockFor: time.Hour}
+	for _, o := range opts {
+		o(&env, c)
+	}
 	keeper := promote.NewKeeper("c", env, func() promote.Request { return promote.Request{} }, nil)
 	cfg := config.Cluster{Name: "c", Engine: "mariadb", Instances: addrs,
 		Promotion: config.Promotion{AutoFailover: &autoFailover}}
@@ -303,5 +306,53 @@ func TestRefusedRewindIsACriticalFinding(t *testing.T) {
 	}
 	if w, rd := r.writer(), r.store.Readers("c"); w != next || len(rd) != 1 || slices.Contains(rd, a) {
 		t.Errorf("endpoints: writer %q readers %v, want %s and the one healthy replica", w, rd, next)
+	}
+}
+
+// TestRefusedRewindIsReseededWhenAuto: with promotion.reseed auto, a
+// former primary whose tail cannot be undone is rebuilt (in the
+// background, outside the cluster's lock) and follows the writer.
+func TestRefusedRewindIsReseededWhenAuto(t *testing.T) {
+	reseeded := make(chan string, 4)
+	var primary string
+	r := newFailoverRig(t, true, func(env *promote.RecoverEnv, c *promotetest.Cluster) {
+		env.Reseed = func(ctx context.Context, addr string) error {
+			err := c.Reseed(ctx, addr, primary)
+			reseeded <- addr
+			return err
+		}
+	})
+	a := r.addrs[0]
+	r.cycle()
+	primary = r.failOver()
+	r.cluster.SetTail(a, "0-7-11", "a DDL statement (CREATE TABLE) cannot be flashed back")
+	if err := r.cluster.Start(a, true); err != nil {
+		t.Fatal(err)
+	}
+	r.cycle() // the rewind is refused
+	r.cycle() // the reseed starts
+	select {
+	case got := <-reseeded:
+		if got != a {
+			t.Fatalf("reseeded %s, want %s", got, a)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no reseed of %s (calls %v)", a, r.cluster.Calls())
+	}
+	if n := r.cluster.Node(a); n.Source != primary || n.Tail != "" {
+		t.Fatalf("after the reseed %s is %+v, want it following %s", a, n, primary)
+	}
+	waitNoFindings := func() []checks.Code {
+		var codes []checks.Code
+		for range 5 {
+			if codes = r.cycle(); len(codes) == 0 {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return codes
+	}
+	if codes := waitNoFindings(); len(codes) != 0 {
+		t.Fatalf("after the reseed: findings %v, want none", codes)
 	}
 }

@@ -34,8 +34,9 @@ type Keeper struct {
 	// again.
 	rejoinBackoff time.Duration
 
-	mu       sync.Mutex
-	troubles map[string]Trouble // by instance: the last failed attempt to bring it back
+	mu        sync.Mutex
+	troubles  map[string]Trouble // by instance: the last failed attempt to bring it back
+	reseeding map[string]bool    // instances being reseeded now
 }
 
 // NewKeeper returns the keeper of cluster. request gives, at each recovery,
@@ -49,7 +50,7 @@ func NewKeeper(cluster string, env RecoverEnv, request func() Request, log *slog
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Keeper{env: env, cluster: cluster, request: request, log: log,
-		rejoinBackoff: 30 * time.Second, troubles: map[string]Trouble{}}
+		rejoinBackoff: 30 * time.Second, troubles: map[string]Trouble{}, reseeding: map[string]bool{}}
 }
 
 // Choice is what an operator adds to a recovery's request: the instance to
@@ -159,6 +160,10 @@ func (k *Keeper) enforce(ctx context.Context, s topology.Snapshot) error {
 		errs = append(errs, k.heal(ctx, addr, HealRejoin, func() error { return k.env.Engine.Rejoin(ctx, addr, writer) }))
 	}
 	for _, d := range e.Rewind {
+		if k.needsReseed(d.Addr) {
+			k.reseed(ctx, d.Addr)
+			continue
+		}
 		errs = append(errs, k.heal(ctx, d.Addr, HealRewind, func() error { return k.rewind(ctx, d, writer) }))
 	}
 	k.forgetHealed(s)
@@ -171,6 +176,7 @@ type HealAction string
 const (
 	HealRejoin HealAction = "rejoin"
 	HealRewind HealAction = "rewind"
+	HealReseed HealAction = "reseed"
 )
 
 // Trouble is an instance the keeper could not bring back: what it tried,
@@ -192,7 +198,9 @@ func (k *Keeper) Troubles() []Trouble {
 	defer k.mu.Unlock()
 	out := make([]Trouble, 0, len(k.troubles))
 	for _, t := range k.troubles {
-		out = append(out, t)
+		if !k.reseeding[t.Instance] { // in hand: the log says so, and it is down meanwhile
+			out = append(out, t)
+		}
 	}
 	slices.SortFunc(out, func(a, b Trouble) int { return strings.Compare(a.Instance, b.Instance) })
 	return out
@@ -228,12 +236,61 @@ func (k *Keeper) heal(ctx context.Context, addr string, action HealAction, attem
 	return fmt.Errorf("%s %s (not tried again for %v): %w", action, addr, k.rejoinBackoff, err)
 }
 
+// needsReseed: addr's rewind was refused, or a reseed of it failed, and
+// the keeper may reseed it.
+func (k *Keeper) needsReseed(addr string) bool {
+	if k.env.Reseed == nil {
+		return false
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	t, ok := k.troubles[addr]
+	return ok && (t.Action == HealReseed || (t.Action == HealRewind && t.Refused))
+}
+
+// reseed rebuilds addr from a backup in the background: it takes minutes
+// (stop, restore, start, attach), and the cluster's lock, under which
+// Enforce runs, must not wait for it, or a failover would. One reseed of
+// an instance at a time; a failed one is retried after rejoinBackoff.
+func (k *Keeper) reseed(ctx context.Context, addr string) {
+	now := k.env.Now()
+	k.mu.Lock()
+	t := k.troubles[addr]
+	if k.reseeding[addr] || (t.Action == HealReseed && now.Before(t.Retry)) {
+		k.mu.Unlock()
+		return
+	}
+	k.reseeding[addr] = true
+	k.mu.Unlock()
+	k.log.Warn("reseeding a former primary whose transactions cannot be undone (promotion.reseed: auto)", "instance", addr, "why", t.Error)
+	go func() {
+		err := k.env.Reseed(ctx, addr)
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		delete(k.reseeding, addr)
+		if err == nil {
+			delete(k.troubles, addr)
+			k.log.Warn("reseeded a former primary from a backup; it follows the writer", "instance", addr)
+			return
+		}
+		if t.Action != HealReseed {
+			t = Trouble{Instance: addr, Action: HealReseed, Since: k.env.Now()}
+		}
+		t.Error, t.Refused, t.Retry = err.Error(), false, k.env.Now().Add(k.rejoinBackoff)
+		k.troubles[addr] = t
+		k.log.Error("reseed of a former primary failed", "instance", addr, "retry_in", k.rejoinBackoff.String(), "err", err)
+	}()
+}
+
 // forgetHealed drops the troubles of instances that no longer need the
 // keeper: back to replicating (healed by hand, or reseeded), or gone.
 func (k *Keeper) forgetHealed(s topology.Snapshot) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	for addr := range k.troubles {
+		if k.reseeding[addr] {
+			continue // it is down, then attached: the reseed says how it ended
+		}
 		if in, ok := s.Instance(addr); !ok || !in.Reachable || in.Replication != nil {
 			delete(k.troubles, addr)
 		}

@@ -67,6 +67,11 @@ type RecoverEnv struct {
 	StepTimeout time.Duration
 	// SaveDir is where a rewind saves the transactions it undoes.
 	SaveDir string
+	// Reseed rebuilds an instance from the newest verified backup and
+	// attaches it to the writer (`dbha backup reseed`); the keeper calls it
+	// for a former primary whose rewind was refused. nil: never without an
+	// operator (promotion.reseed off).
+	Reseed func(ctx context.Context, addr string) error
 	// BlockFor is the anti-flap period after a recovery; 0 sets no block.
 	BlockFor time.Duration
 	Now      func() time.Time

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,42 +41,7 @@ on this host: --datadir or backup.data_dir says where.`,
 			if instance == "" {
 				return usageError(fmt.Errorf("--instance is required: the host:port to rebuild"))
 			}
-			host, dir, err := reseedHost(g, cl, instance, dataDir)
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			snap, err := discoverCluster(ctx, cfg, cl)
-			if err != nil {
-				return err
-			}
-			entries, err := backup.List(cl.Backup.Repository, cl.Name)
-			if err != nil {
-				return err
-			}
-			choice, err := backup.ChooseReseed(snap, instance, entries, id, force)
-			if err != nil {
-				return usageError(err)
-			}
-			owner, err := backupOwner(cl)
-			if err != nil {
-				return usageError(err)
-			}
-			eng, closeEng, err := newEngine(cfg, cl)
-			if err != nil {
-				return err
-			}
-			defer closeEng()
-			replication, ok := eng.(backup.Replication)
-			if !ok {
-				return fmt.Errorf("cluster %s: its engine cannot attach a rebuilt replica", cl.Name)
-			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "reseeding %s from backup %s (%s), to follow %s\n", instance, choice.Backup.ID, choice.Backup.Position, choice.Primary)
-			r, err := backup.Reseed(ctx, choice, backup.ReseedOptions{
-				Repo: cl.Backup.Repository, DataDir: dir, Host: host, Owner: owner, Roles: backupRoles(cl),
-				Replication: replication,
-				Discover:    func(ctx context.Context) (topology.Snapshot, error) { return discoverCluster(ctx, cfg, cl) },
-			})
+			r, err := reseedInstance(cmd.Context(), g, cfg, cl, reseedRequest{instance: instance, backup: id, dataDir: dataDir, force: force}, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -96,6 +62,54 @@ on this host: --datadir or backup.data_dir says where.`,
 	cmd.Flags().BoolVar(&force, "force", false, "rebuild even a healthy replica")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
+}
+
+// reseedRequest is what `dbha backup reseed` is asked to rebuild.
+type reseedRequest struct {
+	instance, backup, dataDir string
+	force                     bool
+}
+
+// reseedInstance wires one reseed: the host that stops and starts the
+// instance, a fresh snapshot, the catalog's choice, the engine that
+// attaches the rebuilt replica.
+func reseedInstance(ctx context.Context, g *globalFlags, cfg config.Config, cl config.Cluster, req reseedRequest, progress io.Writer) (backup.Reseeded, error) {
+	instance := req.instance
+	host, dir, err := reseedHost(g, cl, instance, req.dataDir)
+	if err != nil {
+		return backup.Reseeded{}, err
+	}
+	snap, err := discoverCluster(ctx, cfg, cl)
+	if err != nil {
+		return backup.Reseeded{}, err
+	}
+	entries, err := backup.List(cl.Backup.Repository, cl.Name)
+	if err != nil {
+		return backup.Reseeded{}, err
+	}
+	choice, err := backup.ChooseReseed(snap, instance, entries, req.backup, req.force)
+	if err != nil {
+		return backup.Reseeded{}, usageError(err)
+	}
+	owner, err := backupOwner(cl)
+	if err != nil {
+		return backup.Reseeded{}, usageError(err)
+	}
+	eng, closeEng, err := newEngine(cfg, cl)
+	if err != nil {
+		return backup.Reseeded{}, err
+	}
+	defer closeEng()
+	replication, ok := eng.(backup.Replication)
+	if !ok {
+		return backup.Reseeded{}, fmt.Errorf("cluster %s: its engine cannot attach a rebuilt replica", cl.Name)
+	}
+	fmt.Fprintf(progress, "reseeding %s from backup %s (%s), to follow %s\n", instance, choice.Backup.ID, choice.Backup.Position, choice.Primary)
+	return backup.Reseed(ctx, choice, backup.ReseedOptions{
+		Repo: cl.Backup.Repository, DataDir: dir, Host: host, Owner: owner, Roles: backupRoles(cl),
+		Replication: replication,
+		Discover:    func(ctx context.Context) (topology.Snapshot, error) { return discoverCluster(ctx, cfg, cl) },
+	})
 }
 
 // reseedHost: the lab when the configuration is a lab's, else the

@@ -48,13 +48,13 @@ long writes were blocked.`,
 			if runs < 1 {
 				return usageError(errors.New("--runs must be at least 1"))
 			}
-			var breaker drill.Breaker = switchoverBreaker{cfg: cfg, cl: cl}
+			var breaker drill.Breaker = switchoverBreaker{g: g, cfg: cfg, cl: cl}
 			if !switchover {
 				if breaker, err = newBreaker(g, cl); err != nil {
 					return err
 				}
 			}
-			return runDrill(cmd.Context(), cmd.OutOrStdout(), cfg, cl, breaker, runs, output)
+			return runDrill(cmd.Context(), g, cmd.OutOrStdout(), cfg, cl, breaker, runs, output)
 		},
 	}
 	cmd.Flags().StringVar(&cluster, "cluster", "", "the cluster (required)")
@@ -64,7 +64,7 @@ long writes were blocked.`,
 	return cmd
 }
 
-func runDrill(ctx context.Context, out io.Writer, cfg config.Config, cl config.Cluster, b drill.Breaker, runs int, output string) error {
+func runDrill(ctx context.Context, g *globalFlags, out io.Writer, cfg config.Config, cl config.Cluster, b drill.Breaker, runs int, output string) error {
 	password, err := readSecret(cl.Drill.Password())
 	if err != nil {
 		return usageError(fmt.Errorf("cluster %s: drill account: %w (set drill.user and drill.password_file)", cl.Name, err))
@@ -93,7 +93,7 @@ func runDrill(ctx context.Context, out io.Writer, cfg config.Config, cl config.C
 	if err != nil {
 		return err
 	}
-	m, closeAll, err := newMonitor(ctx, dcfg, []config.Cluster{cl}, streams, true, log)
+	m, closeAll, err := newMonitor(ctx, g, dcfg, []config.Cluster{cl}, streams, true, log)
 	if err != nil {
 		return err
 	}
@@ -239,12 +239,13 @@ func (b labBreaker) Start(ctx context.Context, addr string) error { return b.Res
 // `dbha promote` would; the old primary stays up, so there is nothing to
 // restart (a PostgreSQL one rejoins through rejoin_command).
 type switchoverBreaker struct {
+	g   *globalFlags
 	cfg config.Config
 	cl  config.Cluster
 }
 
 func (b switchoverBreaker) Kill(ctx context.Context, _ string) error {
-	keeper, closeKeeper, err := newClusterKeeper(ctx, b.cfg, b.cl, nil)
+	keeper, closeKeeper, err := newClusterKeeper(ctx, b.g, b.cfg, b.cl, nil)
 	if err != nil {
 		return err
 	}

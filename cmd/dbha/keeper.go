@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
 
@@ -17,7 +18,7 @@ import (
 // Consul for the lock, records and endpoints, the engine and the hooks.
 // With c nil the keeper can only plan (`dbha promote --dry-run`), which
 // needs neither Consul nor the replication account.
-func newKeeper(cfg config.Config, cl config.Cluster, c *consul.Client, log *slog.Logger) (*promote.Keeper, func(), error) {
+func newKeeper(g *globalFlags, cfg config.Config, cl config.Cluster, c *consul.Client, log *slog.Logger) (*promote.Keeper, func(), error) {
 	prober, closeProber, err := newProber(cl)
 	if err != nil {
 		return nil, nil, err
@@ -43,6 +44,12 @@ func newKeeper(cfg config.Config, cl config.Cluster, c *consul.Client, log *slog
 		closeAll = func() { closeEngine(); closeProber() }
 		env.Engine, env.Store = engine, c.Recoveries(filepath.Join(cfg.StateDir, "audit.jsonl"))
 	}
+	if pr.IsAutoReseed() {
+		env.Reseed = func(ctx context.Context, addr string) error {
+			_, err := reseedInstance(ctx, g, cfg, cl, reseedRequest{instance: addr}, io.Discard)
+			return err
+		}
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -52,12 +59,12 @@ func newKeeper(cfg config.Config, cl config.Cluster, c *consul.Client, log *slog
 
 // newClusterKeeper is newKeeper for a single command: it connects to
 // Consul itself.
-func newClusterKeeper(ctx context.Context, cfg config.Config, cl config.Cluster, log *slog.Logger) (*promote.Keeper, func(), error) {
+func newClusterKeeper(ctx context.Context, g *globalFlags, cfg config.Config, cl config.Cluster, log *slog.Logger) (*promote.Keeper, func(), error) {
 	c, err := newConsul(ctx, cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("a promotion needs Consul for its lock and the writer endpoint: %w", err)
 	}
-	return newKeeper(cfg, cl, c, log)
+	return newKeeper(g, cfg, cl, c, log)
 }
 
 // promotionRequest gathers what a plan needs beyond the snapshot: the

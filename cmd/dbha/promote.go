@@ -35,7 +35,7 @@ transactions, broken replication, never, lag); what it overrides is recorded.`,
 			}
 			choice := promote.Choice{To: to, Force: force}
 			if dryRun {
-				planner, closePlanner, err := newKeeper(cfg, cl, nil, nil)
+				planner, closePlanner, err := newKeeper(g, cfg, cl, nil, nil)
 				if err != nil {
 					return err
 				}
@@ -46,7 +46,7 @@ transactions, broken replication, never, lag); what it overrides is recorded.`,
 				}
 				return writePlan(cmd.OutOrStdout(), plan, output)
 			}
-			keeper, closeKeeper, err := newClusterKeeper(cmd.Context(), cfg, cl, nil)
+			keeper, closeKeeper, err := newClusterKeeper(cmd.Context(), g, cfg, cl, nil)
 			if err != nil {
 				return err
 			}

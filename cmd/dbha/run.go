@@ -42,7 +42,7 @@ http.listen. It runs until interrupted.`,
 			if err != nil {
 				return err
 			}
-			m, closeAll, err := newMonitor(cmd.Context(), cfg, cfg.Clusters, streams, true, log)
+			m, closeAll, err := newMonitor(cmd.Context(), g, cfg, cfg.Clusters, streams, true, log)
 			if err != nil {
 				return err
 			}
@@ -101,7 +101,7 @@ func runDaemon(ctx context.Context, cfg config.Config, m *daemon.Monitor, stream
 // decide; no peer is then no evidence either way). With recover set, and
 // Consul there for the lock, the monitor also recovers dead primaries and
 // fences stray writers.
-func newMonitor(ctx context.Context, cfg config.Config, clusters []config.Cluster, streams map[string]stream, recover bool, log *slog.Logger) (*daemon.Monitor, func(), error) {
+func newMonitor(ctx context.Context, g *globalFlags, cfg config.Config, clusters []config.Cluster, streams map[string]stream, recover bool, log *slog.Logger) (*daemon.Monitor, func(), error) {
 	var closers []func()
 	closeAll := func() {
 		for _, c := range closers {
@@ -134,7 +134,7 @@ func newMonitor(ctx context.Context, cfg config.Config, clusters []config.Cluste
 			dc.Stream = func() *binlog.Status { st := s.Status(); return &st }
 		}
 		if recover && opts.Peers != nil {
-			k, closeKeeper, err := newKeeper(cfg, cl, c, log)
+			k, closeKeeper, err := newKeeper(g, cfg, cl, c, log)
 			if err != nil {
 				closeAll()
 				return nil, nil, err

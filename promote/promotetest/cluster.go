@@ -246,6 +246,15 @@ func (c *Cluster) Rewind(_ context.Context, addr, primary, saveDir string) (topo
 	return r, err
 }
 
+// Reseed stands for rebuilding addr from a backup: its tail is gone and it
+// follows primary.
+func (c *Cluster) Reseed(_ context.Context, addr, primary string) error {
+	return c.change("reseed", addr, func(n *Node) error {
+		n.Tail, n.RefuseRewind, n.Source, n.Halted, n.ReadOnly = "", "", primary, false, true
+		return nil
+	})
+}
+
 func (c *Cluster) Fence(_ context.Context, addr string) error {
 	return c.change("fence", addr, func(n *Node) error { n.ReadOnly = true; return nil })
 }
