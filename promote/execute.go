@@ -91,18 +91,21 @@ type StepResult struct {
 
 // Record is a promotion's audit record and its resume point.
 type Record struct {
-	ID       string       `json:"id"`
-	Cluster  string       `json:"cluster"`
-	Kind     Kind         `json:"kind"`
-	Manager  string       `json:"manager"`
-	Lease    string       `json:"lease,omitempty"`
-	Reason   string       `json:"reason"`
-	Evidence any          `json:"evidence,omitempty"`
-	Detected time.Time    `json:"detected,omitzero"`
-	Started  time.Time    `json:"started"`
-	Finished time.Time    `json:"finished,omitzero"`
-	Plan     Plan         `json:"plan"`
-	Steps    []StepResult `json:"steps"`
+	ID      string `json:"id"`
+	Cluster string `json:"cluster"`
+	Kind    Kind   `json:"kind"`
+	Manager string `json:"manager"`
+	Lease   string `json:"lease,omitempty"`
+	Reason  string `json:"reason"`
+	// Automatic: the daemon started it on its own (Trigger.Automatic);
+	// only such a recovery sets the anti-flap block when it is done.
+	Automatic bool         `json:"automatic,omitempty"`
+	Evidence  any          `json:"evidence,omitempty"`
+	Detected  time.Time    `json:"detected,omitzero"`
+	Started   time.Time    `json:"started"`
+	Finished  time.Time    `json:"finished,omitzero"`
+	Plan      Plan         `json:"plan"`
+	Steps     []StepResult `json:"steps"`
 	// Next is the number of the first step not yet done.
 	Next int  `json:"next"`
 	Done bool `json:"done"`
@@ -251,7 +254,10 @@ func (x *executor) run(ctx context.Context, st Step) (string, error) {
 		}
 		return "", nil
 	case ActUnlock:
-		return "the caller releases the lock and sets the anti-flap block", nil
+		if x.r.Automatic {
+			return "the caller releases the lock and sets the anti-flap block", nil
+		}
+		return "the caller releases the lock; a recovery that was not automatic sets no anti-flap block", nil
 	}
 	return "", fmt.Errorf("unknown action %q", st.Action)
 }
