@@ -31,7 +31,7 @@ func newKeeper(cfg config.Config, cl config.Cluster, c *consul.Client, log *slog
 		Hooks:       promote.CommandHooks{Before: pr.BeforePromote, After: pr.AfterPromote, Timeout: pr.StepTimeout},
 		Manager:     managerName(cfg),
 		StepTimeout: pr.StepTimeout,
-		BlockFor:    pr.BlockFor,
+		BlockFor:    pr.Window(),
 	}
 	if c != nil {
 		engine, closeEngine, err := newEngine(cfg, cl)
