@@ -17,6 +17,7 @@ func TestActions(t *testing.T) {
 		TwoWritablePrimaries:       Enforce,
 		NoWritablePrimary:          Enforce,
 		InstanceDetached:           Enforce,
+		RecoveryBlocked:            Report,
 		ErrantTransactions:         Report,
 		ReplicationStopped:         Report,
 		ReplicaUnreachable:         Report,

@@ -21,6 +21,9 @@ type Observation struct {
 	Peers []PeerView
 	// External is the operator's check command's verdict; nil when none.
 	External *ExternalView
+	// Blocked is the anti-flap block that refused the last automatic
+	// recovery; nil when none did, or since a writer was published again.
+	Blocked *BlockView
 }
 
 // ProbeResult is one probe's outcome.
@@ -57,6 +60,20 @@ type ExternalView struct {
 	Detail string    `json:"detail,omitempty"`
 }
 
+// BlockView is an anti-flap block that refused an automatic recovery, as
+// the daemon learnt it from the refusal (checks knows nothing of promote).
+type BlockView struct {
+	// Recovery is the recent recovery whose block it is.
+	Recovery string `json:"recovery"`
+	// Reason says what blocks: the recovery and the candidates it keeps
+	// out.
+	Reason string `json:"reason"`
+	// Until is when the block ends by itself.
+	Until time.Time `json:"until"`
+	// Lift is the one command that lifts it.
+	Lift string `json:"lift"`
+}
+
 // Evidence is everything Analyze decides from: the latest snapshot and,
 // per path, what was seen, with the history that one cycle cannot show
 // (consecutive failures, when each replica last heard from the primary).
@@ -71,6 +88,7 @@ type Evidence struct {
 	Stream   *StreamView         `json:"stream,omitempty"`
 	Peers    []PeerView          `json:"peers,omitempty"`
 	External *ExternalView       `json:"external,omitempty"`
+	Blocked  *BlockView          `json:"blocked,omitempty"`
 }
 
 // ManagerView is dbha's own path to the primary.
@@ -124,7 +142,7 @@ func (t Tracker) Observe(o Observation) (Tracker, Evidence) {
 		next.primary = o.Snapshot.Primary
 	}
 	ev := Evidence{At: o.At, Snapshot: o.Snapshot, Primary: next.primary, Stream: o.Stream,
-		Peers: o.Peers, External: o.External, Links: map[string]LinkView{}}
+		Peers: o.Peers, External: o.External, Blocked: o.Blocked, Links: map[string]LinkView{}}
 
 	ev.Manager = ManagerView{TCP: o.TCP, SQL: sqlResult(o.Snapshot, next.primary)}
 	if next.primary == t.primary {
