@@ -84,8 +84,8 @@ type Trigger struct {
 // fresh snapshot (an automatic one avoiding what the anti-flap block
 // forbids), records the intent, executes, sets the block after an
 // automatic recovery and releases the lock. An automatic recovery the
-// block leaves without a candidate fails with a *BlockedError. It returns the record
-// (also when execution failed part-way: the record says where).
+// block leaves without a candidate fails with a *BlockedError. It returns
+// the record (also when execution failed part-way: the record says where).
 func Recover(ctx context.Context, env RecoverEnv, cluster string, req Request, t Trigger) (*Record, error) {
 	if env.Now == nil {
 		env.Now = time.Now
@@ -153,18 +153,9 @@ func finish(ctx context.Context, env RecoverEnv, cluster string, lease Lease, re
 func start(ctx context.Context, env RecoverEnv, cluster string, req Request, t Trigger) (*Record, error) {
 	var b Block
 	if t.Automatic {
-		var (
-			ok        bool
-			err       error
-			refuseAll bool
-		)
-		if b, ok, err = env.Store.Blocked(ctx, cluster); err != nil {
-			return nil, fmt.Errorf("read the anti-flap block: %w", err)
-		}
-		if ok {
-			if req.Avoid, refuseAll = AntiFlap(b, env.Now()); refuseAll {
-				return nil, &BlockedError{Cluster: cluster, Block: b, Until: b.Until}
-			}
+		var err error
+		if b, req.Avoid, err = antiFlap(ctx, env, cluster); err != nil {
+			return nil, err
 		}
 	}
 	if req.LastPrimary == "" {
@@ -181,6 +172,23 @@ func start(ctx context.Context, env RecoverEnv, cluster string, req Request, t T
 		return nil, fmt.Errorf("record the intent: %w", err)
 	}
 	return rec, nil
+}
+
+// antiFlap reads the cluster's block and what it forbids an automatic
+// recovery now (see AntiFlap).
+func antiFlap(ctx context.Context, env RecoverEnv, cluster string) (Block, []Avoid, error) {
+	b, ok, err := env.Store.Blocked(ctx, cluster)
+	if err != nil {
+		return b, nil, fmt.Errorf("read the anti-flap block: %w", err)
+	}
+	if !ok {
+		return Block{}, nil, nil
+	}
+	avoid, refuseAll := AntiFlap(b, env.Now())
+	if refuseAll {
+		return b, nil, &BlockedError{Cluster: cluster, Block: b, Until: b.Until}
+	}
+	return b, avoid, nil
 }
 
 // blockedOr turns a planning failure into a *BlockedError when the block
