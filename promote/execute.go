@@ -91,21 +91,18 @@ type StepResult struct {
 
 // Record is a promotion's audit record and its resume point.
 type Record struct {
-	ID      string `json:"id"`
-	Cluster string `json:"cluster"`
-	Kind    Kind   `json:"kind"`
-	Manager string `json:"manager"`
-	Lease   string `json:"lease,omitempty"`
-	Reason  string `json:"reason"`
-	// Automatic: the daemon started it on its own (Trigger.Automatic);
-	// only such a recovery sets the anti-flap block when it is done.
-	Automatic bool         `json:"automatic,omitempty"`
-	Evidence  any          `json:"evidence,omitempty"`
-	Detected  time.Time    `json:"detected,omitzero"`
-	Started   time.Time    `json:"started"`
-	Finished  time.Time    `json:"finished,omitzero"`
-	Plan      Plan         `json:"plan"`
-	Steps     []StepResult `json:"steps"`
+	ID       string       `json:"id"`
+	Cluster  string       `json:"cluster"`
+	Kind     Kind         `json:"kind"`
+	Manager  string       `json:"manager"`
+	Lease    string       `json:"lease,omitempty"`
+	Reason   string       `json:"reason"`
+	Evidence any          `json:"evidence,omitempty"`
+	Detected time.Time    `json:"detected,omitzero"`
+	Started  time.Time    `json:"started"`
+	Finished time.Time    `json:"finished,omitzero"`
+	Plan     Plan         `json:"plan"`
+	Steps    []StepResult `json:"steps"`
 	// Next is the number of the first step not yet done.
 	Next int  `json:"next"`
 	Done bool `json:"done"`
@@ -120,6 +117,9 @@ type Record struct {
 	Ledger      Ledger    `json:"ledger"`
 	// Repointed are the replicas that follow the new primary.
 	Repointed []string `json:"repointed,omitempty"`
+	// Automatic: the daemon started it on its own (Trigger.Automatic);
+	// only such a recovery sets the anti-flap block when it is done.
+	Automatic bool `json:"automatic,omitempty"`
 }
 
 // Ledger is the loss ledger: what the old primary was last seen holding
