@@ -19,6 +19,7 @@ func TestActions(t *testing.T) {
 		InstanceDetached:           Enforce,
 		RewindRefused:              Report,
 		RejoinFailed:               Report,
+		RecoveryBlocked:            Report,
 		ErrantTransactions:         Report,
 		ReplicationStopped:         Report,
 		ReplicaUnreachable:         Report,

@@ -27,6 +27,7 @@ const (
 	InstanceDetached           Code = "InstanceDetached"
 	RejoinFailed               Code = "RejoinFailed"
 	RewindRefused              Code = "RewindRefused"
+	RecoveryBlocked            Code = "RecoveryBlocked"
 )
 
 // Severity ranks findings.
@@ -82,6 +83,7 @@ var rules = []rule{
 		suppresses: []Code{UnreachablePrimary, PrimaryHung, ReplicationStopped}},
 	{code: DeadPrimaryAndSomeReplicas, severity: Critical, action: Recover, match: matchDeadPrimary(true),
 		suppresses: []Code{UnreachablePrimary, PrimaryHung, ReplicationStopped}},
+	{code: RecoveryBlocked, severity: Critical, match: matchRecoveryBlocked},
 	{code: PrimaryHung, severity: Critical, match: matchPrimaryHung,
 		suppresses: []Code{UnreachablePrimary, ReplicationStopped}},
 	{code: UnreachablePrimary, severity: Warning, match: matchUnreachablePrimary},
@@ -147,6 +149,22 @@ func matchDeadPrimary(someReplicasUnknown bool) func(a *analysis) []Finding {
 		}
 		return []Finding{{Instance: a.ev.Primary, Summary: s, Votes: a.votes}}
 	}
+}
+
+// matchRecoveryBlocked: the anti-flap block refused the automatic recovery
+// and the cluster has no writable primary. Lifting the block is the
+// operator's call; the finding says what blocks, until when, and how.
+func matchRecoveryBlocked(a *analysis) []Finding {
+	b := a.ev.Blocked
+	if b == nil || !a.now.Before(b.Until) {
+		return nil
+	}
+	if _, err := a.ev.Snapshot.WritablePrimary(); err == nil {
+		return nil
+	}
+	s := fmt.Sprintf("the cluster has no writer and automatic recovery is blocked: %s; blocked until %s (%v from now); `%s` lifts it",
+		b.Reason, b.Until.UTC().Format(time.RFC3339), b.Until.Sub(a.now).Round(time.Second), b.Lift)
+	return []Finding{{Instance: a.ev.Primary, Summary: s}}
 }
 
 func matchPrimaryHung(a *analysis) []Finding {

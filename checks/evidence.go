@@ -24,6 +24,9 @@ type Observation struct {
 	// Healing lists the instances dbha tried and failed to bring back to
 	// follow the writer (rejoin, rewind).
 	Healing []HealView
+	// Blocked is the anti-flap block that refused the last automatic
+	// recovery; nil when none did, or since a writer was published again.
+	Blocked *BlockView
 }
 
 // HealView is one instance dbha could not bring back: what it tried and
@@ -72,6 +75,20 @@ type ExternalView struct {
 	Detail string    `json:"detail,omitempty"`
 }
 
+// BlockView is an anti-flap block that refused an automatic recovery, as
+// the daemon learnt it from the refusal (checks knows nothing of promote).
+type BlockView struct {
+	// Recovery is the recent recovery whose block it is.
+	Recovery string `json:"recovery"`
+	// Reason says what blocks: the recovery and the candidates it keeps
+	// out.
+	Reason string `json:"reason"`
+	// Until is when the block ends by itself.
+	Until time.Time `json:"until"`
+	// Lift is the one command that lifts it.
+	Lift string `json:"lift"`
+}
+
 // Evidence is everything Analyze decides from: the latest snapshot and,
 // per path, what was seen, with the history that one cycle cannot show
 // (consecutive failures, when each replica last heard from the primary).
@@ -87,6 +104,7 @@ type Evidence struct {
 	Peers    []PeerView          `json:"peers,omitempty"`
 	External *ExternalView       `json:"external,omitempty"`
 	Healing  []HealView          `json:"healing,omitempty"`
+	Blocked  *BlockView          `json:"blocked,omitempty"`
 }
 
 // ManagerView is dbha's own path to the primary.
@@ -140,7 +158,7 @@ func (t Tracker) Observe(o Observation) (Tracker, Evidence) {
 		next.primary = o.Snapshot.Primary
 	}
 	ev := Evidence{At: o.At, Snapshot: o.Snapshot, Primary: next.primary, Stream: o.Stream,
-		Peers: o.Peers, External: o.External, Healing: o.Healing, Links: map[string]LinkView{}}
+		Peers: o.Peers, External: o.External, Healing: o.Healing, Blocked: o.Blocked, Links: map[string]LinkView{}}
 
 	ev.Manager = ManagerView{TCP: o.TCP, SQL: sqlResult(o.Snapshot, next.primary)}
 	if next.primary == t.primary {

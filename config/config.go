@@ -195,9 +195,12 @@ type Promotion struct {
 	Priority map[string]int `mapstructure:"priority" yaml:"priority,omitempty" json:"priority,omitempty"`
 	// MaxLagSeconds excludes replicas lagging more; 0 means no limit.
 	MaxLagSeconds float64 `mapstructure:"max_lag_seconds" yaml:"max_lag_seconds,omitempty" json:"max_lag_seconds"`
-	// BlockFor is the anti-flap period after a recovery: no automatic
-	// recovery of the cluster until it ends or `dbha recover ack`.
-	BlockFor time.Duration `mapstructure:"block_for" yaml:"block_for,omitempty" json:"block_for"`
+	// BlockFor is the anti-flap window after an automatic recovery: until
+	// it ends or `dbha recover ack`, another automatic recovery does not
+	// promote the instance that just lost the primary role or one that
+	// failed in that recovery. 0 turns the rule off; unset means
+	// DefaultBlockFor (WithDefaults). Read it with Window.
+	BlockFor *time.Duration `mapstructure:"block_for" yaml:"block_for,omitempty" json:"block_for"`
 	// StepTimeout bounds each step of a promotion.
 	StepTimeout time.Duration `mapstructure:"step_timeout" yaml:"step_timeout,omitempty" json:"step_timeout"`
 	// BeforePromote and AfterPromote are commands run around a promotion
@@ -245,6 +248,15 @@ func (p Promotion) IsAutoReseed() bool { return p.Reseed == ReseedAuto }
 
 // IsAutoFailover reports whether automatic failover is on (the default).
 func (p Promotion) IsAutoFailover() bool { return p.AutoFailover == nil || *p.AutoFailover }
+
+// Window is block_for, the anti-flap window: DefaultBlockFor when unset, 0
+// when the rule is off.
+func (p Promotion) Window() time.Duration {
+	if p.BlockFor == nil {
+		return DefaultBlockFor
+	}
+	return *p.BlockFor
+}
 
 // Stream configures the change stream dbha keeps for a cluster: a
 // replication client of the primary that writes the binlog (MariaDB/MySQL)
@@ -339,8 +351,9 @@ func WithDefaults(cfg Config) Config {
 			on := true
 			pr.AutoFailover = &on
 		}
-		if pr.BlockFor == 0 {
-			pr.BlockFor = DefaultBlockFor
+		if pr.BlockFor == nil {
+			window := DefaultBlockFor
+			pr.BlockFor = &window
 		}
 		if pr.StepTimeout == 0 {
 			pr.StepTimeout = DefaultStepTimeout
@@ -651,7 +664,7 @@ func validatePromotion(cl Cluster, key string, bad func(key, format string, args
 	default:
 		bad(key+".promotion.reseed", "unknown value %q: use off or auto", pr.Reseed)
 	}
-	if pr.BlockFor < 0 || pr.StepTimeout < 0 || pr.MaxLagSeconds < 0 {
+	if pr.Window() < 0 || pr.StepTimeout < 0 || pr.MaxLagSeconds < 0 {
 		bad(key+".promotion", "block_for, step_timeout and max_lag_seconds must not be negative")
 	}
 	for i, h := range append(append([][]string{}, pr.BeforePromote...), pr.AfterPromote...) {

@@ -43,6 +43,8 @@ func TestValidate(t *testing.T) {
 		{"no replication user", func(c *Config) { c.Clusters[0].Replication.User = "" }, []string{"clusters[0].replication.user"}},
 		{"bad consul address", func(c *Config) { c.Consul.Address = "consul" }, []string{"consul.address"}},
 		{"zero probe timeout", func(c *Config) { c.Probe.Timeout = 0 }, []string{"probe.timeout"}},
+		{"negative block_for", func(c *Config) { d := -time.Minute; c.Clusters[0].Promotion.BlockFor = &d },
+			[]string{"clusters[0].promotion: block_for, step_timeout and max_lag_seconds must not be negative"}},
 		{"backup schedule", func(c *Config) {
 			c.Clusters[0].Backup.Schedule = "0 2 * * *"
 			c.Clusters[0].Backup.Jitter = 30 * time.Minute

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -24,16 +25,30 @@ type failoverRig struct {
 	cluster *promotetest.Cluster
 	addrs   []string
 	store   *promotetest.Store
+	keeper  *promote.Keeper
 	m       *Monitor
 }
 
 func newFailoverRig(t *testing.T, autoFailover bool, opts ...func(*promote.RecoverEnv, *promotetest.Cluster)) *failoverRig {
+	return newFailoverRigOf(t, 3, autoFailover, opts...)
+}
+
+// newFailoverRigOf is a rig of n instances. Its requests carry what a
+// change stream would have seen of the primaries (all the simulated
+// cluster ever wrote), as `dbha run` gives them: without it, a former
+// primary left as the only replica would hold its own old writes, which
+// no other source holds, as errant.
+func newFailoverRigOf(t *testing.T, n int, autoFailover bool, opts ...func(*promote.RecoverEnv, *promotetest.Cluster)) *failoverRig {
 	t.Helper()
-	c, addrs, err := promotetest.NewCluster(3)
+	c, addrs, err := promotetest.NewCluster(n)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
+	seen, err := topology.ParseMariaDB("0-1-10")
+	if err != nil {
+		t.Fatal(err)
+	}
 	store := promotetest.NewStore()
 	discover := func(ctx context.Context) topology.Snapshot {
 		return topology.Discover(ctx, topology.Cluster{Name: "c", Engine: topology.MariaDB, Instances: addrs}, c, time.Second)
@@ -43,12 +58,45 @@ func newFailoverRig(t *testing.T, autoFailover bool, opts ...func(*promote.Recov
 	for _, o := range opts {
 		o(&env, c)
 	}
-	keeper := promote.NewKeeper("c", env, func() promote.Request { return promote.Request{} }, nil)
+	keeper := promote.NewKeeper("c", env, func() promote.Request { return promote.Request{LastSeen: seen} }, nil)
 	cfg := config.Cluster{Name: "c", Engine: "mariadb", Instances: addrs,
 		Promotion: config.Promotion{AutoFailover: &autoFailover}}
 	m := New(Options{Manager: "m1", Interval: 10 * time.Millisecond, ProbeTimeout: time.Second,
 		Policy: checks.DefaultPolicy(), Clusters: []Cluster{{Config: cfg, Prober: c, Keeper: keeper}}})
-	return &failoverRig{t: t, cluster: c, addrs: addrs, store: store, m: m}
+	return &failoverRig{t: t, cluster: c, addrs: addrs, store: store, keeper: keeper, m: m}
+}
+
+// recoveries cycles until the cluster has n recovery records, at most
+// eight cycles, and returns them.
+func (r *failoverRig) recoveries(n int) []*promote.Record {
+	r.t.Helper()
+	recs := r.store.Records("c")
+	for i := 0; i < 8 && len(recs) < n; i++ {
+		r.cycle()
+		recs = r.store.Records("c")
+	}
+	if len(recs) != n {
+		r.t.Fatalf("%d recoveries, want %d:%s (calls %v)", len(recs), n, describe(recs), r.cluster.Calls())
+	}
+	return recs
+}
+
+func describe(recs []*promote.Record) string {
+	var out string
+	for _, rec := range recs {
+		out += fmt.Sprintf("\n  %s %s %s -> %s done %v automatic %v error %q", rec.ID, rec.Kind, rec.Plan.OldPrimary, rec.Plan.NewPrimary, rec.Done, rec.Automatic, rec.Error)
+	}
+	return out
+}
+
+// finding returns the cluster's current finding with code, if any.
+func (r *failoverRig) finding(code checks.Code) (checks.Finding, bool) {
+	st, _ := r.m.State("c")
+	i := slices.IndexFunc(st.Findings, func(f checks.Finding) bool { return f.Code == code })
+	if i < 0 {
+		return checks.Finding{}, false
+	}
+	return st.Findings[i], true
 }
 
 // cycle runs one monitor cycle and returns the findings' codes.
@@ -185,6 +233,135 @@ func TestNothingWhileAnotherManagerHoldsTheLock(t *testing.T) {
 	r.cycle()
 	if recs := r.store.Records("c"); len(recs) != 1 || !recs[0].Done {
 		t.Fatalf("after m2 released the lock: recoveries %+v, want one done", recs)
+	}
+}
+
+// TestFailoverAfterSwitchover: a planned switchover a → b through the
+// keeper sets no anti-flap block, so when b dies the automatic failover
+// happens, and may promote a: it gave the role up, it did not fail.
+func TestFailoverAfterSwitchover(t *testing.T) {
+	r := newFailoverRig(t, true)
+	ctx := context.Background()
+	a, b := r.addrs[0], r.addrs[1]
+	r.cycle()
+	sw, err := r.keeper.Recover(ctx, promote.Trigger{Reason: "requested with dbha promote"}, promote.Choice{To: b})
+	if err != nil || sw.Kind != promote.Switchover || sw.Automatic || r.writer() != b {
+		t.Fatalf("switchover to %s: %+v, %v; writer %q", b, sw, err, r.writer())
+	}
+	if blk, ok, _ := r.store.Blocked(ctx, "c"); ok {
+		t.Fatalf("the switchover set the anti-flap block %+v", blk)
+	}
+	if codes := r.cycle(); len(codes) != 0 {
+		t.Fatalf("after the switchover: findings %v", codes)
+	}
+
+	r.cluster.Kill(b)
+	recs := r.recoveries(2)
+	rec := recs[1]
+	if !rec.Done || rec.Error != "" || !rec.Automatic || rec.Plan.OldPrimary != b || rec.Plan.NewPrimary != a {
+		t.Fatalf("failover after the switchover:%s; want %s replaced by %s (first in order, a healthy replica)", describe(recs), b, a)
+	}
+	if w := r.writer(); w != a {
+		t.Errorf("writer %q, want %s", w, a)
+	}
+	if _, ok := r.finding(checks.RecoveryBlocked); ok {
+		t.Errorf("RecoveryBlocked after an unblocked failover")
+	}
+}
+
+// TestFailoverToAnUninvolvedReplica: automatic failover a → b; a returns
+// as b's replica; b dies 12 s later in the lab's story. Promoting a back
+// would flap, but c is healthy and took no part: c is promoted.
+func TestFailoverToAnUninvolvedReplica(t *testing.T) {
+	r := newFailoverRig(t, true)
+	a, b, c := r.addrs[0], r.addrs[1], r.addrs[2]
+	r.cycle()
+	r.cluster.Kill(a)
+	if recs := r.recoveries(1); recs[0].Plan.NewPrimary != b || !recs[0].Automatic {
+		t.Fatalf("first failover:%s; want %s promoted", describe(recs), b)
+	}
+	if err := r.cluster.StartReplica(a, b); err != nil {
+		t.Fatal(err)
+	}
+	if codes := r.cycle(); len(codes) != 0 {
+		t.Fatalf("a back as a replica of b: findings %v", codes)
+	}
+
+	r.cluster.Kill(b)
+	recs := r.recoveries(2)
+	rec := recs[1]
+	if !rec.Done || rec.Error != "" || rec.Plan.OldPrimary != b || rec.Plan.NewPrimary != c {
+		t.Fatalf("second failover:%s; want %s replaced by the uninvolved %s", describe(recs), b, c)
+	}
+	i := slices.IndexFunc(rec.Plan.Candidates, func(cd promote.Candidate) bool { return cd.Addr == a })
+	if i < 0 || !rec.Plan.Candidates[i].Excluded || !strings.Contains(strings.Join(rec.Plan.Candidates[i].Reasons, "; "), "would be flapping") {
+		t.Errorf("the record's candidates %+v: want %s excluded as the one that just lost the role", rec.Plan.Candidates, a)
+	}
+	if w := r.writer(); w != c {
+		t.Errorf("writer %q, want %s", w, c)
+	}
+	if n := r.cluster.Node(a); n.Source != c {
+		t.Errorf("%s follows %q, want the new primary %s", a, n.Source, c)
+	}
+}
+
+// TestFlapIsBlocked: two instances, a → b automatically, a back as b's
+// replica, b dies: the only candidate just lost the role. The recovery is
+// refused, a critical RecoveryBlocked finding names the block, its end and
+// the command that lifts it, and nothing changes; once the block is lifted
+// the recovery happens and the finding goes.
+func TestFlapIsBlocked(t *testing.T) {
+	r := newFailoverRigOf(t, 2, true)
+	a, b := r.addrs[0], r.addrs[1]
+	r.cycle()
+	r.cluster.Kill(a)
+	first := r.recoveries(1)[0]
+	if first.Plan.NewPrimary != b {
+		t.Fatalf("first failover promoted %s, want %s", first.Plan.NewPrimary, b)
+	}
+	if err := r.cluster.StartReplica(a, b); err != nil {
+		t.Fatal(err)
+	}
+	if codes := r.cycle(); len(codes) != 0 {
+		t.Fatalf("a back as a replica of b: findings %v", codes)
+	}
+
+	r.cluster.Kill(b)
+	calls := len(r.cluster.Calls())
+	var blocked checks.Finding
+	var found bool
+	for i := 0; i < 8 && !found; i++ {
+		r.cycle()
+		blocked, found = r.finding(checks.RecoveryBlocked)
+	}
+	if !found {
+		st, _ := r.m.State("c")
+		t.Fatalf("no RecoveryBlocked finding after b died: %+v", st.Findings)
+	}
+	if _, dead := r.finding(checks.DeadPrimary); !dead || blocked.Severity != checks.Critical || blocked.Action != checks.Report {
+		t.Errorf("finding %+v: want a critical report beside DeadPrimary", blocked)
+	}
+	for _, want := range []string{first.ID, a, "blocked until", "`dbha recover ack --cluster c` lifts it"} {
+		if !strings.Contains(blocked.Summary, want) {
+			t.Errorf("summary %q does not say %q", blocked.Summary, want)
+		}
+	}
+	r.cycle()
+	if got := r.cluster.Calls()[calls:]; len(got) != 0 || len(r.store.Records("c")) != 1 || r.writer() != b {
+		t.Fatalf("while blocked: calls %v, %d recoveries, writer %q; want nothing changed", got, len(r.store.Records("c")), r.writer())
+	}
+
+	r.store.ClearBlocked("c")
+	recs := r.recoveries(2)
+	if rec := recs[1]; !rec.Done || rec.Error != "" || rec.Plan.OldPrimary != b || rec.Plan.NewPrimary != a {
+		t.Fatalf("after the block was lifted:%s; want %s replaced by %s", describe(recs), b, a)
+	}
+	if w := r.writer(); w != a {
+		t.Errorf("writer %q, want %s", w, a)
+	}
+	r.cycle()
+	if _, still := r.finding(checks.RecoveryBlocked); still {
+		t.Errorf("RecoveryBlocked still reported after the recovery")
 	}
 }
 

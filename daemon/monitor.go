@@ -32,8 +32,9 @@ type Keeper interface {
 	// nil when there is none.
 	Resume(ctx context.Context) (*promote.Record, error)
 	// Recover replaces a dead primary under the cluster's lock; errors
-	// wrapping promote.ErrLocked or promote.ErrBlocked mean another
-	// manager acts or a recent recovery forbids acting.
+	// wrapping promote.ErrLocked mean another manager acts; a
+	// *promote.BlockedError (errors.Is promote.ErrBlocked) means a recent
+	// recovery's anti-flap block leaves no candidate.
 	Recover(ctx context.Context, t promote.Trigger, c promote.Choice) (*promote.Record, error)
 	// Enforce keeps one writer: an instance that is writable while the
 	// writer endpoint names another is fenced; a returned old primary
@@ -169,6 +170,11 @@ type watcher struct {
 	// publishedAt.
 	published   string
 	publishedAt time.Time
+	// blocked is the anti-flap block that refused the last automatic
+	// recovery; the next cycles observe it (a RecoveryBlocked finding)
+	// until a writer is published again, a recovery is no longer refused
+	// by it, or it ends.
+	blocked *checks.BlockView
 
 	mu       sync.Mutex
 	st       State
@@ -251,6 +257,10 @@ func (w *watcher) cycle(ctx context.Context) {
 	if w.c.Keeper != nil {
 		obs.Healing = healing(w.c.Keeper.Troubles())
 	}
+	if w.blocked != nil && !start.Before(w.blocked.Until) {
+		w.blocked = nil
+	}
+	obs.Blocked = w.blocked
 	if w.c.Stream != nil {
 		if s := w.c.Stream(); s != nil {
 			obs.Stream = &checks.StreamView{Connected: s.Connected, Primary: s.Primary, LastMessage: s.LastMessage, Error: s.LastError}
@@ -368,6 +378,7 @@ func (w *watcher) publish(ctx context.Context, snap topology.Snapshot, at time.T
 	readers := snap.Readers(w.m.opts.Policy.LagSeconds)
 	key := writer + "|" + strings.Join(readers, ",")
 	if key == w.published && at.Before(w.publishedAt.Add(30*time.Second)) {
+		w.blocked = nil // the cluster has its writer again
 		return
 	}
 	err = w.c.Keeper.Publish(ctx, writer, readers)
@@ -381,12 +392,15 @@ func (w *watcher) publish(ctx context.Context, snap topology.Snapshot, at time.T
 	if key != w.published {
 		w.log.Info("endpoints published", "writer", writer, "readers", readers)
 	}
-	w.published, w.publishedAt = key, at
+	w.published, w.publishedAt, w.blocked = key, at, nil
 }
 
 func (w *watcher) recover(ctx context.Context, f checks.Finding, findings []checks.Finding, at time.Time) {
 	t := promote.Trigger{Reason: string(f.Code), Automatic: true, Detected: at, Evidence: findings, Primary: f.Instance}
 	rec, err := w.c.Keeper.Recover(ctx, t, promote.Choice{})
+	if !errors.Is(err, promote.ErrLocked) {
+		w.blocked = blockView(err)
+	}
 	switch {
 	case errors.Is(err, promote.ErrLocked):
 		w.log.Info("another manager is recovering the cluster", "code", f.Code)
@@ -412,6 +426,16 @@ func (w *watcher) recover(ctx context.Context, f checks.Finding, findings []chec
 			"old_primary", rec.Plan.OldPrimary, "new_primary", rec.Plan.NewPrimary,
 			"rto_seconds", rec.RTOSeconds, "lost_transactions", rec.Ledger.Transactions, "lost_bytes", rec.Ledger.Bytes)
 	}
+}
+
+// blockView is what the analysis needs of a refusal by the anti-flap
+// block; nil for any other outcome.
+func blockView(err error) *checks.BlockView {
+	var b *promote.BlockedError
+	if !errors.As(err, &b) {
+		return nil
+	}
+	return &checks.BlockView{Recovery: b.Block.Recovery, Reason: b.Reason(), Until: b.Until, Lift: b.Lift()}
 }
 
 // warnOnce logs a warning the first time key is seen in a row of cycles.

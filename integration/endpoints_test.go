@@ -108,11 +108,13 @@ func TestAntiFlapBlock(t *testing.T) {
 		t.Fatalf("fresh cluster blocked: %v %v", ok, err)
 	}
 	until := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
-	if err := c.SetBlock(ctx, cluster, consul.Block{Until: until, Recovery: "r1", Reason: "failover"}); err != nil {
+	if err := c.SetBlock(ctx, cluster, consul.Block{Until: until, Recovery: "r1", Reason: "failover",
+		OldPrimary: "a:3306", NewPrimary: "b:3306", Failed: []string{"c:3306"}}); err != nil {
 		t.Fatal(err)
 	}
 	b, ok, err := c.GetBlock(ctx, cluster)
-	if err != nil || !ok || !b.Until.Equal(until) || b.Recovery != "r1" {
+	if err != nil || !ok || !b.Until.Equal(until) || b.Recovery != "r1" || b.OldPrimary != "a:3306" || b.NewPrimary != "b:3306" ||
+		len(b.Failed) != 1 || b.Failed[0] != "c:3306" {
 		t.Fatalf("block = %+v %v %v", b, ok, err)
 	}
 	if err := c.ClearBlock(ctx, cluster); err != nil {

@@ -117,6 +117,9 @@ type Record struct {
 	Ledger      Ledger    `json:"ledger"`
 	// Repointed are the replicas that follow the new primary.
 	Repointed []string `json:"repointed,omitempty"`
+	// Automatic: the daemon started it on its own (Trigger.Automatic);
+	// only such a recovery sets the anti-flap block when it is done.
+	Automatic bool `json:"automatic,omitempty"`
 }
 
 // Ledger is the loss ledger: what the old primary was last seen holding
@@ -255,7 +258,10 @@ func (x *executor) run(ctx context.Context, st Step) (string, error) {
 		}
 		return "", nil
 	case ActUnlock:
-		return "the caller releases the lock and sets the anti-flap block", nil
+		if x.r.Automatic {
+			return "the caller releases the lock and sets the anti-flap block", nil
+		}
+		return "the caller releases the lock; a recovery that was not automatic sets no anti-flap block", nil
 	}
 	return "", fmt.Errorf("unknown action %q", st.Action)
 }

@@ -60,6 +60,9 @@ type Request struct {
 	// or the stream followed). It names the old primary when the snapshot
 	// cannot: a dead primary whose replicas no longer say whom they follow.
 	LastPrimary string `json:"last_primary,omitempty"`
+	// Avoid are instances the anti-flap rule keeps an automatic recovery
+	// from promoting (see AntiFlap); they are excluded with their reason.
+	Avoid []Avoid `json:"avoid,omitempty"`
 }
 
 // Candidate is one replica as the ranking sees it.

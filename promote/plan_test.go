@@ -40,6 +40,7 @@ type scenario struct {
 			Position string `json:"position"`
 			From     string `json:"from"`
 		} `json:"held"`
+		Avoid []Avoid `json:"avoid"`
 	} `json:"request"`
 }
 
@@ -94,7 +95,8 @@ func (sc scenario) build(t *testing.T) (topology.Snapshot, Request) {
 		ins = append(ins, in)
 	}
 	s := topology.Build("c1", sc.Engine, ins, time.Unix(0, 0))
-	r := Request{To: sc.Request.To, Force: sc.Request.Force, Rules: sc.Request.Rules, LastSeen: pos(t, sc.Engine, sc.Request.LastSeen)}
+	r := Request{To: sc.Request.To, Force: sc.Request.Force, Rules: sc.Request.Rules, LastSeen: pos(t, sc.Engine, sc.Request.LastSeen),
+		Avoid: sc.Request.Avoid}
 	if h := sc.Request.Held; h != nil {
 		r.Held = &Held{Position: pos(t, sc.Engine, h.Position), From: h.From}
 	}

@@ -67,6 +67,9 @@ func (pl *planner) candidate(in topology.Instance) Candidate {
 	if slices.Contains(rules.Never, in.Addr) {
 		exclude("listed under never")
 	}
+	if i := slices.IndexFunc(pl.r.Avoid, func(a Avoid) bool { return a.Addr == in.Addr }); i >= 0 {
+		exclude(pl.r.Avoid[i].Reason)
+	}
 	if e := pl.errant[in.Addr]; e != "" {
 		exclude("errant transactions " + e + " (diverged from the primary)")
 	}

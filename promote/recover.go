@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/dbha/dbha/topology"
@@ -18,7 +19,9 @@ type Store interface {
 	// Acquire takes the cluster's lock, or fails with an error wrapping
 	// ErrLocked when another manager holds it.
 	Acquire(ctx context.Context, cluster, owner string) (Lease, error)
-	Blocked(ctx context.Context, cluster string) (Block, bool, error)
+	// Blocked returns the cluster's anti-flap block, ok=false when none
+	// (`dbha recover ack` removes it); SetBlocked replaces it.
+	Blocked(ctx context.Context, cluster string) (b Block, ok bool, err error)
 	SetBlocked(ctx context.Context, cluster string, b Block) error
 	// Save stores a record (and marks it the cluster's recovery in
 	// progress until it is Done).
@@ -42,18 +45,8 @@ type Lease interface {
 	ID() string
 }
 
-// Block is the anti-flap record: no automatic recovery before Until.
-type Block struct {
-	Until    time.Time `json:"until"`
-	Recovery string    `json:"recovery"`
-	Reason   string    `json:"reason"`
-}
-
-// Errors Recover returns that callers branch on.
-var (
-	ErrLocked  = errors.New("another dbha manager holds the cluster's lock")
-	ErrBlocked = errors.New("a recent recovery blocks automatic recovery (lift it with `dbha recover ack`)")
-)
+// ErrLocked: another manager holds the cluster's lock; Recover did nothing.
+var ErrLocked = errors.New("another dbha manager holds the cluster's lock")
 
 // RecoverEnv is what Recover needs beyond the plan.
 type RecoverEnv struct {
@@ -72,15 +65,20 @@ type RecoverEnv struct {
 	// for a former primary whose rewind was refused. nil: never without an
 	// operator (promotion.reseed off).
 	Reseed func(ctx context.Context, addr string) error
-	// BlockFor is the anti-flap period after a recovery; 0 sets no block.
+	// BlockFor is the anti-flap window after an automatic recovery
+	// (promotion.block_for); 0 sets no block.
 	BlockFor time.Duration
 	Now      func() time.Time
 }
 
 // Trigger says why a recovery runs.
 type Trigger struct {
-	Reason    string    // "DeadPrimary", "manual switchover", ...
-	Automatic bool      // automatic recoveries honour the anti-flap block
+	Reason string // "DeadPrimary", "manual switchover", ...
+	// Automatic: the daemon's own decision. Only an automatic recovery
+	// honours the anti-flap block, and only one sets it: a planned
+	// switchover or an operator's promotion neither flaps nor may strand
+	// the next failover.
+	Automatic bool
 	Detected  time.Time // when the failure was confirmed (RTO starts here)
 	Evidence  any       // the findings and votes, kept in the record
 	// Primary is the primary the monitor watched; it names the old primary
@@ -89,10 +87,12 @@ type Trigger struct {
 }
 
 // Recover runs one recovery of a cluster end to end under its lock: it
-// resumes a recovery a crashed manager left unfinished, or checks the
-// anti-flap block, plans from a fresh snapshot, records the intent,
-// executes, sets the block and releases the lock. It returns the record
-// (also when execution failed part-way: the record says where).
+// resumes a recovery a crashed manager left unfinished, or plans from a
+// fresh snapshot (an automatic one avoiding what the anti-flap block
+// forbids), records the intent, executes, sets the block after an
+// automatic recovery and releases the lock. An automatic recovery the
+// block leaves without a candidate fails with a *BlockedError. It returns
+// the record (also when execution failed part-way: the record says where).
 func Recover(ctx context.Context, env RecoverEnv, cluster string, req Request, t Trigger) (*Record, error) {
 	if env.Now == nil {
 		env.Now = time.Now
@@ -138,8 +138,8 @@ func Resume(ctx context.Context, env RecoverEnv, cluster string) (*Record, error
 	return finish(ctx, env, cluster, lease, rec)
 }
 
-// finish executes a recorded recovery under the lease and sets the
-// anti-flap block once it is done.
+// finish executes a recorded recovery under the lease and, when it was
+// automatic, sets the anti-flap block once it is done.
 func finish(ctx context.Context, env RecoverEnv, cluster string, lease Lease, rec *Record) (*Record, error) {
 	rec.Lease = lease.ID()
 	exec := Env{Engine: env.Engine, Coordinator: coordinator{lease: lease, store: env.Store, cluster: cluster},
@@ -147,39 +147,78 @@ func finish(ctx context.Context, env RecoverEnv, cluster string, lease Lease, re
 	if err := Execute(ctx, exec, rec); err != nil {
 		return rec, err
 	}
-	if env.BlockFor > 0 {
-		b := Block{Until: env.Now().Add(env.BlockFor), Recovery: rec.ID, Reason: rec.Reason}
-		if err := env.Store.SetBlocked(ctx, cluster, b); err != nil {
+	if rec.Automatic && env.BlockFor > 0 {
+		if err := env.Store.SetBlocked(ctx, cluster, NewBlock(rec, env.Now(), env.BlockFor)); err != nil {
 			return rec, fmt.Errorf("set the anti-flap block: %w", err)
 		}
 	}
 	return rec, nil
 }
 
-// start checks the block, plans and records the intent of a new recovery.
+// start plans and records the intent of a new recovery; an automatic one
+// first learns from the anti-flap block which candidates to avoid.
 func start(ctx context.Context, env RecoverEnv, cluster string, req Request, t Trigger) (*Record, error) {
+	var b Block
 	if t.Automatic {
-		b, ok, err := env.Store.Blocked(ctx, cluster)
-		if err != nil {
-			return nil, fmt.Errorf("read the anti-flap block: %w", err)
-		}
-		if ok && env.Now().Before(b.Until) {
-			return nil, fmt.Errorf("%w: recovery %s (%s) blocks it until %s", ErrBlocked, b.Recovery, b.Reason, b.Until.Format(time.RFC3339))
+		var err error
+		if b, req.Avoid, err = antiFlap(ctx, env, cluster); err != nil {
+			return nil, err
 		}
 	}
 	if req.LastPrimary == "" {
 		req.LastPrimary = t.Primary
 	}
-	plan, err := MakePlan(env.Discover(ctx), req)
+	s := env.Discover(ctx)
+	plan, err := MakePlan(s, req)
 	if err != nil {
-		return nil, err
+		return nil, blockedOr(err, s, req, cluster, b)
 	}
 	rec := NewRecord(NewID(cluster, env.Now()), env.Manager, t.Reason, plan, env.Now())
-	rec.Detected, rec.Evidence = t.Detected, t.Evidence
+	rec.Detected, rec.Evidence, rec.Automatic = t.Detected, t.Evidence, t.Automatic
 	if err := env.Store.Save(ctx, rec); err != nil {
 		return nil, fmt.Errorf("record the intent: %w", err)
 	}
 	return rec, nil
+}
+
+// antiFlap reads the cluster's block and what it forbids an automatic
+// recovery now (see AntiFlap).
+func antiFlap(ctx context.Context, env RecoverEnv, cluster string) (Block, []Avoid, error) {
+	b, ok, err := env.Store.Blocked(ctx, cluster)
+	if err != nil {
+		return b, nil, fmt.Errorf("read the anti-flap block: %w", err)
+	}
+	if !ok {
+		return Block{}, nil, nil
+	}
+	avoid, refuseAll := AntiFlap(b, env.Now())
+	if refuseAll {
+		return b, nil, &BlockedError{Cluster: cluster, Block: b, Until: b.Until}
+	}
+	return b, avoid, nil
+}
+
+// blockedOr turns a planning failure into a *BlockedError when the block
+// is what left no candidate: the same plan without the avoided instances
+// would have one. Otherwise err stands (the cluster has no candidate
+// whatever the block says).
+func blockedOr(err error, s topology.Snapshot, req Request, cluster string, b Block) error {
+	if len(req.Avoid) == 0 || !errors.Is(err, ErrNoCandidate) {
+		return err
+	}
+	free := req
+	free.Avoid = nil
+	unblocked, ferr := MakePlan(s, free)
+	if ferr != nil {
+		return err
+	}
+	e := &BlockedError{Cluster: cluster, Block: b, Until: b.Until}
+	for _, a := range req.Avoid {
+		if slices.ContainsFunc(unblocked.Candidates, func(c Candidate) bool { return c.Addr == a.Addr && !c.Excluded }) {
+			e.Avoided = append(e.Avoided, a)
+		}
+	}
+	return e
 }
 
 // NewID names a recovery; ids sort by time.

@@ -10,7 +10,7 @@ import (
 type Action string
 
 const (
-	ActLock          Action = "lock"           // take the cluster's lock in Consul, check the anti-flap block, record the intent
+	ActLock          Action = "lock"           // take the cluster's lock in Consul, record the intent (an automatic recovery has planned around the anti-flap block)
 	ActHookBefore    Action = "hook-before"    // run the before-promote hooks; a failure vetoes the promotion
 	ActFence         Action = "fence"          // the old primary: read-only and client sessions killed when reachable; kept out of the writer service
 	ActStopFollowing Action = "stop-following" // a replica stops replicating from the old primary
@@ -21,7 +21,7 @@ const (
 	ActMoveWriter    Action = "move-writer"    // Consul: deregister the old writer, then register the new one
 	ActUpdateReaders Action = "update-readers" // Consul: the reader service lists healthy replicas under the lag limit
 	ActHookAfter     Action = "hook-after"     // run the after-promote hooks
-	ActUnlock        Action = "unlock"         // write the audit record, set the anti-flap block, release the lock
+	ActUnlock        Action = "unlock"         // write the audit record, set the anti-flap block after an automatic recovery, release the lock
 )
 
 // Step is one thing Execute does, in order.
@@ -42,7 +42,7 @@ func steps(s topology.Snapshot, p Plan) []Step {
 		st.N = len(out) + 1
 		out = append(out, st)
 	}
-	add(Step{Action: ActLock, Detail: fmt.Sprintf("lock dbha/%s/leader; refuse if a recent recovery blocks this one", p.Cluster)})
+	add(Step{Action: ActLock, Detail: fmt.Sprintf("lock dbha/%s/leader; an automatic recovery plans around the anti-flap block", p.Cluster)})
 	add(Step{Action: ActHookBefore, Detail: "a failing hook vetoes the promotion"})
 
 	others := otherReplicas(s, p)
@@ -87,7 +87,7 @@ func steps(s topology.Snapshot, p Plan) []Step {
 		Detail: fmt.Sprintf("%s-writer: deregister %s, then register %s", p.Cluster, p.OldPrimary, p.NewPrimary)})
 	add(Step{Action: ActUpdateReaders, Detail: fmt.Sprintf("%s-reader: the healthy replicas of %s", p.Cluster, p.NewPrimary)})
 	add(Step{Action: ActHookAfter})
-	add(Step{Action: ActUnlock, Detail: "write the audit record with the loss ledger, set the anti-flap block, release the lock"})
+	add(Step{Action: ActUnlock, Detail: "write the audit record with the loss ledger, set the anti-flap block if automatic, release the lock"})
 	return out
 }
 

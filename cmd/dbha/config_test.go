@@ -82,11 +82,41 @@ func TestLoadConfig(t *testing.T) {
 	if st := cfg.Clusters[1].Stream; st.IsEnabled() || !st.Synchronous || st.Retention.MaxSize != 500<<20 {
 		t.Errorf("stream settings not read: %+v", st)
 	}
-	if pr := cfg.Clusters[0].Promotion; pr.Priority["127.0.0.1:3306"] != 5 || !pr.IsAutoFailover() || pr.BlockFor != 30*time.Minute {
+	if pr := cfg.Clusters[0].Promotion; pr.Priority["127.0.0.1:3306"] != 5 || !pr.IsAutoFailover() || pr.Window() != 30*time.Minute {
 		t.Errorf("promotion = %+v", pr)
 	}
 	if cfg.Clusters[0].Replication.PasswordEnv != "REPL_PW" {
 		t.Errorf("replication.password_env = %q", cfg.Clusters[0].Replication.PasswordEnv)
+	}
+}
+
+// TestLoadConfigBlockFor: promotion.block_for is the anti-flap window; unset
+// it is the default, 0 turns the rule off, and an environment variable
+// sets it like any key.
+func TestLoadConfigBlockFor(t *testing.T) {
+	cases := []struct {
+		name    string
+		setting string
+		environ []string
+		want    time.Duration
+	}{
+		{"unset: the default", "", nil, config.DefaultBlockFor},
+		{"set", "      block_for: 5m\n", nil, 5 * time.Minute},
+		{"0 turns it off", "      block_for: 0\n", nil, 0},
+		{"0s turns it off", "      block_for: 0s\n", nil, 0},
+		{"from the environment", "", []string{"DBHA_CLUSTERS_0_PROMOTION_BLOCK_FOR=0"}, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			body := strings.Replace(goodYAML, "    promotion:\n", "    promotion:\n"+tc.setting, 1)
+			cfg, err := loadConfig(writeConfig(t, body), append(tc.environ, "PG_PW=x"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Clusters[0].Promotion.Window(); got != tc.want {
+				t.Errorf("block_for = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
 

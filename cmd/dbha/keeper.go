@@ -33,7 +33,7 @@ func newKeeper(g *globalFlags, cfg config.Config, cl config.Cluster, c *consul.C
 		Manager:     managerName(cfg),
 		SaveDir:     filepath.Join(cfg.StateDir, "rewinds", cl.Name),
 		StepTimeout: pr.StepTimeout,
-		BlockFor:    pr.BlockFor,
+		BlockFor:    pr.Window(),
 	}
 	if c != nil {
 		engine, closeEngine, err := newEngine(cfg, cl)

@@ -18,7 +18,8 @@ type Node struct {
 	ReadOnly bool
 	Source   string // "" for a primary or a detached instance
 	Halted   bool   // told to receive nothing more from Source
-	Seq      uint64 // the GTID 0-1-Seq it has executed
+	Seq      uint64 // the GTID 0-1-Seq it has executed (written by the first primary)
+	ServerID uint32 // its own server_id: 1 for the first primary, then 2, 3...
 	// Tail is a GTID list of its own writes nobody else received (the
 	// unreplicated tail of a crashed primary), e.g. "0-7-11,0-7-12"; Rewind
 	// saves and undoes it, unless RefuseRewind says why it cannot.
@@ -40,8 +41,8 @@ type Cluster struct {
 }
 
 // NewCluster starts n instances on loopback ports: the first is the
-// writable primary, the others replicate from it, all at Seq 10. Close
-// stops them.
+// writable primary, the others replicate from it, all at Seq 10, which
+// the first primary (server_id 1) wrote. Close stops them.
 func NewCluster(n int) (*Cluster, []string, error) {
 	c := &Cluster{nodes: map[string]*Node{}, listeners: map[string]net.Listener{}}
 	var addrs []string
@@ -55,7 +56,7 @@ func NewCluster(n int) (*Cluster, []string, error) {
 		addr := l.Addr().String()
 		addrs = append(addrs, addr)
 		c.listeners[addr] = l
-		node := &Node{Up: true, ReadOnly: i > 0, Seq: 10}
+		node := &Node{Up: true, ReadOnly: i > 0, Seq: 10, ServerID: uint32(i + 1)}
 		if i > 0 {
 			node.Source = addrs[0]
 		}
@@ -96,6 +97,17 @@ func (c *Cluster) Kill(addr string) {
 // following nobody (a restarted MariaDB forgets nothing, but a former
 // primary has no source).
 func (c *Cluster) Start(addr string, readOnly bool) error {
+	return c.start(addr, func(n *Node) { n.ReadOnly = readOnly })
+}
+
+// StartReplica brings addr back read-only and replicating from source, as
+// an instance restarted with its replication settings (or rejoined by an
+// operator) comes back.
+func (c *Cluster) StartReplica(addr, source string) error {
+	return c.start(addr, func(n *Node) { n.ReadOnly, n.Source, n.Halted = true, source, false })
+}
+
+func (c *Cluster) start(addr string, set func(n *Node)) error {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
@@ -105,7 +117,8 @@ func (c *Cluster) Start(addr string, readOnly bool) error {
 	defer c.mu.Unlock()
 	c.listeners[addr] = l
 	n := c.nodes[addr]
-	n.Up, n.ReadOnly = true, readOnly
+	n.Up = true
+	set(n)
 	return nil
 }
 
@@ -160,7 +173,7 @@ func (c *Cluster) Probe(_ context.Context, addr string) topology.Instance {
 		return topology.Instance{Addr: addr, Error: "dial tcp " + addr + ": connect: connection refused", ErrorCode: topology.InstanceUnreachable}
 	}
 	pos := held(n)
-	in := topology.Instance{Addr: addr, Reachable: true, ReadOnly: n.ReadOnly, ServerID: 1,
+	in := topology.Instance{Addr: addr, Reachable: true, ReadOnly: n.ReadOnly, ServerID: n.ServerID,
 		Current: pos, Applied: pos, Received: pos, History: pos}
 	if n.Source != "" {
 		r := &topology.Replication{Source: n.Source, SQLRunning: true, SQLState: "Yes", Halted: n.Halted}

@@ -95,6 +95,14 @@ func (s *Store) SetBlocked(_ context.Context, cluster string, b promote.Block) e
 	return nil
 }
 
+// ClearBlocked lifts the cluster's anti-flap block, as `dbha recover ack`
+// does.
+func (s *Store) ClearBlocked(cluster string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.blocks, cluster)
+}
+
 // Save stores a copy of r and makes it the cluster's latest.
 func (s *Store) Save(_ context.Context, r *promote.Record) error {
 	c, err := clone(r)
