@@ -36,6 +36,10 @@ type Cluster interface {
 	Writer(ctx context.Context) (string, error)
 	// Ack lifts the anti-flap block a recovery left.
 	Ack(ctx context.Context) error
+	// Rewound returns how many transactions were undone on old, the old
+	// primary of the latest recovery, when it returned holding writes
+	// nobody else had received (0 when none).
+	Rewound(ctx context.Context, old string) (int, error)
 }
 
 // Options bound a drill.
@@ -61,8 +65,15 @@ type Run struct {
 	RTOSeconds float64 `json:"rto_seconds"`
 	AckedRows  int     `json:"acked_rows"`
 	LostRows   int     `json:"lost_rows"`
-	Pass       bool    `json:"pass"`
-	Error      string  `json:"error,omitempty"`
+	// Lost are the numbers of the acknowledged rows the new primary lacks.
+	Lost []int64 `json:"lost,omitempty"`
+	// RejoinSeconds is how long after the old primary was started again
+	// the cluster was whole (every instance following the new primary);
+	// Rewound counts the transactions undone on it to get there.
+	RejoinSeconds float64 `json:"rejoin_seconds"`
+	Rewound       int     `json:"rewound_transactions"`
+	Pass          bool    `json:"pass"`
+	Error         string  `json:"error,omitempty"`
 }
 
 // Summary is the whole drill.
@@ -89,8 +100,8 @@ func Drill(ctx context.Context, o Options, w Writer, b Breaker, c Cluster) (Summ
 			r.Error = err.Error()
 		}
 		s.Runs = append(s.Runs, r)
-		logf(o.Log, "run %d: %s -> %s, RTO %.3fs, %d of %d acknowledged rows lost%s",
-			n, r.OldPrimary, r.NewPrimary, r.RTOSeconds, r.LostRows, r.AckedRows, errNote(err))
+		logf(o.Log, "run %d: %s -> %s, RTO %.3fs, %d of %d acknowledged rows lost%s; whole again %.3fs after the restart, %d transaction(s) rewound%s",
+			n, r.OldPrimary, r.NewPrimary, r.RTOSeconds, r.LostRows, r.AckedRows, lostNote(r.Lost), r.RejoinSeconds, r.Rewound, errNote(err))
 		if err != nil {
 			break
 		}
@@ -191,15 +202,32 @@ func runOnce(ctx context.Context, o Options, w Writer, b Breaker, c Cluster, n i
 	if err != nil {
 		return r, fmt.Errorf("count rows on %s: %w", newPrimary, err)
 	}
-	r.LostRows = len(missing)
+	r.LostRows, r.Lost = len(missing), missing
 
+	restarted := time.Now()
 	if err := b.Restart(ctx, old); err != nil {
 		return r, fmt.Errorf("restart %s: %w", old, err)
 	}
 	if err := c.Ack(ctx); err != nil {
 		return r, fmt.Errorf("lift the anti-flap block: %w", err)
 	}
+	// The cluster heals itself: the old primary is fenced, rewound when it
+	// holds what the new one lacks, and follows it. Nobody helps.
+	if _, err := waitReady(ctx, c); err != nil {
+		return r, fmt.Errorf("after %s was started again: %w", old, err)
+	}
+	r.RejoinSeconds = time.Since(restarted).Seconds()
+	if r.Rewound, err = c.Rewound(ctx, old); err != nil {
+		return r, fmt.Errorf("read what was rewound on %s: %w", old, err)
+	}
 	return r, nil
+}
+
+func lostNote(lost []int64) string {
+	if len(lost) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%v)", lost)
 }
 
 // waitReady waits for a healthy cluster whose writer endpoint names its

@@ -141,9 +141,14 @@ func writeDrill(w io.Writer, s drill.Summary, format string) error {
 		return writeJSON(w, s)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RUN\tOLD -> NEW\tRTO\tTARGET\tACKED\tLOST\tPASS")
+	fmt.Fprintln(tw, "RUN\tOLD -> NEW\tRTO\tTARGET\tACKED\tLOST\tREWOUND\tWHOLE AGAIN\tPASS")
 	for _, r := range s.Runs {
-		fmt.Fprintf(tw, "%d\t%s -> %s\t%.3fs\t<= %.0fs\t%d\t%d\t%v\n", r.N, r.OldPrimary, r.NewPrimary, r.RTOSeconds, s.TargetMaxRTO, r.AckedRows, r.LostRows, r.Pass)
+		lost := fmt.Sprint(r.LostRows)
+		if len(r.Lost) > 0 {
+			lost += fmt.Sprintf(" %v", r.Lost)
+		}
+		fmt.Fprintf(tw, "%d\t%s -> %s\t%.3fs\t<= %.0fs\t%d\t%s\t%d\t%.3fs\t%v\n", r.N, r.OldPrimary, r.NewPrimary, r.RTOSeconds, s.TargetMaxRTO,
+			r.AckedRows, lost, r.Rewound, r.RejoinSeconds, r.Pass)
 	}
 	fmt.Fprintf(tw, "median RTO %.3fs (target <= %.0fs), max %.3fs (target <= %.0fs), lost rows %d: pass %v\n",
 		s.MedianRTO, s.TargetMedianRTO, s.MaxRTO, s.TargetMaxRTO, s.LostRows, s.Pass)
@@ -180,6 +185,19 @@ func (d drillCluster) Writer(ctx context.Context) (string, error) {
 }
 
 func (d drillCluster) Ack(ctx context.Context) error { return d.consul.ClearBlock(ctx, d.cl.Name) }
+
+// Rewound reads the latest recovery's loss ledger.
+func (d drillCluster) Rewound(ctx context.Context, old string) (int, error) {
+	rec, err := d.consul.Recoveries("").Latest(ctx, d.cl.Name)
+	if err != nil || rec == nil || rec.Plan.OldPrimary != old {
+		return 0, err
+	}
+	n := 0
+	for _, r := range rec.Ledger.Rewound {
+		n += r.Transactions
+	}
+	return n, nil
+}
 
 // newBreaker: the lab when the configuration is a lab's, else the
 // cluster's drill commands.
