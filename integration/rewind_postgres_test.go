@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	pgstream "github.com/dbha/dbha/binlog/postgres"
 	"github.com/dbha/dbha/promote"
 	"github.com/dbha/dbha/topology"
 )
@@ -63,13 +65,15 @@ func TestPostgresRewindSavesDiscardedWAL(t *testing.T) {
 		t.Fatalf("timeline 1 ended at %s on the new primary, after the rows began at %s", fork, before)
 	}
 
-	c := consulClient(t, l)
-	run := startDbhaRun(t, bin, l, "rewind-watcher")
-	waitPublishedWriter(t, c, postgresCluster, newPrimary)
-	started := time.Now()
 	if err := l.Start(ctx, "postgres-1"); err != nil {
 		t.Fatal(err)
 	}
+	checkSaveLimit(ctx, t, l, old, newPrimary, fork)
+
+	c := consulClient(t, l)
+	started := time.Now()
+	run := startDbhaRun(t, bin, l, "rewind-watcher")
+	waitPublishedWriter(t, c, postgresCluster, newPrimary)
 	waitHealthy(t, l, postgresCluster, 3*time.Minute, "the old primary rewound and following "+newPrimary, rejoined(newPrimary, old))
 	rejoinTook := time.Since(started)
 	if n := countLostRows(ctx, t, l, "postgres-1"); n != 0 {
@@ -95,8 +99,40 @@ func TestPostgresRewindSavesDiscardedWAL(t *testing.T) {
 	if inserts != rows {
 		t.Errorf("pg_waldump shows %d heap INSERTs into rel %s in the saved WAL, want %d (one per lost row)", inserts, rel, rows)
 	}
-	t.Logf("saved %d bytes of WAL (%s..%s tl1, %d lost rows' inserts) in %v; the old primary was rewound and following %s %v after it was started",
+	t.Logf("dbha run saved %d bytes of WAL (%s..%s tl1, %d lost rows' inserts) in %v; the old primary was rewound and following %s %v after dbha run started",
 		saved.Bytes, fork, end.LSN(), inserts, m.Finished.Sub(m.Started).Round(time.Millisecond), newPrimary, rejoinTook.Round(time.Millisecond))
+}
+
+// checkSaveLimit saves, directly, what the old primary holds beyond the
+// fork: refused under a limit smaller than that, leaving nothing behind;
+// under the default, the range from the fork to the old primary's end.
+// Neither changes the old primary, which dbha rewinds afterwards.
+func checkSaveLimit(ctx context.Context, t *testing.T, l *Lab, old, primary string, fork topology.LSN) {
+	t.Helper()
+	pw, err := readPassword(l.Secret("postgres-repl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rw := pgstream.Rewinder{User: "repl", Password: pw, MaxBytes: 1}
+	dir := t.TempDir()
+	if _, err := rw.Save(ctx, old, primary, dir); !errors.Is(err, pgstream.ErrTooMuchToSave) {
+		t.Fatalf("Save with a 1-byte limit: %v, want ErrTooMuchToSave", err)
+	} else {
+		t.Logf("refused: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("a refused save left %d entries in %s", len(entries), dir)
+	}
+	rw.MaxBytes = 0
+	start := time.Now()
+	saved, err := rw.Save(ctx, old, primary, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if saved.Fork.LSN() != fork || saved.Bytes != int64(saved.End.LSN()-fork) || saved.Dir == "" {
+		t.Fatalf("Save = %+v; want the range from the fork %s to the old primary's end", saved, fork)
+	}
+	t.Logf("a direct save: %d bytes (%s..%s) in %v", saved.Bytes, saved.Fork, saved.End, time.Since(start).Round(time.Millisecond))
 }
 
 // lostRowsTable creates table lost_rows on postgres-1 and waits until both
