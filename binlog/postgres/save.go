@@ -267,10 +267,7 @@ func (s *saver) run(ctx context.Context, f fork) error {
 func (s *saver) timeline(ctx context.Context, start LSN, tli uint32) (*timelineEnd, error) {
 	ended, err := startPhysical(ctx, s.conn, start, tli)
 	if err != nil || ended != nil {
-		if err != nil {
-			err = fmt.Errorf("stream from %s: %w", s.addr, err)
-		}
-		return ended, err
+		return ended, s.explain(err, start, tli)
 	}
 	w := newSegmentWriter(s.dir, s.seg, tli, start, newArrivalLog(""))
 	w.perm = 0o600
@@ -295,13 +292,30 @@ func (s *saver) timeline(ctx context.Context, start LSN, tli uint32) (*timelineE
 			}
 			return end, nil
 		case *pgproto3.ErrorResponse:
-			err = fmt.Errorf("stream from %s: %w", s.addr, pgconn.ErrorResponseToPgError(m))
+			err = s.explain(pgconn.ErrorResponseToPgError(m), w.Written(), tli)
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
 	return nil, w.Close()
+}
+
+// explain says what a server error met streaming from lsn means. WAL the
+// former primary removed (the checkpoint that ended its crash recovery
+// keeps only what a replication slot or wal_keep_size asks for) cannot be
+// saved, and pg_rewind, which reads the same WAL, cannot rewind it either.
+func (s *saver) explain(err error, lsn LSN, tli uint32) error {
+	if err == nil {
+		return nil
+	}
+	if pgCode(err) != sqlUndefinedFile {
+		return fmt.Errorf("stream from %s: %w", s.addr, err)
+	}
+	return fmt.Errorf("%s no longer holds its WAL from %s on timeline %d (a checkpoint removed it: no replication slot or "+
+		"wal_keep_size kept it), so what it wrote beyond the fork cannot be saved, and pg_rewind cannot rewind it without that "+
+		"WAL either. Its data files still hold those writes: reseed it (dbha backup reseed keeps its data directory aside) or "+
+		"rebuild it by hand: %w", s.addr, lsn, tli, err)
 }
 
 // handle writes a WAL message (cut at end) or answers a keepalive that

@@ -2,10 +2,14 @@ package postgres
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/dbha/dbha/topology"
 )
@@ -110,6 +114,34 @@ func TestFileSafe(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := fileSafe(tc.in); got != tc.want {
 				t.Fatalf("fileSafe(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestSaverExplain(t *testing.T) {
+	s := &saver{addr: "db1:5432"}
+	removed := &pgconn.PgError{Code: sqlUndefinedFile, Message: "requested WAL segment 000000010000000000000004 has already been removed"}
+	cases := []struct {
+		name string
+		err  error
+		want string // in the message; "" for no error
+	}{
+		{"no error", nil, ""},
+		{"WAL removed: says neither save nor pg_rewind can work, and what to do", removed, "pg_rewind cannot rewind it"},
+		{"another server error", &pgconn.PgError{Code: "42501", Message: "permission denied"}, "stream from db1:5432"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := s.explain(tc.err, 0x4000000, 1)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("explain(nil) = %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, tc.err) {
+				t.Fatalf("explain = %v; want it to say %q and wrap %v", err, tc.want, tc.err)
 			}
 		})
 	}
