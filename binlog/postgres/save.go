@@ -97,7 +97,7 @@ func (r Rewinder) save(ctx context.Context, former, primary, saveDir string) (Sa
 	}
 	out.Bytes = int64(finfo.Flush - f.At)
 	if limit := r.maxBytes(); out.Bytes > limit {
-		return Saved{}, fmt.Errorf("%w: %s holds %d bytes of WAL beyond %s (from %s to %s), more than the %d dbha saves. "+
+		return Saved{}, fmt.Errorf("%w: %s holds %d bytes of WAL beyond %s (from %s to %s); dbha saves at most %d. "+
 			"Copy its pg_wal aside (or save it with pg_receivewal) and rejoin it by hand",
 			ErrTooMuchToSave, former, out.Bytes, primary, out.Fork, end, limit)
 	}
