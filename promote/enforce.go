@@ -13,14 +13,19 @@ type Enforcement struct {
 	// nobody, and hold nothing the writer lacks: they should follow the
 	// writer (MariaDB by a repoint, PostgreSQL through its rejoin command).
 	Rejoin []string
-	// Rewind lists the MariaDB/MySQL instances that are back, read-only and
-	// following nobody, and hold transactions the writer lacks (the
-	// unreplicated tail of a crashed primary): those transactions are saved
-	// and undone, and then the instance follows the writer.
+	// Rewind lists the instances that are back, read-only and following
+	// nobody, and hold what the writer lacks: MariaDB/MySQL transactions
+	// (the unreplicated tail of a crashed primary), which are saved and
+	// undone; PostgreSQL WAL beyond the writer's timeline switch (a former
+	// primary ahead of the fork), which is saved before pg_rewind discards
+	// it. Then the instance follows the writer.
 	Rewind []Divergent
 }
 
 // Divergent is an instance that holds transactions the writer lacks.
+// Errant is what it holds beyond the writer: MariaDB/MySQL the errant
+// GTIDs; PostgreSQL its whole position, whose WAL past the fork the writer
+// lacks.
 type Divergent struct {
 	Addr   string            `json:"addr"`
 	Errant topology.Position `json:"errant"`
@@ -50,13 +55,26 @@ func Enforce(s topology.Snapshot, writer string) Enforcement {
 		if in.Addr == writer || !in.Reachable || !in.ReadOnly || in.Replication != nil {
 			continue
 		}
-		if s.Engine != topology.Postgres {
-			if errant := topology.Errant(history(in), history(primary)); errant.String() != "" {
-				e.Rewind = append(e.Rewind, Divergent{Addr: in.Addr, Errant: errant})
-				continue
-			}
+		if errant, ok := holdsMore(s.Engine, in, primary); ok {
+			e.Rewind = append(e.Rewind, Divergent{Addr: in.Addr, Errant: errant})
+			continue
 		}
 		e.Rejoin = append(e.Rejoin, in.Addr)
 	}
 	return e
+}
+
+// holdsMore says whether in holds what primary lacks, and what. MariaDB
+// and MySQL: errant GTIDs. PostgreSQL: a position ahead of, or forked from,
+// the primary's along its timeline history (a crashed primary's unreplicated
+// WAL, or only its own end-of-recovery checkpoint); one behind or equal
+// holds nothing of its own, and an unknown one is left to the rejoin as
+// before.
+func holdsMore(engine topology.Engine, in, primary topology.Instance) (topology.Position, bool) {
+	if engine != topology.Postgres {
+		errant := topology.Errant(history(in), history(primary))
+		return errant, errant.String() != ""
+	}
+	o, err := topology.Compare(in.Current, primary.Current)
+	return in.Current, err == nil && (o == topology.Ahead || o == topology.Diverged)
 }

@@ -63,13 +63,59 @@ func TestEnforce(t *testing.T) {
 	}
 }
 
-func TestEnforcePostgresRejoinsEvenWhenAhead(t *testing.T) {
-	// A PostgreSQL former primary's extra WAL is its rejoin command's to
-	// rewind (pg_rewind): it is always handed to Rejoin.
-	primary := topology.Instance{Addr: "p2", Reachable: true, Current: topology.PostgresAt(0x5000, 2)}
-	old := topology.Instance{Addr: "p1", Reachable: true, ReadOnly: true, Current: topology.PostgresAt(0x6000, 1)}
-	s := topology.Build("c", topology.Postgres, []topology.Instance{old, primary}, time.Unix(0, 0))
-	if e := Enforce(s, "p2"); !slices.Equal(e.Rejoin, []string{"p1"}) || len(e.Rewind) != 0 {
-		t.Fatalf("Enforce = %+v; want p1 to rejoin", e)
+func TestEnforcePostgres(t *testing.T) {
+	// The writer p2 was promoted to timeline 2 where timeline 1 ended, at
+	// 0/5000. A former primary still on timeline 1 past that point holds
+	// WAL the writer lacks, which pg_rewind would discard: it is rewound
+	// (saved first). One that stopped at or before the fork just rejoins.
+	forked := []topology.TimelineSwitch{{Timeline: 1, Switch: 0x5000}}
+	primary := topology.Instance{Addr: "p2", Reachable: true, Current: topology.PostgresAt(0x7000, 2).WithHistory(forked)}
+	standby := topology.Instance{Addr: "p3", Reachable: true, ReadOnly: true, Current: topology.PostgresAt(0x7000, 2).WithHistory(forked),
+		Replication: &topology.Replication{Source: "p2", IORunning: true, SQLRunning: true}}
+	fenced := func(addr string, pos topology.Position) topology.Instance {
+		return topology.Instance{Addr: addr, Reachable: true, ReadOnly: true, Current: pos}
+	}
+	cases := []struct {
+		name      string
+		instances []topology.Instance
+		rejoin    []string
+		rewind    []string
+	}{
+		{"old primary wrote past the fork on its timeline: rewound",
+			[]topology.Instance{fenced("p1", topology.PostgresAt(0x6000, 1)), primary, standby}, nil, []string{"p1"}},
+		{"old primary one byte past the fork (its end-of-recovery checkpoint): rewound",
+			[]topology.Instance{fenced("p1", topology.PostgresAt(0x5001, 1)), primary, standby}, nil, []string{"p1"}},
+		{"old primary exactly at the fork: rejoins",
+			[]topology.Instance{fenced("p1", topology.PostgresAt(0x5000, 1)), primary, standby}, []string{"p1"}, nil},
+		{"old primary behind the fork: rejoins",
+			[]topology.Instance{fenced("p1", topology.PostgresAt(0x4000, 1)), primary, standby}, []string{"p1"}, nil},
+		{"a standby restarted without its settings, behind on the writer's timeline: rejoins",
+			[]topology.Instance{primary, fenced("p3", topology.PostgresAt(0x6000, 2).WithHistory(forked))}, []string{"p3"}, nil},
+		{"ahead on the writer's own timeline: rewound",
+			[]topology.Instance{primary, fenced("p3", topology.PostgresAt(0x8000, 2).WithHistory(forked))}, nil, []string{"p3"}},
+		{"on a timeline the writer's history does not name: rewound",
+			[]topology.Instance{fenced("p1", topology.PostgresAt(0x4000, 3).WithHistory([]topology.TimelineSwitch{{Timeline: 1, Switch: 0x3000}})), primary},
+			nil, []string{"p1"}},
+		{"position unknown: rejoins, as before",
+			[]topology.Instance{fenced("p1", topology.Position{}), primary, standby}, []string{"p1"}, nil},
+		{"two former primaries, one forked, one behind",
+			[]topology.Instance{fenced("p1", topology.PostgresAt(0x9000, 1)), primary, fenced("p3", topology.PostgresAt(0x3000, 1))},
+			[]string{"p3"}, []string{"p1"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := topology.Build("c", topology.Postgres, tc.instances, time.Unix(0, 0))
+			e := Enforce(s, "p2")
+			var rewind []string
+			for _, d := range e.Rewind {
+				rewind = append(rewind, d.Addr)
+				if in, _ := s.Instance(d.Addr); d.Errant.String() != in.Current.String() {
+					t.Errorf("rewind of %s names %q, want its position %q", d.Addr, d.Errant, in.Current)
+				}
+			}
+			if len(e.Fence) != 0 || !slices.Equal(e.Rejoin, tc.rejoin) || !slices.Equal(rewind, tc.rewind) {
+				t.Fatalf("Enforce = %+v; want rejoin %v rewind %v", e, tc.rejoin, tc.rewind)
+			}
+		})
 	}
 }

@@ -297,12 +297,14 @@ func (k *Keeper) forgetHealed(s topology.Snapshot) {
 	}
 }
 
-// Rewinder is what an engine that can rewind a former primary offers
-// (MariaDB): the transactions addr holds beyond primary are saved under
-// saveDir, undone on addr, and addr follows primary. An error wrapping
-// ErrCannotRewind means the transactions cannot be undone safely (DDL, a
-// non-row event, a write of unknown origin): nothing on addr changed, and
-// it needs a reseed.
+// Rewinder is what an engine that can rewind a former primary offers: the
+// transactions addr holds beyond primary are saved under saveDir, undone on
+// addr, and addr follows primary (MariaDB: the transactions, undone with
+// flashback; PostgreSQL: the WAL beyond the fork, then pg_rewind through
+// the rejoin command). A result without File means addr held nothing to
+// save after all. An error wrapping ErrCannotRewind means the transactions
+// cannot be undone safely (DDL, a non-row event, a write of unknown
+// origin): nothing on addr changed, and it needs a reseed.
 type Rewinder interface {
 	Rewind(ctx context.Context, addr, primary, saveDir string) (topology.Rewound, error)
 }
@@ -324,8 +326,12 @@ func (k *Keeper) rewind(ctx context.Context, d Divergent, writer string) error {
 		return err
 	}
 	res.Instance = d.Addr
+	if res.File == "" {
+		k.log.Info("rejoined a former primary that held nothing the new primary lacked", "instance", d.Addr, "primary", writer)
+		return nil
+	}
 	k.log.Warn("rewound a former primary: the transactions the new primary lacked are saved and undone, and it follows the writer",
-		"instance", d.Addr, "primary", writer, "transactions", res.Transactions, "undone", res.Undone.String(), "saved_to", res.File)
+		"instance", d.Addr, "primary", writer, "transactions", res.Transactions, "bytes", res.Bytes, "undone", res.Undone.String(), "saved_to", res.File)
 	if err := k.ledger(ctx, res); err != nil {
 		k.log.Error("record the rewind in the recovery's ledger", "instance", d.Addr, "saved_to", res.File, "err", err)
 	}

@@ -226,8 +226,11 @@ func (s Snapshot) Readers(maxLagSeconds float64) []string {
 var ErrCannotRewind = errors.New("the transactions cannot be undone safely")
 
 // Rewound is what rewinding a former primary did: the transactions it held
-// that the new primary lacked, saved to File (a binlog that mariadb-binlog
-// reads, with their GTIDs) and then undone on it.
+// that the new primary lacked, saved to File (MariaDB: a binlog that
+// mariadb-binlog reads, with their GTIDs; PostgreSQL: a directory of WAL
+// segments that pg_waldump reads, with rewind.json giving the range) and
+// then undone on it. PostgreSQL's Undone is the former primary's position
+// (LSN and timeline) before pg_rewind, and Bytes the WAL saved.
 type Rewound struct {
 	Instance     string   `json:"instance"`
 	File         string   `json:"file"`

@@ -93,11 +93,16 @@ type arrivalLog struct {
 	err     error
 }
 
+// newArrivalLog returns the log that writes arrivals files into dir; with
+// dir "" it records nothing (a one-shot save has no lag to measure).
 func newArrivalLog(dir string) *arrivalLog { return &arrivalLog{dir: dir} }
 
 // open starts the arrivals file of segment name (closing none: the writer
 // closes first).
 func (a *arrivalLog) open(name string) error {
+	if a.dir == "" {
+		return nil
+	}
 	path := filepath.Join(a.dir, name)
 	old, err := os.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {

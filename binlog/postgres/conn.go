@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/dbha/dbha/topology"
 )
@@ -16,20 +17,25 @@ import (
 // set on the parsed configuration, never in the connection string, so it
 // cannot reach a log or an error message.
 func dial(ctx context.Context, addr string, cfg Config) (*pgconn.PgConn, error) {
+	return dialAs(ctx, addr, cfg.User, cfg.Password, cfg.applicationName())
+}
+
+// dialAs is dial with the account and application_name given.
+func dialAs(ctx context.Context, addr, user, password, appName string) (*pgconn.PgConn, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return nil, fmt.Errorf("primary address %q: %w", addr, err)
+		return nil, fmt.Errorf("server address %q: %w", addr, err)
 	}
 	conninfo := fmt.Sprintf("host=%s port=%s user=%s application_name=%s replication=true connect_timeout=10",
-		quoteConninfo(host), quoteConninfo(port), quoteConninfo(cfg.User), quoteConninfo(cfg.applicationName()))
+		quoteConninfo(host), quoteConninfo(port), quoteConninfo(user), quoteConninfo(appName))
 	pc, err := pgconn.ParseConfig(conninfo)
 	if err != nil {
 		return nil, fmt.Errorf("replication connection settings for %s: %w", addr, err)
 	}
-	pc.Password = cfg.Password
+	pc.Password = password
 	conn, err := pgconn.ConnectConfig(ctx, pc)
 	if err != nil {
-		return nil, authError(cfg.User, addr, err)
+		return nil, authError(user, addr, err)
 	}
 	return conn, nil
 }
@@ -167,6 +173,49 @@ func startReplication(ctx context.Context, conn *pgconn.PgConn, slot string, sta
 		return nil, fmt.Errorf("START_REPLICATION SLOT %s PHYSICAL %s TIMELINE %d: %w", slot, start, tli, err)
 	}
 	return nil, nil
+}
+
+// startPhysical sends START_REPLICATION PHYSICAL without a slot: a one-shot
+// read of WAL the server must still hold, which reserves nothing on it
+// (pglogrepl always names a slot). ended is set when the server answers at
+// once that timeline tli ends at or before start.
+func startPhysical(ctx context.Context, conn *pgconn.PgConn, start LSN, tli uint32) (ended *timelineEnd, err error) {
+	query := fmt.Sprintf("START_REPLICATION PHYSICAL %s TIMELINE %d", start, tli)
+	conn.Frontend().SendQuery(&pgproto3.Query{String: query})
+	if err := conn.Frontend().Flush(); err != nil {
+		return nil, fmt.Errorf("%s: %w", query, err)
+	}
+	var next timelineEnd
+	for {
+		msg, err := conn.ReceiveMessage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", query, err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.CopyBothResponse:
+			return nil, nil
+		case *pgproto3.ErrorResponse:
+			return nil, fmt.Errorf("%s: %w", query, pgconn.ErrorResponseToPgError(m))
+		case *pgproto3.DataRow: // next_tli, next_tli_startpos
+			if len(m.Values) != 2 {
+				return nil, fmt.Errorf("%s: the server named the next timeline in %d fields", query, len(m.Values))
+			}
+			var n uint32
+			if _, err := fmt.Sscan(string(m.Values[0]), &n); err != nil {
+				return nil, fmt.Errorf("%s: next timeline %q: %w", query, m.Values[0], err)
+			}
+			at, err := topology.ParseLSN(string(m.Values[1]))
+			if err != nil {
+				return nil, fmt.Errorf("%s: next timeline's start: %w", query, err)
+			}
+			next = timelineEnd{Next: n, At: at}
+		case *pgproto3.ReadyForQuery:
+			if next.Next == 0 {
+				return nil, fmt.Errorf("%s: the server ended the command without streaming or naming a next timeline", query)
+			}
+			return &next, nil
+		}
+	}
 }
 
 // timelineEnd is the server's word that the timeline being streamed ended:

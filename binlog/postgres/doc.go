@@ -30,6 +30,12 @@
 // writes. Retention (retention.go) deletes only complete segments that no
 // standby still lacks.
 //
+// Rewinder (rewind.go, save.go, fork.go) is a one-shot reader, not part of
+// the stream: before a former primary is rewound, it copies the WAL the
+// former primary holds beyond the new primary's timeline switch into a
+// directory of its own under dbha's state, without a slot and without
+// changing either server, then has the rejoin command run.
+//
 // The package must not decide failover, talk to Consul, or decode WAL
 // records: it holds bytes and positions. Transactions therefore lists LSN
 // ranges per segment, not commits.

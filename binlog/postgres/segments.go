@@ -35,10 +35,12 @@ type segmentWriter struct {
 	scratch []byte
 	// completed is called with each segment made complete.
 	completed func(segFile)
+	// perm is the mode segment files are created with.
+	perm os.FileMode
 }
 
 func newSegmentWriter(walDir string, seg segments, tli uint32, start LSN, arrivals *arrivalLog) *segmentWriter {
-	return &segmentWriter{walDir: walDir, seg: seg, tli: tli, arrivals: arrivals, written: start, flushed: start}
+	return &segmentWriter{walDir: walDir, seg: seg, tli: tli, arrivals: arrivals, written: start, flushed: start, perm: 0o640}
 }
 
 // errDiverged: the server sent WAL that differs from the WAL dbha already
@@ -120,7 +122,7 @@ func (w *segmentWriter) open(segno uint64) error {
 	}
 	f.Partial = true
 	path := filepath.Join(w.walDir, w.seg.fileName(f))
-	file, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+	file, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, w.perm)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", path, err)
 	}

@@ -30,7 +30,8 @@ func newEngine(cfg config.Config, cl config.Cluster) (promote.Engine, func() err
 		c := postgres.NewController(cl.User, password, cl.Replication.User, replPassword)
 		c.SetRejoinCommand(cl.Promotion.RejoinCommand)
 		h := pgstream.Handover{Dir: store, RestoreCommand: cl.Promotion.RestoreCommand, Standby: c}
-		return postgresEngine{Controller: c, Handover: h}, c.Close, nil
+		rw := pgstream.Rewinder{User: cl.Replication.User, Password: replPassword, Rejoiner: c}
+		return postgresEngine{Controller: c, Handover: h, Rewinder: rw}, c.Close, nil
 	}
 	c := mysql.NewController(topology.Engine(cl.Engine), cl.User, password, cl.Replication.User, replPassword)
 	if a := cl.Promotion.Apply; a.User != "" {
@@ -51,14 +52,18 @@ type mariadbEngine struct {
 }
 
 // postgresEngine is a PostgreSQL promotion's engine: the controller, plus
-// the hand-over of dbha's WAL store through restore_command.
+// the hand-over of dbha's WAL store through restore_command, plus the
+// rewind that saves what pg_rewind discards before the rejoin command runs.
 type postgresEngine struct {
 	*postgres.Controller
 	pgstream.Handover
+	pgstream.Rewinder
 }
 
-// A reseed attaches the replica it rebuilt through the same engine.
+// A reseed attaches the replica it rebuilt through the same engine; the
+// keeper rewinds a PostgreSQL former primary ahead of the fork through it.
 var (
 	_ backup.Replication = mariadbEngine{}
 	_ backup.Replication = postgresEngine{}
+	_ promote.Rewinder   = postgresEngine{}
 )
