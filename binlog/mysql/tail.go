@@ -80,7 +80,7 @@ func binlogEnd(ctx context.Context, req tmysql.TailRequest) (string, uint32, err
 	var (
 		file string
 		pos  uint32
-		skip sql.RawBytes
+		skip sql.NullString
 	)
 	if err := db.QueryRowContext(ctx, "SHOW MASTER STATUS").Scan(&file, &pos, &skip, &skip); err != nil {
 		return "", 0, fmt.Errorf("read where the binlog of %s ends: %w", req.Addr, err)

@@ -20,10 +20,11 @@ import (
 const maxReasons = 5
 
 // tailDomain is what a tail holds in one domain: transactions of one
-// server with consecutive seq_no, from next up to last.
+// server with consecutive seq_no, up to last. next is the seq_no the next
+// transaction must have; written, the last one written whole.
 type tailDomain struct {
-	server     uint32
-	next, last uint64
+	server              uint32
+	next, last, written uint64
 }
 
 // tailFile writes a saved tail: a binlog file that mariadb-binlog reads,
@@ -72,7 +73,8 @@ func newTailFile(path string, after, upto topology.Position, maxEvents int) (*ta
 	}
 	t := &tailFile{path: path, after: st, want: map[uint32]*tailDomain{}, maxEvents: maxEvents}
 	for _, g := range last.list() {
-		t.want[g.Domain] = &tailDomain{server: g.Server, next: st.domains[g.Domain].Seq + 1, last: g.Seq}
+		from := st.domains[g.Domain].Seq
+		t.want[g.Domain] = &tailDomain{server: g.Server, next: from + 1, last: g.Seq, written: from}
 	}
 	if len(t.want) == 0 {
 		return nil, errors.New("an empty tail: nothing to save")
@@ -80,10 +82,11 @@ func newTailFile(path string, after, upto topology.Position, maxEvents int) (*ta
 	return t, nil
 }
 
-// complete reports whether every domain's last transaction has been written.
+// complete reports whether every domain's last transaction has been
+// written whole.
 func (t *tailFile) complete() bool {
 	for _, d := range t.want {
-		if d.next <= d.last {
+		if d.written < d.last {
 			return false
 		}
 	}
@@ -94,8 +97,8 @@ func (t *tailFile) complete() bool {
 func (t *tailFile) lacking() string {
 	var out []string
 	for dom, d := range t.want {
-		if d.next <= d.last {
-			out = append(out, fmt.Sprintf("%d-%d-%d..%d", dom, d.server, d.next, d.last))
+		if d.written < d.last {
+			out = append(out, fmt.Sprintf("%d-%d-%d..%d", dom, d.server, d.written+1, d.last))
 		}
 	}
 	slices.Sort(out)
@@ -195,7 +198,11 @@ func (t *tailFile) append(h header, ev []byte) error {
 		}
 	}
 	if st.done {
-		t.gtids = append(t.gtids, st.txn.GTID.String())
+		g := st.txn.GTID
+		if d, ok := t.want[g.Domain]; ok && g.Seq > d.written {
+			d.written = g.Seq
+		}
+		t.gtids = append(t.gtids, g.String())
 		if t.curBad != "" {
 			t.refuse(t.cur, t.curBad)
 		}

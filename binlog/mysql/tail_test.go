@@ -51,7 +51,8 @@ func mustPosition(t *testing.T, s string) topology.Position {
 
 // feedTail runs the captured server file through a tail file, each event
 // first given to edit (which may change it, or drop it by returning nil),
-// as the server would send it: a fake Rotate first, then the file.
+// as the server would send it: a fake Rotate first, then the file. Like
+// TailCopier, it stops once the tail file is complete.
 func feedTail(t *testing.T, after, upto string, maxEvents int, edit func(rawEvent) []byte) (*tailFile, error) {
 	t.Helper()
 	tf, err := newTailFile(filepath.Join(t.TempDir(), "tail.bin"), mustPosition(t, after), mustPosition(t, upto), maxEvents)
@@ -64,6 +65,9 @@ func feedTail(t *testing.T, after, upto string, maxEvents int, edit func(rawEven
 		return tf, err
 	}
 	for _, e := range readEvents(t, capturedServer) {
+		if tf.complete() {
+			break
+		}
 		ev := e.ev
 		if edit != nil {
 			if ev = edit(e); ev == nil {
@@ -231,6 +235,19 @@ func clearImageBit(n uint64) func(rawEvent) []byte {
 		ev[headerSize+8+1] &^= 1 << 1
 		sealCRC(ev, true)
 		return ev
+	}
+}
+
+func TestTailFileCompletesWithTheLastTransaction(t *testing.T) {
+	tf, err := feedTail(t, "0-1-13", "0-1-16", 1000, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tf.finish(); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(tf.gtids, gtidRange(14, 16)) || tf.events != 2+5+5 {
+		t.Errorf("saved %v with %d events; want 0-1-14 .. 0-1-16 whole", tf.gtids, tf.events)
 	}
 }
 
