@@ -506,4 +506,35 @@ func TestMariaDBRewindRefusesDDL(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(saveDir, "rewind-"+strings.ReplaceAll(oldAddr, ":", "_")+".json")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a refused rewind left a journal: %v", err)
 	}
+
+	// With the binlog that holds the tail's start purged, the tail cannot
+	// be read, let alone undone.
+	mustExec(t, old, "FLUSH BINARY LOGS")
+	var file string
+	var pos int64
+	var skip sql.NullString
+	if err := old.QueryRow("SHOW MASTER STATUS").Scan(&file, &pos, &skip, &skip); err != nil {
+		t.Fatal(err)
+	}
+	// A server keeps a binlog until InnoDB no longer needs it for crash
+	// recovery (its binlog checkpoint): purge until it is gone.
+	eventually(t, "the binlogs before "+file+" to be purged", func() error {
+		if _, err := old.Exec("PURGE BINARY LOGS TO '" + file + "'"); err != nil {
+			return err
+		}
+		var first string
+		var size int64
+		if err := old.QueryRow("SHOW BINARY LOGS").Scan(&first, &size); err != nil {
+			return err
+		}
+		if first != file {
+			return fmt.Errorf("the oldest binlog is still %s", first)
+		}
+		return nil
+	})
+	res, err = ctl.Rewind(ctx, oldAddr, nextAddr, saveDir)
+	if !errors.Is(err, mysql.ErrCannotRewind) || !strings.Contains(err.Error(), "cannot send its binlog from 0-1-12") || res.File != "" {
+		t.Fatalf("rewind with the tail's binlog purged: %+v, %v; want a refusal saying the binlog cannot be sent", res, err)
+	}
+	t.Logf("refused: %v", err)
 }

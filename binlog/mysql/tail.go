@@ -121,6 +121,9 @@ func (tc TailCopier) copy(ctx context.Context, req tmysql.TailRequest, t *tailFi
 	}
 	for !t.complete() {
 		e, err := stream.GetEvent(ctx)
+		if mysqlErrorNumber(err) == 1236 { // ER_MASTER_FATAL_ERROR_READING_BINLOG: purged, or not in its binlog
+			return fmt.Errorf("%w: the server cannot send its binlog from %s: %v", topology.ErrCannotRewind, req.After, err)
+		}
 		if err != nil {
 			return fmt.Errorf("read the binlog (lacking %s): %w", t.lacking(), err)
 		}

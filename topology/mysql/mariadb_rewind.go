@@ -168,19 +168,16 @@ func (c mariadbControl) saveTail(ctx context.Context, addr, primary, saveDir str
 	res.Save = topology.Duration(time.Since(now))
 	if len(saved.GTIDs) > 0 {
 		res.File, res.Transactions, res.Events = path, len(saved.GTIDs), saved.Events
-		if want := tail.GTIDs(); !slices.Equal(saved.GTIDs, want) {
-			return rewindJournal{}, fmt.Errorf("rewind %s: %w: the saved tail %s holds %d transactions (%s), not the %d of %s after %s",
-				addr, ErrCannotRewind, path, len(saved.GTIDs), span(saved.GTIDs), len(want), tail.Errant, tail.From)
-		}
 	}
-	if errors.Is(err, ErrCannotRewind) {
+	switch {
+	case errors.Is(err, ErrCannotRewind):
 		return rewindJournal{}, fmt.Errorf("rewind %s: %w", addr, err)
-	}
-	if err != nil {
+	case err != nil:
 		return rewindJournal{}, fmt.Errorf("rewind %s: save its tail %s: %w", addr, tail.Errant, err)
 	}
-	if len(saved.GTIDs) == 0 {
-		return rewindJournal{}, fmt.Errorf("rewind %s: save its tail %s: nothing saved", addr, tail.Errant)
+	if want := tail.GTIDs(); !slices.Equal(saved.GTIDs, want) {
+		return rewindJournal{}, fmt.Errorf("rewind %s: %w: the saved tail %s holds %d transactions (%s), not the %d of %s after %s",
+			addr, ErrCannotRewind, path, len(saved.GTIDs), span(saved.GTIDs), len(want), tail.Errant, tail.From)
 	}
 	return rewindJournal{Addr: addr, Primary: primary, Time: now.UTC(), Before: own.history, Tail: tail.Errant,
 		From: tail.From, Kept: tail.Kept, File: path, Transactions: res.Transactions, Events: res.Events, Save: res.Save}, nil
