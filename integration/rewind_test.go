@@ -307,21 +307,38 @@ func readGTIDState(t *testing.T, l *Lab, node string) gtidState {
 	return s
 }
 
-func TestMariaDBRewindOldPrimary(t *testing.T) {
-	l := mariaLab(t)
-	ctl := rewindController(t, l)
-	oldAddr, nextAddr := addr(t, l, "mariadb-1"), addr(t, l, "mariadb-2")
-	createRewindTable(t, mysqlDB(t, l, "mariadb-1"))
-	fork := stopReceiving(t, l, "mariadb-1", "mariadb-2", "mariadb-3")
-	shared := tableRows(t, l, "mariadb-2")
+// tailScene is a lab after the failover that leaves mariadb-1 with a tail.
+type tailScene struct {
+	l                 *Lab
+	ctl               *mysql.Controller
+	oldAddr, nextAddr string
+	fork, tailEnd     string           // the position all share; where mariadb-1's binlog ends
+	tailTxns          int              // transactions in mariadb-1's tail
+	shared, held      map[int64]string // the table as all share it; as mariadb-1 holds it
+	before            gtidState        // mariadb-1's, fenced, before any rewind
+	saveDir           string
+}
 
-	// The primary is killed under the load, once it holds a tail of at
-	// least rewindTail transactions.
-	const workers, rewindTail = 6, 1500
+// oldPrimaryWithTail makes mariadb-1 hold an unreplicated tail: the
+// replicas stop receiving, six sessions write on mariadb-1 until it has
+// committed at least tail statements and transactions, and it is killed
+// (kill -9) under that load. mariadb-2, which lacks the tail, becomes the
+// primary (mariadb-3 follows it) and takes writes of its own, some on rows
+// the tail changed. mariadb-1 comes back and is fenced, as dbha fences it.
+func oldPrimaryWithTail(t *testing.T, tail int64) tailScene {
+	t.Helper()
+	l := mariaLab(t)
+	sc := tailScene{l: l, ctl: rewindController(t, l), oldAddr: addr(t, l, "mariadb-1"), nextAddr: addr(t, l, "mariadb-2"),
+		saveDir: filepath.Join(l.Dir, "state", "rewind", mariadbCluster)}
+	createRewindTable(t, mysqlDB(t, l, "mariadb-1"))
+	sc.fork = stopReceiving(t, l, "mariadb-1", "mariadb-2", "mariadb-3")
+	sc.shared = tableRows(t, l, "mariadb-2")
+
+	const workers = 6
 	loadStart := time.Now()
 	load := startRewindLoad(t, l, "mariadb-1", workers)
 	waitUntil(t, 2*time.Minute, "the load to commit a tail", func() error {
-		if n := load.committed.Load(); n < rewindTail {
+		if n := load.committed.Load(); n < tail {
 			return fmt.Errorf("%d committed", n)
 		}
 		return nil
@@ -336,38 +353,79 @@ func TestMariaDBRewindOldPrimary(t *testing.T) {
 	t.Logf("mariadb-1 killed (kill -9) under a load of %d sessions after %v, %d statements and transactions acknowledged",
 		workers, killed.Sub(loadStart).Round(time.Millisecond), load.committed.Load())
 
-	// mariadb-2, which lacks the tail, becomes the primary and takes writes
-	// of its own, some on rows the tail changed.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := ctl.Promote(ctx, nextAddr); err != nil {
+	if err := sc.ctl.Promote(ctx, sc.nextAddr); err != nil {
 		t.Fatal(err)
 	}
-	if err := ctl.Repoint(ctx, addr(t, l, "mariadb-3"), nextAddr); err != nil {
+	if err := sc.ctl.Repoint(ctx, addr(t, l, "mariadb-3"), sc.nextAddr); err != nil {
 		t.Fatal(err)
 	}
 	mustExec(t, mysqlDB(t, l, "mariadb-2"),
 		"INSERT INTO "+rwTable+" VALUES (900001, 9, 0, 'new primary', NULL)",
 		"UPDATE "+rwTable+" SET n = n + 1000, v = 'new primary' WHERE id IN (1, 2, 7, 8, 13)",
 		"DELETE FROM "+rwTable+" WHERE id IN (3, 4)")
-
-	// The old primary comes back, and is fenced as dbha fences it.
 	if err := l.Start(ctx, "mariadb-1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := ctl.Fence(ctx, oldAddr); err != nil {
+	if err := sc.ctl.Fence(ctx, sc.oldAddr); err != nil {
 		t.Fatal(err)
 	}
-	held := tableRows(t, l, "mariadb-1")
-	before := readGTIDState(t, l, "mariadb-1")
+	sc.held = tableRows(t, l, "mariadb-1")
+	sc.before = readGTIDState(t, l, "mariadb-1")
 	// What the restarted server's binlog holds is the tail (statements that
 	// changed no row, an update or delete of a row deleted before, are not
 	// in it; a transaction may be in it that the client never heard commit).
-	tailEnd := mariaBinlogPos(t, l, "mariadb-1")
-	tailTxns := int(mariaSeq(t, tailEnd) - mariaSeq(t, fork))
-	t.Logf("the old primary is back, fenced, with a tail of %d transactions after %s: %s", tailTxns, fork, tailEnd)
+	sc.tailEnd = mariaBinlogPos(t, l, "mariadb-1")
+	sc.tailTxns = int(mariaSeq(t, sc.tailEnd) - mariaSeq(t, sc.fork))
+	t.Logf("the old primary is back, fenced, with a tail of %d transactions after %s: %s", sc.tailTxns, sc.fork, sc.tailEnd)
+	return sc
+}
 
-	saveDir := filepath.Join(l.Dir, "state", "rewind", mariadbCluster)
+// checkRejoined checks that mariadb-1 replicates from mariadb-2 and, once
+// caught up, holds exactly its rows and GTID position.
+func checkRejoined(t *testing.T, sc tailScene) {
+	t.Helper()
+	l := sc.l
+	catchUp := time.Now()
+	want := mariaBinlogPos(t, l, "mariadb-2")
+	var waited int
+	if err := mysqlDB(t, l, "mariadb-1").QueryRow("SELECT MASTER_GTID_WAIT(?, 60)", want).Scan(&waited); err != nil || waited != 0 {
+		t.Fatalf("the old primary did not reach %s: %d, %v", want, waited, err)
+	}
+	t.Logf("caught up with the new primary's %s in %v after the rewind", want, time.Since(catchUp).Round(time.Millisecond))
+	if d := diffRows(tableRows(t, l, "mariadb-1"), tableRows(t, l, "mariadb-2")); d != "" {
+		t.Errorf("the old primary's rows differ from the new primary's: %s", d)
+	}
+	o, p := readGTIDState(t, l, "mariadb-1"), readGTIDState(t, l, "mariadb-2")
+	if o.current != p.current {
+		t.Errorf("gtid_current_pos %s on the old primary, %s on the new one", o.current, p.current)
+	}
+	op, _ := topology.ParseMariaDB(o.binlogState)
+	pp, _ := topology.ParseMariaDB(p.binlogState)
+	if e := topology.Errant(op, pp); e.String() != "" {
+		t.Errorf("the old primary still holds %s that the new one lacks (%s vs %s)", e, o.binlogState, p.binlogState)
+	}
+	t.Logf("GTID state before the rewind %+v, after %+v; the new primary's %+v", sc.before, o, p)
+	waitSnapshot(t, l, mariadbCluster, "mariadb-1 replicating from mariadb-2", rejoined(sc.nextAddr, sc.oldAddr))
+
+	id := 900100 + time.Now().UnixNano()%1000
+	mustExec(t, mysqlDB(t, l, "mariadb-2"), fmt.Sprintf("INSERT INTO %s VALUES (%d, 9, 0, 'after the rewind', NULL)", rwTable, id))
+	eventually(t, "a new write on the new primary to reach the old one", func() error {
+		var n int
+		if err := mysqlDB(t, l, "mariadb-1").QueryRow("SELECT count(*) FROM "+rwTable+" WHERE id = ?", id).Scan(&n); err != nil || n != 1 {
+			return fmt.Errorf("%d rows, %v", n, err)
+		}
+		return nil
+	})
+}
+
+func TestMariaDBRewindOldPrimary(t *testing.T) {
+	sc := oldPrimaryWithTail(t, 1500)
+	l, ctl, oldAddr, nextAddr, fork, tailEnd, tailTxns, saveDir := sc.l, sc.ctl, sc.oldAddr, sc.nextAddr, sc.fork, sc.tailEnd, sc.tailTxns, sc.saveDir
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
 	start := time.Now()
 	res, err := ctl.Rewind(ctx, oldAddr, nextAddr, saveDir)
 	took := time.Since(start)
@@ -387,45 +445,14 @@ func TestMariaDBRewindOldPrimary(t *testing.T) {
 			t.Fatalf("saved file %s: %v (mode %v); want a 0600 file in %s", res.File, err, st.Mode().Perm(), saveDir)
 		}
 		checkMariaExactlyOnce(t, "mariadb-binlog on the saved tail", mariaBinlogGTIDs(t, res.File), mariaSeq(t, fork), mariaSeq(t, tailEnd))
-		replayed, changes := replayVerbose(t, res.File, shared)
-		if d := diffRows(replayed, held); d != "" {
+		replayed, changes := replayVerbose(t, res.File, sc.shared)
+		if d := diffRows(replayed, sc.held); d != "" {
 			t.Errorf("the saved tail's %d row changes, replayed on the shared state, do not give the old primary's rows: %s", changes, d)
 		}
-		t.Logf("the saved tail replays %d row changes onto the %d shared rows: the old primary's %d rows exactly", changes, len(shared), len(held))
+		t.Logf("the saved tail replays %d row changes onto the %d shared rows: the old primary's %d rows exactly", changes, len(sc.shared), len(sc.held))
 	})
 
-	t.Run("rejoined", func(t *testing.T) {
-		catchUp := time.Now()
-		want := mariaBinlogPos(t, l, "mariadb-2")
-		var waited int
-		if err := mysqlDB(t, l, "mariadb-1").QueryRow("SELECT MASTER_GTID_WAIT(?, 60)", want).Scan(&waited); err != nil || waited != 0 {
-			t.Fatalf("the old primary did not reach %s: %d, %v", want, waited, err)
-		}
-		t.Logf("caught up with the new primary's %s in %v after the rewind", want, time.Since(catchUp).Round(time.Millisecond))
-		if d := diffRows(tableRows(t, l, "mariadb-1"), tableRows(t, l, "mariadb-2")); d != "" {
-			t.Errorf("the old primary's rows differ from the new primary's: %s", d)
-		}
-		o, p := readGTIDState(t, l, "mariadb-1"), readGTIDState(t, l, "mariadb-2")
-		if o.current != p.current {
-			t.Errorf("gtid_current_pos %s on the old primary, %s on the new one", o.current, p.current)
-		}
-		op, _ := topology.ParseMariaDB(o.binlogState)
-		pp, _ := topology.ParseMariaDB(p.binlogState)
-		if e := topology.Errant(op, pp); e.String() != "" {
-			t.Errorf("the old primary still holds %s that the new one lacks (%s vs %s)", e, o.binlogState, p.binlogState)
-		}
-		t.Logf("GTID state before the rewind %+v, after %+v; the new primary's %+v", before, o, p)
-		waitSnapshot(t, l, mariadbCluster, "mariadb-1 replicating from mariadb-2", rejoined(nextAddr, oldAddr))
-
-		mustExec(t, mysqlDB(t, l, "mariadb-2"), "INSERT INTO "+rwTable+" VALUES (900002, 9, 0, 'after the rewind', NULL)")
-		eventually(t, "a new write on the new primary to reach the old one", func() error {
-			var n int
-			if err := mysqlDB(t, l, "mariadb-1").QueryRow("SELECT count(*) FROM " + rwTable + " WHERE id = 900002").Scan(&n); err != nil || n != 1 {
-				return fmt.Errorf("%d rows, %v", n, err)
-			}
-			return nil
-		})
-	})
+	t.Run("rejoined", func(t *testing.T) { checkRejoined(t, sc) })
 
 	t.Run("a second call changes nothing", func(t *testing.T) {
 		files, _ := filepath.Glob(filepath.Join(saveDir, "*.bin"))
@@ -441,6 +468,42 @@ func TestMariaDBRewindOldPrimary(t *testing.T) {
 			t.Errorf("a second rewind changed the instance: %s", d)
 		}
 	})
+}
+
+// A rewind stopped after its undo, before the GTID reset (here because the
+// account lost RELOAD, which RESET MASTER needs; a crash there leaves the
+// same), is finished by the next call, which does not undo again.
+func TestMariaDBRewindResumesAfterAnInterruption(t *testing.T) {
+	sc := oldPrimaryWithTail(t, 300)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	admin := adminDB(t, sc.l, "mariadb-1")
+	mustExec(t, admin, "SET SESSION sql_log_bin = 0", "REVOKE RELOAD ON *.* FROM 'dbha'@'127.0.0.1'")
+	withoutReload := rewindController(t, sc.l) // new sessions: without RELOAD
+
+	first, err := withoutReload.Rewind(ctx, sc.oldAddr, sc.nextAddr, sc.saveDir)
+	if err == nil || errors.Is(err, mysql.ErrCannotRewind) || !strings.Contains(err.Error(), "undone; reset its GTID state") {
+		t.Fatalf("rewind without RELOAD: %+v, %v; want it to stop after the undo, at RESET MASTER", first, err)
+	}
+	t.Logf("stopped: %v", err)
+	if d := diffRows(tableRows(t, sc.l, "mariadb-1"), sc.shared); d != "" {
+		t.Errorf("after the undo the old primary's rows are not the shared ones: %s", d)
+	}
+	if now := readGTIDState(t, sc.l, "mariadb-1"); now != sc.before {
+		t.Errorf("the undo changed the GTID state %+v to %+v: it must create no GTIDs", sc.before, now)
+	}
+
+	mustExec(t, admin, "GRANT RELOAD ON *.* TO 'dbha'@'127.0.0.1'")
+	res, err := rewindController(t, sc.l).Rewind(ctx, sc.oldAddr, sc.nextAddr, sc.saveDir)
+	if err != nil {
+		t.Fatalf("rewind after the interruption: %v", err)
+	}
+	t.Logf("resumed: %+v", res)
+	files, _ := filepath.Glob(filepath.Join(sc.saveDir, "*.bin"))
+	if !res.Undone || res.File != first.File || res.Transactions != sc.tailTxns || len(files) != 1 {
+		t.Errorf("resumed %+v (files %v); want the first call's file %s and its %d transactions, undone once", res, files, first.File, sc.tailTxns)
+	}
+	checkRejoined(t, sc)
 }
 
 func TestMariaDBRewindRefusesDDL(t *testing.T) {
@@ -471,6 +534,17 @@ func TestMariaDBRewindRefusesDDL(t *testing.T) {
 	if err := ctl.Fence(ctx, oldAddr); err != nil {
 		t.Fatal(err)
 	}
+	// Without BINLOG ADMIN the undo could not run unbinlogged: that is
+	// found before anything is saved or undone.
+	admin := adminDB(t, l, "mariadb-1")
+	mustExec(t, admin, "SET SESSION sql_log_bin = 0", "REVOKE BINLOG ADMIN ON *.* FROM 'dbha'@'127.0.0.1'")
+	if _, err := rewindController(t, l).Rewind(ctx, oldAddr, nextAddr, saveDir); err == nil || errors.Is(err, mysql.ErrCannotRewind) || !strings.Contains(err.Error(), "grant BINLOG ADMIN") {
+		t.Fatalf("rewind without BINLOG ADMIN: %v; want an error asking for it", err)
+	}
+	if saved, _ := filepath.Glob(filepath.Join(saveDir, "*")); len(saved) != 0 {
+		t.Fatalf("a rewind that could not undo left %v", saved)
+	}
+	mustExec(t, admin, "GRANT BINLOG ADMIN ON *.* TO 'dbha'@'127.0.0.1'")
 	rows, state := tableRows(t, l, "mariadb-1"), readGTIDState(t, l, "mariadb-1")
 	var tables int
 	if err := old.QueryRow("SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'dbha_lab'").Scan(&tables); err != nil {

@@ -2,6 +2,7 @@ package mysql
 
 import (
 	"context"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net"
@@ -129,6 +130,9 @@ func (c mariadbControl) Rewind(ctx context.Context, addr, primary, saveDir strin
 	if c.tail == nil {
 		return res, fmt.Errorf("rewind %s: %w", addr, errNoTailSaver)
 	}
+	if err := c.canUndo(ctx, addr); err != nil {
+		return res, fmt.Errorf("rewind %s: %w", addr, err)
+	}
 
 	saved, err := c.saveTail(ctx, addr, primary, saveDir, own, tail, &res)
 	if err != nil {
@@ -150,6 +154,30 @@ func (st rewindState) readyToUndo(addr string) error {
 		return fmt.Errorf("rewind %s: %w: binlog_format is %s, not ROW: its statements cannot be undone", addr, ErrCannotRewind, st.binlogFormat)
 	case !strings.EqualFold(st.rowImage, "FULL"):
 		return fmt.Errorf("rewind %s: %w: binlog_row_image is %s, not FULL: its row events do not hold whole rows to put back", addr, ErrCannotRewind, st.rowImage)
+	}
+	return nil
+}
+
+// canUndo checks, before anything is saved or journaled, that the account
+// may run the undo without binlogging it: an undo that failed on its first
+// statement would leave the journal saying the data is in doubt.
+func (c mariadbControl) canUndo(ctx context.Context, addr string) error {
+	db, err := c.db(addr)
+	if err != nil {
+		return err
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", addr, err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "SET SESSION sql_log_bin = 0"); err != nil {
+		return fmt.Errorf("the undo must not be binlogged, and SET sql_log_bin failed (grant BINLOG ADMIN): %w", err)
+	}
+	// The session goes back to the pool: it must binlog again.
+	if _, err := conn.ExecContext(ctx, "SET SESSION sql_log_bin = 1"); err != nil {
+		conn.Raw(func(any) error { return driver.ErrBadConn }) // never reuse it
+		return fmt.Errorf("SET sql_log_bin back on %s: %w", addr, err)
 	}
 	return nil
 }
