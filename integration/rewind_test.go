@@ -30,9 +30,22 @@ import (
 // primary, and rewinds mariadb-1 onto it through the controller dbha uses.
 
 // rewindController is the lab cluster's controller as dbha builds it
-// (cmd/dbha newEngine): dbha's account, the replication account, and the
-// stream's server_id for reading a tail.
+// (cmd/dbha newEngine): dbha's account, the replication account, the apply
+// account (promotion.apply: admin), and the stream's server_id for reading
+// a tail.
 func rewindController(t *testing.T, l *Lab) *mysql.Controller {
+	t.Helper()
+	c := rewindControllerOf(t, l)
+	adminPW, err := readPassword(l.Secret("mariadb-admin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetApplyAccount("admin", adminPW)
+	return c
+}
+
+// rewindControllerOf is rewindController without an apply account.
+func rewindControllerOf(t *testing.T, l *Lab) *mysql.Controller {
 	t.Helper()
 	pw, err := readPassword(l.Secret("mariadb-dbha"))
 	if err != nil {
@@ -611,4 +624,57 @@ func TestMariaDBRewindRefusesDDL(t *testing.T) {
 		t.Fatalf("rewind with the tail's binlog purged: %+v, %v; want a refusal saying the binlog cannot be sent", res, err)
 	}
 	t.Logf("refused: %v", err)
+}
+
+// A tail that deletes parent rows of a cascading foreign key cannot be
+// undone: the child rows the cascade deleted are not in the binlog.
+func TestMariaDBRewindRefusesCascades(t *testing.T) {
+	l := mariaLab(t)
+	ctl := rewindController(t, l)
+	oldAddr, nextAddr := addr(t, l, "mariadb-1"), addr(t, l, "mariadb-2")
+	old := adminDB(t, l, "mariadb-1")
+	mustExec(t, old,
+		"CREATE TABLE dbha_lab.parent (id INT PRIMARY KEY)",
+		"CREATE TABLE dbha_lab.child (id INT PRIMARY KEY, p INT, CONSTRAINT child_p FOREIGN KEY (p) REFERENCES dbha_lab.parent (id) ON DELETE CASCADE)",
+		"INSERT INTO dbha_lab.parent VALUES (1), (2)",
+		"INSERT INTO dbha_lab.child VALUES (10, 1), (11, 1), (20, 2)")
+	stopReceiving(t, l, "mariadb-1", "mariadb-2", "mariadb-3")
+	mustExec(t, old, "INSERT INTO dbha_lab.parent VALUES (3)", "DELETE FROM dbha_lab.parent WHERE id = 1")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := ctl.Promote(ctx, nextAddr); err != nil {
+		t.Fatal(err)
+	}
+	if err := ctl.Fence(ctx, oldAddr); err != nil {
+		t.Fatal(err)
+	}
+	saveDir := filepath.Join(l.Dir, "state", "rewind", mariadbCluster)
+	state := readGTIDState(t, l, "mariadb-1")
+	children := func() string {
+		var ids string
+		if err := mysqlDB(t, l, "mariadb-1").QueryRow("SELECT COALESCE(GROUP_CONCAT(id ORDER BY id), '') FROM dbha_lab.child").Scan(&ids); err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	if got := children(); got != "20" {
+		t.Fatalf("the cascade left children %q, want 20", got)
+	}
+
+	// dbha's own account sees no table, so it cannot tell.
+	_, err := rewindControllerOf(t, l).Rewind(ctx, oldAddr, nextAddr, saveDir)
+	if !errors.Is(err, mysql.ErrCannotRewind) || !strings.Contains(err.Error(), `dbha_lab.parent, whose foreign keys account "dbha" cannot see`) {
+		t.Fatalf("rewind without an apply account: %v; want a refusal saying it cannot check dbha_lab.parent", err)
+	}
+	res, err := ctl.Rewind(ctx, oldAddr, nextAddr, saveDir)
+	if !errors.Is(err, mysql.ErrCannotRewind) || !strings.Contains(err.Error(), "it deletes rows of dbha_lab.parent, and foreign key child_p of dbha_lab.child is ON DELETE CASCADE") {
+		t.Fatalf("rewind of a tail that deleted through a cascade: %+v, %v; want a refusal naming the foreign key", res, err)
+	}
+	t.Logf("refused: %v", err)
+	if res.Undone || res.File == "" || res.Transactions != 2 {
+		t.Errorf("rewound %+v; want the tail's 2 transactions saved, nothing undone", res)
+	}
+	if got := children(); got != "20" || readGTIDState(t, l, "mariadb-1") != state {
+		t.Errorf("a refused rewind changed the instance: children %q, GTID state %+v (was %+v)", got, readGTIDState(t, l, "mariadb-1"), state)
+	}
 }

@@ -61,7 +61,7 @@ func (tc TailCopier) SaveTail(ctx context.Context, req tmysql.TailRequest) (tmys
 	if err := t.finish(); err != nil {
 		return tmysql.SavedTail{}, fmt.Errorf("save the tail of %s: %w", req.Addr, err)
 	}
-	saved := tmysql.SavedTail{GTIDs: t.gtids, Events: t.events}
+	saved := tmysql.SavedTail{GTIDs: t.gtids, Events: t.events, Tables: t.changed()}
 	if err := t.refusal(); err != nil {
 		return saved, fmt.Errorf("the tail of %s, saved in %s: %w", req.Addr, req.Path, err)
 	}

@@ -133,3 +133,37 @@ func shorten(q string) string {
 	}
 	return q
 }
+
+// tableMapName reads a Table_map event's table id and "db.table".
+func tableMapName(b []byte, postHeader int) (id uint64, name string, err error) {
+	if postHeader != 6 && postHeader != 8 || len(b) < postHeader+1 {
+		return 0, "", errShortEvent
+	}
+	id = tableID(b, postHeader)
+	p := postHeader
+	dbLen := int(b[p])
+	if p+1+dbLen+2 > len(b) {
+		return 0, "", errShortEvent
+	}
+	db := string(b[p+1 : p+1+dbLen])
+	p += 1 + dbLen + 1 // the name, then a NUL
+	tLen := int(b[p])
+	if p+1+tLen > len(b) {
+		return 0, "", errShortEvent
+	}
+	return id, db + "." + string(b[p+1:p+1+tLen]), nil
+}
+
+// tableID reads the table id that starts a Table_map or rows event's
+// post-header: 6 bytes, or 4 in the old 6-byte post-header.
+func tableID(b []byte, postHeader int) uint64 {
+	n := 6
+	if postHeader == 6 {
+		n = 4
+	}
+	var id uint64
+	for i := n - 1; i >= 0; i-- {
+		id = id<<8 | uint64(b[i])
+	}
+	return id
+}

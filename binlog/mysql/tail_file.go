@@ -14,6 +14,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/replication"
 
 	"github.com/dbha/dbha/topology"
+	tmysql "github.com/dbha/dbha/topology/mysql"
 )
 
 // maxReasons is how many refused transactions a refusal names.
@@ -51,8 +52,10 @@ type tailFile struct {
 
 	gtids    []string
 	events   int
-	bad      []string // the refused transactions' GTIDs
-	reasons  []string // why, for the first maxReasons of them
+	tableIDs map[uint64]string           // the open transaction's Table_map events
+	tables   map[string]*tmysql.TableOps // what the tail changes, by "db.table"
+	bad      []string                    // the refused transactions' GTIDs
+	reasons  []string                    // why, for the first maxReasons of them
 	refused  int
 	finished bool
 }
@@ -71,7 +74,8 @@ func newTailFile(path string, after, upto topology.Position, maxEvents int) (*ta
 	if err != nil {
 		return nil, err
 	}
-	t := &tailFile{path: path, after: st, want: map[uint32]*tailDomain{}, maxEvents: maxEvents}
+	t := &tailFile{path: path, after: st, want: map[uint32]*tailDomain{}, maxEvents: maxEvents,
+		tableIDs: map[uint64]string{}, tables: map[string]*tmysql.TableOps{}}
 	for _, g := range last.list() {
 		from := st.domains[g.Domain].Seq
 		t.want[g.Domain] = &tailDomain{server: g.Server, next: from + 1, last: g.Seq, written: from}
@@ -188,6 +192,9 @@ func (t *tailFile) append(h header, ev []byte) error {
 	} else if why := undoable(h, out, t.format, t.postHeader); why != "" && t.curBad == "" {
 		t.curBad = why
 	}
+	if err := t.track(h, out); err != nil && t.curBad == "" {
+		t.curBad = "an unreadable " + h.Type.String() + ": " + err.Error()
+	}
 	if _, err := t.bw.Write(out); err != nil {
 		return fmt.Errorf("write the tail file: %w", err)
 	}
@@ -208,6 +215,55 @@ func (t *tailFile) append(h header, ev []byte) error {
 		}
 	}
 	return nil
+}
+
+// track follows which tables the tail's row events change, and how.
+func (t *tailFile) track(h header, ev []byte) error {
+	b := body(ev, t.format.checksum)
+	ph := t.postHeader(h.Type)
+	switch h.Type {
+	case typeMariaGTID:
+		clear(t.tableIDs)
+	case replication.TABLE_MAP_EVENT:
+		id, name, err := tableMapName(b, ph)
+		if err != nil {
+			return err
+		}
+		t.tableIDs[id] = name
+	case replication.WRITE_ROWS_EVENTv1, replication.WRITE_ROWS_EVENTv2,
+		replication.UPDATE_ROWS_EVENTv1, replication.UPDATE_ROWS_EVENTv2,
+		replication.DELETE_ROWS_EVENTv1, replication.DELETE_ROWS_EVENTv2:
+		if ph != 6 && ph != 8 || len(b) < ph {
+			return errShortEvent
+		}
+		name, ok := t.tableIDs[tableID(b, ph)]
+		if !ok {
+			return errors.New("a row event without its Table_map event")
+		}
+		ops := t.tables[name]
+		if ops == nil {
+			ops = &tmysql.TableOps{}
+			t.tables[name] = ops
+		}
+		switch h.Type {
+		case replication.WRITE_ROWS_EVENTv1, replication.WRITE_ROWS_EVENTv2:
+			ops.Writes++
+		case replication.UPDATE_ROWS_EVENTv1, replication.UPDATE_ROWS_EVENTv2:
+			ops.Updates++
+		default:
+			ops.Deletes++
+		}
+	}
+	return nil
+}
+
+// changed is what the tail changes, by table.
+func (t *tailFile) changed() map[string]tmysql.TableOps {
+	out := make(map[string]tmysql.TableOps, len(t.tables))
+	for name, ops := range t.tables {
+		out[name] = *ops
+	}
+	return out
 }
 
 // begin checks a transaction's GTID: the next of its domain's tail, from

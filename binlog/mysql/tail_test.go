@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/replication"
 
 	"github.com/dbha/dbha/topology"
+	tmysql "github.com/dbha/dbha/topology/mysql"
 )
 
 // The captured server binlog holds 0-1-14 .. 0-1-45 after 0-1-13: row
@@ -112,6 +114,16 @@ func TestTailFileSavesAndJudgesEveryTransaction(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("refusal %q does not say %q", err, want)
 		}
+	}
+
+	// Every row event is counted against its table, by kind (as
+	// mariadb-binlog counts Write_rows, Update_rows, Delete_rows per table).
+	want := map[string]tmysql.TableOps{
+		"dbha_lab.t": {Writes: 14, Updates: 1, Deletes: 3}, "dbha_lab.heartbeat": {Writes: 3},
+		"cap.t": {Writes: 10, Updates: 1, Deletes: 3},
+	}
+	if got := tf.changed(); !maps.Equal(got, want) {
+		t.Errorf("tables changed: %v, want %v", got, want)
 	}
 
 	// The file reads back as a finished binlog that starts after 0-1-13,

@@ -207,6 +207,9 @@ func (c mariadbControl) saveTail(ctx context.Context, addr, primary, saveDir str
 		return rewindJournal{}, fmt.Errorf("rewind %s: %w: the saved tail %s holds %d transactions (%s), not the %d of %s after %s",
 			addr, ErrCannotRewind, path, len(saved.GTIDs), span(saved.GTIDs), len(want), tail.Errant, tail.From)
 	}
+	if err := c.checkCascades(ctx, addr, saved.Tables); err != nil {
+		return rewindJournal{}, fmt.Errorf("rewind %s: the tail saved in %s: %w", addr, path, err)
+	}
 	return rewindJournal{Addr: addr, Primary: primary, Time: now.UTC(), Before: own.history, Tail: tail.Errant,
 		From: tail.From, Kept: tail.Kept, File: path, Transactions: res.Transactions, Events: res.Events, Save: res.Save}, nil
 }

@@ -48,8 +48,14 @@ type TailRequest struct {
 
 // SavedTail is what a saved tail file holds.
 type SavedTail struct {
-	GTIDs  []string // in binlog order
-	Events int      // events inside the transactions
+	GTIDs  []string            // in binlog order
+	Events int                 // events inside the transactions
+	Tables map[string]TableOps // the tables its row events change, by "db.table"
+}
+
+// TableOps counts the row events of a tail on one table, by kind.
+type TableOps struct {
+	Writes, Updates, Deletes int
 }
 
 // SetTailSaver gives the controller what Rewind saves a tail with.
@@ -66,16 +72,20 @@ var errNoTailSaver = errors.New("no tail saver: the controller was built without
 // repoints it. With nothing to undo it only repoints.
 //
 // What cannot be undone safely is refused with an error wrapping
-// ErrCannotRewind that says why; addr is left as it was (the result may
-// still name the saved file, for the record of what addr holds). It is
+// ErrCannotRewind that says why (see TailSaver; also row changes on a
+// table whose foreign keys cascade, which the binlog does not show); addr
+// is left as it was (the result may still name the saved file, for the
+// record of what addr holds). It is
 // resumable: a call after a crash finishes an interrupted rewind instead of
 // undoing twice (state kept in saveDir), and refuses when a crash
 // interrupted the undo itself, which leaves addr's data in doubt.
 //
 // The account needs, beyond what repointing needs, BINLOG ADMIN (the undo
-// runs with sql_log_bin=0 so that it creates no GTIDs; RESET MASTER and
-// gtid_binlog_state), BINLOG REPLAY and READ_ONLY ADMIN. The mariadb-binlog
-// and mariadb tools must be installed.
+// runs with sql_log_bin=0 so that it creates no GTIDs; gtid_binlog_state),
+// RELOAD (RESET MASTER), BINLOG REPLAY and READ_ONLY ADMIN. The apply
+// account (SetApplyAccount) must see the tables whose rows the tail
+// updates or deletes, to check their foreign keys. The mariadb-binlog and
+// mariadb tools must be installed.
 func (c *Controller) Rewind(ctx context.Context, addr, primary, saveDir string) (topology.Rewound, error) {
 	return c.flavor.Rewind(ctx, addr, primary, saveDir)
 }

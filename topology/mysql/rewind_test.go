@@ -119,3 +119,15 @@ func TestRewindJournal(t *testing.T) {
 		t.Errorf("tail path %s", p)
 	}
 }
+
+func TestTupleList(t *testing.T) {
+	in, args := tupleList([]string{"a.t", "b.u"})
+	if in != "((?, ?), (?, ?))" || len(args) != 4 || args[0] != "a" || args[1] != "t" || args[2] != "b" || args[3] != "u" {
+		t.Errorf("tupleList = %q %v", in, args)
+	}
+	for rule, want := range map[string]bool{"RESTRICT": false, "NO ACTION": false, "CASCADE": true, "SET NULL": true, "SET DEFAULT": true} {
+		if cascades(rule) != want {
+			t.Errorf("cascades(%q) = %v", rule, !want)
+		}
+	}
+}
