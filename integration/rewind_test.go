@@ -451,6 +451,9 @@ func TestMariaDBRewindOldPrimary(t *testing.T) {
 	if !res.Undone || res.Transactions != tailTxns || res.Tail.String() != tailEnd || res.From.String() != fork {
 		t.Errorf("rewound %+v; want %d transactions undone, tail %s after %s", res, tailTxns, tailEnd, fork)
 	}
+	if ops := res.Tables[rwTable]; len(res.Tables) != 1 || ops.Writes == 0 || ops.Updates == 0 || ops.Deletes == 0 {
+		t.Errorf("the tail changes %v; want inserts, updates and deletes on %s only", res.Tables, rwTable)
+	}
 
 	t.Run("the saved tail", func(t *testing.T) {
 		st, err := os.Stat(res.File)

@@ -26,9 +26,11 @@ type Rewound struct {
 	// both hold: the tail starts after it, and the instance replicates on
 	// from it.
 	From Position `json:"from"`
-	// Transactions and Events count what File holds.
-	Transactions int `json:"transactions"`
-	Events       int `json:"events"`
+	// Transactions and Events count what File holds; Tables what its row
+	// events change, by "db.table".
+	Transactions int                   `json:"transactions"`
+	Events       int                   `json:"events"`
+	Tables       map[string]RowChanges `json:"tables,omitempty"`
 	// Undone: the tail was undone on the instance, its GTID state set back
 	// to From, and it was repointed at the primary.
 	Undone bool `json:"undone"`
@@ -37,6 +39,14 @@ type Rewound struct {
 	Save   Duration `json:"save"`
 	Undo   Duration `json:"undo"`
 	Rejoin Duration `json:"rejoin"`
+}
+
+// RowChanges counts row events on one table, by kind (an event may change
+// several rows).
+type RowChanges struct {
+	Writes  int `json:"writes,omitempty"`
+	Updates int `json:"updates,omitempty"`
+	Deletes int `json:"deletes,omitempty"`
 }
 
 // Tail is where a MariaDB instance's history leaves the primary's: the

@@ -14,7 +14,6 @@ import (
 	"github.com/go-mysql-org/go-mysql/replication"
 
 	"github.com/dbha/dbha/topology"
-	tmysql "github.com/dbha/dbha/topology/mysql"
 )
 
 // maxReasons is how many refused transactions a refusal names.
@@ -52,10 +51,10 @@ type tailFile struct {
 
 	gtids    []string
 	events   int
-	tableIDs map[uint64]string           // the open transaction's Table_map events
-	tables   map[string]*tmysql.TableOps // what the tail changes, by "db.table"
-	bad      []string                    // the refused transactions' GTIDs
-	reasons  []string                    // why, for the first maxReasons of them
+	tableIDs map[uint64]string               // the open transaction's Table_map events
+	tables   map[string]*topology.RowChanges // what the tail changes, by "db.table"
+	bad      []string                        // the refused transactions' GTIDs
+	reasons  []string                        // why, for the first maxReasons of them
 	refused  int
 	finished bool
 }
@@ -75,7 +74,7 @@ func newTailFile(path string, after, upto topology.Position, maxEvents int) (*ta
 		return nil, err
 	}
 	t := &tailFile{path: path, after: st, want: map[uint32]*tailDomain{}, maxEvents: maxEvents,
-		tableIDs: map[uint64]string{}, tables: map[string]*tmysql.TableOps{}}
+		tableIDs: map[uint64]string{}, tables: map[string]*topology.RowChanges{}}
 	for _, g := range last.list() {
 		from := st.domains[g.Domain].Seq
 		t.want[g.Domain] = &tailDomain{server: g.Server, next: from + 1, last: g.Seq, written: from}
@@ -242,7 +241,7 @@ func (t *tailFile) track(h header, ev []byte) error {
 		}
 		ops := t.tables[name]
 		if ops == nil {
-			ops = &tmysql.TableOps{}
+			ops = &topology.RowChanges{}
 			t.tables[name] = ops
 		}
 		switch h.Type {
@@ -258,8 +257,8 @@ func (t *tailFile) track(h header, ev []byte) error {
 }
 
 // changed is what the tail changes, by table.
-func (t *tailFile) changed() map[string]tmysql.TableOps {
-	out := make(map[string]tmysql.TableOps, len(t.tables))
+func (t *tailFile) changed() map[string]topology.RowChanges {
+	out := make(map[string]topology.RowChanges, len(t.tables))
 	for name, ops := range t.tables {
 		out[name] = *ops
 	}

@@ -15,7 +15,6 @@ import (
 	"github.com/go-mysql-org/go-mysql/replication"
 
 	"github.com/dbha/dbha/topology"
-	tmysql "github.com/dbha/dbha/topology/mysql"
 )
 
 // The captured server binlog holds 0-1-14 .. 0-1-45 after 0-1-13: row
@@ -118,7 +117,7 @@ func TestTailFileSavesAndJudgesEveryTransaction(t *testing.T) {
 
 	// Every row event is counted against its table, by kind (as
 	// mariadb-binlog counts Write_rows, Update_rows, Delete_rows per table).
-	want := map[string]tmysql.TableOps{
+	want := map[string]topology.RowChanges{
 		"dbha_lab.t": {Writes: 14, Updates: 1, Deletes: 3}, "dbha_lab.heartbeat": {Writes: 3},
 		"cap.t": {Writes: 10, Updates: 1, Deletes: 3},
 	}

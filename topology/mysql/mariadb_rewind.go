@@ -195,7 +195,7 @@ func (c mariadbControl) saveTail(ctx context.Context, addr, primary, saveDir str
 		After: tail.From, Upto: tail.Errant, Path: path, MaxEvents: MaxRewindEvents})
 	res.Save = topology.Duration(time.Since(now))
 	if len(saved.GTIDs) > 0 {
-		res.File, res.Transactions, res.Events = path, len(saved.GTIDs), saved.Events
+		res.File, res.Transactions, res.Events, res.Tables = path, len(saved.GTIDs), saved.Events, saved.Tables
 	}
 	switch {
 	case errors.Is(err, ErrCannotRewind):
@@ -211,7 +211,8 @@ func (c mariadbControl) saveTail(ctx context.Context, addr, primary, saveDir str
 		return rewindJournal{}, fmt.Errorf("rewind %s: the tail saved in %s: %w", addr, path, err)
 	}
 	return rewindJournal{Addr: addr, Primary: primary, Time: now.UTC(), Before: own.history, Tail: tail.Errant,
-		From: tail.From, Kept: tail.Kept, File: path, Transactions: res.Transactions, Events: res.Events, Save: res.Save}, nil
+		From: tail.From, Kept: tail.Kept, File: path, Transactions: res.Transactions, Events: res.Events, Tables: res.Tables,
+		Save: res.Save}, nil
 }
 
 // span names a GTID list by its ends.

@@ -48,14 +48,9 @@ type TailRequest struct {
 
 // SavedTail is what a saved tail file holds.
 type SavedTail struct {
-	GTIDs  []string            // in binlog order
-	Events int                 // events inside the transactions
-	Tables map[string]TableOps // the tables its row events change, by "db.table"
-}
-
-// TableOps counts the row events of a tail on one table, by kind.
-type TableOps struct {
-	Writes, Updates, Deletes int
+	GTIDs  []string                       // in binlog order
+	Events int                            // events inside the transactions
+	Tables map[string]topology.RowChanges // the tables its row events change, by "db.table"
 }
 
 // SetTailSaver gives the controller what Rewind saves a tail with.

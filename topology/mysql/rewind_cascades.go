@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/dbha/dbha/topology"
 )
 
 // checkCascades refuses a tail that deletes or updates rows of a table
@@ -14,7 +16,7 @@ import (
 // looks with the apply account (SetApplyAccount), which must see each such
 // table: information_schema shows an account only the tables it has a
 // privilege on, and dbha's own account has none.
-func (c mariadbControl) checkCascades(ctx context.Context, addr string, tables map[string]TableOps) error {
+func (c mariadbControl) checkCascades(ctx context.Context, addr string, tables map[string]topology.RowChanges) error {
 	var parents []string // tables whose rows the tail deletes or updates
 	for name, ops := range tables {
 		if ops.Updates > 0 || ops.Deletes > 0 {

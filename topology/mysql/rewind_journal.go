@@ -35,18 +35,19 @@ type rewindJournal struct {
 	Tail   topology.Position `json:"tail"`
 	From   topology.Position `json:"from"`
 	// Kept is the gtid_binlog_state the reset gives the instance.
-	Kept         topology.Position `json:"kept"`
-	File         string            `json:"file"`
-	Transactions int               `json:"transactions"`
-	Events       int               `json:"events"`
-	Save         topology.Duration `json:"save"`
-	Undo         topology.Duration `json:"undo"`
+	Kept         topology.Position              `json:"kept"`
+	File         string                         `json:"file"`
+	Transactions int                            `json:"transactions"`
+	Events       int                            `json:"events"`
+	Tables       map[string]topology.RowChanges `json:"tables,omitempty"`
+	Save         topology.Duration              `json:"save"`
+	Undo         topology.Duration              `json:"undo"`
 }
 
 // rewound is what the journal says was done.
 func (j rewindJournal) rewound() topology.Rewound {
 	return topology.Rewound{File: j.File, Tail: j.Tail, From: j.From, Transactions: j.Transactions, Events: j.Events,
-		Save: j.Save, Undo: j.Undo}
+		Tables: j.Tables, Save: j.Save, Undo: j.Undo}
 }
 
 // fileSafe turns an address into a file name part: [::1]:3306 → __1_3306.
