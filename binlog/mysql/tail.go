@@ -106,7 +106,9 @@ func (tc TailCopier) copy(ctx context.Context, req tmysql.TailRequest, t *tailFi
 		ServerID: tc.ServerID, Flavor: mysql.MariaDBFlavor, Host: host, Port: uint16(port),
 		User: req.User, Password: req.Password, Localhost: "dbha-rewind",
 		RawModeEnabled: true, DisableRetrySync: true, // one pass: a broken connection fails the copy
-		HeartbeatPeriod: tailHeartbeat, ReadTimeout: 10 * tailHeartbeat,
+		// A long read timeout: a server may be slow to reach the tail in a
+		// large binlog; the caller's context bounds the whole copy.
+		HeartbeatPeriod: tailHeartbeat, ReadTimeout: 60 * tailHeartbeat,
 		DumpCommandFlag: replication.BINLOG_SEND_ANNOTATE_ROWS_EVENT, // keep the statements' text for readers
 		Logger:          quiet(log),
 	})
