@@ -29,6 +29,7 @@ const mariadbDBHAGrant = "GRANT " +
 	"READ_ONLY ADMIN, " + // SET GLOBAL read_only (fence the old primary, open the new one); write while read_only
 	"CONNECTION ADMIN, " + // KILL other users' sessions when fencing the old primary
 	"BINLOG REPLAY, " + // run BINLOG statements: apply events from dbha's store to the candidate
+	"BINLOG ADMIN, " + // rewind an old primary: undo its tail with sql_log_bin=0, RESET MASTER, gtid_binlog_state
 	"PROCESS, " + // SHOW PROCESSLIST of every user: sessions to kill, binlog dump threads
 	"RELOAD, " + // RESET SLAVE ALL when promoting a replica
 	"REPLICATION MASTER ADMIN " + // SHOW SLAVE HOSTS: no replica may use the stream's server_id

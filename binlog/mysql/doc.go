@@ -6,6 +6,11 @@
 // it must not know about Consul or failover policy, and it never decides
 // which instance is the primary (Config.Primary says).
 //
+// TailCopier (tail.go) reads, the same way, a fenced former primary's
+// unreplicated tail into a single binlog file for a rewind
+// (topology/mysql.Controller.Rewind), and judges each event: only
+// transactions of full-image row events can be undone.
+//
 // # Store layout
 //
 // A store directory (binlog.Dir(state_dir, cluster)) holds, like a server's

@@ -41,6 +41,9 @@ func newEngine(cfg config.Config, cl config.Cluster) (promote.Engine, func() err
 		}
 		c.SetApplyAccount(a.User, applyPassword)
 	}
+	// A rewind reads a fenced old primary's tail under the stream's
+	// server_id: the stream itself follows the primary, never that instance.
+	c.SetTailSaver(mysqlstream.TailCopier{ServerID: cl.Stream.ServerID})
 	return mariadbEngine{Controller: c, Replay: mysqlstream.Replay{Dir: store, Replica: c}}, c.Close, nil
 }
 

@@ -41,6 +41,7 @@ type flavor interface {
 	Fence(ctx context.Context, addr string) error
 	Unfence(ctx context.Context, addr string) error
 	Position(ctx context.Context, addr string) (topology.Position, error)
+	Rewind(ctx context.Context, addr, primary, saveDir string) (topology.Rewound, error)
 }
 
 // NewController returns a controller for engine (topology.MariaDB or
@@ -137,7 +138,8 @@ func (c *Controller) Position(ctx context.Context, addr string) (topology.Positi
 type servers struct {
 	user, password           string
 	replUser, replPassword   string
-	applyUser, applyPassword string // replays binlog events; defaults to user
+	applyUser, applyPassword string    // replays binlog events; defaults to user
+	tail                     TailSaver // saves a rewound instance's tail; nil until SetTailSaver
 
 	mu    sync.Mutex
 	pools map[string]*sql.DB

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"strings"
 
 	"github.com/dbha/dbha/topology"
@@ -99,10 +98,8 @@ func (c mariadbControl) ApplyBinlog(ctx context.Context, addr string, files []st
 	if err != nil {
 		return err
 	}
-	for _, tool := range []string{"mariadb-binlog", "mariadb"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("%s not found: install mariadb-client (make deps): %w", tool, err)
-		}
+	if err := requireTools("mariadb-binlog", "mariadb"); err != nil {
+		return err
 	}
 	optFile, cleanup, err := clientOptionFile(c.applyUser, c.applyPassword, host, port)
 	if err != nil {
@@ -114,31 +111,9 @@ func (c mariadbControl) ApplyBinlog(ctx context.Context, addr string, files []st
 	if s := after.String(); s != "" {
 		args = append(args, "--start-position="+s)
 	}
-	decode := exec.CommandContext(ctx, "mariadb-binlog", append(args, files...)...)
-	apply := exec.CommandContext(ctx, "mariadb", "--defaults-extra-file="+optFile, "--batch", "--binary-mode")
-	var decodeErr, applyErr strings.Builder
-	decode.Stderr, apply.Stderr = &decodeErr, &applyErr
-	pipe, err := decode.StdoutPipe()
+	err = pipeBinlog(ctx, append(args, files...), []string{"--defaults-extra-file=" + optFile, "--batch", "--binary-mode"})
 	if err != nil {
-		return err
-	}
-	apply.Stdin = pipe
-	if err := decode.Start(); err != nil {
-		return fmt.Errorf("start mariadb-binlog: %w", err)
-	}
-	if err := apply.Start(); err != nil {
-		decode.Process.Kill()
-		decode.Wait()
-		return fmt.Errorf("start mariadb: %w", err)
-	}
-	// Only the client reads the pipe now: should it fail, mariadb-binlog
-	// sees a broken pipe instead of blocking on a pipe still open here.
-	pipe.Close()
-	runErr := apply.Wait()
-	waitErr := decode.Wait()
-	if runErr != nil || waitErr != nil {
-		return fmt.Errorf("replay binlog on %s after %s up to %s: mariadb-binlog: %v %s; mariadb: %v %s",
-			addr, after, upto, waitErr, strings.TrimSpace(decodeErr.String()), runErr, strings.TrimSpace(applyErr.String()))
+		return fmt.Errorf("replay binlog on %s after %s up to %s: %w", addr, after, upto, err)
 	}
 	return c.exec(ctx, addr, "STOP SLAVE", "SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos")
 }

@@ -57,3 +57,7 @@ func (mysqlControl) Unfence(_ context.Context, addr string) error {
 func (mysqlControl) Position(_ context.Context, addr string) (topology.Position, error) {
 	return topology.Position{}, unsupported("read the binlog position", addr)
 }
+
+func (mysqlControl) Rewind(_ context.Context, addr, _, _ string) (topology.Rewound, error) {
+	return topology.Rewound{}, unsupported("rewind", addr)
+}
