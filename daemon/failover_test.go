@@ -437,7 +437,7 @@ func TestOldPrimaryWithATailIsRewound(t *testing.T) {
 	}
 	recs := r.store.Records("c")
 	rw := recs[len(recs)-1].Ledger.Rewound
-	if len(rw) != 1 || rw[0].Instance != a || rw[0].Undone.String() != "0-7-12" || rw[0].File == "" {
+	if len(rw) != 1 || rw[0].Instance != a || rw[0].Tail.String() != "0-7-12" || !rw[0].Undone || rw[0].File == "" {
 		t.Fatalf("ledger rewound = %+v, want %s's tail 0-7-12 with its file", rw, a)
 	}
 	if codes := r.cycle(); len(codes) != 0 {

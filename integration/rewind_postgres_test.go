@@ -84,7 +84,7 @@ func TestPostgresRewindSavesDiscardedWAL(t *testing.T) {
 	if saved.Bytes <= 0 || saved.File == "" {
 		t.Fatalf("the ledger lists no WAL saved: %+v\n%s", saved, run.log())
 	}
-	end := saved.Undone
+	end := saved.Tail
 	if end.Timeline() != 1 || end.LSN() < after {
 		t.Errorf("ledger: undone %s, want timeline 1 at or past %s (where the last lost row committed)", end, after)
 	}

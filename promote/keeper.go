@@ -331,7 +331,7 @@ func (k *Keeper) rewind(ctx context.Context, d Divergent, writer string) error {
 		return nil
 	}
 	k.log.Warn("rewound a former primary: the transactions the new primary lacked are saved and undone, and it follows the writer",
-		"instance", d.Addr, "primary", writer, "transactions", res.Transactions, "bytes", res.Bytes, "undone", res.Undone.String(), "saved_to", res.File)
+		"instance", d.Addr, "primary", writer, "transactions", res.Transactions, "bytes", res.Bytes, "tail", res.Tail.String(), "saved_to", res.File)
 	if err := k.ledger(ctx, res); err != nil {
 		k.log.Error("record the rewind in the recovery's ledger", "instance", d.Addr, "saved_to", res.File, "err", err)
 	}

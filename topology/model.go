@@ -219,23 +219,3 @@ func (s Snapshot) Readers(maxLagSeconds float64) []string {
 	}
 	return out
 }
-
-// ErrCannotRewind: a former primary holds transactions that cannot be
-// undone safely (DDL, a non-row event, a write of unknown origin); it needs
-// a reseed from a backup. Engines wrap it with the reason.
-var ErrCannotRewind = errors.New("the transactions cannot be undone safely")
-
-// Rewound is what rewinding a former primary did: the transactions it held
-// that the new primary lacked, saved to File (MariaDB: a binlog that
-// mariadb-binlog reads, with their GTIDs; PostgreSQL: a directory of WAL
-// segments that pg_waldump reads, with rewind.json giving the range) and
-// then undone on it. PostgreSQL's Undone is the former primary's position
-// (LSN and timeline) before pg_rewind, and Bytes the WAL saved.
-type Rewound struct {
-	Instance     string   `json:"instance"`
-	File         string   `json:"file"`
-	Undone       Position `json:"undone"`
-	Transactions int      `json:"transactions"`
-	Events       int      `json:"events"`
-	Bytes        int64    `json:"bytes,omitempty"` // PostgreSQL: the WAL saved
-}

@@ -16,12 +16,19 @@ var ErrCannotRewind = errors.New("cannot rewind")
 // Rewound is what rewinding a former primary did: its extra transactions,
 // where they were saved, and whether they were undone.
 type Rewound struct {
-	// File is the saved tail: a binlog file that mariadb-binlog reads, with
-	// the transactions' GTIDs. "" when nothing was saved.
+	// Instance is the former primary.
+	Instance string `json:"instance"`
+	// File is the saved tail: MariaDB, a binlog file that mariadb-binlog
+	// reads, with the transactions' GTIDs; PostgreSQL, a directory of WAL
+	// segments that pg_waldump reads, with rewind.json giving the range.
+	// "" when nothing was saved.
 	File string `json:"file,omitempty"`
-	// Tail is what the instance held that the primary lacked (Errant form:
-	// the last GTID per domain and server); empty when nothing.
+	// Tail is what the instance held that the primary lacked: MariaDB, the
+	// errant GTIDs (the last per domain and server); PostgreSQL, its
+	// position (LSN and timeline) before pg_rewind. Empty when nothing.
 	Tail Position `json:"tail"`
+	// Bytes is the WAL saved (PostgreSQL).
+	Bytes int64 `json:"bytes,omitempty"`
 	// From is the last GTID per domain that the instance and the primary
 	// both hold: the tail starts after it, and the instance replicates on
 	// from it.

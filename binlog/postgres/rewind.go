@@ -79,5 +79,5 @@ func (r Rewinder) Rewind(ctx context.Context, addr, primary, saveDir string) (to
 		}
 		return topology.Rewound{}, fmt.Errorf("rejoin %s to %s: %w", addr, primary, err)
 	}
-	return topology.Rewound{Instance: addr, File: saved.Dir, Undone: saved.End, Bytes: saved.Bytes}, nil
+	return topology.Rewound{Instance: addr, File: saved.Dir, Tail: saved.End, Bytes: saved.Bytes, Undone: saved.Dir != ""}, nil
 }

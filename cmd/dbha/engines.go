@@ -33,7 +33,7 @@ func newEngine(cfg config.Config, cl config.Cluster) (promote.Engine, func() err
 		rw := pgstream.Rewinder{User: cl.Replication.User, Password: replPassword, Rejoiner: c}
 		return postgresEngine{Controller: c, Handover: h, Rewinder: rw}, c.Close, nil
 	}
-	c := mysql.NewController(topology.Engine(cl.Engine), cl.User, password, cl.Replication.User, replPassword)
+	c := mysql.NewController(cl.Engine, cl.User, password, cl.Replication.User, replPassword)
 	if a := cl.Promotion.Apply; a.User != "" {
 		applyPassword, err := readSecret(a.Password())
 		if err != nil {
@@ -47,8 +47,9 @@ func newEngine(cfg config.Config, cl config.Cluster) (promote.Engine, func() err
 	return mariadbEngine{Controller: c, Replay: mysqlstream.Replay{Dir: store, Replica: c}}, c.Close, nil
 }
 
-// mariadbEngine is a MariaDB promotion's engine: the controller, plus
-// replay of dbha's binlog store.
+// mariadbEngine is a MariaDB promotion's engine: the controller (which
+// also rewinds a former primary's unreplicated tail), plus replay of
+// dbha's binlog store.
 type mariadbEngine struct {
 	*mysql.Controller
 	mysqlstream.Replay
@@ -64,9 +65,11 @@ type postgresEngine struct {
 }
 
 // A reseed attaches the replica it rebuilt through the same engine; the
-// keeper rewinds a PostgreSQL former primary ahead of the fork through it.
+// keeper rewinds a former primary that holds what the writer lacks
+// through it.
 var (
 	_ backup.Replication = mariadbEngine{}
 	_ backup.Replication = postgresEngine{}
+	_ promote.Rewinder   = mariadbEngine{}
 	_ promote.Rewinder   = postgresEngine{}
 )

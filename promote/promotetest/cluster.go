@@ -252,7 +252,7 @@ func (c *Cluster) Rewind(_ context.Context, addr, primary, saveDir string) (topo
 		if err != nil {
 			return err
 		}
-		r = topology.Rewound{File: saveDir + "/rewind-" + addr + ".bin", Undone: undone, Transactions: len(strings.Split(n.Tail, ","))}
+		r = topology.Rewound{File: saveDir + "/rewind-" + addr + ".bin", Tail: undone, Undone: true, Transactions: len(strings.Split(n.Tail, ","))}
 		n.Tail, n.Source, n.Halted = "", primary, false
 		return nil
 	})
