@@ -361,6 +361,10 @@ func (w *watcher) resume(ctx context.Context, at time.Time) bool {
 	case rec != nil:
 		w.log.Warn("resumed a recovery a previous manager left unfinished", "recovery", rec.ID, "done", rec.Done)
 		w.tracker = checks.Tracker{} // the primary changed: count afresh
+		// This cycle's findings are from before the resumed recovery moved
+		// the primary: act on the next cycle's.
+		w.resumePending, w.warned = false, ""
+		return false
 	}
 	w.resumePending, w.warned = false, ""
 	return true
@@ -404,6 +408,9 @@ func (w *watcher) recover(ctx context.Context, f checks.Finding, findings []chec
 	switch {
 	case errors.Is(err, promote.ErrLocked):
 		w.log.Info("another manager is recovering the cluster", "code", f.Code)
+	case errors.Is(err, promote.ErrNothingToRecover):
+		w.log.Info("no recovery needed after all", "code", f.Code, "why", err.Error())
+		w.tracker = checks.Tracker{} // what was seen is stale: count afresh
 	case errors.Is(err, promote.ErrBlocked):
 		w.warnOnce("blocked", "automatic recovery blocked", "err", err)
 	case err != nil:

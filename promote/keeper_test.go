@@ -133,3 +133,46 @@ func TestKeeperRejoinBacksOff(t *testing.T) {
 		t.Fatalf("35 s after a failed rejoin: err %v, %d attempts; want a second attempt", err, fr.attempts)
 	}
 }
+
+// TestAutomaticRecoveryNeverSwitchesOver: a trigger is evidence from
+// before the lock; when the fresh plan finds the primary it was called for
+// alive, or another primary in its place, an automatic recovery changes
+// nothing. An operator's promotion of a live primary is a switchover.
+func TestAutomaticRecoveryNeverSwitchesOver(t *testing.T) {
+	ctx := context.Background()
+	r := newKeeperRig(t, nil)
+	a, b := r.addrs[0], r.addrs[1]
+	for _, tc := range []struct {
+		name    string
+		primary string
+	}{
+		{"the primary it was called for answers again", a},
+		{"another primary took over meanwhile", b},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec, err := r.keeper.Recover(ctx, promote.Trigger{Reason: "DeadPrimary", Automatic: true, Primary: tc.primary}, promote.Choice{})
+			if !errors.Is(err, promote.ErrNothingToRecover) || rec != nil {
+				t.Fatalf("automatic recovery of a live cluster: %+v, %v; want ErrNothingToRecover", rec, err)
+			}
+			if calls := r.cluster.Calls(); len(calls) != 0 {
+				t.Fatalf("an automatic recovery of a live cluster changed %v", calls)
+			}
+		})
+	}
+	rec, err := r.keeper.Recover(ctx, promote.Trigger{Reason: "requested with dbha promote"}, promote.Choice{})
+	if err != nil || rec.Kind != promote.Switchover || !rec.Done {
+		t.Fatalf("operator's promotion of a live primary: %+v, %v; want a finished switchover", rec, err)
+	}
+
+	// The new primary dies; a trigger that names another instance as the
+	// lost primary is stale, one that names it is acted on.
+	next := rec.Plan.NewPrimary
+	r.cluster.Kill(next)
+	if _, err := r.keeper.Recover(ctx, promote.Trigger{Reason: "DeadPrimary", Automatic: true, Primary: a}, promote.Choice{}); !errors.Is(err, promote.ErrNothingToRecover) {
+		t.Fatalf("automatic recovery called for %s while %s is the lost primary: %v; want ErrNothingToRecover", a, next, err)
+	}
+	rec, err = r.keeper.Recover(ctx, promote.Trigger{Reason: "DeadPrimary", Automatic: true, Primary: next}, promote.Choice{})
+	if err != nil || rec.Kind != promote.Failover || rec.Plan.OldPrimary != next || !rec.Done {
+		t.Fatalf("automatic recovery of the dead %s: %+v, %v; want a finished failover", next, rec, err)
+	}
+}

@@ -173,12 +173,44 @@ func start(ctx context.Context, env RecoverEnv, cluster string, req Request, t T
 	if err != nil {
 		return nil, blockedOr(err, s, req, cluster, b)
 	}
+	if err := stillLost(plan, t); err != nil {
+		return nil, err
+	}
 	rec := NewRecord(NewID(cluster, env.Now()), env.Manager, t.Reason, plan, env.Now())
 	rec.Detected, rec.Evidence, rec.Automatic = t.Detected, t.Evidence, t.Automatic
 	if err := env.Store.Save(ctx, rec); err != nil {
 		return nil, fmt.Errorf("record the intent: %w", err)
 	}
 	return rec, nil
+}
+
+// ErrNothingToRecover: an automatic recovery found, under the lock, a
+// cluster that no longer needs it (the primary it was called for is back,
+// or another recovery already replaced it).
+var ErrNothingToRecover = errors.New("the cluster no longer needs the recovery it was called for")
+
+// stillLost refuses an automatic recovery whose fresh plan is not a
+// failover of the primary the detection lost: a trigger is evidence from
+// before the lock was taken, and an automatic recovery must never turn
+// into a switchover of a healthy primary.
+func stillLost(p Plan, t Trigger) error {
+	if !t.Automatic {
+		return nil
+	}
+	switch {
+	case p.Kind != Failover:
+		return fmt.Errorf("%w: %s answers as the primary (the failure seen was of %s)", ErrNothingToRecover, p.OldPrimary, orUnknown(t.Primary))
+	case t.Primary != "" && p.OldPrimary != t.Primary:
+		return fmt.Errorf("%w: the primary is now %s, not %s", ErrNothingToRecover, p.OldPrimary, t.Primary)
+	}
+	return nil
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "an unknown primary"
+	}
+	return s
 }
 
 // antiFlap reads the cluster's block and what it forbids an automatic
