@@ -4,26 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/hashicorp/consul/api"
+
+	"github.com/dbha/dbha/promote"
 )
 
-// Block is the anti-flap record an automatic recovery leaves: until Until,
-// a further automatic recovery avoids promoting the instances the recovery
-// Recovery involved (promote.AntiFlap says which). `dbha recover ack` lifts
-// it. It has promote.Block's fields, so that each converts to the other;
-// fields added later are omitted when empty, and a block written before
-// them still reads.
-type Block struct {
-	Until      time.Time `json:"until"`
-	Recovery   string    `json:"recovery"`
-	Reason     string    `json:"reason"`
-	At         time.Time `json:"at,omitzero"`
-	OldPrimary string    `json:"old_primary,omitempty"`
-	NewPrimary string    `json:"new_primary,omitempty"`
-	Failed     []string  `json:"failed,omitempty"`
-}
+// Block is the anti-flap record (promote.Block), stored as JSON under
+// dbha/<cluster>/blocked-until; `dbha recover ack` lifts it.
+type Block = promote.Block
 
 func blockKey(cluster string) string        { return Prefix(cluster) + "blocked-until" }
 func stateKey(cluster string) string        { return Prefix(cluster) + "state" }

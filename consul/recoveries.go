@@ -53,12 +53,12 @@ func (s *RecoveryStore) Acquire(ctx context.Context, cluster, owner string) (pro
 // Blocked reads the anti-flap block.
 func (s *RecoveryStore) Blocked(ctx context.Context, cluster string) (promote.Block, bool, error) {
 	b, ok, err := s.c.GetBlock(ctx, cluster)
-	return promote.Block(b), ok, err
+	return b, ok, err
 }
 
 // SetBlocked records the anti-flap block.
 func (s *RecoveryStore) SetBlocked(ctx context.Context, cluster string, b promote.Block) error {
-	return s.c.SetBlock(ctx, cluster, Block(b))
+	return s.c.SetBlock(ctx, cluster, b)
 }
 
 // Save stores the record and the pointer to it; a finished or failed
