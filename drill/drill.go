@@ -36,10 +36,11 @@ type Cluster interface {
 	Writer(ctx context.Context) (string, error)
 	// Ack lifts the anti-flap block a recovery left.
 	Ack(ctx context.Context) error
-	// Rewound returns how many transactions were undone on old, the old
-	// primary of the latest recovery, when it returned holding writes
-	// nobody else had received (0 when none).
-	Rewound(ctx context.Context, old string) (int, error)
+	// Rewound returns what was saved and undone on old, the old primary of
+	// the latest recovery, when it returned holding writes nobody else had
+	// received: MariaDB transactions, PostgreSQL bytes of WAL (zero when
+	// none).
+	Rewound(ctx context.Context, old string) (transactions int, walBytes int64, err error)
 }
 
 // Options bound a drill.
@@ -72,6 +73,7 @@ type Run struct {
 	// Rewound counts the transactions undone on it to get there.
 	RejoinSeconds float64 `json:"rejoin_seconds"`
 	Rewound       int     `json:"rewound_transactions"`
+	RewoundBytes  int64   `json:"rewound_wal_bytes,omitempty"`
 	Pass          bool    `json:"pass"`
 	Error         string  `json:"error,omitempty"`
 }
@@ -100,8 +102,8 @@ func Drill(ctx context.Context, o Options, w Writer, b Breaker, c Cluster) (Summ
 			r.Error = err.Error()
 		}
 		s.Runs = append(s.Runs, r)
-		logf(o.Log, "run %d: %s -> %s, RTO %.3fs, %d of %d acknowledged rows lost%s; whole again %.3fs after the restart, %d transaction(s) rewound%s",
-			n, r.OldPrimary, r.NewPrimary, r.RTOSeconds, r.LostRows, r.AckedRows, lostNote(r.Lost), r.RejoinSeconds, r.Rewound, errNote(err))
+		logf(o.Log, "run %d: %s -> %s, RTO %.3fs, %d of %d acknowledged rows lost%s; whole again %.3fs after the restart, %s%s",
+			n, r.OldPrimary, r.NewPrimary, r.RTOSeconds, r.LostRows, r.AckedRows, lostNote(r.Lost), r.RejoinSeconds, rewoundNote(r), errNote(err))
 		if err != nil {
 			break
 		}
@@ -217,10 +219,23 @@ func runOnce(ctx context.Context, o Options, w Writer, b Breaker, c Cluster, n i
 		return r, fmt.Errorf("after %s was started again: %w", old, err)
 	}
 	r.RejoinSeconds = time.Since(restarted).Seconds()
-	if r.Rewound, err = c.Rewound(ctx, old); err != nil {
-		return r, fmt.Errorf("read what was rewound on %s: %w", old, err)
+	// The ledger is written just after the rejoin that made the cluster
+	// whole: look for a few seconds before taking "nothing rewound".
+	for wait := 0; ; wait++ {
+		if r.Rewound, r.RewoundBytes, err = c.Rewound(ctx, old); err != nil {
+			return r, fmt.Errorf("read what was rewound on %s: %w", old, err)
+		}
+		if r.Rewound > 0 || r.RewoundBytes > 0 || wait == 30 || sleep(ctx, 100*time.Millisecond) != nil {
+			return r, nil
+		}
 	}
-	return r, nil
+}
+
+func rewoundNote(r Run) string {
+	if r.RewoundBytes > 0 {
+		return fmt.Sprintf("%d bytes of WAL saved and rewound", r.RewoundBytes)
+	}
+	return fmt.Sprintf("%d transaction(s) saved and rewound", r.Rewound)
 }
 
 func lostNote(lost []int64) string {

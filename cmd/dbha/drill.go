@@ -141,14 +141,18 @@ func writeDrill(w io.Writer, s drill.Summary, format string) error {
 		return writeJSON(w, s)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RUN\tOLD -> NEW\tRTO\tTARGET\tACKED\tLOST\tREWOUND\tWHOLE AGAIN\tPASS")
+	fmt.Fprintln(tw, "RUN\tOLD -> NEW\tRTO\tTARGET\tACKED\tLOST\tREWOUND (TRX|WAL)\tWHOLE AGAIN\tPASS")
 	for _, r := range s.Runs {
 		lost := fmt.Sprint(r.LostRows)
 		if len(r.Lost) > 0 {
 			lost += fmt.Sprintf(" %v", r.Lost)
 		}
-		fmt.Fprintf(tw, "%d\t%s -> %s\t%.3fs\t<= %.0fs\t%d\t%s\t%d\t%.3fs\t%v\n", r.N, r.OldPrimary, r.NewPrimary, r.RTOSeconds, s.TargetMaxRTO,
-			r.AckedRows, lost, r.Rewound, r.RejoinSeconds, r.Pass)
+		rewound := fmt.Sprint(r.Rewound)
+		if r.RewoundBytes > 0 {
+			rewound = fmt.Sprintf("%d B", r.RewoundBytes)
+		}
+		fmt.Fprintf(tw, "%d\t%s -> %s\t%.3fs\t<= %.0fs\t%d\t%s\t%s\t%.3fs\t%v\n", r.N, r.OldPrimary, r.NewPrimary, r.RTOSeconds, s.TargetMaxRTO,
+			r.AckedRows, lost, rewound, r.RejoinSeconds, r.Pass)
 	}
 	fmt.Fprintf(tw, "median RTO %.3fs (target <= %.0fs), max %.3fs (target <= %.0fs), lost rows %d: pass %v\n",
 		s.MedianRTO, s.TargetMedianRTO, s.MaxRTO, s.TargetMaxRTO, s.LostRows, s.Pass)
@@ -187,16 +191,18 @@ func (d drillCluster) Writer(ctx context.Context) (string, error) {
 func (d drillCluster) Ack(ctx context.Context) error { return d.consul.ClearBlock(ctx, d.cl.Name) }
 
 // Rewound reads the latest recovery's loss ledger.
-func (d drillCluster) Rewound(ctx context.Context, old string) (int, error) {
+func (d drillCluster) Rewound(ctx context.Context, old string) (int, int64, error) {
 	rec, err := d.consul.Recoveries("").Latest(ctx, d.cl.Name)
 	if err != nil || rec == nil || rec.Plan.OldPrimary != old {
-		return 0, err
+		return 0, 0, err
 	}
-	n := 0
+	var n int
+	var bytes int64
 	for _, r := range rec.Ledger.Rewound {
 		n += r.Transactions
+		bytes += r.Bytes
 	}
-	return n, nil
+	return n, bytes, nil
 }
 
 // newBreaker: the lab when the configuration is a lab's, else the

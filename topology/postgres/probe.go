@@ -37,6 +37,16 @@ const receiverQuery = `
 SELECT status, received_tli, coalesce(sender_host, ''), coalesce(sender_port, 0), last_msg_receipt_time
   FROM pg_stat_wal_receiver`
 
+// walTimelineQuery is the highest timeline of the WAL segments a standby
+// holds (pg_ls_waldir needs pg_monitor). With its WAL receiver stopped — as
+// every standby's is once the primary has died — the standby reports no
+// timeline for what it received, and pg_control_checkpoint's is that of
+// its last restartpoint, which may be many timelines old: a candidate
+// ranked by it is compared on the wrong timeline.
+const walTimelineQuery = `
+SELECT coalesce(max(('x' || substr(name, 1, 8))::bit(32)::bigint), 0)
+  FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}(\.partial)?$'`
+
 type state struct {
 	version               string
 	inRecovery, readOnly  bool
@@ -48,6 +58,7 @@ type state struct {
 	checkpointTimeline    uint32
 	receiverStatus        string
 	receivedTimeline      uint32
+	walTimeline           uint32 // highest timeline of the WAL it holds, when the receiver is stopped
 	senderHost            string
 	senderPort            int
 	lastMessage           *time.Time
@@ -73,6 +84,13 @@ func (p *Prober) probe(ctx context.Context, pool *pgxpool.Pool, in *topology.Ins
 			st.receiverRunning = true
 		}
 	}
+	if st.inRecovery && !st.receiverRunning {
+		var tl int64
+		if err := pool.QueryRow(ctx, walTimelineQuery).Scan(&tl); err != nil {
+			return fmt.Errorf("read the timeline of the WAL it holds: %w", err)
+		}
+		st.walTimeline = uint32(tl)
+	}
 	return st.fill(in)
 }
 
@@ -96,7 +114,7 @@ func (st state) fill(in *topology.Instance) error {
 		return nil
 	}
 
-	tl := st.checkpointTimeline
+	tl := max(st.checkpointTimeline, st.walTimeline)
 	if st.receiverRunning && st.receivedTimeline > 0 {
 		tl = st.receivedTimeline
 	}
