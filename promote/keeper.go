@@ -157,6 +157,9 @@ func (k *Keeper) enforce(ctx context.Context, s topology.Snapshot) error {
 	}
 	var errs []error
 	for _, addr := range e.Rejoin {
+		if k.isReseeding(addr) {
+			continue // the reseed attaches it itself
+		}
 		errs = append(errs, k.heal(ctx, addr, HealRejoin, func() error { return k.env.Engine.Rejoin(ctx, addr, writer) }))
 	}
 	for _, d := range e.Rewind {
@@ -234,6 +237,12 @@ func (k *Keeper) heal(ctx context.Context, addr string, action HealAction, attem
 		return fmt.Errorf("%s %s: %w", action, addr, err)
 	}
 	return fmt.Errorf("%s %s (not tried again for %v): %w", action, addr, k.rejoinBackoff, err)
+}
+
+func (k *Keeper) isReseeding(addr string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.reseeding[addr]
 }
 
 // needsReseed: addr's rewind was refused, or a reseed of it failed, and
