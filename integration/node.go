@@ -195,7 +195,17 @@ func (l *Lab) startFresh(ctx context.Context, name string, configure func(Node) 
 		}
 		offset := logSize(n.LogFile)
 		err = l.startNode(ctx, n)
-		if err == nil || attempt == portAttempts || !portTaken(n.LogFile, offset) {
+		if err == nil || attempt == portAttempts || ctx.Err() != nil {
+			return err
+		}
+		switch {
+		case portTaken(n.LogFile, offset):
+		case logSize(n.LogFile) == offset && errors.Is(err, errExited):
+			// Gone before it wrote a word: seen for consul now and then
+			// under a full test suite, cause unknown. Fresh ports and
+			// another try, bounded like a taken port.
+			l.progressf("%s: exited before writing to its log (%v); retrying", name, err)
+		default:
 			return err
 		}
 		if n, err = l.Node(name); err != nil { // with the PID startNode recorded

@@ -26,6 +26,9 @@ const (
 	logTailMaxRead = 8 << 10
 )
 
+// errExited: a node's process exited while the lab waited for it.
+var errExited = errors.New("exited")
+
 // launch describes one server process: what to run, as whom, and where its output goes.
 type launch struct {
 	path      string
@@ -147,7 +150,7 @@ func waitReady(ctx context.Context, n Node, what string, probe func(context.Cont
 			return nil
 		}
 		if n.PID != 0 && !processIsNode(n.PID, n.DataDir) {
-			return fmt.Errorf("%s (pid %d) exited while waiting for %s: %v%s", n.Name, n.PID, what, last, logTail(n.LogFile))
+			return fmt.Errorf("%s (pid %d) %w while waiting for %s: %v%s", n.Name, n.PID, errExited, what, last, logTail(n.LogFile))
 		}
 		if time.Now().After(deadline) {
 			break
