@@ -30,10 +30,7 @@ func ownLab(t *testing.T) *Lab {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	start := time.Now()
-	l, _, err := Up(ctx, Options{Dir: labDir(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := upLab(t, ctx, Options{})
 	t.Logf("own lab up in %v", time.Since(start).Round(time.Millisecond))
 	t.Cleanup(func() {
 		start := time.Now()

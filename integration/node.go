@@ -200,10 +200,11 @@ func (l *Lab) startFresh(ctx context.Context, name string, configure func(Node) 
 		}
 		switch {
 		case portTaken(n.LogFile, offset):
-		case logSize(n.LogFile) == offset && errors.Is(err, errExited):
+		case n.Kind == KindConsul && logSize(n.LogFile) == offset && errors.Is(err, errExited):
 			// Gone before it wrote a word: seen for consul now and then
 			// under a full test suite, cause unknown. Fresh ports and
-			// another try, bounded like a taken port.
+			// another try, bounded like a taken port. (Not for a database
+			// server: a killed one leaves its lock files behind.)
 			l.progressf("%s: exited before writing to its log (%v); retrying", name, err)
 		default:
 			return err

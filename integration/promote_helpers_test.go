@@ -82,14 +82,11 @@ func binLab(t *testing.T, bin string, opts ...func(*Options)) *Lab {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	start := time.Now()
-	o := Options{Dir: labDir(t), Binary: bin}
+	o := Options{Binary: bin}
 	for _, f := range opts {
 		f(&o)
 	}
-	l, _, err := Up(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := upLab(t, ctx, o)
 	t.Logf("lab up in %v", time.Since(start).Round(time.Millisecond))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

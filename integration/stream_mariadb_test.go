@@ -38,10 +38,7 @@ func mariaLab(t *testing.T) *Lab {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	l, _, err := Up(ctx, Options{Dir: labDir(t)})
-	if err != nil {
-		t.Fatalf("lab up: %v", err)
-	}
+	l := upLab(t, ctx, Options{})
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
