@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -25,12 +24,9 @@ import (
 // `make test`):
 //
 //	go test ./integration -run '^$' -bench BenchmarkMariaDBIngest -benchtime 1x
-//	go test ./integration -run '^$' -bench BenchmarkMariaDBDecode -benchtime 1x -timeout 30m
 //
 // DBHA_BENCH_SECONDS sets how long each ingest load runs (default 15).
-// DBHA_BENCH_BINLOG names an existing binlog file for the decode benchmark;
-// without it one of about 1 GiB is generated in a temporary directory and
-// removed afterwards.
+// Reading a whole binlog file is measured in binlog_read_bench_test.go.
 
 // mariaBenchLab brings up a lab for a benchmark.
 func mariaBenchLab(b *testing.B) *Lab {
@@ -276,100 +272,6 @@ func mariaMean(xs []float64) float64 {
 		sum += x
 	}
 	return sum / float64(len(xs))
-}
-
-// BenchmarkMariaDBDecode decodes one binlog file of about 1 GiB with dbha's
-// ScanFile (every event's header and checksum, GTID/Query/Xid events
-// decoded: what rebuilding a transaction index does) and with
-// `mariadb-binlog FILE > /dev/null`, in the same run, and reports the ratio.
-func BenchmarkMariaDBDecode(b *testing.B) {
-	path := os.Getenv("DBHA_BENCH_BINLOG")
-	if path == "" {
-		path = generateMariaBinlog(b, 1<<30)
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	scan := func() (int, error) {
-		n := 0
-		err := mysqlstream.ScanFile(path, func(mysqlstream.Txn) error { n++; return nil })
-		return n, err
-	}
-	tool := func() error {
-		devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-		if err != nil {
-			return err
-		}
-		defer devnull.Close()
-		cmd := exec.Command("mariadb-binlog", "--no-defaults", path)
-		cmd.Stdout, cmd.Stderr = devnull, os.Stderr
-		return cmd.Run()
-	}
-	if _, err := scan(); err != nil { // warm the page cache for both
-		b.Fatal(err)
-	}
-	b.SetBytes(fi.Size())
-	b.ResetTimer()
-	for range b.N {
-		began := time.Now()
-		txns, err := scan()
-		scanTime := time.Since(began)
-		if err != nil {
-			b.Fatal(err)
-		}
-		began = time.Now()
-		if err := tool(); err != nil {
-			b.Fatalf("mariadb-binlog: %v", err)
-		}
-		toolTime := time.Since(began)
-		mb := float64(fi.Size()) / 1e6
-		b.ReportMetric(mb/scanTime.Seconds(), "dbha-MB/s")
-		b.ReportMetric(mb/toolTime.Seconds(), "mariadb-binlog-MB/s")
-		b.ReportMetric(toolTime.Seconds()/scanTime.Seconds(), "speedup")
-		b.Logf("%s: %.0f MB, %d transactions; ScanFile %s, mariadb-binlog %s", path, mb, txns, scanTime.Round(time.Millisecond), toolTime.Round(time.Millisecond))
-	}
-}
-
-// generateMariaBinlog makes a store file of about size bytes: a lab primary takes
-// bulk row inserts into a BLACKHOLE table (binlogged, not stored) with its
-// replicas stopped, while a stream writes dbha's copy; the copy's first
-// file is kept in a temporary directory, removed after the benchmark.
-func generateMariaBinlog(b *testing.B, size int64) string {
-	b.Helper()
-	keep, err := os.MkdirTemp("", "dbha-bench-binlog-")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { os.RemoveAll(keep) })
-	l := mariaBenchLab(b)
-	stopReplicas(b, l)
-	db := mariaBenchDB(b, l, "mariadb-1", 6)
-	for _, q := range []string{"INSTALL SONAME 'ha_blackhole'", "CREATE DATABASE bench",
-		"CREATE TABLE bench.bh (id BIGINT, v VARCHAR(255)) ENGINE=BLACKHOLE"} {
-		if _, err := db.Exec(q); err != nil {
-			b.Fatalf("%s: %v", q, err)
-		}
-	}
-	_, stopStream := mariaBenchStream(b, l, keep, 2*size)
-	began := time.Now()
-	stop := mariaBenchLoad(b, db, 4, "INSERT INTO bench.bh SELECT seq, REPEAT(CHAR(65 + seq % 26), 200) FROM bench.seq_1_to_100")
-	for {
-		time.Sleep(time.Second)
-		if files, _ := filepath.Glob(filepath.Join(keep, "dbha-bin.0*[0-9]")); len(files) > 1 { // the primary rotated at 1 GiB
-			break
-		}
-		if time.Since(began) > 20*time.Minute {
-			b.Fatal("no 1 GiB binlog after 20 minutes")
-		}
-	}
-	stop()
-	stopStream()
-	path := filepath.Join(keep, "dbha-bin.000001")
-	if fi, err := os.Stat(path); err == nil {
-		b.Logf("generated a %d-byte binlog in %s", fi.Size(), time.Since(began).Round(time.Second))
-	}
-	return path
 }
 
 // stopReplicas stops the lab's replicas (a binlog-only load would break
