@@ -376,6 +376,7 @@ func generateMariaBinlog(b *testing.B, size int64) string {
 	stop()
 	stopStream()
 	// The lab's servers would share the machine with what is measured.
+	db.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := l.Down(ctx, true); err != nil {
