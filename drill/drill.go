@@ -64,8 +64,9 @@ type Options struct {
 	Flap                     FlapOptions
 	// WholeTimeout bounds the wait for a whole cluster before the fault and
 	// after the heal; CatchUp how long replicas get to hold the primary's
-	// rows once the writers stopped; ReadTimeout bounds the reads of the
-	// final rows and state.
+	// rows once the writers stopped (a replica whose rows stop growing for
+	// 5 s is not waited for); ReadTimeout bounds the reads of the final
+	// rows and state (CatchUp included).
 	WholeTimeout, CatchUp, ReadTimeout time.Duration
 	// LedgerWait is how long, after a failover, the drill looks for the
 	// record of what was rewound on the old primary (written just after
@@ -91,7 +92,7 @@ func DefaultOptions() Options {
 		Writers: DefaultWriterOptions(), WarmUp: time.Second,
 		FailoverTimeout: time.Minute, Observe: 10 * time.Second,
 		Flap:         FlapOptions{On: 500 * time.Millisecond, Off: 1500 * time.Millisecond, Cycles: 5},
-		WholeTimeout: 2 * time.Minute, CatchUp: 15 * time.Second, ReadTimeout: time.Minute, LedgerWait: 3 * time.Second}
+		WholeTimeout: 2 * time.Minute, CatchUp: time.Minute, ReadTimeout: 2 * time.Minute, LedgerWait: 3 * time.Second}
 }
 
 // Validate names the first option out of range.
@@ -168,7 +169,7 @@ func (r Run) Line() string {
 	if r.NewPrimary != "" {
 		s += fmt.Sprintf(", RTO %.3fs", r.RTOSeconds)
 	}
-	s += fmt.Sprintf(", %d acknowledged, %d in flight at the fault, %d lost", r.AckedRows, r.InFlightRows, r.LostRows)
+	s += fmt.Sprintf(", %d acknowledged (%.0f/s before the fault), %d in flight at the fault, %d lost", r.AckedRows, r.AckRate, r.InFlightRows, r.LostRows)
 	if len(r.Lost) > 0 {
 		s += fmt.Sprintf(" %v", firstIDs(r.Lost, 10))
 	}

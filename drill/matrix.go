@@ -26,6 +26,7 @@ type MatrixRow struct {
 	Failovers      int     `json:"failovers"`
 	MedianRTO      float64 `json:"median_rto_seconds"`
 	MaxRTO         float64 `json:"max_rto_seconds"`
+	AckRate        float64 `json:"acks_per_second_before_fault"`
 	AckedRows      int     `json:"acked_rows"`
 	InFlightRows   int     `json:"in_flight_rows"`
 	LostRows       int     `json:"lost_rows"`
@@ -51,7 +52,7 @@ func RowOf(s Summary) MatrixRow {
 	r := MatrixRow{Fault: f.String(), Engine: s.Engine, Mode: s.Mode, Lab: s.Lab, Managers: s.Managers, Writers: s.Writers,
 		WriteTimeout: s.WriteTimeout, DialTimeout: s.DialTimeout,
 		ExpectFailover: expect, RunsAsked: s.RunsAsked, Runs: len(s.Runs), Failed: s.Failed, NotRun: s.NotRun,
-		Failovers: s.Failovers, MedianRTO: s.MedianRTO, MaxRTO: s.MaxRTO, AckedRows: s.AckedRows,
+		Failovers: s.Failovers, MedianRTO: s.MedianRTO, MaxRTO: s.MaxRTO, AckRate: s.AckRate, AckedRows: s.AckedRows,
 		InFlightRows: s.InFlightRows, LostRows: s.LostRows, TwoWriterRuns: s.TwoWriterRuns,
 		MaxTwoWriter: s.MaxTwoWriterSeconds, OldAfterNew: s.OldAfterNew, FalseFailovers: s.FalseFailovers,
 		WholeAfterHeal: s.WholeAfterHeal, Pass: s.Pass}
@@ -90,6 +91,7 @@ func MatrixMarkdown(command string, rows []MatrixRow) string {
 	b.WriteString("- **Runs**: runs made of those asked; failed runs (an error, or the cluster not whole after the heal) are counted and shown, never dropped.\n")
 	b.WriteString("- **RTO**: fault → first write acknowledged by the new primary, median / max over the runs with a failover; " +
 		"`none expected` for faults that must not fail over.\n")
+	b.WriteString("- **Load**: writes acknowledged per second before the fault (mean over the runs), all writers together.\n")
 	b.WriteString("- **In flight**: writes sent before the fault and not answered before it — the commits actually at risk (total over the runs).\n")
 	b.WriteString("- **Lost**: acknowledged writes the final primary lacks (total). Writes whose outcome was unknown are never counted as acknowledged.\n")
 	b.WriteString("- **Two writers**: runs in which two instances acknowledged writes after the fault with overlapping spans; " +
@@ -98,11 +100,11 @@ func MatrixMarkdown(command string, rows []MatrixRow) string {
 		"(manager-cut, a minority split, loss, a flap).\n")
 	b.WriteString("- **After heal**: runs after which the cluster was whole (one writable primary, every other instance replicating from it), " +
 		"and every other state seen (fenced instances with the reason, divergence: rows, errant GTIDs, rewound transactions or WAL).\n\n")
-	b.WriteString("| Fault | Engine | Mode | Lab | Managers | Writers | Runs | RTO median / max | In flight | Lost | Two writers | False failovers | After heal | Pass |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| Fault | Engine | Mode | Lab | Managers | Writers | Runs | Load | RTO median / max | In flight | Lost | Two writers | False failovers | After heal | Pass |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %d | %d | %s | %s | %d | %d | %s | %d | %s | %s |\n",
-			cell(r.Fault), cell(r.Engine), cell(r.Mode), cell(r.Lab), r.Managers, r.Writers, runsCell(r), rtoCell(r),
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %d | %d | %s | %.0f/s | %s | %d | %d | %s | %d | %s | %s |\n",
+			cell(r.Fault), cell(r.Engine), cell(r.Mode), cell(r.Lab), r.Managers, r.Writers, runsCell(r), r.AckRate, rtoCell(r),
 			r.InFlightRows, r.LostRows, twoWritersCell(r), r.FalseFailovers, afterHealCell(r), passCell(r))
 	}
 	return b.String()

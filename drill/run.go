@@ -100,7 +100,7 @@ func runOnce(ctx context.Context, o Options, e Engine, f Faults, c Cluster, n in
 	if primary == "" && len(state.Writable) == 1 {
 		primary = state.Writable[0]
 	}
-	final, problems := readFinal(rctx, e, c.Instances(), primary, first, o.CatchUp)
+	final, problems := readFinal(rctx, e, c.Instances(), primary, first, o.CatchUp, 5*time.Second)
 	state.Problems = append(state.Problems, problems...)
 	state.addContent(final, primary)
 	r.AfterHeal = state
@@ -277,10 +277,11 @@ func readState(ctx context.Context, c Cluster, old string, failedOver bool, wait
 }
 
 // readFinal reads the rows above after that every instance holds: the
-// primary's first, then each other's, waiting up to catchUp for each to
-// hold every row the primary holds. An instance that cannot be read is
-// left out, with a problem saying why.
-func readFinal(ctx context.Context, e Engine, addrs []string, primary string, after int64, catchUp time.Duration) (map[string]map[int64]int, []string) {
+// primary's first, then each other's, waiting for each to hold every row
+// the primary holds — up to catchUp in all, and no longer than stall for a
+// replica whose rows stopped growing (it is cut off or stuck, not behind).
+// An instance that cannot be read is left out, with a problem saying why.
+func readFinal(ctx context.Context, e Engine, addrs []string, primary string, after int64, catchUp, stall time.Duration) (map[string]map[int64]int, []string) {
 	final := map[string]map[int64]int{}
 	var problems []string
 	var want map[int64]int
@@ -296,12 +297,17 @@ func readFinal(ctx context.Context, e Engine, addrs []string, primary string, af
 		if a == primary {
 			continue
 		}
+		seen, grew := -1, time.Now()
 		for {
 			rows, err := e.Contents(ctx, a, after)
 			if err == nil {
 				final[a] = rows
+				if len(rows) > seen {
+					seen, grew = len(rows), time.Now()
+				}
 			}
-			if (err == nil && holds(rows, want)) || time.Now().After(deadline) || sleep(ctx, 300*time.Millisecond) != nil {
+			done := err == nil && holds(rows, want)
+			if done || time.Now().After(deadline) || time.Since(grew) > stall || sleep(ctx, time.Second) != nil {
 				if err != nil {
 					problems = append(problems, fmt.Sprintf("rows of %s not read: %v", a, err))
 				}

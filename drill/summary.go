@@ -28,6 +28,9 @@ type Summary struct {
 	Failovers int     `json:"failovers"`
 	MedianRTO float64 `json:"median_rto_seconds"`
 	MaxRTO    float64 `json:"max_rto_seconds"`
+	// AckRate is the mean of the runs' acknowledgements per second before
+	// the fault: the load.
+	AckRate float64 `json:"acks_per_second_before_fault"`
 	// Totals over the runs.
 	AckedRows    int `json:"acked_rows"`
 	InFlightRows int `json:"in_flight_rows"`
@@ -67,6 +70,7 @@ func Summarise(o Options, runs []Run) Summary {
 			}
 		}
 		s.AckedRows += r.AckedRows
+		s.AckRate += r.AckRate / float64(len(runs))
 		s.InFlightRows += r.InFlightRows
 		s.UnknownRows += r.Unknown
 		s.LostRows += r.LostRows

@@ -103,6 +103,7 @@ func TestMatrix(t *testing.T) {
 	two.AfterHeal = AfterHeal{Whole: false, Fenced: []Fenced{{Addr: "old", Reason: "read-only | halted"}}}
 	two.Error = "not whole"
 	one := okRun(1, 0.8)
+	one.AckRate, two.AckRate = 100, 300
 	one.Fault = Fault{Name: "isolate", Host: "mariadb-1"}
 	rows := []MatrixRow{RowOf(Summarise(o, []Run{one, two}))}
 	r := rows[0]
@@ -111,7 +112,7 @@ func TestMatrix(t *testing.T) {
 		t.Errorf("row %+v", r)
 	}
 	md := MatrixMarkdown("make faults", rows)
-	for _, want := range []string{"`make faults`", "| Fault | Engine |", "| isolate mariadb-1 | mariadb | async | hosts | 1 | 8 | 2/2 (**1 failed**) | 1.00 s / 1.20 s | 6 | 0 | **1 run(s)**, 3.50 s, 40 writes | 0 |",
+	for _, want := range []string{"`make faults`", "| Fault | Engine |", "| isolate mariadb-1 | mariadb | async | hosts | 1 | 8 | 2/2 (**1 failed**) | 200/s | 1.00 s / 1.20 s | 6 | 0 | **1 run(s)**, 3.50 s, 40 writes | 0 |",
 		`read-only \| halted`, "error: not whole", "**no** |", "write 1 s, dial 0.5 s", "In flight"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)

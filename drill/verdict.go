@@ -54,6 +54,10 @@ type Verdict struct {
 	Lost        []int64    `json:"lost"`
 	LostChecked bool       `json:"lost_checked"`
 	TwoWriters  TwoWriters `json:"two_writers"`
+	// AckRate is how many writes per second were acknowledged before the
+	// fault (from the first write sent to the fault): the load the figures
+	// were measured under.
+	AckRate float64 `json:"acks_per_second_before_fault"`
 	// MaxGapSeconds is the longest time after the fault during which no
 	// write was acknowledged, up to the last answer the writers had.
 	MaxGapSeconds float64 `json:"max_gap_seconds"`
@@ -121,6 +125,7 @@ func Analyze(o Observation) Verdict {
 	v.FalseFailover = !o.ExpectFailover && changed
 	v.TwoWriters = twoWriters(after, o.OldPrimary, v.NewPrimary)
 	v.MaxGapSeconds = maxGap(after, o.Fault, lastAnswer(o.History)).Seconds()
+	v.AckRate = ackRate(o.History, o.Fault)
 	if final, ok := o.Final[o.FinalPrimary]; ok && o.FinalPrimary != "" {
 		v.LostChecked = true
 		v.checkFinal(o.History, final)
@@ -224,6 +229,25 @@ func maxGap(acks []Write, fault, end time.Time) time.Duration {
 		prev = w.Done
 	}
 	return max(gap, end.Sub(prev))
+}
+
+// ackRate is the acknowledgements per second before fault, from the
+// first write sent.
+func ackRate(history []Write, fault time.Time) float64 {
+	var first time.Time
+	n := 0
+	for _, w := range history {
+		if first.IsZero() || w.Sent.Before(first) {
+			first = w.Sent
+		}
+		if w.Outcome == Acked && w.Done.Before(fault) {
+			n++
+		}
+	}
+	if d := fault.Sub(first); n > 0 && d > 0 {
+		return float64(n) / d.Seconds()
+	}
+	return 0
 }
 
 // lastAnswer is when the last answer of the history came back.

@@ -68,6 +68,7 @@ func TestAnalyze(t *testing.T) {
 				want(t, "false failover", v.FalseFailover, false)
 				near(t, "max gap", v.MaxGapSeconds, 1.460)
 				want(t, "unknown committed", v.UnknownCommitted, 0)
+				near(t, "ack rate", v.AckRate, 2/0.050) // two acknowledged in the 50 ms before the fault
 			},
 		},
 		{
@@ -98,6 +99,7 @@ func TestAnalyze(t *testing.T) {
 			},
 			check: func(t *testing.T, v Verdict) {
 				want(t, "lost checked", v.LostChecked, false)
+				near(t, "ack rate", v.AckRate, 1/0.020)
 				want(t, "lost", v.Lost, []int64(nil))
 				want(t, "new primary", v.NewPrimary, "")
 				want(t, "RTO", v.RTOSeconds, 0.0)

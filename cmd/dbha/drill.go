@@ -29,7 +29,7 @@ type drillFlags struct {
 	expect               string
 	percent              int
 	writeTimeout, dialTO time.Duration
-	observe              time.Duration
+	observe, pace        time.Duration
 }
 
 func newDrillCmd(g *globalFlags) *cobra.Command {
@@ -86,6 +86,7 @@ consul-down. A fault on the primary strikes the primary's host unless
 	fl.StringVar(&f.expect, "expect", "", "the outcome the fault should cause, overriding the catalogue: failover or none")
 	fl.DurationVar(&f.writeTimeout, "write-timeout", drill.DefaultWriterOptions().WriteTimeout, "a write without an answer by then has an unknown outcome")
 	fl.DurationVar(&f.dialTO, "dial-timeout", drill.DefaultWriterOptions().DialTimeout, "bound on a writer's connection (dial, login, identity)")
+	fl.DurationVar(&f.pace, "pace", drill.DefaultWriterOptions().Pace, "each writer's pause between two acknowledged writes (0: as fast as the server answers)")
 	fl.DurationVar(&f.observe, "observe", drill.DefaultOptions().Observe, "how long a fault that must not fail over stays in place")
 	cmd.Flags().StringVarP(&f.output, "output", "o", "text", "output format: text or json")
 	return cmd
@@ -99,7 +100,7 @@ func (f drillFlags) options(cl config.Cluster) (drill.Options, error) {
 	if cl.Stream.SemiSync || cl.Stream.Synchronous {
 		o.Mode = "lossless"
 	}
-	o.Writers.Writers, o.Writers.WriteTimeout, o.Writers.DialTimeout = f.writers, f.writeTimeout, f.dialTO
+	o.Writers.Writers, o.Writers.WriteTimeout, o.Writers.DialTimeout, o.Writers.Pace = f.writers, f.writeTimeout, f.dialTO, f.pace
 	o.Observe, o.Expect = f.observe, drill.Expect(f.expect)
 	o.Fault = drill.Fault{Name: f.fault, Host: f.host, Percent: f.percent}
 	if f.sides != "" {

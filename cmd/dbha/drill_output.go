@@ -14,10 +14,10 @@ func writeDrill(w io.Writer, s drill.Summary, format string) error {
 	if format == "json" {
 		return writeJSON(w, s)
 	}
-	fmt.Fprintf(w, "%s (%s, %s), %s lab, %d writers (write deadline %gs, dial %gs), fault %s\n",
-		s.Cluster, s.Engine, s.Mode, s.Lab, s.Writers, s.WriteTimeout, s.DialTimeout, s.Fault)
+	fmt.Fprintf(w, "%s (%s, %s), %s lab, %d writers (write deadline %gs, dial %gs; %.0f writes/s acknowledged before the fault, mean), fault %s\n",
+		s.Cluster, s.Engine, s.Mode, s.Lab, s.Writers, s.WriteTimeout, s.DialTimeout, s.AckRate, s.Fault)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RUN\tFAULT\tOLD -> NEW\tRTO\tACKED\tIN FLIGHT\tUNKNOWN\tLOST\tTWO WRITERS\tFALSE FAILOVER\tWHOLE AFTER HEAL\tAFTER HEAL\tPASS")
+	fmt.Fprintln(tw, "RUN\tFAULT\tOLD -> NEW\tRTO\tACKED\tACKS/S BEFORE\tIN FLIGHT\tUNKNOWN\tLOST\tTWO WRITERS\tFALSE FAILOVER\tWHOLE AFTER HEAL\tAFTER HEAL\tPASS")
 	for _, r := range s.Runs {
 		rto := "-"
 		if r.NewPrimary != "" {
@@ -42,8 +42,8 @@ func writeDrill(w io.Writer, s drill.Summary, format string) error {
 		if r.Error != "" {
 			pass += " (" + r.Error + ")"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s -> %s\t%s\t%d\t%d\t%d\t%s\t%s\t%v\t%s\t%s\t%s\n", r.N, r.Fault, r.OldPrimary, orNone(r.NewPrimary), rto,
-			r.AckedRows, r.InFlightRows, r.Unknown, lost, two, r.FalseFailover, whole, r.AfterHeal.Summary(), pass)
+		fmt.Fprintf(tw, "%d\t%s\t%s -> %s\t%s\t%d\t%.0f\t%d\t%d\t%s\t%s\t%v\t%s\t%s\t%s\n", r.N, r.Fault, r.OldPrimary, orNone(r.NewPrimary), rto,
+			r.AckedRows, r.AckRate, r.InFlightRows, r.Unknown, lost, two, r.FalseFailover, whole, r.AfterHeal.Summary(), pass)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
