@@ -163,8 +163,12 @@ func (a *AfterHeal) AddRewound(addr string, transactions int, walBytes int64) {
 	d.RewoundTransactions, d.RewoundBytes = transactions, walBytes
 }
 
-// Summary is one line: "whole", or what is not.
+// Summary is one line: "whole", or what is not ("not read" when the run
+// ended before the state was read).
 func (a AfterHeal) Summary() string {
+	if a.Primary == "" && !a.Whole && len(a.Writable)+len(a.Replicating)+len(a.Fenced)+len(a.Unreachable)+len(a.Problems) == 0 {
+		return "not read"
+	}
 	var parts []string
 	if a.Whole {
 		parts = append(parts, "whole")

@@ -99,6 +99,9 @@ func TestAddContentAndRewound(t *testing.T) {
 		t.Errorf("summary %q", s)
 	}
 	b := AfterHeal{}
+	if s := b.Summary(); s != "not read" {
+		t.Errorf("an unread state says %q", s)
+	}
 	b.addContent(map[string]map[int64]int{"r": rows(1)}, "") // no primary: nothing to compare with
 	if len(b.Divergence) != 0 {
 		t.Errorf("divergence without a primary: %+v", b.Divergence)

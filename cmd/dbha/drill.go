@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -89,6 +90,46 @@ consul-down. A fault on the primary strikes the primary's host unless
 	fl.DurationVar(&f.pace, "pace", drill.DefaultWriterOptions().Pace, "each writer's pause between two acknowledged writes (0: as fast as the server answers)")
 	fl.DurationVar(&f.observe, "observe", drill.DefaultOptions().Observe, "how long a fault that must not fail over stays in place")
 	cmd.Flags().StringVarP(&f.output, "output", "o", "text", "output format: text or json")
+	cmd.AddCommand(newDrillMatrixCmd())
+	return cmd
+}
+
+func newDrillMatrixCmd() *cobra.Command {
+	var command, output string
+	cmd := &cobra.Command{
+		Use:   "matrix SUMMARY.json... [--command CMD] [-o json]",
+		Short: "Render drill summaries (dbha drill -o json) as the fault matrix: Markdown for docs/faults.md, or JSON rows",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, files []string) error {
+			if err := outputFormat(output); err != nil {
+				return err
+			}
+			var rows []drill.MatrixRow
+			for _, name := range files {
+				raw, err := os.ReadFile(name)
+				if err != nil {
+					return err
+				}
+				var s drill.Summary
+				if err := json.Unmarshal(raw, &s); err != nil {
+					return usageError(fmt.Errorf("%s: not a drill summary (dbha drill -o json): %w", name, err))
+				}
+				rows = append(rows, drill.RowOf(s))
+			}
+			if output == "json" {
+				raw, err := drill.MatrixJSON(rows)
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s\n", raw)
+				return err
+			}
+			_, err := io.WriteString(cmd.OutOrStdout(), drill.MatrixMarkdown(command, rows))
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&command, "command", "make faults", "the command the header names as the one that made the figures")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text (Markdown) or json")
 	return cmd
 }
 
