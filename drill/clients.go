@@ -95,9 +95,9 @@ type Writers struct {
 	resolve Resolve
 	next    atomic.Int64
 
-	mu      sync.Mutex
-	history []Write
-	lastErr string // the latest failure to resolve, dial or write
+	mu       sync.Mutex
+	history  []Write
+	failures Failures
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -143,25 +143,44 @@ func (w *Writers) record(wr Write) {
 	w.mu.Lock()
 	w.history = append(w.history, wr)
 	if wr.Err != "" {
-		w.lastErr = fmt.Sprintf("writer %d, id %d on %s: %s", wr.Writer, wr.ID, wr.Addr, wr.Err)
+		w.failures.Last = fmt.Sprintf("writer %d, id %d on %s: %s", wr.Writer, wr.ID, wr.Addr, wr.Err)
 	}
 	w.mu.Unlock()
 }
 
-func (w *Writers) failed(err error) {
+// Failures counts what the writers tried and could not do before sending a
+// write, which the history (writes sent) does not show.
+type Failures struct {
+	Resolve int    `json:"resolve"` // lookups of the writer endpoint that failed or named none
+	Dial    int    `json:"dial"`    // connections (dial, login, identity) that failed
+	Last    string `json:"last,omitempty"`
+}
+
+// Failures returns the counts so far and the latest failure of any kind.
+func (w *Writers) Failures() Failures {
 	w.mu.Lock()
-	w.lastErr = err.Error()
-	w.mu.Unlock()
+	defer w.mu.Unlock()
+	return w.failures
+}
+
+func (w *Writers) failed(resolve bool, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if resolve {
+		w.failures.Resolve++
+	} else {
+		w.failures.Dial++
+	}
+	w.failures.Last = err.Error()
 }
 
 // lastError is the latest failure the writers met, for a message.
 func (w *Writers) lastError() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.lastErr == "" {
+	f := w.Failures()
+	if f.Last == "" {
 		return "no failure recorded"
 	}
-	return "last failure: " + w.lastErr
+	return fmt.Sprintf("%d failed lookups, %d failed connections; last failure: %s", f.Resolve, f.Dial, f.Last)
 }
 
 // findAck returns the first acknowledged write at index from or later
@@ -239,14 +258,14 @@ func (w *Writers) connect(ctx context.Context) Conn {
 		err = errors.New("the writer endpoint names no instance")
 	}
 	if err != nil {
-		w.failed(fmt.Errorf("resolve the writer: %w", err))
+		w.failed(true, fmt.Errorf("resolve the writer: %w", err))
 		return nil
 	}
 	dctx, cancel := context.WithTimeout(ctx, w.o.DialTimeout)
 	defer cancel()
 	c, err := w.e.Dial(dctx, addr)
 	if err != nil {
-		w.failed(err)
+		w.failed(false, err)
 		return nil
 	}
 	return addrConn{Conn: c, addr: addr}

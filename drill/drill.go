@@ -131,6 +131,9 @@ type Run struct {
 	// InFlightRows and LostRows count Verdict.InFlight and Verdict.Lost.
 	InFlightRows int `json:"in_flight_rows"`
 	LostRows     int `json:"lost_rows"`
+	// ConnectFailures are the writers' failed lookups and connections,
+	// which sent nothing.
+	ConnectFailures Failures `json:"connect_failures"`
 	// Recovered: the cluster was whole again after the heal, within the
 	// bound; RejoinSeconds is how long after the heal began.
 	Recovered     bool      `json:"recovered"`
@@ -178,6 +181,9 @@ func (r Run) Line() string {
 	}
 	if r.FalseFailover {
 		s += ", FALSE FAILOVER"
+	}
+	if f := r.ConnectFailures; f.Resolve+f.Dial > 0 {
+		s += fmt.Sprintf(", %d failed lookups and %d failed connections of the writers", f.Resolve, f.Dial)
 	}
 	if r.Recovered {
 		s += fmt.Sprintf(", whole %.3fs after the heal", r.RejoinSeconds)

@@ -54,6 +54,7 @@ func runOnce(ctx context.Context, o Options, e Engine, f Faults, c Cluster, n in
 	stopWriters := func() {
 		if ws != nil {
 			history, lastID = ws.Stop()
+			r.ConnectFailures = ws.Failures()
 			ws = nil
 		}
 	}
