@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,11 +49,17 @@ type WriterOptions struct {
 	WriteTimeout   time.Duration `json:"write_timeout"`
 	DialTimeout    time.Duration `json:"dial_timeout"`
 	ResolveTimeout time.Duration `json:"resolve_timeout"`
-	// RetryPause is how long a writer waits after a failed resolve, dial or
-	// write before it tries again; Pace between two acknowledged writes (0:
-	// none, as fast as the server answers).
-	RetryPause time.Duration `json:"retry_pause"`
-	Pace       time.Duration `json:"pace"`
+	// RetryPause is how long a writer waits after a failed write, or a
+	// first failed resolve or dial, before it tries again; each further
+	// failure in a row doubles it up to MaxRetryPause (with jitter), as a
+	// client's pool backs off: eight writers redialling every few
+	// milliseconds keep a PostgreSQL postmaster forking backends for
+	// logins that are abandoned at the dial deadline, and on a loaded
+	// machine no login, theirs or anybody's, gets through. Pace is the
+	// pause between two acknowledged writes (0: none).
+	RetryPause    time.Duration `json:"retry_pause"`
+	MaxRetryPause time.Duration `json:"max_retry_pause"`
+	Pace          time.Duration `json:"pace"`
 	// MaxSteps bounds each writer's loop (resolves, dials and writes), on
 	// top of the time bound of its context.
 	MaxSteps int `json:"max_steps"`
@@ -66,7 +73,8 @@ type WriterOptions struct {
 // measures their catch-up more than dbha.
 func DefaultWriterOptions() WriterOptions {
 	return WriterOptions{Writers: 8, WriteTimeout: time.Second, DialTimeout: 500 * time.Millisecond,
-		ResolveTimeout: 500 * time.Millisecond, RetryPause: 20 * time.Millisecond, Pace: 10 * time.Millisecond,
+		ResolveTimeout: 500 * time.Millisecond, RetryPause: 20 * time.Millisecond, MaxRetryPause: 500 * time.Millisecond,
+		Pace:     10 * time.Millisecond,
 		MaxSteps: 10_000_000}
 }
 
@@ -77,8 +85,8 @@ func (o WriterOptions) Validate() error {
 		return fmt.Errorf("writers: %d, want 1 to 256", o.Writers)
 	case o.WriteTimeout <= 0 || o.DialTimeout <= 0 || o.ResolveTimeout <= 0:
 		return errors.New("write, dial and resolve timeouts must be positive")
-	case o.RetryPause <= 0 || o.Pace < 0 || o.MaxSteps < 1:
-		return errors.New("retry pause and step bound must be positive, pace not negative")
+	case o.RetryPause <= 0 || o.MaxRetryPause < o.RetryPause || o.Pace < 0 || o.MaxSteps < 1:
+		return errors.New("retry pause and step bound must be positive, the longest retry pause at least the first, pace not negative")
 	}
 	return nil
 }
@@ -204,6 +212,7 @@ func (w *Writers) loop(ctx context.Context, i int) {
 			conn.Close()
 		}
 	}()
+	failed := 0 // connection attempts failed in a row
 	for range w.o.MaxSteps {
 		select {
 		case <-w.stop:
@@ -213,9 +222,11 @@ func (w *Writers) loop(ctx context.Context, i int) {
 		default:
 		}
 		if conn == nil {
-			conn = w.connect(ctx)
-			if conn == nil {
-				w.pause(ctx, w.o.RetryPause)
+			if conn = w.connect(ctx); conn == nil {
+				w.pause(ctx, backoff(w.o.RetryPause, w.o.MaxRetryPause, failed, rand.Float64()))
+				failed++
+			} else {
+				failed = 0
 			}
 			continue
 		}
@@ -269,6 +280,18 @@ func (w *Writers) connect(ctx context.Context) Conn {
 		return nil
 	}
 	return addrConn{Conn: c, addr: addr}
+}
+
+// backoff is the pause after n connection attempts failed in a row (n =
+// 0: the first): base doubled n times, at most top, drawn from its upper
+// half by jitter in [0, 1) so that writers that failed together do not
+// retry together.
+func backoff(base, top time.Duration, n int, jitter float64) time.Duration {
+	d := top
+	if n < 30 && base<<n < top {
+		d = base << n
+	}
+	return d/2 + time.Duration(jitter*float64(d/2))
 }
 
 func (w *Writers) pause(ctx context.Context, d time.Duration) {

@@ -250,6 +250,26 @@ func TestDrillBrokenClusterStops(t *testing.T) {
 	}
 }
 
+func TestBackoff(t *testing.T) {
+	const base, top = 20 * time.Millisecond, 500 * time.Millisecond
+	for _, tc := range []struct {
+		n        int
+		jitter   float64
+		min, max time.Duration
+	}{
+		{0, 0, 10 * time.Millisecond, 10 * time.Millisecond},
+		{0, 0.999, 10 * time.Millisecond, 20 * time.Millisecond},
+		{1, 0, 20 * time.Millisecond, 20 * time.Millisecond},
+		{3, 0.5, 80 * time.Millisecond, 160 * time.Millisecond},
+		{5, 0, 250 * time.Millisecond, 250 * time.Millisecond}, // 640 ms capped at 500
+		{200, 0.999, 250 * time.Millisecond, 500 * time.Millisecond},
+	} {
+		if got := backoff(base, top, tc.n, tc.jitter); got < tc.min || got > tc.max {
+			t.Errorf("backoff after %d failures, jitter %v: %v, want %v..%v", tc.n, tc.jitter, got, tc.min, tc.max)
+		}
+	}
+}
+
 func TestWritersRecordEveryWrite(t *testing.T) {
 	l := newFakeLab(-1)
 	o := fastOptions().Writers
