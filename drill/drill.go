@@ -2,351 +2,212 @@ package drill
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"slices"
-	"sync"
 	"time"
 )
 
-// Writer writes numbered rows to one instance at a time. Prepare creates
-// the drill's table when missing and returns the highest number in it, so a
-// drill numbers on from an earlier one. Write connects as needed and must
-// return within ctx; an error means the row may not be there. Missing says
-// which of seqs an instance lacks.
-type Writer interface {
-	Prepare(ctx context.Context, addr string) (int64, error)
-	Write(ctx context.Context, addr string, seq int64) error
-	Missing(ctx context.Context, addr string, seqs []int64) ([]int64, error)
-	Close() error
-}
-
-// Breaker crashes an instance and starts it again.
+// Breaker crashes an instance and starts it again (the loopback lab, or an
+// operator's kill and restart commands); BreakerFaults makes it a Faults.
 type Breaker interface {
 	Kill(ctx context.Context, addr string) error
 	Restart(ctx context.Context, addr string) error
 }
 
-// Cluster is what the drill asks about the cluster under test.
+// Cluster is what the drill asks about the cluster under test. Its methods
+// may be called from several goroutines at once (Writer by every writer).
 type Cluster interface {
 	// Healthy returns the primary once every instance is up and replicates
 	// from it, with no problem reported; an error until then.
 	Healthy(ctx context.Context) (string, error)
-	// Writer resolves the writer endpoint as a client does.
+	// Writer resolves the writer endpoint as a client does (Consul DNS).
 	Writer(ctx context.Context) (string, error)
 	// Ack lifts the anti-flap block a recovery left.
 	Ack(ctx context.Context) error
-	// Rewound returns what was saved and undone on old, the old primary of
-	// the latest recovery, when it returned holding writes nobody else had
-	// received: MariaDB transactions, PostgreSQL bytes of WAL (zero when
-	// none).
-	Rewound(ctx context.Context, old string) (transactions int, walBytes int64, err error)
+	// Instances are the addresses of the cluster's database servers.
+	Instances() []string
+	// State reads the cluster as it stands (StateOf a fresh discovery),
+	// with what the latest recovery rewound on old added (AddRewound).
+	State(ctx context.Context, old string) (AfterHeal, error)
 }
 
-// Options bound a drill.
+// Lab modes a run states.
+const (
+	LabLoopback = "loopback" // every server on 127.0.0.1: a killed process resets its connections at once
+	LabHosts    = "hosts"    // servers, managers and clients in network namespaces of their own
+	LabExternal = "external" // an operator's cluster, broken by its drill commands
+)
+
+// Options say what a drill does and bound every phase of a run.
 type Options struct {
 	Runs int
-	// WarmUp is how long the client writes before the kill, and after the
-	// first write on the new primary.
+	// Fault is what each run injects; a fault on the primary without a
+	// host strikes the primary's host. Expect overrides the catalogue's
+	// expected outcome (see PlanFault).
+	Fault  Fault
+	Expect Expect
+	// Cluster, Engine, Mode ("async" or "lossless") and Lab (LabLoopback,
+	// LabHosts, LabExternal) are stated in every run.
+	Cluster, Engine, Mode, Lab string
+	// Managers are the hosts of dbha's managers (the lab of hosts), for a
+	// split's expected outcome.
+	Managers []string
+	Writers  WriterOptions
+	// WarmUp is how long the writers write before the fault, and after the
+	// new primary's first acknowledgement.
 	WarmUp time.Duration
-	// Timeout bounds one run: recovery, measuring and the return of the old
-	// primary.
-	Timeout time.Duration
-	// Targets: a run passes with an RTO under TargetMax and no row lost;
-	// the drill passes when the median is under TargetMedian too.
+	// FailoverTimeout bounds the wait for a new primary after a fault that
+	// should cause one; Observe is how long a fault that should not stays
+	// in place.
+	FailoverTimeout, Observe time.Duration
+	Flap                     FlapOptions
+	// WholeTimeout bounds the wait for a whole cluster before the fault and
+	// after the heal; CatchUp how long replicas get to hold the primary's
+	// rows once the writers stopped (a replica whose rows stop growing for
+	// 5 s is not waited for); ReadTimeout bounds the reads of the final
+	// rows and state (CatchUp included).
+	WholeTimeout, CatchUp, ReadTimeout time.Duration
+	// LedgerWait is how long, after a failover, the drill looks for the
+	// record of what was rewound on the old primary (written just after
+	// the rejoin).
+	LedgerWait time.Duration
+	// TargetMedian and TargetMax bound the RTO (0: the catalogue's, which
+	// may be none). A run passes with an RTO under TargetMax; the drill
+	// when the median is under TargetMedian too.
 	TargetMedian, TargetMax time.Duration
 	Log                     io.Writer // progress lines; may be nil
 }
 
-// Run is one kill and what it cost.
+// FlapOptions: the fault is in place for On, healed for Off, Cycles times.
+type FlapOptions struct {
+	On, Off time.Duration
+	Cycles  int
+}
+
+// DefaultOptions: one kill, 8 writers, 1 s of writes around the fault, a
+// minute for a new primary, 10 s of observation, two minutes to be whole.
+func DefaultOptions() Options {
+	return Options{Runs: 1, Fault: Fault{Name: "kill"}, Mode: "async", Lab: LabLoopback,
+		Writers: DefaultWriterOptions(), WarmUp: time.Second,
+		FailoverTimeout: time.Minute, Observe: 10 * time.Second,
+		Flap:         FlapOptions{On: 500 * time.Millisecond, Off: 1500 * time.Millisecond, Cycles: 5},
+		WholeTimeout: 2 * time.Minute, CatchUp: time.Minute, ReadTimeout: 2 * time.Minute, LedgerWait: 3 * time.Second}
+}
+
+// Validate names the first option out of range.
+func (o Options) Validate() error {
+	if err := o.Writers.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case o.Runs < 1 || o.Runs > 1000:
+		return fmt.Errorf("runs: %d, want 1 to 1000", o.Runs)
+	case o.Fault.Name == "":
+		return errors.New("no fault given")
+	case o.WarmUp <= 0 || o.FailoverTimeout <= 0 || o.Observe <= 0 || o.WholeTimeout <= 0 || o.CatchUp <= 0 || o.ReadTimeout <= 0 || o.LedgerWait < 0:
+		return errors.New("warm-up, failover timeout, observation, whole timeout, catch-up and read timeout must be positive, ledger wait not negative")
+	case o.Flap.On <= 0 || o.Flap.Off <= 0 || o.Flap.Cycles < 1 || o.Flap.Cycles > 100:
+		return errors.New("flap: on and off must be positive, cycles 1 to 100")
+	}
+	return nil
+}
+
+// Run is one fault and what it cost.
 type Run struct {
-	N          int     `json:"n"`
-	OldPrimary string  `json:"old_primary"`
-	NewPrimary string  `json:"new_primary"`
-	RTOSeconds float64 `json:"rto_seconds"`
-	AckedRows  int     `json:"acked_rows"`
-	LostRows   int     `json:"lost_rows"`
-	// Lost are the numbers of the acknowledged rows the new primary lacks.
-	Lost []int64 `json:"lost,omitempty"`
-	// RejoinSeconds is how long after the old primary was started again
-	// the cluster was whole (every instance following the new primary);
-	// Rewound counts the transactions undone on it to get there.
-	RejoinSeconds float64 `json:"rejoin_seconds"`
-	Rewound       int     `json:"rewound_transactions"`
-	RewoundBytes  int64   `json:"rewound_wal_bytes,omitempty"`
-	Pass          bool    `json:"pass"`
-	Error         string  `json:"error,omitempty"`
+	N       int    `json:"n"`
+	Fault   Fault  `json:"fault"`
+	Cluster string `json:"cluster"`
+	Engine  string `json:"engine"`
+	Mode    string `json:"mode"`
+	Lab     string `json:"lab"`
+	Writers int    `json:"writers"`
+	// ExpectFailover: the fault should have made a new primary.
+	ExpectFailover bool   `json:"expect_failover"`
+	OldPrimary     string `json:"old_primary"`
+	// The verdict, inline: new_primary, rto_seconds, acked_rows, in_flight,
+	// lost, two_writers, false_failover, ...
+	Verdict
+	// InFlightRows and LostRows count Verdict.InFlight and Verdict.Lost.
+	InFlightRows int `json:"in_flight_rows"`
+	LostRows     int `json:"lost_rows"`
+	// ConnectFailures are the writers' failed lookups and connections,
+	// which sent nothing.
+	ConnectFailures Failures `json:"connect_failures"`
+	// Recovered: the cluster was whole again after the heal, within the
+	// bound; RejoinSeconds is how long after the heal began.
+	Recovered     bool      `json:"recovered"`
+	RejoinSeconds float64   `json:"whole_after_heal_seconds"`
+	AfterHeal     AfterHeal `json:"after_heal"`
+	FaultAt       time.Time `json:"fault_at,omitzero"`
+	HealedAt      time.Time `json:"healed_at,omitzero"`
+	Pass          bool      `json:"pass"`
+	Error         string    `json:"error,omitempty"`
 }
 
-// Summary is the whole drill.
-type Summary struct {
-	Runs            []Run   `json:"runs"`
-	MedianRTO       float64 `json:"median_rto_seconds"`
-	MaxRTO          float64 `json:"max_rto_seconds"`
-	LostRows        int     `json:"lost_rows"`
-	TargetMedianRTO float64 `json:"target_median_rto_seconds"`
-	TargetMaxRTO    float64 `json:"target_max_rto_seconds"`
-	Pass            bool    `json:"pass"`
-}
-
-// Drill runs o.Runs kills and returns the measurements. A run that fails
-// to recover is recorded with its error, and the drill stops there: the
-// cluster needs an operator.
-func Drill(ctx context.Context, o Options, w Writer, b Breaker, c Cluster) (Summary, error) {
-	s := Summary{TargetMedianRTO: o.TargetMedian.Seconds(), TargetMaxRTO: o.TargetMax.Seconds()}
-	var seq int64
-	for n := 1; n <= o.Runs; n++ {
-		r, err := runOnce(ctx, o, w, b, c, n, &seq)
-		r.Pass = err == nil && r.LostRows == 0 && r.RTOSeconds <= o.TargetMax.Seconds()
-		if err != nil {
-			r.Error = err.Error()
-		}
-		s.Runs = append(s.Runs, r)
-		logf(o.Log, "run %d: %s -> %s, RTO %.3fs, %d of %d acknowledged rows lost%s; whole again %.3fs after the restart, %s%s",
-			n, r.OldPrimary, r.NewPrimary, r.RTOSeconds, r.LostRows, r.AckedRows, lostNote(r.Lost), r.RejoinSeconds, rewoundNote(r), errNote(err))
-		if err != nil {
+// Drill runs o.Runs runs and returns them all. A run that leaves the
+// cluster broken (not whole after the heal) is recorded with its error and
+// the drill stops there — the cluster needs an operator — and the runs not
+// made are counted in the summary.
+func Drill(ctx context.Context, o Options, e Engine, f Faults, c Cluster) (Summary, error) {
+	if err := o.Validate(); err != nil {
+		return Summary{}, err
+	}
+	var last int64
+	var runs []Run
+	for n := 1; n <= o.Runs && ctx.Err() == nil; n++ {
+		r, intact := runOnce(ctx, o, e, f, c, n, &last)
+		runs = append(runs, r)
+		logf(o.Log, "run %d: %s", n, r.Line())
+		if !intact {
 			break
 		}
 	}
-	s.summarise(o)
-	return s, nil
+	return Summarise(o, runs), nil
 }
 
-func (s *Summary) summarise(o Options) {
-	var rtos []float64
-	for _, r := range s.Runs {
-		s.LostRows += r.LostRows
-		if r.Error == "" {
-			rtos = append(rtos, r.RTOSeconds)
-		}
+// Line is a run in one line of progress.
+func (r Run) Line() string {
+	s := fmt.Sprintf("%s (%s, %s lab, %d writers): %s -> %s", r.Fault, r.Mode, r.Lab, r.Writers, r.OldPrimary, orNone(r.NewPrimary))
+	if r.NewPrimary != "" {
+		s += fmt.Sprintf(", RTO %.3fs", r.RTOSeconds)
 	}
-	if len(rtos) > 0 {
-		slices.Sort(rtos)
-		s.MaxRTO = rtos[len(rtos)-1]
-		mid := len(rtos) / 2
-		s.MedianRTO = rtos[mid]
-		if len(rtos)%2 == 0 {
-			s.MedianRTO = (rtos[mid-1] + rtos[mid]) / 2
-		}
+	s += fmt.Sprintf(", %d acknowledged (%.0f/s before the fault), %d in flight at the fault, %d lost", r.AckedRows, r.AckRate, r.InFlightRows, r.LostRows)
+	if len(r.Lost) > 0 {
+		s += fmt.Sprintf(" %v", firstIDs(r.Lost, 10))
 	}
-	s.Pass = len(rtos) == len(s.Runs) && len(rtos) > 0 && s.LostRows == 0 &&
-		s.MedianRTO <= o.TargetMedian.Seconds() && s.MaxRTO <= o.TargetMax.Seconds()
+	if r.TwoWriters.Happened() {
+		s += fmt.Sprintf(", TWO WRITERS %.3fs (%d acknowledged by the old primary after the new one's first)", r.TwoWriters.WindowSeconds, r.TwoWriters.OldAfterNew)
+	}
+	if r.FalseFailover {
+		s += ", FALSE FAILOVER"
+	}
+	if f := r.ConnectFailures; f.Resolve+f.Dial > 0 {
+		s += fmt.Sprintf(", %d failed lookups and %d failed connections of the writers", f.Resolve, f.Dial)
+	}
+	if r.Recovered {
+		s += fmt.Sprintf(", whole %.3fs after the heal", r.RejoinSeconds)
+	}
+	s += "; after heal: " + r.AfterHeal.Summary()
+	if r.Error != "" {
+		s += " — " + r.Error
+	}
+	return s
 }
 
-// ack is one acknowledged write.
-type ack struct {
-	seq  int64
-	addr string
-	at   time.Time
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
-// runOnce: wait for a healthy cluster, write, kill the primary, keep writing
-// until the new primary has taken writes for WarmUp, measure, bring the old
-// primary back.
-func runOnce(ctx context.Context, o Options, w Writer, b Breaker, c Cluster, n int, seq *int64) (Run, error) {
-	r := Run{N: n}
-	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	defer cancel()
-	// A block left by an earlier recovery would stop this one.
-	if err := c.Ack(ctx); err != nil {
-		return r, fmt.Errorf("lift the anti-flap block: %w", err)
+// firstIDs returns at most n ids of ids.
+func firstIDs(ids []int64, n int) []int64 {
+	if len(ids) > n {
+		return ids[:n]
 	}
-	old, err := waitReady(ctx, c)
-	if err != nil {
-		return r, err
-	}
-	r.OldPrimary = old
-	last, err := w.Prepare(ctx, old)
-	if err != nil {
-		return r, err
-	}
-	*seq = max(*seq, last)
-
-	var (
-		mu     sync.Mutex
-		acks   []ack
-		killed time.Time
-	)
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		writeLoop(ctx, w, c, seq, stop, func(a ack) {
-			mu.Lock()
-			acks = append(acks, a)
-			mu.Unlock()
-		})
-	}()
-	finish := func() { close(stop); <-done }
-
-	if err := sleep(ctx, o.WarmUp); err != nil {
-		finish()
-		return r, err
-	}
-	killed = time.Now()
-	if err := b.Kill(ctx, old); err != nil {
-		finish()
-		return r, fmt.Errorf("kill %s: %w", old, err)
-	}
-	logf(o.Log, "run %d: killed %s", n, old)
-	newPrimary, err := waitNewWrites(ctx, &mu, &acks, old, o.WarmUp)
-	finish()
-	if err != nil {
-		return r, fmt.Errorf("no write reached a new primary %v after the kill: %w", time.Since(killed).Round(time.Millisecond), err)
-	}
-	r.NewPrimary = newPrimary
-	r.RTOSeconds, r.AckedRows = rto(acks, old, newPrimary)
-	var all []int64
-	for _, a := range acks {
-		all = append(all, a.seq)
-	}
-	missing, err := w.Missing(ctx, newPrimary, all)
-	if err != nil {
-		return r, fmt.Errorf("count rows on %s: %w", newPrimary, err)
-	}
-	r.LostRows, r.Lost = len(missing), missing
-
-	restarted := time.Now()
-	if err := b.Restart(ctx, old); err != nil {
-		return r, fmt.Errorf("restart %s: %w", old, err)
-	}
-	if err := c.Ack(ctx); err != nil {
-		return r, fmt.Errorf("lift the anti-flap block: %w", err)
-	}
-	// The cluster heals itself: the old primary is fenced, rewound when it
-	// holds what the new one lacks, and follows it. Nobody helps.
-	if _, err := waitReady(ctx, c); err != nil {
-		return r, fmt.Errorf("after %s was started again: %w", old, err)
-	}
-	r.RejoinSeconds = time.Since(restarted).Seconds()
-	// The ledger is written just after the rejoin that made the cluster
-	// whole: look for a few seconds before taking "nothing rewound".
-	for wait := 0; ; wait++ {
-		if r.Rewound, r.RewoundBytes, err = c.Rewound(ctx, old); err != nil {
-			return r, fmt.Errorf("read what was rewound on %s: %w", old, err)
-		}
-		if r.Rewound > 0 || r.RewoundBytes > 0 || wait == 30 || sleep(ctx, 100*time.Millisecond) != nil {
-			return r, nil
-		}
-	}
-}
-
-func rewoundNote(r Run) string {
-	if r.RewoundBytes > 0 {
-		return fmt.Sprintf("%d bytes of WAL saved and rewound", r.RewoundBytes)
-	}
-	return fmt.Sprintf("%d transaction(s) saved and rewound", r.Rewound)
-}
-
-func lostNote(lost []int64) string {
-	if len(lost) == 0 {
-		return ""
-	}
-	return fmt.Sprintf(" (%v)", lost)
-}
-
-// waitReady waits for a healthy cluster whose writer endpoint names its
-// primary.
-func waitReady(ctx context.Context, c Cluster) (string, error) {
-	var last error
-	for {
-		p, err := c.Healthy(ctx)
-		if err == nil {
-			var wr string
-			if wr, err = c.Writer(ctx); err == nil && wr != p {
-				err = fmt.Errorf("the writer endpoint names %q, the primary is %s", wr, p)
-			}
-			if err == nil {
-				return p, nil
-			}
-		}
-		last = err
-		if sleep(ctx, 200*time.Millisecond) != nil {
-			return "", fmt.Errorf("the cluster did not become healthy: %w", last)
-		}
-	}
-}
-
-// writeLoop writes row after row through the writer endpoint until stop:
-// on any error it resolves the endpoint again and retries at once, as a
-// client with a short retry would.
-func writeLoop(ctx context.Context, w Writer, c Cluster, seq *int64, stop <-chan struct{}, acked func(ack)) {
-	addr := ""
-	for {
-		select {
-		case <-stop:
-			return
-		case <-ctx.Done():
-			return
-		default:
-		}
-		if addr == "" {
-			rctx, cancel := context.WithTimeout(ctx, time.Second)
-			a, err := c.Writer(rctx)
-			cancel()
-			if err != nil || a == "" {
-				sleep(ctx, 10*time.Millisecond)
-				continue
-			}
-			addr = a
-		}
-		// Each number is tried once: a write whose acknowledgement was lost
-		// (the primary killed mid-commit) may have committed and reached the
-		// new primary, where trying its number again fails for good.
-		next := *seq + 1
-		*seq = next
-		wctx, cancel := context.WithTimeout(ctx, time.Second)
-		err := w.Write(wctx, addr, next)
-		cancel()
-		if err != nil {
-			addr = ""
-			sleep(ctx, 10*time.Millisecond)
-			continue
-		}
-		acked(ack{seq: next, addr: addr, at: time.Now()})
-	}
-}
-
-// waitNewWrites waits until rows have been acknowledged by an instance
-// other than old for warmUp.
-func waitNewWrites(ctx context.Context, mu *sync.Mutex, acks *[]ack, old string, warmUp time.Duration) (string, error) {
-	for {
-		mu.Lock()
-		var first *ack
-		for i := range *acks {
-			if (*acks)[i].addr != old {
-				first = &(*acks)[i]
-				break
-			}
-		}
-		var addr string
-		var since time.Duration
-		if first != nil {
-			addr, since = first.addr, time.Since(first.at)
-		}
-		mu.Unlock()
-		if first != nil && since >= warmUp {
-			return addr, nil
-		}
-		if err := sleep(ctx, 20*time.Millisecond); err != nil {
-			return "", err
-		}
-	}
-}
-
-// rto is the time from the last write acknowledged by the old primary to the
-// first acknowledged by the new one.
-func rto(acks []ack, old, newPrimary string) (float64, int) {
-	var lastOld, firstNew time.Time
-	for _, a := range acks {
-		switch {
-		case a.addr == old:
-			lastOld = a.at
-		case a.addr == newPrimary && firstNew.IsZero():
-			firstNew = a.at
-		}
-	}
-	return firstNew.Sub(lastOld).Seconds(), len(acks)
+	return ids
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -362,11 +223,4 @@ func logf(w io.Writer, format string, args ...any) {
 	if w != nil {
 		fmt.Fprintf(w, format+"\n", args...)
 	}
-}
-
-func errNote(err error) string {
-	if err == nil {
-		return ""
-	}
-	return " — " + err.Error()
 }

@@ -2,109 +2,179 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"syscall"
-	"text/tabwriter"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/dbha/dbha/command"
 	"github.com/dbha/dbha/config"
 	"github.com/dbha/dbha/consul"
 	"github.com/dbha/dbha/drill"
 	"github.com/dbha/dbha/integration"
-	"github.com/dbha/dbha/promote"
 	"github.com/dbha/dbha/topology"
 )
 
+// drillFlags are `dbha drill`'s flags.
+type drillFlags struct {
+	cluster, output      string
+	runs, writers        int
+	switchover, hosts    bool
+	fault, host, sides   string
+	expect               string
+	percent              int
+	writeTimeout, dialTO time.Duration
+	observe, pace        time.Duration
+}
+
 func newDrillCmd(g *globalFlags) *cobra.Command {
-	var cluster, output string
-	var runs int
-	var switchover bool
+	var f drillFlags
 	cmd := &cobra.Command{
-		Use:   "drill --cluster C [--runs N] [--switchover]",
-		Short: "Kill the primary under a continuous write load and measure RTO and lost rows",
-		Long: `drill runs dbha's monitor and streams for the cluster, writes rows without
-pause through the writer endpoint (Consul DNS), kills the primary, and measures
-the recovery time objective (last write acknowledged by the old primary to the
-first acknowledged by the new one) and the acknowledged rows the new primary
-lacks; then it restarts the old primary, waits for it to rejoin, lifts the
-anti-flap block and repeats. Only for a cluster it may disrupt: the lab, or one
-with drill.kill_command and drill.restart_command configured. With
---switchover each run is a planned switchover instead of a kill, and RTO is how
-long writes were blocked.`,
+		Use:   "drill --cluster C [--runs N] [--writers W] [--switchover | --hosts --fault NAME [--host H] [--sides A,B|C,D] [--percent P]]",
+		Short: "Break the primary under concurrent writes and check what clients lived: RTO, lost and in-flight writes, two writers",
+		Long: `drill writes unique ids from W concurrent writers (8 by default), each on a
+connection of its own that resolves the writer endpoint (Consul DNS) on every
+reconnect, records when each write was sent, when it was acknowledged (or
+failed, or got no answer within --write-timeout) and which server
+acknowledged it; injects a fault, waits for the outcome the fault should
+cause (a new primary taking writes, or --observe seconds without a
+failover), heals it, waits for the cluster to be whole, and reads every
+server's rows back. Each run reports the RTO (fault to the first write
+acknowledged by the new primary), the acknowledged writes lost, the writes
+in flight at the fault (the commits actually at risk), two writers (the
+window during which two servers acknowledged writes), a false failover, and
+the state after the heal. Runs that do not recover are shown, never dropped;
+the command exits 1 when a run or the drill misses its targets.
+
+Without --hosts (a loopback lab, or a cluster with drill.kill_command and
+drill.restart_command), the drill runs dbha's monitor and streams itself and
+kills the primary (--switchover: replaces it by a planned switchover); the
+heal restarts it. With --hosts (a lab of hosts, dbha lab up --hosts), the
+managers are the lab's own dbha run processes: the drill only writes, from
+the clients' host, and injects --fault through the lab: kill, host-down,
+hang, isolate, manager-cut, loss (--percent), split (--sides), flap,
+consul-down. A fault on the primary strikes the primary's host unless
+--host names another.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, cl, err := g.loadCluster(output, cluster)
+			cfg, cl, err := g.loadCluster(f.output, f.cluster)
 			if err != nil {
 				return err
 			}
-			if runs < 1 {
-				return usageError(errors.New("--runs must be at least 1"))
+			o, err := f.options(cl)
+			if err != nil {
+				return usageError(err)
 			}
-			var breaker drill.Breaker = switchoverBreaker{g: g, cfg: cfg, cl: cl}
-			if !switchover {
-				if breaker, err = newBreaker(g, cl); err != nil {
-					return err
-				}
-			}
-			return runDrill(cmd.Context(), g, cmd.OutOrStdout(), cfg, cl, breaker, runs, output)
+			return runDrill(cmd.Context(), g, cmd.OutOrStdout(), cfg, cl, f, o)
 		},
 	}
-	cmd.Flags().StringVar(&cluster, "cluster", "", "the cluster (required)")
-	cmd.Flags().IntVar(&runs, "runs", 10, "how many kills")
-	cmd.Flags().BoolVar(&switchover, "switchover", false, "replace the primary by a planned switchover instead of killing it")
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	fl := cmd.Flags()
+	fl.StringVar(&f.cluster, "cluster", "", "the cluster (required)")
+	fl.IntVar(&f.runs, "runs", 10, "how many runs")
+	fl.IntVar(&f.writers, "writers", drill.DefaultWriterOptions().Writers, "concurrent writers, each on a connection of its own")
+	fl.BoolVar(&f.switchover, "switchover", false, "without --hosts: replace the primary by a planned switchover instead of killing it")
+	fl.BoolVar(&f.hosts, "hosts", false, "the lab of hosts: inject --fault through the lab, with the lab's managers deciding")
+	fl.StringVar(&f.fault, "fault", "kill", "the fault: "+strings.Join(drill.FaultNames(), ", "))
+	fl.StringVar(&f.host, "host", "", "the host the fault strikes (default: the primary's, for faults on the primary)")
+	fl.StringVar(&f.sides, "sides", "", "a split's two sides: host,host|host,host")
+	fl.IntVar(&f.percent, "percent", 0, "the packets a loss drops, in percent")
+	fl.StringVar(&f.expect, "expect", "", "the outcome the fault should cause, overriding the catalogue: failover or none")
+	fl.DurationVar(&f.writeTimeout, "write-timeout", drill.DefaultWriterOptions().WriteTimeout, "a write without an answer by then has an unknown outcome")
+	fl.DurationVar(&f.dialTO, "dial-timeout", drill.DefaultWriterOptions().DialTimeout, "bound on a writer's connection (dial, login, identity)")
+	fl.DurationVar(&f.pace, "pace", drill.DefaultWriterOptions().Pace, "each writer's pause between two acknowledged writes (0: as fast as the server answers)")
+	fl.DurationVar(&f.observe, "observe", drill.DefaultOptions().Observe, "how long a fault that must not fail over stays in place")
+	cmd.Flags().StringVarP(&f.output, "output", "o", "text", "output format: text or json")
+	cmd.AddCommand(newDrillMatrixCmd())
 	return cmd
 }
 
-func runDrill(ctx context.Context, g *globalFlags, out io.Writer, cfg config.Config, cl config.Cluster, b drill.Breaker, runs int, output string) error {
+func newDrillMatrixCmd() *cobra.Command {
+	var command, output string
+	cmd := &cobra.Command{
+		Use:   "matrix SUMMARY.json... [--command CMD] [-o json]",
+		Short: "Render drill summaries (dbha drill -o json) as the fault matrix: Markdown for docs/faults.md, or JSON rows",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, files []string) error {
+			if err := outputFormat(output); err != nil {
+				return err
+			}
+			var rows []drill.MatrixRow
+			for _, name := range files {
+				raw, err := os.ReadFile(name)
+				if err != nil {
+					return err
+				}
+				var s drill.Summary
+				if err := json.Unmarshal(raw, &s); err != nil {
+					return usageError(fmt.Errorf("%s: not a drill summary (dbha drill -o json): %w", name, err))
+				}
+				rows = append(rows, drill.RowOf(s))
+			}
+			if output == "json" {
+				raw, err := drill.MatrixJSON(rows)
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s\n", raw)
+				return err
+			}
+			_, err := io.WriteString(cmd.OutOrStdout(), drill.MatrixMarkdown(command, rows))
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&command, "command", "make faults", "the command the header names as the one that made the figures")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text (Markdown) or json")
+	return cmd
+}
+
+// options turns the flags into the drill's options (the lab mode and
+// managers are added once the lab is known).
+func (f drillFlags) options(cl config.Cluster) (drill.Options, error) {
+	o := drill.DefaultOptions()
+	o.Runs, o.Cluster, o.Engine, o.Mode = f.runs, cl.Name, string(cl.Engine), "async"
+	if cl.Stream.SemiSync || cl.Stream.Synchronous {
+		o.Mode = "lossless"
+	}
+	o.Writers.Writers, o.Writers.WriteTimeout, o.Writers.DialTimeout, o.Writers.Pace = f.writers, f.writeTimeout, f.dialTO, f.pace
+	o.Observe, o.Expect = f.observe, drill.Expect(f.expect)
+	o.Fault = drill.Fault{Name: f.fault, Host: f.host, Percent: f.percent}
+	if f.sides != "" {
+		sides, err := drill.ParseSides(f.sides)
+		if err != nil {
+			return o, err
+		}
+		o.Fault.Sides = sides
+	}
+	switch {
+	case f.switchover && f.hosts:
+		return o, errors.New("--switchover is for the drill without --hosts")
+	case f.switchover:
+		o.Fault.Name = "switchover"
+	case !f.hosts && f.fault != "kill":
+		return o, fmt.Errorf("--fault %s needs --hosts (a lab of hosts); without it the drill kills the primary", f.fault)
+	}
+	if !f.hosts {
+		// Today's loopback targets: a failover within 3 s, 2 s median.
+		o.TargetMedian, o.TargetMax = 2*time.Second, 3*time.Second
+	}
+	return o, o.Validate()
+}
+
+func runDrill(ctx context.Context, g *globalFlags, out io.Writer, cfg config.Config, cl config.Cluster, f drillFlags, o drill.Options) error {
 	password, err := readSecret(cl.Drill.Password())
 	if err != nil {
 		return usageError(fmt.Errorf("cluster %s: drill account: %w (set drill.user and drill.password_file)", cl.Name, err))
 	}
-	var w drill.Writer = &drill.MariaDBWriter{User: cl.Drill.User, Password: password, Database: cl.Drill.Database}
+	var e drill.Engine = &drill.MariaDB{User: cl.Drill.User, Password: password, Database: cl.Drill.Database}
 	if cl.Engine == topology.Postgres {
-		w = &drill.PostgresWriter{User: cl.Drill.User, Password: password, Database: cl.Drill.Database}
+		e = &drill.Postgres{User: cl.Drill.User, Password: password, Database: cl.Drill.Database}
 	}
-	defer w.Close()
-
-	// The monitor and the stream run here, as `dbha run` would; their log
-	// goes to a file beside the audit log.
-	logPath := filepath.Join(cfg.StateDir, "drill-"+cl.Name+".log")
-	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
-		return err
-	}
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
-	log := slog.New(slog.NewJSONHandler(logFile, nil))
-	dcfg := cfg
-	dcfg.HTTP.Listen = ""
-	streams, err := newStreams(dcfg, []config.Cluster{cl}, log)
-	if err != nil {
-		return err
-	}
-	m, closeAll, err := newMonitor(ctx, g, dcfg, []config.Cluster{cl}, streams, true, log)
-	if err != nil {
-		return err
-	}
-	defer closeAll()
-	dctx, stopDaemon := context.WithCancel(ctx)
-	daemonDone := make(chan error, 1)
-	// No scheduled backups here: they are `dbha run`'s, and would only
-	// add load to the failovers the drill measures.
-	go func() { daemonDone <- runDaemon(dctx, dcfg, m, streams, nil, log) }()
-	defer func() { stopDaemon(); <-daemonDone }()
-
 	c, err := newConsul(ctx, cfg)
 	if err != nil {
 		return err
@@ -114,20 +184,42 @@ func runDrill(ctx context.Context, g *globalFlags, out io.Writer, cfg config.Con
 		return err
 	}
 	defer closeProber()
+	dc := drillCluster{cfg: cfg, cl: cl, consul: c, prober: prober}
+
 	// With -o json, standard output carries the JSON document alone.
 	progress := out
-	if output == "json" {
+	if f.output == "json" {
 		progress = os.Stderr
 	}
-	fmt.Fprintf(progress, "drill of %s: %d kill(s) of the primary under continuous writes through %s (monitor log: %s)\n",
-		cl.Name, runs, consul.WriterService(cl.Name)+".service.consul", logPath)
-	sum, err := drill.Drill(ctx, drill.Options{Runs: runs, WarmUp: time.Second, Timeout: 2 * time.Minute,
-		TargetMedian: 2 * time.Second, TargetMax: 3 * time.Second, Log: progress},
-		w, b, drillCluster{cfg: cfg, cl: cl, consul: c, prober: prober})
+	var faults drill.Faults
+	if f.hosts {
+		lab, err := integration.Load(filepath.Dir(configPath(g.configFile, os.LookupEnv)))
+		if err != nil {
+			return usageError(fmt.Errorf("--hosts needs the configuration of a lab of hosts (dbha lab up --hosts): %w", err))
+		}
+		faults, o.Lab, o.Managers = labFaults{lab}, drill.LabHosts, managerHosts(lab.Hosts())
+	} else {
+		stop, err := startMonitor(ctx, g, cfg, cl, progress)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		var b drill.Breaker = switchoverBreaker{g: g, cfg: cfg, cl: cl}
+		if !f.switchover {
+			if b, err = newBreaker(g, cl); err != nil {
+				return err
+			}
+		}
+		faults, o.Lab = drill.BreakerFaults(b), drillLabMode(g)
+	}
+	o.Log = progress
+	fmt.Fprintf(progress, "drill of %s (%s, %s, %s lab): %d run(s) of %s, %d writers through %s\n",
+		cl.Name, cl.Engine, o.Mode, o.Lab, o.Runs, o.Fault, o.Writers.Writers, consul.WriterService(cl.Name)+".service.consul")
+	sum, err := drill.Drill(ctx, o, e, faults, dc)
 	if err != nil {
 		return err
 	}
-	if err := writeDrill(out, sum, output); err != nil {
+	if err := writeDrill(out, sum, f.output); err != nil {
 		return err
 	}
 	if !sum.Pass {
@@ -136,158 +228,61 @@ func runDrill(ctx context.Context, g *globalFlags, out io.Writer, cfg config.Con
 	return nil
 }
 
-func writeDrill(w io.Writer, s drill.Summary, format string) error {
-	if format == "json" {
-		return writeJSON(w, s)
+// startMonitor runs dbha's monitor and stream for the cluster in this
+// process, as `dbha run` would, logging to a file beside the audit log;
+// stop ends them.
+func startMonitor(ctx context.Context, g *globalFlags, cfg config.Config, cl config.Cluster, progress io.Writer) (stop func(), err error) {
+	logPath := filepath.Join(cfg.StateDir, "drill-"+cl.Name+".log")
+	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
+		return nil, err
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RUN\tOLD -> NEW\tRTO\tTARGET\tACKED\tLOST\tREWOUND (TRX|WAL)\tWHOLE AGAIN\tPASS")
-	for _, r := range s.Runs {
-		lost := fmt.Sprint(r.LostRows)
-		if len(r.Lost) > 0 {
-			lost += fmt.Sprintf(" %v", r.Lost)
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+	if err != nil {
+		return nil, err
+	}
+	log := slog.New(slog.NewJSONHandler(logFile, nil))
+	dcfg := cfg
+	dcfg.HTTP.Listen = ""
+	streams, err := newStreams(dcfg, []config.Cluster{cl}, log)
+	if err != nil {
+		logFile.Close()
+		return nil, err
+	}
+	m, closeAll, err := newMonitor(ctx, g, dcfg, []config.Cluster{cl}, streams, true, log)
+	if err != nil {
+		logFile.Close()
+		return nil, err
+	}
+	dctx, stopDaemon := context.WithCancel(ctx)
+	daemonDone := make(chan error, 1)
+	// No scheduled backups here: they are `dbha run`'s, and would only
+	// add load to the failovers the drill measures.
+	go func() { daemonDone <- runDaemon(dctx, dcfg, m, streams, nil, log) }()
+	fmt.Fprintf(progress, "monitor log: %s\n", logPath)
+	return func() {
+		stopDaemon()
+		<-daemonDone
+		closeAll()
+		logFile.Close()
+	}, nil
+}
+
+// drillLabMode: loopback when the configuration is a lab's, else an
+// operator's cluster.
+func drillLabMode(g *globalFlags) string {
+	if _, err := integration.Load(filepath.Dir(configPath(g.configFile, os.LookupEnv))); err == nil {
+		return drill.LabLoopback
+	}
+	return drill.LabExternal
+}
+
+// managerHosts are the lab's hosts that run a dbha manager.
+func managerHosts(hosts []string) []string {
+	var out []string
+	for _, h := range hosts {
+		if strings.HasPrefix(h, "manager") {
+			out = append(out, h)
 		}
-		rewound := fmt.Sprint(r.Rewound)
-		if r.RewoundBytes > 0 {
-			rewound = fmt.Sprintf("%d B", r.RewoundBytes)
-		}
-		fmt.Fprintf(tw, "%d\t%s -> %s\t%.3fs\t<= %.0fs\t%d\t%s\t%s\t%.3fs\t%v\n", r.N, r.OldPrimary, r.NewPrimary, r.RTOSeconds, s.TargetMaxRTO,
-			r.AckedRows, lost, rewound, r.RejoinSeconds, r.Pass)
 	}
-	fmt.Fprintf(tw, "median RTO %.3fs (target <= %.0fs), max %.3fs (target <= %.0fs), lost rows %d: pass %v\n",
-		s.MedianRTO, s.TargetMedianRTO, s.MaxRTO, s.TargetMaxRTO, s.LostRows, s.Pass)
-	return tw.Flush()
-}
-
-// drillCluster answers the drill's questions about the cluster.
-type drillCluster struct {
-	cfg    config.Config
-	cl     config.Cluster
-	consul *consul.Client
-	prober topology.Prober
-}
-
-// Healthy: every configured instance reachable, the primary writable and
-// the rest replicating from it, no problem at all.
-func (d drillCluster) Healthy(ctx context.Context) (string, error) {
-	s := topology.Discover(ctx, d.cl.Topology(), d.prober, d.cfg.Probe.Timeout)
-	if !s.Healthy() {
-		return "", fmt.Errorf("%d problem(s), first: %s", len(s.Problems), s.Problems[0].Message)
-	}
-	return s.WritablePrimary()
-}
-
-func (d drillCluster) Writer(ctx context.Context) (string, error) {
-	addrs, err := consul.Resolve(ctx, d.cfg.Consul.DNS, consul.WriterService(d.cl.Name))
-	if err != nil {
-		return "", err
-	}
-	if len(addrs) != 1 {
-		return "", fmt.Errorf("the writer endpoint names %d instances", len(addrs))
-	}
-	return addrs[0], nil
-}
-
-func (d drillCluster) Ack(ctx context.Context) error { return d.consul.ClearBlock(ctx, d.cl.Name) }
-
-// Rewound reads the latest recovery's loss ledger.
-func (d drillCluster) Rewound(ctx context.Context, old string) (int, int64, error) {
-	rec, err := d.consul.Recoveries("").Latest(ctx, d.cl.Name)
-	if err != nil || rec == nil || rec.Plan.OldPrimary != old {
-		return 0, 0, err
-	}
-	var n int
-	var bytes int64
-	for _, r := range rec.Ledger.Rewound {
-		n += r.Transactions
-		bytes += r.Bytes
-	}
-	return n, bytes, nil
-}
-
-// newBreaker: the lab when the configuration is a lab's, else the
-// cluster's drill commands.
-func newBreaker(g *globalFlags, cl config.Cluster) (drill.Breaker, error) {
-	dir := filepath.Dir(configPath(g.configFile, os.LookupEnv))
-	if _, err := integration.Load(dir); err == nil {
-		return labBreaker{dir}, nil
-	}
-	if len(cl.Drill.KillCommand) == 0 || len(cl.Drill.RestartCommand) == 0 {
-		return nil, usageError(fmt.Errorf("cluster %s is not a lab's: set drill.kill_command and drill.restart_command to let the drill break it", cl.Name))
-	}
-	return commandBreaker{kill: cl.Drill.KillCommand, restart: cl.Drill.RestartCommand}, nil
-}
-
-// labBreaker breaks lab nodes. It reads the lab afresh each time: a
-// rejoin (dbha lab rejoin, run by the monitor) restarts nodes and records
-// their new PIDs.
-type labBreaker struct{ dir string }
-
-func (b labBreaker) node(addr string) (*integration.Lab, string, error) {
-	l, err := integration.Load(b.dir)
-	if err != nil {
-		return nil, "", err
-	}
-	n, err := l.NodeByAddr(addr)
-	return l, n.Name, err
-}
-
-func (b labBreaker) Kill(_ context.Context, addr string) error {
-	l, name, err := b.node(addr)
-	if err != nil {
-		return err
-	}
-	return l.Signal(name, syscall.SIGKILL)
-}
-
-func (b labBreaker) Restart(ctx context.Context, addr string) error {
-	l, name, err := b.node(addr)
-	if err != nil {
-		return err
-	}
-	return l.Start(ctx, name)
-}
-
-// Stop and Start let `dbha backup reseed` rebuild a lab node.
-func (b labBreaker) Stop(ctx context.Context, addr string) error {
-	l, name, err := b.node(addr)
-	if err != nil {
-		return err
-	}
-	return l.Stop(ctx, name)
-}
-
-func (b labBreaker) Start(ctx context.Context, addr string) error { return b.Restart(ctx, addr) }
-
-// switchoverBreaker "breaks" the primary by a planned switchover, as
-// `dbha promote` would; the old primary stays up, so there is nothing to
-// restart (a PostgreSQL one rejoins through rejoin_command).
-type switchoverBreaker struct {
-	g   *globalFlags
-	cfg config.Config
-	cl  config.Cluster
-}
-
-func (b switchoverBreaker) Kill(ctx context.Context, _ string) error {
-	keeper, closeKeeper, err := newClusterKeeper(ctx, b.g, b.cfg, b.cl, nil)
-	if err != nil {
-		return err
-	}
-	defer closeKeeper()
-	_, err = keeper.Recover(ctx, promote.Trigger{Reason: "drill switchover"}, promote.Choice{})
-	return err
-}
-
-func (switchoverBreaker) Restart(context.Context, string) error { return nil }
-
-type commandBreaker struct{ kill, restart []string }
-
-func (b commandBreaker) Kill(ctx context.Context, addr string) error {
-	_, err := command.Run(ctx, b.kill, command.Options{Placeholders: map[string]string{"{instance}": addr}})
-	return err
-}
-
-func (b commandBreaker) Restart(ctx context.Context, addr string) error {
-	_, err := command.Run(ctx, b.restart, command.Options{Placeholders: map[string]string{"{instance}": addr}})
-	return err
+	return out
 }
