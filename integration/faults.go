@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -355,7 +356,7 @@ func (l *Lab) ClientAddr() string {
 func (f FaultSpec) String() string {
 	switch {
 	case f.Name == FaultSplit:
-		return fmt.Sprintf("%s %v|%v", f.Name, f.Sides[0], f.Sides[1])
+		return f.Name + " " + strings.Join(f.Sides[0], ",") + "|" + strings.Join(f.Sides[1], ",")
 	case f.Name == FaultLoss:
 		return fmt.Sprintf("%s %d%% on %s", f.Name, f.Percent, f.Host)
 	case f.Host == "":
