@@ -114,7 +114,8 @@ type NodeStatus struct {
 	Addr    string
 	PID     int
 	Alive   bool // the recorded PID is the process the lab started
-	Running bool // Alive and the port accepts TCP connections
+	Frozen  bool // Alive and stopped (SIGSTOP: a hang or host-down fault)
+	Running bool // Alive and the port accepts TCP connections (from this process's namespace)
 }
 
 // ConsulPorts are the ports of the Consul dev agent; kept so Start can reuse them.

@@ -26,6 +26,7 @@ func (l *Lab) Status(ctx context.Context) []NodeStatus {
 		wg.Go(func() {
 			s := NodeStatus{Name: n.Name, Kind: n.Kind, Host: n.LabHost, Addr: n.Addr(), PID: n.PID}
 			s.Alive = n.running()
+			s.Frozen = s.Alive && procStopped(n.PID)
 			s.Running = s.Alive && acceptsTCP(ctx, n.Addr()) == nil
 			out[i] = s
 		})
@@ -134,6 +135,20 @@ func (l *Lab) signalTree(name string, sig syscall.Signal) error {
 		}
 	}
 	return nil
+}
+
+// procStopped reports whether pid is stopped by a signal (state T).
+func procStopped(pid int) bool {
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	rest := string(raw)
+	if i := strings.LastIndexByte(rest, ')'); i >= 0 {
+		rest = rest[i+1:]
+	}
+	f := strings.Fields(rest)
+	return len(f) > 0 && f[0] == "T"
 }
 
 // childrenOf lists the direct children of pid from /proc.

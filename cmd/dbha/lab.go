@@ -103,7 +103,12 @@ freezes or kills hosts, and "dbha lab heal" undoes every fault.`,
 			down := 0
 			for _, st := range l.Status(cmd.Context()) {
 				state := "running"
-				if !st.Running {
+				switch {
+				case st.Frozen:
+					state, down = "frozen", down+1
+				case st.Alive && !st.Running:
+					state, down = "unreachable", down+1 // e.g. cut off by a fault
+				case !st.Running:
 					state, down = "stopped", down+1
 				}
 				host := st.Host
