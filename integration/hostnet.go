@@ -402,16 +402,22 @@ func (l *Lab) removeNet(ctx context.Context) error {
 	defer unlock()
 	alias, exists := bridgeAlias(n.Bridge)
 	if exists && alias != "" && alias != n.ID {
-		l.progressf("lab: bridge %s belongs to another lab now (alias %q); nothing of this lab's network is left", n.Bridge, alias)
-	} else if err := n.remove(ctx, exists); err != nil {
+		l.warnf("lab: bridge %s belongs to another lab now (alias %q); nothing of this lab's network is left", n.Bridge, alias)
+	} else if err := n.remove(ctx, exists, l.warnf); err != nil {
 		return err
 	}
 	return l.update(func() error { l.Net.Created = false; return nil })
 }
 
-func (n *HostNet) remove(ctx context.Context, bridgeExists bool) error {
+func (n *HostNet) remove(ctx context.Context, bridgeExists bool, warn func(format string, args ...any)) error {
 	var errs []error
 	for _, h := range n.Hosts {
+		// Processes the lab did not record (an `up` killed between a start and its record)
+		// are named, never signalled: the lab acts on recorded PIDs only.
+		if out, err := netCmd(ctx, "ip", "netns", "pids", h.Netns); err == nil && strings.TrimSpace(out) != "" {
+			warn("lab: host %s still has processes the lab did not record (pids %s); left running, cut off from the network",
+				h.Name, strings.Join(strings.Fields(out), " "))
+		}
 		if linkExists(h.Veth) {
 			if _, err := netCmd(ctx, "ip", "link", "del", h.Veth); err != nil {
 				errs = append(errs, err)

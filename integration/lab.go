@@ -320,8 +320,8 @@ func (l *Lab) abort() {
 // then SIGKILL after stopTimeout. Only the processes the lab started are signalled (see
 // processIsNode). The managers of a hosts lab go first, so that none acts on the others'
 // stopping; a frozen process (a fault) is thawed first. A hosts lab's network goes next:
-// every namespace, veth and the bridge (its fault rules live in the namespaces). purge then
-// removes the lab directory.
+// every namespace, veth and the bridge (its fault rules live in the namespaces), and the
+// record of faults. purge then removes the lab directory.
 func (l *Lab) Down(ctx context.Context, purge bool) error {
 	for _, n := range l.nodes() {
 		if n.running() {
@@ -345,7 +345,12 @@ func (l *Lab) Down(ctx context.Context, purge bool) error {
 		return fmt.Errorf("lab down: %w", err)
 	}
 	if !purge {
-		return nil
+		// Nothing of a fault outlives down: its rules went with the namespaces, its frozen
+		// and killed processes are stopped, and `up` starts every node again.
+		if l.Net == nil {
+			return nil
+		}
+		return l.update(func() error { l.Faults = nil; return nil })
 	}
 	if l.SocketRoot != "" && l.SocketRoot != l.Dir {
 		if err := os.RemoveAll(l.SocketRoot); err != nil {
@@ -381,6 +386,16 @@ func inParallel(nodes []Node, fn func(Node) error) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// warnf reports a problem that does not stop the command: to the progress writer, or to
+// stderr when there is none (`down` from the CLI has none).
+func (l *Lab) warnf(format string, args ...any) {
+	if l.progress == nil {
+		fmt.Fprintf(os.Stderr, format+"\n", args...)
+		return
+	}
+	l.progressf(format, args...)
 }
 
 func (l *Lab) progressf(format string, args ...any) {
