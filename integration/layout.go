@@ -23,6 +23,8 @@ import (
 //	DIR/logs/<node>.log       each server's stdout and stderr, and its setup tools' output
 //	DIR/<node>/               node directory, owned by the lab user (0700)
 //	DIR/<node>/data/          data directory
+//	DIR/manager-i.yaml        hosts lab: manager-i's config (its own Consul server, state, stream)
+//	DIR/manager-i/state/      hosts lab: manager-i's state_dir
 //
 // Unix sockets live in the node directory, or under SocketRoot when DIR is too long.
 
