@@ -22,7 +22,8 @@ import (
 // on: both clusters healthy as seen from the root namespace (the clients' host) through
 // dbha.yaml, every server on a host of its own, the manager's `dbha run` publishing each
 // writer where Consul DNS resolves it, a host-down that leaves a connecting client hanging
-// (no RST) until Heal, and a `down` that leaves no namespace or link of the lab behind.
+// (no RST) until Heal, an isolated replica that loses its primary while the clients still
+// reach it, and a `down` that leaves no namespace or link of the lab behind.
 func TestHostsLab(t *testing.T) {
 	bin := dbhaBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
@@ -130,6 +131,36 @@ func TestHostsLab(t *testing.T) {
 			t.Errorf("lab.json faults after heal: %v (%v)", fresh.Faults, err)
 		}
 		checkMariaDBReplicates(ctx, t, l, "mariadb-3")
+	})
+
+	t.Run("isolate cuts a replica from its primary, not from the clients", func(t *testing.T) {
+		if err := l.Fault(ctx, FaultSpec{Name: FaultIsolate, Host: "mariadb-2"}); err != nil {
+			t.Fatal(err)
+		}
+		healed := false
+		defer func() {
+			if !healed {
+				if err := l.Heal(ctx); err != nil {
+					t.Errorf("heal: %v", err)
+				}
+			}
+		}()
+		replica := mysqlDB(t, l, "mariadb-2") // from the clients' namespace: still reachable
+		eventually(t, "mariadb-2's link to mariadb-1 to break", func() error {
+			st, err := slaveStatus(ctx, replica)
+			if err != nil {
+				return err
+			}
+			if st["Slave_IO_Running"] == "Yes" {
+				return errors.New("Slave_IO_Running is still Yes")
+			}
+			return nil
+		})
+		if err := l.Heal(ctx); err != nil {
+			t.Fatal(err)
+		}
+		healed = true
+		checkMariaDBReplicates(ctx, t, l, "mariadb-2")
 	})
 
 	if err := l.Down(ctx, true); err != nil {
