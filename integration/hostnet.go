@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -203,7 +204,8 @@ func parseAddrs(out string) []netClaim {
 		if err != nil {
 			continue
 		}
-		claims = append(claims, netClaim{Prefix: p, Dev: strings.TrimSuffix(f[1], ":"), Line: strings.TrimSpace(line)})
+		dev := strings.TrimSuffix(f[1], ":")
+		claims = append(claims, netClaim{Prefix: p, Dev: dev, Line: "address " + f[3] + " on " + dev})
 	}
 	return claims
 }
@@ -231,7 +233,7 @@ func parseRoutes(out string) []netClaim {
 		if err != nil || !p.Addr().Is4() {
 			continue
 		}
-		c := netClaim{Prefix: p, Line: strings.TrimSpace(line)}
+		c := netClaim{Prefix: p, Line: "route " + strings.Join(strings.Fields(line), " ")}
 		for i := 0; i+1 < len(f); i++ {
 			if f[i] == "dev" {
 				c.Dev = f[i+1]
@@ -305,6 +307,17 @@ func requireRoot() error {
 	return nil
 }
 
+// checkNetFree fails when the hosts lab's range is in use on this machine. It reserves
+// nothing (claimNet does, under the lock).
+func checkNetFree(ctx context.Context) error {
+	u, err := readNetInUse(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = pickSubnet(u)
+	return err
+}
+
 // claimNet picks the lab's subnet, records the network in lab.json and creates the bridge,
 // all under a machine-wide lock so that two labs never pick the same subnet.
 func (l *Lab) claimNet(ctx context.Context, hosts []string) error {
@@ -351,14 +364,20 @@ func (n *HostNet) createBridge(ctx context.Context) error {
 	return nil
 }
 
-// createHosts creates every host's namespace, veth pair, address and fault chain.
+// createHosts creates every host's namespace, veth pair, address and fault chain, the hosts
+// at once.
 func (n *HostNet) createHosts(ctx context.Context) error {
-	for _, h := range n.Hosts {
-		if err := n.createHost(ctx, h); err != nil {
-			return fmt.Errorf("create host %s: %w", h.Name, err)
-		}
+	errs := make([]error, len(n.Hosts))
+	var wg sync.WaitGroup
+	for i, h := range n.Hosts {
+		wg.Go(func() {
+			if err := n.createHost(ctx, h); err != nil {
+				errs[i] = fmt.Errorf("create host %s: %w", h.Name, err)
+			}
+		})
 	}
-	return nil
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func (n *HostNet) createHost(ctx context.Context, h Host) error {

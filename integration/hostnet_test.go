@@ -9,7 +9,7 @@ import (
 
 func TestPickSubnet(t *testing.T) {
 	claim := func(prefix, dev string) netClaim {
-		return netClaim{Prefix: netip.MustParsePrefix(prefix), Dev: dev, Line: prefix + " dev " + dev}
+		return netClaim{Prefix: netip.MustParsePrefix(prefix), Dev: dev, Line: prefix + " on " + dev}
 	}
 	cases := []struct {
 		name    string
@@ -28,7 +28,7 @@ func TestPickSubnet(t *testing.T) {
 		{name: "a leftover namespace", in: netInUse{Netns: []string{"dbha0-mariadb-1", "other"}}, want: 1},
 		{name: "gaps are reused", in: netInUse{Links: []string{"dbha0", "dbha2"}}, want: 1},
 		{name: "an address in the range on another device", in: netInUse{Claims: []netClaim{claim("198.18.7.1/24", "eth1")}},
-			wantErr: "198.18.7.1/24 dev eth1"},
+			wantErr: "198.18.7.1/24 on eth1"},
 		{name: "a blackhole route in the range", in: netInUse{Claims: []netClaim{claim("198.19.0.0/16", "")}},
 			wantErr: "not on a dbha lab bridge"},
 		{name: "the whole range routed elsewhere", in: netInUse{Claims: []netClaim{claim("198.18.0.0/15", "eth0")}},

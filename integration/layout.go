@@ -48,6 +48,11 @@ func create(ctx context.Context, dir string, o Options) (*Lab, error) {
 	if err := requireBinaries(); err != nil {
 		return nil, err
 	}
+	if o.Hosts {
+		if err := checkNetFree(ctx); err != nil { // before anything is written
+			return nil, err
+		}
+	}
 	u, err := resolveLabUser(ctx)
 	if err != nil {
 		return nil, err
