@@ -224,6 +224,9 @@ func (l *Lab) scene() (faultScene, error) {
 // Fault injects f and records it in lab.json (first, so that Heal undoes even a fault that
 // failed halfway). Faults stack; Heal undoes them all.
 func (l *Lab) Fault(ctx context.Context, f FaultSpec) error {
+	if err := l.refresh(); err != nil { // the PIDs of nodes other processes restarted
+		return err
+	}
 	sc, err := l.scene()
 	if err != nil {
 		return fmt.Errorf("fault %s: %w", f.Name, err)
@@ -260,7 +263,7 @@ func (l *Lab) Fault(ctx context.Context, f FaultSpec) error {
 // frozen, and starts again (all at once, for a Consul quorum) what was killed and is still
 // down; then it clears the record. Healing a lab with no fault does nothing but the flush.
 func (l *Lab) Heal(ctx context.Context) error {
-	if err := l.update(func() error { return nil }); err != nil { // read what other processes recorded
+	if err := l.refresh(); err != nil { // the faults and PIDs other processes recorded
 		return err
 	}
 	sc, err := l.scene()

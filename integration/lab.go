@@ -156,7 +156,7 @@ type Lab struct {
 	// Faults are the faults injected and not healed yet, in order (see Fault).
 	Faults []FaultSpec `json:"faults,omitempty"`
 
-	mu       sync.Mutex // guards Nodes and lab.json
+	mu       sync.Mutex // guards Nodes, Net, Faults and lab.json
 	progress io.Writer
 	progMu   sync.Mutex
 }
@@ -323,6 +323,12 @@ func (l *Lab) abort() {
 // every namespace, veth and the bridge (its fault rules live in the namespaces), and the
 // record of faults. purge then removes the lab directory.
 func (l *Lab) Down(ctx context.Context, purge bool) error {
+	if _, err := os.Stat(filepath.Join(l.Dir, "lab.json")); err == nil {
+		// Nodes other processes restarted (a manager's rejoin) have new PIDs there.
+		if err := l.refresh(); err != nil {
+			return fmt.Errorf("lab down: %w", err)
+		}
+	}
 	for _, n := range l.nodes() {
 		if n.running() {
 			_ = l.signalTree(n.Name, syscall.SIGCONT)

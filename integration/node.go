@@ -332,6 +332,9 @@ func (l *Lab) setNode(n Node) error {
 	})
 }
 
+// refresh reads back what other processes recorded in lab.json (see update).
+func (l *Lab) refresh() error { return l.update(func() error { return nil }) }
+
 // update changes lab.json under its lock. Several processes change one lab (a drill restarts
 // nodes while a manager's rejoin command does too, `dbha lab fault` records a fault): what is
 // on disk (nodes, faults, the network's state) is read back first, change applied to it
