@@ -11,10 +11,11 @@ import (
 )
 
 // upConsul starts a single-node Consul dev agent (in-memory state, its own server) on free
-// loopback ports and waits for it to elect itself leader.
+// loopback ports, or in a hosts lab a Consul server on each manager host, and waits for a
+// leader.
 func (l *Lab) upConsul(ctx context.Context) error {
 	start := time.Now()
-	err := l.startFresh(ctx, "consul", func(Node) error { return nil })
+	err := inParallel(l.consulNodes(), func(n Node) error { return l.startFresh(ctx, n.Name, func(Node) error { return nil }) })
 	if err != nil {
 		return fmt.Errorf("consul: %w", err)
 	}
@@ -26,6 +27,9 @@ func (l *Lab) upConsul(ctx context.Context) error {
 // mode otherwise takes fixed ones (8500, 8600, 8300-8302, 8502, 8503); gRPC is not needed and
 // is switched off. -data-dir marks the process in /proc/PID/cmdline.
 func (l *Lab) consulLaunch(n Node) (launch, error) {
+	if l.Net != nil {
+		return l.consulServerLaunch(n)
+	}
 	bin, err := lookBinary("consul")
 	if err != nil {
 		return launch{}, err

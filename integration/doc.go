@@ -5,8 +5,15 @@
 // with two streaming standbys (lab-postgres), and a Consul dev agent, plus a ready dbha.yaml.
 // Everything about it is recorded in DIR/lab.json, so that a later process can stop it.
 //
+// A hosts lab (Options.Hosts) runs each database server, and on each of 1 to 3 manager hosts a
+// Consul server and a dbha manager, in a network namespace of its own on a bridge it creates
+// on 198.18.0.0/15 (hostnet.go); its faults (faults.go) are iptables rules inside those
+// namespaces and signals to its own processes. It never adds a rule in the root namespace,
+// and removes only the namespaces, links and bridge it recorded.
+//
 // It must not be imported by production packages other than cmd (for `dbha lab`), and it never
-// signals a process it did not start: a PID is acted on only while /proc/PID/cmdline still
-// names the node's data directory. Passwords are generated into DIR/secrets and never appear
+// signals a process it did not start: a PID is acted on only while its start time is the one
+// recorded when the lab started it (or, in an older lab.json, while /proc/PID/cmdline names
+// the node's data directory). Passwords are generated into DIR/secrets and never appear
 // in a process argument or a log line.
 package integration

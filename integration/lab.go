@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -20,6 +21,7 @@ const (
 	KindMariaDB  = "mariadb"
 	KindPostgres = "postgres"
 	KindConsul   = "consul"
+	KindManager  = "manager" // hosts lab: `dbha run` on a manager host
 )
 
 const labHost = "127.0.0.1"
@@ -36,31 +38,84 @@ type Options struct {
 	// synchronous_standby_names = 'dbha'. PostgreSQL commits then wait for
 	// a running dbha stream.
 	Lossless bool
+	// Hosts builds a hosts lab: every database server, and on each manager host a Consul
+	// server and a dbha manager (`dbha run`), in a network namespace of its own on a bridge
+	// the lab creates (see HostNet), so that faults can be injected per host. It needs root
+	// and Binary.
+	Hosts bool
+	// Managers is the number of manager hosts of a hosts lab: 1 (the default, when 0) to 3.
+	// With 3, the Consul servers form a real Raft quorum.
+	Managers int
+}
+
+// MaxManagers bounds Options.Managers.
+const MaxManagers = 3
+
+// validate checks the options and fills in the default number of managers.
+func (o *Options) validate() error {
+	if !o.Hosts {
+		if o.Managers != 0 {
+			return errors.New("lab up: managers run only in a hosts lab (--hosts)")
+		}
+		return nil
+	}
+	if o.Managers == 0 {
+		o.Managers = 1
+	}
+	if o.Managers < 1 || o.Managers > MaxManagers {
+		return fmt.Errorf("lab up: --managers %d: a hosts lab has 1 to %d managers", o.Managers, MaxManagers)
+	}
+	if o.Binary == "" {
+		return errors.New("lab up: a hosts lab runs `dbha run` on its manager hosts and needs the dbha binary (Options.Binary)")
+	}
+	return requireRoot()
 }
 
 // Node is one process of the lab.
 type Node struct {
-	Name    string `json:"name"` // "mariadb-1" (primary), "mariadb-2", ..., "postgres-1" (primary), ..., "consul"
-	Kind    string `json:"kind"` // KindMariaDB, KindPostgres or KindConsul
-	Host    string `json:"host"`
-	Port    int    `json:"port"`
-	PID     int    `json:"pid"`      // 0 once stopped by Stop
+	// "mariadb-1" (primary), "mariadb-2", ..., "postgres-1" (primary), ..., and "consul" in the
+	// loopback lab; "consul-1".. and "manager-1".. (`dbha run`) in a hosts lab.
+	Name string `json:"name"`
+	Kind string `json:"kind"` // KindMariaDB, KindPostgres, KindConsul or KindManager
+	Host string `json:"host"` // its address: 127.0.0.1, or its host's in a hosts lab
+	Port int    `json:"port"`
+	PID  int    `json:"pid"` // 0 once stopped by Stop
+	// Started is the start time of PID (see processIsNode); 0 in a lab.json from before it was kept.
+	Started uint64 `json:"started,omitempty"`
 	DataDir string `json:"data_dir"` // also the marker that identifies the process in /proc/PID/cmdline
 	LogFile string `json:"log_file"`
 	Socket  string `json:"socket,omitempty"` // MariaDB: socket file; PostgreSQL: socket directory
+	// Marker replaces DataDir as the argument that names the process in /proc/PID/cmdline
+	// (a manager: its config file).
+	Marker string `json:"marker,omitempty"`
+	// LabHost is the host (network namespace) it runs on in a hosts lab: "mariadb-1" for
+	// mariadb-1, "manager-1" for consul-1 and manager-1.
+	LabHost string `json:"lab_host,omitempty"`
 }
 
 // Addr is host:port.
 func (n Node) Addr() string { return net.JoinHostPort(n.Host, strconv.Itoa(n.Port)) }
 
+func (n Node) marker() string {
+	if n.Marker != "" {
+		return n.Marker
+	}
+	return n.DataDir
+}
+
+// running reports whether the node's recorded process is alive and is the one the lab started.
+func (n Node) running() bool { return processIsNode(n.PID, n.marker(), n.Started) }
+
 // NodeStatus is what Status observed about one node.
 type NodeStatus struct {
 	Name    string
 	Kind    string
+	Host    string // hosts lab: the host it runs on
 	Addr    string
 	PID     int
 	Alive   bool // the recorded PID is the process the lab started
-	Running bool // Alive and the port accepts TCP connections
+	Frozen  bool // Alive and stopped (SIGSTOP: a hang or host-down fault)
+	Running bool // Alive and the port accepts TCP connections (from this process's namespace)
 }
 
 // ConsulPorts are the ports of the Consul dev agent; kept so Start can reuse them.
@@ -94,7 +149,14 @@ type Lab struct {
 	Lossless      bool `json:"lossless,omitempty"`
 	PGSynchronous bool `json:"pg_synchronous,omitempty"`
 
-	mu       sync.Mutex // guards Nodes and lab.json
+	// Net is the network of a hosts lab; nil for the loopback lab.
+	Net *HostNet `json:"net,omitempty"`
+	// Managers is the number of manager hosts of a hosts lab.
+	Managers int `json:"managers,omitempty"`
+	// Faults are the faults injected and not healed yet, in order (see Fault).
+	Faults []FaultSpec `json:"faults,omitempty"`
+
+	mu       sync.Mutex // guards Nodes, Net, Faults and lab.json
 	progress io.Writer
 	progMu   sync.Mutex
 }
@@ -104,6 +166,9 @@ type Lab struct {
 func Up(ctx context.Context, o Options) (l *Lab, alreadyRunning bool, err error) {
 	if o.Dir == "" {
 		return nil, false, errors.New("lab up: no lab directory given")
+	}
+	if err := o.validate(); err != nil {
+		return nil, false, err
 	}
 	dir, err := filepath.Abs(o.Dir)
 	if err != nil {
@@ -125,12 +190,14 @@ func Up(ctx context.Context, o Options) (l *Lab, alreadyRunning bool, err error)
 		l.progress = o.Progress
 		return l.resume(ctx)
 	}
-	l, err = create(ctx, dir, o.Progress)
-	if err != nil {
-		return nil, false, err
+	l, err = create(ctx, dir, o)
+	if err == nil {
+		err = l.build(ctx)
 	}
-	l.Binary, l.Lossless = o.Binary, o.Lossless
-	if err := l.build(ctx); err != nil {
+	if err != nil {
+		if l == nil {
+			return nil, false, err
+		}
 		l.abort()
 		return nil, false, fmt.Errorf("lab up in %s: %w\n(logs are kept in %s; run `dbha lab down --purge --dir %s` to remove the lab)",
 			dir, err, filepath.Join(dir, "logs"), dir)
@@ -159,6 +226,12 @@ func Load(dir string) (*Lab, error) {
 // The first failure cancels the other parts.
 func (l *Lab) build(ctx context.Context) error {
 	start := time.Now()
+	if l.Net != nil {
+		if err := l.Net.createHosts(ctx); err != nil {
+			return err
+		}
+		l.progressf("lab: %d hosts on bridge %s (%s), clients at %s (%.1fs)", len(l.Net.Hosts), l.Net.Bridge, l.Net.Subnet(), l.Net.Client, time.Since(start).Seconds())
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	parts := []func(context.Context) error{l.upMariaDB, l.upPostgres, l.upConsul}
@@ -181,6 +254,9 @@ func (l *Lab) build(ctx context.Context) error {
 	if err := l.synchronousPostgres(ctx); err != nil {
 		return err
 	}
+	if err := l.upManagers(ctx); err != nil {
+		return err
+	}
 	l.mu.Lock()
 	l.Ready = true
 	err := l.saveLocked()
@@ -195,16 +271,38 @@ func (l *Lab) resume(ctx context.Context) (*Lab, bool, error) {
 	if !l.Ready {
 		return nil, false, fmt.Errorf("the lab in %s is incomplete (an earlier `up` failed or was interrupted): run `dbha lab down --purge --dir %s` and start again", l.Dir, l.Dir)
 	}
+	if err := l.ensureNet(ctx); err != nil {
+		return nil, false, err
+	}
 	started := false
-	for _, n := range l.Nodes {
-		if processIsNode(n.PID, n.DataDir) {
+	// Databases one by one, then the Consul servers together (a restarted server waits for a
+	// quorum of them), then the managers.
+	for _, kinds := range [][]string{{KindMariaDB, KindPostgres}, {KindConsul}, {KindManager}} {
+		var stopped []Node
+		for _, n := range l.nodes() {
+			if slices.Contains(kinds, n.Kind) && !n.running() {
+				stopped = append(stopped, n)
+			}
+		}
+		started = started || len(stopped) > 0
+		start := func(n Node) error {
+			if err := l.Start(ctx, n.Name); err != nil {
+				return fmt.Errorf("restart stopped lab node: %w (if the lab is broken, run `dbha lab down --purge --dir %s`)", err, l.Dir)
+			}
+			l.progressf("%s: restarted on %s", n.Name, n.Addr())
+			return nil
+		}
+		if kinds[0] != KindMariaDB {
+			if err := inParallel(stopped, start); err != nil {
+				return nil, false, err
+			}
 			continue
 		}
-		started = true
-		if err := l.Start(ctx, n.Name); err != nil {
-			return nil, false, fmt.Errorf("restart stopped lab node: %w (if the lab is broken, run `dbha lab down --purge --dir %s`)", err, l.Dir)
+		for _, n := range stopped {
+			if err := start(n); err != nil {
+				return nil, false, err
+			}
 		}
-		l.progressf("%s: restarted on %s", n.Name, n.Addr())
 	}
 	return l, !started, nil
 }
@@ -219,21 +317,46 @@ func (l *Lab) abort() {
 }
 
 // Down stops every recorded process: SIGTERM (SIGINT for PostgreSQL, its fast shutdown),
-// then SIGKILL after stopTimeout. Only PIDs whose command line still names the node's data
-// directory are signalled. purge then removes the lab directory.
+// then SIGKILL after stopTimeout. Only the processes the lab started are signalled (see
+// processIsNode). The managers of a hosts lab go first, so that none acts on the others'
+// stopping; a frozen process (a fault) is thawed first. A hosts lab's network goes next:
+// every namespace, veth and the bridge (its fault rules live in the namespaces), and the
+// record of faults. purge then removes the lab directory.
 func (l *Lab) Down(ctx context.Context, purge bool) error {
-	nodes := l.nodes()
-	var wg sync.WaitGroup
-	errs := make([]error, len(nodes))
-	for i, n := range nodes {
-		wg.Go(func() { errs[i] = stopProcess(ctx, n, stopSignal(n.Kind)) })
+	if _, err := os.Stat(filepath.Join(l.Dir, "lab.json")); err == nil {
+		// Nodes other processes restarted (a manager's rejoin) have new PIDs there.
+		if err := l.refresh(); err != nil {
+			return fmt.Errorf("lab down: %w", err)
+		}
 	}
-	wg.Wait()
+	for _, n := range l.nodes() {
+		if n.running() {
+			_ = l.signalTree(n.Name, syscall.SIGCONT)
+		}
+	}
+	var errs []error
+	for _, managers := range []bool{true, false} {
+		var nodes []Node
+		for _, n := range l.nodes() {
+			if (n.Kind == KindManager) == managers {
+				nodes = append(nodes, n)
+			}
+		}
+		errs = append(errs, inParallel(nodes, func(n Node) error { return stopProcess(ctx, n, stopSignal(n.Kind)) }))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("lab down: %w", err)
 	}
+	if err := l.removeNet(ctx); err != nil {
+		return fmt.Errorf("lab down: %w", err)
+	}
 	if !purge {
-		return nil
+		// Nothing of a fault outlives down: its rules went with the namespaces, its frozen
+		// and killed processes are stopped, and `up` starts every node again.
+		if l.Net == nil {
+			return nil
+		}
+		return l.update(func() error { l.Faults = nil; return nil })
 	}
 	if l.SocketRoot != "" && l.SocketRoot != l.Dir {
 		if err := os.RemoveAll(l.SocketRoot); err != nil {
@@ -269,6 +392,16 @@ func inParallel(nodes []Node, fn func(Node) error) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// warnf reports a problem that does not stop the command: to the progress writer, or to
+// stderr when there is none (`down` from the CLI has none).
+func (l *Lab) warnf(format string, args ...any) {
+	if l.progress == nil {
+		fmt.Fprintf(os.Stderr, format+"\n", args...)
+		return
+	}
+	l.progressf(format, args...)
 }
 
 func (l *Lab) progressf(format string, args ...any) {

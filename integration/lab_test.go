@@ -78,7 +78,7 @@ func TestLabUpDown(t *testing.T) {
 		t.Fatalf("Down: %v", err)
 	}
 	for _, n := range l.Nodes {
-		if processIsNode(pids[n.Name], n.DataDir) {
+		if processIsNode(pids[n.Name], n.DataDir, n.Started) {
 			t.Errorf("after Down, %s (pid %d) is still running", n.Name, pids[n.Name])
 		}
 	}

@@ -3,13 +3,15 @@ package integration
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/dbha/dbha/config"
 )
 
 // Directory layout of a lab:
@@ -21,6 +23,8 @@ import (
 //	DIR/logs/<node>.log       each server's stdout and stderr, and its setup tools' output
 //	DIR/<node>/               node directory, owned by the lab user (0700)
 //	DIR/<node>/data/          data directory
+//	DIR/manager-i.yaml        hosts lab: manager-i's config (its own Consul server, state, stream)
+//	DIR/manager-i/state/      hosts lab: manager-i's state_dir
 //
 // Unix sockets live in the node directory, or under SocketRoot when DIR is too long.
 
@@ -35,13 +39,19 @@ var secretNames = []string{
 const maxSocketPath = 100
 
 // create lays out a new lab in the empty directory dir and records it in lab.json. It starts
-// nothing.
-func create(ctx context.Context, dir string, progress io.Writer) (*Lab, error) {
+// nothing; for a hosts lab it claims the network and creates its bridge. When it fails after
+// lab.json was first written, it returns the lab with the error, for `abort` to undo.
+func create(ctx context.Context, dir string, o Options) (*Lab, error) {
 	if err := checkEmpty(dir); err != nil {
 		return nil, err
 	}
 	if err := requireBinaries(); err != nil {
 		return nil, err
+	}
+	if o.Hosts {
+		if err := checkNetFree(ctx); err != nil { // before anything is written
+			return nil, err
+		}
 	}
 	u, err := resolveLabUser(ctx)
 	if err != nil {
@@ -50,7 +60,11 @@ func create(ctx context.Context, dir string, progress io.Writer) (*Lab, error) {
 	if err := checkTraversable(dir, u); err != nil {
 		return nil, err
 	}
-	l := &Lab{Dir: dir, ConfigPath: filepath.Join(dir, "dbha.yaml"), User: u, SocketRoot: dir, progress: progress}
+	l := &Lab{Dir: dir, ConfigPath: filepath.Join(dir, "dbha.yaml"), User: u, SocketRoot: dir, progress: o.Progress,
+		Binary: o.Binary, Lossless: o.Lossless}
+	if o.Hosts {
+		l.Managers = o.Managers
+	}
 	if err := l.chooseSocketRoot(); err != nil {
 		return nil, err
 	}
@@ -65,7 +79,15 @@ func create(ctx context.Context, dir string, progress io.Writer) (*Lab, error) {
 	if err := l.writeSecrets(); err != nil {
 		return nil, err
 	}
-	if err := l.planNodes(); err != nil {
+	if o.Hosts {
+		// lab.json exists from here on, naming the network before any of it is created.
+		if err := l.claimNet(ctx, l.hostNames()); err != nil {
+			return l, err
+		}
+		if err := l.planHostNodes(); err != nil {
+			return l, err
+		}
+	} else if err := l.planNodes(); err != nil {
 		return nil, err
 	}
 	l.progressf("lab: building in %s; database servers run as user %s", dir, u.Name)
@@ -110,7 +132,11 @@ func (l *Lab) chooseSocketRoot() error {
 
 // writeSecrets generates every password, mode 0600, readable only by the invoking user.
 func (l *Lab) writeSecrets() error {
-	for _, name := range secretNames {
+	names := secretNames
+	if l.Managers > 0 {
+		names = append(slices.Clip(names), managerTokenSecret)
+	}
+	for _, name := range names {
 		pw, err := newPassword()
 		if err != nil {
 			return err
@@ -129,25 +155,10 @@ func (l *Lab) planNodes() error {
 	if err != nil {
 		return err
 	}
-	for i, name := range []string{"mariadb-1", "mariadb-2", "mariadb-3", "postgres-1", "postgres-2", "postgres-3"} {
-		kind := KindMariaDB
-		socket := filepath.Join(l.SocketRoot, name, "mysqld.sock")
-		if i >= 3 {
-			kind, socket = KindPostgres, filepath.Join(l.SocketRoot, name)
-		}
-		n := l.newNode(name, kind, ports[i])
-		n.Socket = socket
-		socketDir := socket
-		if kind == KindMariaDB {
-			socketDir = filepath.Dir(socket)
-		}
-		if err := l.mkdirLab(filepath.Dir(n.DataDir)); err != nil {
+	for i, name := range databaseNodes {
+		if err := l.addDatabaseNode(name, labHost, ports[i], ""); err != nil {
 			return err
 		}
-		if err := l.mkdirLab(socketDir); err != nil {
-			return err
-		}
-		l.Nodes = append(l.Nodes, n)
 	}
 	l.Consul = ConsulPorts{HTTP: ports[6], DNS: ports[7], SerfLAN: ports[8], SerfWAN: ports[9], Server: ports[10]}
 	l.ConsulHTTP = net.JoinHostPort(labHost, strconv.Itoa(l.Consul.HTTP))
@@ -157,6 +168,86 @@ func (l *Lab) planNodes() error {
 		return fmt.Errorf("create consul data directory: %w", err)
 	}
 	l.Nodes = append(l.Nodes, consul)
+	return nil
+}
+
+// databaseNodes are the database servers of every lab: a node, and in a hosts lab a host, each.
+var databaseNodes = []string{"mariadb-1", "mariadb-2", "mariadb-3", "postgres-1", "postgres-2", "postgres-3"}
+
+// addDatabaseNode plans one database server and creates its directories.
+func (l *Lab) addDatabaseNode(name, host string, port int, labHostName string) error {
+	kind := KindMariaDB
+	socket := filepath.Join(l.SocketRoot, name, "mysqld.sock")
+	socketDir := filepath.Dir(socket)
+	if strings.HasPrefix(name, KindPostgres) {
+		kind, socket = KindPostgres, filepath.Join(l.SocketRoot, name)
+		socketDir = socket
+	}
+	n := l.newNode(name, kind, port)
+	n.Host, n.Socket, n.LabHost = host, socket, labHostName
+	if err := l.mkdirLab(filepath.Dir(n.DataDir)); err != nil {
+		return err
+	}
+	if err := l.mkdirLab(socketDir); err != nil {
+		return err
+	}
+	l.Nodes = append(l.Nodes, n)
+	return nil
+}
+
+// The ports of a hosts lab: each host has an address of its own, so every server keeps its
+// usual port.
+const (
+	hostMariaDBPort  = 3306
+	hostPostgresPort = 5432
+	hostManagerPort  = 7070 // a manager's HTTP API (/healthz)
+)
+
+var hostConsulPorts = ConsulPorts{HTTP: 8500, DNS: 8600, SerfLAN: 8301, SerfWAN: 8302, Server: 8300}
+
+// hostNames lists the hosts of a hosts lab: one per database server, then the manager hosts.
+func (l *Lab) hostNames() []string {
+	names := slices.Clone(databaseNodes)
+	for i := 1; i <= l.Managers; i++ {
+		names = append(names, fmt.Sprintf("%s-%d", KindManager, i))
+	}
+	return names
+}
+
+// planHostNodes plans the nodes of a hosts lab on the addresses of l.Net: a database server
+// per database host; a Consul server (consul-i) and a manager (manager-i) per manager host.
+func (l *Lab) planHostNodes() error {
+	for _, name := range databaseNodes {
+		h, _ := l.Net.host(name)
+		port := hostMariaDBPort
+		if strings.HasPrefix(name, KindPostgres) {
+			port = hostPostgresPort
+		}
+		if err := l.addDatabaseNode(name, h.Addr, port, h.Name); err != nil {
+			return err
+		}
+	}
+	l.Consul = hostConsulPorts
+	for i := 1; i <= l.Managers; i++ {
+		h, _ := l.Net.host(fmt.Sprintf("%s-%d", KindManager, i))
+		consul := l.newNode(fmt.Sprintf("%s-%d", KindConsul, i), KindConsul, l.Consul.HTTP)
+		consul.Host, consul.LabHost = h.Addr, h.Name
+		if err := os.MkdirAll(consul.DataDir, 0o700); err != nil {
+			return fmt.Errorf("create %s data directory: %w", consul.Name, err)
+		}
+		m := l.newNode(h.Name, KindManager, hostManagerPort)
+		m.Host, m.LabHost = h.Addr, h.Name
+		m.DataDir = filepath.Join(l.Dir, h.Name, "state")
+		m.Marker = l.managerConfigPath(m)
+		if err := os.MkdirAll(m.DataDir, 0o700); err != nil {
+			return fmt.Errorf("create %s state directory: %w", m.Name, err)
+		}
+		l.Nodes = append(l.Nodes, consul, m)
+		if i == 1 {
+			l.ConsulHTTP = consul.Addr()
+			l.ConsulDNS = net.JoinHostPort(consul.Host, strconv.Itoa(l.Consul.DNS))
+		}
+	}
 	return nil
 }
 
@@ -171,12 +262,52 @@ func (l *Lab) newNode(name, kind string, port int) Node {
 	}
 }
 
-// writeConfig writes DIR/dbha.yaml for the lab's two clusters and Consul, in dbha's config
-// format (which rejects unknown keys, so only these keys appear).
+// configFile is what differs between the lab's config files: the operator's DIR/dbha.yaml
+// and, in a hosts lab, each manager's DIR/manager-i.yaml.
+type configFile struct {
+	path       string
+	stateDir   string
+	consulHTTP string
+	consulDNS  string
+	// manager is i for manager-i's file, 0 for the operator's. A manager has a name of its
+	// own, an HTTP endpoint, and a change stream of its own (server_id, slot), since every
+	// manager streams each cluster at once.
+	manager    int
+	httpListen string
+}
+
+// writeConfig writes DIR/dbha.yaml for the lab's two clusters and Consul and, in a hosts
+// lab, each manager's config (its own Consul server, state and stream).
 func (l *Lab) writeConfig() error {
+	files := []configFile{{path: l.ConfigPath, stateDir: filepath.Join(l.Dir, "state"), consulHTTP: l.ConsulHTTP, consulDNS: l.ConsulDNS}}
+	for i, m := range l.nodesOfKind(KindManager) {
+		files = append(files, configFile{
+			path:       l.managerConfigPath(m),
+			stateDir:   m.DataDir,
+			consulHTTP: net.JoinHostPort(m.Host, strconv.Itoa(l.Consul.HTTP)),
+			consulDNS:  net.JoinHostPort(m.Host, strconv.Itoa(l.Consul.DNS)),
+			manager:    i + 1,
+			httpListen: m.Addr(),
+		})
+	}
+	for _, f := range files {
+		if err := writeFileAtomic(f.path, []byte(l.configText(f)), 0o600); err != nil {
+			return fmt.Errorf("write dbha config: %w", err)
+		}
+	}
+	return nil
+}
+
+// configText is one config file, in dbha's config format (which rejects unknown keys, so
+// only these keys appear).
+func (l *Lab) configText(f configFile) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "state_dir: %s\n", yamlScalar(filepath.Join(l.Dir, "state")))
-	fmt.Fprintf(&b, "consul:\n  address: %s\n  dns: %s\n", yamlScalar(l.ConsulHTTP), yamlScalar(l.ConsulDNS))
+	fmt.Fprintf(&b, "state_dir: %s\n", yamlScalar(f.stateDir))
+	fmt.Fprintf(&b, "consul:\n  address: %s\n  dns: %s\n", yamlScalar(f.consulHTTP), yamlScalar(f.consulDNS))
+	if f.manager > 0 {
+		fmt.Fprintf(&b, "manager:\n  name: %s-%d\n", KindManager, f.manager)
+		fmt.Fprintf(&b, "http:\n  listen: %s\n  token_file: %s\n", yamlScalar(f.httpListen), yamlScalar(l.Secret(managerTokenSecret)))
+	}
 	b.WriteString("clusters:\n")
 	for _, c := range []struct{ name, kind string }{{mariadbCluster, KindMariaDB}, {postgresCluster, KindPostgres}} {
 		var addrs []string
@@ -191,12 +322,30 @@ func (l *Lab) writeConfig() error {
 		fmt.Fprintf(&b, "    replication:\n")
 		fmt.Fprintf(&b, "      user: repl\n")
 		fmt.Fprintf(&b, "      password_file: %s\n", yamlScalar(l.Secret(c.kind+"-repl")))
+		l.writeStreamConfig(&b, c.name, c.kind, f.manager)
 		l.writeDrillConfig(&b, c.kind)
 	}
-	if err := writeFileAtomic(l.ConfigPath, []byte(b.String()), 0o600); err != nil {
-		return fmt.Errorf("write dbha config: %w", err)
+	return b.String()
+}
+
+// writeStreamConfig writes a cluster's stream block: in a lossless lab, the stream
+// acknowledges commits; a manager's stream has a server_id (MariaDB) or a slot (PostgreSQL)
+// of its own, apart from the operator's default.
+func (l *Lab) writeStreamConfig(b *strings.Builder, cluster, kind string, manager int) {
+	var lines []string
+	if l.Lossless {
+		ack := map[string]string{KindMariaDB: "semi_sync", KindPostgres: "synchronous"}[kind]
+		lines = append(lines, ack+": true")
 	}
-	return nil
+	if manager > 0 && kind == KindMariaDB {
+		lines = append(lines, fmt.Sprintf("server_id: %d", config.DerivedServerID(cluster)+uint32(manager)))
+	}
+	if manager > 0 && kind == KindPostgres {
+		lines = append(lines, fmt.Sprintf("slot: dbha_%s_%d", KindManager, manager))
+	}
+	if len(lines) > 0 {
+		fmt.Fprintf(b, "    stream:\n      %s\n", strings.Join(lines, "\n      "))
+	}
 }
 
 // writeDrillConfig gives `dbha drill` the lab's administrator to write
@@ -211,10 +360,6 @@ func (l *Lab) writeDrillConfig(b *strings.Builder, kind string) {
 		fmt.Fprintf(b, "    promotion:\n      apply:\n        user: admin\n        password_file: %s\n", yamlScalar(l.Secret("mariadb-admin")))
 		// mariadb-backup needs RELOAD, LOCK TABLES and the like.
 		fmt.Fprintf(b, "    backup:\n      user: admin\n      password_file: %s\n", yamlScalar(l.Secret("mariadb-admin")))
-	}
-	if l.Lossless {
-		ack := map[string]string{KindMariaDB: "semi_sync", KindPostgres: "synchronous"}[kind]
-		fmt.Fprintf(b, "    stream:\n      %s: true\n", ack)
 	}
 	if kind == KindPostgres {
 		user, secret = "postgres", "postgres-superuser"

@@ -33,7 +33,7 @@ const mariadbDBHAGrant = "GRANT " +
 	"PROCESS, " + // SHOW PROCESSLIST of every user: sessions to kill, binlog dump threads
 	"RELOAD, " + // RESET SLAVE ALL when promoting a replica
 	"REPLICATION MASTER ADMIN " + // SHOW SLAVE HOSTS: no replica may use the stream's server_id
-	"ON *.* TO 'dbha'@'127.0.0.1'"
+	"ON *.* TO 'dbha'@" // + the lab's client host pattern
 
 // mariadbInstallSQL runs inside mariadb-install-db's bootstrap. "normal" root authentication
 // creates passwordless root@127.0.0.1, root@::1 and root@<hostname>; they are removed so that
@@ -138,7 +138,7 @@ pid-file=%s
 # /tmp would lose the temporary tables of other labs' servers (and make a
 # concurrent mariadb-install-db fail).
 tmpdir=%s
-bind-address=127.0.0.1
+bind-address=%s
 skip-name-resolve
 server_id=%d
 log_bin=mariadb-bin
@@ -148,12 +148,12 @@ binlog_format=ROW
 gtid_strict_mode=ON
 gtid_domain_id=0
 performance_schema=OFF
-report_host=127.0.0.1
+report_host=%s
 report_port=%d
 # Replicas notice a dead primary within seconds (heartbeat every 2s).
 slave_net_timeout=4
 read_only=%s
-%s%s`, n.DataDir, n.Port, n.Socket, filepath.Join(nodeDir, "mariadbd.pid"), nodeDir, serverID, n.Port, readOnly, mariadbInnoDBSettings, l.semiSyncSettings())
+%s%s`, n.DataDir, n.Port, n.Socket, filepath.Join(nodeDir, "mariadbd.pid"), nodeDir, n.Host, serverID, n.Host, n.Port, readOnly, mariadbInnoDBSettings, l.semiSyncSettings())
 	return os.WriteFile(filepath.Join(nodeDir, "my.cnf"), []byte(cnf), 0o644)
 }
 
@@ -219,18 +219,21 @@ func (l *Lab) createMariaDBUsers(ctx context.Context, primary Node) error {
 		}
 		hashes[user] = nativePasswordHash(pw)
 	}
+	// Accounts are for connections from the lab's client host(s): loopback, or in a hosts
+	// lab any address of its subnet (clients, managers and the replicas of each other).
+	from := "'" + l.sqlClientHosts() + "'"
 	stmts := []string{
-		fmt.Sprintf("CREATE USER 'admin'@'127.0.0.1' IDENTIFIED BY PASSWORD '%s'", hashes["admin"]),
-		"GRANT ALL PRIVILEGES ON *.* TO 'admin'@'127.0.0.1' WITH GRANT OPTION",
-		fmt.Sprintf("CREATE USER 'repl'@'127.0.0.1' IDENTIFIED BY PASSWORD '%s'", hashes["repl"]),
-		"GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1'",
-		fmt.Sprintf("CREATE USER 'dbha'@'127.0.0.1' IDENTIFIED BY PASSWORD '%s'", hashes["dbha"]),
-		mariadbDBHAGrant,
+		fmt.Sprintf("CREATE USER 'admin'@%s IDENTIFIED BY PASSWORD '%s'", from, hashes["admin"]),
+		"GRANT ALL PRIVILEGES ON *.* TO 'admin'@" + from + " WITH GRANT OPTION",
+		fmt.Sprintf("CREATE USER 'repl'@%s IDENTIFIED BY PASSWORD '%s'", from, hashes["repl"]),
+		"GRANT REPLICATION SLAVE ON *.* TO 'repl'@" + from,
+		fmt.Sprintf("CREATE USER 'dbha'@%s IDENTIFIED BY PASSWORD '%s'", from, hashes["dbha"]),
+		mariadbDBHAGrant + from,
 		"CREATE DATABASE dbha_lab",
 		// app is what an application has: its own database and nothing
 		// global, so read_only (a fence) stops it, as it does not stop admin.
-		fmt.Sprintf("CREATE USER 'app'@'127.0.0.1' IDENTIFIED BY PASSWORD '%s'", hashes["app"]),
-		"GRANT ALL PRIVILEGES ON dbha_lab.* TO 'app'@'127.0.0.1'",
+		fmt.Sprintf("CREATE USER 'app'@%s IDENTIFIED BY PASSWORD '%s'", from, hashes["app"]),
+		"GRANT ALL PRIVILEGES ON dbha_lab.* TO 'app'@" + from,
 		"CREATE TABLE dbha_lab.heartbeat (id INT AUTO_INCREMENT PRIMARY KEY, at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))",
 	}
 	db := rootMySQL(primary)
@@ -241,6 +244,15 @@ func (l *Lab) createMariaDBUsers(ctx context.Context, primary Node) error {
 		}
 	}
 	return nil
+}
+
+// sqlClientHosts is the host part of the lab's SQL accounts: 127.0.0.1, or the hosts lab's
+// subnet as a pattern ("198.18.3.%").
+func (l *Lab) sqlClientHosts() string {
+	if l.Net == nil {
+		return labHost
+	}
+	return strings.TrimSuffix(l.Net.Subnet(), "0/24") + "%"
 }
 
 // nativePasswordHash is the mysql_native_password hash: "*" + hex(SHA1(SHA1(password))).

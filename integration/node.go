@@ -24,8 +24,9 @@ func (l *Lab) Status(ctx context.Context) []NodeStatus {
 	var wg sync.WaitGroup
 	for i, n := range nodes {
 		wg.Go(func() {
-			s := NodeStatus{Name: n.Name, Kind: n.Kind, Addr: n.Addr(), PID: n.PID}
-			s.Alive = processIsNode(n.PID, n.DataDir)
+			s := NodeStatus{Name: n.Name, Kind: n.Kind, Host: n.LabHost, Addr: n.Addr(), PID: n.PID}
+			s.Alive = n.running()
+			s.Frozen = s.Alive && procStopped(n.PID)
 			s.Running = s.Alive && acceptsTCP(ctx, n.Addr()) == nil
 			out[i] = s
 		})
@@ -55,7 +56,7 @@ func (l *Lab) Stop(ctx context.Context, name string) error {
 	if err := stopProcess(ctx, n, stopSignal(n.Kind)); err != nil {
 		return err
 	}
-	n.PID = 0
+	n.PID, n.Started = 0, 0
 	return l.setNode(n)
 }
 
@@ -66,7 +67,7 @@ func (l *Lab) Start(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if processIsNode(n.PID, n.DataDir) {
+	if n.running() {
 		return l.waitNodeReady(ctx, n)
 	}
 	return l.startNode(ctx, n)
@@ -79,7 +80,7 @@ func (l *Lab) Signal(name string, sig syscall.Signal) error {
 	if err != nil {
 		return err
 	}
-	if !processIsNode(n.PID, n.DataDir) {
+	if !n.running() {
 		return fmt.Errorf("signal %s: not running (recorded pid %d)", name, n.PID)
 	}
 	kids := childrenOf(n.PID) // PostgreSQL's backends outlive a killed postmaster for a moment
@@ -124,7 +125,7 @@ func (l *Lab) signalTree(name string, sig syscall.Signal) error {
 	if err != nil {
 		return err
 	}
-	if !processIsNode(n.PID, n.DataDir) {
+	if !n.running() {
 		return fmt.Errorf("signal %s: not running (recorded pid %d)", name, n.PID)
 	}
 	pids := append([]int{n.PID}, childrenOf(n.PID)...)
@@ -134,6 +135,20 @@ func (l *Lab) signalTree(name string, sig syscall.Signal) error {
 		}
 	}
 	return nil
+}
+
+// procStopped reports whether pid is stopped by a signal (state T).
+func procStopped(pid int) bool {
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	rest := string(raw)
+	if i := strings.LastIndexByte(rest, ')'); i >= 0 {
+		rest = rest[i+1:]
+	}
+	f := strings.Fields(rest)
+	return len(f) > 0 && f[0] == "T"
 }
 
 // childrenOf lists the direct children of pid from /proc.
@@ -169,11 +184,11 @@ func (l *Lab) startNode(ctx context.Context, n Node) error {
 	if err != nil {
 		return err
 	}
-	pid, err := l.spawn(ln)
+	pid, started, err := l.spawn(ln)
 	if err != nil {
 		return fmt.Errorf("start %s: %w", n.Name, err)
 	}
-	n.PID = pid
+	n.PID, n.Started = pid, started
 	if err := l.setNode(n); err != nil {
 		return err
 	}
@@ -219,16 +234,21 @@ func (l *Lab) startFresh(ctx context.Context, name string, configure func(Node) 
 }
 
 // repickPorts stops what is left of a node that failed on a taken port and gives it new ports.
+// In a hosts lab the ports stay: each host has its address, and the ports are fixed.
 func (l *Lab) repickPorts(ctx context.Context, n Node) error {
 	if err := stopProcess(ctx, n, syscall.SIGKILL); err != nil {
 		return err
+	}
+	if l.Net != nil {
+		n.PID, n.Started = 0, 0
+		return l.setNode(n)
 	}
 	ports, err := freePorts(5)
 	if err != nil {
 		return err
 	}
 	l.progressf("%s: port %d was taken, retrying on %d", n.Name, n.Port, ports[0])
-	n.Port, n.PID = ports[0], 0
+	n.Port, n.PID, n.Started = ports[0], 0, 0
 	if n.Kind == KindConsul {
 		l.mu.Lock()
 		l.Consul = ConsulPorts{HTTP: ports[0], DNS: ports[1], SerfLAN: ports[2], SerfWAN: ports[3], Server: ports[4]}
@@ -239,16 +259,22 @@ func (l *Lab) repickPorts(ctx context.Context, n Node) error {
 }
 
 // launchFor says how to run a node's server.
-func (l *Lab) launchFor(n Node) (launch, error) {
+// In a hosts lab, it runs in the node's host.
+func (l *Lab) launchFor(n Node) (ln launch, err error) {
 	switch n.Kind {
 	case KindMariaDB:
-		return l.mariadbLaunch(n)
+		ln, err = l.mariadbLaunch(n)
 	case KindPostgres:
-		return l.postgresLaunch(n)
+		ln, err = l.postgresLaunch(n)
 	case KindConsul:
-		return l.consulLaunch(n)
+		ln, err = l.consulLaunch(n)
+	case KindManager:
+		ln, err = l.managerLaunch(n)
+	default:
+		err = fmt.Errorf("node %s: unknown kind %q", n.Name, n.Kind)
 	}
-	return launch{}, fmt.Errorf("node %s: unknown kind %q", n.Name, n.Kind)
+	ln.netns = l.netnsOf(n)
+	return ln, err
 }
 
 // waitNodeReady waits until the node serves: SQL for the databases, a leader for Consul.
@@ -260,6 +286,8 @@ func (l *Lab) waitNodeReady(ctx context.Context, n Node) error {
 		return waitReady(ctx, n, "PostgreSQL to accept connections", l.postgresReady(n))
 	case KindConsul:
 		return waitReady(ctx, n, "a Consul leader", l.consulReady(n))
+	case KindManager:
+		return waitReady(ctx, n, "the manager's HTTP endpoint", l.managerReady(n))
 	}
 	return fmt.Errorf("node %s: unknown kind %q", n.Name, n.Kind)
 }
@@ -293,9 +321,25 @@ func (l *Lab) nodesOfKind(kind string) []Node {
 
 // setNode replaces the node of the same name and saves lab.json.
 func (l *Lab) setNode(n Node) error {
-	// Several processes change one lab (a drill restarts nodes while the
-	// monitor's rejoin command does too): update one node of what is on
-	// disk, under a lock, rather than write this process's older picture.
+	return l.update(func() error {
+		for i := range l.Nodes {
+			if l.Nodes[i].Name == n.Name {
+				l.Nodes[i] = n
+				return nil
+			}
+		}
+		return fmt.Errorf("lab has no node %q", n.Name)
+	})
+}
+
+// refresh reads back what other processes recorded in lab.json (see update).
+func (l *Lab) refresh() error { return l.update(func() error { return nil }) }
+
+// update changes lab.json under its lock. Several processes change one lab (a drill restarts
+// nodes while a manager's rejoin command does too, `dbha lab fault` records a fault): what is
+// on disk (nodes, faults, the network's state) is read back first, change applied to it
+// (with l.mu held), and the result saved, rather than this process's older picture written.
+func (l *Lab) update(change func() error) error {
 	unlock, err := lockFile(filepath.Join(l.Dir, "lab.json.lock"))
 	if err != nil {
 		return err
@@ -304,15 +348,15 @@ func (l *Lab) setNode(n Node) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if disk, err := Load(l.Dir); err == nil && len(disk.Nodes) == len(l.Nodes) {
-		l.Nodes = disk.Nodes
-	}
-	for i := range l.Nodes {
-		if l.Nodes[i].Name == n.Name {
-			l.Nodes[i] = n
-			return l.saveLocked()
+		l.Nodes, l.Faults = disk.Nodes, disk.Faults
+		if disk.Net != nil {
+			l.Net = disk.Net
 		}
 	}
-	return fmt.Errorf("lab has no node %q", n.Name)
+	if err := change(); err != nil {
+		return err
+	}
+	return l.saveLocked()
 }
 
 // lockFile takes an exclusive flock on path, waiting for it.

@@ -42,7 +42,6 @@ var postgresDBHAGrants = []string{
 // copied the primary's.
 const postgresConf = `
 # dbha lab
-listen_addresses = '127.0.0.1'
 wal_level = replica
 max_wal_senders = 10
 max_replication_slots = 10
@@ -57,12 +56,16 @@ wal_receiver_timeout = '4s'
 include 'lab-node.conf'
 `
 
-const postgresHBA = `# dbha lab: trust on the node's private socket, SCRAM on loopback TCP
-local all all trust
-local replication all trust
-host all all 127.0.0.1/32 scram-sha-256
-host replication all 127.0.0.1/32 scram-sha-256
-`
+// postgresHBA: trust on the node's private socket, SCRAM over TCP from the lab's clients
+// (loopback, or a hosts lab's subnet).
+func (l *Lab) postgresHBA() string {
+	from := labHost + "/32"
+	if l.Net != nil {
+		from = l.Net.Subnet()
+	}
+	return "# dbha lab\nlocal all all trust\nlocal replication all trust\n" +
+		"host all all " + from + " scram-sha-256\nhost replication all " + from + " scram-sha-256\n"
+}
 
 // upPostgres builds cluster lab-postgres: initdb and start postgres-1, create roles, slots and
 // the test database there, then clone postgres-2 and postgres-3 with pg_basebackup and start
@@ -132,13 +135,13 @@ func (l *Lab) initPostgres(ctx context.Context, n Node) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(n.DataDir, "pg_hba.conf"), []byte(postgresHBA), 0o600)
+	return os.WriteFile(filepath.Join(n.DataDir, "pg_hba.conf"), []byte(l.postgresHBA()), 0o600)
 }
 
 // writePGNodeConf writes the settings that differ between nodes into the data directory.
 func (l *Lab) writePGNodeConf(n Node) error {
-	conf := fmt.Sprintf("# written by dbha lab for %s\nport = %d\nunix_socket_directories = '%s'\ncluster_name = '%s'\n",
-		n.Name, n.Port, n.Socket, n.Name)
+	conf := fmt.Sprintf("# written by dbha lab for %s\nlisten_addresses = '%s'\nport = %d\nunix_socket_directories = '%s'\ncluster_name = '%s'\n",
+		n.Name, n.Host, n.Port, n.Socket, n.Name)
 	if l.PGSynchronous {
 		// A commit returns once dbha's stream has it on disk.
 		conf += "synchronous_standby_names = 'dbha'\n"
@@ -252,6 +255,7 @@ func (l *Lab) startStandby(ctx context.Context, n, primary Node) error {
 		env:       []string{"PGPASSWORD=" + pw},
 		logFile:   n.LogFile,
 		asLabUser: true,
+		netns:     l.netnsOf(n), // from the standby's own host
 	})
 	if err != nil {
 		return fmt.Errorf("pg_basebackup for %s: %w", n.Name, err)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -36,27 +37,32 @@ type launch struct {
 	env       []string // extra variables on top of a minimal environment
 	logFile   string   // stdout and stderr, appended
 	asLabUser bool     // drop to the lab user when running as root
+	netns     string   // hosts lab: the namespace to run in ("" for the root namespace)
 }
 
 // spawn starts ln detached (own session, no controlling terminal) so that it outlives the
-// process that runs `dbha lab up`, and returns its PID. The child is reaped in the background
-// while this process lives; afterwards init reaps it.
-func (l *Lab) spawn(ln launch) (int, error) {
+// process that runs `dbha lab up`, and returns its PID and start time (see processIsNode). The
+// child is reaped in the background while this process lives; afterwards init reaps it.
+func (l *Lab) spawn(ln launch) (pid int, started uint64, err error) {
 	logf, err := os.OpenFile(ln.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
-		return 0, fmt.Errorf("open log %s: %w", ln.logFile, err)
+		return 0, 0, fmt.Errorf("open log %s: %w", ln.logFile, err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(ln.path, ln.args...)
+	path, args, cred := l.inHost(ln)
+	cmd := exec.Command(path, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = "/"
 	cmd.Env = append(baseEnv(), ln.env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: l.credential(ln.asLabUser)}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: cred}
 	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("start %s: %w", ln.path, err)
+		return 0, 0, fmt.Errorf("start %s: %w", ln.path, err)
 	}
+	// Read before the child can be reaped: until then its PID cannot be reused, so the start
+	// time read here is its own.
+	started, _ = procStart(cmd.Process.Pid)
 	go func() { _ = cmd.Wait() }()
-	return cmd.Process.Pid, nil
+	return cmd.Process.Pid, started, nil
 }
 
 // run executes a short-lived setup command (initdb, pg_basebackup, mariadb-install-db) to
@@ -67,11 +73,12 @@ func (l *Lab) run(ctx context.Context, ln launch) error {
 		return fmt.Errorf("open log %s: %w", ln.logFile, err)
 	}
 	defer logf.Close()
-	cmd := exec.CommandContext(ctx, ln.path, ln.args...)
+	path, args, cred := l.inHost(ln)
+	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = "/"
 	cmd.Env = append(baseEnv(), ln.env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: l.credential(ln.asLabUser)}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: cred}
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("%s: %w%s", ln.path, err, logTail(ln.logFile))
 	}
@@ -84,19 +91,53 @@ func baseEnv() []string {
 	return []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", "HOME=/tmp"}
 }
 
-// processIsNode reports whether pid is alive and is the process the lab started for a node:
-// its command line names marker (the node's data dir) as an argument or as an
-// "--option=marker" value. A recycled PID or a zombie (empty cmdline) does not match, so the
-// lab never signals a process it did not start.
-func processIsNode(pid int, marker string) bool {
-	if pid <= 0 || marker == "" {
+// processIsNode reports whether pid is alive (not a zombie) and is the process the lab started
+// for a node, so that the lab never signals a process it did not start.
+//
+// When started is known (the start time spawn read while the process was still its unreaped
+// child), it decides: a PID and a start time name one process since boot, whatever the
+// process has exec'd or written into its argv since. Otherwise (a lab.json written before
+// start times were kept) the command line must name marker (the node's data directory) as an
+// argument or as an "--option=marker" value.
+//
+// The command line alone gave false negatives: cmd.Start returns once the child's exec has
+// replaced its memory but before the kernel has laid out the new argv, and /proc/PID/cmdline
+// reads empty in that window (measured: 5% of spawns, 20% through nsenter, which execs twice;
+// the window lasted up to 12 ms unloaded, longer under load). A readiness check right after
+// the start then reported the server "exited" with an empty log. An empty command line of a
+// live process is therefore read again, briefly, before it counts as not ours.
+func processIsNode(pid int, marker string, started uint64) bool {
+	if pid <= 0 {
 		return false
 	}
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
+	st, zombie := procStart(pid)
+	if st == 0 || zombie {
 		return false
 	}
-	for _, arg := range strings.Split(string(raw), "\x00") {
+	if started != 0 {
+		return st == started
+	}
+	if marker == "" {
+		return false
+	}
+	for range cmdlineAttempts {
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			return false
+		}
+		if len(raw) > 0 {
+			return argsName(raw, marker)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return false
+}
+
+// cmdlineAttempts bounds the reads of an empty command line (5 ms apart).
+const cmdlineAttempts = 40
+
+func argsName(cmdline []byte, marker string) bool {
+	for _, arg := range strings.Split(string(cmdline), "\x00") {
 		if arg == marker || strings.HasSuffix(arg, "="+marker) {
 			return true
 		}
@@ -104,10 +145,35 @@ func processIsNode(pid int, marker string) bool {
 	return false
 }
 
+// procStart returns a process's start time (clock ticks after boot, field 22 of
+// /proc/PID/stat) and whether it is a zombie; 0 when there is no such process.
+func procStart(pid int) (started uint64, zombie bool) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// The command name (field 2) may hold spaces and parentheses: the fields after it follow
+	// the last ')'. They are "state ppid ...", starttime being the 20th.
+	rest := string(raw)
+	i := strings.LastIndexByte(rest, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(rest[i+1:])
+	if len(f) < 20 {
+		return 0, false
+	}
+	started, err = strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return started, f[0] == "Z" || f[0] == "X"
+}
+
 // stopProcess sends sig to the node process, waits up to stopTimeout for it to exit, then
 // kills it. SIGCONT follows sig so that a process frozen with SIGSTOP can act on it.
 func stopProcess(ctx context.Context, n Node, sig syscall.Signal) error {
-	if !processIsNode(n.PID, n.DataDir) {
+	if !n.running() {
 		return nil
 	}
 	if err := syscall.Kill(n.PID, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
@@ -129,7 +195,7 @@ func stopProcess(ctx context.Context, n Node, sig syscall.Signal) error {
 // waitExit polls until the node process is gone, at most timeout or until ctx ends.
 func waitExit(ctx context.Context, n Node, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
-	for processIsNode(n.PID, n.DataDir) {
+	for n.running() {
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return false
 		}
@@ -149,7 +215,7 @@ func waitReady(ctx context.Context, n Node, what string, probe func(context.Cont
 		if last == nil {
 			return nil
 		}
-		if n.PID != 0 && !processIsNode(n.PID, n.DataDir) {
+		if n.PID != 0 && !n.running() {
 			return fmt.Errorf("%s (pid %d) %w while waiting for %s: %v%s", n.Name, n.PID, errExited, what, last, logTail(n.LogFile))
 		}
 		if time.Now().After(deadline) {
@@ -180,7 +246,7 @@ func probeWhileAlive(ctx context.Context, n Node, probe func(context.Context) er
 			case <-done:
 				return
 			case <-tick.C:
-				if n.PID != 0 && !processIsNode(n.PID, n.DataDir) {
+				if n.PID != 0 && !n.running() {
 					cancel()
 					return
 				}

@@ -83,6 +83,7 @@ func (l *Lab) rewind(ctx context.Context, n, p Node) error {
 		env:       []string{"PGPASSWORD=" + pw},
 		logFile:   n.LogFile,
 		asLabUser: true,
+		netns:     l.netnsOf(n), // from the target's own host
 	})
 }
 

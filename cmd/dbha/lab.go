@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 
@@ -26,10 +27,17 @@ a MariaDB primary with two GTID replicas (cluster lab-mariadb), a PostgreSQL 15
 primary with two streaming standbys (cluster lab-postgres) and a Consul dev
 agent, and writes DIR/dbha.yaml ready for every other command:
 
-    dbha lab up && dbha --config lab/dbha.yaml topology`,
+    dbha lab up && dbha --config lab/dbha.yaml topology
+
+With --hosts (root only), every server runs on a host of its own: a network
+namespace on a bridge the lab creates, with an address from 198.18.0.0/15, and
+--managers N (1 to 3) manager hosts each run a Consul server and a dbha manager
+(dbha run). The root namespace is the clients' host. "dbha lab fault" then cuts,
+freezes or kills hosts, and "dbha lab heal" undoes every fault.`,
 	}
 	cmd.PersistentFlags().StringVar(&dir, "dir", defaultLabDir, "lab directory")
-	var lossless bool
+	var lossless, hosts bool
+	var managers int
 
 	up := &cobra.Command{
 		Use:   "up",
@@ -38,7 +46,8 @@ agent, and writes DIR/dbha.yaml ready for every other command:
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
 			self, _ := os.Executable()
-			l, running, err := integration.Up(cmd.Context(), integration.Options{Dir: dir, Progress: out, Binary: self, Lossless: lossless})
+			l, running, err := integration.Up(cmd.Context(), integration.Options{Dir: dir, Progress: out, Binary: self, Lossless: lossless,
+				Hosts: hosts, Managers: managers})
 			if err != nil {
 				return err
 			}
@@ -50,6 +59,8 @@ agent, and writes DIR/dbha.yaml ready for every other command:
 		},
 	}
 
+	up.Flags().BoolVar(&hosts, "hosts", false, "a hosts lab: each server, Consul server and manager in a network namespace of its own (needs root)")
+	up.Flags().IntVar(&managers, "managers", 0, "manager hosts of a hosts lab, each with a Consul server and `dbha run` (1 to 3; default 1)")
 	up.Flags().BoolVar(&lossless, "lossless", false, "dbha's stream acknowledges commits: MariaDB semi-sync, PostgreSQL synchronous_standby_names = 'dbha' (commits then wait for a running stream)")
 
 	var purge bool
@@ -80,15 +91,31 @@ agent, and writes DIR/dbha.yaml ready for every other command:
 			if err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NODE\tKIND\tADDRESS\tPID\tSTATE")
+			out := cmd.OutOrStdout()
+			if l.Net != nil {
+				fmt.Fprintf(out, "hosts lab: bridge %s, subnet %s, clients (this namespace) %s\n", l.Net.Bridge, l.Net.Subnet(), l.Net.Client)
+				for _, f := range l.Faults {
+					fmt.Fprintf(out, "fault: %s\n", f)
+				}
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NODE\tKIND\tHOST\tADDRESS\tPID\tSTATE")
 			down := 0
 			for _, st := range l.Status(cmd.Context()) {
 				state := "running"
-				if !st.Running {
+				switch {
+				case st.Frozen:
+					state, down = "frozen", down+1
+				case st.Alive && !st.Running:
+					state, down = "unreachable", down+1 // e.g. cut off by a fault
+				case !st.Running:
 					state, down = "stopped", down+1
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", st.Name, st.Kind, st.Addr, st.PID, state)
+				host := st.Host
+				if host == "" {
+					host = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", st.Name, st.Kind, host, st.Addr, st.PID, state)
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -135,8 +162,72 @@ agent, and writes DIR/dbha.yaml ready for every other command:
 		return l.Rejoin(cmd.Context(), name, primary)
 	})
 	rejoin.Flags().StringVar(&primary, "primary", "", "the new primary: a node name or host:port")
-	cmd.AddCommand(up, down, status, start, stop, kill, rejoin)
+	cmd.AddCommand(up, down, status, start, stop, kill, rejoin, newLabFaultCmd(&dir), newLabHealCmd(&dir))
 	return cmd
+}
+
+func newLabFaultCmd(dir *string) *cobra.Command {
+	var f integration.FaultSpec
+	var sides string
+	cmd := &cobra.Command{
+		Use:   "fault NAME",
+		Short: "Inject a fault into a hosts lab (undone by `dbha lab heal`)",
+		Long: `fault injects one fault into a hosts lab; faults stack until "dbha lab heal".
+
+  kill --host H          SIGKILL of H's database server
+  host-down --host H     H's processes frozen and every packet of H dropped (no RST, no FIN)
+  isolate --host H       H cut from every other host, not from the clients
+  split --sides A,B|C,D  hosts A,B cut from C,D ("clients" names this namespace)
+  manager-cut --host H   H cut from the manager hosts only
+  hang --host H          H's database server frozen (SIGSTOP)
+  loss --host H --percent P   P% of H's packets dropped, both ways
+  consul-down [--host M] the Consul server(s) killed (of manager host M, or all)
+  manager-crash --host M SIGKILL of the manager on manager host M`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := loadLab(*dir)
+			if err != nil {
+				return err
+			}
+			f.Name = args[0]
+			if sides != "" {
+				a, b, ok := strings.Cut(sides, "|")
+				if !ok {
+					return usageError(fmt.Errorf("--sides %q: want A,B|C,D", sides))
+				}
+				f.Sides = [2][]string{strings.Split(a, ","), strings.Split(b, ",")}
+			}
+			if err := l.Fault(cmd.Context(), f); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "fault %s injected; undo with: dbha lab heal --dir %s\n", f, l.Dir)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&f.Host, "host", "", "the target host (e.g. mariadb-1, manager-1)")
+	cmd.Flags().StringVar(&sides, "sides", "", "split: the hosts of each side, A,B|C,D")
+	cmd.Flags().IntVar(&f.Percent, "percent", 0, "loss: the share of packets dropped, 1 to 100")
+	return cmd
+}
+
+func newLabHealCmd(dir *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "heal",
+		Short: "Undo every fault injected into a hosts lab",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := loadLab(*dir)
+			if err != nil {
+				return err
+			}
+			n := len(l.Faults)
+			if err := l.Heal(cmd.Context()); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "healed %d fault(s) recorded in %s\n", n, l.Dir)
+			return nil
+		},
+	}
 }
 
 func loadLab(dir string) (*integration.Lab, error) {
