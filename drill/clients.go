@@ -60,6 +60,13 @@ type WriterOptions struct {
 	RetryPause    time.Duration `json:"retry_pause"`
 	MaxRetryPause time.Duration `json:"max_retry_pause"`
 	Pace          time.Duration `json:"pace"`
+	// ConnLifetime is how long a writer keeps a connection before it closes
+	// it and resolves the endpoint again, as a pool with a maximum
+	// connection lifetime does (0: for ever). Without it a writer whose
+	// server never fails (an isolated old primary its clients still
+	// reach) never looks the endpoint up again, and the drill could not
+	// see two servers taking writes at once.
+	ConnLifetime time.Duration `json:"conn_lifetime"`
 	// MaxSteps bounds each writer's loop (resolves, dials and writes), on
 	// top of the time bound of its context.
 	MaxSteps int `json:"max_steps"`
@@ -74,7 +81,7 @@ type WriterOptions struct {
 func DefaultWriterOptions() WriterOptions {
 	return WriterOptions{Writers: 8, WriteTimeout: time.Second, DialTimeout: 500 * time.Millisecond,
 		ResolveTimeout: 500 * time.Millisecond, RetryPause: 20 * time.Millisecond, MaxRetryPause: 500 * time.Millisecond,
-		Pace:     10 * time.Millisecond,
+		Pace: 10 * time.Millisecond, ConnLifetime: time.Second,
 		MaxSteps: 10_000_000}
 }
 
@@ -85,8 +92,8 @@ func (o WriterOptions) Validate() error {
 		return fmt.Errorf("writers: %d, want 1 to 256", o.Writers)
 	case o.WriteTimeout <= 0 || o.DialTimeout <= 0 || o.ResolveTimeout <= 0:
 		return errors.New("write, dial and resolve timeouts must be positive")
-	case o.RetryPause <= 0 || o.MaxRetryPause < o.RetryPause || o.Pace < 0 || o.MaxSteps < 1:
-		return errors.New("retry pause and step bound must be positive, the longest retry pause at least the first, pace not negative")
+	case o.RetryPause <= 0 || o.MaxRetryPause < o.RetryPause || o.Pace < 0 || o.ConnLifetime < 0 || o.MaxSteps < 1:
+		return errors.New("retry pause and step bound must be positive, the longest retry pause at least the first, pace and connection lifetime not negative")
 	}
 	return nil
 }
@@ -206,7 +213,10 @@ func (w *Writers) findAck(from int, pred func(Write) bool) (Write, int, bool) {
 
 // loop is writer i: resolve, dial, write until a write fails, again.
 func (w *Writers) loop(ctx context.Context, i int) {
-	var conn Conn
+	var (
+		conn   Conn
+		connAt time.Time
+	)
 	defer func() {
 		if conn != nil {
 			conn.Close()
@@ -226,7 +236,7 @@ func (w *Writers) loop(ctx context.Context, i int) {
 				w.pause(ctx, backoff(w.o.RetryPause, w.o.MaxRetryPause, failed, rand.Float64()))
 				failed++
 			} else {
-				failed = 0
+				failed, connAt = 0, time.Now()
 			}
 			continue
 		}
@@ -245,7 +255,13 @@ func (w *Writers) loop(ctx context.Context, i int) {
 			conn.Close()
 			conn = nil
 			w.pause(ctx, w.o.RetryPause)
-		} else if w.o.Pace > 0 {
+			continue
+		}
+		if w.o.ConnLifetime > 0 && time.Since(connAt) >= w.o.ConnLifetime {
+			conn.Close()
+			conn = nil
+		}
+		if w.o.Pace > 0 {
 			w.pause(ctx, w.o.Pace)
 		}
 	}

@@ -121,6 +121,11 @@ func PlanFault(f Fault, expect Expect, primaryHost string, dbHosts, managers []s
 	if k.sides && (len(f.Sides[0]) == 0 || len(f.Sides[1]) == 0) {
 		return Plan{}, fmt.Errorf("fault %s: needs two sides (A,B|C,D)", f.Name)
 	}
+	sides, err := resolveRoles(f.Sides, primaryHost, dbHosts)
+	if err != nil {
+		return Plan{}, fmt.Errorf("fault %s: %w", f.Name, err)
+	}
+	f.Sides = sides
 	if k.percent && (f.Percent < 1 || f.Percent > 100) {
 		return Plan{}, fmt.Errorf("fault %s: percent %d, want 1 to 100", f.Name, f.Percent)
 	}
@@ -134,7 +139,6 @@ func PlanFault(f Fault, expect Expect, primaryHost string, dbHosts, managers []s
 	case k.expect == expectFailover:
 		p.ExpectFailover = true
 	case k.expect == expectBySides:
-		var err error
 		if p.ExpectFailover, err = splitExpectsFailover(f.Sides, primaryHost, dbHosts, managers); err != nil {
 			return Plan{}, err
 		}
@@ -163,6 +167,39 @@ func splitExpectsFailover(sides [2][]string, primaryHost string, dbHosts, manage
 		return len(all) > 0 && 2*n > len(all)
 	}
 	return majority(dbHosts) && majority(managers), nil
+}
+
+// resolveRoles names hosts by role in a split's sides, so that one
+// command line strikes the same shape whatever host is primary now:
+// "primary" is the primary's host, "replica-N" the N-th of the cluster's
+// other database hosts in dbHosts' order. Other names pass unchanged.
+func resolveRoles(sides [2][]string, primaryHost string, dbHosts []string) ([2][]string, error) {
+	var replicas []string
+	for _, h := range dbHosts {
+		if h != primaryHost {
+			replicas = append(replicas, h)
+		}
+	}
+	var out [2][]string
+	for i, side := range sides {
+		for _, name := range side {
+			var n int
+			switch _, err := fmt.Sscanf(name, "replica-%d", &n); {
+			case name == "primary":
+				name = primaryHost
+			case err == nil && strings.HasPrefix(name, "replica-"):
+				if n < 1 || n > len(replicas) {
+					return out, fmt.Errorf("%s: the cluster has %d replica host(s)", name, len(replicas))
+				}
+				name = replicas[n-1]
+			}
+			if slices.Contains(out[0], name) || slices.Contains(out[1], name) {
+				return out, fmt.Errorf("sides: %s named twice", name)
+			}
+			out[i] = append(out[i], name)
+		}
+	}
+	return out, nil
 }
 
 // ParseSides reads "A,B|C,D": two non-empty sides, no host on both.

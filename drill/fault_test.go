@@ -26,6 +26,7 @@ func TestPlanFault(t *testing.T) {
 		managers []string
 		host     string // want the planned host
 		failover bool
+		sides    string // want the planned sides, when set
 		err      string
 	}{
 		{name: "kill strikes the primary's host", f: Fault{Name: "kill"}, host: "mariadb-1", failover: true},
@@ -49,6 +50,13 @@ func TestPlanFault(t *testing.T) {
 			f: Fault{Name: "split", Sides: sides("mariadb-1,manager-1,manager-2|manager-3,mariadb-2,mariadb-3")}, managers: three, failover: false},
 		{name: "primary alone, two managers of three on the other side: failover",
 			f: Fault{Name: "split", Sides: sides("mariadb-1,manager-1|manager-2,manager-3,mariadb-2,mariadb-3")}, managers: three, failover: true},
+		{name: "roles: the minority split named by role",
+			f: Fault{Name: "split", Sides: sides("manager-1,replica-1|primary,replica-2,clients")}, managers: one, failover: false,
+			sides: "manager-1,mariadb-2|mariadb-1,mariadb-3,clients"},
+		{name: "roles: a replica the cluster lacks",
+			f: Fault{Name: "split", Sides: sides("manager-1,replica-3|primary")}, managers: one, err: "2 replica host(s)"},
+		{name: "roles: a host named twice once resolved",
+			f: Fault{Name: "split", Sides: sides("manager-1,mariadb-1|primary")}, managers: one, err: "named twice"},
 		{name: "the primary on neither side",
 			f: Fault{Name: "split", Sides: sides("mariadb-2|mariadb-3")}, managers: one, err: "neither side"},
 	}
@@ -66,6 +74,9 @@ func TestPlanFault(t *testing.T) {
 			}
 			if p.Fault.Host != tc.host || p.ExpectFailover != tc.failover {
 				t.Errorf("host %q failover %v, want %q %v", p.Fault.Host, p.ExpectFailover, tc.host, tc.failover)
+			}
+			if tc.sides != "" && FormatSides(p.Fault.Sides) != tc.sides {
+				t.Errorf("sides %s, want %s", FormatSides(p.Fault.Sides), tc.sides)
 			}
 		})
 	}

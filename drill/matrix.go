@@ -18,6 +18,7 @@ type MatrixRow struct {
 	Writers        int     `json:"writers"`
 	WriteTimeout   float64 `json:"write_timeout_seconds"`
 	DialTimeout    float64 `json:"dial_timeout_seconds"`
+	ConnLifetime   float64 `json:"conn_lifetime_seconds"`
 	ExpectFailover bool    `json:"expect_failover"`
 	RunsAsked      int     `json:"runs_asked"`
 	Runs           int     `json:"runs"`
@@ -50,7 +51,7 @@ func RowOf(s Summary) MatrixRow {
 		f, expect = s.Runs[0].Fault, s.Runs[0].ExpectFailover
 	}
 	r := MatrixRow{Fault: f.String(), Engine: s.Engine, Mode: s.Mode, Lab: s.Lab, Managers: s.Managers, Writers: s.Writers,
-		WriteTimeout: s.WriteTimeout, DialTimeout: s.DialTimeout,
+		WriteTimeout: s.WriteTimeout, DialTimeout: s.DialTimeout, ConnLifetime: s.ConnLifetime,
 		ExpectFailover: expect, RunsAsked: s.RunsAsked, Runs: len(s.Runs), Failed: s.Failed, NotRun: s.NotRun,
 		Failovers: s.Failovers, MedianRTO: s.MedianRTO, MaxRTO: s.MaxRTO, AckRate: s.AckRate, AckedRows: s.AckedRows,
 		InFlightRows: s.InFlightRows, LostRows: s.LostRows, TwoWriterRuns: s.TwoWriterRuns,
@@ -114,7 +115,7 @@ func MatrixMarkdown(command string, rows []MatrixRow) string {
 func deadlines(rows []MatrixRow) string {
 	var out []string
 	for _, r := range rows {
-		d := fmt.Sprintf("write %g s, dial %g s", r.WriteTimeout, r.DialTimeout)
+		d := fmt.Sprintf("write %g s, dial %g s, reconnect after %g s", r.WriteTimeout, r.DialTimeout, r.ConnLifetime)
 		if !slices.Contains(out, d) {
 			out = append(out, d)
 		}

@@ -14,6 +14,9 @@ type Summary struct {
 	// The writers' deadlines, in seconds.
 	WriteTimeout float64 `json:"write_timeout_seconds"`
 	DialTimeout  float64 `json:"dial_timeout_seconds"`
+	// ConnLifetime: each writer reconnected (and looked the endpoint up)
+	// after this many seconds on one connection (0: only after an error).
+	ConnLifetime float64 `json:"conn_lifetime_seconds"`
 	// RunsAsked is how many runs were asked for; Runs holds every run
 	// made, recovered or not; NotRun counts those never started because an
 	// earlier run left the cluster broken.
@@ -55,7 +58,7 @@ func Summarise(o Options, runs []Run) Summary {
 	median, maxRTO := o.Targets()
 	s := Summary{Cluster: o.Cluster, Engine: o.Engine, Mode: o.Mode, Lab: o.Lab, Fault: o.Fault,
 		Writers: o.Writers.Writers, Managers: len(o.Managers),
-		WriteTimeout: o.Writers.WriteTimeout.Seconds(), DialTimeout: o.Writers.DialTimeout.Seconds(), RunsAsked: o.Runs, Runs: runs,
+		WriteTimeout: o.Writers.WriteTimeout.Seconds(), DialTimeout: o.Writers.DialTimeout.Seconds(), ConnLifetime: o.Writers.ConnLifetime.Seconds(), RunsAsked: o.Runs, Runs: runs,
 		NotRun: max(0, o.Runs-len(runs)), TargetMedianRTO: median.Seconds(), TargetMaxRTO: maxRTO.Seconds()}
 	var rtos []float64
 	pass := len(runs) > 0 && s.NotRun == 0

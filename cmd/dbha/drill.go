@@ -30,7 +30,7 @@ type drillFlags struct {
 	expect               string
 	percent              int
 	writeTimeout, dialTO time.Duration
-	observe, pace        time.Duration
+	observe, pace, life  time.Duration
 }
 
 func newDrillCmd(g *globalFlags) *cobra.Command {
@@ -82,11 +82,12 @@ consul-down. A fault on the primary strikes the primary's host unless
 	fl.BoolVar(&f.hosts, "hosts", false, "the lab of hosts: inject --fault through the lab, with the lab's managers deciding")
 	fl.StringVar(&f.fault, "fault", "kill", "the fault: "+strings.Join(drill.FaultNames(), ", "))
 	fl.StringVar(&f.host, "host", "", "the host the fault strikes (default: the primary's, for faults on the primary)")
-	fl.StringVar(&f.sides, "sides", "", "a split's two sides: host,host|host,host")
+	fl.StringVar(&f.sides, "sides", "", "a split's two sides: host,host|host,host; primary and replica-N name hosts by role (e.g. manager-1,replica-1|primary,replica-2,clients)")
 	fl.IntVar(&f.percent, "percent", 0, "the packets a loss drops, in percent")
 	fl.StringVar(&f.expect, "expect", "", "the outcome the fault should cause, overriding the catalogue: failover or none")
 	fl.DurationVar(&f.writeTimeout, "write-timeout", drill.DefaultWriterOptions().WriteTimeout, "a write without an answer by then has an unknown outcome")
 	fl.DurationVar(&f.dialTO, "dial-timeout", drill.DefaultWriterOptions().DialTimeout, "bound on a writer's connection (dial, login, identity)")
+	fl.DurationVar(&f.life, "conn-lifetime", drill.DefaultWriterOptions().ConnLifetime, "each writer reconnects (and looks the writer endpoint up) after this long, as a pool with a maximum connection lifetime (0: only after an error)")
 	fl.DurationVar(&f.pace, "pace", drill.DefaultWriterOptions().Pace, "each writer's pause between two acknowledged writes (0: as fast as the server answers)")
 	fl.DurationVar(&f.observe, "observe", drill.DefaultOptions().Observe, "how long a fault that must not fail over stays in place")
 	cmd.Flags().StringVarP(&f.output, "output", "o", "text", "output format: text or json")
@@ -141,7 +142,7 @@ func (f drillFlags) options(cl config.Cluster) (drill.Options, error) {
 	if cl.Stream.SemiSync || cl.Stream.Synchronous {
 		o.Mode = "lossless"
 	}
-	o.Writers.Writers, o.Writers.WriteTimeout, o.Writers.DialTimeout, o.Writers.Pace = f.writers, f.writeTimeout, f.dialTO, f.pace
+	o.Writers.Writers, o.Writers.WriteTimeout, o.Writers.DialTimeout, o.Writers.Pace, o.Writers.ConnLifetime = f.writers, f.writeTimeout, f.dialTO, f.pace, f.life
 	o.Observe, o.Expect = f.observe, drill.Expect(f.expect)
 	o.Fault = drill.Fault{Name: f.fault, Host: f.host, Percent: f.percent}
 	if f.sides != "" {

@@ -14,8 +14,8 @@ func writeDrill(w io.Writer, s drill.Summary, format string) error {
 	if format == "json" {
 		return writeJSON(w, s)
 	}
-	fmt.Fprintf(w, "%s (%s, %s), %s lab, %d writers (write deadline %gs, dial %gs; %.0f writes/s acknowledged before the fault, mean), fault %s\n",
-		s.Cluster, s.Engine, s.Mode, s.Lab, s.Writers, s.WriteTimeout, s.DialTimeout, s.AckRate, s.Fault)
+	fmt.Fprintf(w, "%s (%s, %s), %s lab, %d writers (write deadline %gs, dial %gs, reconnect after %gs; %.0f writes/s acknowledged before the fault, mean), fault %s\n",
+		s.Cluster, s.Engine, s.Mode, s.Lab, s.Writers, s.WriteTimeout, s.DialTimeout, s.ConnLifetime, s.AckRate, s.Fault)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RUN\tFAULT\tOLD -> NEW\tRTO\tACKED\tACKS/S BEFORE\tIN FLIGHT\tUNKNOWN\tLOST\tTWO WRITERS\tFALSE FAILOVER\tWHOLE AFTER HEAL\tAFTER HEAL\tPASS")
 	for _, r := range s.Runs {
