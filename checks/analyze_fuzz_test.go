@@ -9,7 +9,9 @@ import (
 
 // FuzzAnalyze drives Analyze with arbitrary evidence. It must never panic,
 // and it must never declare the primary dead (or ask for a recovery) while
-// any replica reports a live, fresh link to it, or any other path hears it.
+// any replica reports a live, fresh link to it, or any other path hears
+// it, nor while a replica's connected link has been silent for no more
+// than three of the heartbeat periods it promises.
 func FuzzAnalyze(f *testing.F) {
 	f.Add([]byte{2, 1, 0, 1, 1, 0, 0, 0})
 	f.Add([]byte{9, 0, 0, 0, 0, 0, 3, 3, 1})
@@ -33,7 +35,8 @@ func FuzzAnalyze(f *testing.F) {
 		}
 		for _, a := range []string{rep1, rep2} {
 			ev.Links[a] = LinkView{Reachable: next()%4 != 0, Source: []string{prim, rep1, ""}[next()%3],
-				Connected: next()%2 == 0, LastHeard: t0.Add(-time.Duration(next()) * 100 * time.Millisecond)}
+				Connected: next()%2 == 0, LastHeard: t0.Add(-time.Duration(next()) * 100 * time.Millisecond),
+				Heartbeat: time.Duration(next()%4) * 250 * time.Millisecond}
 		}
 		if next()%2 == 0 {
 			ev.Stream = &StreamView{Connected: next()%2 == 0, Primary: prim, LastMessage: t0.Add(-time.Duration(next()) * 100 * time.Millisecond)}
@@ -56,9 +59,11 @@ func FuzzAnalyze(f *testing.F) {
 				t.Fatalf("%s while a path says the primary is alive: %+v", fd.Code, ev)
 			}
 			for a, l := range ev.Links {
-				fresh := l.Reachable && l.Source == prim && l.Connected && t0.Sub(l.LastHeard) <= p.LinkStale
+				silence := t0.Sub(l.LastHeard)
+				fresh := l.Reachable && l.Source == prim && l.Connected &&
+					(silence <= p.LinkDeadAfter || l.Heartbeat == 0 || silence <= MissedHeartbeats*l.Heartbeat)
 				if fresh && fd.Action == Recover {
-					t.Fatalf("%s while replica %s has a live link", fd.Code, a)
+					t.Fatalf("%s while replica %s has a link that may still be live: %+v", fd.Code, a, l)
 				}
 			}
 		}

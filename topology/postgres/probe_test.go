@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"testing"
+	"time"
 
 	"github.com/dbha/dbha/topology"
 )
@@ -33,5 +34,37 @@ func TestFillTimeline(t *testing.T) {
 				t.Errorf("received %s, applied %s; want timeline %d", in.Received, in.Applied, tc.want)
 			}
 		})
+	}
+}
+
+// TestFillHeartbeats: a primary reports how often its walsenders ping an
+// idle standby (half of wal_sender_timeout), a standby how soon it pings a
+// silent source itself (half of wal_receiver_timeout); a disabled timeout
+// promises nothing.
+func TestFillHeartbeats(t *testing.T) {
+	lsn := func(s string) *string { return &s }
+	primary := state{version: "15", currentLSN: lsn("0/4AFC9C0"), walFile: lsn("000000010000000000000004"),
+		senderTimeout: 1000, receiverTimeout: 4000}
+	var in topology.Instance
+	if err := primary.fill(&in); err != nil {
+		t.Fatal(err)
+	}
+	if in.Keepalive != topology.Duration(500*time.Millisecond) || in.Replication != nil {
+		t.Errorf("primary: keepalive %v, replication %+v; want 500ms and none", time.Duration(in.Keepalive), in.Replication)
+	}
+	for _, tc := range []struct {
+		receiverTimeout int64
+		want            time.Duration
+	}{{4000, 2 * time.Second}, {0, 0}} {
+		standby := state{version: "15", inRecovery: true, receiverRunning: true, receiverStatus: "streaming", receivedTimeline: 1,
+			receiveLSN: lsn("0/4AFC9C0"), replayLSN: lsn("0/4AFC9C0"), senderTimeout: 1000, receiverTimeout: tc.receiverTimeout}
+		var in topology.Instance
+		if err := standby.fill(&in); err != nil {
+			t.Fatal(err)
+		}
+		if in.Keepalive != 0 || in.Replication == nil || time.Duration(in.Replication.Heartbeat) != tc.want {
+			t.Errorf("standby with wal_receiver_timeout %dms: keepalive %v, replication %+v; want heartbeat %v",
+				tc.receiverTimeout, time.Duration(in.Keepalive), in.Replication, tc.want)
+		}
 	}
 }
