@@ -149,7 +149,8 @@ func (a *analysis) primaryDown() bool {
 // do not all confirm.
 func (a *analysis) hungAndForsaken() bool {
 	m := a.ev.Manager
-	return !m.HungSince.IsZero() && m.Failures >= a.p.Failures && a.t.replicasDead > 0 && a.t.replicasNone == 0
+	return a.t.manager != Alive && !m.HungSince.IsZero() && m.Failures >= a.p.Failures &&
+		a.t.replicasDead > 0 && a.t.replicasNone == 0
 }
 
 func matchDeadPrimary(someReplicasUnknown bool) func(a *analysis) []Finding {
