@@ -1,6 +1,10 @@
 package postgres
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,5 +70,45 @@ func TestFillHeartbeats(t *testing.T) {
 			t.Errorf("standby with wal_receiver_timeout %dms: keepalive %v, replication %+v; want heartbeat %v",
 				tc.receiverTimeout, time.Duration(in.Keepalive), in.Replication, tc.want)
 		}
+	}
+}
+
+// TestHistoryFetchedOncePerTimeline: a timeline's history never changes, so
+// the prober reads it once per address and timeline; a failed read is not
+// remembered, and a new timeline is read afresh.
+func TestHistoryFetchedOncePerTimeline(t *testing.T) {
+	p := NewProber("dbha", "secret")
+	var fetched []string
+	fail := false
+	p.fetchHistory = func(_ context.Context, addr string, tl uint32) ([]topology.TimelineSwitch, error) {
+		fetched = append(fetched, fmt.Sprintf("%s@%d", addr, tl))
+		if fail {
+			return nil, errors.New("refused")
+		}
+		return []topology.TimelineSwitch{{Timeline: tl - 1}}, nil
+	}
+	ctx := context.Background()
+	steps := []struct {
+		addr    string
+		tl      uint32
+		fail    bool
+		wantErr bool
+	}{
+		{"a:1", 2, false, false},
+		{"a:1", 2, false, false}, // remembered
+		{"b:1", 2, true, true},   // failed: not remembered
+		{"b:1", 2, false, false},
+		{"a:1", 3, false, false}, // a new timeline
+		{"a:1", 3, false, false},
+	}
+	for i, st := range steps {
+		fail = st.fail
+		h, err := p.history(ctx, st.addr, st.tl)
+		if (err != nil) != st.wantErr || (err == nil && (len(h) != 1 || h[0].Timeline != st.tl-1)) {
+			t.Fatalf("step %d: history %+v, %v", i, h, err)
+		}
+	}
+	if want := "a:1@2 b:1@2 b:1@2 a:1@3"; strings.Join(fetched, " ") != want {
+		t.Errorf("fetched %s, want %s", strings.Join(fetched, " "), want)
 	}
 }
