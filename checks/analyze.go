@@ -133,9 +133,24 @@ func Analyze(ev Evidence, p Policy, now time.Time) []Finding {
 	return slices.DeleteFunc(out, func(f Finding) bool { return suppressed[f.Code] })
 }
 
-// primaryDown: dbha's own path says dead and no path says alive.
+// primaryDown: dbha's own path says dead, or the primary is hung and
+// forsaken, and no path says alive.
 func (a *analysis) primaryDown() bool {
-	return a.ev.Primary != "" && a.t.manager == Dead && a.t.replicasAlive == 0 && a.t.othersAlive == 0
+	return a.ev.Primary != "" && (a.t.manager == Dead || a.hungAndForsaken()) &&
+		a.t.replicasAlive == 0 && a.t.othersAlive == 0
+}
+
+// hungAndForsaken: dbha's SQL probes of the primary have timed out Failures
+// times in a row while TCP still connects, and every replica that follows
+// it votes dead: its link dropped, or went silent past its heartbeats. A
+// primary that is only slow keeps its replicas' heartbeats flowing, and
+// they vouch for it; a stopped server (a hang, a frozen host) sends none.
+// This does not wait for HungDeadAfter, which is for a hang the replicas
+// do not all confirm.
+func (a *analysis) hungAndForsaken() bool {
+	m := a.ev.Manager
+	return a.t.manager != Alive && !m.HungSince.IsZero() && m.Failures >= a.p.Failures &&
+		a.t.replicasDead > 0 && a.t.replicasNone == 0
 }
 
 func matchDeadPrimary(someReplicasUnknown bool) func(a *analysis) []Finding {
@@ -144,8 +159,12 @@ func matchDeadPrimary(someReplicasUnknown bool) func(a *analysis) []Finding {
 			return nil
 		}
 		s := fmt.Sprintf("primary %s is dead: dbha and %d replica(s) lost it", a.ev.Primary, a.t.replicasDead)
+		if a.t.manager != Dead {
+			s = fmt.Sprintf("primary %s is dead: it accepts connections but has not answered SQL for %v, and all %d replica(s) lost it",
+				a.ev.Primary, a.now.Sub(a.ev.Manager.HungSince).Round(time.Millisecond), a.t.replicasDead)
+		}
 		if someReplicasUnknown {
-			s += fmt.Sprintf("; %d replica(s) cannot confirm (unreachable, or their link silent)", a.t.replicasNone)
+			s += fmt.Sprintf("; %d replica(s) cannot confirm (unreachable, halted, or their silence proves nothing yet)", a.t.replicasNone)
 		}
 		return []Finding{{Instance: a.ev.Primary, Summary: s, Votes: a.votes}}
 	}

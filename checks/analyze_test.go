@@ -15,12 +15,14 @@ const (
 	prim = "10.0.0.1:3306"
 	rep1 = "10.0.0.2:3306"
 	rep2 = "10.0.0.3:3306"
+	hb   = 250 * time.Millisecond
 )
 
 // scene builds evidence for a primary and two replicas, healthy unless a
-// case changes it.
+// case changes it: each replica's link promises a 250 ms heartbeat and
+// heard one half a second ago.
 func scene() Evidence {
-	up := LinkView{Reachable: true, Source: prim, Connected: true, LastHeard: t0.Add(-500 * time.Millisecond)}
+	up := LinkView{Reachable: true, Source: prim, Connected: true, LastHeard: t0.Add(-500 * time.Millisecond), Heartbeat: hb}
 	return Evidence{
 		At:      t0,
 		Primary: prim,
@@ -41,6 +43,29 @@ func killed(ev *Evidence) {
 		l.Connected, l.Error = false, "error reconnecting to master: Connection refused"
 		ev.Links[a] = l
 	}
+}
+
+// silent makes every replica's link connected but silent for d.
+func silent(ev *Evidence, d time.Duration) {
+	for a, l := range ev.Links {
+		l.Connected, l.Error, l.LastHeard = true, "", t0.Add(-d)
+		ev.Links[a] = l
+	}
+}
+
+// hung makes dbha's probes of the primary time out while TCP connects,
+// for n cycles of a second each (the probe timeout).
+func hung(ev *Evidence, n int) {
+	since := t0.Add(-time.Duration(n-1) * time.Second)
+	ev.Manager = ManagerView{TCP: ProbeResult{OK: true}, SQL: ProbeResult{TimedOut: true, Error: "i/o timeout"},
+		Failures: n, FailingSince: since, HungSince: since}
+}
+
+// vanished makes dbha's probes of the primary time out, TCP connect
+// included (a host gone without a word), for n cycles of a second each.
+func vanished(ev *Evidence, n int) {
+	ev.Manager = ManagerView{TCP: ProbeResult{TimedOut: true, Error: "i/o timeout"}, SQL: ProbeResult{TimedOut: true, Error: "i/o timeout"},
+		Failures: n, FailingSince: t0.Add(-time.Duration(n-1) * time.Second)}
 }
 
 func codesOf(fs []Finding) []string {
@@ -135,24 +160,82 @@ func TestAnalyze(t *testing.T) {
 				ev.Links[a] = l
 			}
 		}, []string{"DeadPrimary@" + prim}, true},
-		{"hung primary: links dropped but not yet the dead threshold", func(ev *Evidence) {
-			ev.Manager = ManagerView{TCP: ProbeResult{OK: true}, SQL: ProbeResult{TimedOut: true}, Failures: 8, HungSince: t0.Add(-2 * time.Second)}
+		{"hung primary: every replica's link dropped, dead before hung_dead_after", func(ev *Evidence) {
+			hung(ev, 2)
 			for a, l := range ev.Links {
 				l.Connected = false
 				ev.Links[a] = l
 			}
+		}, []string{"DeadPrimary@" + prim}, true},
+		{"hung primary: links dropped, one replica unreachable: wait for hung_dead_after", func(ev *Evidence) {
+			hung(ev, 2)
+			ev.Links[rep1] = LinkView{Reachable: true, Source: prim, Error: "timeout reading from master"}
+			ev.Links[rep2] = LinkView{Error: "refused"}
 		}, []string{"PrimaryHung@" + prim}, false},
-		{"hung primary: silent links confirm nothing", func(ev *Evidence) {
-			ev.Manager = ManagerView{TCP: ProbeResult{OK: true}, SQL: ProbeResult{TimedOut: true}, Failures: 16, HungSince: t0.Add(-4 * time.Second)}
+		{"hung primary: heartbeats stopped on every link", func(ev *Evidence) {
+			hung(ev, 2)
+			silent(ev, 1500*time.Millisecond)
+		}, []string{"DeadPrimary@" + prim}, true},
+		{"hung primary: one probe timed out is not enough", func(ev *Evidence) {
+			hung(ev, 1)
+			silent(ev, 1500*time.Millisecond)
+		}, nil, false},
+		{"hung primary: one link still heartbeating", func(ev *Evidence) {
+			hung(ev, 2)
+			silent(ev, 1500*time.Millisecond)
+			ev.Links[rep2] = LinkView{Reachable: true, Source: prim, Connected: true, LastHeard: t0.Add(-300 * time.Millisecond), Heartbeat: hb}
+		}, []string{"PrimaryHung@" + prim}, false},
+		{"hung primary: dbha's stream still hears it", func(ev *Evidence) {
+			hung(ev, 2)
+			silent(ev, 1500*time.Millisecond)
+			ev.Stream = &StreamView{Connected: true, Primary: prim, LastMessage: t0.Add(-300 * time.Millisecond)}
+		}, []string{"PrimaryHung@" + prim}, false},
+		{"hung primary: links silent, within three of their long heartbeat periods", func(ev *Evidence) {
+			hung(ev, 3)
+			silent(ev, 5*time.Second)
 			for a, l := range ev.Links {
-				l.LastHeard = t0.Add(-10 * time.Second)
+				l.Heartbeat = 2 * time.Second
 				ev.Links[a] = l
 			}
 		}, []string{"PrimaryHung@" + prim}, false},
-		{"partitioned dbha, idle replicas silent: no confirmation", func(ev *Evidence) {
-			ev.Manager = ManagerView{TCP: ProbeResult{TimedOut: true}, SQL: ProbeResult{TimedOut: true}, Failures: 9}
+		{"hung primary: links that promise no heartbeat confirm nothing", func(ev *Evidence) {
+			hung(ev, 5)
+			silent(ev, 10*time.Second)
 			for a, l := range ev.Links {
-				l.LastHeard = t0.Add(-30 * time.Second)
+				l.Heartbeat = 0
+				ev.Links[a] = l
+			}
+		}, []string{"PrimaryHung@" + prim}, false},
+		{"vanished primary: dbha times out, heartbeats stopped on every link", func(ev *Evidence) {
+			vanished(ev, 2)
+			silent(ev, 1500*time.Millisecond)
+		}, []string{"DeadPrimary@" + prim}, true},
+		{"vanished primary: links silent, not yet past link_dead_after", func(ev *Evidence) {
+			vanished(ev, 2)
+			silent(ev, 900*time.Millisecond)
+		}, []string{"UnreachablePrimary@" + prim}, false},
+		{"vanished primary: one link silent past its heartbeats, the other replica unreachable", func(ev *Evidence) {
+			vanished(ev, 2)
+			silent(ev, 1500*time.Millisecond)
+			ev.Links[rep2] = LinkView{Error: "refused"}
+		}, []string{"DeadPrimaryAndSomeReplicas@" + prim}, true},
+		{"manager cut: dbha times out, every link heartbeating", func(ev *Evidence) {
+			vanished(ev, 9)
+			silent(ev, 200*time.Millisecond)
+		}, []string{"UnreachablePrimary@" + prim}, false},
+		{"manager cut, idle primary, links at the server's default heartbeat: no confirmation", func(ev *Evidence) {
+			vanished(ev, 9)
+			silent(ev, 1500*time.Millisecond)
+			for a, l := range ev.Links {
+				l.Heartbeat = 30 * time.Second // slave_net_timeout/2, never set by dbha
+				ev.Links[a] = l
+			}
+		}, []string{"UnreachablePrimary@" + prim}, false},
+		{"partitioned dbha, idle replicas silent, no heartbeat promised: no confirmation", func(ev *Evidence) {
+			vanished(ev, 9)
+			silent(ev, 30*time.Second)
+			for a, l := range ev.Links {
+				l.Heartbeat = 0
 				ev.Links[a] = l
 			}
 		}, []string{"UnreachablePrimary@" + prim}, false},
@@ -223,10 +306,40 @@ func TestPolicyValidate(t *testing.T) {
 	if err := DefaultPolicy().Validate(); err != nil {
 		t.Fatalf("default policy: %v", err)
 	}
-	bad := DefaultPolicy()
-	bad.Failures, bad.HungDeadAfter = 0, time.Millisecond
-	err := bad.Validate()
-	if err == nil || !strings.Contains(err.Error(), "failures") || !strings.Contains(err.Error(), "hung_dead_after") {
-		t.Fatalf("Validate = %v", err)
+	cases := []struct {
+		name   string
+		change func(p *Policy)
+		want   []string // words the error must hold; none: valid
+	}{
+		{"failures and hung_dead_after", func(p *Policy) { p.Failures, p.HungDeadAfter = 0, time.Millisecond },
+			[]string{"failures", "hung_dead_after"}},
+		{"link_dead_after within three heartbeats", func(p *Policy) { p.LinkDeadAfter = 750 * time.Millisecond },
+			[]string{"link_dead_after (750ms) must exceed 3 heartbeat periods (750ms)"}},
+		{"stream_stale within three heartbeats", func(p *Policy) { p.Heartbeat = time.Second; p.LinkDeadAfter = 4 * time.Second },
+			[]string{"stream_stale (1s) must exceed 3 heartbeat periods (3s)"}},
+		{"heartbeat finer than MariaDB's milliseconds", func(p *Policy) { p.Heartbeat = 250500 * time.Microsecond },
+			[]string{"heartbeat must be a whole number of milliseconds"}},
+		{"no heartbeat", func(p *Policy) { p.Heartbeat = 0 }, []string{"heartbeat must be a positive duration"}},
+		{"a longer heartbeat with thresholds to match", func(p *Policy) {
+			p.Heartbeat, p.LinkDeadAfter, p.StreamStale = time.Second, 3500*time.Millisecond, 4*time.Second
+		}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := DefaultPolicy()
+			tc.change(&p)
+			err := p.Validate()
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatalf("Validate = %v, want nil", err)
+				}
+				return
+			}
+			for _, w := range tc.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("Validate = %v, want it to say %q", err, w)
+				}
+			}
+		})
 	}
 }

@@ -128,10 +128,16 @@ type LinkView struct {
 	Connected bool `json:"connected"`
 	// Halted: the replica was told not to receive; down, it says nothing.
 	Halted bool `json:"halted,omitempty"`
-	// LastHeard is when the replica last heard from its source, as the
-	// engine reports it or as the tracker saw its counters move.
+	// LastHeard is when the replica last heard from its source: the later
+	// of what the engine reports and when the tracker saw its counters or
+	// positions move, or its link come up.
 	LastHeard time.Time `json:"last_heard,omitzero"`
-	Error     string    `json:"error,omitempty"`
+	// Heartbeat is the longest a live, idle primary stays silent on this
+	// link: the shorter of the replica's own period and the primary's
+	// keepalive period (PostgreSQL). Zero: the link promises none, and its
+	// silence proves nothing.
+	Heartbeat time.Duration `json:"heartbeat,omitempty"`
+	Error     string        `json:"error,omitempty"`
 }
 
 // Tracker carries what analysis needs from earlier cycles. It is a value:
@@ -141,13 +147,20 @@ type Tracker struct {
 	failures     int
 	failingSince time.Time
 	hungSince    time.Time
-	marks        map[string]linkMark
+	// keepalive is the primary's keepalive period as its last answered
+	// probe reported it (it cannot say while it is down or hung).
+	keepalive time.Duration
+	marks     map[string]linkMark
 }
 
-// linkMark is what a replica's link looked like when it last changed.
+// linkMark is what a replica's link looked like at the last probe that
+// reached the replica, and when it last heard from its source.
 type linkMark struct {
+	source     string
+	connected  bool
 	heartbeats int64
 	received   string
+	sourcePos  string
 	heard      time.Time
 }
 
@@ -156,6 +169,12 @@ func (t Tracker) Observe(o Observation) (Tracker, Evidence) {
 	next := Tracker{primary: t.primary, marks: map[string]linkMark{}}
 	if o.Snapshot.Primary != "" {
 		next.primary = o.Snapshot.Primary
+	}
+	if next.primary == t.primary {
+		next.keepalive = t.keepalive
+	}
+	if in, ok := o.Snapshot.Instance(next.primary); ok && in.Reachable {
+		next.keepalive = time.Duration(in.Keepalive)
 	}
 	ev := Evidence{At: o.At, Snapshot: o.Snapshot, Primary: next.primary, Stream: o.Stream,
 		Peers: o.Peers, External: o.External, Healing: o.Healing, Blocked: o.Blocked, Links: map[string]LinkView{}}
@@ -185,7 +204,7 @@ func (t Tracker) Observe(o Observation) (Tracker, Evidence) {
 		if in.Addr == next.primary || (in.Replication == nil && in.Reachable) {
 			continue
 		}
-		lv, mark := link(in, t.marks[in.Addr], o.At)
+		lv, mark := link(in, t.marks[in.Addr], next.keepalive, o.At)
 		ev.Links[in.Addr] = lv
 		next.marks[in.Addr] = mark
 	}
@@ -204,22 +223,38 @@ func sqlResult(s topology.Snapshot, primary string) ProbeResult {
 }
 
 // link describes a replica's link and moves its mark: the replica heard
-// from its source when the engine says so (LastMessage) or when its
-// heartbeat count or received position changed since the last cycle.
-func link(in topology.Instance, prev linkMark, at time.Time) (LinkView, linkMark) {
+// from its source when the engine says so (LastMessage), when its heartbeat
+// count or positions changed since the last probe, or when its link came
+// up or turned to another source (it connected: what was seen before says
+// nothing about this source). keepalive is the primary's keepalive period.
+func link(in topology.Instance, prev linkMark, keepalive time.Duration, at time.Time) (LinkView, linkMark) {
 	if !in.Reachable {
 		return LinkView{Reachable: false, Error: in.Error}, prev
 	}
 	r := in.Replication
-	lv := LinkView{Reachable: true, Source: r.Source, Connected: r.IORunning, Halted: r.Halted, Error: r.IOError}
-	mark := linkMark{heartbeats: r.Heartbeats, received: in.Received.String(), heard: prev.heard}
-	moved := prev.heard.IsZero() || mark.heartbeats != prev.heartbeats || mark.received != prev.received
-	if moved && r.IORunning {
+	lv := LinkView{Reachable: true, Source: r.Source, Connected: r.IORunning, Halted: r.Halted, Error: r.IOError,
+		Heartbeat: shortest(time.Duration(r.Heartbeat), keepalive)}
+	mark := linkMark{source: r.Source, connected: r.IORunning, heartbeats: r.Heartbeats,
+		received: in.Received.String(), sourcePos: r.SourceLogPos, heard: prev.heard}
+	restarted := prev.heard.IsZero() || !prev.connected || prev.source != r.Source
+	moved := mark.heartbeats != prev.heartbeats || mark.received != prev.received || mark.sourcePos != prev.sourcePos
+	if r.IORunning && (restarted || moved) {
 		mark.heard = at
 	}
 	lv.LastHeard = mark.heard
-	if !r.LastMessage.IsZero() {
+	if r.LastMessage.After(lv.LastHeard) {
 		lv.LastHeard = r.LastMessage
 	}
 	return lv, mark
+}
+
+// shortest is the smaller of two periods, zero standing for none.
+func shortest(a, b time.Duration) time.Duration {
+	switch {
+	case a <= 0:
+		return max(b, 0)
+	case b <= 0:
+		return a
+	}
+	return min(a, b)
 }

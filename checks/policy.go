@@ -7,21 +7,33 @@ import (
 )
 
 // Policy holds the thresholds analysis applies. The defaults confirm a
-// killed primary within about a second and a hung one within about five on
-// a local network (see DefaultPolicy).
+// killed primary within about a second, and a vanished or hung one within
+// about two on a local network (see DefaultPolicy).
 type Policy struct {
 	// Failures is how many consecutive failed probes of the primary make
 	// dbha's own path vote "dead".
 	Failures int `mapstructure:"failures" yaml:"failures,omitempty" json:"failures"`
-	// LinkStale: a replica whose link to the primary is up but has heard
-	// nothing (no event, no heartbeat) for this long no longer vouches for
-	// the primary (it votes "unknown" until its link drops). Keep it above
-	// the MariaDB heartbeat period (slave_net_timeout/2).
-	LinkStale time.Duration `mapstructure:"link_stale" yaml:"link_stale,omitempty" json:"link_stale"`
-	// StreamStale: dbha's change stream silent this long votes "dead".
+	// Heartbeat is the period at which a primary sends something to an
+	// idle replica, which dbha sets on every replica it points at a
+	// primary (MariaDB MASTER_HEARTBEAT_PERIOD). PostgreSQL's period is the
+	// servers' own setting (half of wal_sender_timeout): see the README.
+	Heartbeat time.Duration `mapstructure:"heartbeat" yaml:"heartbeat,omitempty" json:"heartbeat"`
+	// LinkDeadAfter: a replica whose link to the primary is up and has
+	// heard something (an event, a heartbeat, a keepalive) within this long
+	// vouches for the primary. Silent longer, it votes "dead" when its link
+	// promises a heartbeat period and has missed three of them
+	// (LinkView.Heartbeat), and "unknown" when it promises none. It must
+	// exceed three Heartbeat periods.
+	LinkDeadAfter time.Duration `mapstructure:"link_dead_after" yaml:"link_dead_after,omitempty" json:"link_dead_after"`
+	// StreamStale: dbha's change stream silent this long votes "dead";
+	// heard within it, it vouches for the primary. The MariaDB stream asks
+	// for a heartbeat every Heartbeat; the PostgreSQL stream hears the
+	// primary's keepalives. It must exceed three Heartbeat periods.
 	StreamStale time.Duration `mapstructure:"stream_stale" yaml:"stream_stale,omitempty" json:"stream_stale"`
 	// HungAfter: the primary accepting TCP but not answering SQL for this
-	// long is PrimaryHung; HungDeadAfter: hung this long, it votes "dead".
+	// long is PrimaryHung; HungDeadAfter: hung this long, dbha's path votes
+	// "dead" on its own. Sooner, a hung primary is dead only when every
+	// replica's link to it has gone silent or dropped (see Analyze).
 	HungAfter     time.Duration `mapstructure:"hung_after" yaml:"hung_after,omitempty" json:"hung_after"`
 	HungDeadAfter time.Duration `mapstructure:"hung_dead_after" yaml:"hung_dead_after,omitempty" json:"hung_dead_after"`
 	// PeerFresh: peer observations older than this are not evidence.
@@ -33,13 +45,15 @@ type Policy struct {
 }
 
 // DefaultPolicy is tuned for a probe interval of 250 ms: two failed probes
-// (about half a second) make dbha's path vote dead, and a killed primary's
-// replicas lose their links at once.
+// (about half a second) make dbha's path vote dead; a killed primary's
+// replicas lose their links at once, and a vanished one's hear nothing for
+// a second, four heartbeats of 250 ms.
 func DefaultPolicy() Policy {
 	return Policy{
 		Failures:        2,
-		LinkStale:       3 * time.Second,
-		StreamStale:     3 * time.Second,
+		Heartbeat:       250 * time.Millisecond,
+		LinkDeadAfter:   time.Second,
+		StreamStale:     time.Second,
 		HungAfter:       time.Second,
 		HungDeadAfter:   3 * time.Second,
 		PeerFresh:       10 * time.Second,
@@ -49,16 +63,32 @@ func DefaultPolicy() Policy {
 	}
 }
 
+// MissedHeartbeats is how many heartbeat periods a link must miss before
+// its silence is evidence that the primary is gone.
+const MissedHeartbeats = 3
+
 // Validate checks a policy's thresholds.
 func (p Policy) Validate() error {
 	var errs []error
 	if p.Failures < 1 {
 		errs = append(errs, fmt.Errorf("failures must be at least 1, got %d", p.Failures))
 	}
-	for name, d := range map[string]time.Duration{"link_stale": p.LinkStale, "stream_stale": p.StreamStale,
+	for name, d := range map[string]time.Duration{"heartbeat": p.Heartbeat, "link_dead_after": p.LinkDeadAfter, "stream_stale": p.StreamStale,
 		"hung_after": p.HungAfter, "hung_dead_after": p.HungDeadAfter, "peer_fresh": p.PeerFresh} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be a positive duration, got %v", name, d))
+		}
+	}
+	if p.Heartbeat > 0 && p.Heartbeat%time.Millisecond != 0 {
+		errs = append(errs, fmt.Errorf("heartbeat must be a whole number of milliseconds (MariaDB's resolution), got %v", p.Heartbeat))
+	}
+	for _, s := range []struct {
+		name string
+		d    time.Duration
+	}{{"link_dead_after", p.LinkDeadAfter}, {"stream_stale", p.StreamStale}} {
+		if p.Heartbeat > 0 && s.d > 0 && s.d <= MissedHeartbeats*p.Heartbeat {
+			errs = append(errs, fmt.Errorf("%s (%v) must exceed %d heartbeat periods (%v): a live primary may be silent that long",
+				s.name, s.d, MissedHeartbeats, MissedHeartbeats*p.Heartbeat))
 		}
 	}
 	if p.HungDeadAfter < p.HungAfter {

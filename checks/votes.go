@@ -89,10 +89,15 @@ func managerVote(ev Evidence, p Policy) Vote {
 }
 
 // replicaVote: a replica that follows the primary vouches for it while its
-// link is connected and has heard from it recently, and votes dead once its
-// link is down. Replicas of other sources say nothing about this primary.
+// link is connected and has heard from it within LinkDeadAfter, and votes
+// dead once its link is down, or once it has been silent past
+// LinkDeadAfter and past MissedHeartbeats of the heartbeat period it
+// promises: a live primary, even idle, is never silent that long. A link
+// that promises no period says nothing once silent. Replicas of other
+// sources say nothing about this primary.
 func replicaVote(addr string, l LinkView, primary string, now time.Time, p Policy) (Vote, bool) {
 	v := Vote{Path: PathReplica, Source: addr, Verdict: Unknown}
+	silent := now.Sub(l.LastHeard)
 	switch {
 	case !l.Reachable:
 		v.Detail = "dbha cannot reach this replica: " + l.Error
@@ -105,15 +110,19 @@ func replicaVote(addr string, l LinkView, primary string, now time.Time, p Polic
 		v.Verdict, v.Detail = Dead, "replication link is down: "+orNothing(l.Error)
 	case l.LastHeard.IsZero():
 		v.Verdict, v.Detail = Alive, "replication link is connected"
-	case now.Sub(l.LastHeard) > p.LinkStale:
-		// Silence is no proof of death: an idle PostgreSQL primary may send
-		// nothing for wal_sender_timeout/2. The replica vouches for nothing
-		// until its own timeout (slave_net_timeout, wal_receiver_timeout)
-		// drops the link, and then it votes dead.
-		v.Detail = fmt.Sprintf("link connected but silent for %v", now.Sub(l.LastHeard).Round(time.Millisecond))
-	default:
+	case silent <= p.LinkDeadAfter:
 		v.Verdict = Alive
-		v.Detail = fmt.Sprintf("link connected, heard %v ago", now.Sub(l.LastHeard).Round(time.Millisecond))
+		v.Detail = fmt.Sprintf("link connected, heard %v ago", silent.Round(time.Millisecond))
+	case l.Heartbeat <= 0:
+		v.Detail = fmt.Sprintf("link connected but silent for %v; it promises no heartbeat period, so silence proves nothing",
+			silent.Round(time.Millisecond))
+	case silent <= MissedHeartbeats*l.Heartbeat:
+		v.Detail = fmt.Sprintf("link connected but silent for %v, within %d of its %v heartbeat periods",
+			silent.Round(time.Millisecond), MissedHeartbeats, l.Heartbeat)
+	default:
+		v.Verdict = Dead
+		v.Detail = fmt.Sprintf("link connected but silent for %v: more than %d of its %v heartbeat periods",
+			silent.Round(time.Millisecond), MissedHeartbeats, l.Heartbeat)
 	}
 	return v, true
 }

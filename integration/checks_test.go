@@ -64,14 +64,35 @@ func TestHungPrimaryOnFreeze(t *testing.T) {
 					l.Thaw(primary)
 				}
 			})
-			hung := waitState(t, m, c.cluster, "PrimaryHung", 15*time.Second, showing(checks.PrimaryHung))
+			// The frozen server sends no heartbeat, no keepalive: every
+			// replica's link goes silent (and later drops), while dbha's
+			// probes connect and time out. Once every replica has lost it,
+			// the primary is dead, with or without a PrimaryHung on the way.
 			dead := waitState(t, m, c.cluster, "DeadPrimary", 30*time.Second, showing(checks.DeadPrimary))
-			t.Logf("freeze of %s: PrimaryHung after %v, DeadPrimary after %v", primary, detection(hung, frozen), detection(dead, frozen))
-			if f, _ := findingOf(dead, checks.DeadPrimary); !hasVote(f, checks.PathManager, checks.Dead) {
-				t.Errorf("DeadPrimary without dbha's dead vote:%s", describeFindings(dead.Findings))
+			t.Logf("freeze of %s: DeadPrimary after %v", primary, detection(dead, frozen))
+			for _, code := range []checks.Code{checks.PrimaryHung, checks.DeadPrimaryAndSomeReplicas} {
+				if early := fl.appeared(c.cluster, code); len(early) > 0 {
+					t.Logf("on the way: %s at %v: %s", code, early[0].At.Sub(frozen).Round(time.Millisecond), early[0].Summary)
+				}
 			}
-			if early := fl.appeared(c.cluster, checks.DeadPrimaryAndSomeReplicas); len(early) > 0 {
-				t.Logf("on the way: DeadPrimaryAndSomeReplicas at %v: %s", early[0].At.Sub(frozen).Round(time.Millisecond), early[0].Summary)
+			f, _ := findingOf(dead, checks.DeadPrimary)
+			if f.Action != checks.Recover || f.Instance != addr(t, l, primary) {
+				t.Errorf("DeadPrimary on %q with action %q, want %s and recover", f.Instance, f.Action, addr(t, l, primary))
+			}
+			replicas := 0
+			for _, v := range f.Votes {
+				switch {
+				case v.Path == checks.PathReplica && v.Verdict != checks.Dead:
+					t.Errorf("DeadPrimary while replica %s votes %s: %s", v.Source, v.Verdict, v.Detail)
+				case v.Path == checks.PathReplica:
+					replicas++
+					t.Logf("replica %s: %s", v.Source, v.Detail)
+				case v.Path == checks.PathManager && v.Verdict == checks.Alive:
+					t.Errorf("DeadPrimary while dbha's own probe answers: %s", v.Detail)
+				}
+			}
+			if replicas != 2 {
+				t.Errorf("DeadPrimary with %d replica votes, want both replicas':%s", replicas, describeFindings(dead.Findings))
 			}
 
 			thawed = true

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/dbha/dbha/checks"
 )
 
 const mariadbCluster = "lab-mariadb"
@@ -150,7 +152,10 @@ gtid_domain_id=0
 performance_schema=OFF
 report_host=%s
 report_port=%d
-# Replicas notice a dead primary within seconds (heartbeat every 2s).
+# A replica drops a silent link after 4 s. dbha hears a vanished primary
+# sooner: every replica is pointed with MASTER_HEARTBEAT_PERIOD (dbha's
+# checks.heartbeat, 250 ms), and a link silent past checks.link_dead_after
+# votes dead.
 slave_net_timeout=4
 read_only=%s
 %s%s`, n.DataDir, n.Port, n.Socket, filepath.Join(nodeDir, "mariadbd.pid"), nodeDir, n.Host, serverID, n.Host, n.Port, readOnly, mariadbInnoDBSettings, l.semiSyncSettings())
@@ -272,7 +277,8 @@ func (l *Lab) startMariaDBReplica(ctx context.Context, replica, primary Node) er
 	// CHANGE MASTER takes no placeholders; the statement carries the password and is never
 	// logged or put in an error.
 	change := fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='%s', MASTER_PORT=%d, MASTER_USER='repl', MASTER_PASSWORD='%s', "+
-		"MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1", primary.Host, primary.Port, pw)
+		"MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=%.3f",
+		primary.Host, primary.Port, pw, checks.DefaultPolicy().Heartbeat.Seconds())
 	db := rootMySQL(replica)
 	defer db.Close()
 	if _, err := db.ExecContext(ctx, change); err != nil {

@@ -49,9 +49,14 @@ wal_log_hints = on
 hot_standby = on
 wal_keep_size = '64MB'
 shared_buffers = '32MB'
-# A standby notices a silent (hung) primary within seconds, as MariaDB's
-# slave_net_timeout=4 does: dbha's failure detection counts on it.
-wal_sender_timeout = '4s'
+# An idle primary's walsender pings each standby after wal_sender_timeout/2
+# without a reply, and the standby answers at once: every standby hears
+# its primary every 500 ms, and dbha takes a link silent for three of those
+# (checks.link_dead_after, at least) as a vanished primary. The cost: a
+# standby, or dbha's stream, that does not answer a ping within 500 ms is
+# disconnected, and reconnects. A standby drops a silent link after 4 s,
+# as MariaDB's slave_net_timeout=4 does.
+wal_sender_timeout = '1s'
 wal_receiver_timeout = '4s'
 include 'lab-node.conf'
 `

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	mysqlstream "github.com/dbha/dbha/binlog/mysql"
+	"github.com/dbha/dbha/checks"
 	"github.com/dbha/dbha/topology"
 	"github.com/dbha/dbha/topology/mysql"
 )
@@ -55,6 +56,7 @@ func rewindControllerOf(t *testing.T, l *Lab) *mysql.Controller {
 		t.Fatal(err)
 	}
 	c := mysql.NewController(topology.MariaDB, "dbha", pw, "repl", replPW)
+	c.SetHeartbeat(checks.DefaultPolicy().Heartbeat)
 	c.SetTailSaver(mysqlstream.TailCopier{ServerID: mariaStreamServerID})
 	t.Cleanup(func() { c.Close() })
 	return c
@@ -420,6 +422,15 @@ func checkRejoined(t *testing.T, sc tailScene) {
 	}
 	t.Logf("GTID state before the rewind %+v, after %+v; the new primary's %+v", sc.before, o, p)
 	waitSnapshot(t, l, mariadbCluster, "mariadb-1 replicating from mariadb-2", rejoined(sc.nextAddr, sc.oldAddr))
+	// dbha pointed both (mariadb-3 repointed, mariadb-1 rejoined) with its
+	// heartbeat period, so that their silence means a lost primary.
+	for _, node := range []string{"mariadb-1", "mariadb-3"} {
+		var period string
+		err := mysqlDB(t, l, node).QueryRow("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'SLAVE_HEARTBEAT_PERIOD'").Scan(&period)
+		if want := fmt.Sprintf("%.3f", checks.DefaultPolicy().Heartbeat.Seconds()); err != nil || period != want {
+			t.Errorf("%s: heartbeat period %q (%v), want %s s as dbha set it", node, period, err, want)
+		}
+	}
 
 	id := 900100 + time.Now().UnixNano()%1000
 	mustExec(t, mysqlDB(t, l, "mariadb-2"), fmt.Sprintf("INSERT INTO %s VALUES (%d, 9, 0, 'after the rewind', NULL)", rwTable, id))

@@ -59,6 +59,13 @@ type Instance struct {
 	Lag    *Lag     `json:"lag,omitempty"`
 	Errant Position `json:"errant"`
 
+	// Keepalive is, on a PostgreSQL primary, how often its walsenders ping
+	// a standby that has sent nothing (half of wal_sender_timeout): a live
+	// idle primary is heard at least that often on every link. Zero when
+	// unknown, and on MariaDB, where each replica sets its own period
+	// (Replication.Heartbeat).
+	Keepalive Duration `json:"keepalive,omitempty"`
+
 	ProbeTime Duration `json:"probe_time"`
 }
 
@@ -85,14 +92,28 @@ type Replication struct {
 	// or the age of the last replayed transaction on PostgreSQL while replay
 	// is behind); nil when the server does not know.
 	SecondsBehind *float64 `json:"seconds_behind,omitempty"`
-	// LastMessage is when the replica last heard from its source
-	// (PostgreSQL last_msg_receipt_time); zero when the engine does not say.
+	// LastMessage is when the replica last heard from its source, on the
+	// prober's clock: PostgreSQL reports how long ago, by its own clock,
+	// last_msg_receipt_time was, and the prober subtracts that age from
+	// the time the answer reached it (so the two hosts' clocks need not
+	// agree). Zero when the engine does not say.
 	LastMessage time.Time `json:"last_message,omitzero"`
 	// Heartbeats counts the heartbeats the replica received from its source
 	// (MariaDB Slave_received_heartbeats). The engine gives no time for
 	// them: a watcher learns when the replica last heard from its source by
-	// seeing this count (or Received) change between probes.
+	// seeing this count, Received or SourceLogPos change between probes.
 	Heartbeats int64 `json:"heartbeats,omitempty"`
+	// SourceLogPos is how far in its source's binlog the replica has read
+	// (MariaDB/MySQL Master_Log_File:Read_Master_Log_Pos). It moves with
+	// every event, inside a long transaction too, where Received moves only
+	// at its end.
+	SourceLogPos string `json:"source_log_pos,omitempty"`
+	// Heartbeat is the longest a live, idle source stays silent on this
+	// link, as the replica's own settings promise: MariaDB
+	// Slave_heartbeat_period; PostgreSQL half of wal_receiver_timeout (the
+	// standby pings a silent source then, and a live walsender answers at
+	// once). Zero when nothing promises one (heartbeats off, MySQL).
+	Heartbeat Duration `json:"heartbeat,omitempty"`
 }
 
 // Lag is how far a replica is behind the primary, three ways.

@@ -52,7 +52,7 @@ func writeConfig(t *testing.T, body string) string {
 func TestLoadConfig(t *testing.T) {
 	path := writeConfig(t, goodYAML)
 	cfg, err := loadConfig(path, []string{"DBHA_CONSUL_ADDRESS=127.0.0.2:8501", "DBHA_CLUSTERS_1_USER=other",
-		"DBHA_PROBE_TIMEOUT=250ms", "DBHA_CHECKS_LINK_STALE=5s", "DBHA_CHECKS_INTERVAL=1s", "DBHA_CLUSTERS_1_STREAM_ENABLED=false", "DBHA_CLUSTERS_1_STREAM_RETENTION_MAX_SIZE=500MiB", "DBHA_CLUSTERS_0_INSTANCES=127.0.0.1:3306,127.0.0.1:3307,127.0.0.1:3308",
+		"DBHA_PROBE_TIMEOUT=250ms", "DBHA_CHECKS_LINK_DEAD_AFTER=5s", "DBHA_CHECKS_INTERVAL=1s", "DBHA_CLUSTERS_1_STREAM_ENABLED=false", "DBHA_CLUSTERS_1_STREAM_RETENTION_MAX_SIZE=500MiB", "DBHA_CLUSTERS_0_INSTANCES=127.0.0.1:3306,127.0.0.1:3307,127.0.0.1:3308",
 		"PG_PW=x", "DBHA_CONFIG=ignored"})
 	if err != nil {
 		t.Fatal(err)
@@ -63,8 +63,8 @@ func TestLoadConfig(t *testing.T) {
 	if cfg.Clusters[1].User != "other" || cfg.Clusters[0].User != "dbha" {
 		t.Errorf("users = %q, %q", cfg.Clusters[0].User, cfg.Clusters[1].User)
 	}
-	if cfg.Checks.LinkStale != 5*time.Second || cfg.Checks.Interval != time.Second || cfg.Checks.Failures != 2 {
-		t.Errorf("checks = %+v, want link_stale and interval from the environment, failures by default", cfg.Checks)
+	if cfg.Checks.LinkDeadAfter != 5*time.Second || cfg.Checks.Interval != time.Second || cfg.Checks.Failures != 2 {
+		t.Errorf("checks = %+v, want link_dead_after and interval from the environment, failures by default", cfg.Checks)
 	}
 	if cfg.Probe.Timeout != 250*time.Millisecond {
 		t.Errorf("probe.timeout = %v", cfg.Probe.Timeout)

@@ -34,6 +34,7 @@ func newEngine(cfg config.Config, cl config.Cluster) (promote.Engine, func() err
 		return postgresEngine{Controller: c, Handover: h, Rewinder: rw}, c.Close, nil
 	}
 	c := mysql.NewController(cl.Engine, cl.User, password, cl.Replication.User, replPassword)
+	c.SetHeartbeat(cfg.Checks.Heartbeat)
 	if a := cl.Promotion.Apply; a.User != "" {
 		applyPassword, err := readSecret(a.Password())
 		if err != nil {

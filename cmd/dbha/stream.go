@@ -135,7 +135,7 @@ func newStream(cfg config.Config, cl config.Cluster, log *slog.Logger) (stream, 
 		return mysqlstream.New(mysqlstream.Config{
 			Cluster: cl.Name, Dir: dir, User: cl.User, Password: password,
 			ServerID: cl.Stream.ServerID, Flavor: string(cl.Engine), SemiSync: cl.Stream.SemiSync,
-			Primary: view.Primary, KeepFor: view.ReplicaPositions, Retention: retention, Logger: log,
+			Heartbeat: cfg.Checks.Heartbeat, Primary: view.Primary, KeepFor: view.ReplicaPositions, Retention: retention, Logger: log,
 		})
 	case topology.Postgres:
 		return pgstream.New(pgstream.Config{

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/dbha/dbha/topology"
 )
@@ -67,6 +68,13 @@ func NewController(engine topology.Engine, user, password, replUser, replPasswor
 func (c *Controller) SetApplyAccount(user, password string) {
 	c.servers.applyUser, c.servers.applyPassword = user, password
 }
+
+// SetHeartbeat sets the period at which a primary sends a heartbeat to an
+// idle replica, which every CHANGE MASTER this controller issues carries
+// (MASTER_HEARTBEAT_PERIOD, in milliseconds): a replica that hears nothing
+// for a few periods has lost its primary. Zero leaves the server's default,
+// half of slave_net_timeout.
+func (c *Controller) SetHeartbeat(d time.Duration) { c.servers.heartbeat = d }
 
 // Close closes every pool.
 func (c *Controller) Close() error { return c.servers.close() }
@@ -140,6 +148,9 @@ type servers struct {
 	replUser, replPassword   string
 	applyUser, applyPassword string    // replays binlog events; defaults to user
 	tail                     TailSaver // saves a rewound instance's tail; nil until SetTailSaver
+	// heartbeat is the MASTER_HEARTBEAT_PERIOD every replica is pointed
+	// with; zero leaves the server's default (half of slave_net_timeout).
+	heartbeat time.Duration
 
 	mu    sync.Mutex
 	pools map[string]*sql.DB

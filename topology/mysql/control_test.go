@@ -3,6 +3,7 @@ package mysql
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,5 +46,31 @@ func TestMySQLControllerRefuses(t *testing.T) {
 				t.Errorf("MariaDB: %v, want a connection error", err)
 			}
 		})
+	}
+}
+
+// TestChangeMasterHeartbeat: every CHANGE MASTER carries the controller's
+// heartbeat period, in seconds with MariaDB's millisecond resolution; none
+// set leaves the server's default.
+func TestChangeMasterHeartbeat(t *testing.T) {
+	c := NewController(topology.MariaDB, "dbha", "secret", "repl", "it's")
+	defer c.Close()
+	m := c.flavor.(mariadbControl)
+	for _, tc := range []struct {
+		heartbeat time.Duration
+		want      string
+	}{
+		{0, "MASTER_CONNECT_RETRY=1"},
+		{250 * time.Millisecond, "MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=0.250"},
+		{1500 * time.Millisecond, "MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1.500"},
+	} {
+		c.SetHeartbeat(tc.heartbeat)
+		stmt, err := m.changeMaster("10.0.0.1:3306")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasSuffix(stmt, tc.want) || !strings.Contains(stmt, `MASTER_PASSWORD='it\'s'`) {
+			t.Errorf("heartbeat %v: %s; want it to end with %q", tc.heartbeat, stmt, tc.want)
+		}
 	}
 }

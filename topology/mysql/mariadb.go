@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/dbha/dbha/topology"
 )
@@ -44,6 +45,9 @@ func probeMariaDB(ctx context.Context, conn *sql.Conn, in *topology.Instance) er
 	in.Replication = replicationFrom(row)
 	if hb, err := strconv.ParseInt(row.get("Slave_received_heartbeats"), 10, 64); err == nil {
 		in.Replication.Heartbeats = hb
+	}
+	if period, err := strconv.ParseFloat(row.get("Slave_heartbeat_period"), 64); err == nil && period > 0 {
+		in.Replication.Heartbeat = topology.Duration(period * float64(time.Second))
 	}
 	if in.Received, err = topology.ParseMariaDB(row.get("Gtid_IO_Pos")); err != nil {
 		return fmt.Errorf("Gtid_IO_Pos: %w", err)

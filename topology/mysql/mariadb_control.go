@@ -182,13 +182,20 @@ func (c mariadbControl) Attach(ctx context.Context, addr, source string, pos top
 		"SET GLOBAL gtid_slave_pos = '"+quote(pos.String())+"'", change, "START SLAVE")
 }
 
+// changeMaster is the CHANGE MASTER statement that points a replica at
+// source, with the controller's heartbeat period when one is set. It
+// carries the replication password: never log it or put it in an error.
 func (c mariadbControl) changeMaster(source string) (string, error) {
 	host, port, err := net.SplitHostPort(source)
 	if err != nil {
 		return "", fmt.Errorf("source %q: %w", source, err)
 	}
-	return fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='%s', MASTER_PORT=%s, MASTER_USER='%s', MASTER_PASSWORD='%s', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
-		quote(host), port, quote(c.replUser), quote(c.replPassword)), nil
+	var heartbeat string
+	if c.heartbeat > 0 {
+		heartbeat = fmt.Sprintf(", MASTER_HEARTBEAT_PERIOD=%.3f", c.heartbeat.Seconds())
+	}
+	return fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='%s', MASTER_PORT=%s, MASTER_USER='%s', MASTER_PASSWORD='%s', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1%s",
+		quote(host), port, quote(c.replUser), quote(c.replPassword), heartbeat), nil
 }
 
 func (c mariadbControl) Fence(ctx context.Context, addr string) error {

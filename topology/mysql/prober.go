@@ -183,6 +183,9 @@ func replicationFrom(row statusRow) *topology.Replication {
 		IOError:  row.get("Last_IO_Error"),
 		SQLError: row.get("Last_SQL_Error"),
 	}
+	if file, pos := row.get("Source_Log_File", "Master_Log_File"), row.get("Read_Source_Log_Pos", "Read_Master_Log_Pos"); file != "" {
+		r.SourceLogPos = file + ":" + pos
+	}
 	r.IORunning = r.IOState == "Yes"
 	r.SQLRunning = r.SQLState == "Yes"
 	r.Halted = r.IOState == "No" && r.IOError == ""

@@ -31,10 +31,16 @@ SELECT current_setting('server_version'),
             WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0
             ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END,
        current_setting('primary_conninfo'),
-       (SELECT timeline_id FROM pg_control_checkpoint())`
+       (SELECT timeline_id FROM pg_control_checkpoint()),
+       (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_sender_timeout'),
+       (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_receiver_timeout')`
 
+// receiverQuery reads the WAL receiver. The age of its last message is
+// computed by the standby, against its own clock, so that the comparison
+// never mixes two hosts' clocks.
 const receiverQuery = `
-SELECT status, received_tli, coalesce(sender_host, ''), coalesce(sender_port, 0), last_msg_receipt_time
+SELECT status, received_tli, coalesce(sender_host, ''), coalesce(sender_port, 0),
+       extract(epoch FROM clock_timestamp() - last_msg_receipt_time)::float8
   FROM pg_stat_wal_receiver`
 
 // walTimelineQuery is the highest timeline of the WAL segments a standby
@@ -61,27 +67,41 @@ type state struct {
 	walTimeline           uint32 // highest timeline of the WAL it holds, when the receiver is stopped
 	senderHost            string
 	senderPort            int
-	lastMessage           *time.Time
-	receiverRunning       bool
+	// lastMessage is when the receiver last heard from its source, on the
+	// prober's clock (see probe).
+	lastMessage     *time.Time
+	receiverRunning bool
+	// senderTimeout and receiverTimeout are wal_sender_timeout and
+	// wal_receiver_timeout in milliseconds (0: disabled).
+	senderTimeout, receiverTimeout int64
 }
 
 func (p *Prober) probe(ctx context.Context, pool *pgxpool.Pool, in *topology.Instance) error {
 	var st state
 	err := pool.QueryRow(ctx, stateQuery).Scan(&st.version, &st.inRecovery, &st.readOnly,
 		&st.currentLSN, &st.walFile, &st.receiveLSN, &st.replayLSN, &st.replayPaused,
-		&st.secondsBehind, &st.primaryConninfo, &st.checkpointTimeline)
+		&st.secondsBehind, &st.primaryConninfo, &st.checkpointTimeline, &st.senderTimeout, &st.receiverTimeout)
 	if err != nil {
 		return fmt.Errorf("read server state: %w", err)
 	}
 	if st.inRecovery {
+		var age *float64
 		err = pool.QueryRow(ctx, receiverQuery).Scan(&st.receiverStatus, &st.receivedTimeline,
-			&st.senderHost, &st.senderPort, &st.lastMessage)
+			&st.senderHost, &st.senderPort, &age)
+		// The standby measured the age before it answered: taking it from
+		// the time the answer arrived can only make the message look
+		// fresher, by the answer's transit, never staler.
+		answered := time.Now()
 		switch {
 		case err == pgx.ErrNoRows:
 		case err != nil:
 			return fmt.Errorf("read pg_stat_wal_receiver: %w", err)
 		default:
 			st.receiverRunning = true
+			if age != nil {
+				at := answered.Add(-time.Duration(*age * float64(time.Second)))
+				st.lastMessage = &at
+			}
 		}
 	}
 	if st.inRecovery && !st.receiverRunning {
@@ -111,6 +131,7 @@ func (st state) fill(in *topology.Instance) error {
 			return err
 		}
 		in.Current = topology.PostgresAt(lsn, tl)
+		in.Keepalive = halfOf(st.senderTimeout)
 		return nil
 	}
 
@@ -136,7 +157,8 @@ func (st state) fill(in *topology.Instance) error {
 }
 
 func (st state) replication() *topology.Replication {
-	r := &topology.Replication{SecondsBehind: st.secondsBehind, SQLRunning: !st.replayPaused, SQLState: "replaying"}
+	r := &topology.Replication{SecondsBehind: st.secondsBehind, SQLRunning: !st.replayPaused, SQLState: "replaying",
+		Heartbeat: halfOf(st.receiverTimeout)}
 	if st.replayPaused {
 		r.SQLState = "paused"
 	}
@@ -160,6 +182,13 @@ func (st state) replication() *topology.Replication {
 		r.Source = net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
 	}
 	return r
+}
+
+// halfOf is half of a timeout setting given in milliseconds: the period
+// at which the side that set it pings a silent peer. Zero (disabled) stays
+// zero.
+func halfOf(ms int64) topology.Duration {
+	return topology.Duration(time.Duration(ms) * time.Millisecond / 2)
 }
 
 func lsnAt(s *string, tl uint32) (topology.Position, error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -24,12 +25,30 @@ type Prober struct {
 
 	mu    sync.Mutex
 	pools map[string]*pgxpool.Pool
+	// histories holds, per address, the history of the latest timeline
+	// read there: a timeline's history never changes, so it is fetched
+	// once per timeline, not on every probe (it takes a replication
+	// connection of its own, which a server that hangs mid-probe would
+	// hold until the probe's deadline, after it had answered).
+	histories map[string]timelineHistory
+	// fetchHistory reads a timeline's history from the server
+	// (timelineHistory; replaced in tests).
+	fetchHistory func(ctx context.Context, addr string, tl uint32) ([]topology.TimelineSwitch, error)
+}
+
+// timelineHistory is the history of one timeline.
+type timelineHistory struct {
+	tl      uint32
+	history []topology.TimelineSwitch
 }
 
 // NewProber returns a prober that logs in as user to the "postgres" database.
 // The password is held only in memory.
 func NewProber(user, password string) *Prober {
-	return &Prober{user: user, password: password, database: "postgres", pools: map[string]*pgxpool.Pool{}}
+	p := &Prober{user: user, password: password, database: "postgres", pools: map[string]*pgxpool.Pool{},
+		histories: map[string]timelineHistory{}}
+	p.fetchHistory = p.timelineHistory
+	return p
 }
 
 // Close closes every pool.
@@ -111,13 +130,31 @@ func (p *Prober) Probe(ctx context.Context, addr string) topology.Instance {
 	in.Reachable = true
 	if tl := timelineOf(in); tl > 1 {
 		// Best effort: without the history Compare assumes a linear one.
-		if h, err := p.timelineHistory(ctx, addr, tl); err == nil {
+		if h, err := p.history(ctx, addr, tl); err == nil {
 			in.Current = in.Current.WithHistory(h)
 			in.Applied = in.Applied.WithHistory(h)
 			in.Received = in.Received.WithHistory(h)
 		}
 	}
 	return in
+}
+
+// history returns the history of timeline tl at addr, fetched once.
+func (p *Prober) history(ctx context.Context, addr string, tl uint32) ([]topology.TimelineSwitch, error) {
+	p.mu.Lock()
+	known, ok := p.histories[addr]
+	p.mu.Unlock()
+	if ok && known.tl == tl {
+		return slices.Clone(known.history), nil
+	}
+	h, err := p.fetchHistory(ctx, addr, tl)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	p.histories[addr] = timelineHistory{tl: tl, history: slices.Clone(h)}
+	p.mu.Unlock()
+	return h, nil
 }
 
 func timelineOf(in topology.Instance) uint32 {
