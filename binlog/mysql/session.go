@@ -14,6 +14,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
 
+	"github.com/dbha/dbha/binlog"
 	"github.com/dbha/dbha/topology"
 	tmysql "github.com/dbha/dbha/topology/mysql"
 )
@@ -29,11 +30,23 @@ const (
 // the connection's end. It returns errReconnect (wrapped) when the primary
 // moved or its semi-sync setting changed, an error wrapping ErrBroken when
 // the stream cannot go on, and the failure otherwise.
-func (s *Stream) session(ctx context.Context) error {
+func (s *Stream) session(ctx context.Context) (err error) {
 	addr, err := s.cfg.Primary(ctx)
 	if err != nil {
 		return fmt.Errorf("no primary known: %w", err)
 	}
+	// From here the session's context ends when a recovery cuts addr;
+	// done, deferred first, runs once the store file is closed.
+	ctx, done, err := s.cfg.Hold.Session(ctx, addr)
+	if err != nil {
+		return err
+	}
+	defer done()
+	defer func() {
+		if cause := context.Cause(ctx); errors.Is(cause, binlog.ErrHeld) {
+			err = cause
+		}
+	}()
 	w, err := openWriter(s.cfg.Dir, s.cfg.Flavor, s.cfg.MaxFileSize, s.log)
 	if err != nil {
 		return fmt.Errorf("open stream store: %w", err)
