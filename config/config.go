@@ -203,6 +203,13 @@ type Promotion struct {
 	BlockFor *time.Duration `mapstructure:"block_for" yaml:"block_for,omitempty" json:"block_for"`
 	// StepTimeout bounds each step of a promotion.
 	StepTimeout time.Duration `mapstructure:"step_timeout" yaml:"step_timeout,omitempty" json:"step_timeout"`
+	// OldPrimaryTimeout bounds, in a failover, every dial and query towards
+	// the old primary (whether it answers again, fencing it): a dead,
+	// hung or cut-off host must not hold up the recovery. One that does not
+	// answer within it is taken as gone; it is kept out of the writer
+	// service and fenced when it returns. Unset means
+	// DefaultOldPrimaryTimeout (WithDefaults).
+	OldPrimaryTimeout time.Duration `mapstructure:"old_primary_timeout" yaml:"old_primary_timeout,omitempty" json:"old_primary_timeout"`
 	// BeforePromote and AfterPromote are commands run around a promotion
 	// with the plan as JSON on stdin and DBHA_* variables; a failing
 	// before-promote command vetoes it.
@@ -318,9 +325,13 @@ const (
 	DefaultRetentionAge = 7 * 24 * time.Hour
 	DefaultRetentionMax = 10 << 30
 
-	DefaultBlockFor       = 30 * time.Minute
-	DefaultStepTimeout    = 30 * time.Second
-	DefaultRestoreCommand = "cp {store}/%f %p"
+	DefaultBlockFor    = 30 * time.Minute
+	DefaultStepTimeout = 30 * time.Second
+	// DefaultOldPrimaryTimeout: a live server answers a dial and a query
+	// within milliseconds; a second is far above that, and far below the
+	// step timeout a hung host used to take.
+	DefaultOldPrimaryTimeout = time.Second
+	DefaultRestoreCommand    = "cp {store}/%f %p"
 )
 
 // WithDefaults fills in per-cluster defaults that decoding a file cannot
@@ -357,6 +368,9 @@ func WithDefaults(cfg Config) Config {
 		}
 		if pr.StepTimeout == 0 {
 			pr.StepTimeout = DefaultStepTimeout
+		}
+		if pr.OldPrimaryTimeout == 0 {
+			pr.OldPrimaryTimeout = DefaultOldPrimaryTimeout
 		}
 		if pr.RestoreCommand == "" {
 			pr.RestoreCommand = DefaultRestoreCommand
@@ -664,8 +678,8 @@ func validatePromotion(cl Cluster, key string, bad func(key, format string, args
 	default:
 		bad(key+".promotion.reseed", "unknown value %q: use off or auto", pr.Reseed)
 	}
-	if pr.Window() < 0 || pr.StepTimeout < 0 || pr.MaxLagSeconds < 0 {
-		bad(key+".promotion", "block_for, step_timeout and max_lag_seconds must not be negative")
+	if pr.Window() < 0 || pr.StepTimeout < 0 || pr.OldPrimaryTimeout < 0 || pr.MaxLagSeconds < 0 {
+		bad(key+".promotion", "block_for, step_timeout, old_primary_timeout and max_lag_seconds must not be negative")
 	}
 	for i, h := range append(append([][]string{}, pr.BeforePromote...), pr.AfterPromote...) {
 		if len(h) == 0 || h[0] == "" {

@@ -44,7 +44,9 @@ func TestValidate(t *testing.T) {
 		{"bad consul address", func(c *Config) { c.Consul.Address = "consul" }, []string{"consul.address"}},
 		{"zero probe timeout", func(c *Config) { c.Probe.Timeout = 0 }, []string{"probe.timeout"}},
 		{"negative block_for", func(c *Config) { d := -time.Minute; c.Clusters[0].Promotion.BlockFor = &d },
-			[]string{"clusters[0].promotion: block_for, step_timeout and max_lag_seconds must not be negative"}},
+			[]string{"clusters[0].promotion: block_for, step_timeout, old_primary_timeout and max_lag_seconds must not be negative"}},
+		{"negative old_primary_timeout", func(c *Config) { c.Clusters[0].Promotion.OldPrimaryTimeout = -time.Second },
+			[]string{"clusters[0].promotion: block_for, step_timeout, old_primary_timeout and max_lag_seconds must not be negative"}},
 		{"backup schedule", func(c *Config) {
 			c.Clusters[0].Backup.Schedule = "0 2 * * *"
 			c.Clusters[0].Backup.Jitter = 30 * time.Minute

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -531,5 +532,48 @@ func TestRefusedRewindIsReseededWhenAuto(t *testing.T) {
 	}
 	if codes := waitNoFindings(); len(codes) != 0 {
 		t.Fatalf("after the reseed: findings %v, want none", codes)
+	}
+}
+
+// failsFirstStop fails the first StopFollowing, as a stop-following step
+// that ran out of time would.
+type failsFirstStop struct {
+	*promotetest.Cluster
+	failed bool
+}
+
+func (f *failsFirstStop) StopFollowing(ctx context.Context, addr string) error {
+	if !f.failed {
+		f.failed = true
+		return errors.New("STOP SLAVE IO_THREAD: context deadline exceeded")
+	}
+	return f.Cluster.StopFollowing(ctx, addr)
+}
+
+// TestRetriedRecoveryKeepsTheFirstDetection: the record of a recovery that
+// succeeds at its second attempt counts its RTO from when the lost primary
+// was first recovered for, not from its own attempt.
+func TestRetriedRecoveryKeepsTheFirstDetection(t *testing.T) {
+	r := newFailoverRig(t, true, func(env *promote.RecoverEnv, c *promotetest.Cluster) {
+		env.Engine = &failsFirstStop{Cluster: c}
+	})
+	r.cycle()
+	r.cluster.Kill(r.addrs[0])
+	var recs []*promote.Record
+	// The daemon waits 5 s after a failed attempt; 20 s bounds the wait.
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		r.cycle()
+		if recs = r.store.Records("c"); len(recs) == 2 {
+			break
+		}
+	}
+	if len(recs) != 2 || recs[0].Done && !recs[0].Aborted || !recs[1].Done || recs[1].Aborted {
+		t.Fatalf("want a failed attempt, then a finished recovery:%s", describe(recs))
+	}
+	if !recs[1].Detected.Equal(recs[0].Detected) {
+		t.Errorf("the second attempt was detected at %v, the first at %v: want the first's", recs[1].Detected, recs[0].Detected)
+	}
+	if recs[1].RTOSeconds < recs[1].WriterMoved.Sub(recs[0].Started).Seconds() {
+		t.Errorf("RTO %.1fs counts from the second attempt (the first started %v, the writer moved %v)", recs[1].RTOSeconds, recs[0].Started, recs[1].WriterMoved)
 	}
 }

@@ -162,6 +162,11 @@ type watcher struct {
 	tracker checks.Tracker
 	warned  string    // the last warnOnce key, so a blocked recovery is logged once
 	retryAt time.Time // no new recovery attempt before this, after one failed
+	// lost is the primary the recoveries of this episode replace, and
+	// lostAt when the first of them was called for: a retried recovery's
+	// RTO runs from there, not from its own attempt.
+	lost   string
+	lostAt time.Time
 	// resumePending: a recovery a crashed manager left may still wait to be
 	// finished; resumeAt is the next attempt after one that failed.
 	resumePending bool
@@ -293,6 +298,9 @@ func (w *watcher) act(ctx context.Context, snap topology.Snapshot, findings []ch
 		return
 	}
 	f, action := dispatch(findings, w.c.Config.Promotion.IsAutoFailover())
+	if action != checks.Recover {
+		w.lost = "" // the episode is over, recovered or not needed
+	}
 	switch action {
 	case checks.Recover:
 		if !at.Before(w.retryAt) {
@@ -400,7 +408,10 @@ func (w *watcher) publish(ctx context.Context, snap topology.Snapshot, at time.T
 }
 
 func (w *watcher) recover(ctx context.Context, f checks.Finding, findings []checks.Finding, at time.Time) {
-	t := promote.Trigger{Reason: string(f.Code), Automatic: true, Detected: at, Evidence: findings, Primary: f.Instance}
+	if w.lost != f.Instance {
+		w.lost, w.lostAt = f.Instance, at
+	}
+	t := promote.Trigger{Reason: string(f.Code), Automatic: true, Detected: w.lostAt, Evidence: findings, Primary: f.Instance}
 	rec, err := w.c.Keeper.Recover(ctx, t, promote.Choice{})
 	if !errors.Is(err, promote.ErrLocked) {
 		w.blocked = blockView(err)
@@ -427,7 +438,7 @@ func (w *watcher) recover(ctx context.Context, f checks.Finding, findings []chec
 		w.log.Error("recovery failed", attrs...)
 		w.retryAt = at.Add(wait)
 	default:
-		w.warned = ""
+		w.warned, w.lost = "", ""
 		w.tracker = checks.Tracker{} // the primary changed: count afresh
 		w.log.Warn("recovered", "code", f.Code, "recovery", rec.ID, "kind", rec.Kind,
 			"old_primary", rec.Plan.OldPrimary, "new_primary", rec.Plan.NewPrimary,

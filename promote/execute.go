@@ -69,8 +69,19 @@ type Env struct {
 	Hooks       Hooks // may be nil
 	// StepTimeout bounds each step (catching up may take this long).
 	StepTimeout time.Duration
-	Now         func() time.Time
+	// OldPrimaryTimeout bounds, in a failover, every call towards the old
+	// primary (asking whether it answers again, fencing it): it is dead,
+	// hung or cut off, and no step waits on it longer than this. An old
+	// primary that does not answer within it is taken as gone; the
+	// recovery goes on and the keeper fences it when it returns. 0 means
+	// DefaultOldPrimaryTimeout. A switchover's old primary is alive and
+	// gets StepTimeout.
+	OldPrimaryTimeout time.Duration
+	Now               func() time.Time
 }
+
+// DefaultOldPrimaryTimeout is Env.OldPrimaryTimeout when it is not set.
+const DefaultOldPrimaryTimeout = time.Second
 
 // Execute errors callers branch on.
 var (
@@ -117,6 +128,10 @@ type Record struct {
 	Ledger      Ledger    `json:"ledger"`
 	// Repointed are the replicas that follow the new primary.
 	Repointed []string `json:"repointed,omitempty"`
+	// NotFenced says why a failover could not fence the old primary (it
+	// did not answer within OldPrimaryTimeout): it is kept out of the
+	// writer service, and the keeper fences it when it returns.
+	NotFenced string `json:"not_fenced,omitempty"`
 	// Automatic: the daemon started it on its own (Trigger.Automatic);
 	// only such a recovery sets the anti-flap block when it is done.
 	Automatic bool `json:"automatic,omitempty"`
@@ -277,11 +292,32 @@ func (x *executor) hook(ctx context.Context, phase Phase, veto bool) error {
 	return err
 }
 
+// towardsOld bounds a call to the old primary: in a failover by
+// OldPrimaryTimeout, so that no step waits on a dead or hung host (a hung
+// server's kernel still accepts connections, and only a deadline ends the
+// wait for its greeting); in a switchover by the step's own timeout.
+func (x *executor) towardsOld(ctx context.Context) (context.Context, context.CancelFunc, time.Duration) {
+	if x.p.Kind != Failover {
+		return ctx, func() {}, 0
+	}
+	d := x.env.OldPrimaryTimeout
+	if d <= 0 {
+		d = DefaultOldPrimaryTimeout
+	}
+	octx, cancel := context.WithTimeout(ctx, d)
+	return octx, cancel, d
+}
+
 // stopFollowing is the first change a failover makes; before it, an old
-// primary that answers again means there is nothing to fail over.
+// primary that answers again means there is nothing to fail over. The
+// question is bounded (towardsOld): an old primary that cannot answer it
+// in time is not back.
 func (x *executor) stopFollowing(ctx context.Context, st Step) (string, error) {
-	if x.p.Kind == Failover && st.Target == x.p.NewPrimary {
-		if _, err := x.env.Engine.Position(ctx, x.p.OldPrimary); err == nil && !x.started() {
+	if x.p.Kind == Failover && st.Target == x.p.NewPrimary && !x.started() {
+		octx, cancel, _ := x.towardsOld(ctx)
+		_, err := x.env.Engine.Position(octx, x.p.OldPrimary)
+		cancel()
+		if err == nil {
 			return "", ErrPrimaryBack
 		}
 	}
@@ -325,15 +361,23 @@ func (x *executor) changed() bool {
 	return false
 }
 
+// fence makes the old primary refuse writes. In a failover the attempt is
+// bounded (towardsOld) and its failure does not stop the recovery: the
+// old primary was lost, the writer service is about to name the new one,
+// and the keeper fences the old one when it answers again; the record
+// says it was not fenced.
 func (x *executor) fence(ctx context.Context, st Step) (string, error) {
-	err := x.env.Engine.Fence(ctx, st.Target)
+	octx, cancel, bound := x.towardsOld(ctx)
+	err := x.env.Engine.Fence(octx, st.Target)
+	cancel()
 	if err == nil {
 		return "read-only, client sessions ended", nil
 	}
 	if x.p.Kind == Switchover {
 		return "", err // writes must stop before the candidate catches up
 	}
-	return "not reachable (" + err.Error() + "); kept out of the writer service", nil
+	x.r.NotFenced = fmt.Sprintf("not reachable within %v (%v); kept out of the writer service, fenced when it returns", bound, err)
+	return "not fenced: " + x.r.NotFenced, nil
 }
 
 // waitApplied in a switchover waits for the old primary's final position,

@@ -262,3 +262,90 @@ func TestExecuteSwitchoverDoesNotRollBackWithoutTheLock(t *testing.T) {
 		t.Fatalf("the record must stay resumable: %+v", r)
 	}
 }
+
+// hungOld is a fakeEngine whose old primary is hung: a call to it returns
+// only when its context ends, and records the bound it was given.
+type hungOld struct {
+	fakeEngine
+	old    string
+	bounds []time.Duration // remaining time of each call's context at its start
+}
+
+func (h *hungOld) hang(ctx context.Context, action string) error {
+	h.calls = append(h.calls, action+" "+h.old)
+	d, ok := ctx.Deadline()
+	if !ok {
+		return fmt.Errorf("%s %s: called without a deadline", action, h.old)
+	}
+	h.bounds = append(h.bounds, time.Until(d))
+	<-ctx.Done()
+	return fmt.Errorf("%s %s: %w", action, h.old, ctx.Err())
+}
+
+func (h *hungOld) Position(ctx context.Context, a string) (topology.Position, error) {
+	if a == h.old {
+		return topology.Position{}, h.hang(ctx, "position")
+	}
+	return h.fakeEngine.Position(ctx, a)
+}
+
+func (h *hungOld) Fence(ctx context.Context, a string) error {
+	if a == h.old {
+		return h.hang(ctx, "fence")
+	}
+	return h.fakeEngine.Fence(ctx, a)
+}
+
+// StopFollowing fails with a context that ended, as a real engine does.
+func (h *hungOld) StopFollowing(ctx context.Context, a string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return h.fakeEngine.StopFollowing(ctx, a)
+}
+
+func TestExecuteFailoverDoesNotWaitOnAHungOldPrimary(t *testing.T) {
+	p := failoverPlan(t)
+	e := &hungOld{fakeEngine: fakeEngine{positions: map[string]topology.Position{"db2": mariaPos(t, "0-1-12")}}, old: "db1"}
+	c := &fakeCoord{}
+	r := NewRecord("r1", "m", "DeadPrimary", p, time.Unix(100, 0))
+	const bound = 50 * time.Millisecond
+	// Calls to the old primary get the bound, not the step's timeout: a
+	// step that waited out its own timeout on it would leave the next call
+	// (stop db2) an ended context, and the recovery would fail.
+	env := Env{Engine: e, Coordinator: c, Journal: &fakeJournal{}, StepTimeout: 2 * time.Second, OldPrimaryTimeout: bound}
+	if err := Execute(context.Background(), env, r); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"position db1", "stop db2", "stop db3", "stream db2 0-1-12", "promote db2", "repoint db3 db2", "fence db1"}
+	if !slices.Equal(e.calls, want) {
+		t.Fatalf("engine calls = %q\nwant %q", e.calls, want)
+	}
+	for i, b := range e.bounds {
+		if b > bound {
+			t.Errorf("call %d to the old primary had %v to run, want at most %v", i, b, bound)
+		}
+	}
+	if !r.Done || c.writer != "db2" {
+		t.Fatalf("recovery not finished: done %v writer %q", r.Done, c.writer)
+	}
+	if !strings.Contains(r.NotFenced, "fenced when it returns") {
+		t.Errorf("the record does not say the old primary was not fenced: %q", r.NotFenced)
+	}
+}
+
+func TestExecuteSwitchoverGivesTheOldPrimaryTheStepTimeout(t *testing.T) {
+	pr := mariaPos(t, "0-1-20")
+	p := switchoverPlan(t, pr)
+	e := &hungOld{fakeEngine: fakeEngine{positions: map[string]topology.Position{"db2": pr}}, old: "db1"}
+	r := NewRecord("r1", "m", "test", p, time.Unix(100, 0))
+	env := Env{Engine: e, Coordinator: &fakeCoord{}, Journal: &fakeJournal{}, StepTimeout: 200 * time.Millisecond, OldPrimaryTimeout: time.Millisecond}
+	// A live old primary that cannot be fenced stops a switchover: writes
+	// must stop before the candidate catches up.
+	if err := Execute(context.Background(), env, r); err == nil || !strings.Contains(err.Error(), "fence db1") {
+		t.Fatalf("err = %v, want the fence's failure", err)
+	}
+	if len(e.bounds) != 1 || e.bounds[0] <= time.Millisecond {
+		t.Errorf("the switchover's fence had %v to run, want the step timeout", e.bounds)
+	}
+}

@@ -73,7 +73,16 @@ func (k *Keeper) Plan(ctx context.Context, c Choice) (Plan, error) {
 }
 
 // Recover replaces the primary under the cluster's lock (see Recover).
+// An automatic recovery first cuts dbha's stream from the primary the
+// detection lost, so that the request reads what the store holds as
+// final, before the lock is even asked for: nothing of the recovery waits
+// for the stream's own read timeout on a dead or hung host. The cut ends
+// with the recovery, whatever its outcome (when it finds nothing to
+// recover, the stream reconnects to the same primary at once).
 func (k *Keeper) Recover(ctx context.Context, t Trigger, c Choice) (*Record, error) {
+	if t.Automatic {
+		defer k.env.cut(t.Primary)()
+	}
 	return Recover(ctx, k.env, k.cluster, k.requestFor(c), t)
 }
 

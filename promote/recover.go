@@ -58,6 +58,12 @@ type RecoverEnv struct {
 	// held, so the plan is made from what is true now.
 	Discover    func(ctx context.Context) topology.Snapshot
 	StepTimeout time.Duration
+	// OldPrimaryTimeout bounds every call towards a failover's old
+	// primary (see Env.OldPrimaryTimeout).
+	OldPrimaryTimeout time.Duration
+	// Streams is dbha's change stream of the cluster in this process, cut
+	// from the old primary while a failover runs; nil when none runs here.
+	Streams Streams
 	// SaveDir is where a rewind saves the transactions it undoes.
 	SaveDir string
 	// Reseed rebuilds an instance from the newest verified backup and
@@ -69,6 +75,24 @@ type RecoverEnv struct {
 	// (promotion.block_for); 0 sets no block.
 	BlockFor time.Duration
 	Now      func() time.Time
+}
+
+// Streams is dbha's change stream of a cluster as a recovery needs it
+// (binlog.Hold in production). Cut ends the stream's connection to addr at
+// once and returns when what the store holds of addr is final; the stream
+// does not connect to addr again until release is called, and then
+// follows whatever instance is the primary. Cuts may nest and run
+// concurrently.
+type Streams interface {
+	Cut(addr string) (release func())
+}
+
+// cut cuts env's stream from addr, when there is a stream and an address.
+func (env RecoverEnv) cut(addr string) (release func()) {
+	if env.Streams == nil || addr == "" {
+		return func() {}
+	}
+	return env.Streams.Cut(addr)
 }
 
 // Trigger says why a recovery runs.
@@ -140,10 +164,18 @@ func Resume(ctx context.Context, env RecoverEnv, cluster string) (*Record, error
 
 // finish executes a recorded recovery under the lease and, when it was
 // automatic, sets the anti-flap block once it is done.
+//
+// A failover runs with dbha's stream cut from the old primary: the store
+// is final while the candidate catches up from it, and a hung primary that
+// wakes up meanwhile adds nothing to it. Once the recovery ends the stream
+// follows the new primary.
 func finish(ctx context.Context, env RecoverEnv, cluster string, lease Lease, rec *Record) (*Record, error) {
+	if rec.Kind == Failover {
+		defer env.cut(rec.Plan.OldPrimary)()
+	}
 	rec.Lease = lease.ID()
 	exec := Env{Engine: env.Engine, Coordinator: coordinator{lease: lease, store: env.Store, cluster: cluster},
-		Journal: env.Store, Hooks: env.Hooks, StepTimeout: env.StepTimeout, Now: env.Now}
+		Journal: env.Store, Hooks: env.Hooks, StepTimeout: env.StepTimeout, OldPrimaryTimeout: env.OldPrimaryTimeout, Now: env.Now}
 	if err := Execute(ctx, exec, rec); err != nil {
 		return rec, err
 	}

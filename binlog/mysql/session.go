@@ -11,9 +11,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-mysql-org/go-mysql/client"
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
 
+	"github.com/dbha/dbha/binlog"
 	"github.com/dbha/dbha/topology"
 	tmysql "github.com/dbha/dbha/topology/mysql"
 )
@@ -29,11 +31,26 @@ const (
 // the connection's end. It returns errReconnect (wrapped) when the primary
 // moved or its semi-sync setting changed, an error wrapping ErrBroken when
 // the stream cannot go on, and the failure otherwise.
-func (s *Stream) session(ctx context.Context) error {
+func (s *Stream) session(ctx context.Context) (err error) {
 	addr, err := s.cfg.Primary(ctx)
 	if err != nil {
 		return fmt.Errorf("no primary known: %w", err)
 	}
+	// From here the session's context ends when a recovery cuts addr, and
+	// at the latest when the session returns; done, deferred first, runs
+	// once the store file is closed.
+	ctx, done, err := s.cfg.Hold.Session(ctx, addr)
+	if err != nil {
+		return err
+	}
+	defer done()
+	ctx, end := context.WithCancel(ctx)
+	defer end()
+	defer func() {
+		if cause := context.Cause(ctx); errors.Is(cause, binlog.ErrHeld) {
+			err = cause
+		}
+	}()
 	w, err := openWriter(s.cfg.Dir, s.cfg.Flavor, s.cfg.MaxFileSize, s.log)
 	if err != nil {
 		return fmt.Errorf("open stream store: %w", err)
@@ -51,8 +68,34 @@ func (s *Stream) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	sess := &conn{s: s, w: w, db: db, addr: addr, semi: s.cfg.SemiSync && info.semiSync}
+	sess := &conn{s: s, w: w, db: db, addr: addr, semi: s.cfg.SemiSync && info.semiSync, session: ctx}
 	return sess.run(ctx)
+}
+
+// sessionDialer dials the primary for go-mysql, both the replication
+// connection and the one its Close opens to KILL the dump thread, so that
+// the end of session (a recovery's cut) ends them: a dial in flight is
+// abandoned, an open connection is closed (ending a handshake that waits
+// for a hung server's greeting), and none is made after. Without it, a
+// session ending on a dead primary waited for go-mysql's KILL connection:
+// its 10 s dial timeout when packets are dropped, the read timeout when
+// the server hangs.
+func sessionDialer(session context.Context) client.Dialer {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if err := context.Cause(session); err != nil {
+			return nil, fmt.Errorf("dial %s: the session ended: %w", addr, err)
+		}
+		dctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		stop := context.AfterFunc(session, cancel)
+		defer stop()
+		c, err := (&net.Dialer{}).DialContext(dctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		context.AfterFunc(session, func() { c.Close() })
+		return c, nil
+	}
 }
 
 // prepare checks the primary before streaming: the login, dbha's server_id,
@@ -97,6 +140,9 @@ type conn struct {
 	db   *sql.DB
 	addr string
 	semi bool
+	// session ends when the session does, or when a recovery cuts it; it
+	// bounds every connection go-mysql makes (sessionDialer).
+	session context.Context
 
 	rotated bool // a real Rotate came: the next Format_description starts a new file
 
@@ -190,6 +236,7 @@ func (c *conn) newSyncer() (*replication.BinlogSyncer, error) {
 		// event, so an ACK always follows dbha's fsync.
 		SynchronousEventHandler: c,
 		SemiSyncEnabled:         c.semi,
+		Dialer:                  sessionDialer(c.session),
 		Logger:                  quiet(c.s.log),
 	}
 	if cfg.Flavor == mysql.MariaDBFlavor {

@@ -56,7 +56,10 @@ type Config struct {
 	// MaxFileSize starts a new store file once a file reaches it (between
 	// transactions); default 256 MiB.
 	MaxFileSize int64
-	Logger      *slog.Logger // may be nil
+	// Hold, when set, lets a recovery cut the stream from the primary it
+	// replaces (see binlog.Hold); nil: nothing cuts it.
+	Hold   *binlog.Hold
+	Logger *slog.Logger // may be nil
 }
 
 // Defaults.
@@ -160,6 +163,9 @@ func (s *Stream) Run(ctx context.Context) error {
 	wait := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
 	for {
 		started := time.Now()
+		// Taken before the session: a recovery that releases its cut while
+		// the session ends still wakes the wait below.
+		released := s.cfg.Hold.Released()
 		err := s.session(ctx)
 		s.st.Disconnected()
 		if ctx.Err() != nil {
@@ -167,6 +173,17 @@ func (s *Stream) Run(ctx context.Context) error {
 		}
 		var delay time.Duration
 		switch {
+		case errors.Is(err, binlog.ErrHeld):
+			s.st.Failed(err)
+			s.log.Info("stream cut for a recovery; it follows the new primary once the recovery ends", "why", err.Error())
+			wait.reset()
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-released:
+			case <-time.After(wait.max):
+			}
+			continue
 		case errors.Is(err, ErrBroken):
 			s.st.Broken(brokenText(err))
 			s.log.Error("stream broken: an operator must act", "err", err)
@@ -188,6 +205,8 @@ func (s *Stream) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-released: // a recovery ended: its new primary is there to follow now
+			wait.reset()
 		case <-time.After(delay):
 		}
 	}

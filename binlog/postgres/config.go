@@ -58,7 +58,10 @@ type Config struct {
 	// retention never deletes a segment holding WAL at or after the lowest
 	// of them. Without KeepFor only Retention's age and size bound the store.
 	KeepFor binlog.KeepFunc
-	Logger  *slog.Logger
+	// Hold, when set, lets a recovery cut the stream from the primary it
+	// replaces (see binlog.Hold); nil: nothing cuts it.
+	Hold   *binlog.Hold
+	Logger *slog.Logger
 }
 
 var slotName = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)

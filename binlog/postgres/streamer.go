@@ -51,7 +51,11 @@ func (s *Stream) Run(ctx context.Context) error {
 	defer s.background(ctx)()
 
 	for attempt := 0; ; attempt++ {
+		// Taken before the session: a recovery that releases its cut while
+		// the session ends still wakes the wait below.
+		released := s.cfg.Hold.Released()
 		progressed, err := s.follow(ctx)
+		held := errors.Is(err, binlog.ErrHeld)
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -66,10 +70,17 @@ func (s *Stream) Run(ctx context.Context) error {
 		}
 		wait := backoff(attempt)
 		s.tr.Failed(err)
-		s.cfg.Logger.Warn("WAL stream interrupted", "cluster", s.cfg.Cluster, "err", err, "retry_in", wait)
+		if held {
+			wait = backoff(6) // the end of the recovery wakes it sooner
+			s.cfg.Logger.Info("WAL stream cut for a recovery; it follows the new primary once the recovery ends", "cluster", s.cfg.Cluster, "why", err.Error())
+		} else {
+			s.cfg.Logger.Warn("WAL stream interrupted", "cluster", s.cfg.Cluster, "err", err, "retry_in", wait)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-released:
+			attempt = -1 // a recovery ended: its new primary is there to follow now
 		case <-time.After(wait):
 		}
 	}
@@ -138,14 +149,19 @@ func (s *Stream) follow(ctx context.Context) (progressed bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("ask which instance is the primary: %w", err)
 	}
-	sctx, stop := context.WithCancelCause(ctx)
+	hctx, done, err := s.cfg.Hold.Session(ctx, addr)
+	if err != nil {
+		return false, err
+	}
+	defer done()
+	sctx, stop := context.WithCancelCause(hctx)
 	defer stop(nil)
 	go s.watchPrimary(sctx, addr, stop)
 
 	ss := &session{cfg: s.cfg, tr: s.tr, addr: addr, walDir: filepath.Join(s.cfg.Dir, walSubdir),
 		rule: flushRule{Synchronous: s.cfg.Synchronous, Interval: s.cfg.StatusInterval}, prune: s.signalPrune}
 	err = ss.run(sctx)
-	if cause := context.Cause(sctx); errors.Is(cause, errPrimaryChanged) {
+	if cause := context.Cause(sctx); errors.Is(cause, errPrimaryChanged) || errors.Is(cause, binlog.ErrHeld) {
 		err = cause
 	}
 	return ss.streamed, err

@@ -15,10 +15,12 @@ import (
 )
 
 // newKeeper wires the keeper of one cluster: a prober for fresh snapshots,
-// Consul for the lock, records and endpoints, the engine and the hooks.
-// With c nil the keeper can only plan (`dbha promote --dry-run`), which
-// needs neither Consul nor the replication account.
-func newKeeper(g *globalFlags, cfg config.Config, cl config.Cluster, c *consul.Client, log *slog.Logger) (*promote.Keeper, func(), error) {
+// Consul for the lock, records and endpoints, the engine and the hooks,
+// and the cluster's stream in this process (nil when none runs here),
+// which its failovers cut from the old primary. With c nil the keeper can
+// only plan (`dbha promote --dry-run`), which needs neither Consul nor the
+// replication account.
+func newKeeper(g *globalFlags, cfg config.Config, cl config.Cluster, c *consul.Client, streams promote.Streams, log *slog.Logger) (*promote.Keeper, func(), error) {
 	prober, closeProber, err := newProber(cl)
 	if err != nil {
 		return nil, nil, err
@@ -29,11 +31,13 @@ func newKeeper(g *globalFlags, cfg config.Config, cl config.Cluster, c *consul.C
 		Discover: func(ctx context.Context) topology.Snapshot {
 			return topology.Discover(ctx, cl.Topology(), prober, cfg.Probe.Timeout)
 		},
-		Hooks:       promote.CommandHooks{Before: pr.BeforePromote, After: pr.AfterPromote, Timeout: pr.StepTimeout},
-		Manager:     managerName(cfg),
-		SaveDir:     filepath.Join(cfg.StateDir, "rewinds", cl.Name),
-		StepTimeout: pr.StepTimeout,
-		BlockFor:    pr.Window(),
+		Hooks:             promote.CommandHooks{Before: pr.BeforePromote, After: pr.AfterPromote, Timeout: pr.StepTimeout},
+		Manager:           managerName(cfg),
+		SaveDir:           filepath.Join(cfg.StateDir, "rewinds", cl.Name),
+		StepTimeout:       pr.StepTimeout,
+		OldPrimaryTimeout: pr.OldPrimaryTimeout,
+		Streams:           streams,
+		BlockFor:          pr.Window(),
 	}
 	if c != nil {
 		engine, closeEngine, err := newEngine(cfg, cl)
@@ -64,7 +68,7 @@ func newClusterKeeper(ctx context.Context, g *globalFlags, cfg config.Config, cl
 	if err != nil {
 		return nil, nil, fmt.Errorf("a promotion needs Consul for its lock and the writer endpoint: %w", err)
 	}
-	return newKeeper(g, cfg, cl, c, log)
+	return newKeeper(g, cfg, cl, c, nil, log)
 }
 
 // promotionRequest gathers what a plan needs beyond the snapshot: the

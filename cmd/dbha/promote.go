@@ -35,7 +35,7 @@ transactions, broken replication, never, lag); what it overrides is recorded.`,
 			}
 			choice := promote.Choice{To: to, Force: force}
 			if dryRun {
-				planner, closePlanner, err := newKeeper(g, cfg, cl, nil, nil)
+				planner, closePlanner, err := newKeeper(g, cfg, cl, nil, nil, nil)
 				if err != nil {
 					return err
 				}

@@ -19,6 +19,7 @@ import (
 	"github.com/dbha/dbha/config"
 	"github.com/dbha/dbha/consul"
 	"github.com/dbha/dbha/daemon"
+	"github.com/dbha/dbha/promote"
 	"github.com/dbha/dbha/schedule"
 )
 
@@ -55,7 +56,7 @@ http.listen. It runs until interrupted.`,
 // runDaemon runs the monitor, the change streams, the scheduled backups
 // (when claims is not nil) and, when configured, the HTTP endpoint until
 // ctx ends.
-func runDaemon(ctx context.Context, cfg config.Config, m *daemon.Monitor, streams map[string]stream, claims daemon.SlotClaimer, log *slog.Logger) error {
+func runDaemon(ctx context.Context, cfg config.Config, m *daemon.Monitor, streams map[string]heldStream, claims daemon.SlotClaimer, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stats := daemon.NewBackupStats()
@@ -101,7 +102,7 @@ func runDaemon(ctx context.Context, cfg config.Config, m *daemon.Monitor, stream
 // decide; no peer is then no evidence either way). With recover set, and
 // Consul there for the lock, the monitor also recovers dead primaries and
 // fences stray writers.
-func newMonitor(ctx context.Context, g *globalFlags, cfg config.Config, clusters []config.Cluster, streams map[string]stream, recover bool, log *slog.Logger) (*daemon.Monitor, func(), error) {
+func newMonitor(ctx context.Context, g *globalFlags, cfg config.Config, clusters []config.Cluster, streams map[string]heldStream, recover bool, log *slog.Logger) (*daemon.Monitor, func(), error) {
 	var closers []func()
 	closeAll := func() {
 		for _, c := range closers {
@@ -130,11 +131,13 @@ func newMonitor(ctx context.Context, g *globalFlags, cfg config.Config, clusters
 		}
 		closers = append(closers, func() { closeFn() })
 		dc := daemon.Cluster{Config: cl, Prober: p}
+		var cut promote.Streams // the cluster's recoveries cut its stream here from a lost primary
 		if s, ok := streams[cl.Name]; ok {
 			dc.Stream = func() *binlog.Status { st := s.Status(); return &st }
+			cut = s.hold
 		}
 		if recover && opts.Peers != nil {
-			k, closeKeeper, err := newKeeper(g, cfg, cl, c, log)
+			k, closeKeeper, err := newKeeper(g, cfg, cl, c, cut, log)
 			if err != nil {
 				closeAll()
 				return nil, nil, err

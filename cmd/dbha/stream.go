@@ -63,6 +63,13 @@ type stream interface {
 	Status() binlog.Status
 }
 
+// heldStream is a cluster's stream and the hold through which the
+// cluster's recoveries, in this process, cut it from a lost primary.
+type heldStream struct {
+	stream
+	hold *binlog.Hold
+}
+
 // runStreams runs one stream per enabled cluster until ctx ends. A broken
 // stream is logged and retried every minute (an operator may have fixed
 // it); the others keep running.
@@ -83,18 +90,19 @@ func runStreams(ctx context.Context, cfg config.Config, clusters []config.Cluste
 }
 
 // newStreams builds the stream of every cluster that has it enabled.
-func newStreams(cfg config.Config, clusters []config.Cluster, log *slog.Logger) (map[string]stream, error) {
-	out := map[string]stream{}
+func newStreams(cfg config.Config, clusters []config.Cluster, log *slog.Logger) (map[string]heldStream, error) {
+	out := map[string]heldStream{}
 	for _, cl := range clusters {
 		if !cl.Stream.IsEnabled() {
 			log.Info("stream disabled", "cluster", cl.Name)
 			continue
 		}
-		s, err := newStream(cfg, cl, log) // the stream adds the cluster to its logs itself
+		hold := binlog.NewHold()
+		s, err := newStream(cfg, cl, hold, log) // the stream adds the cluster to its logs itself
 		if err != nil {
 			return nil, err
 		}
-		out[cl.Name] = s
+		out[cl.Name] = heldStream{stream: s, hold: hold}
 	}
 	return out, nil
 }
@@ -114,9 +122,10 @@ func keepRunning(ctx context.Context, run func(context.Context) error, log *slog
 	}
 }
 
-// newStream wires one cluster's stream: its engine, credentials and a
-// view of the topology that tells it the primary.
-func newStream(cfg config.Config, cl config.Cluster, log *slog.Logger) (stream, error) {
+// newStream wires one cluster's stream: its engine, credentials, a view
+// of the topology that tells it the primary, and the hold a recovery cuts
+// it through.
+func newStream(cfg config.Config, cl config.Cluster, hold *binlog.Hold, log *slog.Logger) (stream, error) {
 	password, err := readSecret(cl.Password())
 	if err != nil {
 		return nil, usageError(fmt.Errorf("cluster %s: %w", cl.Name, err))
@@ -135,13 +144,13 @@ func newStream(cfg config.Config, cl config.Cluster, log *slog.Logger) (stream, 
 		return mysqlstream.New(mysqlstream.Config{
 			Cluster: cl.Name, Dir: dir, User: cl.User, Password: password,
 			ServerID: cl.Stream.ServerID, Flavor: string(cl.Engine), SemiSync: cl.Stream.SemiSync,
-			Heartbeat: cfg.Checks.Heartbeat, Primary: view.Primary, KeepFor: view.ReplicaPositions, Retention: retention, Logger: log,
+			Heartbeat: cfg.Checks.Heartbeat, Primary: view.Primary, KeepFor: view.ReplicaPositions, Retention: retention, Hold: hold, Logger: log,
 		})
 	case topology.Postgres:
 		return pgstream.New(pgstream.Config{
 			Cluster: cl.Name, Dir: dir, User: cl.User, Password: password,
 			Slot: cl.Stream.Slot, Synchronous: cl.Stream.Synchronous,
-			Primary: view.Primary, KeepFor: view.ReplicaPositions, Retention: retention, Logger: log,
+			Primary: view.Primary, KeepFor: view.ReplicaPositions, Retention: retention, Hold: hold, Logger: log,
 		})
 	}
 	return nil, usageError(fmt.Errorf("cluster %s: unknown engine %q", cl.Name, cl.Engine))

@@ -16,12 +16,6 @@ import (
 // mariadb-binlog tool.
 type mariadbControl struct{ *servers }
 
-// StopFollowing stops the IO thread: the replica receives nothing more
-// from its source, and its SQL thread goes on applying its relay log.
-func (c mariadbControl) StopFollowing(ctx context.Context, addr string) error {
-	return c.exec(ctx, addr, "STOP SLAVE IO_THREAD")
-}
-
 // WaitApplied waits until the instance has applied pos (MASTER_GTID_WAIT
 // for replicated transactions; its binlog position for transactions
 // applied by a client), polling until ctx ends.
@@ -138,7 +132,12 @@ func clientOptionFile(user, password, host, port string) (string, func(), error)
 	return f.Name(), cleanup, nil
 }
 
+// Promote stops the IO thread first as StopFollowing does (bounded, even
+// when a failed stop-following step left it stuck on the old primary).
 func (c mariadbControl) Promote(ctx context.Context, addr string) error {
+	if err := c.StopFollowing(ctx, addr); err != nil {
+		return err
+	}
 	return c.exec(ctx, addr, "STOP SLAVE", "RESET SLAVE ALL", "SET GLOBAL read_only = OFF")
 }
 
@@ -160,6 +159,13 @@ func (c mariadbControl) Repoint(ctx context.Context, addr, source string) error 
 		replicas++
 	}
 	rows.Close()
+	if replicas > 0 {
+		// Its IO thread may still be stuck on the old primary (its
+		// stop-following step failed): stop it as StopFollowing does.
+		if err := c.StopFollowing(ctx, addr); err != nil {
+			return err
+		}
+	}
 	stmts := []string{"SET GLOBAL read_only = ON", "STOP SLAVE"}
 	if replicas == 0 {
 		// A former primary's own transactions are in its binlog, not in

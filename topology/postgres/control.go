@@ -154,14 +154,30 @@ func (c *Controller) Promote(ctx context.Context, addr string) error {
 	if !inRecovery {
 		return nil
 	}
+	// pg_promote waits for the startup process to end recovery, which
+	// first stops the walreceiver; a walreceiver stuck on a hung primary
+	// ends at once on that signal (0.3-1 s measured with the primary
+	// SIGSTOPped). The server's wait is bounded by what ctx leaves, so it
+	// never outlives dbha's.
+	wait := promoteWait(ctx)
 	var ok bool
-	if err := pool.QueryRow(ctx, "SELECT pg_promote(true, 60)").Scan(&ok); err != nil {
+	if err := pool.QueryRow(ctx, "SELECT pg_promote(true, $1)", wait).Scan(&ok); err != nil {
 		return fmt.Errorf("promote %s: %w", addr, err)
 	}
 	if !ok {
-		return fmt.Errorf("promote %s: pg_promote did not finish within 60 s", addr)
+		return fmt.Errorf("promote %s: pg_promote did not finish within %d s", addr, wait)
 	}
 	return nil
+}
+
+// promoteWait is pg_promote's wait_seconds: the whole seconds ctx leaves,
+// at least 1, at most 60 (pg_promote's default).
+func promoteWait(ctx context.Context) int {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return 60
+	}
+	return min(max(int(time.Until(d)/time.Second), 1), 60)
 }
 
 // ErrNotStandby: the instance is out of recovery (a primary, or a fenced
