@@ -328,9 +328,9 @@ const (
 	DefaultBlockFor    = 30 * time.Minute
 	DefaultStepTimeout = 30 * time.Second
 	// DefaultOldPrimaryTimeout: a live server answers a dial and a query
-	// within milliseconds; a second is far above that, and far below the
-	// step timeout a hung host used to take.
-	DefaultOldPrimaryTimeout = time.Second
+	// within milliseconds; half a second is far above that, and it is what
+	// each call to a failover's vanished old primary costs.
+	DefaultOldPrimaryTimeout = 500 * time.Millisecond
 	DefaultRestoreCommand    = "cp {store}/%f %p"
 )
 

@@ -304,6 +304,12 @@ func (l *Lab) configText(f configFile) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "state_dir: %s\n", yamlScalar(f.stateDir))
 	fmt.Fprintf(&b, "consul:\n  address: %s\n  dns: %s\n", yamlScalar(f.consulHTTP), yamlScalar(f.consulDNS))
+	if l.Net != nil {
+		// A lab of hosts is a LAN: a server that has not answered a probe in
+		// half a second is as good as gone, and each probe cycle of a
+		// vanished primary lasts this long (docs/faults.md states it).
+		b.WriteString("probe:\n  timeout: 500ms\n")
+	}
 	if f.manager > 0 {
 		fmt.Fprintf(&b, "manager:\n  name: %s-%d\n", KindManager, f.manager)
 		fmt.Fprintf(&b, "http:\n  listen: %s\n  token_file: %s\n", yamlScalar(f.httpListen), yamlScalar(l.Secret(managerTokenSecret)))

@@ -81,7 +81,7 @@ type Env struct {
 }
 
 // DefaultOldPrimaryTimeout is Env.OldPrimaryTimeout when it is not set.
-const DefaultOldPrimaryTimeout = time.Second
+const DefaultOldPrimaryTimeout = 500 * time.Millisecond
 
 // Execute errors callers branch on.
 var (
@@ -300,20 +300,29 @@ func (x *executor) towardsOld(ctx context.Context) (context.Context, context.Can
 	if x.p.Kind != Failover {
 		return ctx, func() {}, 0
 	}
-	d := x.env.OldPrimaryTimeout
-	if d <= 0 {
-		d = DefaultOldPrimaryTimeout
-	}
+	d := x.oldBound()
 	octx, cancel := context.WithTimeout(ctx, d)
 	return octx, cancel, d
+}
+
+// oldBound is OldPrimaryTimeout, or its default.
+func (x *executor) oldBound() time.Duration {
+	if x.env.OldPrimaryTimeout <= 0 {
+		return DefaultOldPrimaryTimeout
+	}
+	return x.env.OldPrimaryTimeout
 }
 
 // stopFollowing is the first change a failover makes; before it, an old
 // primary that answers again means there is nothing to fail over. The
 // question is bounded (towardsOld): an old primary that cannot answer it
-// in time is not back.
+// in time is not back. A plan made less than that bound ago already asked
+// (its discovery found the old primary unreachable, or the plan would not
+// be a failover): asking again would only add a wait on a vanished host
+// to every failover. A resumed or retried recovery asks.
 func (x *executor) stopFollowing(ctx context.Context, st Step) (string, error) {
-	if x.p.Kind == Failover && st.Target == x.p.NewPrimary && !x.started() {
+	fresh := x.env.Now().Sub(x.r.Started) < x.oldBound()
+	if x.p.Kind == Failover && st.Target == x.p.NewPrimary && !x.started() && !fresh {
 		octx, cancel, _ := x.towardsOld(ctx)
 		_, err := x.env.Engine.Position(octx, x.p.OldPrimary)
 		cancel()

@@ -349,3 +349,33 @@ func TestExecuteSwitchoverGivesTheOldPrimaryTheStepTimeout(t *testing.T) {
 		t.Errorf("the switchover's fence had %v to run, want the step timeout", e.bounds)
 	}
 }
+
+// A failover planned moments ago does not ask the old primary again
+// whether it is back: the plan's own discovery just found it unreachable,
+// and on a vanished host the question only waits out its bound. A record
+// planned longer ago than the bound (resumed, retried) asks.
+func TestExecuteFreshFailoverDoesNotAskTheOldPrimaryAgain(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		age   time.Duration
+		first string
+	}{
+		{name: "planned just now", age: 10 * time.Millisecond, first: "stop db2"},
+		{name: "planned longer ago than the bound", age: 2 * time.Second, first: "position db1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := failoverPlan(t)
+			e := &hungOld{fakeEngine: fakeEngine{positions: map[string]topology.Position{"db2": mariaPos(t, "0-1-12")}}, old: "db1"}
+			started := time.Unix(100, 0)
+			r := NewRecord("r1", "m", "DeadPrimary", p, started)
+			env := Env{Engine: e, Coordinator: &fakeCoord{}, Journal: &fakeJournal{}, StepTimeout: time.Second,
+				OldPrimaryTimeout: 50 * time.Millisecond, Now: func() time.Time { return started.Add(tc.age) }}
+			if err := Execute(context.Background(), env, r); err != nil {
+				t.Fatal(err)
+			}
+			if len(e.calls) == 0 || e.calls[0] != tc.first {
+				t.Fatalf("engine calls = %q, want the first to be %q", e.calls, tc.first)
+			}
+		})
+	}
+}
