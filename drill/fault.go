@@ -100,6 +100,21 @@ type Plan struct {
 	Flap bool `json:"flap,omitempty"`
 }
 
+// FlapFault is what a flap puts in place and takes away, cycle after
+// cycle: the primary's host cut off from dbha and its replicas (its
+// clients still reach it), each time for less than detection takes.
+const FlapFault = "isolate"
+
+// Injected is the fault as the lab puts it in place: a flap's cycles are
+// short isolations of its host.
+func (p Plan) Injected() Fault {
+	f := p.Fault
+	if p.Flap {
+		f.Name = FlapFault
+	}
+	return f
+}
+
 // Expect overrides the catalogue's expectation: "failover" or "none"; ""
 // keeps the catalogue's.
 type Expect string

@@ -67,7 +67,7 @@ func runOnce(ctx context.Context, o Options, e Engine, f Faults, c Cluster, n in
 		return r, true
 	}
 	r.FaultAt = time.Now()
-	if err := f.Inject(ctx, plan.Fault); err != nil {
+	if err := f.Inject(ctx, plan.Injected()); err != nil {
 		fail(fmt.Errorf("inject %s: %w", plan.Fault, err))
 	} else if err := outcome(ctx, o, plan, f, ws, old, r.FaultAt); err != nil {
 		fail(err)
@@ -172,7 +172,7 @@ func outcome(ctx context.Context, o Options, p Plan, f Faults, ws *Writers, old 
 	case p.Flap:
 		for i := range o.Flap.Cycles {
 			if i > 0 {
-				if err := f.Inject(ctx, p.Fault); err != nil {
+				if err := f.Inject(ctx, p.Injected()); err != nil {
 					return fmt.Errorf("inject %s (flap %d): %w", p.Fault, i+1, err)
 				}
 			}

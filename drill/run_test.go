@@ -27,6 +27,7 @@ type fakeLab struct {
 	healthy  bool
 	failover time.Duration // after a kill; <0: never
 	killed   string
+	injected []string // every fault name put in place
 }
 
 func newFakeLab(failover time.Duration) *fakeLab {
@@ -103,6 +104,7 @@ func (c *fakeConn) Insert(ctx context.Context, id int64, writer int) error {
 func (l *fakeLab) Inject(_ context.Context, f Fault) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.injected = append(l.injected, f.Name)
 	if f.Name != "kill" {
 		return nil // a fault that changes nothing here
 	}
@@ -234,6 +236,16 @@ func TestDrillFaultThatMustNotFailOver(t *testing.T) {
 			}
 			if r := s.Runs[0]; r.ExpectFailover || r.FalseFailover || r.NewPrimary != "" || r.Error != "" {
 				t.Errorf("%s", r.Line())
+			}
+			// The lab knows no "flap": a flap is isolations in cycles.
+			want := name
+			if name == "flap" {
+				want = FlapFault
+			}
+			for _, got := range l.injected {
+				if got != want {
+					t.Errorf("injected %q, want only %q", got, want)
+				}
 			}
 		})
 	}

@@ -34,6 +34,7 @@ FAULTS=${FAULTS:-}
 [ "$(id -u)" -eq 0 ] || { echo "faults: the lab of hosts needs root (network namespaces)" >&2; exit 2; }
 make -s build
 work=$(mktemp -d /tmp/dbha-faults.XXXXXX)
+chmod 755 "$work" # the database servers run as the lab user
 lab=$work/lab
 results=$work/results
 mkdir -p "$results"
