@@ -79,12 +79,17 @@ func steps(s topology.Snapshot, p Plan) []Step {
 	for _, addr := range others {
 		add(Step{Action: ActRepoint, Target: addr, Source: p.NewPrimary, Detail: repointDetail(s.Engine)})
 	}
+	add(Step{Action: ActMoveWriter, Target: p.NewPrimary, Source: p.OldPrimary,
+		Detail: fmt.Sprintf("%s-writer: deregister %s, then register %s", p.Cluster, p.OldPrimary, p.NewPrimary)})
 	if p.Kind == Failover {
+		// After the writer moved: the plan's discovery found the old
+		// primary unreachable, and a call to a vanished host only waits out
+		// its bound, which must not delay the promotion. Fencing before the
+		// promotion needs a layer that works without reaching the old
+		// primary (a lease, a fence command, lossless commits).
 		add(Step{Action: ActFence, Target: p.OldPrimary,
 			Detail: "if it answers: read-only and client sessions ended; in every case kept out of the writer service until it rejoins as a replica"})
 	}
-	add(Step{Action: ActMoveWriter, Target: p.NewPrimary, Source: p.OldPrimary,
-		Detail: fmt.Sprintf("%s-writer: deregister %s, then register %s", p.Cluster, p.OldPrimary, p.NewPrimary)})
 	add(Step{Action: ActUpdateReaders, Detail: fmt.Sprintf("%s-reader: the healthy replicas of %s", p.Cluster, p.NewPrimary)})
 	add(Step{Action: ActHookAfter})
 	add(Step{Action: ActUnlock, Detail: "write the audit record with the loss ledger, set the anti-flap block if automatic, release the lock"})
