@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"strconv"
 	"time"
 )
@@ -53,18 +52,11 @@ func (l *Lab) consulLaunch(n Node) (launch, error) {
 // consulReady succeeds once /v1/status/leader names a leader.
 func (l *Lab) consulReady(n Node) func(context.Context) error {
 	return func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.Addr()+"/v1/status/leader", nil)
-		if err != nil {
-			return err
-		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := getOK(ctx, "http://"+n.Addr()+"/v1/status/leader")
 		if err != nil {
 			return err
 		}
 		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET /v1/status/leader: %s", resp.Status)
-		}
 		var leader string
 		if err := json.NewDecoder(resp.Body).Decode(&leader); err != nil {
 			return fmt.Errorf("GET /v1/status/leader: %w", err)

@@ -59,20 +59,29 @@ func (l *Lab) managerLaunch(n Node) (launch, error) {
 // config, reached its Consul server and started watching.
 func (l *Lab) managerReady(n Node) func(context.Context) error {
 	return func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.Addr()+"/healthz", nil)
+		resp, err := getOK(ctx, "http://"+n.Addr()+"/healthz")
 		if err != nil {
 			return err
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET /healthz: %s", resp.Status)
-		}
-		return nil
+		return resp.Body.Close()
 	}
+}
+
+// getOK is a GET that succeeds only with 200 OK; the caller closes the body.
+func getOK(ctx context.Context, url string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return resp, nil
 }
 
 // upManagers starts every manager at once, once the clusters, Consul and the config files
