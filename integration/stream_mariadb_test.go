@@ -24,6 +24,7 @@ import (
 	"github.com/dbha/dbha/binlog"
 	mysqlstream "github.com/dbha/dbha/binlog/mysql"
 	"github.com/dbha/dbha/topology"
+	"github.com/go-sql-driver/mysql"
 )
 
 // The MariaDB change stream against real servers: each test brings up its
@@ -168,13 +169,23 @@ func startMariaLoad(t *testing.T, l *Lab, node string, workers int) *mariaLoad {
 	wl := &mariaLoad{stop: cancel}
 	for w := range workers {
 		wl.wg.Go(func() {
+			deadlocks := 0 // in a row
 			for n := 0; ctx.Err() == nil; n++ {
-				if err := mariaLoadStep(ctx, db, w, n); err != nil {
+				err := mariaLoadStep(ctx, db, w, n)
+				// A deadlock rolls the transaction back: the application
+				// retries it, as any would (a few times in a row at most).
+				var me *mysql.MySQLError
+				if errors.As(err, &me) && me.Number == 1213 && deadlocks < 5 {
+					deadlocks++
+					continue
+				}
+				if err != nil {
 					if ctx.Err() == nil {
 						wl.err.Store(err)
 					}
 					return
 				}
+				deadlocks = 0
 				wl.committed.Add(1)
 			}
 		})
