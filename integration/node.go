@@ -134,6 +134,23 @@ func (l *Lab) signalTree(name string, sig syscall.Signal) error {
 			return fmt.Errorf("signal %s (pid %d): %w", name, pid, err)
 		}
 	}
+	if sig == syscall.SIGSTOP {
+		return waitStopped(name, n.PID)
+	}
+	return nil
+}
+
+// waitStopped returns once pid is stopped (state T): a group stop takes
+// effect when each of the process's threads reaches it, not when kill
+// returns, and a fault is in place only once it has. Bounded.
+func waitStopped(name string, pid int) error {
+	deadline := time.Now().Add(2 * time.Second)
+	for !procStopped(pid) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("freeze %s: pid %d not stopped 2s after SIGSTOP", name, pid)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	return nil
 }
 
