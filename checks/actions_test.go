@@ -12,6 +12,7 @@ func TestActions(t *testing.T) {
 	want := map[Code]Action{
 		DeadPrimary:                Recover,
 		DeadPrimaryAndSomeReplicas: Recover,
+		DeadPrimaryNoQuorum:        Report,
 		PrimaryHung:                Report,
 		UnreachablePrimary:         Report,
 		TwoWritablePrimaries:       Enforce,

@@ -16,6 +16,7 @@ type Code string
 const (
 	DeadPrimary                Code = "DeadPrimary"
 	DeadPrimaryAndSomeReplicas Code = "DeadPrimaryAndSomeReplicas"
+	DeadPrimaryNoQuorum        Code = "DeadPrimaryNoQuorum"
 	UnreachablePrimary         Code = "UnreachablePrimary"
 	PrimaryHung                Code = "PrimaryHung"
 	NoWritablePrimary          Code = "NoWritablePrimary"
@@ -62,6 +63,8 @@ type Finding struct {
 	Summary  string   `json:"summary"`
 	// Votes are the paths' verdicts on the primary, for findings about it.
 	Votes []Vote `json:"votes,omitempty"`
+	// Quorum is the voters' count, for findings about a lost primary.
+	Quorum *Quorum `json:"quorum,omitempty"`
 	// Action is what the finding calls for; Report (empty) for nothing.
 	Action Action `json:"action,omitempty"`
 }
@@ -82,6 +85,8 @@ var rules = []rule{
 	{code: DeadPrimary, severity: Critical, action: Recover, match: matchDeadPrimary(false),
 		suppresses: []Code{UnreachablePrimary, PrimaryHung, ReplicationStopped}},
 	{code: DeadPrimaryAndSomeReplicas, severity: Critical, action: Recover, match: matchDeadPrimary(true),
+		suppresses: []Code{UnreachablePrimary, PrimaryHung, ReplicationStopped}},
+	{code: DeadPrimaryNoQuorum, severity: Critical, match: matchNoQuorum,
 		suppresses: []Code{UnreachablePrimary, PrimaryHung, ReplicationStopped}},
 	{code: RecoveryBlocked, severity: Critical, match: matchRecoveryBlocked},
 	{code: PrimaryHung, severity: Critical, match: matchPrimaryHung,
@@ -105,6 +110,7 @@ type analysis struct {
 	now   time.Time
 	votes []Vote
 	t     tally
+	q     Quorum
 }
 
 // Analyze turns evidence into findings. It is pure and deterministic: the
@@ -113,6 +119,7 @@ func Analyze(ev Evidence, p Policy, now time.Time) []Finding {
 	ev.At = now
 	a := &analysis{ev: ev, p: p, now: now, votes: Votes(ev, p)}
 	a.t = count(a.votes)
+	a.q = a.quorum()
 	suppressed := map[Code]bool{}
 	var out []Finding
 	for _, r := range rules {
@@ -153,9 +160,11 @@ func (a *analysis) hungAndForsaken() bool {
 		a.t.replicasDead > 0 && a.t.replicasNone == 0
 }
 
+// matchDeadPrimary: the primary is down along every path, at least one
+// replica lost it, and a strict majority of the cluster's voters says so.
 func matchDeadPrimary(someReplicasUnknown bool) func(a *analysis) []Finding {
 	return func(a *analysis) []Finding {
-		if !a.primaryDown() || a.t.replicasDead == 0 || (a.t.replicasNone > 0) != someReplicasUnknown {
+		if !a.primaryDown() || a.t.replicasDead == 0 || (a.t.replicasNone > 0) != someReplicasUnknown || !a.q.Held() {
 			return nil
 		}
 		s := fmt.Sprintf("primary %s is dead: dbha and %d replica(s) lost it", a.ev.Primary, a.t.replicasDead)
@@ -166,8 +175,24 @@ func matchDeadPrimary(someReplicasUnknown bool) func(a *analysis) []Finding {
 		if someReplicasUnknown {
 			s += fmt.Sprintf("; %d replica(s) cannot confirm (unreachable, halted, or their silence proves nothing yet)", a.t.replicasNone)
 		}
-		return []Finding{{Instance: a.ev.Primary, Summary: s, Votes: a.votes}}
+		s += fmt.Sprintf("; quorum: %d of %d voters, %d needed", len(a.q.Lost), a.q.Voters, a.q.Needed)
+		return []Finding{{Instance: a.ev.Primary, Summary: s, Votes: a.votes, Quorum: &a.q}}
 	}
+}
+
+// matchNoQuorum: dbha and at least one other voter lost the primary and no
+// path hears it, but the voters that say so are no strict majority. That
+// is what a side of a partition without the majority sees; it must not
+// promote, since the primary may be taking writes on the other side. The
+// operator, who may know better, can promote by hand with --force.
+func matchNoQuorum(a *analysis) []Finding {
+	if !a.primaryDown() || len(a.q.Lost) < 2 || a.q.Held() {
+		return nil
+	}
+	s := fmt.Sprintf("primary %s looks lost, but only to %d of %d voters (%s), and a failover needs %d: no automatic failover, "+
+		"this side of a partition may be the minority; if the primary is known to be down, `dbha promote --cluster %s --force` overrides the quorum",
+		a.ev.Primary, len(a.q.Lost), a.q.Voters, strings.Join(a.q.Lost, ", "), a.q.Needed, a.ev.Snapshot.Cluster)
+	return []Finding{{Instance: a.ev.Primary, Summary: s, Votes: a.votes, Quorum: &a.q}}
 }
 
 // matchRecoveryBlocked: the anti-flap block refused the automatic recovery

@@ -69,6 +69,9 @@ func FuzzAnalyze(f *testing.F) {
 			if fd.Action == Recover && !lost {
 				t.Fatalf("%s while no replica lost the primary: %+v", fd.Code, ev.Links)
 			}
+			if q := CountQuorum(ev, p); fd.Action == Recover && 2*len(q.Lost) <= q.Voters {
+				t.Fatalf("%s without a strict majority of voters: %s", fd.Code, q)
+			}
 			for a, l := range ev.Links {
 				fresh := l.Reachable && l.Source == prim && l.Connected && t0.Sub(l.LastHeard) <= p.LinkDeadAfter
 				if fresh && fd.Action == Recover {

@@ -118,11 +118,41 @@ func TestAnalyze(t *testing.T) {
 			ev.Stream = &StreamView{Connected: false, Primary: prim, Error: "EOF"}
 			ev.External = &ExternalView{Alive: false, At: t0}
 		}, []string{"DeadPrimary@" + prim}, true},
-		{"dead primary and an unreachable replica", func(ev *Evidence) {
+		{"dead primary and an unreachable replica: 2 of 4 voters are no majority", func(ev *Evidence) {
 			killed(ev)
 			ev.Links[rep2] = LinkView{Reachable: false, Error: "refused"}
 			ev.Snapshot.Problems = []topology.Problem{{Code: topology.InstanceUnreachable, Instance: rep2, Message: "refused"}}
-		}, []string{"DeadPrimaryAndSomeReplicas@" + prim, "ReplicaUnreachable@" + rep2}, true},
+		}, []string{"DeadPrimaryNoQuorum@" + prim, "ReplicaUnreachable@" + rep2}, false},
+		{"minority split: {dbha, replica 1} cut from {primary, replica 2}", func(ev *Evidence) {
+			vanished(ev, 4)
+			ev.Links[rep1] = LinkView{Reachable: true, Source: prim, Connected: true, LastHeard: t0.Add(-1500 * time.Millisecond), Heartbeat: hb}
+			ev.Links[rep2] = LinkView{Error: "i/o timeout"}
+		}, []string{"DeadPrimaryNoQuorum@" + prim}, false},
+		{"three managers: primary and one replica's host lost, both peers agree", func(ev *Evidence) {
+			killed(ev)
+			ev.Links[rep2] = LinkView{Reachable: false, Error: "refused"}
+			ev.Voters = Voters{Self: "m1", Managers: []string{"m1", "m2", "m3"}}
+			ev.Peers = []PeerView{{Manager: "m2", At: t0, Primary: prim}, {Manager: "m3", At: t0, Primary: prim}}
+		}, []string{"DeadPrimaryAndSomeReplicas@" + prim}, true},
+		{"three managers: one peer silent is one vote short", func(ev *Evidence) {
+			killed(ev)
+			ev.Links[rep2] = LinkView{Reachable: false, Error: "refused"}
+			ev.Voters = Voters{Self: "m1", Managers: []string{"m1", "m2", "m3"}}
+			ev.Peers = []PeerView{{Manager: "m2", At: t0, Primary: prim}, {Manager: "m3", At: t0.Add(-time.Minute), Primary: prim}}
+		}, []string{"DeadPrimaryNoQuorum@" + prim}, false},
+		{"a manager outside the membership does not vote", func(ev *Evidence) {
+			killed(ev)
+			ev.Links[rep2] = LinkView{Reachable: false, Error: "refused"}
+			ev.Peers = []PeerView{{Manager: "stranger", At: t0, Primary: prim}}
+		}, []string{"DeadPrimaryNoQuorum@" + prim}, false},
+		{"a witness makes the majority", func(ev *Evidence) {
+			killed(ev)
+			ev.Links[rep2] = LinkView{Reachable: false, Error: "refused"}
+			ev.Voters.Managers = []string{"dbha", "m2"}
+			ev.Voters.Self = "dbha"
+			ev.Peers = []PeerView{{Manager: "m2", At: t0, Primary: prim}}
+			ev.External = &ExternalView{At: t0}
+		}, []string{"DeadPrimaryAndSomeReplicas@" + prim}, true},
 		{"no replica reachable cannot confirm", func(ev *Evidence) {
 			killed(ev)
 			ev.Links = map[string]LinkView{rep1: {Error: "refused"}, rep2: {Error: "refused"}}
@@ -138,14 +168,19 @@ func TestAnalyze(t *testing.T) {
 				ev.Links[a] = l
 			}
 		}, []string{"UnreachablePrimary@" + prim}, false},
-		{"one replica halted, the other lost the primary", func(ev *Evidence) {
+		{"one replica halted, the other lost the primary: a halted link is no vote", func(ev *Evidence) {
 			killed(ev)
 			ev.Links[rep2] = LinkView{Reachable: true, Source: prim, Halted: true}
+		}, []string{"DeadPrimaryNoQuorum@" + prim}, false},
+		{"one replica halted, a witness agrees", func(ev *Evidence) {
+			killed(ev)
+			ev.Links[rep2] = LinkView{Reachable: true, Source: prim, Halted: true}
+			ev.External = &ExternalView{At: t0}
 		}, []string{"DeadPrimaryAndSomeReplicas@" + prim}, true},
-		{"replica of another source says nothing", func(ev *Evidence) {
+		{"replica of another source says nothing, and is no vote", func(ev *Evidence) {
 			killed(ev)
 			ev.Links[rep2] = LinkView{Reachable: true, Source: rep1, Connected: true, LastHeard: t0}
-		}, []string{"DeadPrimary@" + prim}, true},
+		}, []string{"DeadPrimaryNoQuorum@" + prim}, false},
 		{"hung primary, replicas still hear it", func(ev *Evidence) {
 			ev.Manager = ManagerView{TCP: ProbeResult{OK: true}, SQL: ProbeResult{TimedOut: true, Error: "i/o timeout"},
 				Failures: 6, HungSince: t0.Add(-1500 * time.Millisecond)}
@@ -218,7 +253,7 @@ func TestAnalyze(t *testing.T) {
 			vanished(ev, 2)
 			silent(ev, 1500*time.Millisecond)
 			ev.Links[rep2] = LinkView{Error: "refused"}
-		}, []string{"DeadPrimaryAndSomeReplicas@" + prim}, true},
+		}, []string{"DeadPrimaryNoQuorum@" + prim}, false},
 		{"manager cut: dbha times out, every link heartbeating", func(ev *Evidence) {
 			vanished(ev, 9)
 			silent(ev, 200*time.Millisecond)

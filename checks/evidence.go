@@ -27,6 +27,9 @@ type Observation struct {
 	// Blocked is the anti-flap block that refused the last automatic
 	// recovery; nil when none did, or since a writer was published again.
 	Blocked *BlockView
+	// Voters are the managers and the witness that vote with the
+	// instances (from the configuration).
+	Voters Voters
 }
 
 // HealView is one instance dbha could not bring back: what it tried and
@@ -105,6 +108,7 @@ type Evidence struct {
 	External *ExternalView       `json:"external,omitempty"`
 	Healing  []HealView          `json:"healing,omitempty"`
 	Blocked  *BlockView          `json:"blocked,omitempty"`
+	Voters   Voters              `json:"voters,omitzero"`
 }
 
 // ManagerView is dbha's own path to the primary.
@@ -177,7 +181,7 @@ func (t Tracker) Observe(o Observation) (Tracker, Evidence) {
 		next.keepalive = time.Duration(in.Keepalive)
 	}
 	ev := Evidence{At: o.At, Snapshot: o.Snapshot, Primary: next.primary, Stream: o.Stream,
-		Peers: o.Peers, External: o.External, Healing: o.Healing, Blocked: o.Blocked, Links: map[string]LinkView{}}
+		Peers: o.Peers, External: o.External, Healing: o.Healing, Blocked: o.Blocked, Voters: o.Voters, Links: map[string]LinkView{}}
 
 	ev.Manager = ManagerView{TCP: o.TCP, SQL: sqlResult(o.Snapshot, next.primary)}
 	if next.primary == t.primary {

@@ -258,8 +258,11 @@ func row(v reflect.Value) string {
 	return strings.Join(cells, "\t")
 }
 
-// text prints a value, with "-" for an empty string so that a missing value
-// is visibly missing.
+// text prints a value, with "-" for an empty string or a nil pointer so
+// that a missing value is visibly missing.
 func text(v reflect.Value) string {
+	if v.Kind() == reflect.Pointer && v.IsNil() {
+		return "-"
+	}
 	return cmp.Or(fmt.Sprint(v.Interface()), "-")
 }
