@@ -34,6 +34,11 @@ type Config struct {
 type Manager struct {
 	// Name defaults to the host name.
 	Name string `mapstructure:"name" yaml:"name,omitempty" json:"name"`
+	// Members names every manager that watches these clusters, this one
+	// included: each is a voter in the quorum an automatic failover
+	// needs (checks.Voters), counted whether it answers or not. Empty:
+	// this manager alone. Every manager must list the same members.
+	Members []string `mapstructure:"members" yaml:"members,omitempty" json:"members,omitempty"`
 }
 
 // Checks configures failure detection: how often dbha probes, and the
@@ -453,6 +458,7 @@ func Validate(cfg Config, file string) error {
 	if cfg.Consul.TokenFile != "" && cfg.Consul.TokenEnv != "" {
 		bad("consul", "set token_file or token_env, not both")
 	}
+	validateMembers(cfg.Manager, bad)
 	if cfg.Probe.Timeout <= 0 {
 		bad("probe.timeout", "must be a positive duration such as 1s, got %v", cfg.Probe.Timeout)
 	}
@@ -492,6 +498,30 @@ func Validate(cfg Config, file string) error {
 		validateCluster(cl, key, bad)
 	}
 	return errors.Join(errs...)
+}
+
+// validateMembers: the membership names each manager once, this one
+// among them (a manager that does not count itself would need a majority
+// of the others alone).
+func validateMembers(m Manager, bad func(key, format string, args ...any)) {
+	if len(m.Members) == 0 {
+		return
+	}
+	seen := map[string]bool{}
+	for i, name := range m.Members {
+		switch {
+		case name == "":
+			bad(fmt.Sprintf("manager.members[%d]", i), "empty name")
+		case seen[name]:
+			bad(fmt.Sprintf("manager.members[%d]", i), "%q is listed twice", name)
+		}
+		seen[name] = true
+	}
+	if m.Name == "" {
+		bad("manager.name", "must be set when manager.members is: it names this manager among them")
+	} else if !seen[m.Name] {
+		bad("manager.members", "does not list this manager (manager.name %q)", m.Name)
+	}
 }
 
 func validateCluster(cl Cluster, key string, bad func(key, format string, args ...any)) {

@@ -71,6 +71,13 @@ func TestValidate(t *testing.T) {
 			c.Clusters[0].Promotion.AutoFailover = &off
 			c.Clusters[0].Stream.SemiSync = true
 		}, nil},
+		{"manager members", func(c *Config) { c.Manager = Manager{Name: "m1", Members: []string{"m1", "m2", "m3"}} }, nil},
+		{"members without this manager", func(c *Config) { c.Manager = Manager{Name: "m4", Members: []string{"m1", "m2"}} },
+			[]string{`manager.members: does not list this manager (manager.name "m4")`}},
+		{"members without a name", func(c *Config) { c.Manager = Manager{Members: []string{"m1", "m2"}} },
+			[]string{"manager.name: must be set when manager.members is"}},
+		{"a member twice", func(c *Config) { c.Manager = Manager{Name: "m1", Members: []string{"m1", "m1"}} },
+			[]string{`manager.members[1]: "m1" is listed twice`}},
 		{"several problems at once", func(c *Config) { c.StateDir = ""; c.Clusters[0].User = "" },
 			[]string{"state_dir: must be set", "clusters[0].user: must be set"}},
 	}

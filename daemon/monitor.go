@@ -59,7 +59,10 @@ type Cluster struct {
 
 // Options configure a Monitor.
 type Options struct {
-	Manager          string // this manager's name among peers
+	Manager string // this manager's name among peers
+	// Members are every manager that votes on a lost primary
+	// (manager.members); empty: this one alone.
+	Members          []string
 	Interval         time.Duration
 	ProbeTimeout     time.Duration
 	Policy           checks.Policy
@@ -78,6 +81,10 @@ type State struct {
 	UpdatedAt time.Time        `json:"updated_at"`
 	Findings  []checks.Finding `json:"findings"`
 	Evidence  checks.Evidence  `json:"evidence"`
+	// Quorum is the voters' count on the primary this cycle; Shape says
+	// whether the cluster, as it stands, could fail over on its own.
+	Quorum checks.Quorum `json:"quorum"`
+	Shape  checks.Shape  `json:"shape"`
 	// CycleTime is how long the last probe cycle took.
 	CycleTime topology.Duration `json:"cycle_time"`
 }
@@ -257,7 +264,8 @@ func (w *watcher) cycle(ctx context.Context) {
 	// The cycle's time is when its probes went out: what they saw is as of
 	// then, however long a hung instance made the cycle last.
 	w.mu.Lock()
-	obs := checks.Observation{At: start, Snapshot: snap, TCP: tcp, Peers: w.peers, External: w.external}
+	obs := checks.Observation{At: start, Snapshot: snap, TCP: tcp, Peers: w.peers, External: w.external,
+		Voters: checks.Voters{Managers: o.Members, Self: o.Manager, Witness: len(cl.CheckCommand) > 0}}
 	w.mu.Unlock()
 	if w.c.Keeper != nil {
 		obs.Healing = healing(w.c.Keeper.Troubles())
@@ -275,12 +283,16 @@ func (w *watcher) cycle(ctx context.Context) {
 	w.tracker, ev = w.tracker.Observe(obs)
 	findings := checks.Analyze(ev, o.Policy, obs.At)
 
+	shape := checks.ShapeOf(ev)
+
 	w.mu.Lock()
-	prev := w.st.Findings
+	prev, prevShape, first := w.st.Findings, w.st.Shape, w.st.Cycles == 0
 	w.st = State{Cluster: cl.Name, Engine: cl.Engine, Cycles: w.st.Cycles + 1, UpdatedAt: obs.At,
-		Findings: findings, Evidence: ev, CycleTime: topology.Duration(time.Since(start))}
+		Findings: findings, Evidence: ev, Quorum: checks.CountQuorum(ev, o.Policy), Shape: shape,
+		CycleTime: topology.Duration(time.Since(start))}
 	w.mu.Unlock()
 	w.logChanges(prev, findings)
+	w.logShape(first, prevShape, shape)
 	w.act(ctx, snap, findings, obs.At)
 }
 
@@ -316,6 +328,20 @@ func (w *watcher) act(ctx context.Context, snap topology.Snapshot, findings []ch
 	default:
 		w.publish(ctx, snap, at)
 	}
+}
+
+// logShape says, at the first cycle and whenever it changes, whether the
+// cluster could fail over on its own: an operator learns at start-up, not
+// at the failure, that its shape lets no majority confirm a lost primary.
+func (w *watcher) logShape(first bool, prev, now checks.Shape) {
+	if !first && prev.CanFailOver == now.CanFailOver {
+		return
+	}
+	if now.CanFailOver {
+		w.log.Info("automatic failover possible", "shape", now.Summary)
+		return
+	}
+	w.log.Warn("automatic failover impossible", "shape", now.Summary)
 }
 
 // healing is the keeper's troubles as the analysis sees them.

@@ -312,6 +312,13 @@ func (l *Lab) configText(f configFile) string {
 	}
 	if f.manager > 0 {
 		fmt.Fprintf(&b, "manager:\n  name: %s-%d\n", KindManager, f.manager)
+		if l.Managers > 1 {
+			// Every manager votes on a lost primary, whether it answers or not.
+			b.WriteString("  members:\n")
+			for i := 1; i <= l.Managers; i++ {
+				fmt.Fprintf(&b, "    - %s-%d\n", KindManager, i)
+			}
+		}
 		fmt.Fprintf(&b, "http:\n  listen: %s\n  token_file: %s\n", yamlScalar(f.httpListen), yamlScalar(l.Secret(managerTokenSecret)))
 	}
 	b.WriteString("clusters:\n")

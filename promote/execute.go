@@ -132,6 +132,9 @@ type Record struct {
 	// did not answer within OldPrimaryTimeout): it is kept out of the
 	// writer service, and the keeper fences it when it returns.
 	NotFenced string `json:"not_fenced,omitempty"`
+	// QuorumOverridden: an operator forced this failover while no strict
+	// majority of the voters said the primary was lost; the count then.
+	QuorumOverridden string `json:"quorum_overridden,omitempty"`
 	// Automatic: the daemon started it on its own (Trigger.Automatic);
 	// only such a recovery sets the anti-flap block when it is done.
 	Automatic bool `json:"automatic,omitempty"`

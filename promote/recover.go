@@ -108,6 +108,37 @@ type Trigger struct {
 	// Primary is the primary the monitor watched; it names the old primary
 	// when the fresh snapshot cannot.
 	Primary string
+	// Quorum is the voters' count an operator's failover was judged by
+	// (dbha promote); nil when none was taken. The daemon's automatic
+	// recoveries need no such field: only a finding that held the quorum
+	// calls for one.
+	Quorum *QuorumCount
+}
+
+// QuorumCount is the voters' count on a lost primary, as the checks made
+// it: whether a strict majority said the primary is lost, and who voted
+// what.
+type QuorumCount struct {
+	Held    bool   `json:"held"`
+	Summary string `json:"summary"`
+}
+
+// ErrNoQuorum: an operator's failover was asked for while no strict
+// majority of the cluster's voters says the primary is lost; --force
+// overrides it, and the record says so.
+var ErrNoQuorum = errors.New("no quorum: a strict majority of the cluster's voters does not say the primary is lost")
+
+// quorumAllows refuses a failover the voters do not back unless forced,
+// and returns what a forced one overrides, for the record.
+func quorumAllows(p Plan, req Request, t Trigger) (overridden string, err error) {
+	if p.Kind != Failover || t.Quorum == nil || t.Quorum.Held {
+		return "", nil
+	}
+	if !req.Force {
+		return "", fmt.Errorf("%w (%s); this side may be cut off from a primary that still takes writes. "+
+			"If you know the primary is down, --force overrides the quorum", ErrNoQuorum, t.Quorum.Summary)
+	}
+	return t.Quorum.Summary, nil
 }
 
 // Recover runs one recovery of a cluster end to end under its lock: it
@@ -208,8 +239,13 @@ func start(ctx context.Context, env RecoverEnv, cluster string, req Request, t T
 	if err := stillLost(plan, t); err != nil {
 		return nil, err
 	}
+	overridden, err := quorumAllows(plan, req, t)
+	if err != nil {
+		return nil, err
+	}
 	rec := NewRecord(NewID(cluster, env.Now()), env.Manager, t.Reason, plan, env.Now())
 	rec.Detected, rec.Evidence, rec.Automatic = t.Detected, t.Evidence, t.Automatic
+	rec.QuorumOverridden = overridden
 	if err := env.Store.Save(ctx, rec); err != nil {
 		return nil, fmt.Errorf("record the intent: %w", err)
 	}

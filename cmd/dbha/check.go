@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dbha/dbha/checks"
+	"github.com/dbha/dbha/config"
 	"github.com/dbha/dbha/daemon"
 )
 
@@ -32,13 +34,7 @@ findings, 2 usage or configuration error.`,
 				return err
 			}
 			defer closeAll()
-			for i := range cfg.Checks.Failures + 1 {
-				if i > 0 {
-					time.Sleep(cfg.Checks.Interval)
-				}
-				m.Cycle(cmd.Context())
-			}
-			states := m.States()
+			states := observe(cmd.Context(), m, cfg)
 			if err := writeCheck(cmd.OutOrStdout(), states, cfg.Checks.Policy, output); err != nil {
 				return err
 			}
@@ -53,6 +49,18 @@ findings, 2 usage or configuration error.`,
 	cmd.Flags().StringVar(&cluster, "cluster", "", "only this cluster")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
+}
+
+// observe runs as many probe cycles as the analysis needs to count
+// consecutive failures, checks.interval apart, and returns the states.
+func observe(ctx context.Context, m *daemon.Monitor, cfg config.Config) []daemon.State {
+	for i := range cfg.Checks.Failures + 1 {
+		if i > 0 {
+			time.Sleep(cfg.Checks.Interval)
+		}
+		m.Cycle(ctx)
+	}
+	return m.States()
 }
 
 // checkReport is one cluster in `dbha check -o json`.
@@ -81,6 +89,10 @@ func writeCheck(w io.Writer, states []daemon.State, p checks.Policy, format stri
 		fmt.Fprintln(w, "  evidence:")
 		for _, v := range r.Votes {
 			fmt.Fprintf(w, "    %-8s %-24s %-7s %s\n", v.Path, v.Source, v.Verdict, v.Detail)
+		}
+		if r.Evidence.Primary != "" {
+			fmt.Fprintf(w, "  quorum: %s\n", r.Quorum)
+			fmt.Fprintf(w, "  shape:  %s\n", r.Shape.Summary)
 		}
 		for _, f := range r.Findings {
 			inst := ""

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"time"
 
@@ -25,7 +26,9 @@ topology: the candidates ranked with their reasons, what every replica lacks
 and where it will come from, the expected loss and the steps. With --dry-run it
 prints that plan and changes nothing. Otherwise it takes the cluster's lock in
 Consul, plans again, carries the steps out and records the recovery (see
-dbha recover). --force lets --to name a replica the rules exclude (errant
+dbha recover). A failover needs, as an automatic one does, a strict majority
+of the cluster's voters to say the primary is lost (see dbha check); --force
+overrides that, and lets --to name a replica the rules exclude (errant
 transactions, broken replication, never, lag); what it overrides is recorded.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -46,12 +49,16 @@ transactions, broken replication, never, lag); what it overrides is recorded.`,
 				}
 				return writePlan(cmd.OutOrStdout(), plan, output)
 			}
+			quorum, err := judgeQuorum(cmd.Context(), g, cfg, cl)
+			if err != nil {
+				return err
+			}
 			keeper, closeKeeper, err := newClusterKeeper(cmd.Context(), g, cfg, cl, nil)
 			if err != nil {
 				return err
 			}
 			defer closeKeeper()
-			rec, err := keeper.Recover(cmd.Context(), promote.Trigger{Reason: "requested with dbha promote"}, choice)
+			rec, err := keeper.Recover(cmd.Context(), promote.Trigger{Reason: "requested with dbha promote", Quorum: quorum}, choice)
 			if rec != nil {
 				if werr := writeRecord(cmd.OutOrStdout(), rec, output); werr != nil {
 					return werr
@@ -63,9 +70,21 @@ transactions, broken replication, never, lag); what it overrides is recorded.`,
 	cmd.Flags().StringVar(&cluster, "cluster", "", "the cluster (required)")
 	cmd.Flags().StringVar(&to, "to", "", "promote this instance (host:port) instead of the best ranked")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and change nothing")
-	cmd.Flags().BoolVar(&force, "force", false, "allow --to to name a replica the rules exclude")
+	cmd.Flags().BoolVar(&force, "force", false, "allow --to to name a replica the rules exclude, and a failover no majority of voters backs")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
+}
+
+// judgeQuorum runs the checks on cl as `dbha check` does, for the voters'
+// count a failover is judged by.
+func judgeQuorum(ctx context.Context, g *globalFlags, cfg config.Config, cl config.Cluster) (*promote.QuorumCount, error) {
+	m, closeAll, err := newMonitor(ctx, g, cfg, []config.Cluster{cl}, nil, false, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, err
+	}
+	defer closeAll()
+	q := observe(ctx, m, cfg)[0].Quorum
+	return &promote.QuorumCount{Held: q.Held(), Summary: q.String()}, nil
 }
 
 func writePlan(w io.Writer, p promote.Plan, format string) error {

@@ -110,7 +110,7 @@ func newMonitor(ctx context.Context, g *globalFlags, cfg config.Config, clusters
 		}
 	}
 	opts := daemon.Options{
-		Manager: managerName(cfg), Interval: cfg.Checks.Interval, ProbeTimeout: cfg.Probe.Timeout,
+		Manager: managerName(cfg), Members: cfg.Manager.Members, Interval: cfg.Checks.Interval, ProbeTimeout: cfg.Probe.Timeout,
 		Policy: cfg.Checks.Policy, ExternalTimeout: cfg.Checks.ExternalTimeout, ExternalInterval: cfg.Checks.ExternalInterval,
 		Logger: log,
 	}
