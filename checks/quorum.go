@@ -204,8 +204,11 @@ func ShapeOf(ev Evidence) Shape {
 	case s.Spare < 0:
 		s.Summary = fmt.Sprintf("cannot fail over automatically in its current shape: %d of %d voters could confirm a lost primary (%s), %d needed; add a replica, a manager (manager.members) or a witness (check_command)",
 			len(s.Confirmers), s.Voters, strings.Join(s.Confirmers, ", "), s.Needed)
+	case s.Spare == 0:
+		s.Summary = fmt.Sprintf("fails over automatically when its primary alone is lost: %d of %d voters could confirm, %d needed; one voter more lost with it stops automatic failover",
+			len(s.Confirmers), s.Voters, s.Needed)
 	default:
-		s.Summary = fmt.Sprintf("fails over automatically when its primary is lost, even with %d more voter(s) lost: %d of %d voters could confirm, %d needed",
+		s.Summary = fmt.Sprintf("fails over automatically when its primary is lost, even with up to %d more voter(s) lost: %d of %d voters could confirm, %d needed",
 			s.Spare, len(s.Confirmers), s.Voters, s.Needed)
 	}
 	return s

@@ -22,13 +22,13 @@ func TestShape(t *testing.T) {
 		says      string
 	}{
 		{"two replicas, one manager: no voter to spare", []topology.Instance{follows(rep1, false), follows(rep2, false)},
-			Voters{}, true, 0, "even with 0 more"},
+			Voters{}, true, 0, "one voter more lost with it stops"},
 		{"one replica, one manager: 2 of 3", []topology.Instance{follows(rep1, false)},
 			Voters{}, true, 0, "2 of 3 voters could confirm"},
 		{"a halted replica cannot confirm", []topology.Instance{follows(rep1, false), follows(rep2, true)},
 			Voters{}, false, -1, "cannot fail over automatically in its current shape"},
 		{"three managers survive the loss of a replica's host too", []topology.Instance{follows(rep1, false), follows(rep2, false)},
-			Voters{Self: "m1", Managers: []string{"m1", "m2", "m3"}}, true, 1, "even with 1 more"},
+			Voters{Self: "m1", Managers: []string{"m1", "m2", "m3"}}, true, 1, "even with up to 1 more"},
 		{"no replica: no candidate", nil, Voters{}, false, -1, "no reachable replica follows the primary"},
 	}
 	for _, tc := range cases {

@@ -16,6 +16,7 @@ type collector struct {
 	m *Monitor
 
 	up, lagSeconds, lagTransactions, lagBytes, probeSeconds, cycleSeconds, findings, cycles *prometheus.Desc
+	failoverPossible, votesLost, votesNeeded                                                *prometheus.Desc
 }
 
 func newCollector(m *Monitor) *collector {
@@ -30,11 +31,16 @@ func newCollector(m *Monitor) *collector {
 		cycleSeconds:    prometheus.NewDesc("dbha_cycle_seconds", "Duration of the last probe cycle of the cluster.", []string{"cluster"}, nil),
 		cycles:          prometheus.NewDesc("dbha_cycles_total", "Probe cycles run for the cluster.", []string{"cluster"}, nil),
 		findings:        prometheus.NewDesc("dbha_findings", "Current findings by code.", []string{"cluster", "code", "severity"}, nil),
+		failoverPossible: prometheus.NewDesc("dbha_failover_possible",
+			"1 when the cluster, as it stands, could fail over on its own: enough voters could confirm a lost primary, and a replica follows it.", []string{"cluster"}, nil),
+		votesLost:   prometheus.NewDesc("dbha_quorum_lost_votes", "Voters that say the primary is lost, this cycle.", []string{"cluster"}, nil),
+		votesNeeded: prometheus.NewDesc("dbha_quorum_needed_votes", "Voters an automatic failover needs: a strict majority.", []string{"cluster"}, nil),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.lagSeconds, c.lagTransactions, c.lagBytes, c.probeSeconds, c.cycleSeconds, c.cycles, c.findings} {
+	for _, d := range []*prometheus.Desc{c.up, c.lagSeconds, c.lagTransactions, c.lagBytes, c.probeSeconds, c.cycleSeconds, c.cycles, c.findings,
+		c.failoverPossible, c.votesLost, c.votesNeeded} {
 		ch <- d
 	}
 }
@@ -49,6 +55,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			continue
 		}
 		gauge(c.cycleSeconds, seconds(st.CycleTime), st.Cluster)
+		possible := 0.0
+		if st.Shape.CanFailOver {
+			possible = 1
+		}
+		gauge(c.failoverPossible, possible, st.Cluster)
+		gauge(c.votesLost, float64(len(st.Quorum.Lost)), st.Cluster)
+		gauge(c.votesNeeded, float64(st.Quorum.Needed), st.Cluster)
 		for _, in := range st.Evidence.Snapshot.Instances {
 			up := 0.0
 			if in.Reachable {

@@ -156,6 +156,13 @@ func TestHTTPAPI(t *testing.T) {
 				t.Errorf("dbha_instance_up for %s: %q", a, up)
 			}
 		}
+		// One manager, two replicas: the primary alone may be lost (3 of 4 voters).
+		if f := metricLines(body, "dbha_failover_possible", `cluster="`+c.cluster+`"`); len(f) != 1 || !strings.HasSuffix(f[0], " 1") {
+			t.Errorf("dbha_failover_possible for %s: %q", c.cluster, f)
+		}
+		if f := metricLines(body, "dbha_quorum_needed_votes", `cluster="`+c.cluster+`"`); len(f) != 1 || !strings.HasSuffix(f[0], " 3") {
+			t.Errorf("dbha_quorum_needed_votes for %s: %q", c.cluster, f)
+		}
 	}
 
 	// A problem shows up in the metrics.
