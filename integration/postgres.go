@@ -147,6 +147,13 @@ func (l *Lab) initPostgres(ctx context.Context, n Node) error {
 func (l *Lab) writePGNodeConf(n Node) error {
 	conf := fmt.Sprintf("# written by dbha lab for %s\nlisten_addresses = '%s'\nport = %d\nunix_socket_directories = '%s'\ncluster_name = '%s'\n",
 		n.Name, n.Host, n.Port, n.Socket, n.Name)
+	if l.Net != nil {
+		// A lab of hosts is a LAN, where the fault matrix measures how soon a vanished
+		// primary is replaced: a ping every 300 ms, three of which fit in
+		// checks.link_dead_after (1 s), so a standby's silence counts as soon as a MariaDB
+		// replica's does. The cost: 300 ms to answer a ping (see the README).
+		conf += "wal_sender_timeout = '600ms'\n"
+	}
 	if l.PGSynchronous {
 		// A commit returns once dbha's stream has it on disk.
 		conf += "synchronous_standby_names = 'dbha'\n"
