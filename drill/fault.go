@@ -162,26 +162,28 @@ func PlanFault(f Fault, expect Expect, primaryHost string, dbHosts, managers []s
 }
 
 // splitExpectsFailover: a split should move the primary when the side
-// without it holds a strict majority of the cluster's database hosts and a
-// strict majority of dbha's managers — the side that may act. In every
-// other case (the primary with the majority, or the managers on a
-// minority) a promotion is a failover from the wrong side.
+// without it holds a strict majority of the cluster's voters — its
+// database hosts and dbha's managers, as checks counts them — with a
+// manager to act and a database host to promote. In every other case (the
+// primary's side with the majority, or a tie) a promotion is a failover
+// from the wrong side.
 func splitExpectsFailover(sides [2][]string, primaryHost string, dbHosts, managers []string) (bool, error) {
 	mine := slices.IndexFunc(sides[:], func(s []string) bool { return slices.Contains(s, primaryHost) })
 	if mine < 0 {
 		return false, fmt.Errorf("split: the primary's host %s is on neither side", primaryHost)
 	}
 	other := sides[1-mine]
-	majority := func(all []string) bool {
+	on := func(hosts []string) int {
 		n := 0
-		for _, h := range all {
+		for _, h := range hosts {
 			if slices.Contains(other, h) {
 				n++
 			}
 		}
-		return len(all) > 0 && 2*n > len(all)
+		return n
 	}
-	return majority(dbHosts) && majority(managers), nil
+	voters := len(dbHosts) + len(managers)
+	return on(managers) > 0 && on(dbHosts) > 0 && 2*(on(dbHosts)+on(managers)) > voters, nil
 }
 
 // resolveRoles names hosts by role in a split's sides, so that one
