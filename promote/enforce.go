@@ -10,8 +10,10 @@ type Enforcement struct {
 	// Fence lists the writable instances the writer endpoint does not name.
 	Fence []string
 	// Rejoin lists the instances that are back, read-only and following
-	// nobody, and hold nothing the writer lacks: they should follow the
-	// writer (MariaDB by a repoint, PostgreSQL through its rejoin command).
+	// nobody (or a source that does not lead to the writer: a replica the
+	// failover could not repoint, still on the old primary), and hold
+	// nothing the writer lacks: they should follow the writer (MariaDB by
+	// a repoint, PostgreSQL through its rejoin command).
 	Rejoin []string
 	// Rewind lists the instances that are back, read-only and following
 	// nobody, and hold what the writer lacks: MariaDB/MySQL transactions
@@ -51,8 +53,9 @@ func Enforce(s topology.Snapshot, writer string) Enforcement {
 	if len(e.Fence) > 0 || !ok || !primary.Reachable || primary.ReadOnly || primary.Replication != nil {
 		return e
 	}
+	tree := s.Followers(writer)
 	for _, in := range s.Instances {
-		if in.Addr == writer || !in.Reachable || !in.ReadOnly || in.Replication != nil {
+		if in.Addr == writer || !in.Reachable || !in.ReadOnly || !strays(in, tree, s) {
 			continue
 		}
 		if errant, ok := holdsMore(s.Engine, in, primary); ok {
@@ -62,6 +65,18 @@ func Enforce(s topology.Snapshot, writer string) Enforcement {
 		e.Rejoin = append(e.Rejoin, in.Addr)
 	}
 	return e
+}
+
+// strays reports whether in is cut loose from the writer's tree: it
+// follows nobody, or a source of the cluster from which no chain of
+// sources leads to the writer. A source outside the cluster is the
+// operator's business.
+func strays(in topology.Instance, tree map[string]bool, s topology.Snapshot) bool {
+	if in.Replication == nil {
+		return true
+	}
+	_, ofCluster := s.Instance(in.Replication.Source)
+	return ofCluster && !tree[in.Addr]
 }
 
 // holdsMore says whether in holds what primary lacks, and what. MariaDB

@@ -16,6 +16,11 @@ func TestEnforce(t *testing.T) {
 	fenced := func(addr, p string) topology.Instance {
 		return topology.Instance{Addr: addr, Reachable: true, ReadOnly: true, Current: pos(p), History: pos(p)}
 	}
+	follows := func(addr, source, p string) topology.Instance {
+		in := fenced(addr, p)
+		in.Replication = &topology.Replication{Source: source, SQLRunning: true}
+		return in
+	}
 	cases := []struct {
 		name      string
 		instances []topology.Instance
@@ -37,6 +42,18 @@ func TestEnforce(t *testing.T) {
 		{"a replica restarted without its replication settings rejoins", []topology.Instance{
 			newPrimary, replica, fenced("db4", "0-1-10")},
 			"db2", nil, []string{"db4"}, nil},
+		{"a replica still on the old primary, holding its tail: rewound with it", []topology.Instance{
+			fenced("db1", "0-1-12"), newPrimary, follows("db3", "db1", "0-1-12")},
+			"db2", nil, nil, []string{"db1", "db3"}},
+		{"a replica still on the old primary, holding nothing more: rejoins", []topology.Instance{
+			fenced("db1", "0-1-9"), newPrimary, follows("db3", "db1", "0-1-9")},
+			"db2", nil, []string{"db1", "db3"}, nil},
+		{"a cascaded replica of a replica stays where it is", []topology.Instance{
+			newPrimary, replica, follows("db4", "db3", "0-1-10")},
+			"db2", nil, nil, nil},
+		{"a replica of a source outside the cluster is left alone", []topology.Instance{
+			newPrimary, replica, follows("db4", "elsewhere:3306", "0-1-10")},
+			"db2", nil, nil, nil},
 		{"no writer registered: nothing", []topology.Instance{
 			{Addr: "db1", Reachable: true, Current: pos("0-1-8")}, newPrimary, replica},
 			"", nil, nil, nil},

@@ -348,7 +348,7 @@ func (k *Keeper) rewind(ctx context.Context, d Divergent, writer string) error {
 		k.log.Info("rejoined a former primary that held nothing the new primary lacked", "instance", d.Addr, "primary", writer)
 		return nil
 	}
-	k.log.Warn("rewound a former primary: the transactions the new primary lacked are saved and undone, and it follows the writer",
+	k.log.Warn("rewound an instance that held what the writer lacked (a former primary, or a replica a partition left on it): the transactions are saved and undone, and it follows the writer",
 		"instance", d.Addr, "primary", writer, "transactions", res.Transactions, "bytes", res.Bytes, "tail", res.Tail.String(), "saved_to", res.File)
 	if err := k.ledger(ctx, res); err != nil {
 		k.log.Error("record the rewind in the recovery's ledger", "instance", d.Addr, "saved_to", res.File, "err", err)

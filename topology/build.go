@@ -173,14 +173,20 @@ func (b *builder) checkReplicas() {
 	for _, in := range b.s.Instances {
 		inCluster[in.Addr] = true
 	}
+	tree := b.s.Followers(b.s.Primary)
 	for i := range b.s.Instances {
 		in := &b.s.Instances[i]
 		if in.Role != RoleReplica {
 			continue
 		}
 		r := in.Replication
-		if r.Source != "" && !inCluster[r.Source] {
+		switch {
+		case r.Source != "" && !inCluster[r.Source]:
 			b.problem(SourceOutsideCluster, in.Addr, "replicates from %s, which is not an instance of cluster %s", r.Source, b.s.Cluster)
+		case hasPrimary && primary.Reachable && !primary.ReadOnly && !tree[in.Addr]:
+			// A replica a failover could not repoint (it was cut off with the
+			// old primary) still follows the old primary, or another stray.
+			b.problem(InstanceDetached, in.Addr, "replicates from %s, which is not the primary %s and does not follow it", r.Source, b.s.Primary)
 		}
 		if !in.ReadOnly {
 			b.problem(ReplicaWritable, in.Addr, "replica is writable (read_only is off): a write here becomes an errant transaction")
@@ -279,4 +285,19 @@ func (b *builder) checkTimeline(in *Instance, primary Instance) {
 	if o, err := Compare(pos, primary.Current); err == nil && o == Diverged {
 		b.problem(TimelineForked, in.Addr, "WAL at %s has forked from the primary's %s: the standby needs pg_rewind or a new base backup", pos, primary.Current)
 	}
+}
+
+// Followers is root and every instance whose chain of sources leads to
+// it: the tree of a primary.
+func (s Snapshot) Followers(root string) map[string]bool {
+	tree := map[string]bool{root: true}
+	for grew := root != ""; grew; {
+		grew = false
+		for _, in := range s.Instances {
+			if in.Replication != nil && !tree[in.Addr] && tree[in.Replication.Source] {
+				tree[in.Addr], grew = true, true
+			}
+		}
+	}
+	return tree
 }

@@ -179,6 +179,25 @@ func TestBuild(t *testing.T) {
 			wantCodes:   []string{"InstanceDetached@" + r2},
 		},
 		{
+			name: "after a failover, a replica still on the fenced old primary is detached too", engine: MariaDB,
+			instances: func(t *testing.T) []Instance {
+				old := primaryAt(r1, mdb(t, "0-1-12"))
+				old.ReadOnly = true
+				stray := replicaOf(r2, r1, mdb(t, "0-1-12"))
+				stray.Replication.IORunning, stray.Replication.IOState = false, "No"
+				return []Instance{primaryAt(p, mdb(t, "0-1-10,0-2-3")), old, stray}
+			},
+			wantPrimary: p,
+			wantCodes:   []string{"ErrantTransactions@" + r2, "InstanceDetached@" + r1, "InstanceDetached@" + r2, "ReplicationStopped@" + r2},
+		},
+		{
+			name: "a cascaded replica of a replica is in the primary's tree", engine: MariaDB,
+			instances: func(t *testing.T) []Instance {
+				return []Instance{primaryAt(p, mdb(t, "0-1-10")), replicaOf(r1, p, mdb(t, "0-1-10")), replicaOf(r2, r1, mdb(t, "0-1-10"))}
+			},
+			wantPrimary: p,
+		},
+		{
 			name: "source spelled localhost matches the configured 127.0.0.1", engine: MariaDB,
 			instances: func(t *testing.T) []Instance {
 				return []Instance{primaryAt("127.0.0.1:3306", mdb(t, "0-1-10")), replicaOf("127.0.0.1:3307", "localhost:3306", mdb(t, "0-1-10"))}

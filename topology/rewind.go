@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -93,33 +94,37 @@ func (t Tail) GTIDs() []string {
 
 // MariaDBTail works out the tail of a MariaDB instance whose history (own,
 // gtid_binlog_state) has gone past the primary's (gtid_binlog_state) with
-// transactions of its own server_id: the unreplicated writes of a former
-// primary. It refuses, with an error wrapping ErrCannotRewind that says
-// why, what a rewind cannot undo safely: an errant transaction of another
-// server_id (a write of unknown origin), errant transactions in more than
-// one domain, or a domain where the two share no transaction to go back
-// to. With nothing errant, the tail is empty and From is own's last GTID
-// per domain.
-func MariaDBTail(own, primary Position, serverID uint32) (Tail, error) {
+// transactions of a known origin: the unreplicated writes of a former
+// primary (origins: its own server_id), or those a replica received from a
+// former primary before a partition kept it from being repointed (origins:
+// its own and its source's server_id). It refuses, with an error wrapping
+// ErrCannotRewind that says why, what a rewind cannot undo safely: an
+// errant transaction of any other server_id (a write of unknown origin),
+// errant transactions of more than one server or in more than one domain,
+// or a domain where the two share no transaction to go back to. With
+// nothing errant, the tail is empty and From is own's last GTID per
+// domain.
+func MariaDBTail(own, primary Position, origins ...uint32) (Tail, error) {
 	if own.engine != MariaDB || primary.engine != MariaDB {
 		return Tail{}, fmt.Errorf("tail of %s position %q beyond %s position %q: want MariaDB positions", own.engine, own, primary.engine, primary)
 	}
 	errant := mariaErrant(own.gtids, primary.gtids)
 	t := Tail{Errant: Position{engine: MariaDB, gtids: errant}}
 	var foreign []string
-	domains := map[uint32]bool{}
+	domains, servers := map[uint32]bool{}, map[uint32]bool{}
 	for _, g := range errant {
-		if g.server != serverID {
+		if !slices.Contains(origins, g.server) {
 			foreign = append(foreign, g.String())
 		}
-		domains[g.domain] = true
+		domains[g.domain], servers[g.server] = true, true
 	}
 	if len(foreign) > 0 {
-		return t, fmt.Errorf("%w: %s not from this instance's server_id %d: writes of unknown origin (made on it by hand, or received from a server outside the cluster)",
-			ErrCannotRewind, strings.Join(foreign, ","), serverID)
+		return t, fmt.Errorf("%w: %s not from server_id %s (this instance, or the source it received from): writes of unknown origin (made on it by hand, or received from a server outside the cluster)",
+			ErrCannotRewind, strings.Join(foreign, ","), joinIDs(origins))
 	}
-	if len(domains) > 1 {
-		return t, fmt.Errorf("%w: errant transactions %s in %d domains: a rewind undoes one domain", ErrCannotRewind, t.Errant, len(domains))
+	if len(domains) > 1 || len(servers) > 1 {
+		return t, fmt.Errorf("%w: errant transactions %s of %d server(s) in %d domain(s): a rewind undoes one server's tail in one domain",
+			ErrCannotRewind, t.Errant, len(servers), len(domains))
 	}
 	var (
 		from, kept []mariaGTID
@@ -195,4 +200,12 @@ func forkOf(own mariaDomain, primary []mariaGTID, tail mariaGTID) (mariaGTID, bo
 		consider(primary[i])
 	}
 	return fork, found
+}
+
+func joinIDs(ids []uint32) string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = strconv.FormatUint(uint64(id), 10)
+	}
+	return strings.Join(out, " or ")
 }

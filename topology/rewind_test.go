@@ -13,6 +13,7 @@ func TestMariaDBTail(t *testing.T) {
 		name         string
 		own, primary string
 		serverID     uint32
+		source       uint32 // the server_id of the source a replica still names; 0: none
 		errant       string
 		from, kept   string
 		transactions int64
@@ -31,9 +32,15 @@ func TestMariaDBTail(t *testing.T) {
 		{name: "a second domain without errant transactions", own: "0-1-20,1-2-7", primary: "0-1-10,0-2-15,1-2-7", serverID: 1,
 			errant: "0-1-20", from: "0-1-10,1-2-7", kept: "0-1-10,1-2-7", transactions: 10},
 		{name: "a write of unknown origin", own: "0-1-20,0-5-18", primary: "0-1-10", serverID: 1,
-			errant: "0-1-20,0-5-18", refused: "0-5-18 not from this instance's server_id 1"},
+			errant: "0-1-20,0-5-18", refused: "0-5-18 not from server_id 1"},
+		{name: "a replica cut loose on the old primary holds its tail", own: "0-1-20", primary: "0-1-10,0-2-15", serverID: 3, source: 1,
+			errant: "0-1-20", from: "0-1-10", kept: "0-1-10", transactions: 10},
+		{name: "a replica's tail from a server other than its source", own: "0-1-20", primary: "0-1-10,0-2-15", serverID: 3, source: 2,
+			errant: "0-1-20", refused: "0-1-20 not from server_id 3 or 2"},
+		{name: "a replica holding its source's tail and writes of its own", own: "0-1-20,0-3-21", primary: "0-1-10", serverID: 3, source: 1,
+			errant: "0-1-20,0-3-21", refused: "of 2 server(s)"},
 		{name: "errant transactions in two domains", own: "0-1-20,1-1-7", primary: "0-1-10,1-1-3", serverID: 1,
-			errant: "0-1-20,1-1-7", refused: "in 2 domains"},
+			errant: "0-1-20,1-1-7", refused: "in 2 domain(s)"},
 		{name: "nothing shared in the domain", own: "0-1-5", primary: "0-2-9", serverID: 1,
 			errant: "0-1-5", refused: "nothing shared"},
 		{name: "the errant transaction is not at the end", own: "0-1-10,0-2-12", primary: "0-2-12", serverID: 1,
@@ -41,7 +48,11 @@ func TestMariaDBTail(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tail, err := MariaDBTail(mustMariaDB(t, tc.own), mustMariaDB(t, tc.primary), tc.serverID)
+			origins := []uint32{tc.serverID}
+			if tc.source != 0 {
+				origins = append(origins, tc.source)
+			}
+			tail, err := MariaDBTail(mustMariaDB(t, tc.own), mustMariaDB(t, tc.primary), origins...)
 			if got := tail.Errant.String(); got != tc.errant {
 				t.Errorf("errant = %q, want %q", got, tc.errant)
 			}

@@ -65,6 +65,44 @@ func (c mariadbControl) rewindState(ctx context.Context, addr string) (rewindSta
 	return st, nil
 }
 
+// source is the source the instance's first configured replication
+// connection names, "" when it has none.
+func (st rewindState) source() string {
+	for _, r := range st.links {
+		if r.Source != "" {
+			return r.Source
+		}
+	}
+	return ""
+}
+
+// serverID asks addr its server_id.
+func (c mariadbControl) serverID(ctx context.Context, addr string) (uint32, error) {
+	db, err := c.db(addr)
+	if err != nil {
+		return 0, err
+	}
+	var id uint32
+	if err := db.QueryRowContext(ctx, "SELECT @@server_id").Scan(&id); err != nil {
+		return 0, fmt.Errorf("ask %s its server_id: %w", addr, err)
+	}
+	return id, nil
+}
+
+// stopReplication stops both replication threads of every connection of
+// addr, its IO threads without waiting on their source (StopFollowing).
+func (c mariadbControl) stopReplication(ctx context.Context, addr string) error {
+	if err := c.StopFollowing(ctx, addr); err != nil {
+		return fmt.Errorf("stop receiving: %w", err)
+	}
+	db, err := c.db(addr)
+	if err != nil {
+		return err
+	}
+	_, err = db.ExecContext(ctx, "STOP ALL SLAVES")
+	return wrapStmt("STOP ALL SLAVES", addr, err)
+}
+
 // replicating reports whether a replication thread runs on the instance.
 func (st rewindState) replicating() bool {
 	return slices.ContainsFunc(st.links, func(r *topology.Replication) bool { return r.IORunning || r.SQLRunning })
@@ -101,10 +139,30 @@ func (c mariadbControl) Rewind(ctx context.Context, addr, primary, saveDir strin
 		}
 	}
 
-	tail, err := topology.MariaDBTail(own.history, prim.history, own.serverID)
+	origins := []uint32{own.serverID}
+	if src := own.source(); src != "" && src != primary {
+		// A replica cut loose from the writer (a partition kept the
+		// failover from repointing it): what it holds beyond the writer
+		// came from the source it still names, the former primary.
+		id, err := c.serverID(ctx, src)
+		if err != nil {
+			return topology.Rewound{}, fmt.Errorf("rewind %s: read the server_id of %s, the source whose transactions it may hold: %w", addr, src, err)
+		}
+		origins = append(origins, id)
+	}
+	tail, err := topology.MariaDBTail(own.history, prim.history, origins...)
 	res := topology.Rewound{Tail: tail.Errant, From: tail.From}
 	if err != nil {
 		return res, fmt.Errorf("rewind %s (gtid_binlog_state %s) onto %s (%s): %w", addr, own.history, primary, prim.history, err)
+	}
+	if tail.Errant.String() != "" && own.replicating() && !own.follows(primary) {
+		// It must receive and apply nothing more while its tail is undone.
+		if err := c.stopReplication(ctx, addr); err != nil {
+			return res, fmt.Errorf("rewind %s: %w", addr, err)
+		}
+		if own, err = c.rewindState(ctx, addr); err != nil {
+			return res, fmt.Errorf("rewind %s: %w", addr, err)
+		}
 	}
 	if tail.Errant.String() == "" {
 		if own.follows(primary) {
