@@ -206,3 +206,26 @@ func Secure(f Fencing, o FenceOutcome) (Layer, error) {
 	}
 	return LayerNone, nil
 }
+
+// FencingWarning is `dbha check`'s word on a cluster's fencing: empty
+// when a failover of primary would have a layer that secures it without
+// reaching it (guard leases, a fence command, commits that cannot be
+// acknowledged alone), else a warning that says what is missing. It is
+// pure.
+func FencingWarning(s topology.Snapshot, primary string, pol FencingPolicy) string {
+	if pol.Leases || pol.Command {
+		return ""
+	}
+	in, _ := s.Instance(primary)
+	ack := in.Ack
+	if ack == nil || !in.Reachable {
+		if a, ok := pol.Acks[primary]; ok {
+			ack = &a
+		}
+	}
+	ok, why := ack.Lossless(s.Engine)
+	if ok {
+		return ""
+	}
+	return "no fencing layer: two writers possible after an isolate (no guard lease, no promotion.fence_command; lossless: " + why + ")"
+}

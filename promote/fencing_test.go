@@ -356,3 +356,30 @@ func TestExecuteSwitchoverWithLeases(t *testing.T) {
 		t.Errorf("last engine call %q aborted %v: want the old primary writable again", last, r.Aborted)
 	}
 }
+
+func TestFencingWarning(t *testing.T) {
+	primary := func(ack *topology.Acknowledgement) topology.Snapshot {
+		return topology.Snapshot{Engine: topology.MariaDB, Primary: "db1",
+			Instances: []topology.Instance{{Addr: "db1", Reachable: true, Ack: ack}, {Addr: "db2", Reachable: true}}}
+	}
+	for _, tc := range []struct {
+		name string
+		s    topology.Snapshot
+		pol  FencingPolicy
+		warn string
+	}{
+		{"nothing", primary(&fallsBack), FencingPolicy{}, "two writers possible after an isolate"},
+		{"settings unknown", primary(nil), FencingPolicy{}, "not read while it answered"},
+		{"leases", primary(&fallsBack), FencingPolicy{Leases: true}, ""},
+		{"fence command", primary(nil), FencingPolicy{Command: true}, ""},
+		{"lossless", primary(&noFallback), FencingPolicy{}, ""},
+		{"lossless last seen", primary(nil), FencingPolicy{Acks: map[string]topology.Acknowledgement{"db1": noFallback}}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := FencingWarning(tc.s, "db1", tc.pol)
+			if (tc.warn == "") != (got == "") || !strings.Contains(got, tc.warn) {
+				t.Errorf("FencingWarning = %q, want %q", got, tc.warn)
+			}
+		})
+	}
+}

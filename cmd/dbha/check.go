@@ -10,6 +10,7 @@ import (
 
 	"github.com/dbha/dbha/checks"
 	"github.com/dbha/dbha/daemon"
+	"github.com/dbha/dbha/promote"
 )
 
 func newCheckCmd(g *globalFlags) *cobra.Command {
@@ -39,7 +40,13 @@ findings, 2 usage or configuration error.`,
 				m.Cycle(cmd.Context())
 			}
 			states := m.States()
-			if err := writeCheck(cmd.OutOrStdout(), states, cfg.Checks.Policy, output); err != nil {
+			fencing := map[string]promote.FencingPolicy{}
+			for _, cl := range clusters {
+				// Leases stay false until guards' leases are wired in
+				// (see newKeeper).
+				fencing[cl.Name] = promote.FencingPolicy{Command: len(cl.Promotion.FenceCommand) > 0}
+			}
+			if err := writeCheck(cmd.OutOrStdout(), states, cfg.Checks.Policy, fencing, output); err != nil {
 				return err
 			}
 			for _, st := range states {
@@ -59,12 +66,16 @@ findings, 2 usage or configuration error.`,
 type checkReport struct {
 	daemon.State
 	Votes []checks.Vote `json:"votes"`
+	// Fencing warns when a failover would have nothing but reaching the
+	// old primary to stop it taking writes (promote.FencingWarning).
+	Fencing string `json:"fencing_warning,omitempty"`
 }
 
-func writeCheck(w io.Writer, states []daemon.State, p checks.Policy, format string) error {
+func writeCheck(w io.Writer, states []daemon.State, p checks.Policy, fencing map[string]promote.FencingPolicy, format string) error {
 	reports := make([]checkReport, len(states))
 	for i, st := range states {
-		reports[i] = checkReport{State: st, Votes: checks.Votes(st.Evidence, p)}
+		reports[i] = checkReport{State: st, Votes: checks.Votes(st.Evidence, p),
+			Fencing: promote.FencingWarning(st.Evidence.Snapshot, st.Evidence.Primary, fencing[st.Cluster])}
 	}
 	if format == "json" {
 		return writeJSON(w, map[string]any{"clusters": reports})
@@ -81,6 +92,9 @@ func writeCheck(w io.Writer, states []daemon.State, p checks.Policy, format stri
 		fmt.Fprintln(w, "  evidence:")
 		for _, v := range r.Votes {
 			fmt.Fprintf(w, "    %-8s %-24s %-7s %s\n", v.Path, v.Source, v.Verdict, v.Detail)
+		}
+		if r.Fencing != "" {
+			fmt.Fprintf(w, "  warning: %s\n", r.Fencing)
 		}
 		for _, f := range r.Findings {
 			inst := ""
