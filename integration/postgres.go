@@ -148,8 +148,7 @@ func (l *Lab) writePGNodeConf(n Node) error {
 	conf := fmt.Sprintf("# written by dbha lab for %s\nlisten_addresses = '%s'\nport = %d\nunix_socket_directories = '%s'\ncluster_name = '%s'\n",
 		n.Name, n.Host, n.Port, n.Socket, n.Name)
 	if l.PGSynchronous {
-		// A commit returns once dbha's stream has it on disk.
-		conf += "synchronous_standby_names = 'dbha'\n"
+		conf += "synchronous_standby_names = '" + l.pgSynchronousNames() + "'\n"
 	}
 	path := filepath.Join(n.DataDir, "lab-node.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
@@ -218,6 +217,19 @@ func (l *Lab) pgExec(ctx context.Context, n Node, db string, stmts []string) err
 		}
 	}
 	return nil
+}
+
+// pgSynchronousNames is a lossless lab's synchronous_standby_names: a
+// commit returns once dbha's stream or any one standby has flushed it, so
+// one dead standby (or dbha) does not stop the primary, and a primary cut
+// off from all of them blocks its commits. Standbys connect under their
+// node name (see primary_conninfo).
+func (l *Lab) pgSynchronousNames() string {
+	names := []string{`"dbha"`}
+	for _, n := range l.nodesOfKind(KindPostgres) {
+		names = append(names, `"`+n.Name+`"`)
+	}
+	return "ANY 1 (" + strings.Join(names, ", ") + ")"
 }
 
 // synchronousPostgres makes a lossless lab's PostgreSQL nodes wait for
