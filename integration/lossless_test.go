@@ -188,7 +188,7 @@ func TestLosslessMariaDBPrimaryCannotCommitAlone(t *testing.T) {
 	admin := adminDB(t, l, primary)
 	status := func(name string) string {
 		var n, v string
-		if err := admin.QueryRow("SHOW GLOBAL STATUS LIKE '" + name + "'").Scan(&n, &v); err != nil {
+		if err := admin.QueryRow("SHOW GLOBAL STATUS LIKE '"+name+"'").Scan(&n, &v); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 		return v
