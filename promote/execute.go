@@ -209,6 +209,9 @@ type executor struct {
 	// lockLost: another manager may be carrying the recovery on; this one
 	// must not touch anything, not even to roll back.
 	lockLost bool
+	// silent is why the old primary did not answer checkBack just now:
+	// the fence step does not wait out the same bound again.
+	silent error
 }
 
 func (x *executor) timeout() time.Duration {
@@ -355,6 +358,7 @@ func (x *executor) checkBack(ctx context.Context, st Step) error {
 	if err == nil {
 		return ErrPrimaryBack
 	}
+	x.silent = err
 	return nil
 }
 
@@ -443,6 +447,9 @@ func (x *executor) fence(ctx context.Context, st Step) (string, error) {
 	}
 	if l := x.r.Fence.secured(); l != "" && x.p.Kind == Failover {
 		return fmt.Sprintf("skipped: secured by %s", l), nil
+	}
+	if x.silent != nil && x.p.Kind == Failover {
+		return fmt.Sprintf("not reachable within %v: %v", x.oldBound(), x.silent), nil
 	}
 	octx, cancel, bound := x.towardsOld(ctx)
 	err := x.env.Engine.Fence(octx, st.Target)

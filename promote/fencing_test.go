@@ -383,3 +383,19 @@ func TestFencingWarning(t *testing.T) {
 		})
 	}
 }
+
+func TestExecuteOldPrimaryFencedReadOnly(t *testing.T) {
+	p := failoverPlan(t)
+	e := &fakeEngine{positions: map[string]topology.Position{"db2": mariaPos(t, "0-1-12")}}
+	c := &fakeCoord{}
+	r := NewRecord("r1", "m", "DeadPrimary", p, time.Unix(100, 0))
+	// Planned just now: not asked whether it is back, but it answers the
+	// bounded fence, and is read-only before anything else changes.
+	env := Env{Engine: e, Coordinator: c, Journal: &fakeJournal{}, Now: func() time.Time { return time.Unix(100, 0) }}
+	if err := Execute(context.Background(), env, r); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.calls) == 0 || e.calls[0] != "fence db1" || r.Fence.SecuredBy != LayerReadOnly || r.NotFenced != "" {
+		t.Fatalf("calls %q fence %+v not fenced %q", e.calls, r.Fence, r.NotFenced)
+	}
+}
