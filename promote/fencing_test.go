@@ -399,3 +399,69 @@ func TestExecuteOldPrimaryFencedReadOnly(t *testing.T) {
 		t.Fatalf("calls %q fence %+v not fenced %q", e.calls, r.Fence, r.NotFenced)
 	}
 }
+
+func TestAckFileRoundTrip(t *testing.T) {
+	f := AckFile{Path: t.TempDir() + "/acks/c.json"}
+	if got, err := f.Load(); err != nil || len(got) != 0 {
+		t.Fatalf("a missing file: %v, %v", got, err)
+	}
+	want := map[string]topology.Acknowledgement{"db1": noFallback, "db2": fallsBack}
+	if err := f.Save(want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.Load()
+	if err != nil || got["db1"] != noFallback || got["db2"] != fallsBack || len(got) != 2 {
+		t.Fatalf("Load = %v, %v", got, err)
+	}
+}
+
+// memAcks stands in for our own AckMemory interface.
+type memAcks struct {
+	kept map[string]topology.Acknowledgement
+}
+
+func (m *memAcks) Load() (map[string]topology.Acknowledgement, error) {
+	out := map[string]topology.Acknowledgement{}
+	for k, v := range m.kept {
+		out[k] = v
+	}
+	return out, nil
+}
+func (m *memAcks) Save(a map[string]topology.Acknowledgement) error {
+	m.kept, _ = (&memAcks{a}).Load()
+	return nil
+}
+
+// A keeper plans a failover with the commit settings its old primary last
+// answered with: seen by this keeper, or kept by an earlier process.
+func TestKeeperPlansWithTheOldPrimarysLastSettings(t *testing.T) {
+	pos := mariaPos(t, "0-1-10")
+	rep := func(addr string) topology.Instance {
+		return topology.Instance{Addr: addr, Reachable: true, ReadOnly: true, Received: pos, Applied: pos, Current: pos, History: pos,
+			Ack:         &topology.Acknowledgement{WaitNoReplica: true, TimeoutMS: noFallback.TimeoutMS, WaitPoint: "AFTER_SYNC"},
+			Replication: &topology.Replication{Source: "db1", SQLRunning: true}}
+	}
+	primary := topology.Instance{Addr: "db1", Reachable: true, Current: pos, History: pos, Ack: &noFallback}
+	alive := topology.Build("c", topology.MariaDB, []topology.Instance{primary, rep("db2"), rep("db3")}, time.Unix(0, 0))
+	dead := topology.Build("c", topology.MariaDB, []topology.Instance{{Addr: "db1", Error: "refused"}, rep("db2"), rep("db3")}, time.Unix(0, 0))
+	snap := alive
+	mem := &memAcks{}
+	env := RecoverEnv{Discover: func(context.Context) topology.Snapshot { return snap }, Acks: mem}
+	k := NewKeeper("c", env, func() Request { return Request{} }, nil)
+	if _, err := k.Plan(context.Background(), Choice{}); err != nil { // a switchover: it sees db1 answer
+		t.Fatal(err)
+	}
+	if mem.kept["db1"] != noFallback {
+		t.Fatalf("the settings seen were not kept: %+v", mem.kept)
+	}
+	snap = dead
+	for name, k := range map[string]*Keeper{"same keeper": k, "fresh process": NewKeeper("c", env, func() Request { return Request{} }, nil)} {
+		p, err := k.Plan(context.Background(), Choice{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Kind != Failover || !p.Fencing.Lossless {
+			t.Errorf("%s: %s, lossless %v: %s", name, p.Kind, p.Fencing.Lossless, p.Fencing.LosslessWhy)
+		}
+	}
+}

@@ -55,6 +55,13 @@ func NewKeeper(cluster string, env RecoverEnv, request func() Request, log *slog
 	k := &Keeper{env: env, cluster: cluster, request: request, log: log,
 		rejoinBackoff: 30 * time.Second, troubles: map[string]Trouble{}, reseeding: map[string]bool{},
 		acks: map[string]topology.Acknowledgement{}}
+	if env.Acks != nil {
+		if kept, err := env.Acks.Load(); err == nil {
+			k.acks = kept
+		} else {
+			k.log.Warn("the commit settings seen before are lost", "err", err)
+		}
+	}
 	if discover := env.Discover; discover != nil {
 		k.env.Discover = func(ctx context.Context) topology.Snapshot {
 			s := discover(ctx)
@@ -65,13 +72,21 @@ func NewKeeper(cluster string, env RecoverEnv, request func() Request, log *slog
 	return k
 }
 
-// remember keeps the commit settings of every instance that answered.
+// remember keeps the commit settings of every instance that answered,
+// and stores them (env.Acks) when they changed.
 func (k *Keeper) remember(s topology.Snapshot) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	changed := false
 	for _, in := range s.Instances {
-		if in.Reachable && in.Ack != nil {
+		if in.Reachable && in.Ack != nil && k.acks[in.Addr] != *in.Ack {
 			k.acks[in.Addr] = *in.Ack
+			changed = true
+		}
+	}
+	if changed && k.env.Acks != nil {
+		if err := k.env.Acks.Save(k.acks); err != nil {
+			k.log.Warn("keep the commit settings seen", "err", err)
 		}
 	}
 }

@@ -83,6 +83,9 @@ type RecoverEnv struct {
 	// the FencingPolicy a Keeper plans with.
 	RequireFencing        bool
 	ProceedOnFenceFailure bool
+	// Acks keeps the commit settings the keeper saw beyond this process
+	// (see AckMemory); nil keeps them in memory only.
+	Acks AckMemory
 	Now                   func() time.Time
 }
 
