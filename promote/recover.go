@@ -86,7 +86,7 @@ type RecoverEnv struct {
 	// Acks keeps the commit settings the keeper saw beyond this process
 	// (see AckMemory); nil keeps them in memory only.
 	Acks AckMemory
-	Now                   func() time.Time
+	Now  func() time.Time
 }
 
 // Streams is dbha's change stream of a cluster as a recovery needs it
