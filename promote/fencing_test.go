@@ -465,3 +465,23 @@ func TestKeeperPlansWithTheOldPrimarysLastSettings(t *testing.T) {
 		}
 	}
 }
+
+func TestForceOverridesTheFencingStop(t *testing.T) {
+	s, _ := fencingSnapshot(false)
+	pos := mariaPos(t, "0-1-10")
+	for i := range s.Instances[1:] {
+		in := &s.Instances[i+1]
+		in.Received, in.Applied, in.Current, in.History = pos, pos, pos, pos
+	}
+	s = topology.Build("c", topology.MariaDB, s.Instances, time.Unix(0, 0))
+	p, err := MakePlan(s, Request{To: "db2", Force: true, Fencing: FencingPolicy{Require: true, Command: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Fencing.Require || p.Fencing.StopOnCommandFailure || len(p.Forced) != 1 || !strings.Contains(p.Forced[0], "require_fencing") {
+		t.Fatalf("fencing %+v forced %q", p.Fencing, p.Forced)
+	}
+	if l, err := Secure(p.Fencing, FenceOutcome{Command: "exit status 1"}); l != LayerNone || err != nil {
+		t.Fatalf("Secure = %q, %v: want a forced failover to proceed unfenced", l, err)
+	}
+}

@@ -137,6 +137,12 @@ func MakePlan(s topology.Snapshot, r Request) (Plan, error) {
 	p.Gaps = pl.gaps(p)
 	p.Loss = pl.loss(p)
 	p.Fencing = PlanFencing(s, old, p.Kind, r.Fencing)
+	if r.Force && (p.Fencing.Require || p.Fencing.StopOnCommandFailure) {
+		// An operator who has made sure of the old primary by other means.
+		p.Fencing.Require, p.Fencing.StopOnCommandFailure = false, false
+		p.Fencing.Expect = expect(p.Fencing, FencingPolicy{Leases: r.Fencing.Leases, Command: r.Fencing.Command})
+		p.Forced = append(p.Forced, "fencing: promotion.require_fencing and fence_failure: stop do not stop this failover")
+	}
 	if p.Kind == Failover && !p.Fencing.Lossless && !r.Fencing.Leases && !r.Fencing.Command {
 		p.Warnings = append(p.Warnings, "no fencing layer beyond reaching the old primary: no guard lease, no promotion.fence_command, commits that can be acknowledged alone")
 	}
