@@ -215,6 +215,29 @@ type Promotion struct {
 	// service and fenced when it returns. Unset means
 	// DefaultOldPrimaryTimeout (WithDefaults).
 	OldPrimaryTimeout time.Duration `mapstructure:"old_primary_timeout" yaml:"old_primary_timeout,omitempty" json:"old_primary_timeout"`
+	// FenceCommand is the operator's fence of last resort (STONITH: a
+	// cloud API call that stops the old primary's machine, a PDU...): a
+	// failover runs it before the new primary takes writes, when the old
+	// primary could not be made read-only and no guard held its lease.
+	// "{instance}" in an argument is replaced by the old primary's
+	// host:port; DBHA_CLUSTER and DBHA_INSTANCE are in its environment.
+	// Never put a password in it: the command reads its own credentials.
+	// Exit status 0 means the old primary can no longer take writes.
+	FenceCommand []string `mapstructure:"fence_command" yaml:"fence_command,omitempty" json:"fence_command,omitempty"`
+	// FenceTimeout bounds FenceCommand; it is killed after it, which
+	// counts as a failure. Unset means DefaultFenceTimeout (WithDefaults).
+	FenceTimeout time.Duration `mapstructure:"fence_timeout" yaml:"fence_timeout,omitempty" json:"fence_timeout"`
+	// FenceFailure says what a failover does when FenceCommand fails and
+	// no other layer secured the old primary: "stop" (the default) aborts
+	// it before anything changed, with the reason in the record; "proceed"
+	// promotes anyway, and the record says two writers are possible.
+	FenceFailure string `mapstructure:"fence_failure" yaml:"fence_failure,omitempty" json:"fence_failure,omitempty"`
+	// RequireFencing: a failover that has no layer to secure the old
+	// primary (it cannot be reached, no guard holds its lease, no
+	// fence_command, commits that can fall back) stops before anything
+	// changed, instead of promoting with two writers possible until the
+	// old primary returns (the default, false, keeps the cluster writable).
+	RequireFencing bool `mapstructure:"require_fencing" yaml:"require_fencing,omitempty" json:"require_fencing"`
 	// BeforePromote and AfterPromote are commands run around a promotion
 	// with the plan as JSON on stdin and DBHA_* variables; a failing
 	// before-promote command vetoes it.
@@ -247,6 +270,16 @@ type Promotion struct {
 	// attaches it to the writer.
 	Reseed string `mapstructure:"reseed" yaml:"reseed,omitempty" json:"reseed,omitempty"`
 }
+
+// FenceFailure values.
+const (
+	FenceFailureStop    = "stop"
+	FenceFailureProceed = "proceed"
+)
+
+// ProceedOnFenceFailure reports whether a failover promotes after its
+// fence_command failed (fence_failure: proceed).
+func (p Promotion) ProceedOnFenceFailure() bool { return p.FenceFailure == FenceFailureProceed }
 
 // Reseed values.
 const (
@@ -337,6 +370,9 @@ const (
 	// each call to a failover's vanished old primary costs.
 	DefaultOldPrimaryTimeout = 500 * time.Millisecond
 	DefaultRestoreCommand    = "cp {store}/%f %p"
+	// DefaultFenceTimeout bounds promotion.fence_command: a cloud API
+	// call that stops a machine answers within seconds.
+	DefaultFenceTimeout = 10 * time.Second
 )
 
 // WithDefaults fills in per-cluster defaults that decoding a file cannot
@@ -376,6 +412,12 @@ func WithDefaults(cfg Config) Config {
 		}
 		if pr.OldPrimaryTimeout == 0 {
 			pr.OldPrimaryTimeout = DefaultOldPrimaryTimeout
+		}
+		if pr.FenceTimeout == 0 {
+			pr.FenceTimeout = DefaultFenceTimeout
+		}
+		if pr.FenceFailure == "" {
+			pr.FenceFailure = FenceFailureStop
 		}
 		if pr.RestoreCommand == "" {
 			pr.RestoreCommand = DefaultRestoreCommand
@@ -708,8 +750,16 @@ func validatePromotion(cl Cluster, key string, bad func(key, format string, args
 	default:
 		bad(key+".promotion.reseed", "unknown value %q: use off or auto", pr.Reseed)
 	}
-	if pr.Window() < 0 || pr.StepTimeout < 0 || pr.OldPrimaryTimeout < 0 || pr.MaxLagSeconds < 0 {
-		bad(key+".promotion", "block_for, step_timeout, old_primary_timeout and max_lag_seconds must not be negative")
+	if pr.Window() < 0 || pr.StepTimeout < 0 || pr.OldPrimaryTimeout < 0 || pr.MaxLagSeconds < 0 || pr.FenceTimeout < 0 {
+		bad(key+".promotion", "block_for, step_timeout, old_primary_timeout, fence_timeout and max_lag_seconds must not be negative")
+	}
+	switch pr.FenceFailure {
+	case "", FenceFailureStop, FenceFailureProceed:
+	default:
+		bad(key+".promotion.fence_failure", "unknown value %q: use stop or proceed", pr.FenceFailure)
+	}
+	if len(pr.FenceCommand) > 0 && pr.FenceCommand[0] == "" {
+		bad(key+".promotion.fence_command", "the program is empty: give a command and its arguments as a list")
 	}
 	for i, h := range append(append([][]string{}, pr.BeforePromote...), pr.AfterPromote...) {
 		if len(h) == 0 || h[0] == "" {

@@ -44,9 +44,20 @@ func TestValidate(t *testing.T) {
 		{"bad consul address", func(c *Config) { c.Consul.Address = "consul" }, []string{"consul.address"}},
 		{"zero probe timeout", func(c *Config) { c.Probe.Timeout = 0 }, []string{"probe.timeout"}},
 		{"negative block_for", func(c *Config) { d := -time.Minute; c.Clusters[0].Promotion.BlockFor = &d },
-			[]string{"clusters[0].promotion: block_for, step_timeout, old_primary_timeout and max_lag_seconds must not be negative"}},
+			[]string{"clusters[0].promotion: block_for, step_timeout, old_primary_timeout, fence_timeout and max_lag_seconds must not be negative"}},
 		{"negative old_primary_timeout", func(c *Config) { c.Clusters[0].Promotion.OldPrimaryTimeout = -time.Second },
-			[]string{"clusters[0].promotion: block_for, step_timeout, old_primary_timeout and max_lag_seconds must not be negative"}},
+			[]string{"clusters[0].promotion: block_for, step_timeout, old_primary_timeout, fence_timeout and max_lag_seconds must not be negative"}},
+		{"fence command", func(c *Config) {
+			c.Clusters[0].Promotion.FenceCommand = []string{"/usr/local/bin/stonith", "{instance}"}
+			c.Clusters[0].Promotion.FenceFailure = "proceed"
+			c.Clusters[0].Promotion.RequireFencing = true
+		}, nil},
+		{"empty fence command", func(c *Config) { c.Clusters[0].Promotion.FenceCommand = []string{""} },
+			[]string{"clusters[0].promotion.fence_command: the program is empty"}},
+		{"unknown fence_failure", func(c *Config) { c.Clusters[0].Promotion.FenceFailure = "retry" },
+			[]string{`clusters[0].promotion.fence_failure: unknown value "retry": use stop or proceed`}},
+		{"negative fence_timeout", func(c *Config) { c.Clusters[0].Promotion.FenceTimeout = -time.Second },
+			[]string{"fence_timeout"}},
 		{"backup schedule", func(c *Config) {
 			c.Clusters[0].Backup.Schedule = "0 2 * * *"
 			c.Clusters[0].Backup.Jitter = 30 * time.Minute

@@ -33,10 +33,12 @@ type Options struct {
 	// Binary is the dbha executable; when set, dbha.yaml gets a PostgreSQL
 	// rejoin_command that runs `dbha lab rejoin` with it.
 	Binary string
-	// Lossless makes dbha's stream acknowledge commits: MariaDB semi-sync
-	// (dbha and the replicas as semi-sync replicas) and PostgreSQL
-	// synchronous_standby_names = 'dbha'. PostgreSQL commits then wait for
-	// a running dbha stream.
+	// Lossless makes commits wait until dbha's stream or a replica holds
+	// them, without falling back: MariaDB semi-sync (dbha and the replicas
+	// as semi-sync replicas; wait_no_slave=ON, the largest timeout,
+	// AFTER_SYNC) and PostgreSQL synchronous_standby_names =
+	// 'ANY 1 ("dbha", <the standbys>)'. A primary cut off from every
+	// acknowledger blocks its clients' commits.
 	Lossless bool
 	// Hosts builds a hosts lab: every database server, and on each manager host a Consul
 	// server and a dbha manager (`dbha run`), in a network namespace of its own on a bridge
@@ -252,6 +254,9 @@ func (l *Lab) build(ctx context.Context) error {
 		return err
 	}
 	if err := l.synchronousPostgres(ctx); err != nil {
+		return err
+	}
+	if err := l.semiSyncMariaDB(ctx); err != nil {
 		return err
 	}
 	if err := l.upManagers(ctx); err != nil {

@@ -165,3 +165,111 @@ func stepDone(r promote.Record, action promote.Action) bool {
 	}
 	return false
 }
+
+// TestLosslessMariaDBPrimaryCannotCommitAlone: in a --lossless lab, with
+// no dbha stream running and both replicas' IO threads stopped (every
+// acknowledger gone, as for a primary cut off from the rest of the
+// cluster), a commit on the MariaDB primary does not return; the first
+// replica that connects again releases it. Before, semi-sync fell back to
+// asynchronous commits and such a commit returned at once. Discovery
+// reads the settings that make this so, and judges them lossless.
+func TestLosslessMariaDBPrimaryCannotCommitAlone(t *testing.T) {
+	l := binLab(t, "", func(o *Options) { o.Lossless = true })
+	const primary = "mariadb-1"
+	in := discoverInstance(t, l, "lab-mariadb", primary)
+	if ok, why := in.Ack.Lossless(topology.MariaDB); !ok {
+		t.Fatalf("the lossless lab's primary can acknowledge alone: %s (%+v)", why, in.Ack)
+	}
+	for _, r := range []string{"mariadb-2", "mariadb-3"} {
+		if rep := discoverInstance(t, l, "lab-mariadb", r); rep.Ack == nil || rep.Ack.SemiSync {
+			t.Errorf("%s waits for acknowledgements as a replica (it would hold its own SQL thread): %+v", r, rep.Ack)
+		}
+	}
+	admin := adminDB(t, l, primary)
+	status := func(name string) string {
+		var n, v string
+		if err := admin.QueryRow("SHOW GLOBAL STATUS LIKE '"+name+"'").Scan(&n, &v); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return v
+	}
+	waitUntil(t, 30*time.Second, "both replicas connected as semi-sync replicas", func() error {
+		if c := status("Rpl_semi_sync_master_clients"); c != "2" {
+			return fmt.Errorf("%s semi-sync clients", c)
+		}
+		return nil
+	})
+	for _, r := range []string{"mariadb-2", "mariadb-3"} {
+		stopLink(t, l, r)
+	}
+	t.Cleanup(func() {
+		// Whatever happened: no commit left waiting, replication running.
+		kill, err := l.AdminMySQL(primary)
+		if err == nil {
+			rows, qerr := kill.Query(`SELECT id FROM information_schema.PROCESSLIST WHERE state LIKE 'Waiting for semi-sync ACK%'`)
+			if qerr == nil {
+				var ids []int64
+				for rows.Next() {
+					var id int64
+					if rows.Scan(&id) == nil {
+						ids = append(ids, id)
+					}
+				}
+				rows.Close()
+				for _, id := range ids {
+					kill.Exec(fmt.Sprintf("KILL CONNECTION %d", id))
+				}
+			}
+			kill.Close()
+		}
+		for _, r := range []string{"mariadb-2", "mariadb-3"} {
+			if db, err := l.AdminMySQL(r); err == nil {
+				db.Exec("START SLAVE IO_THREAD")
+				db.Close()
+			}
+		}
+	})
+	waitUntil(t, 30*time.Second, "no semi-sync replica connected", func() error {
+		if c := status("Rpl_semi_sync_master_clients"); c != "0" {
+			return fmt.Errorf("%s semi-sync clients", c)
+		}
+		return nil
+	})
+
+	writer, err := l.AdminMySQL(primary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close()
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, err := writer.Exec("INSERT INTO dbha_lab.heartbeat () VALUES ()")
+		done <- err
+	}()
+	const blocked = 3 * time.Second
+	select {
+	case err := <-done:
+		t.Fatalf("a commit with no acknowledger returned after %v (%v): the primary commits alone", time.Since(start).Round(time.Millisecond), err)
+	case <-time.After(blocked):
+	}
+	var waiting int
+	if err := admin.QueryRow(`SELECT count(*) FROM information_schema.PROCESSLIST WHERE state LIKE 'Waiting for semi-sync ACK%'`).Scan(&waiting); err != nil {
+		t.Fatal(err)
+	}
+	if waiting != 1 || status("Rpl_semi_sync_master_status") != "ON" {
+		t.Fatalf("%d commits waiting for an acknowledgement, semi-sync status %s: want 1 and ON (no fallback)", waiting, status("Rpl_semi_sync_master_status"))
+	}
+	t.Logf("the commit still waits after %v with no acknowledger", blocked)
+
+	// Healed: one acknowledger is enough.
+	mustExec(t, adminDB(t, l, "mariadb-2"), "START SLAVE IO_THREAD")
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the commit failed once a replica acknowledged it: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the commit did not return within 30 s of a replica connecting again")
+	}
+}

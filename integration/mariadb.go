@@ -163,22 +163,58 @@ read_only=%s
 }
 
 // semiSyncSettings, in a lossless lab: a commit returns once a semi-sync
-// replica (dbha's stream, or a replica) holds it (AFTER_SYNC: nothing
-// committed that no replica has), or after 10 s without one; a server
-// that crashed and starts again discards what was written to its binlog
-// but never acknowledged (init_rpl_role=SLAVE), so an old primary never
-// comes back with transactions the cluster does not have.
+// replica (dbha's stream, or a replica) holds it, and never without one.
+// AFTER_SYNC: nothing is committed (visible to others) that no replica
+// has. wait_no_slave=ON and the largest timeout: a primary cut off from
+// every acknowledger blocks its clients' commits until one returns or it
+// is fenced, instead of falling back to asynchronous commits. Only the
+// primary waits for acknowledgements (rpl_semi_sync_master_enabled, set
+// once the lab is built, then by dbha's promotions): a replica with it on
+// would hold its own SQL thread's commits waiting for an acknowledgement
+// nobody sends it. A server that crashed and starts again discards what
+// was written to its binlog but never acknowledged (init_rpl_role=SLAVE),
+// so an old primary never comes back with transactions the cluster does
+// not have.
 func (l *Lab) semiSyncSettings() string {
 	if !l.Lossless {
 		return ""
 	}
-	return `rpl_semi_sync_master_enabled=ON
+	return fmt.Sprintf(`rpl_semi_sync_master_enabled=OFF
 rpl_semi_sync_master_wait_point=AFTER_SYNC
-rpl_semi_sync_master_wait_no_slave=OFF
-rpl_semi_sync_master_timeout=10000
+rpl_semi_sync_master_wait_no_slave=ON
+rpl_semi_sync_master_timeout=%d
 rpl_semi_sync_slave_enabled=ON
 init_rpl_role=SLAVE
-`
+`, uint64(semiSyncNoFallbackTimeout))
+}
+
+// semiSyncNoFallbackTimeout is rpl_semi_sync_master_timeout's maximum on
+// a 64-bit MariaDB (ms; 0 to 2^64-1): a commit waits for an
+// acknowledgement for ever.
+const semiSyncNoFallbackTimeout = ^uint64(0)
+
+// semiSyncMariaDB makes a lossless lab's MariaDB primary wait for a
+// semi-sync acknowledgement of every commit, once its replicas follow it
+// (its own setup commits would otherwise wait for replicas not attached
+// yet), and restarts the replicas' IO threads so that they connect as
+// semi-sync replicas.
+func (l *Lab) semiSyncMariaDB(ctx context.Context) error {
+	if !l.Lossless {
+		return nil
+	}
+	nodes := l.nodesOfKind(KindMariaDB)
+	if len(nodes) == 0 {
+		return nil
+	}
+	if err := l.mariadbExec(ctx, nodes[0], "SET GLOBAL rpl_semi_sync_master_enabled = ON"); err != nil {
+		return fmt.Errorf("mariadb: semi-sync on %s: %w", nodes[0].Name, err)
+	}
+	for _, n := range nodes[1:] {
+		if err := l.mariadbExec(ctx, n, "STOP SLAVE IO_THREAD", "START SLAVE IO_THREAD"); err != nil {
+			return fmt.Errorf("mariadb: reconnect %s as a semi-sync replica: %w", n.Name, err)
+		}
+	}
+	return nil
 }
 
 func (l *Lab) mariadbLaunch(n Node) (launch, error) {
@@ -242,6 +278,22 @@ func (l *Lab) createMariaDBUsers(ctx context.Context, primary Node) error {
 		"CREATE TABLE dbha_lab.heartbeat (id INT AUTO_INCREMENT PRIMARY KEY, at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))",
 	}
 	db := rootMySQL(primary)
+	defer db.Close()
+	for _, s := range stmts {
+		if _, err := db.ExecContext(ctx, s); err != nil {
+			return fmt.Errorf("%s: %w", firstWords(s, 4), err)
+		}
+	}
+	return nil
+}
+
+// mariadbExec runs statements on a node as root, through its socket.
+func (l *Lab) mariadbExec(ctx context.Context, n Node, stmts ...string) error {
+	n, err := l.Node(n.Name)
+	if err != nil {
+		return err
+	}
+	db := rootMySQL(n)
 	defer db.Close()
 	for _, s := range stmts {
 		if _, err := db.ExecContext(ctx, s); err != nil {

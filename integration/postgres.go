@@ -155,8 +155,7 @@ func (l *Lab) writePGNodeConf(n Node) error {
 		conf += "wal_sender_timeout = '600ms'\n"
 	}
 	if l.PGSynchronous {
-		// A commit returns once dbha's stream has it on disk.
-		conf += "synchronous_standby_names = 'dbha'\n"
+		conf += "synchronous_standby_names = '" + l.pgSynchronousNames() + "'\n"
 	}
 	path := filepath.Join(n.DataDir, "lab-node.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
@@ -225,6 +224,19 @@ func (l *Lab) pgExec(ctx context.Context, n Node, db string, stmts []string) err
 		}
 	}
 	return nil
+}
+
+// pgSynchronousNames is a lossless lab's synchronous_standby_names: a
+// commit returns once dbha's stream or any one standby has flushed it, so
+// one dead standby (or dbha) does not stop the primary, and a primary cut
+// off from all of them blocks its commits. Standbys connect under their
+// node name (see primary_conninfo).
+func (l *Lab) pgSynchronousNames() string {
+	names := []string{`"dbha"`}
+	for _, n := range l.nodesOfKind(KindPostgres) {
+		names = append(names, `"`+n.Name+`"`)
+	}
+	return "ANY 1 (" + strings.Join(names, ", ") + ")"
 }
 
 // synchronousPostgres makes a lossless lab's PostgreSQL nodes wait for

@@ -10,5 +10,12 @@
 // the cluster lock before each irreversible one, so that `dbha promote
 // --dry-run` prints what would really happen.
 //
+// Before the new primary takes writes, a failover secures the old one in
+// layers that PlanFencing chooses and Secure judges (both pure): its
+// guard's write lease revoked (Leases), read-only if it answers within a
+// bound, the operator's fence command (Fencer), commits that cannot be
+// acknowledged without another server; the record says which held, or
+// that none did.
+//
 // This package must not discover topology itself: it is handed a snapshot.
 package promote

@@ -67,6 +67,13 @@ type Env struct {
 	Coordinator Coordinator
 	Journal     Journal
 	Hooks       Hooks // may be nil
+	// Leases are the guards' write leases (`dbha guard`); nil when the
+	// cluster has no guards. A failover revokes the old primary's lease
+	// before it promotes, and every promotion grants the new primary's
+	// before it makes it writable.
+	Leases Leases
+	// Fencer runs promotion.fence_command; nil when none is configured.
+	Fencer Fencer
 	// StepTimeout bounds each step (catching up may take this long).
 	StepTimeout time.Duration
 	// OldPrimaryTimeout bounds, in a failover, every call towards the old
@@ -128,9 +135,12 @@ type Record struct {
 	Ledger      Ledger    `json:"ledger"`
 	// Repointed are the replicas that follow the new primary.
 	Repointed []string `json:"repointed,omitempty"`
-	// NotFenced says why a failover could not fence the old primary (it
-	// did not answer within OldPrimaryTimeout): it is kept out of the
-	// writer service, and the keeper fences it when it returns.
+	// Fence is what the fencing steps did to the old primary before the
+	// promotion, and which layer secured it.
+	Fence FenceOutcome `json:"fence"`
+	// NotFenced says why a failover promoted with nothing securing the old
+	// primary: two writers are possible until it returns; it is kept out
+	// of the writer service, and the keeper fences it when it returns.
 	NotFenced string `json:"not_fenced,omitempty"`
 	// QuorumOverridden: an operator forced this failover while no strict
 	// majority of the voters said the primary was lost; the count then.
@@ -202,6 +212,9 @@ type executor struct {
 	// lockLost: another manager may be carrying the recovery on; this one
 	// must not touch anything, not even to roll back.
 	lockLost bool
+	// silent is why the old primary did not answer checkBack just now:
+	// the fence step does not wait out the same bound again.
+	silent error
 }
 
 func (x *executor) timeout() time.Duration {
@@ -216,8 +229,9 @@ func (x *executor) fail(ctx context.Context, st Step, err error) error {
 	if x.p.Kind == Switchover && !x.promoted() && !x.lockLost {
 		// A switchover that fails before the candidate is promoted gives the
 		// old primary its writes back: a planned change must never leave
-		// the cluster without a writer.
-		if uerr := x.env.Engine.Unfence(context.WithoutCancel(ctx), x.p.OldPrimary); uerr != nil {
+		// the cluster without a writer. Its lease first, or its guard would
+		// fence it again.
+		if uerr := x.giveBack(context.WithoutCancel(ctx)); uerr != nil {
 			err = fmt.Errorf("%w; and the old primary could not be made writable again: %v", err, uerr)
 		} else {
 			err = fmt.Errorf("%w; rolled back: %s takes writes again", err, x.p.OldPrimary)
@@ -246,6 +260,17 @@ func (x *executor) run(ctx context.Context, st Step) (string, error) {
 		return x.stopFollowing(ctx, st)
 	case ActFence:
 		return x.fence(ctx, st)
+	case ActRevokeLease:
+		return x.revokeLease(ctx, st)
+	case ActFenceCommand:
+		return x.fenceCommand(ctx, st)
+	case ActSecure:
+		return x.secure()
+	case ActGrantLease:
+		if x.env.Leases == nil {
+			return "", errors.New("the plan grants a write lease, but this manager has no leases configured")
+		}
+		return "", x.env.Leases.Grant(ctx, x.p.Cluster, st.Target)
 	case ActWaitApplied:
 		return x.waitApplied(ctx, st)
 	case ActApply:
@@ -316,30 +341,61 @@ func (x *executor) oldBound() time.Duration {
 	return x.env.OldPrimaryTimeout
 }
 
-// stopFollowing is the first change a failover makes; before it, an old
-// primary that answers again means there is nothing to fail over. The
-// question is bounded (towardsOld): an old primary that cannot answer it
-// in time is not back. A plan made less than that bound ago already asked
-// (its discovery found the old primary unreachable, or the plan would not
-// be a failover): asking again would only add a wait on a vanished host
-// to every failover. A resumed or retried recovery asks.
+// checkBack runs before a failover's first fencing step: an old primary
+// that answers again means there is nothing to fail over. The question
+// is bounded (towardsOld): an old primary that cannot answer it in time
+// is not back. A plan made less than that bound ago already asked (its
+// discovery found the old primary unreachable, or the plan would not be
+// a failover): asking again would only add a wait on a vanished host to
+// every failover. A resumed or retried recovery asks.
+func (x *executor) checkBack(ctx context.Context, st Step) error {
+	if x.p.Kind != Failover || st.N != x.firstFencingStep() || x.started() {
+		return nil
+	}
+	if x.env.Now().Sub(x.r.Started) < x.oldBound() {
+		return nil
+	}
+	octx, cancel, _ := x.towardsOld(ctx)
+	_, err := x.env.Engine.Position(octx, x.p.OldPrimary)
+	cancel()
+	if err == nil {
+		return ErrPrimaryBack
+	}
+	x.silent = err
+	return nil
+}
+
+// firstFencingStep is the number of the plan's first step towards the
+// old primary (0 when it has none).
+func (x *executor) firstFencingStep() int {
+	for _, s := range x.p.Steps {
+		if s.Action == ActRevokeLease || s.Action == ActFence {
+			return s.N
+		}
+	}
+	return 0
+}
+
+// stopFollowing makes a replica receive nothing more from the old
+// primary. When lossless commits are what secures the old primary, a
+// replica that cannot be stopped may still acknowledge its commits: the
+// failover stops there under require_fencing, else the record says two
+// writers are possible.
 func (x *executor) stopFollowing(ctx context.Context, st Step) (string, error) {
-	fresh := x.env.Now().Sub(x.r.Started) < x.oldBound()
-	if x.p.Kind == Failover && st.Target == x.p.NewPrimary && !x.started() && !fresh {
-		octx, cancel, _ := x.towardsOld(ctx)
-		_, err := x.env.Engine.Position(octx, x.p.OldPrimary)
-		cancel()
-		if err == nil {
-			return "", ErrPrimaryBack
-		}
+	err := x.env.Engine.StopFollowing(ctx, st.Target)
+	if err == nil {
+		return "", nil
 	}
-	if err := x.env.Engine.StopFollowing(ctx, st.Target); err != nil {
-		if st.Target == x.p.NewPrimary {
-			return "", err
-		}
-		return "could not stop it (it is repointed later): " + err.Error(), nil
+	if st.Target == x.p.NewPrimary {
+		return "", err
 	}
-	return "", nil
+	if x.r.Fence.SecuredBy == LayerLossless {
+		if x.p.Fencing.Require {
+			return "", fmt.Errorf("%w: lossless commits secure the old primary only once every replica stopped following it: %v", ErrNotFenced, err)
+		}
+		x.r.NotFenced = fmt.Sprintf("not fenced: two writers possible until it returns (%s could not be stopped and may acknowledge its commits: %v)", st.Target, err)
+	}
+	return "could not stop it (it is repointed later): " + err.Error(), nil
 }
 
 // started reports whether this promotion stopped a replica yet.
@@ -363,10 +419,22 @@ func (x *executor) promoted() bool {
 }
 
 // changed reports whether any step that changes a server or Consul
-// completed: until then a failed recovery is simply over.
+// completed: until then a failed recovery is simply over. A failover's
+// fencing steps change something only when they secured the old primary
+// (a lease revoked with no guard, a fence that did not reach it, a
+// failed command leave everything as it was).
 func (x *executor) changed() bool {
 	for _, s := range x.r.Steps {
-		if s.Error == "" && s.Action != ActLock && s.Action != ActHookBefore {
+		if s.Error != "" {
+			continue
+		}
+		switch s.Action {
+		case ActLock, ActHookBefore, ActSecure:
+		case ActRevokeLease, ActFence, ActFenceCommand:
+			if x.p.Kind == Switchover || x.r.Fence.secured() != "" {
+				return true
+			}
+		default:
 			return true
 		}
 	}
@@ -374,22 +442,105 @@ func (x *executor) changed() bool {
 }
 
 // fence makes the old primary refuse writes. In a failover the attempt is
-// bounded (towardsOld) and its failure does not stop the recovery: the
-// old primary was lost, the writer service is about to name the new one,
-// and the keeper fences the old one when it answers again; the record
-// says it was not fenced.
+// bounded (towardsOld) and its failure is recorded for the secure step to
+// weigh; it is skipped once a lease secured the old primary.
 func (x *executor) fence(ctx context.Context, st Step) (string, error) {
+	if err := x.checkBack(ctx, st); err != nil {
+		return "", err
+	}
+	if l := x.r.Fence.secured(); l != "" && x.p.Kind == Failover {
+		return fmt.Sprintf("skipped: secured by %s", l), nil
+	}
+	if x.silent != nil && x.p.Kind == Failover {
+		return fmt.Sprintf("not reachable within %v: %v", x.oldBound(), x.silent), nil
+	}
 	octx, cancel, bound := x.towardsOld(ctx)
 	err := x.env.Engine.Fence(octx, st.Target)
 	cancel()
 	if err == nil {
+		x.r.Fence.ReadOnly = true
 		return "read-only, client sessions ended", nil
 	}
 	if x.p.Kind == Switchover {
 		return "", err // writes must stop before the candidate catches up
 	}
-	x.r.NotFenced = fmt.Sprintf("not reachable within %v (%v); kept out of the writer service, fenced when it returns", bound, err)
-	return "not fenced: " + x.r.NotFenced, nil
+	return fmt.Sprintf("not reachable within %v: %v", bound, err), nil
+}
+
+// revokeLease withdraws the old primary's write lease and waits, as
+// Revoke does, until its guard cannot keep it writable. An error stops
+// the promotion (the step is retried): the lease may still be held.
+func (x *executor) revokeLease(ctx context.Context, st Step) (string, error) {
+	if err := x.checkBack(ctx, st); err != nil {
+		return "", err
+	}
+	if x.env.Leases == nil {
+		return "", errors.New("the plan revokes a write lease, but this manager has no leases configured")
+	}
+	rev, err := x.env.Leases.Revoke(ctx, x.p.Cluster, st.Target)
+	if err != nil {
+		return "", fmt.Errorf("revoke the write lease: %w", err)
+	}
+	x.r.Fence.Revocation = &rev
+	switch {
+	case !rev.Guarded:
+		return "no guard holds its lease: the lease does not secure it", nil
+	case rev.Released:
+		return "its guard fenced it and released the lease", nil
+	}
+	return fmt.Sprintf("its lease ran out after %v (TTL %v)", rev.Waited, rev.TTL), nil
+}
+
+// fenceCommand runs promotion.fence_command, unless the old primary is
+// already secured. A failure is recorded for the secure step to weigh.
+func (x *executor) fenceCommand(ctx context.Context, st Step) (string, error) {
+	if l := x.r.Fence.secured(); l != "" {
+		return fmt.Sprintf("skipped: secured by %s", l), nil
+	}
+	if x.env.Fencer == nil {
+		x.r.Fence.Command = "this manager has no promotion.fence_command"
+		return "not run: " + x.r.Fence.Command, nil
+	}
+	if err := x.env.Fencer.Fence(ctx, x.p.Cluster, st.Target); err != nil {
+		x.r.Fence.Command = err.Error()
+		return "failed: " + err.Error(), nil
+	}
+	x.r.Fence.Command = "ok"
+	return "fenced by the fence command", nil
+}
+
+// secure decides (Secure) whether the failover may promote. Its error
+// stops the failover before any change, so the recovery is aborted.
+func (x *executor) secure() (string, error) {
+	l, err := Secure(x.p.Fencing, x.r.Fence)
+	if err != nil {
+		return "", err
+	}
+	x.r.Fence.SecuredBy = l
+	if l == LayerNone {
+		x.r.NotFenced = "not fenced: two writers possible until it returns (" + x.p.Fencing.LosslessWhy +
+			"); kept out of the writer service, fenced when it returns"
+		if x.r.Fence.Command != "" {
+			x.r.NotFenced += "; the fence command failed: " + x.r.Fence.Command
+		}
+		return x.r.NotFenced, nil
+	}
+	note := "secured by " + string(l)
+	if l == LayerLossless && x.r.Fence.Command != "" {
+		note += "; the fence command failed: " + x.r.Fence.Command
+	}
+	return note, nil
+}
+
+// giveBack makes a switchover's old primary writable again: its lease
+// back first (when this promotion revoked it), then read_only off.
+func (x *executor) giveBack(ctx context.Context) error {
+	if x.r.Fence.Revocation != nil && x.env.Leases != nil {
+		if err := x.env.Leases.Grant(ctx, x.p.Cluster, x.p.OldPrimary); err != nil {
+			return fmt.Errorf("grant its write lease back: %w", err)
+		}
+	}
+	return x.env.Engine.Unfence(ctx, x.p.OldPrimary)
 }
 
 // waitApplied in a switchover waits for the old primary's final position,

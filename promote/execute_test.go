@@ -137,9 +137,14 @@ func TestExecuteFailover(t *testing.T) {
 	if err := run(t, p, e, c, fakeHooks{}, r); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"stop db2", "stop db3", "stream db2 0-1-12", "promote db2", "repoint db3 db2", "fence db1"}
+	// The plan is older than the bound: the old primary is asked whether
+	// it is back, does not answer, and is not asked again to be fenced.
+	want := []string{"stop db2", "stop db3", "stream db2 0-1-12", "promote db2", "repoint db3 db2"}
 	if !slices.Equal(e.calls, want) {
 		t.Fatalf("engine calls = %q\nwant %q", e.calls, want)
+	}
+	if r.Fence.SecuredBy != LayerNone || !strings.Contains(r.NotFenced, "two writers possible") {
+		t.Errorf("fence outcome %+v, not fenced %q", r.Fence, r.NotFenced)
 	}
 	if c.writer != "db2" || !slices.Equal(c.readers, []string{"db3"}) {
 		t.Errorf("writer %q readers %v", c.writer, c.readers)
@@ -158,16 +163,16 @@ func TestExecuteFailover(t *testing.T) {
 func TestExecuteStopsWhenTheLockIsLost(t *testing.T) {
 	p := failoverPlan(t)
 	e := &fakeEngine{positions: map[string]topology.Position{}}
-	c := &fakeCoord{loseAt: 5}
+	c := &fakeCoord{loseAt: 7}
 	r := NewRecord("r1", "m", "test", p, time.Unix(100, 0))
 	err := run(t, p, e, c, nil, r)
 	if err == nil || !strings.Contains(err.Error(), "lock lost") {
 		t.Fatalf("err = %v", err)
 	}
-	if r.Next != 5 || r.Done || r.Aborted || len(e.calls) != 2 {
-		t.Fatalf("next %d done %v calls %q: want to stop before step 5", r.Next, r.Done, e.calls)
+	if r.Next != 7 || r.Done || r.Aborted || len(e.calls) != 2 {
+		t.Fatalf("next %d done %v calls %q: want to stop before step 7", r.Next, r.Done, e.calls)
 	}
-	// A later run (the lock held again) resumes at step 5, not from the start.
+	// A later run (the lock held again) resumes at step 7, not from the start.
 	c.loseAt = 0
 	if err := run(t, p, e, c, nil, r); err != nil {
 		t.Fatal(err)
@@ -317,7 +322,9 @@ func TestExecuteFailoverDoesNotWaitOnAHungOldPrimary(t *testing.T) {
 	if err := Execute(context.Background(), env, r); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"position db1", "stop db2", "stop db3", "stream db2 0-1-12", "promote db2", "repoint db3 db2", "fence db1"}
+	// One bounded wait on the hung old primary, not two: it did not answer
+	// whether it is back, so it is not asked to be fenced.
+	want := []string{"position db1", "stop db2", "stop db3", "stream db2 0-1-12", "promote db2", "repoint db3 db2"}
 	if !slices.Equal(e.calls, want) {
 		t.Fatalf("engine calls = %q\nwant %q", e.calls, want)
 	}
@@ -360,7 +367,7 @@ func TestExecuteFreshFailoverDoesNotAskTheOldPrimaryAgain(t *testing.T) {
 		age   time.Duration
 		first string
 	}{
-		{name: "planned just now", age: 10 * time.Millisecond, first: "stop db2"},
+		{name: "planned just now", age: 10 * time.Millisecond, first: "fence db1"},
 		{name: "planned longer ago than the bound", age: 2 * time.Second, first: "position db1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

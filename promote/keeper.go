@@ -37,6 +37,9 @@ type Keeper struct {
 	mu        sync.Mutex
 	troubles  map[string]Trouble // by instance: the last failed attempt to bring it back
 	reseeding map[string]bool    // instances being reseeded now
+	// acks are the commit settings each instance last answered with: a
+	// failover plans with its old primary's, which it cannot ask then.
+	acks map[string]topology.Acknowledgement
 }
 
 // NewKeeper returns the keeper of cluster. request gives, at each recovery,
@@ -49,8 +52,55 @@ func NewKeeper(cluster string, env RecoverEnv, request func() Request, log *slog
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Keeper{env: env, cluster: cluster, request: request, log: log,
-		rejoinBackoff: 30 * time.Second, troubles: map[string]Trouble{}, reseeding: map[string]bool{}}
+	k := &Keeper{env: env, cluster: cluster, request: request, log: log,
+		rejoinBackoff: 30 * time.Second, troubles: map[string]Trouble{}, reseeding: map[string]bool{},
+		acks: map[string]topology.Acknowledgement{}}
+	if env.Acks != nil {
+		if kept, err := env.Acks.Load(); err == nil {
+			k.acks = kept
+		} else {
+			k.log.Warn("the commit settings seen before are lost", "err", err)
+		}
+	}
+	if discover := env.Discover; discover != nil {
+		k.env.Discover = func(ctx context.Context) topology.Snapshot {
+			s := discover(ctx)
+			k.remember(s)
+			return s
+		}
+	}
+	return k
+}
+
+// remember keeps the commit settings of every instance that answered,
+// and stores them (env.Acks) when they changed.
+func (k *Keeper) remember(s topology.Snapshot) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	changed := false
+	for _, in := range s.Instances {
+		if in.Reachable && in.Ack != nil && k.acks[in.Addr] != *in.Ack {
+			k.acks[in.Addr] = *in.Ack
+			changed = true
+		}
+	}
+	if changed && k.env.Acks != nil {
+		if err := k.env.Acks.Save(k.acks); err != nil {
+			k.log.Warn("keep the commit settings seen", "err", err)
+		}
+	}
+}
+
+// fencing is the FencingPolicy the keeper's plans are made with.
+func (k *Keeper) fencing() FencingPolicy {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	acks := make(map[string]topology.Acknowledgement, len(k.acks))
+	for a, v := range k.acks {
+		acks[a] = v
+	}
+	return FencingPolicy{Leases: k.env.Leases != nil, Command: k.env.Fencer != nil,
+		Require: k.env.RequireFencing, ProceedOnCommandFailure: k.env.ProceedOnFenceFailure, Acks: acks}
 }
 
 // Choice is what an operator adds to a recovery's request: the instance to
@@ -63,6 +113,7 @@ type Choice struct {
 func (k *Keeper) requestFor(c Choice) Request {
 	req := k.request()
 	req.To, req.Force = c.To, c.Force
+	req.Fencing = k.fencing()
 	return req
 }
 

@@ -63,6 +63,8 @@ type Request struct {
 	// Avoid are instances the anti-flap rule keeps an automatic recovery
 	// from promoting (see AntiFlap); they are excluded with their reason.
 	Avoid []Avoid `json:"avoid,omitempty"`
+	// Fencing is what the cluster has to secure the old primary with.
+	Fencing FencingPolicy `json:"fencing"`
 }
 
 // Candidate is one replica as the ranking sees it.
@@ -90,7 +92,10 @@ type Plan struct {
 	Candidates []Candidate       `json:"candidates"`
 	Gaps       []Gap             `json:"gaps"`
 	Loss       Loss              `json:"loss"`
-	Steps      []Step            `json:"steps"`
+	// Fencing is how the old primary is secured before the new primary
+	// takes writes (PlanFencing).
+	Fencing Fencing `json:"fencing"`
+	Steps   []Step  `json:"steps"`
 	// Forced lists what --force overrode.
 	Forced   []string `json:"forced,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
@@ -131,6 +136,16 @@ func MakePlan(s topology.Snapshot, r Request) (Plan, error) {
 	}
 	p.Gaps = pl.gaps(p)
 	p.Loss = pl.loss(p)
+	p.Fencing = PlanFencing(s, old, p.Kind, r.Fencing)
+	if r.Force && (p.Fencing.Require || p.Fencing.StopOnCommandFailure) {
+		// An operator who has made sure of the old primary by other means.
+		p.Fencing.Require, p.Fencing.StopOnCommandFailure = false, false
+		p.Fencing.Expect = expect(p.Fencing, FencingPolicy{Leases: r.Fencing.Leases, Command: r.Fencing.Command})
+		p.Forced = append(p.Forced, "fencing: promotion.require_fencing and fence_failure: stop do not stop this failover")
+	}
+	if p.Kind == Failover && !p.Fencing.Lossless && !r.Fencing.Leases && !r.Fencing.Command {
+		p.Warnings = append(p.Warnings, "no fencing layer beyond reaching the old primary: no guard lease, no promotion.fence_command, commits that can be acknowledged alone")
+	}
 	p.Steps = steps(s, p)
 	return p, nil
 }

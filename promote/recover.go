@@ -74,7 +74,19 @@ type RecoverEnv struct {
 	// BlockFor is the anti-flap window after an automatic recovery
 	// (promotion.block_for); 0 sets no block.
 	BlockFor time.Duration
-	Now      func() time.Time
+	// Leases and Fencer are Env's: the guards' write leases (nil: no
+	// guards) and promotion.fence_command (nil: none).
+	Leases Leases
+	Fencer Fencer
+	// RequireFencing (promotion.require_fencing) and
+	// ProceedOnFenceFailure (promotion.fence_failure: proceed) complete
+	// the FencingPolicy a Keeper plans with.
+	RequireFencing        bool
+	ProceedOnFenceFailure bool
+	// Acks keeps the commit settings the keeper saw beyond this process
+	// (see AckMemory); nil keeps them in memory only.
+	Acks AckMemory
+	Now  func() time.Time
 }
 
 // Streams is dbha's change stream of a cluster as a recovery needs it
@@ -206,7 +218,8 @@ func finish(ctx context.Context, env RecoverEnv, cluster string, lease Lease, re
 	}
 	rec.Lease = lease.ID()
 	exec := Env{Engine: env.Engine, Coordinator: coordinator{lease: lease, store: env.Store, cluster: cluster},
-		Journal: env.Store, Hooks: env.Hooks, StepTimeout: env.StepTimeout, OldPrimaryTimeout: env.OldPrimaryTimeout, Now: env.Now}
+		Journal: env.Store, Hooks: env.Hooks, Leases: env.Leases, Fencer: env.Fencer,
+		StepTimeout: env.StepTimeout, OldPrimaryTimeout: env.OldPrimaryTimeout, Now: env.Now}
 	if err := Execute(ctx, exec, rec); err != nil {
 		return rec, err
 	}

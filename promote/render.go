@@ -46,6 +46,7 @@ func WriteText(w io.Writer, p Plan) error {
 		fmt.Fprintf(&b, "  %-22s has %s, lacks %s; from: %s\n", g.Instance, orEmpty(g.Has.String()), lacks, strings.Join(from, ", then "))
 	}
 	fmt.Fprintf(&b, "expected loss: %s\n", p.Loss.Detail)
+	fmt.Fprintf(&b, "fencing of %s: %s\n", p.OldPrimary, orEmpty(p.Fencing.Expect))
 	for _, f := range p.Forced {
 		fmt.Fprintf(&b, "FORCED past: %s\n", f)
 	}

@@ -2,6 +2,7 @@ package promote
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/dbha/dbha/topology"
 )
@@ -13,6 +14,10 @@ const (
 	ActLock          Action = "lock"           // take the cluster's lock in Consul, record the intent (an automatic recovery has planned around the anti-flap block)
 	ActHookBefore    Action = "hook-before"    // run the before-promote hooks; a failure vetoes the promotion
 	ActFence         Action = "fence"          // the old primary: read-only and client sessions killed when reachable; kept out of the writer service
+	ActRevokeLease   Action = "revoke-lease"   // withdraw the old primary's write lease; with a guard, wait until it cannot be writable
+	ActFenceCommand  Action = "fence-command"  // run promotion.fence_command against the old primary (STONITH)
+	ActSecure        Action = "secure"         // decide from the fencing steps whether the failover may promote (Secure)
+	ActGrantLease    Action = "grant-lease"    // give the new primary the write lease, before it is made writable
 	ActStopFollowing Action = "stop-following" // a replica stops replicating from the old primary
 	ActWaitApplied   Action = "wait-applied"   // an instance applies what it holds, up to Position
 	ActApply         Action = "apply-missing"  // apply the events Source holds beyond the instance's position, up to Position
@@ -48,9 +53,13 @@ func steps(s topology.Snapshot, p Plan) []Step {
 	others := otherReplicas(s, p)
 	if p.Kind == Switchover {
 		add(Step{Action: ActFence, Target: p.OldPrimary, Detail: "set read-only and end client sessions: writes stop here"})
+		if slices.Contains(p.Fencing.Layers, LayerLease) {
+			add(Step{Action: ActRevokeLease, Target: p.OldPrimary, Detail: "withdraw its write lease, so that its guard keeps it read-only"})
+		}
 		add(Step{Action: ActWaitApplied, Target: p.NewPrimary, Source: p.OldPrimary, Position: p.Target,
 			Detail: "catch up to the old primary's final position (read once it is read-only)"})
 	} else {
+		fencingSteps(p, add)
 		for _, addr := range append([]string{p.NewPrimary}, others...) {
 			if s.Engine != topology.Postgres {
 				add(Step{Action: ActStopFollowing, Target: addr, Source: p.OldPrimary,
@@ -72,6 +81,9 @@ func steps(s topology.Snapshot, p Plan) []Step {
 			}
 		}
 	}
+	if slices.Contains(p.Fencing.Layers, LayerLease) {
+		add(Step{Action: ActGrantLease, Target: p.NewPrimary, Detail: "its guard may keep it writable from now on"})
+	}
 	add(Step{Action: ActPromote, Target: p.NewPrimary, Position: p.Target, Detail: promoteDetail(s.Engine)})
 	if p.Kind == Switchover {
 		add(Step{Action: ActRepoint, Target: p.OldPrimary, Source: p.NewPrimary, Detail: "the old primary becomes a replica of the new one"})
@@ -81,19 +93,30 @@ func steps(s topology.Snapshot, p Plan) []Step {
 	}
 	add(Step{Action: ActMoveWriter, Target: p.NewPrimary, Source: p.OldPrimary,
 		Detail: fmt.Sprintf("%s-writer: deregister %s, then register %s", p.Cluster, p.OldPrimary, p.NewPrimary)})
-	if p.Kind == Failover {
-		// After the writer moved: the plan's discovery found the old
-		// primary unreachable, and a call to a vanished host only waits out
-		// its bound, which must not delay the promotion. Fencing before the
-		// promotion needs a layer that works without reaching the old
-		// primary (a lease, a fence command, lossless commits).
-		add(Step{Action: ActFence, Target: p.OldPrimary,
-			Detail: "if it answers: read-only and client sessions ended; in every case kept out of the writer service until it rejoins as a replica"})
-	}
 	add(Step{Action: ActUpdateReaders, Detail: fmt.Sprintf("%s-reader: the healthy replicas of %s", p.Cluster, p.NewPrimary)})
 	add(Step{Action: ActHookAfter})
 	add(Step{Action: ActUnlock, Detail: "write the audit record with the loss ledger, set the anti-flap block if automatic, release the lock"})
 	return out
+}
+
+// fencingSteps secure a failover's old primary before the first change,
+// in the order PlanFencing chose; each is bounded, so that a vanished host
+// delays the promotion by at most its bound. A step is skipped at run
+// time once an earlier one secured the old primary.
+func fencingSteps(p Plan, add func(Step)) {
+	for _, l := range p.Fencing.Layers {
+		switch l {
+		case LayerLease:
+			add(Step{Action: ActRevokeLease, Target: p.OldPrimary,
+				Detail: "withdraw its write lease; with a guard, wait until the guard fenced it or the lease ran out"})
+		case LayerReadOnly:
+			add(Step{Action: ActFence, Target: p.OldPrimary,
+				Detail: "if it answers within old_primary_timeout: read-only and client sessions ended; in every case kept out of the writer service until it rejoins"})
+		case LayerCommand:
+			add(Step{Action: ActFenceCommand, Target: p.OldPrimary, Detail: "promotion.fence_command, bounded by promotion.fence_timeout"})
+		}
+	}
+	add(Step{Action: ActSecure, Target: p.OldPrimary, Detail: p.Fencing.Expect})
 }
 
 // otherReplicas are the reachable instances that will follow the new

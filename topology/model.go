@@ -59,6 +59,10 @@ type Instance struct {
 	Lag    *Lag     `json:"lag,omitempty"`
 	Errant Position `json:"errant"`
 
+	// Ack is how the instance acknowledges commits as a primary (see
+	// Acknowledgement.Lossless); nil when its adapter does not read it.
+	Ack *Acknowledgement `json:"ack,omitempty"`
+
 	// Keepalive is, on a PostgreSQL primary, how often its walsenders ping
 	// a standby that has sent nothing (half of wal_sender_timeout): a live
 	// idle primary is heard at least that often on every link. Zero when

@@ -12,6 +12,7 @@ import (
 	"github.com/dbha/dbha/checks"
 	"github.com/dbha/dbha/config"
 	"github.com/dbha/dbha/daemon"
+	"github.com/dbha/dbha/promote"
 )
 
 func newCheckCmd(g *globalFlags) *cobra.Command {
@@ -35,7 +36,13 @@ findings, 2 usage or configuration error.`,
 			}
 			defer closeAll()
 			states := observe(cmd.Context(), m, cfg)
-			if err := writeCheck(cmd.OutOrStdout(), states, cfg.Checks.Policy, output); err != nil {
+			fencing := map[string]promote.FencingPolicy{}
+			for _, cl := range clusters {
+				// Leases stay false until guards' leases are wired in
+				// (see newKeeper).
+				fencing[cl.Name] = promote.FencingPolicy{Command: len(cl.Promotion.FenceCommand) > 0}
+			}
+			if err := writeCheck(cmd.OutOrStdout(), states, cfg.Checks.Policy, fencing, output); err != nil {
 				return err
 			}
 			for _, st := range states {
@@ -67,12 +74,16 @@ func observe(ctx context.Context, m *daemon.Monitor, cfg config.Config) []daemon
 type checkReport struct {
 	daemon.State
 	Votes []checks.Vote `json:"votes"`
+	// Fencing warns when a failover would have nothing but reaching the
+	// old primary to stop it taking writes (promote.FencingWarning).
+	Fencing string `json:"fencing_warning,omitempty"`
 }
 
-func writeCheck(w io.Writer, states []daemon.State, p checks.Policy, format string) error {
+func writeCheck(w io.Writer, states []daemon.State, p checks.Policy, fencing map[string]promote.FencingPolicy, format string) error {
 	reports := make([]checkReport, len(states))
 	for i, st := range states {
-		reports[i] = checkReport{State: st, Votes: checks.Votes(st.Evidence, p)}
+		reports[i] = checkReport{State: st, Votes: checks.Votes(st.Evidence, p),
+			Fencing: promote.FencingWarning(st.Evidence.Snapshot, st.Evidence.Primary, fencing[st.Cluster])}
 	}
 	if format == "json" {
 		return writeJSON(w, map[string]any{"clusters": reports})
@@ -93,6 +104,9 @@ func writeCheck(w io.Writer, states []daemon.State, p checks.Policy, format stri
 		if r.Evidence.Primary != "" {
 			fmt.Fprintf(w, "  quorum: %s\n", r.Quorum)
 			fmt.Fprintf(w, "  shape:  %s\n", r.Shape.Summary)
+		}
+		if r.Fencing != "" {
+			fmt.Fprintf(w, "  warning: %s\n", r.Fencing)
 		}
 		for _, f := range r.Findings {
 			inst := ""

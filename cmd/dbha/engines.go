@@ -35,6 +35,7 @@ func newEngine(cfg config.Config, cl config.Cluster) (promote.Engine, func() err
 	}
 	c := mysql.NewController(cl.Engine, cl.User, password, cl.Replication.User, replPassword)
 	c.SetHeartbeat(cfg.Checks.Heartbeat)
+	c.SetSemiSyncPrimary(cl.Stream.SemiSync)
 	if a := cl.Promotion.Apply; a.User != "" {
 		applyPassword, err := readSecret(a.Password())
 		if err != nil {

@@ -38,6 +38,16 @@ func newKeeper(g *globalFlags, cfg config.Config, cl config.Cluster, c *consul.C
 		OldPrimaryTimeout: pr.OldPrimaryTimeout,
 		Streams:           streams,
 		BlockFor:          pr.Window(),
+		// Leases: the guards' write leases; nil until the Consul
+		// implementation of promote.Leases is wired here (without it a
+		// failover plans no lease layer).
+		Leases:                nil,
+		RequireFencing:        pr.RequireFencing,
+		Acks:                  promote.AckFile{Path: filepath.Join(cfg.StateDir, "acks", cl.Name+".json")},
+		ProceedOnFenceFailure: pr.ProceedOnFenceFailure(),
+	}
+	if len(pr.FenceCommand) > 0 {
+		env.Fencer = promote.CommandFencer{Argv: pr.FenceCommand, Timeout: pr.FenceTimeout}
 	}
 	if c != nil {
 		engine, closeEngine, err := newEngine(cfg, cl)

@@ -61,7 +61,7 @@ freezes or kills hosts, and "dbha lab heal" undoes every fault.`,
 
 	up.Flags().BoolVar(&hosts, "hosts", false, "a hosts lab: each server, Consul server and manager in a network namespace of its own (needs root)")
 	up.Flags().IntVar(&managers, "managers", 0, "manager hosts of a hosts lab, each with a Consul server and `dbha run` (1 to 3; default 1)")
-	up.Flags().BoolVar(&lossless, "lossless", false, "dbha's stream acknowledges commits: MariaDB semi-sync, PostgreSQL synchronous_standby_names = 'dbha' (commits then wait for a running stream)")
+	up.Flags().BoolVar(&lossless, "lossless", false, "commits wait until dbha's stream or a replica holds them, without falling back (MariaDB semi-sync with wait_no_slave and no timeout, AFTER_SYNC; PostgreSQL synchronous_standby_names = 'ANY 1 (\"dbha\", <standbys>)'): an isolated primary blocks its commits")
 
 	var purge bool
 	down := &cobra.Command{

@@ -27,9 +27,11 @@ and where it will come from, the expected loss and the steps. With --dry-run it
 prints that plan and changes nothing. Otherwise it takes the cluster's lock in
 Consul, plans again, carries the steps out and records the recovery (see
 dbha recover). A failover needs, as an automatic one does, a strict majority
-of the cluster's voters to say the primary is lost (see dbha check); --force
-overrides that, and lets --to name a replica the rules exclude (errant
-transactions, broken replication, never, lag); what it overrides is recorded.`,
+of the cluster's voters to say the primary is lost (see dbha check), and stops
+when no layer secures the old primary under promotion.require_fencing or a
+failing fence_command; --force overrides both, and lets --to name a replica
+the rules exclude (errant transactions, broken replication, never, lag); what
+it overrides is recorded.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, cl, err := g.loadCluster(output, cluster)
@@ -70,7 +72,7 @@ transactions, broken replication, never, lag); what it overrides is recorded.`,
 	cmd.Flags().StringVar(&cluster, "cluster", "", "the cluster (required)")
 	cmd.Flags().StringVar(&to, "to", "", "promote this instance (host:port) instead of the best ranked")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and change nothing")
-	cmd.Flags().BoolVar(&force, "force", false, "allow --to to name a replica the rules exclude, and a failover no majority of voters backs")
+	cmd.Flags().BoolVar(&force, "force", false, "allow --to to name a replica the rules exclude, a failover no majority of voters backs, and one no fencing layer secures")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
 }

@@ -76,6 +76,15 @@ func (c *Controller) SetApplyAccount(user, password string) {
 // half of slave_net_timeout.
 func (c *Controller) SetHeartbeat(d time.Duration) { c.servers.heartbeat = d }
 
+// SetSemiSyncPrimary says that the cluster's primary acknowledges commits
+// through semi-sync (stream.semi_sync): Promote turns
+// rpl_semi_sync_master_enabled on, and Repoint and Attach turn it off, so
+// that only the writable primary waits for acknowledgements. A replica
+// with it on and rpl_semi_sync_master_wait_no_slave=ON would hold its own
+// SQL thread's commits waiting for an acknowledgement no replica of its
+// own sends. MariaDB only.
+func (c *Controller) SetSemiSyncPrimary(on bool) { c.servers.semiSync = on }
+
 // Close closes every pool.
 func (c *Controller) Close() error { return c.servers.close() }
 
@@ -151,6 +160,9 @@ type servers struct {
 	// heartbeat is the MASTER_HEARTBEAT_PERIOD every replica is pointed
 	// with; zero leaves the server's default (half of slave_net_timeout).
 	heartbeat time.Duration
+	// semiSync: only the primary has rpl_semi_sync_master_enabled (see
+	// SetSemiSyncPrimary).
+	semiSync bool
 
 	mu    sync.Mutex
 	pools map[string]*sql.DB

@@ -16,14 +16,19 @@ func probeMariaDB(ctx context.Context, conn *sql.Conn, in *topology.Instance) er
 	var (
 		readOnly                            bool
 		current, slave, binlogState, strict string
+		ack                                 topology.Acknowledgement
 	)
+	// The semi-sync variables are built into MariaDB since 10.3.
 	err := conn.QueryRowContext(ctx, `SELECT @@version, @@server_id, @@read_only,
-		@@gtid_current_pos, @@gtid_slave_pos, @@gtid_binlog_state, @@gtid_strict_mode`).
-		Scan(&in.Version, &in.ServerID, &readOnly, &current, &slave, &binlogState, &strict)
+		@@gtid_current_pos, @@gtid_slave_pos, @@gtid_binlog_state, @@gtid_strict_mode,
+		@@rpl_semi_sync_master_enabled, @@rpl_semi_sync_master_wait_no_slave,
+		@@rpl_semi_sync_master_timeout, @@rpl_semi_sync_master_wait_point`).
+		Scan(&in.Version, &in.ServerID, &readOnly, &current, &slave, &binlogState, &strict,
+			&ack.SemiSync, &ack.WaitNoReplica, &ack.TimeoutMS, &ack.WaitPoint)
 	if err != nil {
 		return fmt.Errorf("read server variables: %w", err)
 	}
-	in.ReadOnly = readOnly
+	in.ReadOnly, in.Ack = readOnly, &ack
 	if in.Current, err = topology.ParseMariaDB(current); err != nil {
 		return fmt.Errorf("gtid_current_pos: %w", err)
 	}

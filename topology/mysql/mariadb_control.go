@@ -138,7 +138,23 @@ func (c mariadbControl) Promote(ctx context.Context, addr string) error {
 	if err := c.StopFollowing(ctx, addr); err != nil {
 		return err
 	}
-	return c.exec(ctx, addr, "STOP SLAVE", "RESET SLAVE ALL", "SET GLOBAL read_only = OFF")
+	stmts := []string{"STOP SLAVE", "RESET SLAVE ALL"}
+	if c.semiSync {
+		// Before it takes writes: none of them returns unacknowledged.
+		stmts = append(stmts, "SET GLOBAL rpl_semi_sync_master_enabled = ON")
+	}
+	return c.exec(ctx, addr, append(stmts, "SET GLOBAL read_only = OFF")...)
+}
+
+// replicaSemiSync is what a replica runs, in a semi-sync cluster, once it
+// is read-only: it waits for no acknowledgement of its own (see
+// Controller.SetSemiSyncPrimary). Commits still waiting on a fenced
+// former primary were ended with their sessions by Fence.
+func (c mariadbControl) replicaSemiSync() []string {
+	if !c.semiSync {
+		return nil
+	}
+	return []string{"SET GLOBAL rpl_semi_sync_master_enabled = OFF"}
 }
 
 func (c mariadbControl) Repoint(ctx context.Context, addr, source string) error {
@@ -166,7 +182,8 @@ func (c mariadbControl) Repoint(ctx context.Context, addr, source string) error 
 			return err
 		}
 	}
-	stmts := []string{"SET GLOBAL read_only = ON", "STOP SLAVE"}
+	stmts := append([]string{"SET GLOBAL read_only = ON"}, c.replicaSemiSync()...)
+	stmts = append(stmts, "STOP SLAVE")
 	if replicas == 0 {
 		// A former primary's own transactions are in its binlog, not in
 		// gtid_slave_pos: start from the binlog, or it would ask its new
@@ -184,8 +201,9 @@ func (c mariadbControl) Attach(ctx context.Context, addr, source string, pos top
 	if err != nil {
 		return err
 	}
-	return c.exec(ctx, addr, "SET GLOBAL read_only = ON", "STOP SLAVE", "RESET SLAVE ALL",
-		"SET GLOBAL gtid_slave_pos = '"+quote(pos.String())+"'", change, "START SLAVE")
+	stmts := append([]string{"SET GLOBAL read_only = ON"}, c.replicaSemiSync()...)
+	return c.exec(ctx, addr, append(stmts, "STOP SLAVE", "RESET SLAVE ALL",
+		"SET GLOBAL gtid_slave_pos = '"+quote(pos.String())+"'", change, "START SLAVE")...)
 }
 
 // changeMaster is the CHANGE MASTER statement that points a replica at

@@ -33,7 +33,9 @@ SELECT current_setting('server_version'),
        current_setting('primary_conninfo'),
        (SELECT timeline_id FROM pg_control_checkpoint()),
        (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_sender_timeout'),
-       (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_receiver_timeout')`
+       (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_receiver_timeout'),
+       current_setting('synchronous_standby_names'),
+       current_setting('synchronous_commit')`
 
 // receiverQuery reads the WAL receiver. The age of its last message is
 // computed by the standby, against its own clock, so that the comparison
@@ -74,13 +76,15 @@ type state struct {
 	// senderTimeout and receiverTimeout are wal_sender_timeout and
 	// wal_receiver_timeout in milliseconds (0: disabled).
 	senderTimeout, receiverTimeout int64
+	ack                            topology.Acknowledgement
 }
 
 func (p *Prober) probe(ctx context.Context, pool *pgxpool.Pool, in *topology.Instance) error {
 	var st state
 	err := pool.QueryRow(ctx, stateQuery).Scan(&st.version, &st.inRecovery, &st.readOnly,
 		&st.currentLSN, &st.walFile, &st.receiveLSN, &st.replayLSN, &st.replayPaused,
-		&st.secondsBehind, &st.primaryConninfo, &st.checkpointTimeline, &st.senderTimeout, &st.receiverTimeout)
+		&st.secondsBehind, &st.primaryConninfo, &st.checkpointTimeline, &st.senderTimeout, &st.receiverTimeout,
+		&st.ack.StandbyNames, &st.ack.SynchronousCommit)
 	if err != nil {
 		return fmt.Errorf("read server state: %w", err)
 	}
@@ -118,6 +122,8 @@ func (p *Prober) probe(ctx context.Context, pool *pgxpool.Pool, in *topology.Ins
 func (st state) fill(in *topology.Instance) error {
 	in.Version = st.version
 	in.ReadOnly = st.inRecovery || st.readOnly
+	ack := st.ack
+	in.Ack = &ack
 	if !st.inRecovery {
 		if st.currentLSN == nil || st.walFile == nil {
 			return fmt.Errorf("primary reported no current WAL position")
