@@ -53,6 +53,10 @@ type FencingPolicy struct {
 	Require bool `json:"require,omitempty"`
 	// ProceedOnCommandFailure: promotion.fence_failure is proceed.
 	ProceedOnCommandFailure bool `json:"proceed_on_command_failure,omitempty"`
+	// Managers is how many dbha managers stream from the primary, each of
+	// which acknowledges its commits in lossless mode (manager.members; 0
+	// or 1: this one).
+	Managers int `json:"managers,omitempty"`
 	// Acks are the commit settings last read from each instance while it
 	// answered; they stand for a failover's old primary, which cannot be
 	// asked now. An instance missing is unknown.
@@ -102,6 +106,14 @@ func PlanFencing(s topology.Snapshot, old topology.Instance, kind Kind, pol Fenc
 		f.Layers = append(f.Layers, LayerCommand)
 	}
 	f.Lossless, f.LosslessWhy = losslessHolds(s, old, pol.Acks)
+	if f.Lossless && pol.Managers > 1 {
+		// Each manager's stream acknowledges: one cut off on the old
+		// primary's side of a partition still would, and dbha cannot stop
+		// it from here. Guards (leases) or a fence command are what
+		// secure an old primary with several managers.
+		f.Lossless = false
+		f.LosslessWhy = fmt.Sprintf("%s; but each of the %d managers' streams acknowledges its commits, and one left on its side of a partition still may", f.LosslessWhy, pol.Managers)
+	}
 	if f.Lossless {
 		f.Layers = append(f.Layers, LayerLossless)
 	}

@@ -61,6 +61,8 @@ func TestPlanFencing(t *testing.T) {
 			layers: []Layer{LayerReadOnly}, expect: "rpl_semi_sync_master_wait_no_slave=OFF"},
 		{name: "lossless settings never read", kind: Failover, pol: FencingPolicy{Acks: map[string]topology.Acknowledgement{"db2": noFallback}},
 			layers: []Layer{LayerReadOnly}, expect: "not read while it answered"},
+		{name: "lossless with three managers' streams acknowledging", kind: Failover, pol: FencingPolicy{Managers: 3, Acks: acks(noFallback)},
+			layers: []Layer{LayerReadOnly}, expect: "each of the 3 managers' streams acknowledges its commits"},
 		{name: "lossless with a replica out of reach", kind: Failover, lost3: true, pol: FencingPolicy{Acks: acks(noFallback)},
 			layers: []Layer{LayerReadOnly}, expect: "db3 cannot be reached and may still acknowledge"},
 		{name: "switchover", kind: Switchover, pol: FencingPolicy{Command: true, Acks: acks(noFallback)},

@@ -99,7 +99,7 @@ func (k *Keeper) fencing() FencingPolicy {
 	for a, v := range k.acks {
 		acks[a] = v
 	}
-	return FencingPolicy{Leases: k.env.Leases != nil, Command: k.env.Fencer != nil,
+	return FencingPolicy{Leases: k.env.Leases != nil, Command: k.env.Fencer != nil, Managers: k.env.Managers,
 		Require: k.env.RequireFencing, ProceedOnCommandFailure: k.env.ProceedOnFenceFailure, Acks: acks}
 }
 

@@ -83,6 +83,9 @@ type RecoverEnv struct {
 	// the FencingPolicy a Keeper plans with.
 	RequireFencing        bool
 	ProceedOnFenceFailure bool
+	// Managers is how many managers stream from the primary (and, in
+	// lossless mode, acknowledge its commits): manager.members.
+	Managers int
 	// Acks keeps the commit settings the keeper saw beyond this process
 	// (see AckMemory); nil keeps them in memory only.
 	Acks AckMemory

@@ -43,6 +43,7 @@ func newKeeper(g *globalFlags, cfg config.Config, cl config.Cluster, c *consul.C
 		// failover plans no lease layer).
 		Leases:                nil,
 		RequireFencing:        pr.RequireFencing,
+		Managers:              len(cfg.Manager.Members),
 		Acks:                  promote.AckFile{Path: filepath.Join(cfg.StateDir, "acks", cl.Name+".json")},
 		ProceedOnFenceFailure: pr.ProceedOnFenceFailure(),
 	}
