@@ -21,6 +21,7 @@ func TestActions(t *testing.T) {
 		RewindRefused:              Report,
 		RejoinFailed:               Report,
 		RecoveryBlocked:            Report,
+		RecoveryStopped:            Report,
 		ErrantTransactions:         Report,
 		ReplicationStopped:         Report,
 		ReplicaUnreachable:         Report,

@@ -29,6 +29,7 @@ const (
 	RejoinFailed               Code = "RejoinFailed"
 	RewindRefused              Code = "RewindRefused"
 	RecoveryBlocked            Code = "RecoveryBlocked"
+	RecoveryStopped            Code = "RecoveryStopped"
 )
 
 // Severity ranks findings.
@@ -89,6 +90,7 @@ var rules = []rule{
 	{code: DeadPrimaryNoQuorum, severity: Critical, match: matchNoQuorum,
 		suppresses: []Code{UnreachablePrimary, PrimaryHung, ReplicationStopped}},
 	{code: RecoveryBlocked, severity: Critical, match: matchRecoveryBlocked},
+	{code: RecoveryStopped, severity: Critical, match: matchRecoveryStopped},
 	{code: PrimaryHung, severity: Critical, match: matchPrimaryHung,
 		suppresses: []Code{UnreachablePrimary, ReplicationStopped}},
 	{code: UnreachablePrimary, severity: Warning, match: matchUnreachablePrimary},
@@ -208,6 +210,32 @@ func matchRecoveryBlocked(a *analysis) []Finding {
 	}
 	s := fmt.Sprintf("the cluster has no writer and automatic recovery is blocked: %s; blocked until %s (%v from now); `%s` lifts it",
 		b.Reason, b.Until.UTC().Format(time.RFC3339), b.Until.Sub(a.now).Round(time.Second), b.Lift)
+	return []Finding{{Instance: a.ev.Primary, Summary: s}}
+}
+
+// matchRecoveryStopped: the last automatic recovery attempt failed or was
+// stopped and the cluster has no writable primary. The finding says why,
+// whether the recovery changed anything (it is then resumed, never
+// restarted), and when the next attempt comes.
+func matchRecoveryStopped(a *analysis) []Finding {
+	st := a.ev.Stopped
+	if st == nil {
+		return nil
+	}
+	if _, err := a.ev.Snapshot.WritablePrimary(); err == nil {
+		return nil
+	}
+	s := "the cluster has no writer: the automatic recovery"
+	if st.Recovery != "" {
+		s += " " + st.Recovery
+	}
+	s += " did not complete: " + st.Reason
+	if st.NextStep > 0 {
+		s += fmt.Sprintf("; it stopped before step %d and is resumed from there", st.NextStep)
+	}
+	if a.now.Before(st.Retry) {
+		s += fmt.Sprintf("; next attempt in %v", st.Retry.Sub(a.now).Round(time.Second))
+	}
 	return []Finding{{Instance: a.ev.Primary, Summary: s}}
 }
 

@@ -27,9 +27,26 @@ type Observation struct {
 	// Blocked is the anti-flap block that refused the last automatic
 	// recovery; nil when none did, or since a writer was published again.
 	Blocked *BlockView
+	// Stopped is the last automatic recovery attempt that failed or was
+	// stopped (a fencing layer that could not secure the old primary, a
+	// vetoing hook, Consul unreachable); nil once one succeeds or a writer
+	// is published again.
+	Stopped *StopView
 	// Voters are the managers and the witness that vote with the
 	// instances (from the configuration).
 	Voters Voters
+}
+
+// StopView is an automatic recovery that did not complete, as the daemon
+// learnt it from the error.
+type StopView struct {
+	Recovery string    `json:"recovery,omitempty"`
+	Reason   string    `json:"reason"`
+	At       time.Time `json:"at"`
+	Retry    time.Time `json:"retry"`
+	// NextStep: the recovery changed something and stopped before this
+	// step; the next attempt resumes it.
+	NextStep int `json:"next_step,omitempty"`
 }
 
 // HealView is one instance dbha could not bring back: what it tried and
@@ -108,6 +125,7 @@ type Evidence struct {
 	External *ExternalView       `json:"external,omitempty"`
 	Healing  []HealView          `json:"healing,omitempty"`
 	Blocked  *BlockView          `json:"blocked,omitempty"`
+	Stopped  *StopView           `json:"stopped,omitempty"`
 	Voters   Voters              `json:"voters,omitzero"`
 }
 
@@ -181,7 +199,7 @@ func (t Tracker) Observe(o Observation) (Tracker, Evidence) {
 		next.keepalive = time.Duration(in.Keepalive)
 	}
 	ev := Evidence{At: o.At, Snapshot: o.Snapshot, Primary: next.primary, Stream: o.Stream,
-		Peers: o.Peers, External: o.External, Healing: o.Healing, Blocked: o.Blocked, Voters: o.Voters, Links: map[string]LinkView{}}
+		Peers: o.Peers, External: o.External, Healing: o.Healing, Blocked: o.Blocked, Stopped: o.Stopped, Voters: o.Voters, Links: map[string]LinkView{}}
 
 	ev.Manager = ManagerView{TCP: o.TCP, SQL: sqlResult(o.Snapshot, next.primary)}
 	if next.primary == t.primary {

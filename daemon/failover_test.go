@@ -577,3 +577,42 @@ func TestRetriedRecoveryKeepsTheFirstDetection(t *testing.T) {
 		t.Errorf("RTO %.1fs counts from the second attempt (the first started %v, the writer moved %v)", recs[1].RTOSeconds, recs[0].Started, recs[1].WriterMoved)
 	}
 }
+
+// failingFencer is a fence command that always fails.
+type failingFencer struct{ calls int }
+
+func (f *failingFencer) Fence(context.Context, string, string) error {
+	f.calls++
+	return errors.New("exit status 1: the power API does not answer")
+}
+
+// TestStoppedRecoveryIsACriticalFinding: a failover that the fencing
+// stops (a failing fence_command, fence_failure: stop) changes nothing,
+// and the cluster, left without a writer, says why in a RecoveryStopped
+// finding until a later attempt succeeds.
+func TestStoppedRecoveryIsACriticalFinding(t *testing.T) {
+	fencer := &failingFencer{}
+	r := newFailoverRig(t, true, func(env *promote.RecoverEnv, _ *promotetest.Cluster) { env.Fencer = fencer })
+	a := r.addrs[0]
+	r.cycle()
+	r.cluster.Kill(a)
+	var f checks.Finding
+	for i := 0; i < 8; i++ {
+		r.cycle()
+		var ok bool
+		if f, ok = r.finding(checks.RecoveryStopped); ok {
+			break
+		}
+	}
+	if f.Code != checks.RecoveryStopped || f.Severity != checks.Critical || !strings.Contains(f.Summary, "the power API does not answer") {
+		t.Fatalf("finding %+v, want a critical RecoveryStopped with the fence command's error (fence calls %d)", f, fencer.calls)
+	}
+	if w := r.writer(); w != a {
+		t.Errorf("writer %q, want it left on %s: a stopped failover changes nothing", w, a)
+	}
+	for _, addr := range r.addrs[1:] {
+		if n := r.cluster.Node(addr); n.Source != a {
+			t.Errorf("replica %s follows %q, want %s still", addr, n.Source, a)
+		}
+	}
+}

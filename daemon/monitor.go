@@ -187,6 +187,10 @@ type watcher struct {
 	// until a writer is published again, a recovery is no longer refused
 	// by it, or it ends.
 	blocked *checks.BlockView
+	// stopped is the last automatic recovery attempt that failed; the
+	// next cycles observe it (RecoveryStopped) until one succeeds or a
+	// writer is published again.
+	stopped *checks.StopView
 	// peersAt is the last exchange of observations with the other
 	// managers, and sharedReaches what this one said then of the primary
 	// (both only touched by refreshPeers and its timer).
@@ -278,7 +282,7 @@ func (w *watcher) cycle(ctx context.Context) {
 	if w.blocked != nil && !start.Before(w.blocked.Until) {
 		w.blocked = nil
 	}
-	obs.Blocked = w.blocked
+	obs.Blocked, obs.Stopped = w.blocked, w.stopped
 	if w.c.Stream != nil {
 		if s := w.c.Stream(); s != nil {
 			obs.Stream = &checks.StreamView{Connected: s.Connected, Primary: s.Primary, LastMessage: s.LastMessage, Error: s.LastError}
@@ -421,7 +425,7 @@ func (w *watcher) publish(ctx context.Context, snap topology.Snapshot, at time.T
 	readers := snap.Readers(w.m.opts.Policy.LagSeconds)
 	key := writer + "|" + strings.Join(readers, ",")
 	if key == w.published && at.Before(w.publishedAt.Add(30*time.Second)) {
-		w.blocked = nil // the cluster has its writer again
+		w.blocked, w.stopped = nil, nil // the cluster has its writer again
 		return
 	}
 	err = w.c.Keeper.Publish(ctx, writer, readers)
@@ -435,7 +439,7 @@ func (w *watcher) publish(ctx context.Context, snap topology.Snapshot, at time.T
 	if key != w.published {
 		w.log.Info("endpoints published", "writer", writer, "readers", readers)
 	}
-	w.published, w.publishedAt, w.blocked = key, at, nil
+	w.published, w.publishedAt, w.blocked, w.stopped = key, at, nil, nil
 }
 
 func (w *watcher) recover(ctx context.Context, f checks.Finding, findings []checks.Finding, at time.Time) {
@@ -468,8 +472,15 @@ func (w *watcher) recover(ctx context.Context, f checks.Finding, findings []chec
 		}
 		w.log.Error("recovery failed", attrs...)
 		w.retryAt = at.Add(wait)
+		w.stopped = &checks.StopView{Reason: err.Error(), At: at, Retry: w.retryAt}
+		if rec != nil {
+			w.stopped.Recovery = rec.ID
+			if !rec.Aborted {
+				w.stopped.NextStep = rec.Next
+			}
+		}
 	default:
-		w.warned, w.lost = "", ""
+		w.warned, w.lost, w.stopped = "", "", nil
 		w.tracker = checks.Tracker{} // the primary changed: count afresh
 		w.log.Warn("recovered", "code", f.Code, "recovery", rec.ID, "kind", rec.Kind,
 			"old_primary", rec.Plan.OldPrimary, "new_primary", rec.Plan.NewPrimary,
