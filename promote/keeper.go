@@ -96,7 +96,8 @@ func (k *Keeper) Resume(ctx context.Context) (*Record, error) {
 // readers, when a snapshot taken under the lock still shows writer as the
 // writable primary. It never moves the writer away from an instance that
 // cannot be reached: that instance may be alive behind a partition, and
-// moving writers is a failover's job, which fences first.
+// moving writers is a failover's job, which fences first. With leases
+// (RecoverEnv.Leases), the writer is granted its lease first.
 func (k *Keeper) Publish(ctx context.Context, writer string, readers []string) error {
 	return k.underLock(ctx, func(fresh topology.Snapshot) error {
 		if p, err := fresh.WritablePrimary(); err != nil || p != writer {
@@ -109,6 +110,13 @@ func (k *Keeper) Publish(ctx context.Context, writer string, readers []string) e
 		if len(current) == 1 && current[0] != writer {
 			if in, ok := fresh.Instance(current[0]); !ok || !in.Reachable {
 				return fmt.Errorf("the writer endpoint names %s, which cannot be reached; it is not moved to %s outside a failover", current[0], writer)
+			}
+		}
+		// The writable primary holds the grant (a no-op once it does), so
+		// that its guard can renew its lease; a failover revokes it.
+		if k.env.Leases != nil {
+			if err := k.env.Leases.Grant(ctx, k.cluster, writer); err != nil {
+				return err
 			}
 		}
 		if err := k.env.Store.SetWriter(ctx, k.cluster, writer); err != nil {

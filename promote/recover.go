@@ -75,6 +75,9 @@ type RecoverEnv struct {
 	// (promotion.block_for); 0 sets no block.
 	BlockFor time.Duration
 	Now      func() time.Time
+	// Leases are the guards' write leases; nil when the cluster runs no
+	// guards. The keeper grants the writer it publishes.
+	Leases Leases
 }
 
 // Streams is dbha's change stream of a cluster as a recovery needs it

@@ -47,6 +47,9 @@ func newKeeper(g *globalFlags, cfg config.Config, cl config.Cluster, c *consul.C
 		}
 		closeAll = func() { closeEngine(); closeProber() }
 		env.Engine, env.Store = engine, c.Recoveries(filepath.Join(cfg.StateDir, "audit.jsonl"))
+		if pr.LeaseTTL > 0 {
+			env.Leases = c.Leases(pr.LeaseTTL)
+		}
 	}
 	if pr.IsAutoReseed() {
 		env.Reseed = func(ctx context.Context, addr string) error {
