@@ -239,3 +239,20 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-t.C:
 	}
 }
+
+// ReadLease returns the value of addr's lease and the session holding it
+// ("" when the guard released it); ok=false when no guard ever held it.
+func (c *Client) ReadLease(ctx context.Context, cluster, addr string) (v LeaseValue, session string, ok bool, err error) {
+	key := leaseKey(cluster, addr)
+	pair, _, err := c.kv.Get(key, (&api.QueryOptions{RequireConsistent: true}).WithContext(ctx))
+	if err != nil {
+		return v, "", false, fmt.Errorf("read %s: %w", key, err)
+	}
+	if pair == nil {
+		return v, "", false, nil
+	}
+	if err := json.Unmarshal(pair.Value, &v); err != nil {
+		return v, "", false, fmt.Errorf("read %s: %w", key, err)
+	}
+	return v, pair.Session, true, nil
+}
