@@ -98,6 +98,14 @@ func Valid(lastRenew, now time.Time, ttl time.Duration) bool {
 	return !lastRenew.IsZero() && now.Before(fencePoint(lastRenew, ttl))
 }
 
+// Overdue reports whether a round must fence before it asks anything: the
+// guard holds a lease whose fence point has passed, so no read of Consul
+// or of the server may delay the fence (Decide, given a writable server
+// and an unknown grant, says Fence then).
+func Overdue(o Observation) bool {
+	return o.Held && !o.LastRenew.IsZero() && !Valid(o.LastRenew, o.Now, o.TTL)
+}
+
 func fencePoint(lastRenew time.Time, ttl time.Duration) time.Time {
 	return lastRenew.Add(ttl - Margin(ttl))
 }

@@ -98,6 +98,30 @@ func TestDecide(t *testing.T) {
 	}
 }
 
+func TestOverdue(t *testing.T) {
+	const ttl = 2 * time.Second
+	now := time.Date(2026, 12, 6, 7, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name string
+		o    Observation
+		want bool
+	}{
+		{"held, fresh", Observation{Held: true, LastRenew: now.Add(-time.Second)}, false},
+		{"held, at the fence point", Observation{Held: true, LastRenew: now.Add(-(ttl - Margin(ttl)))}, true},
+		{"held, expired", Observation{Held: true, LastRenew: now.Add(-time.Hour)}, true},
+		{"held, fenced already (lease ended)", Observation{Held: true}, false},
+		{"not held", Observation{LastRenew: now.Add(-time.Hour)}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.o.Now, tc.o.TTL = now, ttl
+			if got := Overdue(tc.o); got != tc.want {
+				t.Fatalf("Overdue = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
 // TestDecideNeverWritableBeyondLease walks a guard's rounds through a
 // Consul outage: whatever the round's timing, the server is fenced no
 // later than the last successful renewal's send time plus the TTL.

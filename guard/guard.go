@@ -94,13 +94,23 @@ func (g *Guard) Run(ctx context.Context) error {
 // round cannot outlast the lease.
 func (g *Guard) Round(ctx context.Context) Decision {
 	start := g.now()
+	if o := g.observe(ServerWritable, GrantRead{State: GrantUnknown}); Overdue(o) {
+		d := g.fence(ctx, Decide(o))
+		g.say(d, nil)
+		return d
+	}
 	bound := start.Add(Period(g.ttl))
 	if Valid(g.lastRenew, start, g.ttl) {
 		bound = earliest(bound, fencePoint(g.lastRenew, g.ttl))
 	}
-	rctx, cancel := context.WithDeadline(ctx, bound)
+	// Each read has its own half of the round's bound: a silent Consul
+	// must not leave the server unasked (and so unfenced).
+	half := bound.Sub(start) / 2
+	rctx, cancel := context.WithTimeout(ctx, half)
 	grant, gerr := g.lease.Read(rctx)
-	state := g.server.State(rctx)
+	cancel()
+	sctx, cancel := context.WithTimeout(ctx, max(half, bound.Sub(g.now())))
+	state := g.server.State(sctx)
 	cancel()
 	if gerr != nil {
 		grant = GrantRead{State: GrantUnknown}
@@ -135,7 +145,7 @@ func (g *Guard) Round(ctx context.Context) Decision {
 			break
 		}
 		g.held, g.lastRenew = false, time.Time{}
-		g.log.Info("lease released: the server refuses writes", "confirmed_after_grant_change", !grant.Confirmed && grant.State == GrantOther)
+		g.log.Info("lease released: the server refuses writes", "grant", string(grant.State))
 	}
 	g.say(d, gerr)
 	return d
@@ -149,6 +159,8 @@ func (g *Guard) observe(state ServerState, grant GrantRead) Observation {
 // fence fences the server within the decision's deadline. The lease stays
 // held until a round sees the server read-only and releases it (at once
 // after a fence that succeeded, a period later after one that failed).
+// Only ServerState and the grant's read decide the rounds after; a fence
+// that failed is tried again by Overdue's rule.
 func (g *Guard) fence(ctx context.Context, d Decision) Decision {
 	fctx, cancel := context.WithDeadline(ctx, d.Deadline)
 	defer cancel()
@@ -163,6 +175,9 @@ func (g *Guard) fence(ctx context.Context, d Decision) Decision {
 		return d
 	}
 	g.log.Warn("fenced the server: read-only, client sessions ended", "why", d.Reason, "took", g.now().Sub(start).String())
+	// The lease has ended: a later round that finds the server writable
+	// again (made so by someone) fences it unless a renewal succeeds.
+	g.lastRenew = time.Time{}
 	return d
 }
 

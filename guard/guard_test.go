@@ -15,7 +15,12 @@ type fakeServer struct {
 	fail   error
 }
 
-func (s *fakeServer) State(context.Context) ServerState { return s.state }
+func (s *fakeServer) State(ctx context.Context) ServerState {
+	if ctx.Err() != nil {
+		return ServerUnknown // asked too late: no answer
+	}
+	return s.state
+}
 func (s *fakeServer) Fence(context.Context) error {
 	s.fences++
 	if s.fail != nil {
@@ -29,11 +34,16 @@ type fakeLease struct {
 	grant    GrantRead
 	readErr  error
 	renewErr error
+	silent   bool // Read hangs until its ctx ends (packets dropped)
 	renewed  []uint64
 	released []uint64
 }
 
-func (l *fakeLease) Read(context.Context) (GrantRead, error) {
+func (l *fakeLease) Read(ctx context.Context) (GrantRead, error) {
+	if l.silent {
+		<-ctx.Done()
+		return GrantRead{State: GrantUnknown}, ctx.Err()
+	}
 	if l.readErr != nil {
 		return GrantRead{State: GrantUnknown}, l.readErr
 	}
@@ -112,6 +122,13 @@ func TestGuardRounds(t *testing.T) {
 		}
 		if took := r.now.Sub(start); took < r.g.ttl-Margin(r.g.ttl) || took > r.g.ttl {
 			t.Fatalf("fenced %v after the last renewal, want within [ttl-margin, ttl]", took)
+		}
+	})
+	t.Run("a silent Consul still leaves time to ask the server, and fence it", func(t *testing.T) {
+		r := newRig(t)
+		r.lease.silent = true
+		if d := r.g.Round(ctx); d.Action != Fence || r.server.fences != 1 {
+			t.Fatalf("round %+v, fences %d", d, r.server.fences)
 		}
 	})
 	t.Run("a failed fence is tried again a period later, not at once", func(t *testing.T) {
