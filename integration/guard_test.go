@@ -379,3 +379,57 @@ func (p *cutProxy) Heal() {
 	}
 	p.held = nil
 }
+
+// The grant's check-and-set writes: a grant that names its instance already
+// is not rewritten; a revocation of an instance the grant no longer names
+// leaves another's grant alone; every change moves the epoch.
+func TestLeasesGrantAndRevoke(t *testing.T) {
+	l := sharedLab(t)
+	c := consulClient(t, l)
+	ctx := context.Background()
+	leases := c.Leases(guardTTL)
+	cluster := fmt.Sprintf("leases-test-%d", time.Now().UnixNano())
+	a, b := "10.0.0.1:3306", "10.0.0.2:3306"
+	read := func() consul.Grant {
+		t.Helper()
+		g, _, ok, err := c.ReadGrant(ctx, cluster)
+		if err != nil || !ok {
+			t.Fatalf("read the grant: %v %v", ok, err)
+		}
+		return g
+	}
+	if _, _, ok, err := c.ReadGrant(ctx, cluster); err != nil || ok {
+		t.Fatalf("a grant exists before any was made: %v %v", ok, err)
+	}
+	if err := leases.Grant(ctx, cluster, a); err != nil {
+		t.Fatal(err)
+	}
+	if g := read(); g.Instance != a || g.Epoch != 1 || g.TTL != "2s" {
+		t.Fatalf("grant %+v", g)
+	}
+	if err := leases.Grant(ctx, cluster, a); err != nil {
+		t.Fatal(err)
+	}
+	if g := read(); g.Epoch != 1 {
+		t.Fatalf("a grant that named its instance already was rewritten: %+v", g)
+	}
+	rev, err := leases.Revoke(ctx, cluster, b)
+	if err != nil || rev.Guarded {
+		t.Fatalf("revoke %s, which no guard ever held: %+v %v", b, rev, err)
+	}
+	if g := read(); g.Instance != a || g.Epoch != 1 {
+		t.Fatalf("revoking %s changed %s's grant: %+v", b, a, g)
+	}
+	if rev, err := leases.Revoke(ctx, cluster, a); err != nil || rev.Guarded {
+		t.Fatalf("revoke %s: %+v %v", a, rev, err)
+	}
+	if g := read(); g.Instance != "" || g.Revoked != a || g.Epoch != 2 {
+		t.Fatalf("grant after the revocation %+v", g)
+	}
+	if err := leases.Grant(ctx, cluster, b); err != nil {
+		t.Fatal(err)
+	}
+	if g := read(); g.Instance != b || g.Epoch != 3 {
+		t.Fatalf("grant %+v", g)
+	}
+}
