@@ -88,6 +88,35 @@ func (g *GuardLease) Release(ctx context.Context, grantIndex uint64) error {
 	return g.lockTxn(ctx, grantIndex, v, true)
 }
 
+// WaitChange blocks (a Consul blocking query) until the grant's
+// ModifyIndex differs from grantIndex or ctx ends.
+func (g *GuardLease) WaitChange(ctx context.Context, grantIndex uint64) error {
+	key := grantKey(g.cluster)
+	seen := grantIndex
+	// Each query blocks until a change or the deadline; the count bounds
+	// a Consul that answers at once without a change.
+	for range 100 {
+		wait := time.Minute
+		if d, ok := ctx.Deadline(); ok {
+			wait = time.Until(d)
+		}
+		if wait <= 0 {
+			return ctx.Err()
+		}
+		pair, meta, err := g.c.kv.Get(key, (&api.QueryOptions{WaitIndex: seen, WaitTime: wait}).WithContext(ctx))
+		if err != nil {
+			return fmt.Errorf("watch %s: %w", key, err)
+		}
+		if pair == nil || pair.ModifyIndex != grantIndex {
+			return nil
+		}
+		if meta.LastIndex > seen {
+			seen = meta.LastIndex
+		}
+	}
+	return nil // a round early does no harm
+}
+
 // Close destroys the guard's session, which releases the key (its value,
 // and so fenced, unchanged).
 func (g *GuardLease) Close(ctx context.Context) error {

@@ -31,6 +31,11 @@ type Lease interface {
 	// Release leaves the lease unheld with fenced=true, unless the grant
 	// changed from grantIndex.
 	Release(ctx context.Context, grantIndex uint64) error
+	// WaitChange returns once the grant is no longer at grantIndex (nil),
+	// or when ctx ends (its error), or at once with an error when Consul
+	// cannot be asked. It lets a guard see a revocation without waiting
+	// for its next round.
+	WaitChange(ctx context.Context, grantIndex uint64) error
 }
 
 // GrantRead is what Lease.Read found.
@@ -51,9 +56,10 @@ type Guard struct {
 	log    *slog.Logger
 	now    func() time.Time
 
-	held      bool
-	lastRenew time.Time // send time of the last successful renewal; zero after a release
-	said      string    // the last decision logged
+	held       bool
+	lastRenew  time.Time // send time of the last successful renewal; zero after a release
+	grantIndex uint64    // the grant's index at the last read; 0 when unknown or absent
+	said       string    // the last decision logged
 }
 
 // New returns the guard of server, holding lease with the given TTL (at
@@ -75,17 +81,25 @@ func (g *Guard) Run(ctx context.Context) error {
 	g.log.Info("guard started", "ttl", g.ttl.String(), "margin", Margin(g.ttl).String(), "period", Period(g.ttl).String())
 	for {
 		d := g.Round(ctx)
-		t := time.NewTimer(time.Until(d.Next))
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		g.wait(ctx, d.Next)
+		if ctx.Err() != nil {
 			if g.held {
 				g.log.Warn("guard stopped while holding the lease: its server is not guarded until a guard runs again")
 			}
 			return nil
-		case <-t.C:
 		}
 	}
+}
+
+// wait returns at next, or earlier when the grant changes (a revocation is
+// then confirmed, or fenced for, at once).
+func (g *Guard) wait(ctx context.Context, next time.Time) {
+	wctx, cancel := context.WithDeadline(ctx, next)
+	defer cancel()
+	if g.grantIndex != 0 && g.lease.WaitChange(wctx, g.grantIndex) == nil {
+		return
+	}
+	<-wctx.Done()
 }
 
 // Round runs one round: read the grant, then the server (in that order, so
@@ -115,6 +129,7 @@ func (g *Guard) Round(ctx context.Context) Decision {
 	if gerr != nil {
 		grant = GrantRead{State: GrantUnknown}
 	}
+	g.grantIndex = grant.Index
 	o := g.observe(state, grant)
 	d := Decide(o)
 	switch d.Action {

@@ -56,6 +56,11 @@ func (l *fakeLease) Renew(_ context.Context, i uint64) error {
 	l.renewed = append(l.renewed, i)
 	return nil
 }
+func (l *fakeLease) WaitChange(ctx context.Context, _ uint64) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
 func (l *fakeLease) Release(_ context.Context, i uint64) error {
 	l.released = append(l.released, i)
 	l.grant.Confirmed = l.grant.State == GrantOther // written after the grant
