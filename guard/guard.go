@@ -109,6 +109,7 @@ func (g *Guard) wait(ctx context.Context, next time.Time) {
 func (g *Guard) Round(ctx context.Context) Decision {
 	start := g.now()
 	if o := g.observe(ServerWritable, GrantRead{State: GrantUnknown}); Overdue(o) {
+		g.grantIndex = 0 // not read: the wait after this round does not watch a stale index
 		d := g.fence(ctx, Decide(o))
 		g.say(d, nil)
 		return d
