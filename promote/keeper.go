@@ -172,6 +172,9 @@ func (k *Keeper) enforce(ctx context.Context, s topology.Snapshot) error {
 		}
 		k.log.Warn("fenced a writable instance that is not the writer", "instance", addr, "writer", writer)
 	}
+	if e.Reopen != "" && k.env.Leases != nil {
+		return k.reopen(ctx, e.Reopen)
+	}
 	var errs []error
 	for _, addr := range e.Rejoin {
 		if k.isReseeding(addr) {
@@ -188,6 +191,21 @@ func (k *Keeper) enforce(ctx context.Context, s topology.Snapshot) error {
 	}
 	k.forgetHealed(s)
 	return errors.Join(errs...)
+}
+
+// reopen makes the writer writable again after its guard fenced it (it
+// could not renew its lease): the grant first, so that its guard renews
+// rather than fences it again. A guard that still cannot reach Consul
+// fences it again at its next round; the next cycle tries once more.
+func (k *Keeper) reopen(ctx context.Context, writer string) error {
+	if err := k.env.Leases.Grant(ctx, k.cluster, writer); err != nil {
+		return fmt.Errorf("reopen the writer %s: %w", writer, err)
+	}
+	if err := k.env.Engine.Unfence(ctx, writer); err != nil {
+		return fmt.Errorf("reopen the writer %s: %w", writer, err)
+	}
+	k.log.Warn("made the writer writable again: it was read-only with no other writer (its guard fences it when it cannot renew its lease)", "instance", writer)
+	return nil
 }
 
 // HealAction names how an instance is brought back to follow the writer.

@@ -139,6 +139,38 @@ func TestKeeperPublishGrants(t *testing.T) {
 	}
 }
 
+// A writer its guard fenced (it could not renew its lease) is granted
+// and made writable again by Enforce when the cluster uses leases, and
+// left read-only without them.
+func TestKeeperEnforceReopensAFencedWriter(t *testing.T) {
+	ctx := context.Background()
+	for _, withLeases := range []bool{true, false} {
+		g := &grants{}
+		r := newKeeperRig(t, nil)
+		a := r.addrs[0]
+		var leases promote.Leases
+		if withLeases {
+			leases = g
+		}
+		r.keeper = promote.NewKeeper("c", r.envWith(leases), func() promote.Request { return promote.Request{} }, nil)
+		if err := r.store.SetWriter(ctx, "c", a); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.cluster.Fence(ctx, a); err != nil { // what its guard does
+			t.Fatal(err)
+		}
+		if err := r.keeper.Enforce(ctx); err != nil {
+			t.Fatalf("leases %v: %v", withLeases, err)
+		}
+		if got := !r.cluster.Node(a).ReadOnly; got != withLeases {
+			t.Fatalf("leases %v: writer writable again = %v", withLeases, got)
+		}
+		if withLeases && (len(g.to) != 1 || g.to[0] != a) {
+			t.Fatalf("grants %v, want [%s] before the writer is reopened", g.to, a)
+		}
+	}
+}
+
 func TestKeeperEnforceWaitsForAnUnfinishedRecovery(t *testing.T) {
 	ctx := context.Background()
 	r := newKeeperRig(t, nil)
