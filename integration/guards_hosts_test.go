@@ -71,4 +71,37 @@ func TestHostsLabGuards(t *testing.T) {
 		}
 		return nil
 	})
+
+	// The manager fails over: the new primary holds the grant and its guard the lease (a
+	// guard that fenced it before it was granted is overruled by the keeper's reopen), it
+	// takes writes, and the old primary stays read-only.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		err := func() error {
+			g, _, ok, err := c.ReadGrant(ctx, mariadbCluster)
+			if err != nil || !ok || g.Instance == "" || g.Instance == primary {
+				return fmt.Errorf("grant %+v (%v, %v)", g, ok, err)
+			}
+			v, session, _, err := c.ReadLease(ctx, mariadbCluster, g.Instance)
+			if err != nil || session == "" || v.Fenced {
+				return fmt.Errorf("lease of the new primary %s: %+v held by %q (%v)", g.Instance, v, session, err)
+			}
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			if in := prober.Probe(pctx, g.Instance); !in.Reachable || in.ReadOnly {
+				return fmt.Errorf("the new primary %s: reachable %v, read-only %v", g.Instance, in.Reachable, in.ReadOnly)
+			}
+			if in := prober.Probe(pctx, primary); !in.ReadOnly {
+				return fmt.Errorf("the old primary %s is writable again", primary)
+			}
+			return nil
+		}()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the failover: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
