@@ -269,6 +269,13 @@ type Promotion struct {
 	// backup.stop_command/start_command and backup.data_dir or the lab) and
 	// attaches it to the writer.
 	Reseed string `mapstructure:"reseed" yaml:"reseed,omitempty" json:"reseed,omitempty"`
+	// LeaseTTL is the write lease of the cluster's guards (`dbha guard`
+	// beside each server): dbha grants the writer its lease, a failover
+	// revokes the old primary's and waits for its guard's confirmation or
+	// for this TTL (stretched by 10% for clock rates), and `dbha guard`
+	// uses it as its default --ttl. 0 (the default): the cluster runs no
+	// guards. At least MinLeaseTTL.
+	LeaseTTL time.Duration `mapstructure:"lease_ttl" yaml:"lease_ttl,omitempty" json:"lease_ttl,omitempty"`
 }
 
 // FenceFailure values.
@@ -280,6 +287,10 @@ const (
 // ProceedOnFenceFailure reports whether a failover promotes after its
 // fence_command failed (fence_failure: proceed).
 func (p Promotion) ProceedOnFenceFailure() bool { return p.FenceFailure == FenceFailureProceed }
+
+// MinLeaseTTL is the shortest promotion.lease_ttl (guard.MinTTL): a
+// guard's round, a Consul transaction and a fence must fit in its margins.
+const MinLeaseTTL = 500 * time.Millisecond
 
 // Reseed values.
 const (
@@ -749,6 +760,9 @@ func validatePromotion(cl Cluster, key string, bad func(key, format string, args
 	case ReseedAuto:
 	default:
 		bad(key+".promotion.reseed", "unknown value %q: use off or auto", pr.Reseed)
+	}
+	if pr.LeaseTTL != 0 && pr.LeaseTTL < MinLeaseTTL {
+		bad(key+".promotion.lease_ttl", "%v: 0 (no guards) or at least %v", pr.LeaseTTL, MinLeaseTTL)
 	}
 	if pr.Window() < 0 || pr.StepTimeout < 0 || pr.OldPrimaryTimeout < 0 || pr.MaxLagSeconds < 0 || pr.FenceTimeout < 0 {
 		bad(key+".promotion", "block_for, step_timeout, old_primary_timeout, fence_timeout and max_lag_seconds must not be negative")

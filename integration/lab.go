@@ -48,6 +48,9 @@ type Options struct {
 	// Managers is the number of manager hosts of a hosts lab: 1 (the default, when 0) to 3.
 	// With 3, the Consul servers form a real Raft quorum.
 	Managers int
+	// Guards runs `dbha guard` beside every database server of a hosts lab, in the server's
+	// host, and turns the clusters' write leases on (promotion.lease_ttl).
+	Guards bool
 }
 
 // MaxManagers bounds Options.Managers.
@@ -58,6 +61,9 @@ func (o *Options) validate() error {
 	if !o.Hosts {
 		if o.Managers != 0 {
 			return errors.New("lab up: managers run only in a hosts lab (--hosts)")
+		}
+		if o.Guards {
+			return errors.New("lab up: guards run only in a hosts lab (--hosts)")
 		}
 		return nil
 	}
@@ -78,7 +84,7 @@ type Node struct {
 	// "mariadb-1" (primary), "mariadb-2", ..., "postgres-1" (primary), ..., and "consul" in the
 	// loopback lab; "consul-1".. and "manager-1".. (`dbha run`) in a hosts lab.
 	Name string `json:"name"`
-	Kind string `json:"kind"` // KindMariaDB, KindPostgres, KindConsul or KindManager
+	Kind string `json:"kind"` // KindMariaDB, KindPostgres, KindConsul, KindManager or KindGuard
 	Host string `json:"host"` // its address: 127.0.0.1, or its host's in a hosts lab
 	Port int    `json:"port"`
 	PID  int    `json:"pid"` // 0 once stopped by Stop
@@ -155,6 +161,8 @@ type Lab struct {
 	Net *HostNet `json:"net,omitempty"`
 	// Managers is the number of manager hosts of a hosts lab.
 	Managers int `json:"managers,omitempty"`
+	// Guards: see Options.
+	Guards bool `json:"guards,omitempty"`
 	// Faults are the faults injected and not healed yet, in order (see Fault).
 	Faults []FaultSpec `json:"faults,omitempty"`
 
@@ -262,6 +270,9 @@ func (l *Lab) build(ctx context.Context) error {
 	if err := l.upManagers(ctx); err != nil {
 		return err
 	}
+	if err := l.upGuards(ctx); err != nil {
+		return err
+	}
 	l.mu.Lock()
 	l.Ready = true
 	err := l.saveLocked()
@@ -281,8 +292,8 @@ func (l *Lab) resume(ctx context.Context) (*Lab, bool, error) {
 	}
 	started := false
 	// Databases one by one, then the Consul servers together (a restarted server waits for a
-	// quorum of them), then the managers.
-	for _, kinds := range [][]string{{KindMariaDB, KindPostgres}, {KindConsul}, {KindManager}} {
+	// quorum of them), then the managers, then the guards.
+	for _, kinds := range [][]string{{KindMariaDB, KindPostgres}, {KindConsul}, {KindManager}, {KindGuard}} {
 		var stopped []Node
 		for _, n := range l.nodes() {
 			if slices.Contains(kinds, n.Kind) && !n.running() {
@@ -323,8 +334,8 @@ func (l *Lab) abort() {
 
 // Down stops every recorded process: SIGTERM (SIGINT for PostgreSQL, its fast shutdown),
 // then SIGKILL after stopTimeout. Only the processes the lab started are signalled (see
-// processIsNode). The managers of a hosts lab go first, so that none acts on the others'
-// stopping; a frozen process (a fault) is thawed first. A hosts lab's network goes next:
+// processIsNode). The managers and guards of a hosts lab go first, so that none acts on the
+// others' stopping; a frozen process (a fault) is thawed first. A hosts lab's network goes next:
 // every namespace, veth and the bridge (its fault rules live in the namespaces), and the
 // record of faults. purge then removes the lab directory.
 func (l *Lab) Down(ctx context.Context, purge bool) error {
@@ -343,7 +354,7 @@ func (l *Lab) Down(ctx context.Context, purge bool) error {
 	for _, managers := range []bool{true, false} {
 		var nodes []Node
 		for _, n := range l.nodes() {
-			if (n.Kind == KindManager) == managers {
+			if (n.Kind == KindManager || n.Kind == KindGuard) == managers {
 				nodes = append(nodes, n)
 			}
 		}

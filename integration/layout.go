@@ -63,7 +63,7 @@ func create(ctx context.Context, dir string, o Options) (*Lab, error) {
 	l := &Lab{Dir: dir, ConfigPath: filepath.Join(dir, "dbha.yaml"), User: u, SocketRoot: dir, progress: o.Progress,
 		Binary: o.Binary, Lossless: o.Lossless}
 	if o.Hosts {
-		l.Managers = o.Managers
+		l.Managers, l.Guards = o.Managers, o.Guards
 	}
 	if err := l.chooseSocketRoot(); err != nil {
 		return nil, err
@@ -248,6 +248,9 @@ func (l *Lab) planHostNodes() error {
 			l.ConsulDNS = net.JoinHostPort(consul.Host, strconv.Itoa(l.Consul.DNS))
 		}
 	}
+	if l.Guards {
+		return l.planGuards()
+	}
 	return nil
 }
 
@@ -295,7 +298,7 @@ func (l *Lab) writeConfig() error {
 			return fmt.Errorf("write dbha config: %w", err)
 		}
 	}
-	return nil
+	return l.writeGuardConfigs(l.configText(files[0]))
 }
 
 // configText is one config file, in dbha's config format (which rejects unknown keys, so
@@ -368,17 +371,23 @@ func (l *Lab) writeDrillConfig(b *strings.Builder, kind string) {
 	// The drill writes as an application would: MariaDB's "app" has no
 	// global privilege, so a fenced (read-only) server refuses it.
 	user, secret := "app", "mariadb-app"
+	lease := ""
+	if l.Guards {
+		lease = fmt.Sprintf("      lease_ttl: %v\n", guardLeaseTTL)
+	}
 	if kind == KindMariaDB {
 		// Replaying DDL that only dbha's store holds needs its privileges.
-		fmt.Fprintf(b, "    promotion:\n      apply:\n        user: admin\n        password_file: %s\n", yamlScalar(l.Secret("mariadb-admin")))
+		fmt.Fprintf(b, "    promotion:\n%s      apply:\n        user: admin\n        password_file: %s\n", lease, yamlScalar(l.Secret("mariadb-admin")))
 		// mariadb-backup needs RELOAD, LOCK TABLES and the like.
 		fmt.Fprintf(b, "    backup:\n      user: admin\n      password_file: %s\n", yamlScalar(l.Secret("mariadb-admin")))
 	}
 	if kind == KindPostgres {
 		user, secret = "postgres", "postgres-superuser"
 		if l.Binary != "" {
-			fmt.Fprintf(b, "    promotion:\n      rejoin_command: [%s, lab, rejoin, --dir, %s, \"{instance}\", --primary, \"{primary}\"]\n",
-				yamlScalar(l.Binary), yamlScalar(l.Dir))
+			fmt.Fprintf(b, "    promotion:\n%s      rejoin_command: [%s, lab, rejoin, --dir, %s, \"{instance}\", --primary, \"{primary}\"]\n",
+				lease, yamlScalar(l.Binary), yamlScalar(l.Dir))
+		} else if lease != "" {
+			fmt.Fprintf(b, "    promotion:\n%s", lease)
 		}
 	}
 	fmt.Fprintf(b, "    drill:\n      user: %s\n      password_file: %s\n      database: dbha_lab\n", user, yamlScalar(l.Secret(secret)))

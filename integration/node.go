@@ -287,6 +287,8 @@ func (l *Lab) launchFor(n Node) (ln launch, err error) {
 		ln, err = l.consulLaunch(n)
 	case KindManager:
 		ln, err = l.managerLaunch(n)
+	case KindGuard:
+		ln, err = l.guardLaunch(n)
 	default:
 		err = fmt.Errorf("node %s: unknown kind %q", n.Name, n.Kind)
 	}
@@ -305,6 +307,8 @@ func (l *Lab) waitNodeReady(ctx context.Context, n Node) error {
 		return waitReady(ctx, n, "a Consul leader", l.consulReady(n))
 	case KindManager:
 		return waitReady(ctx, n, "the manager's HTTP endpoint", l.managerReady(n))
+	case KindGuard:
+		return waitReady(ctx, n, "the guard's first round", l.guardReady(n))
 	}
 	return fmt.Errorf("node %s: unknown kind %q", n.Name, n.Kind)
 }

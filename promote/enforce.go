@@ -22,6 +22,14 @@ type Enforcement struct {
 	// primary ahead of the fork), which is saved before pg_rewind discards
 	// it. Then the instance follows the writer.
 	Rewind []Divergent
+	// Reopen is the instance the writer endpoint names when it is the
+	// cluster's primary (reachable, following no source) but read-only,
+	// and no instance is writable: with guards, its guard fenced it when
+	// it could not renew its lease (Consul was out of reach). The keeper
+	// reopens it only when the cluster uses leases: it grants it its lease
+	// again, then makes it writable. Without leases a read-only primary is
+	// left to the operator (NoWritablePrimary), as before.
+	Reopen string
 }
 
 // Divergent is an instance that holds transactions the writer lacks.
@@ -50,6 +58,10 @@ func Enforce(s topology.Snapshot, writer string) Enforcement {
 		}
 	}
 	primary, ok := s.Instance(writer)
+	if len(e.Fence) == 0 && ok && s.Primary == writer && primary.Reachable && primary.ReadOnly &&
+		primary.Replication == nil && !anyWritable(s) {
+		e.Reopen = writer
+	}
 	if len(e.Fence) > 0 || !ok || !primary.Reachable || primary.ReadOnly || primary.Replication != nil {
 		return e
 	}
@@ -77,6 +89,15 @@ func strays(in topology.Instance, tree map[string]bool, s topology.Snapshot) boo
 	}
 	_, ofCluster := s.Instance(in.Replication.Source)
 	return ofCluster && !tree[in.Addr]
+}
+
+func anyWritable(s topology.Snapshot) bool {
+	for _, in := range s.Instances {
+		if in.Reachable && !in.ReadOnly {
+			return true
+		}
+	}
+	return false
 }
 
 // holdsMore says whether in holds what primary lacks, and what. MariaDB

@@ -136,3 +136,39 @@ func TestEnforcePostgres(t *testing.T) {
 		})
 	}
 }
+
+func TestEnforceReopen(t *testing.T) {
+	pos := func(s string) topology.Position { return mariaPos(t, s) }
+	replica := func(addr, source string) topology.Instance {
+		return topology.Instance{Addr: addr, Reachable: true, ReadOnly: true, Current: pos("0-1-10"), History: pos("0-1-10"),
+			Replication: &topology.Replication{Source: source, IORunning: true, SQLRunning: true}}
+	}
+	primary := func(readOnly bool) topology.Instance {
+		return topology.Instance{Addr: "db1", Reachable: true, ReadOnly: readOnly, Current: pos("0-1-10"), History: pos("0-1-10")}
+	}
+	cases := []struct {
+		name      string
+		instances []topology.Instance
+		writer    string
+		reopen    string
+	}{
+		{"the writer, fenced by its guard: reopened", []topology.Instance{primary(true), replica("db2", "db1"), replica("db3", "db1")}, "db1", "db1"},
+		{"the writer is writable: nothing", []topology.Instance{primary(false), replica("db2", "db1"), replica("db3", "db1")}, "db1", ""},
+		{"the writer endpoint names another: nothing", []topology.Instance{primary(true), replica("db2", "db1"), replica("db3", "db1")}, "db2", ""},
+		{"no writer registered: nothing", []topology.Instance{primary(true), replica("db2", "db1")}, "", ""},
+		{"another instance is writable: nothing", []topology.Instance{primary(true), replica("db2", "db1"),
+			{Addr: "db3", Reachable: true, Current: pos("0-1-10"), History: pos("0-1-10"),
+				Replication: &topology.Replication{Source: "db1", IORunning: true, SQLRunning: true}}}, "db1", ""},
+		{"the writer cannot be reached: nothing", []topology.Instance{{Addr: "db1", Error: "refused"}, replica("db2", "db1")}, "db1", ""},
+		{"the writer follows a source: nothing", []topology.Instance{replica("db1", "db2"), {Addr: "db2", Reachable: true, ReadOnly: true,
+			Current: pos("0-1-10"), History: pos("0-1-10")}}, "db1", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := topology.Build("c", topology.MariaDB, tc.instances, time.Unix(0, 0))
+			if e := Enforce(s, tc.writer); e.Reopen != tc.reopen {
+				t.Fatalf("Enforce = %+v; want reopen %q", e, tc.reopen)
+			}
+		})
+	}
+}

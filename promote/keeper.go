@@ -147,7 +147,8 @@ func (k *Keeper) Resume(ctx context.Context) (*Record, error) {
 // readers, when a snapshot taken under the lock still shows writer as the
 // writable primary. It never moves the writer away from an instance that
 // cannot be reached: that instance may be alive behind a partition, and
-// moving writers is a failover's job, which fences first.
+// moving writers is a failover's job, which fences first. With leases
+// (RecoverEnv.Leases), the writer is granted its lease first.
 func (k *Keeper) Publish(ctx context.Context, writer string, readers []string) error {
 	return k.underLock(ctx, func(fresh topology.Snapshot) error {
 		if p, err := fresh.WritablePrimary(); err != nil || p != writer {
@@ -160,6 +161,13 @@ func (k *Keeper) Publish(ctx context.Context, writer string, readers []string) e
 		if len(current) == 1 && current[0] != writer {
 			if in, ok := fresh.Instance(current[0]); !ok || !in.Reachable {
 				return fmt.Errorf("the writer endpoint names %s, which cannot be reached; it is not moved to %s outside a failover", current[0], writer)
+			}
+		}
+		// The writable primary holds the grant (a no-op once it does), so
+		// that its guard can renew its lease; a failover revokes it.
+		if k.env.Leases != nil {
+			if err := k.env.Leases.Grant(ctx, k.cluster, writer); err != nil {
+				return err
 			}
 		}
 		if err := k.env.Store.SetWriter(ctx, k.cluster, writer); err != nil {
@@ -215,6 +223,9 @@ func (k *Keeper) enforce(ctx context.Context, s topology.Snapshot) error {
 		}
 		k.log.Warn("fenced a writable instance that is not the writer", "instance", addr, "writer", writer)
 	}
+	if e.Reopen != "" && k.env.Leases != nil {
+		return k.reopen(ctx, e.Reopen)
+	}
 	var errs []error
 	for _, addr := range e.Rejoin {
 		if k.isReseeding(addr) {
@@ -231,6 +242,21 @@ func (k *Keeper) enforce(ctx context.Context, s topology.Snapshot) error {
 	}
 	k.forgetHealed(s)
 	return errors.Join(errs...)
+}
+
+// reopen makes the writer writable again after its guard fenced it (it
+// could not renew its lease): the grant first, so that its guard renews
+// rather than fences it again. A guard that still cannot reach Consul
+// fences it again at its next round; the next cycle tries once more.
+func (k *Keeper) reopen(ctx context.Context, writer string) error {
+	if err := k.env.Leases.Grant(ctx, k.cluster, writer); err != nil {
+		return fmt.Errorf("reopen the writer %s: %w", writer, err)
+	}
+	if err := k.env.Engine.Unfence(ctx, writer); err != nil {
+		return fmt.Errorf("reopen the writer %s: %w", writer, err)
+	}
+	k.log.Warn("made the writer writable again: it was read-only with no other writer (its guard fences it when it cannot renew its lease)", "instance", writer)
+	return nil
 }
 
 // HealAction names how an instance is brought back to follow the writer.

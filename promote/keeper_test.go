@@ -28,6 +28,7 @@ type keeperRig struct {
 	addrs   []string
 	store   *promotetest.Store
 	now     time.Time
+	engine  promote.Engine
 	keeper  *promote.Keeper
 }
 
@@ -43,13 +44,18 @@ func newKeeperRig(t *testing.T, engine func(*promotetest.Cluster) promote.Engine
 	if engine != nil {
 		e = engine(c)
 	}
-	env := promote.RecoverEnv{Store: r.store, Engine: e, Manager: "m1", StepTimeout: time.Second,
-		Discover: func(ctx context.Context) topology.Snapshot {
-			return topology.Discover(ctx, topology.Cluster{Name: "c", Engine: topology.MariaDB, Instances: addrs}, c, time.Second)
-		},
-		Now: func() time.Time { return r.now }}
-	r.keeper = promote.NewKeeper("c", env, func() promote.Request { return promote.Request{} }, nil)
+	r.engine = e
+	r.keeper = promote.NewKeeper("c", r.envWith(nil), func() promote.Request { return promote.Request{} }, nil)
 	return r
+}
+
+// envWith is the rig's environment, with leases (nil: none).
+func (r *keeperRig) envWith(leases promote.Leases) promote.RecoverEnv {
+	return promote.RecoverEnv{Store: r.store, Engine: r.engine, Manager: "m1", StepTimeout: time.Second,
+		Discover: func(ctx context.Context) topology.Snapshot {
+			return topology.Discover(ctx, topology.Cluster{Name: "c", Engine: topology.MariaDB, Instances: r.addrs}, r.cluster, time.Second)
+		},
+		Now: func() time.Time { return r.now }, Leases: leases}
 }
 
 func TestKeeperPublish(t *testing.T) {
@@ -80,6 +86,88 @@ func TestKeeperPublish(t *testing.T) {
 	}
 	if w, _ := r.store.Writer(ctx, "c"); len(w) != 1 || w[0] != a {
 		t.Fatalf("writer %v, want it left on %s", w, a)
+	}
+}
+
+// grants records the grants a keeper makes (promote.Leases).
+type grants struct {
+	to   []string
+	fail error
+}
+
+func (g *grants) Grant(_ context.Context, _, addr string) error {
+	if g.fail != nil {
+		return g.fail
+	}
+	g.to = append(g.to, addr)
+	return nil
+}
+
+func (g *grants) Revoke(context.Context, string, string) (promote.Revocation, error) {
+	return promote.Revocation{}, errors.New("the keeper does not revoke")
+}
+
+// With leases, the writer is granted before it is published; a grant that
+// cannot be stored publishes nothing.
+func TestKeeperPublishGrants(t *testing.T) {
+	ctx := context.Background()
+	g := &grants{}
+	r := newKeeperRig(t, nil)
+	a, b := r.addrs[0], r.addrs[1]
+	r.keeper = promote.NewKeeper("c", r.envWith(g), func() promote.Request { return promote.Request{} }, nil)
+	if err := r.keeper.Publish(ctx, b, nil); !errors.Is(err, promote.ErrBusy) {
+		t.Fatalf("publish of a writer the fresh snapshot does not show: %v, want ErrBusy", err)
+	}
+	if len(g.to) != 0 {
+		t.Fatalf("granted %v for a writer that is not the writable primary", g.to)
+	}
+	if err := r.keeper.Publish(ctx, a, []string{b}); err != nil {
+		t.Fatal(err)
+	}
+	if len(g.to) != 1 || g.to[0] != a {
+		t.Fatalf("grants %v, want [%s]", g.to, a)
+	}
+
+	g.fail = errors.New("consul: connection refused")
+	r.store = promotetest.NewStore()
+	r.keeper = promote.NewKeeper("c", r.envWith(g), func() promote.Request { return promote.Request{} }, nil)
+	if err := r.keeper.Publish(ctx, a, nil); err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("publish with a failing grant: %v, want its error", err)
+	}
+	if w, _ := r.store.Writer(ctx, "c"); len(w) != 0 {
+		t.Fatalf("writer %v published without its grant", w)
+	}
+}
+
+// A writer its guard fenced (it could not renew its lease) is granted
+// and made writable again by Enforce when the cluster uses leases, and
+// left read-only without them.
+func TestKeeperEnforceReopensAFencedWriter(t *testing.T) {
+	ctx := context.Background()
+	for _, withLeases := range []bool{true, false} {
+		g := &grants{}
+		r := newKeeperRig(t, nil)
+		a := r.addrs[0]
+		var leases promote.Leases
+		if withLeases {
+			leases = g
+		}
+		r.keeper = promote.NewKeeper("c", r.envWith(leases), func() promote.Request { return promote.Request{} }, nil)
+		if err := r.store.SetWriter(ctx, "c", a); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.cluster.Fence(ctx, a); err != nil { // what its guard does
+			t.Fatal(err)
+		}
+		if err := r.keeper.Enforce(ctx); err != nil {
+			t.Fatalf("leases %v: %v", withLeases, err)
+		}
+		if got := !r.cluster.Node(a).ReadOnly; got != withLeases {
+			t.Fatalf("leases %v: writer writable again = %v", withLeases, got)
+		}
+		if withLeases && (len(g.to) != 1 || g.to[0] != a) {
+			t.Fatalf("grants %v, want [%s] before the writer is reopened", g.to, a)
+		}
 	}
 }
 

@@ -13,8 +13,17 @@ import (
 // runs out. That is what lets a failover promote a new primary while the
 // old one cannot be reached, without two writers.
 //
-// Methods may be called concurrently for different clusters; an error
-// means the grant may not have changed (Revoke) or been stored (Grant).
+// Methods may be called concurrently for different clusters. An error
+// from Revoke means addr must not be taken as unable to write: the
+// revocation may or may not be stored, and the wait did not complete. An
+// error from Grant means the grant may not be stored: addr must not be
+// made writable.
+//
+// Whoever makes an instance writable grants it first (a promotion, a
+// switchover that gives the old primary its role back, the keeper's
+// publish): its guard fences a writable server the grant does not name.
+// consul.Leases is the implementation; its waits assume the guard's and
+// dbha's clocks run at rates within 10% of each other.
 type Leases interface {
 	// Revoke withdraws addr's right to be writable in cluster, and
 	// returns once addr's guard can no longer keep it writable: at once

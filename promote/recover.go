@@ -75,7 +75,8 @@ type RecoverEnv struct {
 	// (promotion.block_for); 0 sets no block.
 	BlockFor time.Duration
 	// Leases and Fencer are Env's: the guards' write leases (nil: no
-	// guards) and promotion.fence_command (nil: none).
+	// guards; the keeper also grants the writer it publishes, and reopens
+	// a writer its guard fenced) and promotion.fence_command (nil: none).
 	Leases Leases
 	Fencer Fencer
 	// RequireFencing (promotion.require_fencing) and

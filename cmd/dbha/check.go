@@ -38,9 +38,7 @@ findings, 2 usage or configuration error.`,
 			states := observe(cmd.Context(), m, cfg)
 			fencing := map[string]promote.FencingPolicy{}
 			for _, cl := range clusters {
-				// Leases stay false until guards' leases are wired in
-				// (see newKeeper).
-				fencing[cl.Name] = promote.FencingPolicy{Command: len(cl.Promotion.FenceCommand) > 0}
+				fencing[cl.Name] = promote.FencingPolicy{Leases: cl.Promotion.LeaseTTL > 0, Command: len(cl.Promotion.FenceCommand) > 0}
 			}
 			if err := writeCheck(cmd.OutOrStdout(), states, cfg.Checks.Policy, fencing, output); err != nil {
 				return err

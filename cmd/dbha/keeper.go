@@ -31,17 +31,13 @@ func newKeeper(g *globalFlags, cfg config.Config, cl config.Cluster, c *consul.C
 		Discover: func(ctx context.Context) topology.Snapshot {
 			return topology.Discover(ctx, cl.Topology(), prober, cfg.Probe.Timeout)
 		},
-		Hooks:             promote.CommandHooks{Before: pr.BeforePromote, After: pr.AfterPromote, Timeout: pr.StepTimeout},
-		Manager:           managerName(cfg),
-		SaveDir:           filepath.Join(cfg.StateDir, "rewinds", cl.Name),
-		StepTimeout:       pr.StepTimeout,
-		OldPrimaryTimeout: pr.OldPrimaryTimeout,
-		Streams:           streams,
-		BlockFor:          pr.Window(),
-		// Leases: the guards' write leases; nil until the Consul
-		// implementation of promote.Leases is wired here (without it a
-		// failover plans no lease layer).
-		Leases:                nil,
+		Hooks:                 promote.CommandHooks{Before: pr.BeforePromote, After: pr.AfterPromote, Timeout: pr.StepTimeout},
+		Manager:               managerName(cfg),
+		SaveDir:               filepath.Join(cfg.StateDir, "rewinds", cl.Name),
+		StepTimeout:           pr.StepTimeout,
+		OldPrimaryTimeout:     pr.OldPrimaryTimeout,
+		Streams:               streams,
+		BlockFor:              pr.Window(),
 		RequireFencing:        pr.RequireFencing,
 		Managers:              len(cfg.Manager.Members),
 		Acks:                  promote.AckFile{Path: filepath.Join(cfg.StateDir, "acks", cl.Name+".json")},
@@ -58,6 +54,9 @@ func newKeeper(g *globalFlags, cfg config.Config, cl config.Cluster, c *consul.C
 		}
 		closeAll = func() { closeEngine(); closeProber() }
 		env.Engine, env.Store = engine, c.Recoveries(filepath.Join(cfg.StateDir, "audit.jsonl"))
+		if pr.LeaseTTL > 0 {
+			env.Leases = c.Leases(pr.LeaseTTL)
+		}
 	}
 	if pr.IsAutoReseed() {
 		env.Reseed = func(ctx context.Context, addr string) error {

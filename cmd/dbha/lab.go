@@ -33,10 +33,12 @@ With --hosts (root only), every server runs on a host of its own: a network
 namespace on a bridge the lab creates, with an address from 198.18.0.0/15, and
 --managers N (1 to 3) manager hosts each run a Consul server and a dbha manager
 (dbha run). The root namespace is the clients' host. "dbha lab fault" then cuts,
-freezes or kills hosts, and "dbha lab heal" undoes every fault.`,
+freezes or kills hosts, and "dbha lab heal" undoes every fault. --guards adds
+dbha guard beside every database server, in its host, and turns the write
+leases on.`,
 	}
 	cmd.PersistentFlags().StringVar(&dir, "dir", defaultLabDir, "lab directory")
-	var lossless, hosts bool
+	var lossless, hosts, guards bool
 	var managers int
 
 	up := &cobra.Command{
@@ -47,7 +49,7 @@ freezes or kills hosts, and "dbha lab heal" undoes every fault.`,
 			out := cmd.OutOrStdout()
 			self, _ := os.Executable()
 			l, running, err := integration.Up(cmd.Context(), integration.Options{Dir: dir, Progress: out, Binary: self, Lossless: lossless,
-				Hosts: hosts, Managers: managers})
+				Hosts: hosts, Managers: managers, Guards: guards})
 			if err != nil {
 				return err
 			}
@@ -61,6 +63,7 @@ freezes or kills hosts, and "dbha lab heal" undoes every fault.`,
 
 	up.Flags().BoolVar(&hosts, "hosts", false, "a hosts lab: each server, Consul server and manager in a network namespace of its own (needs root)")
 	up.Flags().IntVar(&managers, "managers", 0, "manager hosts of a hosts lab, each with a Consul server and `dbha run` (1 to 3; default 1)")
+	up.Flags().BoolVar(&guards, "guards", false, "a hosts lab: `dbha guard` beside each database server, in its host, and write leases on (promotion.lease_ttl 2s)")
 	up.Flags().BoolVar(&lossless, "lossless", false, "commits wait until dbha's stream or a replica holds them, without falling back (MariaDB semi-sync with wait_no_slave and no timeout, AFTER_SYNC; PostgreSQL synchronous_standby_names = 'ANY 1 (\"dbha\", <standbys>)'): an isolated primary blocks its commits")
 
 	var purge bool

@@ -242,9 +242,11 @@ func (c *Controller) Fence(ctx context.Context, addr string) error {
 		"ALTER SYSTEM SET default_transaction_read_only = on",
 		"SELECT pg_reload_conf()",
 		// pg_signal_backend may not end a superuser's session; those keep
-		// running, and their next transaction is read-only by default too.
+		// running, and their next transaction is read-only by default too,
+		// unless dbha's own account is a superuser, which ends them as well.
 		fmt.Sprintf(`SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid
-			WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid() AND NOT r.rolsuper
+			WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()
+			AND (NOT r.rolsuper OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))
 			AND a.usename NOT IN (%s, %s)`,
 			literal(c.user), literal(c.replUser)))
 }
