@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -66,6 +68,17 @@ type Leases struct {
 	// says of its own.
 	ttl time.Duration
 	now func() time.Time
+
+	mu sync.Mutex
+	// seen is, per cluster and instance, the lease's latest ModifyIndex
+	// that Watch saw and when it first saw it (this process's clock).
+	seen map[string]map[string]sighting
+}
+
+// sighting is when Watch first saw a lease at a ModifyIndex.
+type sighting struct {
+	index uint64
+	at    time.Time
 }
 
 var _ promote.Leases = (*Leases)(nil)
@@ -74,7 +87,57 @@ var _ promote.Leases = (*Leases)(nil)
 // the longer of ttl and the TTL the instance's guard states in its lease
 // (ttl may be 0: the guard's own is then used).
 func (c *Client) Leases(ttl time.Duration) *Leases {
-	return &Leases{c: c, ttl: ttl, now: time.Now}
+	return &Leases{c: c, ttl: ttl, now: time.Now, seen: map[string]map[string]sighting{}}
+}
+
+// Watch follows every lease of cluster (a blocking query on its prefix)
+// until ctx ends, noting when each renewal was first seen: a renewal is
+// committed before it is seen, and its guard sent it earlier still, so its
+// server is fenced within the TTL of that sighting. Revoke then waits
+// from the old primary's last renewal, seen before the failure, rather
+// than from the revocation, seconds later: with a daemon that watches, a
+// failover waits for a lease only as long as the lease outlives the
+// failure's detection.
+func (l *Leases) Watch(ctx context.Context, cluster string) {
+	prefix := Prefix(cluster) + "lease/"
+	var index uint64
+	for ctx.Err() == nil {
+		q := (&api.QueryOptions{WaitIndex: index, WaitTime: time.Minute}).WithContext(ctx)
+		pairs, meta, err := l.c.kv.List(prefix, q)
+		if err != nil {
+			index = 0
+			sleep(ctx, time.Second)
+			continue
+		}
+		now := time.Now()
+		l.mu.Lock()
+		seen := l.seen[cluster]
+		if seen == nil {
+			seen = map[string]sighting{}
+			l.seen[cluster] = seen
+		}
+		for _, p := range pairs {
+			addr := strings.TrimPrefix(p.Key, prefix)
+			if s, ok := seen[addr]; !ok || s.index != p.ModifyIndex {
+				seen[addr] = sighting{index: p.ModifyIndex, at: now}
+			}
+		}
+		l.mu.Unlock()
+		if meta.LastIndex < index {
+			index = 0 // the index went back (a Consul restore): start over
+		} else {
+			index = meta.LastIndex
+		}
+	}
+}
+
+// sightedAt is when Watch first saw addr's lease at index; ok false when
+// it did not see that index.
+func (l *Leases) sightedAt(cluster, addr string, index uint64) (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s, ok := l.seen[cluster][addr]
+	return s.at, ok && s.index == index
 }
 
 // Revoke stores a revocation of addr's grant (unless the grant already
@@ -105,6 +168,16 @@ func (l *Leases) Revoke(ctx context.Context, cluster, addr string) (promote.Revo
 	return l.await(ctx, cluster, addr, at, since)
 }
 
+// anchor is what a revocation's wait runs from: since (its own commit),
+// or earlier, when Watch saw the lease's final renewal (the value read
+// after the revocation, which no renewal can follow) before it.
+func (l *Leases) anchor(cluster, addr string, final uint64, since time.Time) time.Time {
+	if at, ok := l.sightedAt(cluster, addr, final); ok && at.Before(since) {
+		return at
+	}
+	return since
+}
+
 // await waits for addr's guard to release its lease after the grant's
 // ModifyIndex at, or for the lease's TTL (stretched) to pass since since.
 func (l *Leases) await(ctx context.Context, cluster, addr string, at uint64, since time.Time) (promote.Revocation, error) {
@@ -114,9 +187,10 @@ func (l *Leases) await(ctx context.Context, cluster, addr string, at uint64, sin
 		index   uint64
 		read    bool
 		lastErr error
+		from    = since // the wait's anchor (see anchor)
 	)
 	for {
-		deadline := since.Add(time.Duration(float64(ttl)*ClockMargin) + revokeSlack)
+		deadline := from.Add(time.Duration(float64(ttl)*ClockMargin) + revokeSlack)
 		wait := time.Until(deadline)
 		if read && wait <= 0 {
 			return promote.Revocation{Guarded: true, Waited: time.Since(since), TTL: ttl}, nil
@@ -143,6 +217,9 @@ func (l *Leases) await(ctx context.Context, cluster, addr string, at uint64, sin
 		}
 		if pair == nil && !read {
 			return promote.Revocation{Guarded: false}, nil
+		}
+		if !read && pair != nil {
+			from = l.anchor(cluster, addr, pair.ModifyIndex, since)
 		}
 		read = true
 		index = meta.LastIndex

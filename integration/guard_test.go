@@ -248,6 +248,43 @@ func TestGuardFencesWithoutConsul(t *testing.T) {
 	}
 }
 
+// TestWatchedRevocationWaitsFromTheLastRenewal: a manager that watches the
+// leases (Leases.Watch, as `dbha run` does) anchors a revocation's wait at
+// the old primary's last renewal it saw, not at the revocation: the lease
+// it waits out has partly run while the failure was being detected. What
+// must hold is unchanged: when Revoke returns, the server refuses writes.
+func TestWatchedRevocationWaitsFromTheLastRenewal(t *testing.T) {
+	ctx := context.Background()
+	r := newGuardRig(t, mariadbCluster)
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go r.leases.Watch(wctx, r.kv)
+	if err := r.leases.Grant(ctx, r.kv, r.primary); err != nil {
+		t.Fatal(err)
+	}
+	r.runGuard()
+	r.waitHeld(ctx)
+	time.Sleep(guardTTL / 2) // renewals the watch sees
+
+	r.proxy.Cut()
+	cut := time.Now()
+	time.Sleep(guardTTL / 2) // detection takes a while: the lease runs meanwhile
+	rev, err := r.leases.Revoke(ctx, r.kv, r.primary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("revocation %v after the cut: %+v (under load, lease %v)", time.Since(cut).Round(time.Millisecond), rev, guardTTL)
+	if !rev.Guarded || rev.Released {
+		t.Fatalf("revocation %+v: want a guarded lease run out, unconfirmed", rev)
+	}
+	if s := r.state(ctx); s != guard.ServerReadOnly {
+		t.Fatalf("the primary is %s when the revocation returned", s)
+	}
+	if err := r.writer(ctx); err == nil {
+		t.Fatal("a session opened before the outage still writes after the revocation returned")
+	}
+}
+
 // A guard that never reaches Consul fences a writable server at once, and
 // the server stays read-only: without Consul it cannot hold a lease.
 func TestGuardWithoutConsulFromTheStart(t *testing.T) {

@@ -67,7 +67,7 @@ func allFollow(primary string) func(topology.Snapshot) error {
 func TestTwoFailoversThenBothOldPrimariesRejoin(t *testing.T) {
 	bin := dbhaBinary(t)
 	t.Parallel()
-	l := binLab(t, bin)
+	l := binLab(t, bin, withWitness) // a primary lost with a replica down: 3 of 5 voters
 	c := consulClient(t, l)
 	startDbhaRun(t, bin, l, "heal-watcher")
 	for _, e := range labEngines {
@@ -136,7 +136,7 @@ func TestSwitchoverDoesNotBlockFailover(t *testing.T) {
 func TestRealFlapIsBlocked(t *testing.T) {
 	bin := dbhaBinary(t)
 	t.Parallel()
-	l := binLab(t, bin)
+	l := binLab(t, bin, withWitness) // a primary lost with a replica down: 3 of 5 voters
 	c := consulClient(t, l)
 	run := startDbhaRun(t, bin, l, "flap-watcher")
 	for _, e := range labEngines {

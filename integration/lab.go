@@ -51,6 +51,11 @@ type Options struct {
 	// Guards runs `dbha guard` beside every database server of a hosts lab, in the server's
 	// host, and turns the clusters' write leases on (promotion.lease_ttl).
 	Guards bool
+	// Witness gives each cluster a check_command that votes in the quorum: a TCP connect to
+	// the primary (labWitness). In production a witness checks from another site; here it
+	// stands for one, so that a test may lose a replica and its primary and still hold a
+	// majority (5 voters: 3 instances, the manager, the witness).
+	Witness bool
 }
 
 // MaxManagers bounds Options.Managers.
@@ -161,8 +166,9 @@ type Lab struct {
 	Net *HostNet `json:"net,omitempty"`
 	// Managers is the number of manager hosts of a hosts lab.
 	Managers int `json:"managers,omitempty"`
-	// Guards: see Options.
-	Guards bool `json:"guards,omitempty"`
+	// Guards and Witness: see Options.
+	Guards  bool `json:"guards,omitempty"`
+	Witness bool `json:"witness,omitempty"`
 	// Faults are the faults injected and not healed yet, in order (see Fault).
 	Faults []FaultSpec `json:"faults,omitempty"`
 

@@ -61,7 +61,7 @@ func create(ctx context.Context, dir string, o Options) (*Lab, error) {
 		return nil, err
 	}
 	l := &Lab{Dir: dir, ConfigPath: filepath.Join(dir, "dbha.yaml"), User: u, SocketRoot: dir, progress: o.Progress,
-		Binary: o.Binary, Lossless: o.Lossless}
+		Binary: o.Binary, Lossless: o.Lossless, Witness: o.Witness}
 	if o.Hosts {
 		l.Managers, l.Guards = o.Managers, o.Guards
 	}
@@ -338,11 +338,19 @@ func (l *Lab) configText(f configFile) string {
 		fmt.Fprintf(&b, "    replication:\n")
 		fmt.Fprintf(&b, "      user: repl\n")
 		fmt.Fprintf(&b, "      password_file: %s\n", yamlScalar(l.Secret(c.kind+"-repl")))
+		if l.Witness {
+			fmt.Fprintf(&b, "    check_command: [%s]\n", labWitness)
+		}
 		l.writeStreamConfig(&b, c.name, c.kind, f.manager)
 		l.writeDrillConfig(&b, c.kind)
 	}
 	return b.String()
 }
+
+// labWitness is the lab's check_command (Options.Witness): bash opens a TCP connection to
+// the primary dbha names in DBHA_PRIMARY; exit 0, it is alive. A killed server refuses at
+// once; check.external_timeout bounds a silent one.
+const labWitness = `bash, -c, 'exec 3<>"/dev/tcp/${DBHA_PRIMARY%:*}/${DBHA_PRIMARY##*:}"'`
 
 // writeStreamConfig writes a cluster's stream block: in a lossless lab, the stream
 // acknowledges commits; a manager's stream has a server_id (MariaDB) or a slot (PostgreSQL)

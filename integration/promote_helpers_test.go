@@ -77,6 +77,9 @@ func dbhaBinary(t *testing.T) string {
 // PostgreSQL rejoin_command), and stops and removes it when the test ends.
 // The lab is read back from disk for that: `dbha lab rejoin`, run by a
 // `dbha run` child, restarts nodes and records their new PIDs there.
+// withWitness gives binLab's clusters the lab's witness (Options.Witness).
+func withWitness(o *Options) { o.Witness = true }
+
 func binLab(t *testing.T, bin string, opts ...func(*Options)) *Lab {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

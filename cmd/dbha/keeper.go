@@ -55,7 +55,13 @@ func newKeeper(g *globalFlags, cfg config.Config, cl config.Cluster, c *consul.C
 		closeAll = func() { closeEngine(); closeProber() }
 		env.Engine, env.Store = engine, c.Recoveries(filepath.Join(cfg.StateDir, "audit.jsonl"))
 		if pr.LeaseTTL > 0 {
-			env.Leases = c.Leases(pr.LeaseTTL)
+			// The watch lets a revocation wait from the old primary's last
+			// renewal rather than from itself (consul.Leases.Watch).
+			leases := c.Leases(pr.LeaseTTL)
+			wctx, stopWatch := context.WithCancel(context.Background())
+			go leases.Watch(wctx, cl.Name)
+			env.Leases = leases
+			closeAll = func() { stopWatch(); closeEngine(); closeProber() }
 		}
 	}
 	if pr.IsAutoReseed() {
