@@ -147,6 +147,17 @@ func (r *guardRig) runGuard() {
 }
 
 // waitHeld waits (bounded) until the guard holds its lease.
+// startGuarded grants the primary the write right, starts its guard and
+// waits until the guard holds the lease.
+func (r *guardRig) startGuarded(ctx context.Context) {
+	r.t.Helper()
+	if err := r.leases.Grant(ctx, r.kv, r.primary); err != nil {
+		r.t.Fatal(err)
+	}
+	r.runGuard()
+	r.waitHeld(ctx)
+}
+
 func (r *guardRig) waitHeld(ctx context.Context) {
 	eventually(r.t, "the guard to hold its lease", func() error {
 		v, session, ok, err := r.direct.ReadLease(ctx, r.kv, r.primary)
@@ -171,11 +182,7 @@ func TestGuardConfirmsRevocation(t *testing.T) {
 		t.Run(cluster, func(t *testing.T) {
 			ctx := context.Background()
 			r := newGuardRig(t, cluster)
-			if err := r.leases.Grant(ctx, r.kv, r.primary); err != nil {
-				t.Fatal(err)
-			}
-			r.runGuard()
-			r.waitHeld(ctx)
+			r.startGuarded(ctx)
 			if s := r.state(ctx); s != guard.ServerWritable {
 				t.Fatalf("the guarded primary is %s while its guard holds the lease", s)
 			}
@@ -210,11 +217,7 @@ func TestGuardFencesWithoutConsul(t *testing.T) {
 		t.Run(cluster, func(t *testing.T) {
 			ctx := context.Background()
 			r := newGuardRig(t, cluster)
-			if err := r.leases.Grant(ctx, r.kv, r.primary); err != nil {
-				t.Fatal(err)
-			}
-			r.runGuard()
-			r.waitHeld(ctx)
+			r.startGuarded(ctx)
 
 			// The guard's Consul goes silent (packets dropped, no reset); dbha
 			// still reaches Consul and revokes: it must wait the lease out,
@@ -259,11 +262,7 @@ func TestWatchedRevocationWaitsFromTheLastRenewal(t *testing.T) {
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go r.leases.Watch(wctx, r.kv)
-	if err := r.leases.Grant(ctx, r.kv, r.primary); err != nil {
-		t.Fatal(err)
-	}
-	r.runGuard()
-	r.waitHeld(ctx)
+	r.startGuarded(ctx)
 	time.Sleep(guardTTL / 2) // renewals the watch sees
 
 	r.proxy.Cut()
