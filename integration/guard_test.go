@@ -146,7 +146,6 @@ func (r *guardRig) runGuard() {
 	r.t.Cleanup(r.stop)
 }
 
-// waitHeld waits (bounded) until the guard holds its lease.
 // startGuarded grants the primary the write right, starts its guard and
 // waits until the guard holds the lease.
 func (r *guardRig) startGuarded(ctx context.Context) {
@@ -158,6 +157,7 @@ func (r *guardRig) startGuarded(ctx context.Context) {
 	r.waitHeld(ctx)
 }
 
+// waitHeld waits (bounded) until the guard holds its lease.
 func (r *guardRig) waitHeld(ctx context.Context) {
 	eventually(r.t, "the guard to hold its lease", func() error {
 		v, session, ok, err := r.direct.ReadLease(ctx, r.kv, r.primary)
