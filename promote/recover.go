@@ -75,6 +75,9 @@ type RecoverEnv struct {
 	// (promotion.block_for); 0 sets no block.
 	BlockFor time.Duration
 	Now      func() time.Time
+	// BeforeStep is Env.BeforeStep for every recovery this env runs: a
+	// testing hook (the lab's crash at a step); nil in production.
+	BeforeStep func(p Plan, st Step)
 }
 
 // Streams is dbha's change stream of a cluster as a recovery needs it
@@ -175,7 +178,7 @@ func finish(ctx context.Context, env RecoverEnv, cluster string, lease Lease, re
 	}
 	rec.Lease = lease.ID()
 	exec := Env{Engine: env.Engine, Coordinator: coordinator{lease: lease, store: env.Store, cluster: cluster},
-		Journal: env.Store, Hooks: env.Hooks, StepTimeout: env.StepTimeout, OldPrimaryTimeout: env.OldPrimaryTimeout, Now: env.Now}
+		Journal: env.Store, Hooks: env.Hooks, StepTimeout: env.StepTimeout, OldPrimaryTimeout: env.OldPrimaryTimeout, Now: env.Now, BeforeStep: env.BeforeStep}
 	if err := Execute(ctx, exec, rec); err != nil {
 		return rec, err
 	}

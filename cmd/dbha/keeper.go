@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 
 	"github.com/dbha/dbha/binlog"
@@ -38,6 +39,7 @@ func newKeeper(g *globalFlags, cfg config.Config, cl config.Cluster, c *consul.C
 		OldPrimaryTimeout: pr.OldPrimaryTimeout,
 		Streams:           streams,
 		BlockFor:          pr.Window(),
+		BeforeStep:        stepTrap(os.LookupEnv, log), // a testing hook; nil unless the lab set it
 	}
 	if c != nil {
 		engine, closeEngine, err := newEngine(cfg, cl)
