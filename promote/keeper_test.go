@@ -236,3 +236,71 @@ func TestKeeperResumesARecoveryItsManagerLeft(t *testing.T) {
 		})
 	}
 }
+
+// TestResumedFailoverRollsBackWhenTheOldPrimaryIsBack: a failover left
+// after its stop-following steps (its manager crashed, or lost Consul) is
+// resumed once the old primary answers again, which clients may have been
+// writing to through the unchanged writer endpoint: it must not promote
+// over it, but give it its replicas back. With the old primary still
+// dead, the same resume finishes the failover.
+func TestResumedFailoverRollsBackWhenTheOldPrimaryIsBack(t *testing.T) {
+	for _, back := range []bool{true, false} {
+		t.Run(map[bool]string{true: "old primary back", false: "old primary still dead"}[back], func(t *testing.T) {
+			ctx := context.Background()
+			r := newKeeperRig(t, nil)
+			a := r.addrs[0]
+			if err := r.store.SetWriter(ctx, "c", a); err != nil {
+				t.Fatal(err)
+			}
+			r.cluster.Kill(a)
+			crashed := promote.RecoverEnv{Store: r.store, Engine: r.cluster, Manager: "m0", StepTimeout: time.Second,
+				Discover: func(ctx context.Context) topology.Snapshot {
+					return topology.Discover(ctx, topology.Cluster{Name: "c", Engine: topology.MariaDB, Instances: r.addrs}, r.cluster, time.Second)
+				},
+				Now: func() time.Time { return r.now },
+				BeforeStep: func(_ promote.Plan, st promote.Step) {
+					if st.Action == promote.ActPromote {
+						runtime.Goexit()
+					}
+				}}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				_, _ = promote.Recover(ctx, crashed, "c", promote.Request{}, promote.Trigger{Reason: "DeadPrimary", Automatic: true, Primary: a})
+			}()
+			<-done
+			left, _ := r.store.Unfinished(ctx, "c")
+			if left == nil {
+				t.Fatal("no recovery left unfinished")
+			}
+			if back {
+				if err := r.cluster.Start(a, false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := r.keeper.Resume(ctx)
+			rec, _ := r.store.Latest(ctx, "c")
+			w, _ := r.store.Writer(ctx, "c")
+			if !back {
+				if err != nil || !rec.Done || rec.Aborted || len(w) != 1 || w[0] != rec.Plan.NewPrimary {
+					t.Fatalf("resume with the old primary dead: err %v, done %v aborted %v, writer %v; want the failover finished", err, rec.Done, rec.Aborted, w)
+				}
+				return
+			}
+			if !errors.Is(err, promote.ErrRolledBack) {
+				t.Fatalf("resume with the old primary back: %v, want ErrRolledBack", err)
+			}
+			if !rec.Done || !rec.Aborted {
+				t.Fatalf("record done %v aborted %v, want a finished, aborted record", rec.Done, rec.Aborted)
+			}
+			if len(w) != 1 || w[0] != a {
+				t.Fatalf("writer %v, want it left on the old primary %s", w, a)
+			}
+			for _, addr := range r.addrs[1:] {
+				if n := r.cluster.Node(addr); !n.ReadOnly || n.Source != a || n.Halted {
+					t.Errorf("%s: read-only %v, source %q, halted %v; want it following %s again", addr, n.ReadOnly, n.Source, n.Halted, a)
+				}
+			}
+		})
+	}
+}
