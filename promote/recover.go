@@ -332,9 +332,13 @@ func rollBackIfBack(ctx context.Context, env RecoverEnv, rec *Record) (back bool
 	if rec.Kind != Failover || rec.Done || len(rec.Steps) == 0 || stepDone(rec, ActPromote) {
 		return false, nil
 	}
+	// Every replica the plan stops, not only those recorded: a step may
+	// have run without being recorded (its manager died, or Consul failed,
+	// before the record was saved). Repointing one that still follows the
+	// old primary only restarts its replication.
 	var stopped []string
-	for _, s := range rec.Steps {
-		if s.Action == ActStopFollowing && s.Error == "" && s.Note == "" {
+	for _, s := range rec.Plan.Steps {
+		if s.Action == ActStopFollowing {
 			stopped = append(stopped, s.Target)
 		}
 	}
