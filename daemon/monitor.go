@@ -175,7 +175,9 @@ type watcher struct {
 	lost   string
 	lostAt time.Time
 	// resumePending: a recovery a crashed manager left may still wait to be
-	// finished; resumeAt is the next attempt after one that failed.
+	// finished (at start-up; after another manager was seen recovering;
+	// after a recovery of this one failed); resumeAt is the next attempt
+	// after one that failed.
 	resumePending bool
 	resumeAt      time.Time
 	// published is the writer and readers last written to Consul, at
@@ -454,6 +456,11 @@ func (w *watcher) recover(ctx context.Context, f checks.Finding, findings []chec
 	switch {
 	case errors.Is(err, promote.ErrLocked):
 		w.log.Info("another manager is recovering the cluster", "code", f.Code)
+		// That manager may die mid-way, after its first steps stopped the
+		// replicas: then no replica vouches that the primary is dead, no
+		// DeadPrimary is seen again, and nothing else would finish its
+		// recovery. Watch until none is left unfinished (see resume).
+		w.resumePending = true
 	case errors.Is(err, promote.ErrNothingToRecover):
 		w.log.Info("no recovery needed after all", "code", f.Code, "why", err.Error())
 		w.tracker = checks.Tracker{} // what was seen is stale: count afresh
@@ -479,6 +486,9 @@ func (w *watcher) recover(ctx context.Context, f checks.Finding, findings []chec
 				w.stopped.NextStep = rec.Next
 			}
 		}
+		// It may be left half-done (it lost its lock or Consul after its
+		// first steps), when the analysis no longer calls for it.
+		w.resumePending = true
 	default:
 		w.warned, w.lost, w.stopped = "", "", nil
 		w.tracker = checks.Tracker{} // the primary changed: count afresh

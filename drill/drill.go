@@ -143,6 +143,9 @@ type Run struct {
 	HealedAt      time.Time `json:"healed_at,omitzero"`
 	Pass          bool      `json:"pass"`
 	Error         string    `json:"error,omitempty"`
+	// Trap is what the manager that reached a fault's step reported (its
+	// pid, the step, when).
+	Trap string `json:"trap,omitempty"`
 }
 
 // Drill runs o.Runs runs and returns them all. A run that leaves the

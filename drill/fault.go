@@ -18,6 +18,11 @@ type Fault struct {
 	Host    string      `json:"host,omitempty"`
 	Sides   [2][]string `json:"sides"`
 	Percent int         `json:"percent,omitempty"`
+	// Step: manager-crash and consul-down strike when the recovery
+	// reaches this step ("<action>[:<n>]", e.g. promote, repoint:2).
+	Step string `json:"step,omitempty"`
+	// For: how long consul-down keeps Consul down.
+	For time.Duration `json:"for,omitempty"`
 }
 
 func (f Fault) String() string {
@@ -31,6 +36,12 @@ func (f Fault) String() string {
 	if len(f.Sides[0]) > 0 || len(f.Sides[1]) > 0 {
 		s += " " + FormatSides(f.Sides)
 	}
+	if f.Step != "" {
+		s += " at " + f.Step
+	}
+	if f.For > 0 {
+		s += " for " + f.For.String()
+	}
 	return s
 }
 
@@ -43,6 +54,13 @@ type Faults interface {
 	Heal(ctx context.Context) error
 	// HostOf names the host a database address lives on.
 	HostOf(addr string) (string, error)
+}
+
+// Trapper is what Faults that can strike at a step of a recovery also
+// offer: what the manager that reached the step reported, and whether
+// one did.
+type Trapper interface {
+	TrapFired() (string, bool)
 }
 
 // expectation says whether a fault should make a new primary.
@@ -64,22 +82,34 @@ type kind struct {
 	// flap: injected and healed over and over within the observation
 	// window, as FlapOptions say.
 	flap bool
+	// step: strikes at a step of the recovery that a host-down of the
+	// primary's host starts (the fault is put in place first, then the
+	// host-down); stepNeeded: a step must be given, else defaultStep.
+	step        bool
+	stepNeeded  bool
+	defaultStep string
+	// defaultFor: the fault's duration when none is given.
+	defaultFor time.Duration
 	// Targets from the issue that set them (0: none).
 	targetMedian, targetMax time.Duration
 }
 
 // kinds is the catalogue: what each fault should cause.
 var kinds = map[string]kind{
-	"kill":        {expect: expectFailover, onPrimary: true, targetMedian: time.Second},
-	"host-down":   {expect: expectFailover, onPrimary: true, targetMedian: 2500 * time.Millisecond, targetMax: 4 * time.Second},
-	"hang":        {expect: expectFailover, onPrimary: true, targetMedian: 4 * time.Second, targetMax: 6 * time.Second},
-	"isolate":     {expect: expectFailover, onPrimary: true},
-	"consul-down": {expect: expectFailover, onPrimary: true},
-	"switchover":  {expect: expectFailover},
-	"split":       {expect: expectBySides, sides: true},
-	"manager-cut": {expect: expectNone, onPrimary: true},
-	"loss":        {expect: expectNone, onPrimary: true, percent: true},
-	"flap":        {expect: expectNone, onPrimary: true, flap: true},
+	"kill":      {expect: expectFailover, onPrimary: true, targetMedian: time.Second},
+	"host-down": {expect: expectFailover, onPrimary: true, targetMedian: 2500 * time.Millisecond, targetMax: 4 * time.Second},
+	"hang":      {expect: expectFailover, onPrimary: true, targetMedian: 4 * time.Second, targetMax: 6 * time.Second},
+	"isolate":   {expect: expectFailover, onPrimary: true},
+	// consul-down: the managers' Consul servers stop once the recovery
+	// started (or at --step) and start again after For.
+	"consul-down": {expect: expectFailover, onPrimary: true, step: true, defaultStep: "lock", defaultFor: 5 * time.Second},
+	// manager-crash: kill -9 of the manager running the recovery at --step.
+	"manager-crash": {expect: expectFailover, onPrimary: true, step: true, stepNeeded: true},
+	"switchover":    {expect: expectFailover},
+	"split":         {expect: expectBySides, sides: true},
+	"manager-cut":   {expect: expectNone, onPrimary: true},
+	"loss":          {expect: expectNone, onPrimary: true, percent: true},
+	"flap":          {expect: expectNone, onPrimary: true, flap: true},
 }
 
 // FaultNames lists the faults the drill knows, sorted.
@@ -105,14 +135,20 @@ type Plan struct {
 // clients still reach it), each time for less than detection takes.
 const FlapFault = "isolate"
 
-// Injected is the fault as the lab puts it in place: a flap's cycles are
-// short isolations of its host.
-func (p Plan) Injected() Fault {
+// Injected are the faults the lab puts in place, in order: a flap's
+// cycles are short isolations of its host; a fault at a step of the
+// recovery is armed first (with no host), then the primary's host goes
+// down, which starts the recovery.
+func (p Plan) Injected() []Fault {
 	f := p.Fault
 	if p.Flap {
 		f.Name = FlapFault
 	}
-	return f
+	if !kinds[f.Name].step {
+		return []Fault{f}
+	}
+	armed := Fault{Name: f.Name, Step: f.Step, For: f.For}
+	return []Fault{armed, {Name: "host-down", Host: f.Host}}
 }
 
 // Expect overrides the catalogue's expectation: "failover" or "none"; ""
@@ -143,6 +179,17 @@ func PlanFault(f Fault, expect Expect, primaryHost string, dbHosts, managers []s
 	f.Sides = sides
 	if k.percent && (f.Percent < 1 || f.Percent > 100) {
 		return Plan{}, fmt.Errorf("fault %s: percent %d, want 1 to 100", f.Name, f.Percent)
+	}
+	switch {
+	case f.Step != "" && !k.step:
+		return Plan{}, fmt.Errorf("fault %s: a step is for manager-crash and consul-down only", f.Name)
+	case k.stepNeeded && f.Step == "":
+		return Plan{}, fmt.Errorf("fault %s: needs the step of the recovery to strike at (--step, e.g. promote)", f.Name)
+	case f.Step == "":
+		f.Step = k.defaultStep
+	}
+	if f.For == 0 {
+		f.For = k.defaultFor
 	}
 	p := Plan{Fault: f, Flap: k.flap}
 	switch {

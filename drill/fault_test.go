@@ -27,6 +27,7 @@ func TestPlanFault(t *testing.T) {
 		host     string // want the planned host
 		failover bool
 		sides    string // want the planned sides, when set
+		injected string // want what the lab puts in place, when set ("; " between faults)
 		err      string
 	}{
 		{name: "kill strikes the primary's host", f: Fault{Name: "kill"}, host: "mariadb-1", failover: true},
@@ -63,6 +64,14 @@ func TestPlanFault(t *testing.T) {
 			f: Fault{Name: "split", Sides: sides("manager-1,mariadb-1|primary")}, managers: one, err: "named twice"},
 		{name: "the primary on neither side",
 			f: Fault{Name: "split", Sides: sides("mariadb-2|mariadb-3")}, managers: one, err: "neither side"},
+		{name: "manager-crash at a step expects a failover", f: Fault{Name: "manager-crash", Step: "promote"}, host: "mariadb-1", failover: true,
+			injected: "manager-crash at promote; host-down mariadb-1"},
+		{name: "manager-crash needs a step", f: Fault{Name: "manager-crash"}, err: "needs the step"},
+		{name: "consul-down strikes once the recovery started, for 5 s", f: Fault{Name: "consul-down"}, host: "mariadb-1", failover: true,
+			injected: "consul-down at lock for 5s; host-down mariadb-1"},
+		{name: "consul-down at a step", f: Fault{Name: "consul-down", Step: "move-writer"}, host: "mariadb-1", failover: true,
+			injected: "consul-down at move-writer for 5s; host-down mariadb-1"},
+		{name: "a step is for step faults only", f: Fault{Name: "kill", Step: "promote"}, err: "a step is for"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -81,6 +90,15 @@ func TestPlanFault(t *testing.T) {
 			}
 			if tc.sides != "" && FormatSides(p.Fault.Sides) != tc.sides {
 				t.Errorf("sides %s, want %s", FormatSides(p.Fault.Sides), tc.sides)
+			}
+			if tc.injected != "" {
+				var got []string
+				for _, f := range p.Injected() {
+					got = append(got, f.String())
+				}
+				if strings.Join(got, "; ") != tc.injected {
+					t.Errorf("injected %q, want %q", strings.Join(got, "; "), tc.injected)
+				}
 			}
 		})
 	}

@@ -67,10 +67,15 @@ func runOnce(ctx context.Context, o Options, e Engine, f Faults, c Cluster, n in
 		return r, true
 	}
 	r.FaultAt = time.Now()
-	if err := f.Inject(ctx, plan.Injected()); err != nil {
+	if err := inject(ctx, f, plan); err != nil {
 		fail(fmt.Errorf("inject %s: %w", plan.Fault, err))
 	} else if err := outcome(ctx, o, plan, f, ws, old, r.FaultAt); err != nil {
 		fail(err)
+	}
+	if err := trapReached(f, plan); err != nil {
+		fail(err)
+	} else if t, ok := f.(Trapper); ok && plan.Fault.Step != "" {
+		r.Trap, _ = t.TrapFired()
 	}
 
 	// Heal always, even when the caller gave up: a fault left in place
@@ -115,6 +120,29 @@ func runOnce(ctx context.Context, o Options, e Engine, f Faults, c Cluster, n in
 	_, maxRTO := o.Targets()
 	r.Pass = passes(r, maxRTO)
 	return r, r.Recovered
+}
+
+// inject puts the plan's faults in place, in order.
+func inject(ctx context.Context, f Faults, p Plan) error {
+	for _, fault := range p.Injected() {
+		if err := f.Inject(ctx, fault); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// trapReached: a fault at a step struck only if a recovery reached the
+// step; a run where none did tested nothing of what it names.
+func trapReached(f Faults, p Plan) error {
+	t, ok := f.(Trapper)
+	if p.Fault.Step == "" || !ok {
+		return nil
+	}
+	if _, fired := t.TrapFired(); !fired {
+		return fmt.Errorf("no recovery reached step %s: the fault never struck", p.Fault.Step)
+	}
+	return nil
 }
 
 // planFor plans the fault for a cluster whose primary is old.
@@ -172,7 +200,7 @@ func outcome(ctx context.Context, o Options, p Plan, f Faults, ws *Writers, old 
 	case p.Flap:
 		for i := range o.Flap.Cycles {
 			if i > 0 {
-				if err := f.Inject(ctx, p.Injected()); err != nil {
+				if err := inject(ctx, f, p); err != nil {
 					return fmt.Errorf("inject %s (flap %d): %w", p.Fault, i+1, err)
 				}
 			}

@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
+
+	"github.com/dbha/dbha/promote"
 )
 
 // Faults of a hosts lab. A fault is planned by a pure function (planFault: iptables rules per
@@ -29,6 +32,16 @@ type FaultSpec struct {
 	Sides [2][]string `json:"sides,omitzero"`
 	// Percent is the packet loss of loss, 1 to 100.
 	Percent int `json:"percent,omitempty"`
+	// Step makes manager-crash and consul-down strike when a recovery reaches that step
+	// ("<action>[:<n>]", see promote.ParseStepPoint) rather than at once: manager-crash then
+	// kills whichever manager runs the recovery (no host), consul-down stops the Consul
+	// servers while that manager waits at the step. A lab process runs the rest of such a
+	// fault in the background (the drill's, or a test's): `dbha lab fault`, which exits at
+	// once, cannot.
+	Step string `json:"step,omitempty"`
+	// For is how long consul-down keeps the servers down before starting them again (0:
+	// until Heal).
+	For time.Duration `json:"for,omitempty"`
 }
 
 // Fault names.
@@ -59,6 +72,11 @@ type faultPlan struct {
 	Freeze []string
 	// Kill: nodes killed with SIGKILL; Heal starts them again.
 	Kill []string
+	// Restart: nodes the fault's background job may stop (a trapped manager, Consul servers
+	// down for a while); Heal starts those that are down.
+	Restart []string
+	// Trap arms the step trap ("<step> <mode>"); "" for none.
+	TrapStep, TrapMode string
 }
 
 // faultScene is what planFault knows of the lab.
@@ -156,12 +174,31 @@ func planFault(sc faultScene, f FaultSpec) (faultPlan, error) {
 		if f.Host != "" && !isManager[f.Host] {
 			return p, fmt.Errorf("fault %s: %s is not a manager host (Consul servers run on manager hosts)", f.Name, f.Host)
 		}
+		var names []string
 		for _, n := range sc.Nodes {
 			if n.Kind == KindConsul && (f.Host == "" || n.LabHost == f.Host) {
-				p.Kill = append(p.Kill, n.Name)
+				names = append(names, n.Name)
 			}
 		}
+		if f.Step == "" && f.For == 0 {
+			p.Kill = names
+		} else {
+			p.Restart = names // the background job stops them, at the step or at once
+		}
+		if f.Step != "" {
+			p.TrapStep, p.TrapMode = f.Step, trapPause
+		}
 	case FaultManagerCrash:
+		if f.Step != "" {
+			// Whichever manager runs the recovery crashes at the step.
+			p.TrapStep, p.TrapMode = f.Step, trapCrash
+			for _, n := range sc.Nodes {
+				if n.Kind == KindManager {
+					p.Restart = append(p.Restart, n.Name)
+				}
+			}
+			break
+		}
 		if !isManager[f.Host] {
 			return p, fmt.Errorf("fault %s: %s is not a manager host", f.Name, f.Host)
 		}
@@ -175,8 +212,16 @@ func checkFaultFields(f FaultSpec) error {
 	if !slices.Contains(FaultNames, f.Name) {
 		return fmt.Errorf("unknown fault %q (known: %v)", f.Name, FaultNames)
 	}
-	needsHost := f.Name != FaultSplit && f.Name != FaultConsulDown
+	needsHost := f.Name != FaultSplit && f.Name != FaultConsulDown && (f.Name != FaultManagerCrash || f.Step == "")
 	switch {
+	case f.Step != "" && f.Name != FaultManagerCrash && f.Name != FaultConsulDown:
+		return fmt.Errorf("fault %s: a step is for manager-crash and consul-down only", f.Name)
+	case f.Step != "" && !validStep(f.Step):
+		return fmt.Errorf("fault %s: step %q: want <action>[:<n>], e.g. promote or repoint:2", f.Name, f.Step)
+	case f.Name == FaultManagerCrash && f.Step != "" && f.Host != "":
+		return fmt.Errorf("fault %s: with a step the manager that runs the recovery crashes; name no host", f.Name)
+	case f.For < 0 || (f.For > 0 && f.Name != FaultConsulDown):
+		return fmt.Errorf("fault %s: a duration is for consul-down only", f.Name)
 	case needsHost && f.Host == "":
 		return fmt.Errorf("fault %s: name the target host", f.Name)
 	case f.Name == FaultSplit && f.Host != "":
@@ -245,6 +290,11 @@ func (l *Lab) Fault(ctx context.Context, f FaultSpec) error {
 			}
 		}
 	}
+	if p.TrapStep != "" {
+		if err := l.armTrap(p.TrapStep, p.TrapMode); err != nil {
+			return fmt.Errorf("fault %s: arm the step trap: %w", f.Name, err)
+		}
+	}
 	for _, name := range p.Freeze {
 		if err := l.Freeze(name); err != nil {
 			return fmt.Errorf("fault %s: %w", f.Name, err)
@@ -254,6 +304,12 @@ func (l *Lab) Fault(ctx context.Context, f FaultSpec) error {
 		if err := l.Signal(name, syscall.SIGKILL); err != nil {
 			return fmt.Errorf("fault %s: %w", f.Name, err)
 		}
+	}
+	switch {
+	case f.Name == FaultManagerCrash && p.TrapStep != "":
+		l.background(l.superviseCrash)
+	case f.Name == FaultConsulDown && len(p.Restart) > 0:
+		l.background(l.consulOutage(p.Restart, p.TrapStep != "", f.For))
 	}
 	l.progressf("fault %s injected", f)
 	return nil
@@ -270,7 +326,8 @@ func (l *Lab) Heal(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("heal: %w", err)
 	}
-	var errs []error
+	l.stopBackground()
+	errs := []error{l.disarmTrap()}
 	for _, h := range sc.Hosts {
 		if err := iptablesIn(ctx, h.Netns, "-F", faultChain); err != nil {
 			errs = append(errs, err)
@@ -291,7 +348,7 @@ func (l *Lab) Heal(ctx context.Context) error {
 				errs = append(errs, l.Thaw(name))
 			}
 		}
-		for _, name := range p.Kill {
+		for _, name := range append(p.Kill, p.Restart...) {
 			if n, err := l.Node(name); err == nil && !n.running() && !slices.ContainsFunc(restart, func(r Node) bool { return r.Name == name }) {
 				restart = append(restart, n)
 			}
@@ -362,8 +419,16 @@ func (f FaultSpec) String() string {
 		return f.Name + " " + strings.Join(f.Sides[0], ",") + "|" + strings.Join(f.Sides[1], ",")
 	case f.Name == FaultLoss:
 		return fmt.Sprintf("%s %d%% on %s", f.Name, f.Percent, f.Host)
+	case f.Step != "" && f.Host == "":
+		return f.Name + " at " + f.Step
 	case f.Host == "":
 		return f.Name
 	}
 	return f.Name + " on " + f.Host
+}
+
+// validStep: a step as promote.ParseStepPoint reads it.
+func validStep(s string) bool {
+	_, err := promote.ParseStepPoint(s)
+	return err == nil
 }

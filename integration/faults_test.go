@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // faultTestScene is a hosts lab with one database host per engine and two manager hosts.
@@ -80,6 +81,16 @@ func TestPlanFault(t *testing.T) {
 			want: faultPlan{Rules: none, Kill: []string{"consul-2"}}},
 		{name: "manager-crash", fault: FaultSpec{Name: FaultManagerCrash, Host: "manager-1"},
 			want: faultPlan{Rules: none, Kill: []string{"manager-1"}}},
+		{name: "manager-crash at a step: whichever manager runs the recovery", fault: FaultSpec{Name: FaultManagerCrash, Step: "promote"},
+			want: faultPlan{Rules: none, Restart: []string{"manager-1", "manager-2"}, TrapStep: "promote", TrapMode: trapCrash}},
+		{name: "consul-down at a step, for a while", fault: FaultSpec{Name: FaultConsulDown, Step: "repoint:2", For: 5 * time.Second},
+			want: faultPlan{Rules: none, Restart: []string{"consul-1", "consul-2"}, TrapStep: "repoint:2", TrapMode: trapPause}},
+		{name: "consul-down at once, for a while", fault: FaultSpec{Name: FaultConsulDown, For: 5 * time.Second},
+			want: faultPlan{Rules: none, Restart: []string{"consul-1", "consul-2"}}},
+		{name: "manager-crash at a step names no host", fault: FaultSpec{Name: FaultManagerCrash, Host: "manager-1", Step: "promote"}, wantErr: "name no host"},
+		{name: "a step the recovery has not", fault: FaultSpec{Name: FaultManagerCrash, Step: "reboot"}, wantErr: "want <action>"},
+		{name: "a step on another fault", fault: FaultSpec{Name: FaultKill, Host: "mariadb-1", Step: "promote"}, wantErr: "for manager-crash and consul-down only"},
+		{name: "a duration on another fault", fault: FaultSpec{Name: FaultKill, Host: "mariadb-1", For: time.Second}, wantErr: "for consul-down only"},
 
 		{name: "unknown fault", fault: FaultSpec{Name: "flood", Host: "mariadb-1"}, wantErr: "unknown fault"},
 		{name: "no host", fault: FaultSpec{Name: FaultHostDown}, wantErr: "name the target host"},
@@ -122,6 +133,7 @@ func TestFaultString(t *testing.T) {
 		{Name: FaultHostDown, Host: "mariadb-1"}:                                        "host-down on mariadb-1",
 		{Name: FaultLoss, Host: "postgres-2", Percent: 5}:                               "loss 5% on postgres-2",
 		{Name: FaultConsulDown}:                                                         "consul-down",
+		{Name: FaultManagerCrash, Step: "promote"}:                                      "manager-crash at promote",
 		{Name: FaultSplit, Sides: [2][]string{{"manager-1"}, {"clients", "mariadb-1"}}}: "split manager-1|clients,mariadb-1",
 	} {
 		if got := f.String(); got != want {

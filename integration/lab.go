@@ -172,7 +172,11 @@ type Lab struct {
 	// Faults are the faults injected and not healed yet, in order (see Fault).
 	Faults []FaultSpec `json:"faults,omitempty"`
 
-	mu       sync.Mutex // guards Nodes, Net, Faults and lab.json
+	mu sync.Mutex // guards Nodes, Net, Faults, bgStop and lab.json
+	// bg runs the background part of faults (a step trap's follow-up, Consul down for a
+	// while); Heal closes bgStop and waits for it.
+	bg       sync.WaitGroup
+	bgStop   chan struct{}
 	progress io.Writer
 	progMu   sync.Mutex
 }

@@ -52,7 +52,9 @@ func (l *Lab) managerLaunch(n Node) (launch, error) {
 	if l.Binary == "" {
 		return launch{}, fmt.Errorf("%s: the lab has no dbha binary to run", n.Name)
 	}
-	return launch{path: l.Binary, args: []string{"--config", n.marker(), "run"}, logFile: n.LogFile, netns: l.netnsOf(n)}, nil
+	// The step trap (a testing hook) lets a fault strike when a recovery reaches a step.
+	return launch{path: l.Binary, args: []string{"--config", n.marker(), "run"}, env: []string{StepTrapEnv + "=" + l.trapPath()},
+		logFile: n.LogFile, netns: l.netnsOf(n)}, nil
 }
 
 // managerReady succeeds once the manager's HTTP endpoint answers /healthz: it has loaded its

@@ -85,6 +85,10 @@ type Env struct {
 	// gets StepTimeout.
 	OldPrimaryTimeout time.Duration
 	Now               func() time.Time
+	// BeforeStep, when set, is called with each step just before it runs
+	// (after the lock is checked): a testing hook, through which the lab
+	// crashes a manager exactly at a step. It must not change the record.
+	BeforeStep func(p Plan, st Step)
 }
 
 // DefaultOldPrimaryTimeout is Env.OldPrimaryTimeout when it is not set.
@@ -184,6 +188,9 @@ func Execute(ctx context.Context, env Env, r *Record) error {
 		if err := env.Coordinator.Check(); err != nil {
 			x.lockLost = true
 			return x.fail(ctx, st, fmt.Errorf("before step %d (%s): %w", st.N, st.Action, err))
+		}
+		if env.BeforeStep != nil {
+			env.BeforeStep(r.Plan, st)
 		}
 		res := StepResult{N: st.N, Action: st.Action, Target: st.Target, Started: x.env.Now()}
 		sctx, cancel := context.WithTimeout(ctx, x.timeout())

@@ -39,7 +39,8 @@ type Keeper struct {
 	reseeding map[string]bool    // instances being reseeded now
 	// acks are the commit settings each instance last answered with: a
 	// failover plans with its old primary's, which it cannot ask then.
-	acks map[string]topology.Acknowledgement
+	acks     map[string]topology.Acknowledgement
+	resumeAt time.Time // no resume of a left recovery before this (see resumeLeft)
 }
 
 // NewKeeper returns the keeper of cluster. request gives, at each recovery,
@@ -192,6 +193,15 @@ func (k *Keeper) Enforce(ctx context.Context) error {
 // acting on a snapshot from before the recovery, would fence. While another
 // manager (or a recovery) holds the lock, fn is skipped with ErrBusy: the
 // holder keeps the cluster in order.
+//
+// A recovery in progress found while holding the lock has no manager
+// running it (a running one holds the lock): its manager crashed, or lost
+// its lock or Consul mid-way. It is resumed here, then fn is skipped with
+// ErrBusy, so that the next cycle acts on what the recovery left. No
+// other path may be left to resume it: once the candidate is promoted the
+// analysis no longer sees a dead primary, so no recovery is triggered,
+// and a manager resumes at start-up only. A failed resume is not tried
+// again before resumeBackoff.
 func (k *Keeper) underLock(ctx context.Context, fn func(topology.Snapshot) error) error {
 	lease, err := k.env.Store.Acquire(ctx, k.cluster, k.env.Manager)
 	if errors.Is(err, ErrLocked) {
@@ -201,13 +211,40 @@ func (k *Keeper) underLock(ctx context.Context, fn func(topology.Snapshot) error
 		return err
 	}
 	defer lease.Release()
-	if rec, err := k.env.Store.Unfinished(ctx, k.cluster); err != nil || rec != nil {
-		if err == nil {
-			err = ErrBusy
-		}
+	rec, err := k.env.Store.Unfinished(ctx, k.cluster)
+	if err != nil {
 		return err
 	}
+	if rec != nil {
+		return k.resumeLeft(ctx, lease, rec)
+	}
 	return fn(k.env.Discover(ctx))
+}
+
+// resumeBackoff is how long after a failed resume underLock waits before
+// trying again (the daemon's own resume at start-up retries as often).
+const resumeBackoff = 5 * time.Second
+
+// resumeLeft finishes rec, a recovery no manager runs, under lease (see
+// underLock). It returns ErrBusy once it is done, or its error.
+func (k *Keeper) resumeLeft(ctx context.Context, lease Lease, rec *Record) error {
+	now := k.env.Now()
+	k.mu.Lock()
+	wait := now.Before(k.resumeAt)
+	k.mu.Unlock()
+	if wait {
+		return ErrBusy
+	}
+	k.log.Warn("resuming a recovery no manager runs (its manager crashed or lost the lock)", "recovery", rec.ID, "next_step", rec.Next, "manager", rec.Manager)
+	_, err := finish(ctx, k.env, k.cluster, lease, rec)
+	if err != nil {
+		k.mu.Lock()
+		k.resumeAt = now.Add(resumeBackoff)
+		k.mu.Unlock()
+		return fmt.Errorf("resume recovery %s (not tried again for %v): %w", rec.ID, resumeBackoff, err)
+	}
+	k.log.Warn("resumed a recovery a previous manager left unfinished", "recovery", rec.ID, "done", rec.Done)
+	return ErrBusy
 }
 
 func (k *Keeper) enforce(ctx context.Context, s topology.Snapshot) error {

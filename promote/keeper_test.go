@@ -3,6 +3,7 @@ package promote_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -179,10 +180,12 @@ func TestKeeperEnforceWaitsForAnUnfinishedRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A recovery between its promote and its move-writer steps: a is still
-	// writable, the writer names b. Enforce must not fence anything.
+	// writable, the writer names b. Its manager runs it, holding the lock.
+	// Enforce must not fence anything.
 	if err := r.store.Save(ctx, &promote.Record{ID: "r1", Cluster: "c"}); err != nil {
 		t.Fatal(err)
 	}
+	defer r.store.Hold("c", "m2")()
 	if err := r.keeper.Enforce(ctx); !errors.Is(err, promote.ErrBusy) {
 		t.Fatalf("enforce during a recovery: %v, want ErrBusy", err)
 	}
@@ -262,5 +265,130 @@ func TestAutomaticRecoveryNeverSwitchesOver(t *testing.T) {
 	rec, err = r.keeper.Recover(ctx, promote.Trigger{Reason: "DeadPrimary", Automatic: true, Primary: next}, promote.Choice{})
 	if err != nil || rec.Kind != promote.Failover || rec.Plan.OldPrimary != next || !rec.Done {
 		t.Fatalf("automatic recovery of the dead %s: %+v, %v; want a finished failover", next, rec, err)
+	}
+}
+
+// TestKeeperResumesARecoveryItsManagerLeft: a manager crashed at a step
+// after the promotion (runtime.Goexit in BeforeStep stands for its kill -9:
+// nothing more runs, nothing more is saved). The analysis of the other
+// managers no longer sees a dead primary (the new one is writable), so only
+// their Publish and Enforce take the lock: they must finish the recovery.
+func TestKeeperResumesARecoveryItsManagerLeft(t *testing.T) {
+	for _, at := range []promote.Action{promote.ActPromote, promote.ActRepoint, promote.ActMoveWriter, promote.ActFence, promote.ActUnlock} {
+		t.Run(string(at), func(t *testing.T) {
+			ctx := context.Background()
+			r := newKeeperRig(t, nil)
+			a := r.addrs[0]
+			if err := r.store.SetWriter(ctx, "c", a); err != nil {
+				t.Fatal(err)
+			}
+			r.cluster.Kill(a)
+			crashed := promote.RecoverEnv{Store: r.store, Engine: r.cluster, Manager: "m0", StepTimeout: time.Second,
+				Discover: func(ctx context.Context) topology.Snapshot {
+					return topology.Discover(ctx, topology.Cluster{Name: "c", Engine: topology.MariaDB, Instances: r.addrs}, r.cluster, time.Second)
+				},
+				Now: func() time.Time { return r.now },
+				BeforeStep: func(_ promote.Plan, st promote.Step) {
+					if st.Action == at {
+						runtime.Goexit()
+					}
+				}}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				_, _ = promote.Recover(ctx, crashed, "c", promote.Request{}, promote.Trigger{Reason: "DeadPrimary", Automatic: true, Primary: a})
+				t.Error("the recovery ran to its end: the crash did not happen")
+			}()
+			<-done
+			left, err := r.store.Unfinished(ctx, "c")
+			if err != nil || left == nil {
+				t.Fatalf("no recovery left unfinished (%v)", err)
+			}
+			if err := r.keeper.Enforce(ctx); !errors.Is(err, promote.ErrBusy) {
+				t.Fatalf("enforce with a recovery left: %v, want ErrBusy after resuming it", err)
+			}
+			if left, _ := r.store.Unfinished(ctx, "c"); left != nil {
+				t.Fatalf("recovery %s still unfinished (next step %d, error %q)", left.ID, left.Next, left.Error)
+			}
+			rec, _ := r.store.Latest(ctx, "c")
+			if !rec.Done || rec.Aborted {
+				t.Fatalf("recovery done %v aborted %v, want done", rec.Done, rec.Aborted)
+			}
+			w, _ := r.store.Writer(ctx, "c")
+			if len(w) != 1 || w[0] != rec.Plan.NewPrimary || w[0] == a {
+				t.Fatalf("writer %v, want the new primary %s", w, rec.Plan.NewPrimary)
+			}
+			if n := r.cluster.Node(rec.Plan.NewPrimary); n.ReadOnly {
+				t.Fatalf("the new primary %s is read-only", rec.Plan.NewPrimary)
+			}
+		})
+	}
+}
+
+// TestResumedFailoverRollsBackWhenTheOldPrimaryIsBack: a failover left
+// after its stop-following steps (its manager crashed, or lost Consul) is
+// resumed once the old primary answers again, which clients may have been
+// writing to through the unchanged writer endpoint: it must not promote
+// over it, but give it its replicas back. With the old primary still
+// dead, the same resume finishes the failover.
+func TestResumedFailoverRollsBackWhenTheOldPrimaryIsBack(t *testing.T) {
+	for _, back := range []bool{true, false} {
+		t.Run(map[bool]string{true: "old primary back", false: "old primary still dead"}[back], func(t *testing.T) {
+			ctx := context.Background()
+			r := newKeeperRig(t, nil)
+			a := r.addrs[0]
+			if err := r.store.SetWriter(ctx, "c", a); err != nil {
+				t.Fatal(err)
+			}
+			r.cluster.Kill(a)
+			crashed := promote.RecoverEnv{Store: r.store, Engine: r.cluster, Manager: "m0", StepTimeout: time.Second,
+				Discover: func(ctx context.Context) topology.Snapshot {
+					return topology.Discover(ctx, topology.Cluster{Name: "c", Engine: topology.MariaDB, Instances: r.addrs}, r.cluster, time.Second)
+				},
+				Now: func() time.Time { return r.now },
+				BeforeStep: func(_ promote.Plan, st promote.Step) {
+					if st.Action == promote.ActPromote {
+						runtime.Goexit()
+					}
+				}}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				_, _ = promote.Recover(ctx, crashed, "c", promote.Request{}, promote.Trigger{Reason: "DeadPrimary", Automatic: true, Primary: a})
+			}()
+			<-done
+			left, _ := r.store.Unfinished(ctx, "c")
+			if left == nil {
+				t.Fatal("no recovery left unfinished")
+			}
+			if back {
+				if err := r.cluster.Start(a, false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := r.keeper.Resume(ctx)
+			rec, _ := r.store.Latest(ctx, "c")
+			w, _ := r.store.Writer(ctx, "c")
+			if !back {
+				if err != nil || !rec.Done || rec.Aborted || len(w) != 1 || w[0] != rec.Plan.NewPrimary {
+					t.Fatalf("resume with the old primary dead: err %v, done %v aborted %v, writer %v; want the failover finished", err, rec.Done, rec.Aborted, w)
+				}
+				return
+			}
+			if !errors.Is(err, promote.ErrRolledBack) {
+				t.Fatalf("resume with the old primary back: %v, want ErrRolledBack", err)
+			}
+			if !rec.Done || !rec.Aborted {
+				t.Fatalf("record done %v aborted %v, want a finished, aborted record", rec.Done, rec.Aborted)
+			}
+			if len(w) != 1 || w[0] != a {
+				t.Fatalf("writer %v, want it left on the old primary %s", w, a)
+			}
+			for _, addr := range r.addrs[1:] {
+				if n := r.cluster.Node(addr); !n.ReadOnly || n.Source != a || n.Halted {
+					t.Errorf("%s: read-only %v, source %q, halted %v; want it following %s again", addr, n.ReadOnly, n.Source, n.Halted, a)
+				}
+			}
+		})
 	}
 }

@@ -91,6 +91,9 @@ type RecoverEnv struct {
 	// (see AckMemory); nil keeps them in memory only.
 	Acks AckMemory
 	Now  func() time.Time
+	// BeforeStep is Env.BeforeStep for every recovery this env runs: a
+	// testing hook (the lab's crash at a step); nil in production.
+	BeforeStep func(p Plan, st Step)
 }
 
 // Streams is dbha's change stream of a cluster as a recovery needs it
@@ -221,9 +224,12 @@ func finish(ctx context.Context, env RecoverEnv, cluster string, lease Lease, re
 		defer env.cut(rec.Plan.OldPrimary)()
 	}
 	rec.Lease = lease.ID()
+	if back, err := rollBackIfBack(ctx, env, rec); back {
+		return rec, err
+	}
 	exec := Env{Engine: env.Engine, Coordinator: coordinator{lease: lease, store: env.Store, cluster: cluster},
 		Journal: env.Store, Hooks: env.Hooks, Leases: env.Leases, Fencer: env.Fencer,
-		StepTimeout: env.StepTimeout, OldPrimaryTimeout: env.OldPrimaryTimeout, Now: env.Now}
+		StepTimeout: env.StepTimeout, OldPrimaryTimeout: env.OldPrimaryTimeout, Now: env.Now, BeforeStep: env.BeforeStep}
 	if err := Execute(ctx, exec, rec); err != nil {
 		return rec, err
 	}
@@ -358,4 +364,81 @@ func (c coordinator) SetWriter(ctx context.Context, addr string) error {
 }
 func (c coordinator) SetReaders(ctx context.Context, addrs []string) error {
 	return c.store.SetReaders(ctx, c.cluster, addrs)
+}
+
+// ErrRolledBack: a resumed failover found its old primary answering again
+// before anything was promoted, and gave it its replicas back.
+var ErrRolledBack = errors.New("the old primary answers again before the resumed failover promoted anyone: the failover was rolled back")
+
+// rollBackIfBack: a failover resumed (or retried) after its first steps
+// but before it promoted anyone, whose old primary answers again, is
+// rolled back instead of finished: the replicas it stopped (MariaDB) follow
+// the old primary again and the record ends, aborted. Finishing it would promote
+// over a primary that the writer endpoint still names and that clients
+// may have been writing to since it returned (a Consul outage or a crash
+// can hold a recovery for as long as the lock's session lives): every
+// such write would be lost. Execute asks this question only before the
+// first stop-following step; a resumed recovery asks it here. back is
+// false when the recovery is to go on (fresh, promoted already, or the
+// old primary still does not answer within OldPrimaryTimeout).
+func rollBackIfBack(ctx context.Context, env RecoverEnv, rec *Record) (back bool, err error) {
+	if rec.Kind != Failover || rec.Done || len(rec.Steps) == 0 || stepDone(rec, ActPromote) {
+		return false, nil
+	}
+	// Every replica the plan stops, not only those recorded: a step may
+	// have run without being recorded (its manager died, or Consul failed,
+	// before the record was saved). Repointing one that still follows the
+	// old primary only restarts its replication.
+	var stopped []string
+	for _, s := range rec.Plan.Steps {
+		if s.Action == ActStopFollowing {
+			stopped = append(stopped, s.Target)
+		}
+	}
+	bound := env.OldPrimaryTimeout
+	if bound <= 0 {
+		bound = DefaultOldPrimaryTimeout
+	}
+	octx, cancel := context.WithTimeout(ctx, bound)
+	_, perr := env.Engine.Position(octx, rec.Plan.OldPrimary)
+	cancel()
+	if perr != nil {
+		return false, nil
+	}
+	now := env.Now
+	if now == nil {
+		now = time.Now
+	}
+	var errs []error
+	for _, addr := range stopped {
+		started := now()
+		res := StepResult{N: len(rec.Plan.Steps) + 1, Action: ActRepoint, Target: addr, Started: started,
+			Note: "rollback: follows the old primary " + rec.Plan.OldPrimary + " again"}
+		if rerr := env.Engine.Repoint(ctx, addr, rec.Plan.OldPrimary); rerr != nil {
+			res.Error = rerr.Error()
+			errs = append(errs, fmt.Errorf("repoint %s to %s: %w", addr, rec.Plan.OldPrimary, rerr))
+		}
+		res.Finished = now()
+		rec.Steps = append(rec.Steps, res)
+	}
+	rec.Done, rec.Aborted, rec.Finished = true, true, now()
+	rec.Error = ErrRolledBack.Error()
+	if len(errs) > 0 {
+		rec.Error += fmt.Sprintf("; %d replica(s) not repointed (see the steps)", len(errs))
+	}
+	errs = append([]error{ErrRolledBack}, errs...)
+	if jerr := env.Store.Save(context.WithoutCancel(ctx), rec); jerr != nil {
+		errs = append(errs, fmt.Errorf("record the rollback: %w", jerr))
+	}
+	return true, errors.Join(errs...)
+}
+
+// stepDone reports whether rec holds a successful step of action a.
+func stepDone(rec *Record, a Action) bool {
+	for _, s := range rec.Steps {
+		if s.Action == a && s.Error == "" {
+			return true
+		}
+	}
+	return false
 }

@@ -6,8 +6,17 @@
 # the drills' own JSON summaries (dbha drill matrix). A drill that fails, or a
 # run that does not recover, is in the table; nothing is dropped.
 #
-#   RUNS=3 (runs per row)  FAULTS="kill host-down ..." (a subset)
+#   RUNS=3 (runs per row)  FAULTS="kill host-down ..." (a subset; manager-crash
+#   names every manager-crash-STEP row, e.g. FAULTS="manager-crash consul-down")
 #   SHAPES="async:1 lossless:1 async:3 lossless:3"  OUT=docs
+#
+# manager-crash-STEP: the primary's host goes down and the manager that runs
+# the recovery is killed (-9) when it reaches STEP, one row per step of a
+# failover's plan (PostgreSQL's has no stop-following); with one manager the
+# lab restarts it after 1 s, as a service manager would, with three another
+# manager must finish the recovery. consul-down: the primary's host goes down
+# and the managers' Consul servers are stopped once the recovery started (at
+# its first step), for 5 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,11 +34,26 @@ declare -A FLAGS=(
   [loss-5]="--fault loss --percent 5"
   [flap]="--fault flap"
   [split-minority]="--fault split --sides MANAGERS,replica-1|primary,replica-2,clients"
+  [consul-down]="--fault consul-down --down-for 5s"
 )
-ORDER=(kill host-down hang isolate split-minority manager-cut loss-5 flap)
+# The steps of a failover's plan, in order (wait-applied and apply-missing
+# appear only when the candidate lacks something; not rows of their own).
+STEPS=(lock hook-before stop-following stop-following:2 promote repoint move-writer fence update-readers hook-after unlock)
+CRASH=()
+for s in "${STEPS[@]}"; do
+  FLAGS[manager-crash-$s]="--fault manager-crash --step $s"
+  CRASH+=("manager-crash-$s")
+done
+ORDER=(kill host-down hang isolate split-minority manager-cut loss-5 flap "${CRASH[@]}" consul-down)
 # With three managers only the faults where their number matters.
-ORDER3=(host-down isolate split-minority)
+ORDER3=(host-down kill isolate split-minority "${CRASH[@]}" consul-down)
 FAULTS=${FAULTS:-}
+# selected ROW: FAULTS is empty, names ROW, or names manager-crash and ROW is one of its steps.
+selected() {
+  [ -z "$FAULTS" ] && return 0
+  [[ " $FAULTS " == *" $1 "* ]] && return 0
+  [[ $1 == manager-crash-* && " $FAULTS " == *" manager-crash "* ]]
+}
 
 [ "$(id -u)" -eq 0 ] || { echo "faults: the lab of hosts needs root (network namespaces)" >&2; exit 2; }
 make -s build
@@ -53,7 +77,9 @@ for shape in $SHAPES; do
   [ "$managers" -gt 1 ] && list=("${ORDER3[@]}")
   for engine in mariadb postgres; do
     for f in "${list[@]}"; do
-      if [ -n "$FAULTS" ] && [[ " $FAULTS " != *" $f "* ]]; then continue; fi
+      selected "$f" || continue
+      # PostgreSQL's failover stops no replica from following: no such step.
+      if [ "$engine" = postgres ] && [[ $f == manager-crash-stop-following* ]]; then continue; fi
       name=$mode-$managers-$engine-$f
       # shellcheck disable=SC2086 # the flags are words
       flags=${FLAGS[$f]//MANAGERS/$mgrs}

@@ -22,7 +22,7 @@ import (
 const envPrefix = "DBHA_"
 
 // envNotKeys are DBHA_ variables that are not configuration keys.
-var envNotKeys = []string{"DBHA_CONFIG", "DBHA_CONSUL_BIN", "DBHA_PG_BINDIR"}
+var envNotKeys = []string{"DBHA_CONFIG", "DBHA_CONSUL_BIN", "DBHA_PG_BINDIR", stepTrapEnv}
 
 // configPath picks the file: --config, else $DBHA_CONFIG, else ./dbha.yaml.
 func configPath(flag string, lookupEnv func(string) (string, bool)) string {

@@ -27,6 +27,8 @@ type drillFlags struct {
 	runs, writers        int
 	switchover, hosts    bool
 	fault, host, sides   string
+	step                 string
+	downFor              time.Duration
 	expect               string
 	percent              int
 	writeTimeout, dialTO time.Duration
@@ -59,8 +61,13 @@ heal restarts it. With --hosts (a lab of hosts, dbha lab up --hosts), the
 managers are the lab's own dbha run processes: the drill only writes, from
 the clients' host, and injects --fault through the lab: kill, host-down,
 hang, isolate, manager-cut, loss (--percent), split (--sides), flap,
-consul-down. A fault on the primary strikes the primary's host unless
---host names another.`,
+consul-down, manager-crash (--step). A fault on the primary strikes the
+primary's host unless --host names another. manager-crash --step S and
+consul-down [--step S] [--down-for D] take the primary's host down and
+strike when the recovery reaches step S: the manager running it is killed
+(-9) there (with one manager the lab restarts it after 1 s, as a service
+manager would), or the managers' Consul servers are stopped there and
+started again after D.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, cl, err := g.loadCluster(f.output, f.cluster)
@@ -84,6 +91,8 @@ consul-down. A fault on the primary strikes the primary's host unless
 	fl.StringVar(&f.host, "host", "", "the host the fault strikes (default: the primary's, for faults on the primary)")
 	fl.StringVar(&f.sides, "sides", "", "a split's two sides: host,host|host,host; primary and replica-N name hosts by role (e.g. manager-1,replica-1|primary,replica-2,clients)")
 	fl.IntVar(&f.percent, "percent", 0, "the packets a loss drops, in percent")
+	fl.StringVar(&f.step, "step", "", "manager-crash, consul-down: the step of the recovery to strike at, <action>[:<n>] (e.g. promote, repoint:2; consul-down: lock by default); the primary's host goes down to start the recovery")
+	fl.DurationVar(&f.downFor, "down-for", 0, "consul-down: how long the Consul servers stay down (default 5s)")
 	fl.StringVar(&f.expect, "expect", "", "the outcome the fault should cause, overriding the catalogue: failover or none")
 	fl.DurationVar(&f.writeTimeout, "write-timeout", drill.DefaultWriterOptions().WriteTimeout, "a write without an answer by then has an unknown outcome")
 	fl.DurationVar(&f.dialTO, "dial-timeout", drill.DefaultWriterOptions().DialTimeout, "bound on a writer's connection (dial, login, identity)")
@@ -144,7 +153,7 @@ func (f drillFlags) options(cl config.Cluster) (drill.Options, error) {
 	}
 	o.Writers.Writers, o.Writers.WriteTimeout, o.Writers.DialTimeout, o.Writers.Pace, o.Writers.ConnLifetime = f.writers, f.writeTimeout, f.dialTO, f.pace, f.life
 	o.Observe, o.Expect = f.observe, drill.Expect(f.expect)
-	o.Fault = drill.Fault{Name: f.fault, Host: f.host, Percent: f.percent}
+	o.Fault = drill.Fault{Name: f.fault, Host: f.host, Percent: f.percent, Step: f.step, For: f.downFor}
 	if f.sides != "" {
 		sides, err := drill.ParseSides(f.sides)
 		if err != nil {

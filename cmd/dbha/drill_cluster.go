@@ -75,8 +75,11 @@ func (d drillCluster) State(ctx context.Context, old string) (drill.AfterHeal, e
 type labFaults struct{ lab *integration.Lab }
 
 func (f labFaults) Inject(ctx context.Context, fault drill.Fault) error {
-	return f.lab.Fault(ctx, integration.FaultSpec{Name: fault.Name, Host: fault.Host, Sides: fault.Sides, Percent: fault.Percent})
+	return f.lab.Fault(ctx, integration.FaultSpec{Name: fault.Name, Host: fault.Host, Sides: fault.Sides, Percent: fault.Percent,
+		Step: fault.Step, For: fault.For})
 }
+
+func (f labFaults) TrapFired() (string, bool) { return f.lab.TrapFired() }
 
 func (f labFaults) Heal(ctx context.Context) error { return f.lab.Heal(ctx) }
 

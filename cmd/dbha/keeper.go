@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 
 	"github.com/dbha/dbha/binlog"
@@ -42,6 +43,7 @@ func newKeeper(g *globalFlags, cfg config.Config, cl config.Cluster, c *consul.C
 		Managers:              len(cfg.Manager.Members),
 		Acks:                  promote.AckFile{Path: filepath.Join(cfg.StateDir, "acks", cl.Name+".json")},
 		ProceedOnFenceFailure: pr.ProceedOnFenceFailure(),
+		BeforeStep:            stepTrap(os.LookupEnv, log), // a testing hook; nil unless the lab set it
 	}
 	if len(pr.FenceCommand) > 0 {
 		env.Fencer = promote.CommandFencer{Argv: pr.FenceCommand, Timeout: pr.FenceTimeout}
