@@ -392,3 +392,56 @@ func TestResumedFailoverRollsBackWhenTheOldPrimaryIsBack(t *testing.T) {
 		})
 	}
 }
+
+// TestResumedFailoverFencesTheOldPrimaryBackBeforeTheWriterMoves: a
+// failover held between its promotion and the writer's move (its manager
+// died, or Consul went away), whose old primary nothing secured and which
+// came back writable meanwhile, fences it on resume before the writer
+// moves: otherwise the clients that still reach it would write to a
+// second primary while the new one takes writes.
+func TestResumedFailoverFencesTheOldPrimaryBackBeforeTheWriterMoves(t *testing.T) {
+	ctx := context.Background()
+	r := newKeeperRig(t, nil)
+	a := r.addrs[0]
+	if err := r.store.SetWriter(ctx, "c", a); err != nil {
+		t.Fatal(err)
+	}
+	r.cluster.Kill(a)
+	crashed := promote.RecoverEnv{Store: r.store, Engine: r.cluster, Manager: "m0", StepTimeout: time.Second,
+		Discover: func(ctx context.Context) topology.Snapshot {
+			return topology.Discover(ctx, topology.Cluster{Name: "c", Engine: topology.MariaDB, Instances: r.addrs}, r.cluster, time.Second)
+		},
+		Now: func() time.Time { return r.now },
+		BeforeStep: func(_ promote.Plan, st promote.Step) {
+			if st.Action == promote.ActMoveWriter {
+				runtime.Goexit()
+			}
+		}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = promote.Recover(ctx, crashed, "c", promote.Request{}, promote.Trigger{Reason: "DeadPrimary", Automatic: true, Primary: a})
+	}()
+	<-done
+	left, _ := r.store.Unfinished(ctx, "c")
+	if left == nil || left.Fence.SecuredBy != promote.LayerNone {
+		t.Fatalf("left %+v: want an unfinished recovery whose old primary nothing secured", left)
+	}
+	if err := r.cluster.Start(a, false); err != nil { // back, writable
+		t.Fatal(err)
+	}
+	if _, err := r.keeper.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := r.store.Latest(ctx, "c")
+	w, _ := r.store.Writer(ctx, "c")
+	if !rec.Done || rec.Aborted || len(w) != 1 || w[0] != rec.Plan.NewPrimary {
+		t.Fatalf("resume: done %v aborted %v writer %v; want the failover finished on %s", rec.Done, rec.Aborted, w, rec.Plan.NewPrimary)
+	}
+	if n := r.cluster.Node(a); !n.ReadOnly {
+		t.Errorf("the old primary %s is writable after the resumed failover moved the writer", a)
+	}
+	if !rec.Fence.ReadOnly || rec.NotFenced != "" {
+		t.Errorf("record fence %+v, not fenced %q: want it fenced on resume", rec.Fence, rec.NotFenced)
+	}
+}

@@ -227,6 +227,9 @@ func finish(ctx context.Context, env RecoverEnv, cluster string, lease Lease, re
 	if back, err := rollBackIfBack(ctx, env, rec); back {
 		return rec, err
 	}
+	if err := fenceIfBack(ctx, env, rec); err != nil {
+		return rec, err
+	}
 	exec := Env{Engine: env.Engine, Coordinator: coordinator{lease: lease, store: env.Store, cluster: cluster},
 		Journal: env.Store, Hooks: env.Hooks, Leases: env.Leases, Fencer: env.Fencer,
 		StepTimeout: env.StepTimeout, OldPrimaryTimeout: env.OldPrimaryTimeout, Now: env.Now, BeforeStep: env.BeforeStep}
@@ -410,6 +413,9 @@ func rollBackIfBack(ctx context.Context, env RecoverEnv, rec *Record) (back bool
 		now = time.Now
 	}
 	var errs []error
+	if err := giveBackSecured(ctx, env, rec); err != nil {
+		errs = append(errs, err)
+	}
 	for _, addr := range stopped {
 		started := now()
 		res := StepResult{N: len(rec.Plan.Steps) + 1, Action: ActRepoint, Target: addr, Started: started,
@@ -431,6 +437,77 @@ func rollBackIfBack(ctx context.Context, env RecoverEnv, rec *Record) (back bool
 		errs = append(errs, fmt.Errorf("record the rollback: %w", jerr))
 	}
 	return true, errors.Join(errs...)
+}
+
+// giveBackSecured undoes what the fencing steps of a failover that is
+// rolled back did to its old primary, which stays the primary: its write
+// lease granted back (when it was revoked), read_only off (when it was
+// fenced). Without it the rollback would leave the cluster no writer.
+func giveBackSecured(ctx context.Context, env RecoverEnv, rec *Record) error {
+	if rec.Fence.Revocation != nil && env.Leases != nil {
+		if err := env.Leases.Grant(ctx, rec.Cluster, rec.Plan.OldPrimary); err != nil {
+			return fmt.Errorf("grant %s its write lease back: %w", rec.Plan.OldPrimary, err)
+		}
+	}
+	if rec.Fence.ReadOnly || rec.Fence.Revocation != nil || rec.Fence.Command == "ok" {
+		if err := env.Engine.Unfence(ctx, rec.Plan.OldPrimary); err != nil {
+			return fmt.Errorf("make %s writable again: %w", rec.Plan.OldPrimary, err)
+		}
+	}
+	return nil
+}
+
+// ErrOldPrimaryBack: a failover resumed after its promotion found the old
+// primary, which nothing had secured, answering again, and could not fence
+// it; the recovery waits rather than move the writer with two writable
+// primaries.
+var ErrOldPrimaryBack = errors.New("the old primary answers again, writable, and could not be fenced")
+
+// fenceIfBack: a failover resumed after it promoted the new primary, whose
+// old primary no fencing layer secured, fences the old primary first when
+// it answers again (a Consul outage or a crash held the recovery between
+// the promotion and the writer's move, and the host came back meanwhile):
+// the writer endpoint may still name it, and every client that reaches it
+// would write to a second primary. The question is bounded by
+// OldPrimaryTimeout; an old primary still silent is left to the keeper, as
+// before.
+func fenceIfBack(ctx context.Context, env RecoverEnv, rec *Record) error {
+	if rec.Kind != Failover || rec.Done || !stepDone(rec, ActPromote) || rec.Fence.secured() != "" {
+		return nil
+	}
+	bound := env.OldPrimaryTimeout
+	if bound <= 0 {
+		bound = DefaultOldPrimaryTimeout
+	}
+	octx, cancel := context.WithTimeout(ctx, bound)
+	_, perr := env.Engine.Position(octx, rec.Plan.OldPrimary)
+	cancel()
+	if perr != nil {
+		return nil
+	}
+	now := env.Now
+	if now == nil {
+		now = time.Now
+	}
+	res := StepResult{N: len(rec.Plan.Steps) + 1, Action: ActFence, Target: rec.Plan.OldPrimary, Started: now(),
+		Note: "on resume: the old primary answers again; read-only and client sessions ended before the writer moves"}
+	fctx, cancel := context.WithTimeout(ctx, max(env.StepTimeout, bound))
+	err := env.Engine.Fence(fctx, rec.Plan.OldPrimary)
+	cancel()
+	res.Finished = now()
+	if err != nil {
+		res.Error = err.Error()
+	} else {
+		rec.Fence.ReadOnly, rec.NotFenced = true, ""
+	}
+	rec.Steps = append(rec.Steps, res)
+	if jerr := env.Store.Save(context.WithoutCancel(ctx), rec); jerr != nil {
+		return fmt.Errorf("record the fence on resume: %w", jerr)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrOldPrimaryBack, err)
+	}
+	return nil
 }
 
 // stepDone reports whether rec holds a successful step of action a.
