@@ -47,7 +47,7 @@ type Options struct {
 	// expected outcome (see PlanFault).
 	Fault  Fault
 	Expect Expect
-	// Cluster, Engine, Mode ("async" or "lossless") and Lab (LabLoopback,
+	// Cluster, Engine, Mode ("async" or "lossless", "+guards" with write leases) and Lab (LabLoopback,
 	// LabHosts, LabExternal) are stated in every run.
 	Cluster, Engine, Mode, Lab string
 	// Managers are the hosts of dbha's managers (the lab of hosts), for a

@@ -88,7 +88,7 @@ func MatrixMarkdown(command string, rows []MatrixRow) string {
 		"server acknowledged it; after the heal every server's rows are read back.\n\n")
 	b.WriteString("- **Lab**: `hosts` — servers, managers (`dbha run`) and Consul in network namespaces of their own on a bridge, " +
 		"the writers in the clients' host; `loopback` — everything on 127.0.0.1, where a killed process resets its connections at once.\n")
-	b.WriteString("- **Mode**: `async`, or `lossless` (dbha's stream acknowledges commits: MariaDB semi-sync, PostgreSQL synchronous standby).\n")
+	b.WriteString("- **Mode**: `async`, or `lossless` (dbha's stream acknowledges commits: MariaDB semi-sync, PostgreSQL synchronous standby, neither falling back); `+guards`: `dbha guard` beside every database server, write leases on (`promotion.lease_ttl`).\n")
 	b.WriteString("- **Runs**: runs made of those asked; failed runs (an error, or the cluster not whole after the heal) are counted and shown, never dropped.\n")
 	b.WriteString("- **RTO**: fault → first write acknowledged by the new primary, median / max over the runs with a failover; " +
 		"`none expected` for faults that must not fail over.\n")

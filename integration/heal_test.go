@@ -119,6 +119,10 @@ func TestSwitchoverDoesNotBlockFailover(t *testing.T) {
 			rec := waitRecoveryOf(t, bin, l, e.cluster, first, 30*time.Second)
 			next := rec.Plan.NewPrimary
 			waitPublishedWriter(t, c, e.cluster, next)
+			// Until the old primary follows the new one (PostgreSQL rejoins
+			// it through a rewind and a restart), it cannot vote: a death
+			// then would be seen by 2 of 4 voters, no majority.
+			waitHealthy(t, l, e.cluster, 90*time.Second, "every instance follows "+next, allFollow(next))
 			killTree(t, l, nodeName(t, l, next))
 			rec2 := waitRecoveryOf(t, bin, l, e.cluster, next, 60*time.Second)
 			if rec2.Reason == "" || rec2.Plan.NewPrimary == next {

@@ -21,7 +21,9 @@ import (
 // every replica hold them all. This is what dbha's own copy of the binlog
 // and WAL is for. With every replica told to stop receiving, none can
 // confirm the death, so dbha run reports UnreachablePrimary and never fails
-// over by itself: the operator's dbha promote does, as here.
+// over by itself, and a plain dbha promote is refused for the same reason
+// (1 of 4 voters): the operator, who knows the primary is dead, forces it,
+// and the record says the quorum was overridden.
 func TestRowsOnlyTheStreamHeld(t *testing.T) {
 	bin := dbhaBinary(t)
 	for _, c := range []struct{ cluster, kind string }{{"lab-mariadb", KindMariaDB}, {"lab-postgres", KindPostgres}} {
@@ -55,10 +57,16 @@ func TestRowsOnlyTheStreamHeld(t *testing.T) {
 			if got := run.appeared(c.cluster, "DeadPrimary"); len(got) != 0 {
 				t.Fatalf("DeadPrimary with no replica able to confirm: %+v", got)
 			}
-			if r := dbhaCLI(t, bin, l, "promote", "--cluster", c.cluster); r.code != 0 {
-				t.Fatalf("dbha promote: %s", r)
+			if r := dbhaCLI(t, bin, l, "promote", "--cluster", c.cluster); r.code == 0 || !strings.Contains(r.stderr, "no quorum") {
+				t.Fatalf("dbha promote without a majority of voters: %s; want it refused for want of a quorum", r)
+			}
+			if r := dbhaCLI(t, bin, l, "promote", "--cluster", c.cluster, "--force"); r.code != 0 {
+				t.Fatalf("dbha promote --force: %s", r)
 			}
 			rec := waitRecoveryDone(t, bin, l, c.cluster, time.Minute)
+			if rec.QuorumOverridden == "" {
+				t.Errorf("the forced recovery's record does not say the quorum was overridden")
+			}
 			if !stepDone(rec, promote.ActApply) {
 				t.Errorf("the recovery applied nothing from the stream: %+v", rec.Steps)
 			}

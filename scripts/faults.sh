@@ -8,7 +8,9 @@
 #
 #   RUNS=3 (runs per row)  FAULTS="kill host-down ..." (a subset; manager-crash
 #   names every manager-crash-STEP row, e.g. FAULTS="manager-crash consul-down")
-#   SHAPES="async:1 lossless:1 async:3 lossless:3"  OUT=docs
+#   SHAPES="async:1 lossless:1 async:3 lossless:3 guards:1 guards:3"  OUT=docs
+#   (guards: asynchronous, with `dbha guard` beside every database server and
+#   write leases on)
 #
 # manager-crash-STEP: the primary's host goes down and the manager that runs
 # the recovery is killed (-9) when it reaches STEP, one row per step of a
@@ -70,6 +72,7 @@ for shape in $SHAPES; do
   mode=${shape%%:*} managers=${shape##*:}
   up=(./bin/dbha lab up --hosts --managers "$managers" --dir "$lab")
   [ "$mode" = lossless ] && up+=(--lossless)
+  [ "$mode" = guards ] && up+=(--guards)
   echo "faults: lab $mode, $managers manager(s)"
   "${up[@]}" >"$work/up-$mode-$managers.log" 2>&1 || { echo "faults: lab up failed, see $work/up-$mode-$managers.log" >&2; exit 1; }
   mgrs=$(seq -s, -f 'manager-%g' 1 "$managers")

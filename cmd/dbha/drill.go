@@ -151,6 +151,9 @@ func (f drillFlags) options(cl config.Cluster) (drill.Options, error) {
 	if cl.Stream.SemiSync || cl.Stream.Synchronous {
 		o.Mode = "lossless"
 	}
+	if cl.Promotion.LeaseTTL > 0 {
+		o.Mode += "+guards"
+	}
 	o.Writers.Writers, o.Writers.WriteTimeout, o.Writers.DialTimeout, o.Writers.Pace, o.Writers.ConnLifetime = f.writers, f.writeTimeout, f.dialTO, f.pace, f.life
 	o.Observe, o.Expect = f.observe, drill.Expect(f.expect)
 	o.Fault = drill.Fault{Name: f.fault, Host: f.host, Percent: f.percent, Step: f.step, For: f.downFor}
