@@ -281,3 +281,74 @@ func TestLosslessMariaDBPrimaryCannotCommitAlone(t *testing.T) {
 		t.Fatal("the commit did not return within 30 s of a replica connecting again")
 	}
 }
+
+// TestFenceALosslessPrimaryWithACommitWaiting: a lossless MariaDB primary
+// cut off from every acknowledger holds its clients' commits for ever, and
+// SET GLOBAL read_only waits for commits in flight: the fence must still
+// complete (the keeper fences a returning old primary with it), and the
+// waiting client must get an error, not an acknowledgement.
+func TestFenceALosslessPrimaryWithACommitWaiting(t *testing.T) {
+	l := binLab(t, "", func(o *Options) { o.Lossless = true })
+	const primary = "mariadb-1"
+	admin := adminDB(t, l, primary)
+	waitUntil(t, 30*time.Second, "both replicas connected as semi-sync replicas", func() error {
+		var n, v string
+		if err := admin.QueryRow("SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_clients'").Scan(&n, &v); err != nil || v != "2" {
+			return fmt.Errorf("%s semi-sync clients (%v)", v, err)
+		}
+		return nil
+	})
+	for _, r := range []string{"mariadb-2", "mariadb-3"} {
+		stopLink(t, l, r)
+	}
+	t.Cleanup(func() {
+		for _, r := range []string{"mariadb-2", "mariadb-3"} {
+			if db, err := l.AdminMySQL(r); err == nil {
+				db.Exec("START SLAVE IO_THREAD")
+				db.Close()
+			}
+		}
+	})
+	writer, err := l.AdminMySQL(primary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, err := writer.Exec("INSERT INTO dbha_lab.heartbeat () VALUES ()")
+		done <- err
+	}()
+	waitUntil(t, 10*time.Second, "a commit waiting for an acknowledgement", func() error {
+		var waiting int
+		if err := admin.QueryRow(`SELECT count(*) FROM information_schema.PROCESSLIST WHERE state LIKE 'Waiting for semi-sync ACK%'`).Scan(&waiting); err != nil || waiting != 1 {
+			return fmt.Errorf("%d waiting (%v)", waiting, err)
+		}
+		return nil
+	})
+
+	c := rewindController(t, l)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Fence(ctx, addr(t, l, primary)); err != nil {
+		t.Fatalf("fence of a primary whose commit waits for an acknowledgement: %v", err)
+	}
+	after, err := l.AdminMySQL(primary) // the fence ended the sessions before it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer after.Close()
+	var ro int
+	if err := after.QueryRow("SELECT @@read_only").Scan(&ro); err != nil || ro != 1 {
+		t.Fatalf("read_only %d (%v) after the fence", ro, err)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("the waiting commit was acknowledged by the fence: it must end in an error")
+		}
+		t.Logf("the waiting client got: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting commit neither returned nor failed 10 s after the fence")
+	}
+}

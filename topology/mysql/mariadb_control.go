@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/dbha/dbha/topology"
 )
@@ -222,10 +223,39 @@ func (c mariadbControl) changeMaster(source string) (string, error) {
 		quote(host), port, quote(c.replUser), quote(c.replPassword), heartbeat), nil
 }
 
+// fenceStall is how long Fence lets SET GLOBAL read_only wait for the
+// commits in flight before it ends their sessions.
+const fenceStall = 250 * time.Millisecond
+
+// Fence makes addr refuse writes and ends its client sessions. read_only
+// comes first: from the moment it takes the global read lock no new write
+// starts. It then waits for the commits in flight, and on a lossless
+// primary cut off from every acknowledger those wait for ever (semi-sync
+// without fallback): a SET GLOBAL read_only that has not returned after
+// fenceStall has the client sessions ended, which ends their waits — their
+// clients get an error, never an acknowledgement — and then returns.
 func (c mariadbControl) Fence(ctx context.Context, addr string) error {
-	if err := c.exec(ctx, addr, "SET GLOBAL read_only = ON"); err != nil {
-		return err
+	done := make(chan error, 1)
+	go func() { done <- c.exec(ctx, addr, "SET GLOBAL read_only = ON") }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return err
+		}
+	case <-time.After(fenceStall):
+		if err := c.endClientSessions(ctx, addr); err != nil {
+			return err
+		}
+		if err := <-done; err != nil {
+			return err
+		}
 	}
+	return c.endClientSessions(ctx, addr)
+}
+
+// endClientSessions kills every client session on addr but dbha's own and
+// the replication threads.
+func (c mariadbControl) endClientSessions(ctx context.Context, addr string) error {
 	db, err := c.db(addr)
 	if err != nil {
 		return err
