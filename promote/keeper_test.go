@@ -341,22 +341,7 @@ func TestResumedFailoverRollsBackWhenTheOldPrimaryIsBack(t *testing.T) {
 				t.Fatal(err)
 			}
 			r.cluster.Kill(a)
-			crashed := promote.RecoverEnv{Store: r.store, Engine: r.cluster, Manager: "m0", StepTimeout: time.Second,
-				Discover: func(ctx context.Context) topology.Snapshot {
-					return topology.Discover(ctx, topology.Cluster{Name: "c", Engine: topology.MariaDB, Instances: r.addrs}, r.cluster, time.Second)
-				},
-				Now: func() time.Time { return r.now },
-				BeforeStep: func(_ promote.Plan, st promote.Step) {
-					if st.Action == promote.ActPromote {
-						runtime.Goexit()
-					}
-				}}
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				_, _ = promote.Recover(ctx, crashed, "c", promote.Request{}, promote.Trigger{Reason: "DeadPrimary", Automatic: true, Primary: a})
-			}()
-			<-done
+			r.crashBefore(ctx, a, promote.ActPromote)
 			left, _ := r.store.Unfinished(ctx, "c")
 			if left == nil {
 				t.Fatal("no recovery left unfinished")
@@ -407,22 +392,7 @@ func TestResumedFailoverFencesTheOldPrimaryBackBeforeTheWriterMoves(t *testing.T
 		t.Fatal(err)
 	}
 	r.cluster.Kill(a)
-	crashed := promote.RecoverEnv{Store: r.store, Engine: r.cluster, Manager: "m0", StepTimeout: time.Second,
-		Discover: func(ctx context.Context) topology.Snapshot {
-			return topology.Discover(ctx, topology.Cluster{Name: "c", Engine: topology.MariaDB, Instances: r.addrs}, r.cluster, time.Second)
-		},
-		Now: func() time.Time { return r.now },
-		BeforeStep: func(_ promote.Plan, st promote.Step) {
-			if st.Action == promote.ActMoveWriter {
-				runtime.Goexit()
-			}
-		}}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_, _ = promote.Recover(ctx, crashed, "c", promote.Request{}, promote.Trigger{Reason: "DeadPrimary", Automatic: true, Primary: a})
-	}()
-	<-done
+	r.crashBefore(ctx, a, promote.ActMoveWriter)
 	left, _ := r.store.Unfinished(ctx, "c")
 	if left == nil || left.Fence.SecuredBy != promote.LayerNone {
 		t.Fatalf("left %+v: want an unfinished recovery whose old primary nothing secured", left)
@@ -444,4 +414,26 @@ func TestResumedFailoverFencesTheOldPrimaryBackBeforeTheWriterMoves(t *testing.T
 	if !rec.Fence.ReadOnly || rec.NotFenced != "" {
 		t.Errorf("record fence %+v, not fenced %q: want it fenced on resume", rec.Fence, rec.NotFenced)
 	}
+}
+
+// crashBefore runs an automatic failover of primary under another
+// manager, m0, that dies just before the first step of action: its record
+// is left unfinished, as a killed manager leaves it.
+func (r *keeperRig) crashBefore(ctx context.Context, primary string, action promote.Action) {
+	crashed := promote.RecoverEnv{Store: r.store, Engine: r.cluster, Manager: "m0", StepTimeout: time.Second,
+		Discover: func(ctx context.Context) topology.Snapshot {
+			return topology.Discover(ctx, topology.Cluster{Name: "c", Engine: topology.MariaDB, Instances: r.addrs}, r.cluster, time.Second)
+		},
+		Now: func() time.Time { return r.now },
+		BeforeStep: func(_ promote.Plan, st promote.Step) {
+			if st.Action == action {
+				runtime.Goexit()
+			}
+		}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = promote.Recover(ctx, crashed, "c", promote.Request{}, promote.Trigger{Reason: "DeadPrimary", Automatic: true, Primary: primary})
+	}()
+	<-done
 }

@@ -398,14 +398,7 @@ func rollBackIfBack(ctx context.Context, env RecoverEnv, rec *Record) (back bool
 			stopped = append(stopped, s.Target)
 		}
 	}
-	bound := env.OldPrimaryTimeout
-	if bound <= 0 {
-		bound = DefaultOldPrimaryTimeout
-	}
-	octx, cancel := context.WithTimeout(ctx, bound)
-	_, perr := env.Engine.Position(octx, rec.Plan.OldPrimary)
-	cancel()
-	if perr != nil {
+	if !oldPrimaryAnswers(ctx, env, rec) {
 		return false, nil
 	}
 	now := env.Now
@@ -475,14 +468,7 @@ func fenceIfBack(ctx context.Context, env RecoverEnv, rec *Record) error {
 	if rec.Kind != Failover || rec.Done || !stepDone(rec, ActPromote) || rec.Fence.secured() != "" {
 		return nil
 	}
-	bound := env.OldPrimaryTimeout
-	if bound <= 0 {
-		bound = DefaultOldPrimaryTimeout
-	}
-	octx, cancel := context.WithTimeout(ctx, bound)
-	_, perr := env.Engine.Position(octx, rec.Plan.OldPrimary)
-	cancel()
-	if perr != nil {
+	if !oldPrimaryAnswers(ctx, env, rec) {
 		return nil
 	}
 	now := env.Now
@@ -491,7 +477,7 @@ func fenceIfBack(ctx context.Context, env RecoverEnv, rec *Record) error {
 	}
 	res := StepResult{N: len(rec.Plan.Steps) + 1, Action: ActFence, Target: rec.Plan.OldPrimary, Started: now(),
 		Note: "on resume: the old primary answers again; read-only and client sessions ended before the writer moves"}
-	fctx, cancel := context.WithTimeout(ctx, max(env.StepTimeout, bound))
+	fctx, cancel := context.WithTimeout(ctx, max(env.StepTimeout, oldBound(env)))
 	err := env.Engine.Fence(fctx, rec.Plan.OldPrimary)
 	cancel()
 	res.Finished = now()
@@ -508,6 +494,23 @@ func fenceIfBack(ctx context.Context, env RecoverEnv, rec *Record) error {
 		return fmt.Errorf("%w: %v", ErrOldPrimaryBack, err)
 	}
 	return nil
+}
+
+// oldBound is env's OldPrimaryTimeout, or its default.
+func oldBound(env RecoverEnv) time.Duration {
+	if env.OldPrimaryTimeout <= 0 {
+		return DefaultOldPrimaryTimeout
+	}
+	return env.OldPrimaryTimeout
+}
+
+// oldPrimaryAnswers asks a resumed failover's old primary where it is,
+// bounded by OldPrimaryTimeout: whether it is back.
+func oldPrimaryAnswers(ctx context.Context, env RecoverEnv, rec *Record) bool {
+	octx, cancel := context.WithTimeout(ctx, oldBound(env))
+	defer cancel()
+	_, err := env.Engine.Position(octx, rec.Plan.OldPrimary)
+	return err == nil
 }
 
 // stepDone reports whether rec holds a successful step of action a.
