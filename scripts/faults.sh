@@ -25,8 +25,11 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 OUT=${OUT:-docs}
 SHAPES=${SHAPES:-"async:1 lossless:1 async:3"}
-# Each fault as drill flags; the split is the minority one: the manager(s)
-# and one replica cut off from the primary, the other replica and the clients.
+# Each fault as drill flags; the split is the minority one: manager-1 and one
+# replica cut off from the primary, the other replica, the clients and the
+# other managers (MINORITY and MAJORITY below: with one manager, the minority
+# side is {manager-1, replica-1}; with three, manager-2 and manager-3 are on
+# the primary's side, which then holds 4 of the 6 voters).
 declare -A FLAGS=(
   [kill]="--fault kill"
   [host-down]="--fault host-down"
@@ -35,7 +38,7 @@ declare -A FLAGS=(
   [manager-cut]="--fault manager-cut"
   [loss-5]="--fault loss --percent 5"
   [flap]="--fault flap"
-  [split-minority]="--fault split --sides MANAGERS,replica-1|primary,replica-2,clients"
+  [split-minority]="--fault split --sides manager-1,replica-1|primary,replica-2,OTHERMANAGERSclients"
   [consul-down]="--fault consul-down --down-for 5s"
 )
 # The steps of a failover's plan, in order (wait-applied and apply-missing
@@ -75,7 +78,8 @@ for shape in $SHAPES; do
   [ "$mode" = guards ] && up+=(--guards)
   echo "faults: lab $mode, $managers manager(s)"
   "${up[@]}" >"$work/up-$mode-$managers.log" 2>&1 || { echo "faults: lab up failed, see $work/up-$mode-$managers.log" >&2; exit 1; }
-  mgrs=$(seq -s, -f 'manager-%g' 1 "$managers")
+  others=""
+  [ "$managers" -gt 1 ] && others=$(seq -s, -f 'manager-%g' 2 "$managers"),
   list=("${ORDER[@]}")
   [ "$managers" -gt 1 ] && list=("${ORDER3[@]}")
   for engine in mariadb postgres; do
@@ -85,7 +89,7 @@ for shape in $SHAPES; do
       if [ "$engine" = postgres ] && [[ $f == manager-crash-stop-following* ]]; then continue; fi
       name=$mode-$managers-$engine-$f
       # shellcheck disable=SC2086 # the flags are words
-      flags=${FLAGS[$f]//MANAGERS/$mgrs}
+      flags=${FLAGS[$f]//OTHERMANAGERS/$others}
       start=$(date +%s)
       # Exit 1 is a drill that missed its targets: its JSON is a row all the same.
       ./bin/dbha --config "$lab/dbha.yaml" drill --hosts --cluster "lab-$engine" $flags --runs "$RUNS" -o json \
