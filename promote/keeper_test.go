@@ -283,23 +283,9 @@ func TestKeeperResumesARecoveryItsManagerLeft(t *testing.T) {
 				t.Fatal(err)
 			}
 			r.cluster.Kill(a)
-			crashed := promote.RecoverEnv{Store: r.store, Engine: r.cluster, Manager: "m0", StepTimeout: time.Second,
-				Discover: func(ctx context.Context) topology.Snapshot {
-					return topology.Discover(ctx, topology.Cluster{Name: "c", Engine: topology.MariaDB, Instances: r.addrs}, r.cluster, time.Second)
-				},
-				Now: func() time.Time { return r.now },
-				BeforeStep: func(_ promote.Plan, st promote.Step) {
-					if st.Action == at {
-						runtime.Goexit()
-					}
-				}}
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				_, _ = promote.Recover(ctx, crashed, "c", promote.Request{}, promote.Trigger{Reason: "DeadPrimary", Automatic: true, Primary: a})
+			if !r.crashBefore(ctx, a, at) {
 				t.Error("the recovery ran to its end: the crash did not happen")
-			}()
-			<-done
+			}
 			left, err := r.store.Unfinished(ctx, "c")
 			if err != nil || left == nil {
 				t.Fatalf("no recovery left unfinished (%v)", err)
@@ -341,7 +327,9 @@ func TestResumedFailoverRollsBackWhenTheOldPrimaryIsBack(t *testing.T) {
 				t.Fatal(err)
 			}
 			r.cluster.Kill(a)
-			r.crashBefore(ctx, a, promote.ActPromote)
+			if !r.crashBefore(ctx, a, promote.ActPromote) {
+				t.Fatal("the recovery ran to its end: the crash did not happen")
+			}
 			left, _ := r.store.Unfinished(ctx, "c")
 			if left == nil {
 				t.Fatal("no recovery left unfinished")
@@ -392,7 +380,9 @@ func TestResumedFailoverFencesTheOldPrimaryBackBeforeTheWriterMoves(t *testing.T
 		t.Fatal(err)
 	}
 	r.cluster.Kill(a)
-	r.crashBefore(ctx, a, promote.ActMoveWriter)
+	if !r.crashBefore(ctx, a, promote.ActMoveWriter) {
+		t.Fatal("the recovery ran to its end: the crash did not happen")
+	}
 	left, _ := r.store.Unfinished(ctx, "c")
 	if left == nil || left.Fence.SecuredBy != promote.LayerNone {
 		t.Fatalf("left %+v: want an unfinished recovery whose old primary nothing secured", left)
@@ -418,8 +408,9 @@ func TestResumedFailoverFencesTheOldPrimaryBackBeforeTheWriterMoves(t *testing.T
 
 // crashBefore runs an automatic failover of primary under another
 // manager, m0, that dies just before the first step of action: its record
-// is left unfinished, as a killed manager leaves it.
-func (r *keeperRig) crashBefore(ctx context.Context, primary string, action promote.Action) {
+// is left unfinished, as a killed manager leaves it. It reports whether
+// the crash happened (false: the recovery ran to its end).
+func (r *keeperRig) crashBefore(ctx context.Context, primary string, action promote.Action) bool {
 	crashed := promote.RecoverEnv{Store: r.store, Engine: r.cluster, Manager: "m0", StepTimeout: time.Second,
 		Discover: func(ctx context.Context) topology.Snapshot {
 			return topology.Discover(ctx, topology.Cluster{Name: "c", Engine: topology.MariaDB, Instances: r.addrs}, r.cluster, time.Second)
@@ -430,10 +421,12 @@ func (r *keeperRig) crashBefore(ctx context.Context, primary string, action prom
 				runtime.Goexit()
 			}
 		}}
-	done := make(chan struct{})
+	done, ended := make(chan struct{}), false
 	go func() {
 		defer close(done)
 		_, _ = promote.Recover(ctx, crashed, "c", promote.Request{}, promote.Trigger{Reason: "DeadPrimary", Automatic: true, Primary: primary})
+		ended = true
 	}()
 	<-done
+	return !ended
 }
