@@ -119,9 +119,7 @@ type analysis struct {
 // same evidence, policy and now give the same findings in the same order.
 func Analyze(ev Evidence, p Policy, now time.Time) []Finding {
 	ev.At = now
-	a := &analysis{ev: ev, p: p, now: now, votes: Votes(ev, p)}
-	a.t = count(a.votes)
-	a.q = a.quorum()
+	a := newAnalysis(ev, p, now)
 	suppressed := map[Code]bool{}
 	var out []Finding
 	for _, r := range rules {
@@ -140,6 +138,15 @@ func Analyze(ev Evidence, p Policy, now time.Time) []Finding {
 		out = append(out, found...)
 	}
 	return slices.DeleteFunc(out, func(f Finding) bool { return suppressed[f.Code] })
+}
+
+// newAnalysis is the working state of evidence: every path's vote, their
+// tally and the voters' count.
+func newAnalysis(ev Evidence, p Policy, now time.Time) *analysis {
+	a := &analysis{ev: ev, p: p, now: now, votes: Votes(ev, p)}
+	a.t = count(a.votes)
+	a.q = a.quorum()
+	return a
 }
 
 // primaryDown: dbha's own path says dead, or the primary is hung and

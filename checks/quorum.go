@@ -65,9 +65,7 @@ func (q Quorum) String() string {
 // by its own paths, the others by their fresh published observations),
 // and the witness. It is pure.
 func CountQuorum(ev Evidence, p Policy) Quorum {
-	a := &analysis{ev: ev, p: p, now: ev.At, votes: Votes(ev, p)}
-	a.t = count(a.votes)
-	return a.quorum()
+	return newAnalysis(ev, p, ev.At).q
 }
 
 func (a *analysis) quorum() Quorum {
