@@ -259,8 +259,12 @@ func link(in topology.Instance, prev linkMark, keepalive time.Duration, at time.
 	mark := linkMark{source: r.Source, connected: r.IORunning, heartbeats: r.Heartbeats,
 		received: in.Received.String(), sourcePos: r.SourceLogPos, heard: prev.heard}
 	restarted := prev.heard.IsZero() || !prev.connected || prev.source != r.Source
+	// A move between probes says only that the replica heard something
+	// since the last one, and is stamped with this probe's time: up to a
+	// cycle late. An engine that says when it last heard (LastMessage) is
+	// believed instead.
 	moved := mark.heartbeats != prev.heartbeats || mark.received != prev.received || mark.sourcePos != prev.sourcePos
-	if r.IORunning && (restarted || moved) {
+	if r.IORunning && (restarted || (moved && r.LastMessage.IsZero())) {
 		mark.heard = at
 	}
 	lv.LastHeard = mark.heard

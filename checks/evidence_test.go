@@ -131,6 +131,11 @@ func TestTrackerLinkMarks(t *testing.T) {
 			{at(0), nil, at(0)},
 			{at(2), func(r *topology.Replication) { r.LastMessage = at(1.5) }, at(1.5)},
 		}},
+		{"the engine's time, when it has one, wins over a move seen late", []step{
+			{at(0), func(r *topology.Replication) { r.LastMessage = at(0) }, at(0)},
+			{at(2), func(r *topology.Replication) { r.SourceLogPos, r.LastMessage = "bin.000001:900", at(1.2) }, at(1.2)},
+			{at(3), func(r *topology.Replication) { r.SourceLogPos, r.LastMessage = "bin.000001:900", at(1.2) }, at(1.2)},
+		}},
 		{"the engine's time, when earlier, does not undo a reconnect", []step{
 			{at(0), func(r *topology.Replication) { r.IORunning = false }, time.Time{}},
 			{at(1), func(r *topology.Replication) { r.LastMessage = at(-30) }, at(1)},

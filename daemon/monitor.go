@@ -327,7 +327,7 @@ func (w *watcher) act(ctx context.Context, snap topology.Snapshot, findings []ch
 	switch action {
 	case checks.Recover:
 		if !at.Before(w.retryAt) {
-			w.recover(ctx, f, findings, at)
+			w.recover(ctx, f, findings, snap, at)
 		}
 	case checks.Enforce:
 		if err := k.Enforce(ctx); err != nil && !errors.Is(err, promote.ErrBusy) {
@@ -444,11 +444,16 @@ func (w *watcher) publish(ctx context.Context, snap topology.Snapshot, at time.T
 	w.published, w.publishedAt, w.blocked, w.stopped = key, at, nil, nil
 }
 
-func (w *watcher) recover(ctx context.Context, f checks.Finding, findings []checks.Finding, at time.Time) {
+func (w *watcher) recover(ctx context.Context, f checks.Finding, findings []checks.Finding, snap topology.Snapshot, at time.Time) {
 	if w.lost != f.Instance {
 		w.lost, w.lostAt = f.Instance, at
 	}
 	t := promote.Trigger{Reason: string(f.Code), Automatic: true, Detected: w.lostAt, Evidence: findings, Primary: f.Instance}
+	// The probe that just found the primary silent ended when the
+	// snapshot was taken: the recovery need not ask it again.
+	if in, ok := snap.Instance(f.Instance); ok && !in.Reachable {
+		t.Unanswered, t.UnansweredAt = &in, snap.TakenAt
+	}
 	rec, err := w.c.Keeper.Recover(ctx, t, promote.Choice{})
 	if !errors.Is(err, promote.ErrLocked) {
 		w.blocked = blockView(err)

@@ -1,6 +1,7 @@
 package promote
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -113,18 +114,23 @@ type StepResult struct {
 
 // Record is a promotion's audit record and its resume point.
 type Record struct {
-	ID       string       `json:"id"`
-	Cluster  string       `json:"cluster"`
-	Kind     Kind         `json:"kind"`
-	Manager  string       `json:"manager"`
-	Lease    string       `json:"lease,omitempty"`
-	Reason   string       `json:"reason"`
-	Evidence any          `json:"evidence,omitempty"`
-	Detected time.Time    `json:"detected,omitzero"`
-	Started  time.Time    `json:"started"`
-	Finished time.Time    `json:"finished,omitzero"`
-	Plan     Plan         `json:"plan"`
-	Steps    []StepResult `json:"steps"`
+	ID       string    `json:"id"`
+	Cluster  string    `json:"cluster"`
+	Kind     Kind      `json:"kind"`
+	Manager  string    `json:"manager"`
+	Lease    string    `json:"lease,omitempty"`
+	Reason   string    `json:"reason"`
+	Evidence any       `json:"evidence,omitempty"`
+	Detected time.Time `json:"detected,omitzero"`
+	Started  time.Time `json:"started"`
+	// OldPrimarySilent is when a failover's old primary last failed to
+	// answer before the plan: the end of the probe the plan was made from
+	// (its own discovery's, or the monitor's moments before). Zero in
+	// records from before it was kept: Started stands in.
+	OldPrimarySilent time.Time    `json:"old_primary_silent,omitzero"`
+	Finished         time.Time    `json:"finished,omitzero"`
+	Plan             Plan         `json:"plan"`
+	Steps            []StepResult `json:"steps"`
 	// Next is the number of the first step not yet done.
 	Next int  `json:"next"`
 	Done bool `json:"done"`
@@ -219,9 +225,11 @@ type executor struct {
 	// lockLost: another manager may be carrying the recovery on; this one
 	// must not touch anything, not even to roll back.
 	lockLost bool
-	// silent is why the old primary did not answer checkBack just now:
-	// the fence step does not wait out the same bound again.
-	silent error
+	// silent is why the old primary did not answer, at silentAt (checkBack
+	// asked, or the discovery that planned this failover did): a fence step
+	// within the bound of that answer does not wait it out again.
+	silent   error
+	silentAt time.Time
 }
 
 func (x *executor) timeout() time.Duration {
@@ -353,13 +361,16 @@ func (x *executor) oldBound() time.Duration {
 // is bounded (towardsOld): an old primary that cannot answer it in time
 // is not back. A plan made less than that bound ago already asked (its
 // discovery found the old primary unreachable, or the plan would not be
-// a failover): asking again would only add a wait on a vanished host to
-// every failover. A resumed or retried recovery asks.
+// a failover): asking again, or dialling it to fence it, would only add
+// a wait on a vanished host to every failover. A resumed or retried
+// recovery asks.
 func (x *executor) checkBack(ctx context.Context, st Step) error {
 	if x.p.Kind != Failover || st.N != x.firstFencingStep() || x.started() {
 		return nil
 	}
-	if x.env.Now().Sub(x.r.Started) < x.oldBound() {
+	silentAt := cmp.Or(x.r.OldPrimarySilent, x.r.Started)
+	if age := x.env.Now().Sub(silentAt); age < x.oldBound() {
+		x.silent, x.silentAt = fmt.Errorf("it did not answer the probe this failover was planned from, %v ago", age.Round(time.Millisecond)), silentAt
 		return nil
 	}
 	octx, cancel, _ := x.towardsOld(ctx)
@@ -368,8 +379,14 @@ func (x *executor) checkBack(ctx context.Context, st Step) error {
 	if err == nil {
 		return ErrPrimaryBack
 	}
-	x.silent = err
+	x.silent, x.silentAt = err, x.env.Now()
 	return nil
+}
+
+// stillSilent reports whether the old primary was found silent less than
+// the bound ago: a fence attempt now would wait out the same bound.
+func (x *executor) stillSilent() bool {
+	return x.silent != nil && x.p.Kind == Failover && x.env.Now().Sub(x.silentAt) < x.oldBound()
 }
 
 // firstFencingStep is the number of the plan's first step towards the
@@ -458,7 +475,7 @@ func (x *executor) fence(ctx context.Context, st Step) (string, error) {
 	if l := x.r.Fence.secured(); l != "" && x.p.Kind == Failover {
 		return fmt.Sprintf("skipped: secured by %s", l), nil
 	}
-	if x.silent != nil && x.p.Kind == Failover {
+	if x.stillSilent() {
 		return fmt.Sprintf("not reachable within %v: %v", x.oldBound(), x.silent), nil
 	}
 	octx, cancel, bound := x.towardsOld(ctx)

@@ -358,23 +358,30 @@ func TestExecuteSwitchoverGivesTheOldPrimaryTheStepTimeout(t *testing.T) {
 }
 
 // A failover planned moments ago does not ask the old primary again
-// whether it is back: the plan's own discovery just found it unreachable,
-// and on a vanished host the question only waits out its bound. A record
-// planned longer ago than the bound (resumed, retried) asks.
+// whether it is back, nor dial it to fence it: the plan's own discovery
+// just found it unreachable, and on a vanished host each call only waits
+// out its bound. A record planned longer ago than the bound (resumed,
+// retried) asks.
 func TestExecuteFreshFailoverDoesNotAskTheOldPrimaryAgain(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		age   time.Duration
-		first string
+		name string
+		age  time.Duration
+		// silent: how long before the plan the probe it was made from
+		// found the old primary silent (the monitor's, moments before).
+		silent time.Duration
+		first  string
 	}{
-		{name: "planned just now", age: 10 * time.Millisecond, first: "fence db1"},
+		{name: "planned just now", age: 10 * time.Millisecond, first: "stop db2"},
+		{name: "planned just now from the monitor's probe", age: 10 * time.Millisecond, silent: 30 * time.Millisecond, first: "stop db2"},
 		{name: "planned longer ago than the bound", age: 2 * time.Second, first: "position db1"},
+		{name: "planned just now from an older probe", age: 10 * time.Millisecond, silent: time.Second, first: "position db1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := failoverPlan(t)
 			e := &hungOld{fakeEngine: fakeEngine{positions: map[string]topology.Position{"db2": mariaPos(t, "0-1-12")}}, old: "db1"}
 			started := time.Unix(100, 0)
 			r := NewRecord("r1", "m", "DeadPrimary", p, started)
+			r.OldPrimarySilent = started.Add(-tc.silent)
 			env := Env{Engine: e, Coordinator: &fakeCoord{}, Journal: &fakeJournal{}, StepTimeout: time.Second,
 				OldPrimaryTimeout: 50 * time.Millisecond, Now: func() time.Time { return started.Add(tc.age) }}
 			if err := Execute(context.Background(), env, r); err != nil {
@@ -382,6 +389,10 @@ func TestExecuteFreshFailoverDoesNotAskTheOldPrimaryAgain(t *testing.T) {
 			}
 			if len(e.calls) == 0 || e.calls[0] != tc.first {
 				t.Fatalf("engine calls = %q, want the first to be %q", e.calls, tc.first)
+			}
+			fence := r.Steps[slices.IndexFunc(r.Steps, func(s StepResult) bool { return s.Action == ActFence })]
+			if !strings.Contains(fence.Note, "not reachable within") || !r.Done {
+				t.Errorf("fence note %q, done %v: want the old primary found silent and the failover done", fence.Note, r.Done)
 			}
 		})
 	}

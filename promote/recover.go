@@ -1,6 +1,7 @@
 package promote
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -55,8 +56,9 @@ type RecoverEnv struct {
 	Hooks   Hooks
 	Manager string
 	// Discover takes a fresh snapshot; Recover calls it once the lock is
-	// held, so the plan is made from what is true now.
-	Discover    func(ctx context.Context) topology.Snapshot
+	// held, so the plan is made from what is true now. Instances in known
+	// are not probed again (topology.Discover).
+	Discover    func(ctx context.Context, known ...topology.Instance) topology.Snapshot
 	StepTimeout time.Duration
 	// OldPrimaryTimeout bounds every call towards a failover's old
 	// primary (see Env.OldPrimaryTimeout).
@@ -127,6 +129,13 @@ type Trigger struct {
 	// Primary is the primary the monitor watched; it names the old primary
 	// when the fresh snapshot cannot.
 	Primary string
+	// Unanswered is the monitor's last probe of Primary when that probe
+	// failed, and UnansweredAt when it ended. A recovery planned less than
+	// OldPrimaryTimeout after it takes that answer instead of probing the
+	// old primary again: on a vanished or hung host the same question
+	// would only wait out the same bound. Nil: the plan's discovery asks.
+	Unanswered   *topology.Instance
+	UnansweredAt time.Time
 	// Quorum is the voters' count an operator's failover was judged by
 	// (dbha promote); nil when none was taken. The daemon's automatic
 	// recoveries need no such field: only a finding that held the quorum
@@ -257,7 +266,8 @@ func start(ctx context.Context, env RecoverEnv, cluster string, req Request, t T
 	if req.LastPrimary == "" {
 		req.LastPrimary = t.Primary
 	}
-	s := env.Discover(ctx)
+	known, silentAt := t.unanswered(env.Now(), oldBound(env))
+	s := env.Discover(ctx, known...)
 	plan, err := MakePlan(s, req)
 	if err != nil {
 		return nil, blockedOr(err, s, req, cluster, b)
@@ -272,10 +282,26 @@ func start(ctx context.Context, env RecoverEnv, cluster string, req Request, t T
 	rec := NewRecord(NewID(cluster, env.Now()), env.Manager, t.Reason, plan, env.Now())
 	rec.Detected, rec.Evidence, rec.Automatic = t.Detected, t.Evidence, t.Automatic
 	rec.QuorumOverridden = overridden
+	if plan.Kind == Failover {
+		rec.OldPrimarySilent = cmp.Or(silentAt, s.TakenAt)
+	}
 	if err := env.Store.Save(ctx, rec); err != nil {
 		return nil, fmt.Errorf("record the intent: %w", err)
 	}
 	return rec, nil
+}
+
+// unanswered is the old primary as the monitor last found it, when the
+// probe that found it silent ended less than bound ago, and when it
+// ended; nothing otherwise.
+func (t Trigger) unanswered(now time.Time, bound time.Duration) ([]topology.Instance, time.Time) {
+	u := t.Unanswered
+	if u == nil || u.Reachable || u.Addr == "" || u.Addr != t.Primary || now.Sub(t.UnansweredAt) >= bound {
+		return nil, time.Time{}
+	}
+	in := *u
+	in.Error = fmt.Sprintf("%s (dbha's probe %v ago; not asked again)", in.Error, now.Sub(t.UnansweredAt).Round(time.Millisecond))
+	return []topology.Instance{in}, t.UnansweredAt
 }
 
 // ErrNothingToRecover: an automatic recovery found, under the lock, a

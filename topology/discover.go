@@ -2,6 +2,7 @@ package topology
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 )
@@ -23,12 +24,17 @@ type Cluster struct {
 
 // Discover probes every instance of c concurrently, each under its own
 // timeout, and builds the cluster's snapshot. One slow or dead instance
-// costs at most timeout and never hides the others.
-func Discover(ctx context.Context, c Cluster, p Prober, timeout time.Duration) Snapshot {
+// costs at most timeout and never hides the others. An instance in known
+// (by address) is not probed: it is taken as found a moment ago.
+func Discover(ctx context.Context, c Cluster, p Prober, timeout time.Duration, known ...Instance) Snapshot {
 	addrs := c.Instances
 	instances := make([]Instance, len(addrs))
 	var wg sync.WaitGroup
 	for i, addr := range addrs {
+		if k := slices.IndexFunc(known, func(in Instance) bool { return in.Addr == addr }); k >= 0 {
+			instances[i] = known[k]
+			continue
+		}
 		wg.Go(func() {
 			pctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()

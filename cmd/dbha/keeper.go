@@ -29,8 +29,8 @@ func newKeeper(g *globalFlags, cfg config.Config, cl config.Cluster, c *consul.C
 	closeAll := func() { closeProber() }
 	pr := cl.Promotion
 	env := promote.RecoverEnv{
-		Discover: func(ctx context.Context) topology.Snapshot {
-			return topology.Discover(ctx, cl.Topology(), prober, cfg.Probe.Timeout)
+		Discover: func(ctx context.Context, known ...topology.Instance) topology.Snapshot {
+			return topology.Discover(ctx, cl.Topology(), prober, cfg.Probe.Timeout, known...)
 		},
 		Hooks:                 promote.CommandHooks{Before: pr.BeforePromote, After: pr.AfterPromote, Timeout: pr.StepTimeout},
 		Manager:               managerName(cfg),
