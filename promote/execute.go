@@ -199,6 +199,9 @@ func Execute(ctx context.Context, env Env, r *Record) error {
 			env.BeforeStep(r.Plan, st)
 		}
 		res := StepResult{N: st.N, Action: st.Action, Target: st.Target, Started: x.env.Now()}
+		if st.Action == ActStopFollowing {
+			x.startStops(ctx, st.N)
+		}
 		sctx, cancel := context.WithTimeout(ctx, x.timeout())
 		note, err := x.run(sctx, st)
 		cancel()
@@ -230,6 +233,36 @@ type executor struct {
 	// within the bound of that answer does not wait it out again.
 	silent   error
 	silentAt time.Time
+	// stops holds, by step number, the outcome of each stop-following
+	// step of a run started together (startStops).
+	stops map[int]chan error
+}
+
+// startStops starts every stop-following step of the run of them that
+// begins at step n, each bounded by the step timeout; each step then
+// takes its outcome in turn. A replica's stop may wait on the old primary
+// (a semi-sync replica's IO thread asks it, on the way out, to end its
+// dump thread: about a second on a silent host), and one replica's wait
+// need not follow another's. A run already started is not started again.
+func (x *executor) startStops(ctx context.Context, n int) {
+	if _, ok := x.stops[n]; ok {
+		return
+	}
+	if x.stops == nil {
+		x.stops = map[int]chan error{}
+	}
+	for _, st := range x.p.Steps[n-1:] {
+		if st.Action != ActStopFollowing {
+			break
+		}
+		done := make(chan error, 1)
+		x.stops[st.N] = done
+		go func() {
+			sctx, cancel := context.WithTimeout(ctx, x.timeout())
+			defer cancel()
+			done <- x.env.Engine.StopFollowing(sctx, st.Target)
+		}()
+	}
 }
 
 func (x *executor) timeout() time.Duration {
@@ -406,7 +439,16 @@ func (x *executor) firstFencingStep() int {
 // failover stops there under require_fencing, else the record says two
 // writers are possible.
 func (x *executor) stopFollowing(ctx context.Context, st Step) (string, error) {
-	err := x.env.Engine.StopFollowing(ctx, st.Target)
+	var err error
+	if done, ok := x.stops[st.N]; !ok {
+		err = x.env.Engine.StopFollowing(ctx, st.Target)
+	} else {
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
 	if err == nil {
 		return "", nil
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 // fakeEngine records calls; it stands in for our own Engine interface.
 type fakeEngine struct {
+	mu        sync.Mutex // stop-following steps run together
 	calls     []string
 	failOn    map[string]error // "action target" → error
 	positions map[string]topology.Position
@@ -21,6 +23,8 @@ type fakeEngine struct {
 
 func (f *fakeEngine) call(action, target string, extra ...string) error {
 	c := strings.TrimSpace(action + " " + target + " " + strings.Join(extra, " "))
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.calls = append(f.calls, c)
 	return f.failOn[action+" "+target]
 }
@@ -140,7 +144,7 @@ func TestExecuteFailover(t *testing.T) {
 	// The plan is older than the bound: the old primary is asked whether
 	// it is back, does not answer, and is not asked again to be fenced.
 	want := []string{"stop db2", "stop db3", "stream db2 0-1-12", "promote db2", "repoint db3 db2"}
-	if !slices.Equal(e.calls, want) {
+	if !slices.Equal(stopsInOrder(e.calls), want) {
 		t.Fatalf("engine calls = %q\nwant %q", e.calls, want)
 	}
 	if r.Fence.SecuredBy != LayerNone || !strings.Contains(r.NotFenced, "two writers possible") {
@@ -213,7 +217,7 @@ func TestExecuteSwitchoverWaitsForTheFinalPosition(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"fence db1", "wait db2 0-1-23", "promote db2", "repoint db1 db2"}
-	if !slices.Equal(e.calls, want) {
+	if !slices.Equal(stopsInOrder(e.calls), want) {
 		t.Fatalf("engine calls = %q\nwant %q", e.calls, want)
 	}
 }
@@ -243,7 +247,7 @@ func TestExecuteSwitchoverRollsBack(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "rolled back") {
 		t.Fatalf("err = %v", err)
 	}
-	if want := []string{"fence db1", "wait db2 0-1-20", "unfence db1"}; !slices.Equal(e.calls, want) {
+	if want := []string{"fence db1", "wait db2 0-1-20", "unfence db1"}; !slices.Equal(stopsInOrder(e.calls), want) {
 		t.Fatalf("engine calls = %q, want %q", e.calls, want)
 	}
 	if !r.Done || !r.Aborted {
@@ -325,7 +329,7 @@ func TestExecuteFailoverDoesNotWaitOnAHungOldPrimary(t *testing.T) {
 	// One bounded wait on the hung old primary, not two: it did not answer
 	// whether it is back, so it is not asked to be fenced.
 	want := []string{"position db1", "stop db2", "stop db3", "stream db2 0-1-12", "promote db2", "repoint db3 db2"}
-	if !slices.Equal(e.calls, want) {
+	if !slices.Equal(stopsInOrder(e.calls), want) {
 		t.Fatalf("engine calls = %q\nwant %q", e.calls, want)
 	}
 	for i, b := range e.bounds {
@@ -387,7 +391,7 @@ func TestExecuteFreshFailoverDoesNotAskTheOldPrimaryAgain(t *testing.T) {
 			if err := Execute(context.Background(), env, r); err != nil {
 				t.Fatal(err)
 			}
-			if len(e.calls) == 0 || e.calls[0] != tc.first {
+			if calls := stopsInOrder(e.calls); len(calls) == 0 || calls[0] != tc.first {
 				t.Fatalf("engine calls = %q, want the first to be %q", e.calls, tc.first)
 			}
 			fence := r.Steps[slices.IndexFunc(r.Steps, func(s StepResult) bool { return s.Action == ActFence })]
@@ -395,5 +399,67 @@ func TestExecuteFreshFailoverDoesNotAskTheOldPrimaryAgain(t *testing.T) {
 				t.Errorf("fence note %q, done %v: want the old primary found silent and the failover done", fence.Note, r.Done)
 			}
 		})
+	}
+}
+
+// stopsInOrder sorts each run of "stop ..." calls: the stop-following steps
+// of a run are started together, and their calls come in any order.
+func stopsInOrder(calls []string) []string {
+	out := slices.Clone(calls)
+	for i := 0; i < len(out); {
+		j := i
+		for j < len(out) && strings.HasPrefix(out[j], "stop ") {
+			j++
+		}
+		slices.Sort(out[i:j])
+		i = max(j, i+1)
+	}
+	return out
+}
+
+// barrierStops is an engine whose StopFollowing returns only once every
+// replica's stop has begun (or fails after a second): stops made one after
+// the other never get through.
+type barrierStops struct {
+	*fakeEngine
+	arrived chan struct{}
+	n       int
+}
+
+func (b *barrierStops) StopFollowing(ctx context.Context, a string) error {
+	b.arrived <- struct{}{}
+	deadline := time.After(time.Second)
+	for len(b.arrived) < b.n {
+		select {
+		case <-deadline:
+			return fmt.Errorf("stop %s: the other replicas' stops did not begin", a)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return b.fakeEngine.StopFollowing(ctx, a)
+}
+
+// The replicas stop following the old primary together: a semi-sync
+// replica's stop waits on the old primary for about a second, and two
+// replicas must not wait two.
+func TestExecuteStopsReplicasTogether(t *testing.T) {
+	p := failoverPlan(t)
+	e := &barrierStops{fakeEngine: &fakeEngine{positions: map[string]topology.Position{"db2": mariaPos(t, "0-1-12")}}, arrived: make(chan struct{}, 2), n: 2}
+	c := &fakeCoord{}
+	r := NewRecord("r1", "m", "DeadPrimary", p, time.Now())
+	if err := Execute(context.Background(), Env{Engine: e, Coordinator: c, Journal: &fakeJournal{}, StepTimeout: 5 * time.Second}, r); err != nil {
+		t.Fatal(err)
+	}
+	if c.writer != "db2" || !r.Done {
+		t.Fatalf("writer %q done %v", c.writer, r.Done)
+	}
+	var stops []int
+	for _, s := range r.Steps {
+		if s.Action == ActStopFollowing {
+			stops = append(stops, s.N)
+		}
+	}
+	if len(stops) != 2 || stops[1] != stops[0]+1 {
+		t.Fatalf("stop-following steps recorded %v, want two in plan order", stops)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -199,24 +200,27 @@ func fencedFailover(t *testing.T, pol FencingPolicy, leases *fakeLeases, fencer 
 // recordingEngine logs the fake engine's calls into a shared list.
 type recordingEngine struct {
 	*fakeEngine
+	mu    sync.Mutex
 	calls *[]string
 }
 
-func (e *recordingEngine) log(err error) error {
-	*e.calls = append(*e.calls, e.fakeEngine.calls[len(e.fakeEngine.calls)-1])
+func (e *recordingEngine) log(call string, err error) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	*e.calls = append(*e.calls, call)
 	return err
 }
 func (e *recordingEngine) StopFollowing(ctx context.Context, a string) error {
-	return e.log(e.fakeEngine.StopFollowing(ctx, a))
+	return e.log("stop "+a, e.fakeEngine.StopFollowing(ctx, a))
 }
 func (e *recordingEngine) Promote(ctx context.Context, a string) error {
-	return e.log(e.fakeEngine.Promote(ctx, a))
+	return e.log("promote "+a, e.fakeEngine.Promote(ctx, a))
 }
 func (e *recordingEngine) Fence(ctx context.Context, a string) error {
-	return e.log(e.fakeEngine.Fence(ctx, a))
+	return e.log("fence "+a, e.fakeEngine.Fence(ctx, a))
 }
 func (e *recordingEngine) Repoint(ctx context.Context, a, s string) error {
-	return e.log(e.fakeEngine.Repoint(ctx, a, s))
+	return e.log("repoint "+a+" "+s, e.fakeEngine.Repoint(ctx, a, s))
 }
 
 func TestExecuteFenceCommandBeforePromotion(t *testing.T) {
@@ -227,7 +231,7 @@ func TestExecuteFenceCommandBeforePromotion(t *testing.T) {
 	// Planned just now: its discovery found db1 silent, so the fence does
 	// not dial it again; the fence command runs at once.
 	want := []string{"fence-command db1", "stop db2", "stop db3", "promote db2", "repoint db3 db2"}
-	if !slices.Equal(calls, want) {
+	if !slices.Equal(stopsInOrder(calls), want) {
 		t.Fatalf("calls = %q\nwant %q", calls, want)
 	}
 	if r.Fence.SecuredBy != LayerCommand || r.NotFenced != "" || !r.Done || c.writer != "db2" {
@@ -240,7 +244,7 @@ func TestExecuteFenceCommandFailureAbortsBeforeAnyChange(t *testing.T) {
 	if !errors.Is(err, ErrFenceFailed) {
 		t.Fatalf("err = %v, want ErrFenceFailed", err)
 	}
-	if want := []string{"fence-command db1"}; !slices.Equal(calls, want) {
+	if want := []string{"fence-command db1"}; !slices.Equal(stopsInOrder(calls), want) {
 		t.Fatalf("calls = %q\nwant %q: nothing may change after a failed fence", calls, want)
 	}
 	if !r.Done || !r.Aborted || c.writer != "" {
@@ -296,7 +300,7 @@ func TestExecuteGuardedLeaseBeforePromotion(t *testing.T) {
 	// The lease secured it: no bounded wait on the old primary, no fence
 	// command; the new primary is granted before it is made writable.
 	want := []string{"revoke db1", "stop db2", "stop db3", "grant db2", "promote db2", "repoint db3 db2"}
-	if !slices.Equal(calls, want) {
+	if !slices.Equal(stopsInOrder(calls), want) {
 		t.Fatalf("calls = %q\nwant %q", calls, want)
 	}
 	if r.Fence.SecuredBy != LayerLease || r.Fence.Revocation == nil || !r.Fence.Revocation.Guarded || c.writer != "db2" {
@@ -310,7 +314,7 @@ func TestExecuteUnguardedLeaseFallsThrough(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"revoke db1", "fence-command db1", "stop db2", "stop db3", "grant db2", "promote db2", "repoint db3 db2"}
-	if !slices.Equal(calls, want) || r.Fence.SecuredBy != LayerCommand {
+	if !slices.Equal(stopsInOrder(calls), want) || r.Fence.SecuredBy != LayerCommand {
 		t.Fatalf("calls = %q secured by %q\nwant %q", calls, r.Fence.SecuredBy, want)
 	}
 }
@@ -353,7 +357,7 @@ func TestExecuteSwitchoverWithLeases(t *testing.T) {
 	// Fenced, lease revoked, new primary granted; the failed promotion
 	// gives the old primary its lease back before its writes.
 	want := []string{"fence db1", "revoke db1", "grant db2", "promote db2", "grant db1"}
-	if !slices.Equal(calls, want) {
+	if !slices.Equal(stopsInOrder(calls), want) {
 		t.Fatalf("calls = %q\nwant %q", calls, want)
 	}
 	if last := e.fakeEngine.calls[len(e.fakeEngine.calls)-1]; last != "unfence db1" || !r.Aborted {

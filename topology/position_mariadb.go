@@ -85,6 +85,20 @@ func mariaString(gs []mariaGTID) string {
 	return b.String()
 }
 
+// BinlogState writes a MariaDB position for SET GLOBAL gtid_binlog_state:
+// within each domain the entry with the highest seq_no comes last. The
+// server takes the last entry it loads of a domain as that domain's last
+// GTID (gtid_binlog_pos): given "0-2-4276,0-3-2499" it would say 0-3-2499,
+// and a former primary reset to it would ask its new source for
+// everything after 0-3-2499 again.
+func (p Position) BinlogState() string {
+	gs := slices.Clone(p.gtids)
+	slices.SortStableFunc(gs, func(a, b mariaGTID) int {
+		return cmp.Or(cmp.Compare(a.domain, b.domain), cmp.Compare(a.seq, b.seq))
+	})
+	return mariaString(gs)
+}
+
 // mariaDomain is one domain's entries of a position, sorted by server.
 type mariaDomain []mariaGTID
 

@@ -503,3 +503,26 @@ func TestPostgresPosition(t *testing.T) {
 		})
 	}
 }
+
+// The binlog state a rewound former primary is reset to names, last in each
+// domain, the entry with the highest seq_no: the one the server takes as
+// the domain's last GTID.
+func TestBinlogStateOrdersEachDomainBySeq(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"0-1-646,0-2-4276,0-3-2499", "0-1-646,0-3-2499,0-2-4276"},
+		{"0-3-2499,1-2-10,1-1-11", "0-3-2499,1-2-10,1-1-11"},
+		{"0-1-5", "0-1-5"},
+	} {
+		p, err := ParseMariaDB(tc.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.BinlogState(); got != tc.want {
+			t.Errorf("BinlogState(%s) = %s, want %s", tc.in, got, tc.want)
+		}
+		back, err := ParseMariaDB(p.BinlogState())
+		if err != nil || back.String() != p.String() {
+			t.Errorf("BinlogState(%s) does not parse back to the same position: %v, %v", tc.in, back, err)
+		}
+	}
+}

@@ -333,7 +333,7 @@ func (c mariadbControl) finish(ctx context.Context, j rewindJournal, saveDir str
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resetLimit)
 	defer cancel()
 	err := c.exec(rctx, j.Addr, "STOP SLAVE", "RESET MASTER",
-		"SET GLOBAL gtid_binlog_state = '"+quote(j.Kept.String())+"'",
+		"SET GLOBAL gtid_binlog_state = '"+quote(j.Kept.BinlogState())+"'",
 		"SET GLOBAL gtid_slave_pos = '"+quote(j.From.String())+"'")
 	if err != nil {
 		return res, fmt.Errorf("rewind %s: undone; reset its GTID state to %s: %w", j.Addr, j.From, err)
