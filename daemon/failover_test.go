@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -535,16 +536,21 @@ func TestRefusedRewindIsReseededWhenAuto(t *testing.T) {
 	}
 }
 
-// failsFirstStop fails the first StopFollowing, as a stop-following step
-// that ran out of time would.
+// failsFirstStop fails the first StopFollowing of each replica, as a
+// stop-following step that ran out of time would (the replicas are
+// stopped together: the candidate's failure fails the attempt).
 type failsFirstStop struct {
 	*promotetest.Cluster
-	failed bool
+	mu     sync.Mutex
+	failed map[string]bool
 }
 
 func (f *failsFirstStop) StopFollowing(ctx context.Context, addr string) error {
-	if !f.failed {
-		f.failed = true
+	f.mu.Lock()
+	first := !f.failed[addr]
+	f.failed[addr] = true
+	f.mu.Unlock()
+	if first {
 		return errors.New("STOP SLAVE IO_THREAD: context deadline exceeded")
 	}
 	return f.Cluster.StopFollowing(ctx, addr)
@@ -555,7 +561,7 @@ func (f *failsFirstStop) StopFollowing(ctx context.Context, addr string) error {
 // was first recovered for, not from its own attempt.
 func TestRetriedRecoveryKeepsTheFirstDetection(t *testing.T) {
 	r := newFailoverRig(t, true, func(env *promote.RecoverEnv, c *promotetest.Cluster) {
-		env.Engine = &failsFirstStop{Cluster: c}
+		env.Engine = &failsFirstStop{Cluster: c, failed: map[string]bool{}}
 	})
 	r.cycle()
 	r.cluster.Kill(r.addrs[0])

@@ -123,9 +123,9 @@ func PlanFencing(s topology.Snapshot, old topology.Instance, kind Kind, pol Fenc
 
 // losslessHolds: the old primary's commit settings (as it answered last)
 // do not fall back, and every replica can be stopped from acknowledging
-// for it: each is reachable, and none still receives from it (a MariaDB
-// replica is stopped before the promotion; a PostgreSQL standby cannot
-// be, so one that still streams from it rules the layer out).
+// for it: each is reachable (the failover stops each from following it
+// before the promotion: a MariaDB replica's IO thread, a PostgreSQL
+// standby's walreceiver).
 func losslessHolds(s topology.Snapshot, old topology.Instance, acks map[string]topology.Acknowledgement) (bool, string) {
 	ack := old.Ack
 	if ack == nil {
@@ -143,10 +143,6 @@ func losslessHolds(s topology.Snapshot, old topology.Instance, acks map[string]t
 		}
 		if !in.Reachable {
 			return false, fmt.Sprintf("%s; but %s cannot be reached and may still acknowledge its commits", why, in.Addr)
-		}
-		r := in.Replication
-		if s.Engine == topology.Postgres && r != nil && r.Source == old.Addr && r.IORunning {
-			return false, fmt.Sprintf("%s; but %s still streams from it and acknowledges its commits", why, in.Addr)
 		}
 	}
 	return true, why + "; every replica is reachable and stops following it before the promotion"

@@ -61,10 +61,8 @@ func steps(s topology.Snapshot, p Plan) []Step {
 	} else {
 		fencingSteps(p, add)
 		for _, addr := range append([]string{p.NewPrimary}, others...) {
-			if s.Engine != topology.Postgres {
-				add(Step{Action: ActStopFollowing, Target: addr, Source: p.OldPrimary,
-					Detail: "stop receiving from the old primary, so that none follows it if it returns"})
-			}
+			add(Step{Action: ActStopFollowing, Target: addr, Source: p.OldPrimary,
+				Detail: "stop receiving from the old primary and acknowledging its commits, so that none follows it if it returns"})
 		}
 		for _, g := range p.Gaps {
 			if g.Instance != p.NewPrimary {

@@ -14,7 +14,7 @@
 #
 # manager-crash-STEP: the primary's host goes down and the manager that runs
 # the recovery is killed (-9) when it reaches STEP, one row per step of a
-# failover's plan (PostgreSQL's has no stop-following); with one manager the
+# failover's plan; with one manager the
 # lab restarts it after 1 s, as a service manager would, with three another
 # manager must finish the recovery. consul-down: the primary's host goes down
 # and the managers' Consul servers are stopped once the recovery started (at
@@ -85,8 +85,6 @@ for shape in $SHAPES; do
   for engine in mariadb postgres; do
     for f in "${list[@]}"; do
       selected "$f" || continue
-      # PostgreSQL's failover stops no replica from following: no such step.
-      if [ "$engine" = postgres ] && [[ $f == manager-crash-stop-following* ]]; then continue; fi
       name=$mode-$managers-$engine-$f
       # shellcheck disable=SC2086 # the flags are words
       flags=${FLAGS[$f]//OTHERMANAGERS/$others}

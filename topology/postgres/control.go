@@ -180,6 +180,47 @@ func promoteWait(ctx context.Context) int {
 	return min(max(int(time.Until(d)/time.Second), 1), 60)
 }
 
+// StopFollowing makes the standby addr receive nothing more from its
+// source: primary_conninfo emptied and reloaded, then a wait (bounded by
+// ctx) until its walreceiver has exited. The startup process ends the
+// walreceiver as soon as it sees the setting change, even one stuck on a
+// silent primary, and goes on replaying what was received, then reads
+// pg_wal and restore_command (dbha's hand-over of the WAL only its store
+// holds) with no wait for wal_receiver_timeout. Without a walreceiver the
+// standby acknowledges no commit of the old primary, and does not follow
+// it if it returns; Repoint gives it a source again. A server out of
+// recovery follows nothing and is left alone.
+func (c *Controller) StopFollowing(ctx context.Context, addr string) error {
+	pool, err := c.pool(ctx, addr)
+	if err != nil {
+		return err
+	}
+	var inRecovery bool
+	if err := pool.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+		return fmt.Errorf("stop %s following: %w", addr, err)
+	}
+	if !inRecovery {
+		return nil
+	}
+	if err := c.exec(ctx, addr, "ALTER SYSTEM SET primary_conninfo = ''", "SELECT pg_reload_conf()"); err != nil {
+		return err
+	}
+	for {
+		var receivers int
+		if err := pool.QueryRow(ctx, "SELECT count(*) FROM pg_stat_wal_receiver").Scan(&receivers); err != nil {
+			return fmt.Errorf("stop %s following: wait for its WAL receiver to exit: %w", addr, err)
+		}
+		if receivers == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stop %s following: its WAL receiver still runs: %w", addr, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // ErrNotStandby: the instance is out of recovery (a primary, or a fenced
 // former one); it follows a source only once restarted as a standby.
 var ErrNotStandby = errors.New("not a standby: it needs pg_rewind and a restart as a standby (promotion.rejoin_command)")

@@ -10,10 +10,6 @@ import (
 	"github.com/dbha/dbha/topology"
 )
 
-// StopFollowing does nothing: a standby keeps streaming until it is
-// promoted, and a dead primary sends nothing more.
-func (c *Controller) StopFollowing(context.Context, string) error { return nil }
-
 // CatchUpFrom always fails: PostgreSQL standbys cannot take WAL from one
 // another (the WAL only dbha holds reaches a candidate through
 // restore_command instead).
