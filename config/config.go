@@ -215,6 +215,14 @@ type Promotion struct {
 	// service and fenced when it returns. Unset means
 	// DefaultOldPrimaryTimeout (WithDefaults).
 	OldPrimaryTimeout time.Duration `mapstructure:"old_primary_timeout" yaml:"old_primary_timeout,omitempty" json:"old_primary_timeout"`
+	// RecheckTimeout bounds a failover's own question, under the lock,
+	// whether the old primary answers again, when dbha's monitor found it
+	// silent moments before (within OldPrimaryTimeout): a host that came
+	// back (a flap) answers a fresh dial and a query within it, and one
+	// still gone costs this much rather than a whole probe timeout. Raise
+	// it where a dial and a query take longer (a distant network). Unset
+	// means DefaultRecheckTimeout (WithDefaults).
+	RecheckTimeout time.Duration `mapstructure:"recheck_timeout" yaml:"recheck_timeout,omitempty" json:"recheck_timeout"`
 	// FenceCommand is the operator's fence of last resort (STONITH: a
 	// cloud API call that stops the old primary's machine, a PDU...): a
 	// failover runs it before the new primary takes writes, when the old
@@ -380,7 +388,10 @@ const (
 	// within milliseconds; half a second is far above that, and it is what
 	// each call to a failover's vanished old primary costs.
 	DefaultOldPrimaryTimeout = 500 * time.Millisecond
-	DefaultRestoreCommand    = "cp {store}/%f %p"
+	// DefaultRecheckTimeout: a host back on a local network answers a
+	// fresh dial and a query in a few milliseconds.
+	DefaultRecheckTimeout = 200 * time.Millisecond
+	DefaultRestoreCommand = "cp {store}/%f %p"
 	// DefaultFenceTimeout bounds promotion.fence_command: a cloud API
 	// call that stops a machine answers within seconds.
 	DefaultFenceTimeout = 10 * time.Second
@@ -423,6 +434,9 @@ func WithDefaults(cfg Config) Config {
 		}
 		if pr.OldPrimaryTimeout == 0 {
 			pr.OldPrimaryTimeout = DefaultOldPrimaryTimeout
+		}
+		if pr.RecheckTimeout == 0 {
+			pr.RecheckTimeout = DefaultRecheckTimeout
 		}
 		if pr.FenceTimeout == 0 {
 			pr.FenceTimeout = DefaultFenceTimeout
@@ -764,8 +778,8 @@ func validatePromotion(cl Cluster, key string, bad func(key, format string, args
 	if pr.LeaseTTL != 0 && pr.LeaseTTL < MinLeaseTTL {
 		bad(key+".promotion.lease_ttl", "%v: 0 (no guards) or at least %v", pr.LeaseTTL, MinLeaseTTL)
 	}
-	if pr.Window() < 0 || pr.StepTimeout < 0 || pr.OldPrimaryTimeout < 0 || pr.MaxLagSeconds < 0 || pr.FenceTimeout < 0 {
-		bad(key+".promotion", "block_for, step_timeout, old_primary_timeout, fence_timeout and max_lag_seconds must not be negative")
+	if pr.Window() < 0 || pr.StepTimeout < 0 || pr.OldPrimaryTimeout < 0 || pr.RecheckTimeout < 0 || pr.MaxLagSeconds < 0 || pr.FenceTimeout < 0 {
+		bad(key+".promotion", "block_for, step_timeout, old_primary_timeout, recheck_timeout, fence_timeout and max_lag_seconds must not be negative")
 	}
 	switch pr.FenceFailure {
 	case "", FenceFailureStop, FenceFailureProceed:

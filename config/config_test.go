@@ -44,10 +44,12 @@ func TestValidate(t *testing.T) {
 		{"bad consul address", func(c *Config) { c.Consul.Address = "consul" }, []string{"consul.address"}},
 		{"zero probe timeout", func(c *Config) { c.Probe.Timeout = 0 }, []string{"probe.timeout"}},
 		{"negative block_for", func(c *Config) { d := -time.Minute; c.Clusters[0].Promotion.BlockFor = &d },
-			[]string{"clusters[0].promotion: block_for, step_timeout, old_primary_timeout, fence_timeout and max_lag_seconds must not be negative"}},
+			[]string{"clusters[0].promotion: block_for, step_timeout, old_primary_timeout, recheck_timeout, fence_timeout and max_lag_seconds must not be negative"}},
 		{"short lease_ttl", func(c *Config) { c.Clusters[0].Promotion.LeaseTTL = 100 * time.Millisecond }, []string{"clusters[0].promotion.lease_ttl: 100ms: 0 (no guards) or at least 500ms"}},
 		{"negative old_primary_timeout", func(c *Config) { c.Clusters[0].Promotion.OldPrimaryTimeout = -time.Second },
-			[]string{"clusters[0].promotion: block_for, step_timeout, old_primary_timeout, fence_timeout and max_lag_seconds must not be negative"}},
+			[]string{"clusters[0].promotion: block_for, step_timeout, old_primary_timeout, recheck_timeout, fence_timeout and max_lag_seconds must not be negative"}},
+		{"negative recheck_timeout", func(c *Config) { c.Clusters[0].Promotion.RecheckTimeout = -time.Second },
+			[]string{"recheck_timeout, fence_timeout and max_lag_seconds must not be negative"}},
 		{"fence command", func(c *Config) {
 			c.Clusters[0].Promotion.FenceCommand = []string{"/usr/local/bin/stonith", "{instance}"}
 			c.Clusters[0].Promotion.FenceFailure = "proceed"

@@ -52,8 +52,8 @@ func newFailoverRigOf(t *testing.T, n int, autoFailover bool, opts ...func(*prom
 		t.Fatal(err)
 	}
 	store := promotetest.NewStore()
-	discover := func(ctx context.Context, known ...topology.Instance) topology.Snapshot {
-		return topology.Discover(ctx, topology.Cluster{Name: "c", Engine: topology.MariaDB, Instances: addrs}, c, time.Second, known...)
+	discover := func(ctx context.Context, bounds ...topology.Bound) topology.Snapshot {
+		return topology.Discover(ctx, topology.Cluster{Name: "c", Engine: topology.MariaDB, Instances: addrs}, c, time.Second, bounds...)
 	}
 	env := promote.RecoverEnv{Store: store, Engine: c, Manager: "m1", Discover: discover,
 		StepTimeout: 5 * time.Second, BlockFor: time.Hour}

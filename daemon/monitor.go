@@ -450,9 +450,9 @@ func (w *watcher) recover(ctx context.Context, f checks.Finding, findings []chec
 	}
 	t := promote.Trigger{Reason: string(f.Code), Automatic: true, Detected: w.lostAt, Evidence: findings, Primary: f.Instance}
 	// The probe that just found the primary silent ended when the
-	// snapshot was taken: the recovery need not ask it again.
+	// snapshot was taken: the recovery asks it again only briefly.
 	if in, ok := snap.Instance(f.Instance); ok && !in.Reachable {
-		t.Unanswered, t.UnansweredAt = &in, snap.TakenAt
+		t.UnansweredAt = snap.TakenAt
 	}
 	rec, err := w.c.Keeper.Recover(ctx, t, promote.Choice{})
 	if !errors.Is(err, promote.ErrLocked) {

@@ -309,9 +309,10 @@ func (l *Lab) configText(f configFile) string {
 	fmt.Fprintf(&b, "consul:\n  address: %s\n  dns: %s\n", yamlScalar(f.consulHTTP), yamlScalar(f.consulDNS))
 	if l.Net != nil {
 		// A lab of hosts is a LAN: a server that has not answered a probe in
-		// half a second is as good as gone, and each probe cycle of a
-		// vanished primary lasts this long (docs/faults.md states it).
-		b.WriteString("probe:\n  timeout: 500ms\n")
+		// 300 ms is as good as gone (one answers in a few milliseconds), and
+		// each probe cycle of a vanished primary lasts this long: it is how
+		// late detection may see a link's silence (docs/faults.md states it).
+		b.WriteString("probe:\n  timeout: 300ms\n")
 	}
 	if f.manager > 0 {
 		fmt.Fprintf(&b, "manager:\n  name: %s-%d\n", KindManager, f.manager)

@@ -123,7 +123,7 @@ func newRecoverRig(t *testing.T, n int) *recoverRig {
 	t.Cleanup(c.Close)
 	r := &recoverRig{cluster: c, addrs: addrs, store: promotetest.NewStore(), now: t0}
 	r.env = promote.RecoverEnv{Store: r.store, Engine: c, Manager: "m1", StepTimeout: time.Second, BlockFor: 30 * time.Minute,
-		Discover: func(ctx context.Context, _ ...topology.Instance) topology.Snapshot {
+		Discover: func(ctx context.Context, _ ...topology.Bound) topology.Snapshot {
 			return topology.Discover(ctx, topology.Cluster{Name: "c", Engine: topology.MariaDB, Instances: addrs}, c, time.Second)
 		},
 		Now: func() time.Time { return r.now }}

@@ -63,7 +63,7 @@ func TestFailoverRunsWithTheStreamCutFromTheOldPrimary(t *testing.T) {
 	t.Cleanup(c.Close)
 	ev := &events{}
 	env := promote.RecoverEnv{Store: promotetest.NewStore(), Engine: loggedEngine{c, ev}, Manager: "m1", StepTimeout: time.Second, Streams: ev,
-		Discover: func(ctx context.Context, _ ...topology.Instance) topology.Snapshot {
+		Discover: func(ctx context.Context, _ ...topology.Bound) topology.Snapshot {
 			return topology.Discover(ctx, topology.Cluster{Name: "c", Engine: topology.MariaDB, Instances: addrs}, c, time.Second)
 		}}
 	k := promote.NewKeeper("c", env, func() promote.Request { ev.add("request"); return promote.Request{} }, nil)

@@ -1,7 +1,6 @@
 package promote
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -114,23 +113,18 @@ type StepResult struct {
 
 // Record is a promotion's audit record and its resume point.
 type Record struct {
-	ID       string    `json:"id"`
-	Cluster  string    `json:"cluster"`
-	Kind     Kind      `json:"kind"`
-	Manager  string    `json:"manager"`
-	Lease    string    `json:"lease,omitempty"`
-	Reason   string    `json:"reason"`
-	Evidence any       `json:"evidence,omitempty"`
-	Detected time.Time `json:"detected,omitzero"`
-	Started  time.Time `json:"started"`
-	// OldPrimarySilent is when a failover's old primary last failed to
-	// answer before the plan: the end of the probe the plan was made from
-	// (its own discovery's, or the monitor's moments before). Zero in
-	// records from before it was kept: Started stands in.
-	OldPrimarySilent time.Time    `json:"old_primary_silent,omitzero"`
-	Finished         time.Time    `json:"finished,omitzero"`
-	Plan             Plan         `json:"plan"`
-	Steps            []StepResult `json:"steps"`
+	ID       string       `json:"id"`
+	Cluster  string       `json:"cluster"`
+	Kind     Kind         `json:"kind"`
+	Manager  string       `json:"manager"`
+	Lease    string       `json:"lease,omitempty"`
+	Reason   string       `json:"reason"`
+	Evidence any          `json:"evidence,omitempty"`
+	Detected time.Time    `json:"detected,omitzero"`
+	Started  time.Time    `json:"started"`
+	Finished time.Time    `json:"finished,omitzero"`
+	Plan     Plan         `json:"plan"`
+	Steps    []StepResult `json:"steps"`
 	// Next is the number of the first step not yet done.
 	Next int  `json:"next"`
 	Done bool `json:"done"`
@@ -401,9 +395,8 @@ func (x *executor) checkBack(ctx context.Context, st Step) error {
 	if x.p.Kind != Failover || st.N != x.firstFencingStep() || x.started() {
 		return nil
 	}
-	silentAt := cmp.Or(x.r.OldPrimarySilent, x.r.Started)
-	if age := x.env.Now().Sub(silentAt); age < x.oldBound() {
-		x.silent, x.silentAt = fmt.Errorf("it did not answer the probe this failover was planned from, %v ago", age.Round(time.Millisecond)), silentAt
+	if age := x.env.Now().Sub(x.r.Started); age < x.oldBound() {
+		x.silent, x.silentAt = fmt.Errorf("it did not answer the discovery that planned this failover %v ago", age.Round(time.Millisecond)), x.r.Started
 		return nil
 	}
 	octx, cancel, _ := x.towardsOld(ctx)

@@ -368,24 +368,18 @@ func TestExecuteSwitchoverGivesTheOldPrimaryTheStepTimeout(t *testing.T) {
 // retried) asks.
 func TestExecuteFreshFailoverDoesNotAskTheOldPrimaryAgain(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		age  time.Duration
-		// silent: how long before the plan the probe it was made from
-		// found the old primary silent (the monitor's, moments before).
-		silent time.Duration
-		first  string
+		name  string
+		age   time.Duration
+		first string
 	}{
 		{name: "planned just now", age: 10 * time.Millisecond, first: "stop db2"},
-		{name: "planned just now from the monitor's probe", age: 10 * time.Millisecond, silent: 30 * time.Millisecond, first: "stop db2"},
 		{name: "planned longer ago than the bound", age: 2 * time.Second, first: "position db1"},
-		{name: "planned just now from an older probe", age: 10 * time.Millisecond, silent: time.Second, first: "position db1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := failoverPlan(t)
 			e := &hungOld{fakeEngine: fakeEngine{positions: map[string]topology.Position{"db2": mariaPos(t, "0-1-12")}}, old: "db1"}
 			started := time.Unix(100, 0)
 			r := NewRecord("r1", "m", "DeadPrimary", p, started)
-			r.OldPrimarySilent = started.Add(-tc.silent)
 			env := Env{Engine: e, Coordinator: &fakeCoord{}, Journal: &fakeJournal{}, StepTimeout: time.Second,
 				OldPrimaryTimeout: 50 * time.Millisecond, Now: func() time.Time { return started.Add(tc.age) }}
 			if err := Execute(context.Background(), env, r); err != nil {

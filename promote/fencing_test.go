@@ -479,7 +479,7 @@ func TestKeeperPlansWithTheOldPrimarysLastSettings(t *testing.T) {
 	dead := topology.Build("c", topology.MariaDB, []topology.Instance{{Addr: "db1", Error: "refused"}, rep("db2"), rep("db3")}, time.Unix(0, 0))
 	snap := alive
 	mem := &memAcks{}
-	env := RecoverEnv{Discover: func(context.Context, ...topology.Instance) topology.Snapshot { return snap }, Acks: mem}
+	env := RecoverEnv{Discover: func(context.Context, ...topology.Bound) topology.Snapshot { return snap }, Acks: mem}
 	k := NewKeeper("c", env, func() Request { return Request{} }, nil)
 	if _, err := k.Plan(context.Background(), Choice{}); err != nil { // a switchover: it sees db1 answer
 		t.Fatal(err)

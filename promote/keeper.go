@@ -64,8 +64,8 @@ func NewKeeper(cluster string, env RecoverEnv, request func() Request, log *slog
 		}
 	}
 	if discover := env.Discover; discover != nil {
-		k.env.Discover = func(ctx context.Context, known ...topology.Instance) topology.Snapshot {
-			s := discover(ctx, known...)
+		k.env.Discover = func(ctx context.Context, bounds ...topology.Bound) topology.Snapshot {
+			s := discover(ctx, bounds...)
 			k.remember(s)
 			return s
 		}

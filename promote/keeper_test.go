@@ -53,7 +53,7 @@ func newKeeperRig(t *testing.T, engine func(*promotetest.Cluster) promote.Engine
 // envWith is the rig's environment, with leases (nil: none).
 func (r *keeperRig) envWith(leases promote.Leases) promote.RecoverEnv {
 	return promote.RecoverEnv{Store: r.store, Engine: r.engine, Manager: "m1", StepTimeout: time.Second,
-		Discover: func(ctx context.Context, _ ...topology.Instance) topology.Snapshot {
+		Discover: func(ctx context.Context, _ ...topology.Bound) topology.Snapshot {
 			return topology.Discover(ctx, topology.Cluster{Name: "c", Engine: topology.MariaDB, Instances: r.addrs}, r.cluster, time.Second)
 		},
 		Now: func() time.Time { return r.now }, Leases: leases}
@@ -412,7 +412,7 @@ func TestResumedFailoverFencesTheOldPrimaryBackBeforeTheWriterMoves(t *testing.T
 // the crash happened (false: the recovery ran to its end).
 func (r *keeperRig) crashBefore(ctx context.Context, primary string, action promote.Action) bool {
 	crashed := promote.RecoverEnv{Store: r.store, Engine: r.cluster, Manager: "m0", StepTimeout: time.Second,
-		Discover: func(ctx context.Context, _ ...topology.Instance) topology.Snapshot {
+		Discover: func(ctx context.Context, _ ...topology.Bound) topology.Snapshot {
 			return topology.Discover(ctx, topology.Cluster{Name: "c", Engine: topology.MariaDB, Instances: r.addrs}, r.cluster, time.Second)
 		},
 		Now: func() time.Time { return r.now },

@@ -1,7 +1,6 @@
 package promote
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -56,13 +55,19 @@ type RecoverEnv struct {
 	Hooks   Hooks
 	Manager string
 	// Discover takes a fresh snapshot; Recover calls it once the lock is
-	// held, so the plan is made from what is true now. Instances in known
-	// are not probed again (topology.Discover).
-	Discover    func(ctx context.Context, known ...topology.Instance) topology.Snapshot
+	// held, so the plan is made from what is true now. An instance in
+	// bounds is probed under a timeout of its own (topology.Discover).
+	Discover    func(ctx context.Context, bounds ...topology.Bound) topology.Snapshot
 	StepTimeout time.Duration
 	// OldPrimaryTimeout bounds every call towards a failover's old
 	// primary (see Env.OldPrimaryTimeout).
 	OldPrimaryTimeout time.Duration
+	// RecheckTimeout bounds the recovery's own question whether the old
+	// primary answers again, when the monitor's probe found it silent
+	// moments before (Trigger.UnansweredAt): a host that came back answers
+	// a dial and a query well within it (promotion.recheck_timeout);
+	// DefaultRecheckTimeout when zero.
+	RecheckTimeout time.Duration
 	// Streams is dbha's change stream of the cluster in this process, cut
 	// from the old primary while a failover runs; nil when none runs here.
 	Streams Streams
@@ -129,12 +134,12 @@ type Trigger struct {
 	// Primary is the primary the monitor watched; it names the old primary
 	// when the fresh snapshot cannot.
 	Primary string
-	// Unanswered is the monitor's last probe of Primary when that probe
-	// failed, and UnansweredAt when it ended. A recovery planned less than
-	// OldPrimaryTimeout after it takes that answer instead of probing the
-	// old primary again: on a vanished or hung host the same question
-	// would only wait out the same bound. Nil: the plan's discovery asks.
-	Unanswered   *topology.Instance
+	// UnansweredAt is when the monitor's last probe of Primary ended
+	// without an answer (zero: it answered, or no monitor ran). A recovery
+	// planned less than OldPrimaryTimeout after it asks the old primary
+	// again only under RecheckTimeout: the monitor has just waited out a
+	// whole probe timeout on it, and a host that came back meanwhile (a
+	// flap) answers a fresh dial at once.
 	UnansweredAt time.Time
 	// Quorum is the voters' count an operator's failover was judged by
 	// (dbha promote); nil when none was taken. The daemon's automatic
@@ -266,8 +271,7 @@ func start(ctx context.Context, env RecoverEnv, cluster string, req Request, t T
 	if req.LastPrimary == "" {
 		req.LastPrimary = t.Primary
 	}
-	known, silentAt := t.unanswered(env.Now(), oldBound(env))
-	s := env.Discover(ctx, known...)
+	s := env.Discover(ctx, t.recheck(env.Now(), oldBound(env), recheckBound(env))...)
 	plan, err := MakePlan(s, req)
 	if err != nil {
 		return nil, blockedOr(err, s, req, cluster, b)
@@ -282,26 +286,31 @@ func start(ctx context.Context, env RecoverEnv, cluster string, req Request, t T
 	rec := NewRecord(NewID(cluster, env.Now()), env.Manager, t.Reason, plan, env.Now())
 	rec.Detected, rec.Evidence, rec.Automatic = t.Detected, t.Evidence, t.Automatic
 	rec.QuorumOverridden = overridden
-	if plan.Kind == Failover {
-		rec.OldPrimarySilent = cmp.Or(silentAt, s.TakenAt)
-	}
 	if err := env.Store.Save(ctx, rec); err != nil {
 		return nil, fmt.Errorf("record the intent: %w", err)
 	}
 	return rec, nil
 }
 
-// unanswered is the old primary as the monitor last found it, when the
-// probe that found it silent ended less than bound ago, and when it
-// ended; nothing otherwise.
-func (t Trigger) unanswered(now time.Time, bound time.Duration) ([]topology.Instance, time.Time) {
-	u := t.Unanswered
-	if u == nil || u.Reachable || u.Addr == "" || u.Addr != t.Primary || now.Sub(t.UnansweredAt) >= bound {
-		return nil, time.Time{}
+// recheck is the bound of the recovery's probe of the old primary: the
+// short recheck when the monitor found it silent less than fresh ago,
+// none (the probe timeout) otherwise.
+func (t Trigger) recheck(now time.Time, fresh, recheck time.Duration) []topology.Bound {
+	if t.Primary == "" || t.UnansweredAt.IsZero() || now.Sub(t.UnansweredAt) >= fresh {
+		return nil
 	}
-	in := *u
-	in.Error = fmt.Sprintf("%s (dbha's probe %v ago; not asked again)", in.Error, now.Sub(t.UnansweredAt).Round(time.Millisecond))
-	return []topology.Instance{in}, t.UnansweredAt
+	return []topology.Bound{{Addr: t.Primary, Timeout: recheck}}
+}
+
+// DefaultRecheckTimeout is RecheckTimeout's default: a host back on a
+// local network answers a dial and a query in a few milliseconds.
+const DefaultRecheckTimeout = 200 * time.Millisecond
+
+func recheckBound(env RecoverEnv) time.Duration {
+	if env.RecheckTimeout <= 0 {
+		return DefaultRecheckTimeout
+	}
+	return env.RecheckTimeout
 }
 
 // ErrNothingToRecover: an automatic recovery found, under the lock, a

@@ -2,11 +2,8 @@ package promote
 
 import (
 	"errors"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/dbha/dbha/topology"
 )
 
 // TestQuorumAllows: an operator's failover needs the voters' majority
@@ -38,29 +35,27 @@ func TestQuorumAllows(t *testing.T) {
 	}
 }
 
-// The monitor's failed probe of the primary stands for the recovery's own
+// The monitor's failed probe of the primary shortens the recovery's own
 // question only while it is fresh, and only for the primary it lost.
-func TestTriggerUnanswered(t *testing.T) {
+func TestTriggerRecheck(t *testing.T) {
 	now := time.Unix(100, 0)
-	silent := &topology.Instance{Addr: "db1", Error: "dial tcp: i/o timeout", TimedOut: true}
 	for _, tc := range []struct {
 		name string
 		t    Trigger
 		want bool
 	}{
-		{"fresh", Trigger{Primary: "db1", Unanswered: silent, UnansweredAt: now.Add(-100 * time.Millisecond)}, true},
-		{"as old as the bound", Trigger{Primary: "db1", Unanswered: silent, UnansweredAt: now.Add(-500 * time.Millisecond)}, false},
-		{"answered", Trigger{Primary: "db1", Unanswered: &topology.Instance{Addr: "db1", Reachable: true}, UnansweredAt: now}, false},
-		{"another instance", Trigger{Primary: "db2", Unanswered: silent, UnansweredAt: now}, false},
-		{"none", Trigger{Primary: "db1"}, false},
+		{"fresh", Trigger{Primary: "db1", UnansweredAt: now.Add(-100 * time.Millisecond)}, true},
+		{"as old as the bound", Trigger{Primary: "db1", UnansweredAt: now.Add(-500 * time.Millisecond)}, false},
+		{"answered", Trigger{Primary: "db1"}, false},
+		{"no primary named", Trigger{UnansweredAt: now}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			known, at := tc.t.unanswered(now, 500*time.Millisecond)
-			if got := len(known) == 1; got != tc.want {
-				t.Fatalf("known %+v, want one: %v", known, tc.want)
+			got := tc.t.recheck(now, 500*time.Millisecond, 200*time.Millisecond)
+			if (len(got) == 1) != tc.want {
+				t.Fatalf("bounds %+v, want one: %v", got, tc.want)
 			}
-			if tc.want && (!at.Equal(tc.t.UnansweredAt) || known[0].Reachable || !strings.Contains(known[0].Error, "not asked again")) {
-				t.Fatalf("known %+v at %v", known[0], at)
+			if tc.want && (got[0].Addr != "db1" || got[0].Timeout != 200*time.Millisecond) {
+				t.Fatalf("bound %+v, want db1 under 200ms", got[0])
 			}
 		})
 	}

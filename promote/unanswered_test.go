@@ -2,7 +2,6 @@ package promote_test
 
 import (
 	"context"
-	"slices"
 	"testing"
 	"time"
 
@@ -12,15 +11,16 @@ import (
 )
 
 // An automatic failover started moments after the monitor's probe found
-// the primary silent plans from that answer instead of probing the old
-// primary again; a trigger whose probe is older than the bound, or an
-// operator's, lets the discovery ask.
-func TestRecoverTakesTheMonitorsFreshProbeOfTheOldPrimary(t *testing.T) {
+// the primary silent asks it again under the short recheck bound; one whose
+// probe is older than old_primary_timeout, or an operator's, gives it the
+// whole probe timeout. Either way the old primary is asked: a host that
+// came back (a flap) is never failed over.
+func TestRecoverRechecksTheOldPrimaryBriefly(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		age   time.Duration
-		asked bool
-	}{{"fresh", 50 * time.Millisecond, false}, {"stale", 2 * time.Second, true}} {
+		name string
+		age  time.Duration
+		want time.Duration // the old primary's bound; 0: the probe timeout
+	}{{"fresh", 50 * time.Millisecond, 150 * time.Millisecond}, {"stale", 2 * time.Second, 0}} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			c, addrs, err := promotetest.NewCluster(3)
@@ -29,31 +29,31 @@ func TestRecoverTakesTheMonitorsFreshProbeOfTheOldPrimary(t *testing.T) {
 			}
 			t.Cleanup(c.Close)
 			a := addrs[0]
-			var known []string
-			env := promote.RecoverEnv{Store: promotetest.NewStore(), Engine: c, Manager: "m1", StepTimeout: time.Second,
-				Discover: func(ctx context.Context, k ...topology.Instance) topology.Snapshot {
-					for _, in := range k {
-						known = append(known, in.Addr)
-					}
-					return topology.Discover(ctx, topology.Cluster{Name: "c", Engine: topology.MariaDB, Instances: addrs}, c, time.Second, k...)
+			var bounds []topology.Bound
+			env := promote.RecoverEnv{Store: promotetest.NewStore(), Engine: c, Manager: "m1", StepTimeout: time.Second, RecheckTimeout: 150 * time.Millisecond,
+				Discover: func(ctx context.Context, b ...topology.Bound) topology.Snapshot {
+					bounds = append(bounds, b...)
+					return topology.Discover(ctx, topology.Cluster{Name: "c", Engine: topology.MariaDB, Instances: addrs}, c, time.Second, b...)
 				}}
 			k := promote.NewKeeper("c", env, func() promote.Request { return promote.Request{} }, nil)
+			trigger := promote.Trigger{Reason: "DeadPrimary", Automatic: true, Primary: a, UnansweredAt: time.Now().Add(-tc.age)}
+
+			// Back meanwhile (a flap): asked, it answers, nothing is promoted.
+			if _, err := k.Recover(ctx, trigger, promote.Choice{}); err == nil {
+				t.Fatal("an automatic recovery of a primary that answers again did not refuse")
+			}
 			c.Kill(a)
-			at := time.Now().Add(-tc.age)
-			silent := c.Probe(ctx, a)
-			silent.Addr = a
-			rec, err := k.Recover(ctx, promote.Trigger{Reason: "DeadPrimary", Automatic: true, Primary: a, Unanswered: &silent, UnansweredAt: at}, promote.Choice{})
+			rec, err := k.Recover(ctx, trigger, promote.Choice{})
 			if err != nil || !rec.Done || rec.Kind != promote.Failover {
 				t.Fatalf("failover: %+v, %v", rec, err)
 			}
-			if asked := !slices.Contains(known, a); asked != tc.asked {
-				t.Fatalf("the discovery asked the old primary: %v, want %v (known %q)", asked, tc.asked, known)
+			for _, b := range bounds {
+				if b.Addr != a || b.Timeout != tc.want {
+					t.Errorf("bound %+v, want %s under %v", b, a, tc.want)
+				}
 			}
-			if !tc.asked && !rec.OldPrimarySilent.Equal(at) {
-				t.Errorf("the record says the old primary was last found silent at %v, want the monitor's probe at %v", rec.OldPrimarySilent, at)
-			}
-			if tc.asked && !rec.OldPrimarySilent.After(at) {
-				t.Errorf("the record says the old primary was last found silent at %v, want the discovery's, after %v", rec.OldPrimarySilent, at)
+			if (len(bounds) == 2) != (tc.want > 0) {
+				t.Errorf("bounds %+v: want one per recovery when fresh, none when stale", bounds)
 			}
 		})
 	}

@@ -22,21 +22,27 @@ type Cluster struct {
 	Instances []string // host:port of every configured instance
 }
 
+// Bound is a probe timeout of its own for one instance.
+type Bound struct {
+	Addr    string
+	Timeout time.Duration
+}
+
 // Discover probes every instance of c concurrently, each under its own
-// timeout, and builds the cluster's snapshot. One slow or dead instance
-// costs at most timeout and never hides the others. An instance in known
-// (by address) is not probed: it is taken as found a moment ago.
-func Discover(ctx context.Context, c Cluster, p Prober, timeout time.Duration, known ...Instance) Snapshot {
+// timeout (timeout, or the one bounds gives its address), and builds the
+// cluster's snapshot. One slow or dead instance costs at most its timeout
+// and never hides the others.
+func Discover(ctx context.Context, c Cluster, p Prober, timeout time.Duration, bounds ...Bound) Snapshot {
 	addrs := c.Instances
 	instances := make([]Instance, len(addrs))
 	var wg sync.WaitGroup
 	for i, addr := range addrs {
-		if k := slices.IndexFunc(known, func(in Instance) bool { return in.Addr == addr }); k >= 0 {
-			instances[i] = known[k]
-			continue
+		d := timeout
+		if k := slices.IndexFunc(bounds, func(b Bound) bool { return b.Addr == addr }); k >= 0 {
+			d = bounds[k].Timeout
 		}
 		wg.Go(func() {
-			pctx, cancel := context.WithTimeout(ctx, timeout)
+			pctx, cancel := context.WithTimeout(ctx, d)
 			defer cancel()
 			start := time.Now()
 			in := p.Probe(pctx, addr)

@@ -2,41 +2,50 @@ package topology
 
 import (
 	"context"
-	"slices"
 	"sync"
 	"testing"
 	"time"
 )
 
-// listProber answers from a table and remembers whom it probed.
-type listProber struct {
+// deadlineProber answers from a table and remembers how long each probe
+// was given.
+type deadlineProber struct {
 	mu     sync.Mutex
-	probed []string
+	given  map[string]time.Duration
 	answer map[string]Instance
 }
 
-func (p *listProber) Probe(_ context.Context, addr string) Instance {
+func (p *deadlineProber) Probe(ctx context.Context, addr string) Instance {
+	d, _ := ctx.Deadline()
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.probed = append(p.probed, addr)
-	return p.answer[addr]
+	p.given[addr] = time.Until(d)
+	p.mu.Unlock()
+	if in, ok := p.answer[addr]; ok {
+		return in
+	}
+	return Instance{Error: "dial tcp " + addr + ": i/o timeout", TimedOut: true}
 }
 
-// An instance given as known is not probed; the snapshot holds it as given.
-func TestDiscoverTakesKnownInstancesAsFound(t *testing.T) {
+// An instance given a bound of its own is asked under that bound, not the
+// probe timeout; the others still get the probe timeout.
+func TestDiscoverGivesABoundedInstanceItsOwnTimeout(t *testing.T) {
 	pos := mdb(t, "0-1-10")
-	p := &listProber{answer: map[string]Instance{"db2": replicaOf("db2", "db1", pos), "db3": replicaOf("db3", "db1", pos)}}
+	p := &deadlineProber{given: map[string]time.Duration{},
+		answer: map[string]Instance{"db2": replicaOf("db2", "db1", pos), "db3": replicaOf("db3", "db1", pos)}}
 	c := Cluster{Name: "c", Engine: MariaDB, Instances: []string{"db1", "db2", "db3"}}
-	known := Instance{Addr: "db1", Error: "dial tcp db1: i/o timeout (dbha's probe 12ms ago; not asked again)", TimedOut: true}
-	s := Discover(context.Background(), c, p, time.Second, known)
-	slices.Sort(p.probed)
-	if !slices.Equal(p.probed, []string{"db2", "db3"}) {
-		t.Fatalf("probed %q, want db2 and db3 only", p.probed)
+	s := Discover(context.Background(), c, p, time.Minute, Bound{Addr: "db1", Timeout: 200 * time.Millisecond})
+	if got := p.given["db1"]; got > 200*time.Millisecond {
+		t.Errorf("db1 was given %v, want its bound of 200ms", got)
 	}
-	if in, ok := s.Instance("db1"); !ok || in.Reachable || in.Error != known.Error {
+	for _, a := range []string{"db2", "db3"} {
+		if got := p.given[a]; got < 30*time.Second {
+			t.Errorf("%s was given %v, want the probe timeout of a minute", a, got)
+		}
+	}
+	if in, ok := s.Instance("db1"); !ok || in.Reachable {
 		t.Fatalf("db1 in the snapshot: %+v", in)
 	}
 	if in, _ := s.Instance("db2"); !in.Reachable {
-		t.Fatalf("db2 not probed: %+v", in)
+		t.Fatalf("db2 in the snapshot: %+v", in)
 	}
 }

@@ -29,14 +29,15 @@ func newKeeper(g *globalFlags, cfg config.Config, cl config.Cluster, c *consul.C
 	closeAll := func() { closeProber() }
 	pr := cl.Promotion
 	env := promote.RecoverEnv{
-		Discover: func(ctx context.Context, known ...topology.Instance) topology.Snapshot {
-			return topology.Discover(ctx, cl.Topology(), prober, cfg.Probe.Timeout, known...)
+		Discover: func(ctx context.Context, bounds ...topology.Bound) topology.Snapshot {
+			return topology.Discover(ctx, cl.Topology(), prober, cfg.Probe.Timeout, bounds...)
 		},
 		Hooks:                 promote.CommandHooks{Before: pr.BeforePromote, After: pr.AfterPromote, Timeout: pr.StepTimeout},
 		Manager:               managerName(cfg),
 		SaveDir:               filepath.Join(cfg.StateDir, "rewinds", cl.Name),
 		StepTimeout:           pr.StepTimeout,
 		OldPrimaryTimeout:     pr.OldPrimaryTimeout,
+		RecheckTimeout:        pr.RecheckTimeout,
 		Streams:               streams,
 		BlockFor:              pr.Window(),
 		RequireFencing:        pr.RequireFencing,
