@@ -143,16 +143,9 @@ func (c *Controller) ResetRestoreCommand(ctx context.Context, addr string) error
 // Promote ends recovery on addr: it becomes a primary on a new timeline.
 // An instance already out of recovery is left as it is.
 func (c *Controller) Promote(ctx context.Context, addr string) error {
-	pool, err := c.pool(ctx, addr)
-	if err != nil {
-		return err
-	}
-	var inRecovery bool
-	if err := pool.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
-		return fmt.Errorf("promote %s: %w", addr, err)
-	}
-	if !inRecovery {
-		return nil
+	pool, inRecovery, err := c.standby(ctx, addr)
+	if err != nil || !inRecovery {
+		return wrapIf(err, "promote %s", addr)
 	}
 	// pg_promote waits for the startup process to end recovery, which
 	// first stops the walreceiver; a walreceiver stuck on a hung primary
@@ -180,6 +173,25 @@ func promoteWait(ctx context.Context) int {
 	return min(max(int(time.Until(d)/time.Second), 1), 60)
 }
 
+// standby returns addr's pool and whether addr is in recovery.
+func (c *Controller) standby(ctx context.Context, addr string) (*pgxpool.Pool, bool, error) {
+	pool, err := c.pool(ctx, addr)
+	if err != nil {
+		return nil, false, err
+	}
+	var inRecovery bool
+	err = pool.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery)
+	return pool, inRecovery, err
+}
+
+// wrapIf prefixes a non-nil err with what was being done.
+func wrapIf(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf(format+": %w", append(args, err)...)
+}
+
 // StopFollowing makes the standby addr receive nothing more from its
 // source: primary_conninfo emptied and reloaded, then a wait (bounded by
 // ctx) until its walreceiver has exited. The startup process ends the
@@ -191,16 +203,9 @@ func promoteWait(ctx context.Context) int {
 // it if it returns; Repoint gives it a source again. A server out of
 // recovery follows nothing and is left alone.
 func (c *Controller) StopFollowing(ctx context.Context, addr string) error {
-	pool, err := c.pool(ctx, addr)
-	if err != nil {
-		return err
-	}
-	var inRecovery bool
-	if err := pool.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
-		return fmt.Errorf("stop %s following: %w", addr, err)
-	}
-	if !inRecovery {
-		return nil
+	pool, inRecovery, err := c.standby(ctx, addr)
+	if err != nil || !inRecovery {
+		return wrapIf(err, "stop %s following", addr)
 	}
 	if err := c.exec(ctx, addr, "ALTER SYSTEM SET primary_conninfo = ''", "SELECT pg_reload_conf()"); err != nil {
 		return err
