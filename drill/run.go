@@ -21,7 +21,7 @@ func runOnce(ctx context.Context, o Options, e Engine, f Faults, c Cluster, n in
 		}
 	}
 	// A block left by an earlier recovery would stop this one.
-	if err := c.Ack(ctx); err != nil {
+	if err := ack(ctx, c); err != nil {
 		fail(fmt.Errorf("lift the anti-flap block: %w", err))
 		return r, false
 	}
@@ -87,7 +87,7 @@ func runOnce(ctx context.Context, o Options, e Engine, f Faults, c Cluster, n in
 	if herr != nil {
 		fail(fmt.Errorf("heal: %w", herr))
 	}
-	if err := c.Ack(ctx); err != nil {
+	if err := ack(ctx, c); err != nil {
 		fail(fmt.Errorf("lift the anti-flap block after the heal: %w", err))
 	}
 	primary, werr := waitWhole(ctx, c, o.WholeTimeout)
@@ -372,4 +372,24 @@ func readIdentities(ctx context.Context, e Engine, addrs []string, dial time.Dur
 		c.Close()
 	}
 	return out
+}
+
+// ackLimit bounds how long ack retries: a fault that took Consul's
+// majority away (a split) leaves its servers electing a leader for a few
+// seconds after the heal, and every write fails meanwhile.
+const ackLimit = 30 * time.Second
+
+// ack lifts the cluster's anti-flap block, asking again every half second
+// for at most ackLimit while Consul cannot take the write.
+func ack(ctx context.Context, c Cluster) error {
+	deadline := time.Now().Add(ackLimit)
+	for {
+		err := c.Ack(ctx)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		if sleep(ctx, 500*time.Millisecond) != nil {
+			return err
+		}
+	}
 }

@@ -327,3 +327,34 @@ func TestWritersRecordEveryWrite(t *testing.T) {
 		t.Errorf("writers %v, want 0..3", got)
 	}
 }
+
+// electingCluster refuses the first writes, as Consul does while its
+// servers elect a leader after a split heals.
+type electingCluster struct {
+	Cluster
+	refusals int
+	asked    int
+}
+
+func (c *electingCluster) Ack(context.Context) error {
+	c.asked++
+	if c.asked <= c.refusals {
+		return errors.New("Unexpected response code: 500 (No cluster leader)")
+	}
+	return nil
+}
+
+// Lifting the block waits out a short Consul election, and gives up on
+// one that lasts.
+func TestAckWaitsOutAnElection(t *testing.T) {
+	c := &electingCluster{refusals: 2}
+	if err := ack(context.Background(), c); err != nil || c.asked != 3 {
+		t.Fatalf("ack: %v after %d asks, want success at the third", err, c.asked)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	c = &electingCluster{refusals: 1 << 30}
+	if err := ack(ctx, c); err == nil || c.asked != 1 {
+		t.Fatalf("ack with an ended context: %v after %d asks, want the error at once", err, c.asked)
+	}
+}
