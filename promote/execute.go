@@ -405,7 +405,7 @@ func (x *executor) checkBack(ctx context.Context, st Step) error {
 	if err == nil {
 		return ErrPrimaryBack
 	}
-	x.silent, x.silentAt = err, x.env.Now()
+	x.silent, x.silentAt = fmt.Errorf("it did not answer within %v: %w", x.oldBound(), err), x.env.Now()
 	return nil
 }
 
@@ -511,7 +511,7 @@ func (x *executor) fence(ctx context.Context, st Step) (string, error) {
 		return fmt.Sprintf("skipped: secured by %s", l), nil
 	}
 	if x.stillSilent() {
-		return fmt.Sprintf("not reachable within %v: %v", x.oldBound(), x.silent), nil
+		return fmt.Sprintf("not dialled again: %v", x.silent), nil
 	}
 	octx, cancel, bound := x.towardsOld(ctx)
 	err := x.env.Engine.Fence(octx, st.Target)

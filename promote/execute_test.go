@@ -389,7 +389,7 @@ func TestExecuteFreshFailoverDoesNotAskTheOldPrimaryAgain(t *testing.T) {
 				t.Fatalf("engine calls = %q, want the first to be %q", e.calls, tc.first)
 			}
 			fence := r.Steps[slices.IndexFunc(r.Steps, func(s StepResult) bool { return s.Action == ActFence })]
-			if !strings.Contains(fence.Note, "not reachable within") || !r.Done {
+			if !strings.Contains(fence.Note, "not dialled again: it did not answer") || !r.Done {
 				t.Errorf("fence note %q, done %v: want the old primary found silent and the failover done", fence.Note, r.Done)
 			}
 		})
