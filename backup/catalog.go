@@ -1,9 +1,12 @@
 package backup
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -69,6 +72,36 @@ const entryFile = "backup.json"
 // EntryDir is where a backup's files and its catalog entry live:
 // <repo>/<cluster>/<id>.
 func EntryDir(repo, cluster, id string) string { return filepath.Join(repo, cluster, id) }
+
+// NewID names a backup taken at now: the time to the millisecond, so that
+// ids sort as the backups were taken, and a random part, so that two runs
+// in one millisecond (two managers, a retry) never share one.
+func NewID(now time.Time) string {
+	var b [4]byte
+	rand.Read(b[:]) // never fails (crypto/rand)
+	return now.UTC().Format("20060102T150405.000Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// ErrIDTaken: a backup's id names an entry that exists already. The run
+// is refused before it writes anything: the other entry and its files stay
+// as they are.
+var ErrIDTaken = errors.New("a backup entry of that id exists already")
+
+// claim creates the entry's directory, failing with ErrIDTaken when it
+// exists: only the run that created it writes there, or removes it.
+func claim(repo, cluster, id string) error {
+	if err := os.MkdirAll(filepath.Join(repo, cluster), 0o750); err != nil {
+		return fmt.Errorf("catalog %s: %w", id, err)
+	}
+	err := os.Mkdir(EntryDir(repo, cluster, id), 0o750)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("backup %s of %s: %w; nothing of it was touched", id, cluster, ErrIDTaken)
+	}
+	if err != nil {
+		return fmt.Errorf("catalog %s: %w", id, err)
+	}
+	return nil
+}
 
 // Save writes the entry into its directory atomically.
 func Save(repo string, e Entry) error {

@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -119,5 +120,64 @@ func TestCatalogRoundTrip(t *testing.T) {
 	}
 	if got, err := List(repo, "nothing-yet"); err != nil || got != nil {
 		t.Fatalf("an empty catalog: %v %v", got, err)
+	}
+}
+
+// Two ids made in one millisecond differ, and ids sort as their backups
+// were taken.
+func TestNewIDIsUniqueAndSorts(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		id := NewID(t0)
+		if seen[id] {
+			t.Fatalf("NewID repeated %s", id)
+		}
+		seen[id] = true
+	}
+	if a, b := NewID(t0), NewID(t0.Add(time.Millisecond)); a >= b {
+		t.Fatalf("NewID(t0) = %s sorts after NewID(t0+1ms) = %s", a, b)
+	}
+}
+
+// A run whose id names an existing entry is refused before it writes
+// anything: the other backup's entry and files stay as they were. A run
+// that fails removes its own partial file, never another entry's.
+func TestRunNeverTouchesAnotherEntry(t *testing.T) {
+	repo := t.TempDir()
+	first := Entry{ID: "b1", Cluster: "c", Status: Done, Started: t0, Files: []File{{Name: "backup.xb.zst"}}}
+	if err := Save(repo, first); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(EntryDir(repo, "c", "b1"), "backup.xb.zst")
+	if err := os.WriteFile(data, []byte("the first backup"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	took := false
+	failing := func(*Entry, string) error { took = true; return os.ErrDeadlineExceeded }
+	if _, err := run(Job{Repo: repo, ID: "b1", Cluster: "c", Now: func() time.Time { return t0 }}, topology.MariaDB, "backup.xb.zst", failing); !errors.Is(err, ErrIDTaken) || took {
+		t.Fatalf("run over an existing id: %v (took a backup: %v), want ErrIDTaken before anything", err, took)
+	}
+	if _, err := run(Job{Repo: repo, ID: "b2", Cluster: "c", Now: func() time.Time { return t0 }}, topology.MariaDB, "backup.xb.zst", func(_ *Entry, out string) error {
+		if err := os.WriteFile(out, []byte("partial"), 0o640); err != nil {
+			return err
+		}
+		return os.ErrDeadlineExceeded
+	}); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("failing run: %v", err)
+	}
+	entries, err := List(repo, "c")
+	if err != nil || len(entries) != 2 {
+		t.Fatalf("List = %+v, %v; want b1 and the failed b2", entries, err)
+	}
+	for _, e := range entries {
+		if e.ID == "b1" && e.Status != Done || e.ID == "b2" && e.Status != Failed {
+			t.Errorf("%s is %s", e.ID, e.Status)
+		}
+	}
+	if b, err := os.ReadFile(data); err != nil || string(b) != "the first backup" {
+		t.Errorf("the first backup's file: %q, %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(EntryDir(repo, "c", "b2"), "backup.xb.zst")); !os.IsNotExist(err) {
+		t.Errorf("the failed run's partial file is still there: %v", err)
 	}
 }

@@ -72,6 +72,9 @@ func run(job Job, engine topology.Engine, partial string, take func(e *Entry, pa
 		now = time.Now
 	}
 	e := Entry{ID: job.ID, Cluster: job.Cluster, Engine: engine, Source: job.Source, Started: now(), Status: Running}
+	if err := claim(job.Repo, job.Cluster, job.ID); err != nil {
+		return Entry{}, err
+	}
 	if err := Save(job.Repo, e); err != nil {
 		return e, err
 	}

@@ -90,7 +90,7 @@ func runBackup(ctx context.Context, cfg config.Config, cl config.Cluster, from s
 	fmt.Fprintf(progress, "backing up %s from %s: %s\n", cl.Name, src.Addr, src.Reason)
 	meter := backup.NewMeter(progress, "backup of "+cl.Name+" from "+src.Addr, 0)
 	defer meter.Finish()
-	job := backup.Job{Repo: cl.Backup.Repository, ID: time.Now().UTC().Format("20060102T150405Z"), Cluster: cl.Name,
+	job := backup.Job{Repo: cl.Backup.Repository, ID: backup.NewID(time.Now()), Cluster: cl.Name,
 		Source: src.Addr, User: acct.User, Password: password, Progress: meter, MaxRate: int64(cl.Backup.MaxRate)}
 	if cl.Engine == topology.Postgres {
 		return backup.RunPostgres(ctx, job)
