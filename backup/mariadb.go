@@ -186,7 +186,9 @@ func optionFile(user, password, host, port string) (string, func(), error) {
 		return "", nil, err
 	}
 	cleanup := func() { os.Remove(f.Name()) }
-	esc := strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace
+	// Quoted, with the escapes option files read: a quote, a backslash or
+	// a line break in a value cannot end it and start another option.
+	esc := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\r", `\r`).Replace
 	_, err = fmt.Fprintf(f, "[client]\nuser=\"%s\"\npassword=\"%s\"\nhost=%s\nport=%s\n", esc(user), esc(password), host, port)
 	if cerr := f.Close(); err == nil {
 		err = cerr

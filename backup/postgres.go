@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -106,8 +107,13 @@ func basebackup(ctx context.Context, job Job, data string) error {
 		// pg_basebackup takes 32 kB/s to 1 GB/s.
 		args = append(args, fmt.Sprintf("--max-rate=%dk", min(max(job.MaxRate/1024, 32), 1024*1024)))
 	}
+	pass, cleanup, err := passFile(host, port, job.User, job.Password)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), "PGPASSWORD="+job.Password, "PGAPPNAME=dbha-backup")
+	cmd.Env = append(os.Environ(), "PGPASSFILE="+pass, "PGAPPNAME=dbha-backup")
 	var stderr strings.Builder
 	cmd.Stderr = io.MultiWriter(&stderr, basebackupProgress{job.Progress})
 	if err := cmd.Run(); err != nil {
@@ -313,4 +319,30 @@ func errorsJoin(a, b error) error {
 		return a
 	}
 	return fmt.Errorf("%w (and recording it failed: %v)", a, b)
+}
+
+// passFile writes a libpq password file (mode 0600) with one line, for
+// host, port and user, and returns its path and what removes it: the
+// password reaches the tool neither in its arguments nor in its
+// environment. A backslash or a colon in a field is escaped; a line break
+// cannot be written in the format, and is refused.
+func passFile(host, port, user, password string) (string, func(), error) {
+	if strings.ContainsAny(user+password, "\r\n") {
+		return "", nil, errors.New("a PostgreSQL user or password with a line break cannot be given to pg_basebackup")
+	}
+	f, err := os.CreateTemp("", "dbha-pgpass-*")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup := func() { os.Remove(f.Name()) }
+	esc := strings.NewReplacer(`\`, `\\`, `:`, `\:`).Replace
+	_, err = fmt.Fprintf(f, "%s:%s:*:%s:%s\n", esc(host), esc(port), esc(user), esc(password))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	return f.Name(), cleanup, nil
 }
