@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"sync/atomic"
 
 	"github.com/dbha/dbha/binlog"
@@ -78,7 +77,7 @@ func streamMariaDB(ctx context.Context, job Job, out string) (int64, string, Fil
 	if err != nil {
 		return 0, "", File{}, err
 	}
-	opts, cleanup, err := optionFile(job.User, job.Password, host, port)
+	opts, cleanup, err := mysql.ClientOptionFile(job.User, job.Password, host, port)
 	if err != nil {
 		return 0, "", File{}, err
 	}
@@ -176,26 +175,4 @@ func streamMariaDB(ctx context.Context, job Job, out string) (int64, string, Fil
 		return n, "", File{}, fmt.Errorf("backup file: %w", err)
 	}
 	return n, gtid.Load().(string), File{Size: written, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
-}
-
-// optionFile writes a [client] option file only this process's user can
-// read, and returns its path and a function that removes it.
-func optionFile(user, password, host, port string) (string, func(), error) {
-	f, err := os.CreateTemp("", "dbha-backup-*.cnf")
-	if err != nil {
-		return "", nil, err
-	}
-	cleanup := func() { os.Remove(f.Name()) }
-	// Quoted, with the escapes option files read: a quote, a backslash or
-	// a line break in a value cannot end it and start another option.
-	esc := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\r", `\r`).Replace
-	_, err = fmt.Fprintf(f, "[client]\nuser=\"%s\"\npassword=\"%s\"\nhost=%s\nport=%s\n", esc(user), esc(password), host, port)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		cleanup()
-		return "", nil, err
-	}
-	return f.Name(), cleanup, nil
 }

@@ -2,7 +2,6 @@ package backup
 
 import (
 	"os"
-	"strings"
 	"testing"
 )
 
@@ -30,23 +29,5 @@ func TestPassFile(t *testing.T) {
 	}
 	if _, _, err := passFile("h", "5432", "dbha", "pass\nword"); err == nil {
 		t.Error("a password with a line break was written")
-	}
-}
-
-// A password in mariadb-backup's option file cannot end its value and
-// start another option.
-func TestOptionFileEscapes(t *testing.T) {
-	path, cleanup, err := optionFile("admin", "x\"\nhost=evil\\", "198.18.0.12", "3306")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cleanup()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) != 5 || lines[2] != `password="x\"\nhost=evil\\"` {
-		t.Fatalf("option file:\n%s", b)
 	}
 }

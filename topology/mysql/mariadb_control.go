@@ -96,7 +96,7 @@ func (c mariadbControl) ApplyBinlog(ctx context.Context, addr string, files []st
 	if err := requireTools("mariadb-binlog", "mariadb"); err != nil {
 		return err
 	}
-	optFile, cleanup, err := clientOptionFile(c.applyUser, c.applyPassword, host, port)
+	optFile, cleanup, err := ClientOptionFile(c.applyUser, c.applyPassword, host, port)
 	if err != nil {
 		return err
 	}
@@ -113,15 +113,19 @@ func (c mariadbControl) ApplyBinlog(ctx context.Context, addr string, files []st
 	return c.exec(ctx, addr, "STOP SLAVE", "SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos")
 }
 
-// clientOptionFile writes a [client] option file readable only by this
-// process's user, and returns its path and a function that removes it.
-func clientOptionFile(user, password, host, port string) (string, func(), error) {
+// ClientOptionFile writes a [client] option file readable only by this
+// process's user, and returns its path and a function that removes it:
+// the MariaDB tools dbha runs (mariadb, mariadb-binlog, mariadb-backup)
+// read the password from it, never from their arguments.
+func ClientOptionFile(user, password, host, port string) (string, func(), error) {
 	f, err := os.CreateTemp("", "dbha-client-*.cnf")
 	if err != nil {
 		return "", nil, fmt.Errorf("client option file: %w", err)
 	}
 	cleanup := func() { os.Remove(f.Name()) }
-	esc := func(s string) string { return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) }
+	// Quoted, with the escapes option files read: a quote, a backslash or
+	// a line break in a value cannot end it and start another option.
+	esc := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\r", `\r`).Replace
 	_, err = fmt.Fprintf(f, "[client]\nuser=\"%s\"\npassword=\"%s\"\nhost=%s\nport=%s\n", esc(user), esc(password), host, port)
 	if cerr := f.Close(); err == nil {
 		err = cerr

@@ -309,7 +309,7 @@ func (c mariadbControl) undo(ctx context.Context, addr, file string) error {
 	if err != nil {
 		return err
 	}
-	optFile, cleanup, err := clientOptionFile(c.user, c.password, host, port)
+	optFile, cleanup, err := ClientOptionFile(c.user, c.password, host, port)
 	if err != nil {
 		return err
 	}
