@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dbha/dbha/checks"
+	"github.com/dbha/dbha/promote"
 	"github.com/dbha/dbha/schedule"
 	"github.com/dbha/dbha/topology"
 )
@@ -387,10 +388,10 @@ const (
 	// DefaultOldPrimaryTimeout: a live server answers a dial and a query
 	// within milliseconds; half a second is far above that, and it is what
 	// each call to a failover's vanished old primary costs.
-	DefaultOldPrimaryTimeout = 500 * time.Millisecond
+	DefaultOldPrimaryTimeout = promote.DefaultOldPrimaryTimeout
 	// DefaultRecheckTimeout: a host back on a local network answers a
 	// fresh dial and a query in a few milliseconds.
-	DefaultRecheckTimeout = 200 * time.Millisecond
+	DefaultRecheckTimeout = promote.DefaultRecheckTimeout
 	DefaultRestoreCommand = "cp {store}/%f %p"
 	// DefaultFenceTimeout bounds promotion.fence_command: a cloud API
 	// call that stops a machine answers within seconds.

@@ -278,18 +278,7 @@ func TestKeeperResumesARecoveryItsManagerLeft(t *testing.T) {
 		t.Run(string(at), func(t *testing.T) {
 			ctx := context.Background()
 			r := newKeeperRig(t, nil)
-			a := r.addrs[0]
-			if err := r.store.SetWriter(ctx, "c", a); err != nil {
-				t.Fatal(err)
-			}
-			r.cluster.Kill(a)
-			if !r.crashBefore(ctx, a, at) {
-				t.Error("the recovery ran to its end: the crash did not happen")
-			}
-			left, err := r.store.Unfinished(ctx, "c")
-			if err != nil || left == nil {
-				t.Fatalf("no recovery left unfinished (%v)", err)
-			}
+			a, _ := r.failoverLeftAt(ctx, t, at)
 			if err := r.keeper.Enforce(ctx); !errors.Is(err, promote.ErrBusy) {
 				t.Fatalf("enforce with a recovery left: %v, want ErrBusy after resuming it", err)
 			}
@@ -322,18 +311,7 @@ func TestResumedFailoverRollsBackWhenTheOldPrimaryIsBack(t *testing.T) {
 		t.Run(map[bool]string{true: "old primary back", false: "old primary still dead"}[back], func(t *testing.T) {
 			ctx := context.Background()
 			r := newKeeperRig(t, nil)
-			a := r.addrs[0]
-			if err := r.store.SetWriter(ctx, "c", a); err != nil {
-				t.Fatal(err)
-			}
-			r.cluster.Kill(a)
-			if !r.crashBefore(ctx, a, promote.ActPromote) {
-				t.Fatal("the recovery ran to its end: the crash did not happen")
-			}
-			left, _ := r.store.Unfinished(ctx, "c")
-			if left == nil {
-				t.Fatal("no recovery left unfinished")
-			}
+			a, _ := r.failoverLeftAt(ctx, t, promote.ActPromote)
 			if back {
 				if err := r.cluster.Start(a, false); err != nil {
 					t.Fatal(err)
@@ -375,16 +353,8 @@ func TestResumedFailoverRollsBackWhenTheOldPrimaryIsBack(t *testing.T) {
 func TestResumedFailoverFencesTheOldPrimaryBackBeforeTheWriterMoves(t *testing.T) {
 	ctx := context.Background()
 	r := newKeeperRig(t, nil)
-	a := r.addrs[0]
-	if err := r.store.SetWriter(ctx, "c", a); err != nil {
-		t.Fatal(err)
-	}
-	r.cluster.Kill(a)
-	if !r.crashBefore(ctx, a, promote.ActMoveWriter) {
-		t.Fatal("the recovery ran to its end: the crash did not happen")
-	}
-	left, _ := r.store.Unfinished(ctx, "c")
-	if left == nil || left.Fence.SecuredBy != promote.LayerNone {
+	a, left := r.failoverLeftAt(ctx, t, promote.ActMoveWriter)
+	if left.Fence.SecuredBy != promote.LayerNone {
 		t.Fatalf("left %+v: want an unfinished recovery whose old primary nothing secured", left)
 	}
 	if err := r.cluster.Start(a, false); err != nil { // back, writable
@@ -410,6 +380,26 @@ func TestResumedFailoverFencesTheOldPrimaryBackBeforeTheWriterMoves(t *testing.T
 // manager, m0, that dies just before the first step of action: its record
 // is left unfinished, as a killed manager leaves it. It reports whether
 // the crash happened (false: the recovery ran to its end).
+// failoverLeftAt makes the rig's first instance the writer, kills it, and
+// runs a failover whose manager crashes before action; it returns the old
+// primary and the recovery left unfinished.
+func (r *keeperRig) failoverLeftAt(ctx context.Context, t *testing.T, action promote.Action) (string, *promote.Record) {
+	t.Helper()
+	a := r.addrs[0]
+	if err := r.store.SetWriter(ctx, "c", a); err != nil {
+		t.Fatal(err)
+	}
+	r.cluster.Kill(a)
+	if !r.crashBefore(ctx, a, action) {
+		t.Fatal("the recovery ran to its end: the crash did not happen")
+	}
+	left, err := r.store.Unfinished(ctx, "c")
+	if err != nil || left == nil {
+		t.Fatalf("no recovery left unfinished (%v)", err)
+	}
+	return a, left
+}
+
 func (r *keeperRig) crashBefore(ctx context.Context, primary string, action promote.Action) bool {
 	crashed := promote.RecoverEnv{Store: r.store, Engine: r.cluster, Manager: "m0", StepTimeout: time.Second,
 		Discover: func(ctx context.Context, _ ...topology.Bound) topology.Snapshot {
