@@ -436,26 +436,22 @@ func rollBackIfBack(ctx context.Context, env RecoverEnv, rec *Record) (back bool
 	if !oldPrimaryAnswers(ctx, env, rec) {
 		return false, nil
 	}
-	now := env.Now
-	if now == nil {
-		now = time.Now
-	}
 	var errs []error
 	if err := giveBackSecured(ctx, env, rec); err != nil {
 		errs = append(errs, err)
 	}
 	for _, addr := range stopped {
-		started := now()
+		started := env.Now()
 		res := StepResult{N: len(rec.Plan.Steps) + 1, Action: ActRepoint, Target: addr, Started: started,
 			Note: "rollback: follows the old primary " + rec.Plan.OldPrimary + " again"}
 		if rerr := env.Engine.Repoint(ctx, addr, rec.Plan.OldPrimary); rerr != nil {
 			res.Error = rerr.Error()
 			errs = append(errs, fmt.Errorf("repoint %s to %s: %w", addr, rec.Plan.OldPrimary, rerr))
 		}
-		res.Finished = now()
+		res.Finished = env.Now()
 		rec.Steps = append(rec.Steps, res)
 	}
-	rec.Done, rec.Aborted, rec.Finished = true, true, now()
+	rec.Done, rec.Aborted, rec.Finished = true, true, env.Now()
 	rec.Error = ErrRolledBack.Error()
 	if len(errs) > 0 {
 		rec.Error += fmt.Sprintf("; %d replica(s) not repointed (see the steps)", len(errs))
@@ -506,16 +502,12 @@ func fenceIfBack(ctx context.Context, env RecoverEnv, rec *Record) error {
 	if !oldPrimaryAnswers(ctx, env, rec) {
 		return nil
 	}
-	now := env.Now
-	if now == nil {
-		now = time.Now
-	}
-	res := StepResult{N: len(rec.Plan.Steps) + 1, Action: ActFence, Target: rec.Plan.OldPrimary, Started: now(),
+	res := StepResult{N: len(rec.Plan.Steps) + 1, Action: ActFence, Target: rec.Plan.OldPrimary, Started: env.Now(),
 		Note: "on resume: the old primary answers again; read-only and client sessions ended before the writer moves"}
 	fctx, cancel := context.WithTimeout(ctx, max(env.StepTimeout, oldBound(env)))
 	err := env.Engine.Fence(fctx, rec.Plan.OldPrimary)
 	cancel()
-	res.Finished = now()
+	res.Finished = env.Now()
 	if err != nil {
 		res.Error = err.Error()
 	} else {
