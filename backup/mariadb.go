@@ -2,6 +2,7 @@ package backup
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -22,10 +23,10 @@ import (
 // gtidLine is how mariadb-backup reports the backup's consistent point.
 var gtidLine = regexp.MustCompile(`GTID of the last change '([^']*)'`)
 
-// LocalDataDir asks a MariaDB server where its files are, and checks that
-// this host can read that directory: mariadb-backup runs where the files
-// are.
-func LocalDataDir(ctx context.Context, addr, user, password string) (string, error) {
+// SourceDataDir asks a MariaDB server where its files are. That is only
+// where mariadb-backup will look: the backup proves, on the server's host,
+// that the directory there is the server's (proveDataDirScript).
+func SourceDataDir(ctx context.Context, addr, user, password string) (string, error) {
 	db, err := mysql.Open(addr, user, password)
 	if err != nil {
 		return "", err
@@ -35,19 +36,24 @@ func LocalDataDir(ctx context.Context, addr, user, password string) (string, err
 	if err := db.QueryRowContext(ctx, "SELECT @@datadir").Scan(&dir); err != nil {
 		return "", fmt.Errorf("ask %s for its datadir: %w", addr, err)
 	}
-	if _, err := os.Stat(dir.String); err != nil {
-		return "", fmt.Errorf("%s keeps its files in %s, which this host cannot read (mariadb-backup runs where the files are): %w", addr, dir.String, err)
+	if dir.String == "" {
+		return "", fmt.Errorf("%s gave no datadir", addr)
 	}
 	return dir.String, nil
 }
 
 // RunMariaDB takes a backup of job.Source with mariadb-backup, which reads
-// the server's files and so runs where they are: job.DataDir is the
-// server's datadir on this host (LocalDataDir finds it). The stream (xbstream) is compressed with
-// zstd into the repository as it comes; the position is the GTID the tool
-// reports for the consistent point. The account needs mariadb-backup's
-// privileges (RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, SLAVE MONITOR)
-// and its password goes through a private option file.
+// the server's files and so runs where they are: on this host, or through
+// job.Remote on the source's. job.DataDir is the server's datadir there
+// (SourceDataDir); before anything is read, a script on that host proves
+// that it is the directory of the process serving job.Source, else the
+// backup is refused with ErrNotTheSource. The stream (xbstream) comes back
+// on the command's output and is compressed with zstd into the repository
+// as it comes; the position is the GTID the tool reports for the
+// consistent point. The account needs mariadb-backup's privileges (RELOAD,
+// PROCESS, LOCK TABLES, BINLOG MONITOR, SLAVE MONITOR); its password
+// reaches the tool on the command's input, into a private option file
+// that lives as long as the run.
 func RunMariaDB(ctx context.Context, job Job) (Entry, error) {
 	return run(job, topology.MariaDB, "backup.xb.zst", func(e *Entry, out string) error {
 		bytes, gtid, file, err := streamMariaDB(ctx, job, out)
@@ -68,38 +74,25 @@ func RunMariaDB(ctx context.Context, job Job) (Entry, error) {
 // the stream, the GTID of the consistent point, and out's size and
 // SHA-256, computed as it is written (one pass over the data, not two).
 func streamMariaDB(ctx context.Context, job Job, out string) (int64, string, File, error) {
-	for _, tool := range []string{"mariadb-backup", "zstd"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return 0, "", File{}, fmt.Errorf("%s not found: install it (make deps): %w", tool, err)
-		}
+	if _, err := exec.LookPath("zstd"); err != nil {
+		return 0, "", File{}, fmt.Errorf("zstd not found: install it (make deps): %w", err)
 	}
 	host, port, err := splitAddr(job.Source)
 	if err != nil {
 		return 0, "", File{}, err
 	}
-	opts, cleanup, err := mysql.ClientOptionFile(job.User, job.Password, host, port)
+	script, err := mariadbBackupScript(ctx, job, host, port)
 	if err != nil {
 		return 0, "", File{}, err
 	}
-	defer cleanup()
-	scratch, err := os.MkdirTemp("", "dbha-backup-")
-	if err != nil {
-		return 0, "", File{}, err
-	}
-	defer os.RemoveAll(scratch)
 	f, err := os.OpenFile(out, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
 	if err != nil {
 		return 0, "", File{}, fmt.Errorf("backup file: %w", err)
 	}
 	defer f.Close()
 
-	args := []string{"--defaults-extra-file=" + opts, "--backup",
-		"--stream=xbstream", "--target-dir=" + scratch, "--datadir=" + job.DataDir, "--slave-info"}
-	if job.MaxRate > 0 {
-		// --throttle counts 1 MiB read operations per second.
-		args = append(args, fmt.Sprintf("--throttle=%d", max(job.MaxRate>>20, 1)))
-	}
-	backup := exec.CommandContext(ctx, "mariadb-backup", args...)
+	backup := onHost(ctx, job.Remote, host, script)
+	backup.Stdin = bytes.NewReader(mysql.ClientOptions(job.User, job.Password, host, port))
 	compress := exec.CommandContext(ctx, "zstd", "-q", "-3", "-c")
 	compressed, err := compress.StdoutPipe()
 	if err != nil {
@@ -134,7 +127,7 @@ func streamMariaDB(ctx context.Context, job Job, out string) (int64, string, Fil
 	if err := backup.Start(); err != nil {
 		stdin.Close()
 		compress.Wait()
-		return 0, "", File{}, fmt.Errorf("start mariadb-backup: %w", err)
+		return 0, "", File{}, fmt.Errorf("start mariadb-backup on %s's host: %w", job.Source, err)
 	}
 	var gtid, last atomic.Value
 	gtid.Store("")
@@ -151,8 +144,10 @@ func streamMariaDB(ctx context.Context, job Job, out string) (int64, string, Fil
 			}
 		}
 	}()
-	total, _ := binlog.DirBytes(job.DataDir) // what the backup copies, near enough for an estimate
-	job.Progress.SetTotal(total)
+	if len(job.Remote) == 0 {
+		total, _ := binlog.DirBytes(job.DataDir) // what the backup copies, near enough for an estimate
+		job.Progress.SetTotal(total)
+	}
 	n, copyErr := io.Copy(stdin, countingReader(stdout, job.Progress.Add))
 	stdin.Close()
 	<-logDone
@@ -165,6 +160,9 @@ func streamMariaDB(ctx context.Context, job Job, out string) (int64, string, Fil
 	case writeErr != nil:
 		return n, "", File{}, fmt.Errorf("write the backup file: %w", writeErr)
 	case backupErr != nil:
+		if err := refusal(last.Load().(string)); err != nil {
+			return n, "", File{}, fmt.Errorf("backup of %s: %w", job.Source, err)
+		}
 		return n, "", File{}, fmt.Errorf("mariadb-backup from %s: %w: %s", job.Source, backupErr, last.Load())
 	case copyErr != nil || compressErr != nil:
 		return n, "", File{}, fmt.Errorf("compress the backup stream: %v %v", copyErr, compressErr)
@@ -175,4 +173,26 @@ func streamMariaDB(ctx context.Context, job Job, out string) (int64, string, Fil
 		return n, "", File{}, fmt.Errorf("backup file: %w", err)
 	}
 	return n, gtid.Load().(string), File{Size: written, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// mariadbBackupScript is what runs on the source's host: prove job.DataDir
+// is the source's, write the option file read from the input into a
+// private directory removed on exit, and stream the backup to the output.
+func mariadbBackupScript(ctx context.Context, job Job, host, port string) (string, error) {
+	addrs, err := listenAddrs(ctx, host, port)
+	if err != nil {
+		return "", err
+	}
+	args := []string{"--backup", "--stream=xbstream", "--datadir=" + job.DataDir, "--slave-info"}
+	if job.MaxRate > 0 {
+		// --throttle counts 1 MiB read operations per second.
+		args = append(args, fmt.Sprintf("--throttle=%d", max(job.MaxRate>>20, 1)))
+	}
+	return "set -eu\n" +
+		proveDataDirScript(addrs, port, job.DataDir) +
+		`command -v mariadb-backup >/dev/null || { echo "mariadb-backup is not installed on $(hostname)" >&2; exit 127; }
+work=$(mktemp -d "${TMPDIR:-/tmp}/dbha-backup.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+(umask 077 && cat > "$work/client.cnf")
+mariadb-backup --defaults-extra-file="$work/client.cnf" --target-dir="$work/target" ` + shellLine(args) + "\n", nil
 }

@@ -29,9 +29,13 @@ type Job struct {
 	User    string // an account with REPLICATION (PostgreSQL)
 	// Password goes to the tool through its environment, never its argv.
 	Password string
-	// DataDir (MariaDB) is the server's datadir on this host: mariadb-backup
-	// reads the files themselves.
-	DataDir  string
+	// DataDir (MariaDB) is the server's datadir on its host: mariadb-backup
+	// reads the files themselves, there.
+	DataDir string
+	// Remote (MariaDB; backup.remote_command) reaches the source's host,
+	// e.g. [ssh, -o, BatchMode=yes, "{host}"]: it gets one shell command
+	// line as its last argument. None: the source's files are on this host.
+	Remote   []string
 	Progress *Meter // bytes copied, of the expected total; may be nil
 	// MaxRate bounds how fast the source's files are read, in bytes per
 	// second (pg_basebackup --max-rate; mariadb-backup --throttle, in MiB

@@ -150,6 +150,15 @@ type Backup struct {
 	// ScratchDir holds the throwaway copies verify makes; it needs room
 	// for a whole uncompressed backup. Default: the temporary directory.
 	ScratchDir string `mapstructure:"scratch_dir" yaml:"scratch_dir,omitempty" json:"scratch_dir,omitempty"`
+	// RemoteCommand (MariaDB) reaches the host of a source whose files are
+	// not on this one, where mariadb-backup must run: dbha appends one
+	// shell command line as its last argument, as ssh takes one, with
+	// "{host}" replaced by the source's host, e.g. [ssh, -o,
+	// BatchMode=yes, "backup@{host}"]. The backup streams back on its
+	// output; the password goes on its input, never in an argument. None:
+	// the files are on this host. Either way dbha proves, there, that the
+	// directory it copies is the source server's, or refuses.
+	RemoteCommand []string `mapstructure:"remote_command" yaml:"remote_command,omitempty" json:"remote_command,omitempty"`
 	// DataDir, StopCommand and StartCommand let `dbha backup reseed`
 	// rebuild an instance whose files are on this host: its data directory
 	// ("{port}" is replaced by the instance's port) and the commands that

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -106,6 +107,61 @@ func TestMariaDBBackupFromAReplica(t *testing.T) {
 	}
 	if e.Status != backup.Done || e.CompressedBytes == 0 || e.Bytes <= e.CompressedBytes || len(e.Files) != 1 {
 		t.Fatalf("entry = %+v", e)
+	}
+}
+
+// A MariaDB backup copies the files of the server it names, or none:
+// given a data directory that exists on this host but is another
+// instance's (as a source on another host with the usual identical
+// paths once was), the backup is refused before anything is read, and the
+// failed entry holds no file.
+func TestMariaDBBackupRefusesAnotherInstancesFiles(t *testing.T) {
+	l := sharedLab(t)
+	waitSnapshot(t, l, "lab-mariadb", "a healthy cluster", healthy)
+	source, err := backup.ChooseSource(discover(t, l, "lab-mariadb"), backup.SourcePolicy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var other Node
+	for _, n := range l.nodesOfKind(KindMariaDB) {
+		if n.Addr() != source.Addr {
+			other = n
+		}
+	}
+	pw, err := readPassword(l.Secret("mariadb-admin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	repo := t.TempDir()
+	e, err := backup.RunMariaDB(ctx, backup.Job{Repo: repo, ID: "wrong-files", Cluster: "lab-mariadb", Source: source.Addr,
+		User: "admin", Password: pw, DataDir: other.DataDir})
+	if !errors.Is(err, backup.ErrNotTheSource) || !strings.Contains(err.Error(), "is not the data directory of the server on port") {
+		t.Fatalf("backup of %s from %s's files: %v; want refused (ErrNotTheSource)", source.Addr, other.Name, err)
+	}
+	t.Logf("refused: %v", err)
+	if e.Status != backup.Failed || len(e.Files) != 0 {
+		t.Errorf("entry = %+v, want failed with no file", e)
+	}
+	left, _ := filepath.Glob(filepath.Join(backup.EntryDir(repo, "lab-mariadb", "wrong-files"), "*"))
+	if len(left) != 1 || filepath.Base(left[0]) != "backup.json" {
+		t.Errorf("the refused backup left %v, want only its catalog entry", left)
+	}
+
+	// Through a remote command (the lab's ssh), the source's own
+	// directory is proved and copied.
+	remote, err := l.OnHost(labHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := backup.SourceDataDir(ctx, source.Addr, "admin", pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err = backup.RunMariaDB(ctx, backup.Job{Repo: repo, ID: "right-files", Cluster: "lab-mariadb", Source: source.Addr,
+		User: "admin", Password: pw, DataDir: dir, Remote: remote}); err != nil || e.Status != backup.Done {
+		t.Fatalf("backup of %s from its own files through %v: %v (%+v)", source.Addr, remote, err, e)
 	}
 }
 

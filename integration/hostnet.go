@@ -573,3 +573,21 @@ func (l *Lab) inHost(ln launch) (path string, args []string, cred *syscall.Crede
 	args = append(append(args, "--", ln.path), ln.args...)
 	return "nsenter", args, nil
 }
+
+// OnHost is the argv that runs a shell command line on the lab host whose address is
+// addr, as ssh to that host would: nsenter into its namespace in a hosts lab; sh itself
+// in a loopback lab, whose one host is this one. It is what the lab gives
+// backup.remote_command.
+func (l *Lab) OnHost(addr string) ([]string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.Net == nil {
+		return []string{"sh", "-c"}, nil
+	}
+	for _, h := range l.Net.Hosts {
+		if h.Addr == addr {
+			return []string{"nsenter", "--net=" + netnsPath(h.Netns), "--", "sh", "-c"}, nil
+		}
+	}
+	return nil, fmt.Errorf("no host of the lab in %s has the address %s", l.Dir, addr)
+}

@@ -389,6 +389,11 @@ func (l *Lab) writeDrillConfig(b *strings.Builder, kind string) {
 		fmt.Fprintf(b, "    promotion:\n%s      apply:\n        user: admin\n        password_file: %s\n", lease, yamlScalar(l.Secret("mariadb-admin")))
 		// mariadb-backup needs RELOAD, LOCK TABLES and the like.
 		fmt.Fprintf(b, "    backup:\n      user: admin\n      password_file: %s\n", yamlScalar(l.Secret("mariadb-admin")))
+		if l.Net != nil && l.Binary != "" {
+			// It runs on the host of the server it copies, which the lab
+			// reaches as ssh would.
+			fmt.Fprintf(b, "      remote_command: [%s, lab, on-host, --dir, %s, \"{host}\"]\n", yamlScalar(l.Binary), yamlScalar(l.Dir))
+		}
 	}
 	if kind == KindPostgres {
 		user, secret = "postgres", "postgres-superuser"

@@ -47,8 +47,11 @@ func newBackupRunCmd(g *globalFlags) *cobra.Command {
 		Long: `run picks the source from a fresh look at the topology (a healthy replica with
 the least lag, never one with errant transactions, the primary only when
 backup.allow_primary is set or it is the only instance), or --from, and takes a
-mariadb-backup (run on this host: it reads the server's files) or pg_basebackup
-(over the replication protocol) into backup.repository, compressed with zstd,
+mariadb-backup or pg_basebackup (over the replication protocol). mariadb-backup
+reads the server's files, so it runs on the source's host: this one, or the
+one backup.remote_command reaches; there dbha first proves that the directory
+is the working directory of the process serving the source's port, or refuses.
+The backup goes into backup.repository, compressed with zstd,
 with a SHA-256 for every file and the backup's position in the catalog.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -95,9 +98,10 @@ func runBackup(ctx context.Context, cfg config.Config, cl config.Cluster, from s
 	if cl.Engine == topology.Postgres {
 		return backup.RunPostgres(ctx, job)
 	}
-	if job.DataDir, err = backup.LocalDataDir(ctx, src.Addr, acct.User, password); err != nil {
+	if job.DataDir, err = backup.SourceDataDir(ctx, src.Addr, acct.User, password); err != nil {
 		return backup.Entry{}, err
 	}
+	job.Remote = cl.Backup.RemoteCommand
 	return backup.RunMariaDB(ctx, job)
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -165,7 +166,7 @@ leases on.`,
 		return l.Rejoin(cmd.Context(), name, primary)
 	})
 	rejoin.Flags().StringVar(&primary, "primary", "", "the new primary: a node name or host:port")
-	cmd.AddCommand(up, down, status, start, stop, kill, rejoin, newLabFaultCmd(&dir), newLabHealCmd(&dir))
+	cmd.AddCommand(up, down, status, start, stop, kill, rejoin, newLabOnHostCmd(&dir), newLabFaultCmd(&dir), newLabHealCmd(&dir))
 	return cmd
 }
 
@@ -239,4 +240,32 @@ func loadLab(dir string) (*integration.Lab, error) {
 		return nil, usageError(fmt.Errorf("no lab in %s (start one with `dbha lab up --dir %s`)", dir, dir))
 	}
 	return l, err
+}
+
+// newLabOnHostCmd is the lab's ssh: the backup.remote_command of a lab's
+// clusters, which runs a command line on the host that holds a server's
+// files.
+func newLabOnHostCmd(dir *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "on-host ADDRESS COMMAND-LINE",
+		Short: "Run a shell command line on the lab host with this address, as ssh would",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := loadLab(*dir)
+			if err != nil {
+				return err
+			}
+			argv, err := l.OnHost(args[0])
+			if err != nil {
+				return usageError(err)
+			}
+			path, err := exec.LookPath(argv[0])
+			if err != nil {
+				return err
+			}
+			// Exec: the command line gets this process's input and output
+			// as they are, as it would over ssh.
+			return syscall.Exec(path, append(argv, args[1]), os.Environ())
+		},
+	}
 }

@@ -113,20 +113,25 @@ func (c mariadbControl) ApplyBinlog(ctx context.Context, addr string, files []st
 	return c.exec(ctx, addr, "STOP SLAVE", "SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos")
 }
 
-// ClientOptionFile writes a [client] option file readable only by this
-// process's user, and returns its path and a function that removes it:
-// the MariaDB tools dbha runs (mariadb, mariadb-binlog, mariadb-backup)
-// read the password from it, never from their arguments.
+// ClientOptions is a [client] option file's text for the MariaDB tools
+// dbha runs (mariadb, mariadb-binlog, mariadb-backup), which read the
+// password from it, never from their arguments. Every value is quoted,
+// with the escapes option files read: a quote, a backslash or a line
+// break in a value cannot end it and start another option.
+func ClientOptions(user, password, host, port string) []byte {
+	esc := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\r", `\r`).Replace
+	return fmt.Appendf(nil, "[client]\nuser=\"%s\"\npassword=\"%s\"\nhost=\"%s\"\nport=\"%s\"\n", esc(user), esc(password), esc(host), esc(port))
+}
+
+// ClientOptionFile writes ClientOptions into a file readable only by this
+// process's user, and returns its path and a function that removes it.
 func ClientOptionFile(user, password, host, port string) (string, func(), error) {
 	f, err := os.CreateTemp("", "dbha-client-*.cnf")
 	if err != nil {
 		return "", nil, fmt.Errorf("client option file: %w", err)
 	}
 	cleanup := func() { os.Remove(f.Name()) }
-	// Quoted, with the escapes option files read: a quote, a backslash or
-	// a line break in a value cannot end it and start another option.
-	esc := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\r", `\r`).Replace
-	_, err = fmt.Fprintf(f, "[client]\nuser=\"%s\"\npassword=\"%s\"\nhost=%s\nport=%s\n", esc(user), esc(password), host, port)
+	_, err = f.Write(ClientOptions(user, password, host, port))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
