@@ -102,13 +102,16 @@ func TestParseTarget(t *testing.T) {
 
 func TestReplayEnd(t *testing.T) {
 	at := func(sec int) time.Time { return time.Unix(1000+int64(sec), 0) }
-	// The backup is at 0-1-10; the store holds 11..14 in domain 0 and one
-	// transaction of domain 1.
+	ms := func(sec, milli int) time.Time { return at(sec).Add(time.Duration(milli) * time.Millisecond) }
+	// The backup is at 0-1-10 (the store holds its last transaction,
+	// stamped at second 0); the store holds 11..14 in domain 0 and one
+	// transaction of domain 1, and heard from the primary until second 8.
 	txns := []binlog.Transaction{
+		{Position: "0-1-10", Time: at(0)},
 		{Position: "0-1-11", Time: at(1)}, {Position: "1-2-1", Time: at(2)}, {Position: "0-1-12", Time: at(3)},
 		{Position: "0-1-13", Time: at(4)}, {Position: "0-1-14", Time: at(5)},
 	}
-	from, held := pos(t, "0-1-10"), pos(t, "0-1-14,1-2-1")
+	from, held, heard := pos(t, "0-1-10"), pos(t, "0-1-14,1-2-1"), at(8)
 	cases := []struct {
 		name    string
 		until   Target
@@ -120,14 +123,22 @@ func TestReplayEnd(t *testing.T) {
 		{"a GTID list over two domains", Target{Position: pos(t, "0-1-13,1-2-1")}, "0-1-13,1-2-1", 4, ""},
 		{"the backup's own point", Target{Position: pos(t, "0-1-10")}, "0-1-10", 0, ""},
 		{"everything held", Target{Position: held}, "0-1-14,1-2-1", 5, ""},
-		{"a time", Target{Time: at(3)}, "0-1-12,1-2-1", 3, ""},
-		{"a time before anything held", Target{Time: at(0)}, "0-1-10", 0, ""},
-		{"before the backup", Target{Position: pos(t, "0-1-9")}, "", 0, "restore an older backup"},
-		{"beyond the store", Target{Position: pos(t, "0-1-20")}, "", 0, "holds up to"},
+		// Stamped at second 3: committed in [3, 4), so by 4 and not by 3.
+		{"a whole second after a commit's", Target{Time: at(4)}, "0-1-12,1-2-1", 3, ""},
+		{"a whole second: that second's commit is after it", Target{Time: at(3)}, "0-1-11,1-2-1", 2, ""},
+		{"a sub-second time in a second without commits", Target{Time: ms(6, 1)}, "0-1-14,1-2-1", 5, ""},
+		{"a sub-second time in a commit's second", Target{Time: ms(3, 500)}, "", 0, "cannot be told"},
+		{"the backup's second", Target{Time: ms(0, 500)}, "", 0, "restore an older backup"},
+		{"before the backup", Target{Time: at(-5)}, "", 0, "reaches times from 1970-01-01T00:16:41Z"},
+		{"right after the backup", Target{Time: at(1)}, "0-1-10", 0, ""},
+		{"after everything held, while the stream heard", Target{Time: ms(7, 250)}, "0-1-14,1-2-1", 5, ""},
+		{"after the stream last heard", Target{Time: at(9)}, "", 0, "what was committed in between is not held"},
+		{"a GTID before the backup", Target{Position: pos(t, "0-1-9")}, "", 0, "restore an older backup"},
+		{"a GTID beyond the store", Target{Position: pos(t, "0-1-20")}, "", 0, "holds up to"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, n, err := replayEnd(from, held, txns, tc.until)
+			got, n, err := replayEnd(from, held, txns, tc.until, heard)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want one mentioning %q", err, tc.wantErr)

@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -135,11 +136,15 @@ func replayBinlog(ctx context.Context, e Entry, o RestoreOptions, r Restored) (R
 	if order, err := topology.Compare(e.Position, st.Start()); st.Start().IsZero() || err != nil || order == topology.Behind || order == topology.Diverged {
 		return r, fmt.Errorf("dbha's binlog store starts at %s, which the backup's position %s does not reach: the transactions in between are not held; restore a newer backup", st.Start(), e.Position)
 	}
-	txns, err := st.Transactions(e.Position, 0)
+	txns, err := st.Transactions(topology.Position{}, 0)
 	if err != nil {
 		return r, err
 	}
-	upto, n, err := replayEnd(e.Position, st.Position(), txns, o.Until)
+	status, err := binlog.ReadStatus(o.Store)
+	if err != nil && !o.Until.Time.IsZero() {
+		return r, fmt.Errorf("a time target needs to know until when dbha's stream heard from the primary: %w", err)
+	}
+	upto, n, err := replayEnd(e.Position, st.Position(), txns, o.Until, status.LastMessage)
 	if err != nil {
 		return r, err
 	}
@@ -163,6 +168,9 @@ func replayBinlog(ctx context.Context, e Entry, o RestoreOptions, r Restored) (R
 	if err := c.ApplyBinlog(ctx, srv.Addr, files, e.Position, upto); err != nil {
 		return r, err
 	}
+	if err := appliedAsPlanned(ctx, srv, e.Position, upto); err != nil {
+		return r, err
+	}
 	if err := finishMariaDB(ctx, srv, upto); err != nil {
 		return r, err
 	}
@@ -171,21 +179,44 @@ func replayBinlog(ctx context.Context, e Entry, o RestoreOptions, r Restored) (R
 	return r, srv.Stop()
 }
 
-// replayEnd decides how far a replay goes: the position after the last
-// held transaction the target covers (GTID target) or that committed at
-// or before it (time target), and how many transactions that is. It is
-// pure.
-func replayEnd(from, held topology.Position, txns []binlog.Transaction, until Target) (topology.Position, int64, error) {
+// replayEnd decides how far a replay goes from the backup's position
+// from, given every transaction the store holds (txns, in binlog order,
+// those the backup already has included), what it holds (held), and when
+// its stream last heard from the primary (heard). It returns the position
+// after the last transaction the target covers and how many transactions
+// that replays, or refuses, saying which targets this backup and store can
+// reach: a target is met exactly or not at all. It is pure.
+//
+// A GTID target covers, in each domain, the transactions up to its
+// sequence number; it must be at or past the backup's point and within
+// what is held. A time target covers the transactions committed at or
+// before it. MariaDB's binlog times a transaction to the second, at the
+// start of its last statement (the commit of an autocommitted statement,
+// or its COMMIT), so one stamped in the target's own second is ambiguous
+// when the target has a fraction: it is refused, with the GTIDs that would
+// settle it. Replay stops at the first transaction stamped after the
+// target (the binlog is in commit order); a target after everything held
+// must be no later than the stream's last word from the primary, else
+// what was committed in between is not held.
+func replayEnd(from, held topology.Position, txns []binlog.Transaction, until Target, heard time.Time) (topology.Position, int64, error) {
 	if !until.Position.IsZero() {
 		switch order, err := topology.Compare(until.Position, from); {
 		case err != nil:
 			return from, 0, err
 		case order == topology.Behind || order == topology.Diverged:
-			return from, 0, fmt.Errorf("the backup is at %s, past or beside %s: restore an older backup", from, until.Position)
+			return from, 0, fmt.Errorf("the backup is at %s, past or beside %s: restore an older backup (this one reaches positions from %s to %s)", from, until.Position, from, held)
 		}
 		if order, err := topology.Compare(until.Position, held); err != nil || order == topology.Ahead || order == topology.Diverged {
-			return from, 0, fmt.Errorf("dbha's binlog store holds up to %s, not %s", held, until.Position)
+			return from, 0, fmt.Errorf("dbha's binlog store holds up to %s, not %s (this backup reaches positions from %s to %s)", held, until.Position, from, held)
 		}
+	}
+	newestIn, err := newestHeld(from, txns)
+	if err != nil {
+		return from, 0, err
+	}
+	if !until.Time.IsZero() && !newestIn.IsZero() && stampedAgainst(newestIn, until.Time) != stampedBefore {
+		return from, 0, fmt.Errorf("the backup holds transactions committed in the second %s, not before %s: restore an older backup (this one reaches times from %s)",
+			newestIn.Format(time.RFC3339), until, newestIn.Add(time.Second).Format(time.RFC3339))
 	}
 	upto := from
 	var n int64
@@ -194,19 +225,105 @@ func replayEnd(from, held topology.Position, txns []binlog.Transaction, until Ta
 		if err != nil {
 			return from, 0, err
 		}
+		if o, err := topology.Compare(g, from); err != nil || o == topology.Behind || o == topology.Equal {
+			continue // the backup has it
+		}
 		if until.Time.IsZero() {
 			if o, err := topology.Compare(g, until.Position); err != nil || o == topology.Ahead || o == topology.Diverged {
 				continue // beyond the target in its domain
 			}
-		} else if t.Time.After(until.Time) {
-			break
+		} else {
+			switch stampedAgainst(t.Time, until.Time) {
+			case stampedAfter:
+				return upto, n, nil // replay ends before the first later commit
+			case stampedWithin:
+				return from, 0, fmt.Errorf("%s was committed in the second %s, and MariaDB's binlog times transactions to the second: whether it was committed by %s cannot be told; give a whole second, or a GTID (%s to include it)",
+					t.Position, t.Time.Format(time.RFC3339), until, t.Position)
+			}
 		}
 		if upto, err = topology.Union(upto, g); err != nil {
 			return from, 0, err
 		}
 		n++
 	}
+	if !until.Time.IsZero() && until.Time.After(heard) {
+		reach := "its own point"
+		if !newestIn.IsZero() {
+			reach = newestIn.Add(time.Second).Format(time.RFC3339)
+		}
+		return from, 0, fmt.Errorf("dbha's binlog store heard from the primary last at %s, before %s: what was committed in between is not held (this backup reaches times from %s to %s)",
+			heard.Format(time.RFC3339Nano), until, reach, heard.Format(time.RFC3339Nano))
+	}
 	return upto, n, nil
+}
+
+// newestHeld is the latest binlog time of the transactions held that the
+// backup at from has; zero when the store holds none of them.
+func newestHeld(from topology.Position, txns []binlog.Transaction) (time.Time, error) {
+	var newest time.Time
+	for _, t := range txns {
+		g, err := topology.ParseMariaDB(t.Position)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if o, err := topology.Compare(g, from); err == nil && (o == topology.Behind || o == topology.Equal) && t.Time.After(newest) {
+			newest = t.Time
+		}
+	}
+	return newest, nil
+}
+
+// stamp is where a transaction's binlog time (whole seconds) lies
+// against a target.
+type stamp int
+
+const (
+	stampedBefore stamp = iota // its second ends no later than the target
+	stampedWithin              // the target falls inside its second
+	stampedAfter               // its second starts after the target, or at a whole-second target
+)
+
+func (s stamp) String() string {
+	return [...]string{"before", "in the same second as", "after"}[s]
+}
+
+// stampedAgainst: a transaction stamped with second sec was committed in
+// [sec, sec+1s). It is pure.
+func stampedAgainst(sec, target time.Time) stamp {
+	switch {
+	case !sec.Add(time.Second).After(target):
+		return stampedBefore
+	case !sec.Before(target):
+		return stampedAfter
+	}
+	return stampedWithin
+}
+
+// appliedAsPlanned reads back what the throwaway server applied (its
+// binlog, which records each replayed transaction with its GTID, on top
+// of the backup's from) and fails unless it is exactly plan.
+func appliedAsPlanned(ctx context.Context, srv *Server, from, plan topology.Position) error {
+	db, err := srv.DB("")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var got string
+	if err := db.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&got); err != nil {
+		return fmt.Errorf("read back what the replay applied: %w", err)
+	}
+	logged, err := topology.ParseMariaDB(got)
+	if err != nil {
+		return fmt.Errorf("read back what the replay applied: %w", err)
+	}
+	applied, err := topology.Union(from, logged)
+	if err != nil {
+		return err
+	}
+	if o, err := topology.Compare(applied, plan); err != nil || o != topology.Equal {
+		return fmt.Errorf("the restored server applied up to %s, not the %s planned: the restore is not the point asked for", applied, plan)
+	}
+	return nil
 }
 
 // setSlavePos records pos as gtid_slave_pos in a restored MariaDB
@@ -250,12 +367,18 @@ func finishMariaDB(ctx context.Context, srv *Server, pos topology.Position) erro
 // the target; then recovery ends (a new timeline) and the server stops
 // cleanly.
 func replayWAL(ctx context.Context, e Entry, o RestoreOptions, r Restored) (Restored, error) {
-	if !o.Until.Position.IsZero() && o.Until.Position.LSN() < e.StopPosition.LSN() {
-		return r, fmt.Errorf("backup %s is consistent only from %s, after %s: restore an older backup", e.ID, e.StopPosition.LSN(), o.Until.Position.LSN())
-	}
 	st, err := pgstream.OpenStore(o.Store)
 	if err != nil {
 		return r, err
+	}
+	end := st.Position()
+	if until := o.Until.Position; !until.IsZero() {
+		switch {
+		case until.LSN() < e.StopPosition.LSN():
+			return r, fmt.Errorf("backup %s is consistent only from %s, after %s: restore an older backup (this one reaches LSNs from %s to %s)", e.ID, e.StopPosition.LSN(), until.LSN(), e.StopPosition.LSN(), end.LSN())
+		case end.IsZero() || until.LSN() > end.LSN():
+			return r, fmt.Errorf("dbha's WAL store holds up to %s, not %s (this backup reaches LSNs from %s to %s)", end.LSN(), until.LSN(), e.StopPosition.LSN(), end.LSN())
+		}
 	}
 	staged, err := os.MkdirTemp("", "dbha-restore-wal-")
 	if err != nil {
@@ -283,7 +406,9 @@ func replayWAL(ctx context.Context, e Entry, o RestoreOptions, r Restored) (Rest
 	if o.Until.Time.IsZero() {
 		settings["recovery_target_lsn"] = o.Until.Position.LSN().String()
 	} else {
-		settings["recovery_target_time"] = o.Until.Time.Format(time.RFC3339Nano)
+		// PostgreSQL's own timestamp form, to the microsecond it keeps
+		// ("T" and "Z" are refused in this setting).
+		settings["recovery_target_time"] = o.Until.Time.UTC().Format("2006-01-02 15:04:05.999999") + "+00"
 	}
 	srv, err := StartServer(ctx, e.Engine, o.To, ServerOptions{Owner: o.Owner, Roles: o.Roles, Settings: settings})
 	if err != nil {
@@ -306,7 +431,7 @@ func replayWAL(ctx context.Context, e Entry, o RestoreOptions, r Restored) (Rest
 		}
 		select {
 		case <-srv.exited:
-			return r, fmt.Errorf("replay stopped before %s (dbha's WAL store may not reach it; see dbha stream status): %s", o.Until, srv.Log())
+			return r, fmt.Errorf("replay stopped before %s (this backup reaches from its end at %s, and dbha's WAL store holds up to %s): %s", o.Until, e.StopPosition.LSN(), end.LSN(), srv.Log())
 		case <-ctx.Done():
 			return r, context.Cause(ctx)
 		case <-time.After(100 * time.Millisecond):
@@ -317,6 +442,9 @@ func replayWAL(ctx context.Context, e Entry, o RestoreOptions, r Restored) (Rest
 	}
 	lsn, err := topology.ParseLSN(reached)
 	if err != nil {
+		return r, err
+	}
+	if err := replayedAsAsked(ctx, db, o.Until, lsn); err != nil {
 		return r, err
 	}
 	if _, err := db.ExecContext(ctx, "SELECT pg_wal_replay_resume()"); err != nil {
@@ -340,4 +468,24 @@ func replayWAL(ctx context.Context, e Entry, o RestoreOptions, r Restored) (Rest
 	r.Replayed = int64(lsn - e.StopPosition.LSN())
 	r.Detail = fmt.Sprintf("replayed WAL from dbha's store from %s to %s", e.StopPosition.LSN(), lsn)
 	return r, srv.Stop()
+}
+
+// replayedAsAsked reads back where a paused recovery stands: past an LSN
+// target (recovery stops after the record that reaches it), or, for a time
+// target, with no transaction replayed that committed after it.
+func replayedAsAsked(ctx context.Context, db *sql.DB, until Target, reached topology.LSN) error {
+	if until.Time.IsZero() {
+		if reached < until.Position.LSN() {
+			return fmt.Errorf("recovery paused at %s, before the %s asked for", reached, until.Position.LSN())
+		}
+		return nil
+	}
+	var last sql.NullTime
+	if err := db.QueryRowContext(ctx, "SELECT pg_last_xact_replay_timestamp()").Scan(&last); err != nil {
+		return fmt.Errorf("read back the last replayed commit: %w", err)
+	}
+	if last.Valid && last.Time.After(until.Time) {
+		return fmt.Errorf("recovery replayed a transaction committed at %s, after the %s asked for", last.Time.Format(time.RFC3339Nano), until)
+	}
+	return nil
 }

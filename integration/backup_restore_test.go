@@ -61,17 +61,34 @@ func TestPostgresBackupVerifyRestore(t *testing.T) {
 	// Point in time: one writer numbers its rows in order while others
 	// write elsewhere; the target is taken right after row k commits.
 	exec1(ctx, t, primary, "DELETE FROM "+restoreTable+" WHERE id = 100000")
-	target, k := pgLoadWithTarget(ctx, t, l)
-	waitUntil(t, time.Minute, "the stream to hold the target", func() error {
-		st := readStatus(t, storeDir)
+	target, at, k := pgLoadWithTarget(ctx, t, l)
+	st := waitMariaStatus(t, storeDir, "the stream to hold the target", func(st binlog.Status) error {
 		if st.Position.LSN() < target {
 			return fmt.Errorf("stream at %s", st.Position)
 		}
 		return nil
 	})
-	pitr, _ := restoreUntil(ctx, t, topology.Postgres, repo, e, owner, target.String(), storeDir)
-	if got, want := restoredIDs(ctx, t, topology.Postgres, pitr, owner), idRange(500, k); got != want {
-		t.Fatalf("restored to %s: ids %s, want %s (rows 1..500 and the load's rows up to %d)", target, got, want, k)
+	// The same rows whether the target is the LSN or the time (to the
+	// microsecond) right after row k's commit.
+	for _, until := range []string{target.String(), at.Format(time.RFC3339Nano)} {
+		pitr, _ := restoreUntil(ctx, t, topology.Postgres, repo, e, owner, until, storeDir)
+		if got, want := restoredIDs(ctx, t, topology.Postgres, pitr, owner), idRange(500, k); got != want {
+			t.Fatalf("restored to %s: ids %s, want %s (rows 1..500 and the load's rows up to %d)", until, got, want, k)
+		}
+	}
+	// Beyond what the store holds, or before the backup: refused, with
+	// what this backup reaches.
+	beyond := (st.Position.LSN() + 1<<30).String()
+	early := (e.StopPosition.LSN() - 1).String()
+	for _, tc := range []struct{ until, why string }{{beyond, "holds up to"}, {early, "is consistent only from"}} {
+		until, err := backup.ParseTarget(topology.Postgres, tc.until)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = backup.Restore(ctx, repo, e, backup.RestoreOptions{To: filepath.Join(reachableDir(t), "refused"), Owner: owner, Roles: []string{"dbha"}, Until: until, Store: storeDir})
+		if err == nil || !strings.Contains(err.Error(), tc.why) || !strings.Contains(err.Error(), "reaches LSNs from") {
+			t.Errorf("restore to %s: %v; want it refused (%s) with the reachable range", tc.until, err, tc.why)
+		}
 	}
 }
 
@@ -181,7 +198,7 @@ func pgRows(ctx context.Context, t *testing.T, l *Lab, name string) string {
 // rows 1001, 1002, ... in order, each its own transaction, and after row k
 // reads the WAL insert position; three more sessions write to another
 // table all along. It returns that position and k.
-func pgLoadWithTarget(ctx context.Context, t *testing.T, l *Lab) (topology.LSN, int) {
+func pgLoadWithTarget(ctx context.Context, t *testing.T, l *Lab) (topology.LSN, time.Time, int) {
 	t.Helper()
 	noise := adminPG(ctx, t, l, "postgres-1")
 	exec1(ctx, t, noise, "CREATE TABLE IF NOT EXISTS dbha_restore_noise (id serial PRIMARY KEY, at timestamptz DEFAULT now())")
@@ -203,16 +220,21 @@ func pgLoadWithTarget(ctx context.Context, t *testing.T, l *Lab) (topology.LSN, 
 	w := adminPG(ctx, t, l, "postgres-1")
 	const k = 1150
 	var target topology.LSN
+	var at time.Time
 	for id := 1001; id <= 1300; id++ {
 		exec1(ctx, t, w, fmt.Sprintf("INSERT INTO %s VALUES (%d, 'load')", restoreTable, id))
 		if id == k {
 			target = currentLSN(ctx, t, w)
+			// Between row k's commit and row k+1's, to the microsecond.
+			if err := w.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&at); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	close(stop)
 	wg.Wait()
 	exec1(ctx, t, noise, "DROP TABLE dbha_restore_noise")
-	return target, k
+	return target, at, k
 }
 
 // restoredRows starts a throwaway server on a restored directory and dumps
