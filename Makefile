@@ -7,6 +7,9 @@ export GOFLAGS := -mod=readonly
 # The Consul release the lab and the tests run (built from the Go module proxy;
 # Debian does not package it). v1.20.1 builds with the Go on this machine.
 CONSUL_VERSION ?= v1.20.1
+# The MinIO build the backup tests store into (an S3-compatible server; its
+# module has no release tags, so this is a pinned pseudo-version).
+MINIO_VERSION ?= v0.0.0-20260212201848-7aac2a2c5b7c
 LAB_DIR ?= lab
 RUNS ?= 3
 SHAPES ?= async:1 lossless:1 async:3
@@ -17,7 +20,7 @@ FAULTS ?=
 all: build
 
 deps:
-	CONSUL_VERSION=$(CONSUL_VERSION) scripts/deps.sh
+	CONSUL_VERSION=$(CONSUL_VERSION) MINIO_VERSION=$(MINIO_VERSION) scripts/deps.sh
 
 build:
 	$(GO) build -o bin/dbha ./cmd/dbha

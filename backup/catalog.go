@@ -1,15 +1,12 @@
 package backup
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/dbha/dbha/topology"
@@ -44,7 +41,10 @@ type Entry struct {
 	StopPosition topology.Position `json:"stop_position"`
 	// Tools are the versions of the programs that made the backup.
 	Tools map[string]string `json:"tools,omitempty"`
-	// Files are the backup's files with their SHA-256, checked by verify.
+	// Encryption is "age" when the backup's files are encrypted.
+	Encryption string `json:"encryption,omitempty"`
+	// Files are the backup's files with their SHA-256 and size (before
+	// encryption), checked by verify.
 	Files        []File        `json:"files"`
 	Verification *Verification `json:"verification,omitempty"`
 }
@@ -87,14 +87,11 @@ func NewID(now time.Time) string {
 // as they are.
 var ErrIDTaken = errors.New("a backup entry of that id exists already")
 
-// claim creates the entry's directory, failing with ErrIDTaken when it
-// exists: only the run that created it writes there, or removes it.
-func claim(repo, cluster, id string) error {
-	if err := os.MkdirAll(filepath.Join(repo, cluster), 0o750); err != nil {
-		return fmt.Errorf("catalog %s: %w", id, err)
-	}
-	err := os.Mkdir(EntryDir(repo, cluster, id), 0o750)
-	if errors.Is(err, fs.ErrExist) {
+// claim makes the entry's place this run's, failing with ErrIDTaken when
+// it exists: only the run that created it writes there, or removes it.
+func claim(ctx context.Context, repo Repository, cluster, id string) error {
+	err := repo.objects.Claim(ctx, entryKey(cluster, id))
+	if errors.Is(err, ErrIDTaken) {
 		return fmt.Errorf("backup %s of %s: %w; nothing of it was touched", id, cluster, ErrIDTaken)
 	}
 	if err != nil {
@@ -103,62 +100,19 @@ func claim(repo, cluster, id string) error {
 	return nil
 }
 
-// Save writes the entry into its directory atomically.
-func Save(repo string, e Entry) error {
-	dir := EntryDir(repo, e.Cluster, e.ID)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return fmt.Errorf("catalog %s: %w", e.ID, err)
-	}
-	b, err := json.MarshalIndent(e, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := filepath.Join(dir, entryFile+".tmp")
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o640); err != nil {
-		return fmt.Errorf("catalog %s: %w", e.ID, err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, entryFile)); err != nil {
-		return fmt.Errorf("catalog %s: %w", e.ID, err)
-	}
-	return nil
-}
+// Save writes the entry into the repository, whole or not at all.
+func Save(ctx context.Context, repo Repository, e Entry) error { return repo.saveEntry(ctx, e) }
 
-// List reads a cluster's catalog, oldest first. A directory without a
-// readable entry is reported, not skipped silently: its files are no
+// List reads a cluster's catalog, oldest first. A backup's place without
+// a readable entry is reported, not skipped silently: its files are no
 // backup dbha knows.
-func List(repo, cluster string) ([]Entry, error) {
-	dirs, err := os.ReadDir(filepath.Join(repo, cluster))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read the catalog of %s: %w", cluster, err)
-	}
-	var out []Entry
-	var errs []error
-	for _, d := range dirs {
-		if !d.IsDir() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(repo, cluster, d.Name(), entryFile))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("backup %s: %w", d.Name(), err))
-			continue
-		}
-		var e Entry
-		if err := json.Unmarshal(b, &e); err != nil {
-			errs = append(errs, fmt.Errorf("backup %s: %w", d.Name(), err))
-			continue
-		}
-		out = append(out, e)
-	}
-	slices.SortFunc(out, func(a, b Entry) int { return a.Started.Compare(b.Started) })
-	return out, errors.Join(errs...)
+func List(ctx context.Context, repo Repository, cluster string) ([]Entry, error) {
+	return repo.entries(ctx, cluster)
 }
 
 // Find reads one backup's entry.
-func Find(repo, cluster, id string) (Entry, error) {
-	entries, err := List(repo, cluster)
+func Find(ctx context.Context, repo Repository, cluster, id string) (Entry, error) {
+	entries, err := List(ctx, repo, cluster)
 	for _, e := range entries {
 		if e.ID == id {
 			return e, nil
@@ -217,14 +171,14 @@ func Prune(entries []Entry, r Retention, now time.Time) []string {
 // PruneRepository deletes a cluster's backups that Prune picks from the
 // repository and returns their ids, those deleted before a failure
 // included. It prunes nothing when the catalog cannot be read whole.
-func PruneRepository(repo, cluster string, r Retention, now time.Time) ([]string, error) {
-	entries, err := List(repo, cluster)
+func PruneRepository(ctx context.Context, repo Repository, cluster string, r Retention, now time.Time) ([]string, error) {
+	entries, err := List(ctx, repo, cluster)
 	if err != nil {
 		return nil, err
 	}
 	var deleted []string
 	for _, id := range Prune(entries, r, now) {
-		if err := os.RemoveAll(EntryDir(repo, cluster, id)); err != nil {
+		if err := repo.objects.Remove(ctx, entryKey(cluster, id)); err != nil {
 			return deleted, fmt.Errorf("delete backup %s: %w", id, err)
 		}
 		deleted = append(deleted, id)

@@ -49,18 +49,19 @@ func TestPrune(t *testing.T) {
 }
 
 func TestPruneRepository(t *testing.T) {
-	repo := t.TempDir()
+	root := t.TempDir()
+	repo := Dir(root)
 	for _, e := range []Entry{entry("a", 40, Done, true), entry("b", 20, Failed, false), entry("c", 10, Done, false),
 		entry("d", 1, Done, false), entry("e", 0, Running, false)} {
-		if err := Save(repo, e); err != nil {
+		if err := Save(t.Context(), repo, e); err != nil {
 			t.Fatal(err)
 		}
 	}
-	deleted, err := PruneRepository(repo, "c", Retention{Keep: 1}, t0)
+	deleted, err := PruneRepository(t.Context(), repo, "c", Retention{Keep: 1}, t0)
 	if err != nil || !slices.Equal(deleted, []string{"b", "c"}) {
 		t.Fatalf("PruneRepository = %v, %v; want [b c]", deleted, err)
 	}
-	left, err := List(repo, "c")
+	left, err := List(t.Context(), repo, "c")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,38 +74,39 @@ func TestPruneRepository(t *testing.T) {
 		t.Fatalf("left in the catalog: %v, want [a d e]", ids)
 	}
 	for _, id := range []string{"b", "c"} {
-		if _, err := os.Stat(EntryDir(repo, "c", id)); !os.IsNotExist(err) {
+		if _, err := os.Stat(EntryDir(root, "c", id)); !os.IsNotExist(err) {
 			t.Errorf("backup %s's directory is still there: %v", id, err)
 		}
 	}
 
 	// A catalog that cannot be read whole is not pruned at all.
-	if err := Save(repo, entry("f", 3, Failed, false)); err != nil {
+	if err := Save(t.Context(), repo, entry("f", 3, Failed, false)); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.MkdirAll(filepath.Join(repo, "c", "stray"), 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Join(root, "c", "stray"), 0o750); err != nil {
 		t.Fatal(err)
 	}
-	if deleted, err := PruneRepository(repo, "c", Retention{Keep: 1}, t0); err == nil || deleted != nil {
+	if deleted, err := PruneRepository(t.Context(), repo, "c", Retention{Keep: 1}, t0); err == nil || deleted != nil {
 		t.Fatalf("pruned %v despite a stray directory (%v)", deleted, err)
 	}
-	if _, err := os.Stat(EntryDir(repo, "c", "f")); err != nil {
+	if _, err := os.Stat(EntryDir(root, "c", "f")); err != nil {
 		t.Fatalf("a failed backup went although the catalog could not be read: %v", err)
 	}
 }
 
 func TestCatalogRoundTrip(t *testing.T) {
-	repo := t.TempDir()
+	root := t.TempDir()
+	repo := Dir(root)
 	p, _ := topology.ParseMariaDB("0-1-42")
 	newer := Entry{ID: "b2", Cluster: "c", Engine: topology.MariaDB, Status: Done, Started: t0, Position: p,
 		Files: []File{{Name: "backup.xb.zst", Size: 10, SHA256: "ab"}}}
 	older := Entry{ID: "b1", Cluster: "c", Engine: topology.MariaDB, Status: Failed, Started: t0.Add(-time.Hour), Error: "source died"}
 	for _, e := range []Entry{newer, older} {
-		if err := Save(repo, e); err != nil {
+		if err := Save(t.Context(), repo, e); err != nil {
 			t.Fatal(err)
 		}
 	}
-	got, err := List(repo, "c")
+	got, err := List(t.Context(), repo, "c")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,13 +114,13 @@ func TestCatalogRoundTrip(t *testing.T) {
 		t.Fatalf("List = %+v", got)
 	}
 	// A directory without an entry is reported, not skipped.
-	if err := os.MkdirAll(filepath.Join(repo, "c", "stray"), 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Join(root, "c", "stray"), 0o750); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := List(repo, "c"); err == nil || !strings.Contains(err.Error(), "stray") {
+	if _, err := List(t.Context(), repo, "c"); err == nil || !strings.Contains(err.Error(), "stray") {
 		t.Fatalf("a stray directory went unreported: %v", err)
 	}
-	if got, err := List(repo, "nothing-yet"); err != nil || got != nil {
+	if got, err := List(t.Context(), repo, "nothing-yet"); err != nil || got != nil {
 		t.Fatalf("an empty catalog: %v %v", got, err)
 	}
 }
@@ -143,29 +145,38 @@ func TestNewIDIsUniqueAndSorts(t *testing.T) {
 // anything: the other backup's entry and files stay as they were. A run
 // that fails removes its own partial file, never another entry's.
 func TestRunNeverTouchesAnotherEntry(t *testing.T) {
-	repo := t.TempDir()
+	root := t.TempDir()
+	repo := Dir(root)
 	first := Entry{ID: "b1", Cluster: "c", Status: Done, Started: t0, Files: []File{{Name: "backup.xb.zst"}}}
-	if err := Save(repo, first); err != nil {
+	if err := Save(t.Context(), repo, first); err != nil {
 		t.Fatal(err)
 	}
-	data := filepath.Join(EntryDir(repo, "c", "b1"), "backup.xb.zst")
+	data := filepath.Join(EntryDir(root, "c", "b1"), "backup.xb.zst")
 	if err := os.WriteFile(data, []byte("the first backup"), 0o640); err != nil {
 		t.Fatal(err)
 	}
 	took := false
-	failing := func(*Entry, string) error { took = true; return os.ErrDeadlineExceeded }
-	if _, err := run(Job{Repo: repo, ID: "b1", Cluster: "c", Now: func() time.Time { return t0 }}, topology.MariaDB, "backup.xb.zst", failing); !errors.Is(err, ErrIDTaken) || took {
+	failing := func(*Entry) error { took = true; return os.ErrDeadlineExceeded }
+	if _, err := run(t.Context(), Job{Repo: repo, ID: "b1", Cluster: "c", Now: func() time.Time { return t0 }}, topology.MariaDB, failing); !errors.Is(err, ErrIDTaken) || took {
 		t.Fatalf("run over an existing id: %v (took a backup: %v), want ErrIDTaken before anything", err, took)
 	}
-	if _, err := run(Job{Repo: repo, ID: "b2", Cluster: "c", Now: func() time.Time { return t0 }}, topology.MariaDB, "backup.xb.zst", func(_ *Entry, out string) error {
-		if err := os.WriteFile(out, []byte("partial"), 0o640); err != nil {
+	job := Job{Repo: repo, ID: "b2", Cluster: "c", Now: func() time.Time { return t0 }}
+	if _, err := run(t.Context(), job, topology.MariaDB, func(*Entry) error {
+		w, err := repo.create(t.Context(), "c", "b2", "backup.xb.zst")
+		if err != nil {
+			return err
+		}
+		if _, err := w.Write([]byte("partial")); err != nil {
+			return err
+		}
+		if err := w.Close(); err != nil {
 			return err
 		}
 		return os.ErrDeadlineExceeded
 	}); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("failing run: %v", err)
 	}
-	entries, err := List(repo, "c")
+	entries, err := List(t.Context(), repo, "c")
 	if err != nil || len(entries) != 2 {
 		t.Fatalf("List = %+v, %v; want b1 and the failed b2", entries, err)
 	}
@@ -177,7 +188,7 @@ func TestRunNeverTouchesAnotherEntry(t *testing.T) {
 	if b, err := os.ReadFile(data); err != nil || string(b) != "the first backup" {
 		t.Errorf("the first backup's file: %q, %v", b, err)
 	}
-	if _, err := os.Stat(filepath.Join(EntryDir(repo, "c", "b2"), "backup.xb.zst")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(EntryDir(root, "c", "b2"), "backup.xb.zst")); !os.IsNotExist(err) {
 		t.Errorf("the failed run's partial file is still there: %v", err)
 	}
 }

@@ -9,9 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"sync/atomic"
 
@@ -55,25 +53,29 @@ func SourceDataDir(ctx context.Context, addr, user, password string) (string, er
 // reaches the tool on the command's input, into a private option file
 // that lives as long as the run.
 func RunMariaDB(ctx context.Context, job Job) (Entry, error) {
-	return run(job, topology.MariaDB, "backup.xb.zst", func(e *Entry, out string) error {
-		bytes, gtid, file, err := streamMariaDB(ctx, job, out)
+	return run(ctx, job, topology.MariaDB, func(e *Entry) error {
+		bytes, gtid, file, err := streamMariaDB(ctx, job, mariadbFile)
 		if err != nil {
 			return err
 		}
 		if e.Position, err = topology.ParseMariaDB(gtid); err != nil {
 			return err
 		}
-		file.Name = filepath.Base(out)
+		file.Name = mariadbFile
 		e.Files, e.Bytes, e.CompressedBytes = []File{file}, bytes, file.Size
 		e.Tools = map[string]string{"mariadb-backup": toolVersion("mariadb-backup"), "zstd": toolVersion("zstd")}
 		return nil
 	})
 }
 
-// streamMariaDB runs mariadb-backup | zstd > out and returns the bytes of
-// the stream, the GTID of the consistent point, and out's size and
-// SHA-256, computed as it is written (one pass over the data, not two).
-func streamMariaDB(ctx context.Context, job Job, out string) (int64, string, File, error) {
+// mariadbFile is a MariaDB backup's one file: the compressed stream.
+const mariadbFile = "backup.xb.zst"
+
+// streamMariaDB runs mariadb-backup | zstd into the repository's file
+// name and returns the bytes of the stream, the GTID of the consistent
+// point, and the file's size and SHA-256 (before any encryption),
+// computed as it is written (one pass over the data, not two).
+func streamMariaDB(ctx context.Context, job Job, name string) (int64, string, File, error) {
 	if _, err := exec.LookPath("zstd"); err != nil {
 		return 0, "", File{}, fmt.Errorf("zstd not found: install it (make deps): %w", err)
 	}
@@ -85,11 +87,16 @@ func streamMariaDB(ctx context.Context, job Job, out string) (int64, string, Fil
 	if err != nil {
 		return 0, "", File{}, err
 	}
-	f, err := os.OpenFile(out, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+	f, err := job.Repo.create(ctx, job.Cluster, job.ID, name)
 	if err != nil {
 		return 0, "", File{}, fmt.Errorf("backup file: %w", err)
 	}
-	defer f.Close()
+	kept := false
+	defer func() {
+		if !kept {
+			f.Abort()
+		}
+	}()
 
 	backup := onHost(ctx, job.Remote, host, script)
 	backup.Stdin = bytes.NewReader(mysql.ClientOptions(job.User, job.Password, host, port))
@@ -169,7 +176,8 @@ func streamMariaDB(ctx context.Context, job Job, out string) (int64, string, Fil
 	case gtid.Load().(string) == "":
 		return n, "", File{}, fmt.Errorf("mariadb-backup reported no GTID for the consistent point")
 	}
-	if err := f.Sync(); err != nil {
+	kept = true
+	if err := f.Close(); err != nil {
 		return n, "", File{}, fmt.Errorf("backup file: %w", err)
 	}
 	return n, gtid.Load().(string), File{Size: written, SHA256: hex.EncodeToString(h.Sum(nil))}, nil

@@ -22,12 +22,12 @@ import (
 
 // Job is one backup to take.
 type Job struct {
-	Repo    string // the repository directory
+	Repo    Repository
 	ID      string
 	Cluster string
 	Source  string // host:port of the instance to copy
 	User    string // an account with REPLICATION (PostgreSQL)
-	// Password goes to the tool through its environment, never its argv.
+	// Password goes to the tool in a private file, never its argv.
 	Password string
 	// DataDir (MariaDB) is the server's datadir on its host: mariadb-backup
 	// reads the files themselves, there.
@@ -41,17 +41,33 @@ type Job struct {
 	// second (pg_basebackup --max-rate; mariadb-backup --throttle, in MiB
 	// per second); 0: as fast as it goes.
 	MaxRate int64
+	// Scratch holds a PostgreSQL backup on its way to a repository that is
+	// not a plain local directory (the temporary directory when empty).
+	Scratch string
 	Now     func() time.Time
 }
 
 // RunPostgres takes a base backup of job.Source with pg_basebackup over the
 // replication protocol (no access to the server's host needed): tar format,
 // WAL streamed alongside, compressed with zstd on dbha's side, with a
-// backup manifest. The position comes from the manifest's WAL range. The
-// entry is saved as running first, then done (or failed, with its files
-// removed); it is returned in every case.
+// backup manifest. The position comes from the manifest's WAL range.
+// pg_basebackup writes into the backup's directory when the repository is
+// a plain local one, else into a scratch directory (job.Scratch) from
+// which each file goes to the repository (encrypted, when it encrypts).
+// The entry is saved as running first, then done (or failed, with its
+// files removed); it is returned in every case.
 func RunPostgres(ctx context.Context, job Job) (Entry, error) {
-	return run(job, topology.Postgres, "data", func(e *Entry, data string) error {
+	return run(ctx, job, topology.Postgres, func(e *Entry) error {
+		dir, inPlace := job.Repo.localDir(job.Cluster, job.ID)
+		if !inPlace {
+			scratch, err := os.MkdirTemp(job.Scratch, "dbha-backup-"+job.ID+"-")
+			if err != nil {
+				return fmt.Errorf("scratch directory: %w", err)
+			}
+			defer os.RemoveAll(scratch)
+			dir = scratch
+		}
+		data := filepath.Join(dir, "data")
 		if err := basebackup(ctx, job, data); err != nil {
 			return err
 		}
@@ -63,36 +79,107 @@ func RunPostgres(ctx context.Context, job Job) (Entry, error) {
 			return err
 		}
 		e.Bytes += walBytes
-		return nil
+		if inPlace {
+			e.Files, err = hashFiles(dir, "data")
+		} else {
+			e.Files, err = storeFiles(ctx, job, dir, "data")
+		}
+		e.CompressedBytes = 0
+		for _, f := range e.Files {
+			e.CompressedBytes += f.Size
+		}
+		return err
 	})
 }
 
-// run is a backup's life in the catalog: saved as running, then take
-// writes its files into partial (a path in the backup's directory) and
-// fills in the entry; the entry is saved done, or failed with the reason
-// and partial removed. The entry is returned in every case.
-func run(job Job, engine topology.Engine, partial string, take func(e *Entry, partial string) error) (Entry, error) {
+// run is a backup's life in the catalog: its place claimed, its entry
+// saved as running; then take writes its files into the repository and
+// fills in the entry, which is saved done, or failed with the reason and
+// every file of this backup removed. The entry is returned in every case.
+func run(ctx context.Context, job Job, engine topology.Engine, take func(e *Entry) error) (Entry, error) {
 	now := job.Now
 	if now == nil {
 		now = time.Now
 	}
 	e := Entry{ID: job.ID, Cluster: job.Cluster, Engine: engine, Source: job.Source, Started: now(), Status: Running}
-	if err := claim(job.Repo, job.Cluster, job.ID); err != nil {
+	if job.Repo.Encrypted() {
+		e.Encryption = "age"
+	}
+	if err := claim(ctx, job.Repo, job.Cluster, job.ID); err != nil {
 		return Entry{}, err
 	}
-	if err := Save(job.Repo, e); err != nil {
+	if err := Save(ctx, job.Repo, e); err != nil {
 		return e, err
 	}
-	path := filepath.Join(EntryDir(job.Repo, job.Cluster, job.ID), partial)
-	err := take(&e, path)
+	err := take(&e)
 	e.Finished = now()
 	if err != nil {
 		e.Status, e.Error = Failed, err.Error()
-		os.RemoveAll(path)
-		return e, errorsJoin(err, Save(job.Repo, e))
+		// The context may be what ended the run: the clean-up gets its own.
+		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if rerr := removeFiles(cleanup, job.Repo, e); rerr != nil {
+			err = fmt.Errorf("%w (and removing its files failed: %v)", err, rerr)
+		}
+		return e, errorsJoin(err, Save(cleanup, job.Repo, e))
 	}
 	e.Status = Done
-	return e, Save(job.Repo, e)
+	return e, Save(ctx, job.Repo, e)
+}
+
+// removeFiles removes what a failed run wrote, all but its entry.
+func removeFiles(ctx context.Context, repo Repository, e Entry) error {
+	keys, err := repo.objects.List(ctx, entryKey(e.Cluster, e.ID))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, k := range keys {
+		if name := strings.TrimPrefix(k, entryKey(e.Cluster, e.ID)); name != entryFile && name != claimName {
+			errs = append(errs, repo.objects.Remove(ctx, k))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// storeFiles copies the files under dir/sub into the backup's place in
+// the repository, by path relative to dir, with their SHA-256 computed as
+// they are copied.
+func storeFiles(ctx context.Context, job Job, dir, sub string) ([]File, error) {
+	var out []File
+	err := filepath.WalkDir(filepath.Join(dir, sub), func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		name, _ := filepath.Rel(dir, path)
+		f, err := storeFile(ctx, job, path, filepath.ToSlash(name))
+		out = append(out, f)
+		return err
+	})
+	slices.SortFunc(out, func(a, b File) int { return strings.Compare(a.Name, b.Name) })
+	return out, err
+}
+
+func storeFile(ctx context.Context, job Job, path, name string) (File, error) {
+	in, err := os.Open(path)
+	if err != nil {
+		return File{}, err
+	}
+	defer in.Close()
+	w, err := job.Repo.create(ctx, job.Cluster, job.ID, name)
+	if err != nil {
+		return File{}, fmt.Errorf("store %s: %w", name, err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(w, h), in)
+	if err != nil {
+		w.Abort()
+		return File{}, fmt.Errorf("store %s: %w", name, err)
+	}
+	if err := w.Close(); err != nil {
+		return File{}, fmt.Errorf("store %s: %w", name, err)
+	}
+	return File{Name: name, Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
 func basebackup(ctx context.Context, job Job, data string) error {
@@ -209,12 +296,6 @@ func describePostgres(e *Entry, data string) error {
 	e.Position, e.StopPosition = topology.PostgresAt(start, w.Timeline), topology.PostgresAt(end, w.Timeline)
 	for _, f := range m.Files {
 		e.Bytes += f.Size
-	}
-	if e.Files, err = hashFiles(filepath.Dir(data), "data"); err != nil {
-		return err
-	}
-	for _, f := range e.Files {
-		e.CompressedBytes += f.Size
 	}
 	e.Tools = map[string]string{"pg_basebackup": toolVersion("pg_basebackup")}
 	return nil

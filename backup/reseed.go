@@ -85,7 +85,7 @@ type Host interface {
 
 // ReseedOptions carry out a ReseedChoice.
 type ReseedOptions struct {
-	Repo    string
+	Repo    Repository
 	DataDir string // the instance's data directory on this host
 	Host    Host
 	// Owner owns the rebuilt files when the data directory does not
@@ -121,7 +121,7 @@ func Reseed(ctx context.Context, c ReseedChoice, o ReseedOptions) (Reseeded, err
 		now = time.Now
 	}
 	out := Reseeded{Instance: c.Instance, Backup: c.Backup.ID, Primary: c.Primary}
-	if err := CheckFiles(o.Repo, c.Backup); err != nil {
+	if err := CheckFiles(ctx, o.Repo, c.Backup); err != nil {
 		return out, err
 	}
 	owner, err := ownerOf(o.DataDir, o.Owner)

@@ -172,9 +172,10 @@ func TestFormatProgress(t *testing.T) {
 }
 
 func TestCheckFiles(t *testing.T) {
-	repo := t.TempDir()
+	root := t.TempDir()
+	repo := Dir(root)
 	e := Entry{ID: "b1", Cluster: "c", Status: Done}
-	dir := EntryDir(repo, "c", "b1")
+	dir := EntryDir(root, "c", "b1")
 	for name, body := range map[string]string{"data/a": "alpha", "data/b": "beta"} {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o700); err != nil {
 			t.Fatal(err)
@@ -188,19 +189,19 @@ func TestCheckFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.Files = files
-	if err := CheckFiles(repo, e); err != nil {
+	if err := CheckFiles(t.Context(), repo, e); err != nil {
 		t.Fatalf("intact backup: %v", err)
 	}
 	os.WriteFile(filepath.Join(dir, "data/b"), []byte("betA"), 0o600)
-	if err := CheckFiles(repo, e); !errors.Is(err, ErrAltered) || !strings.Contains(err.Error(), "data/b") {
+	if err := CheckFiles(t.Context(), repo, e); !errors.Is(err, ErrAltered) || !strings.Contains(err.Error(), "data/b") {
 		t.Errorf("altered file: %v", err)
 	}
 	os.Remove(filepath.Join(dir, "data/a"))
-	if err := CheckFiles(repo, e); !errors.Is(err, ErrAltered) || !strings.Contains(err.Error(), "data/a is missing") {
+	if err := CheckFiles(t.Context(), repo, e); !errors.Is(err, ErrAltered) || !strings.Contains(err.Error(), "data/a is missing") {
 		t.Errorf("missing file: %v", err)
 	}
 	e.Status = Failed
-	if err := CheckFiles(repo, e); err == nil || !strings.Contains(err.Error(), "not done") {
+	if err := CheckFiles(t.Context(), repo, e); err == nil || !strings.Contains(err.Error(), "not done") {
 		t.Errorf("failed backup: %v", err)
 	}
 }

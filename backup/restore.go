@@ -86,7 +86,7 @@ type Restored struct {
 // then shut down cleanly. A MariaDB directory then has gtid_slave_pos at
 // the point it holds, so that it replicates on from there. On failure
 // o.To is emptied again.
-func Restore(ctx context.Context, repo string, e Entry, o RestoreOptions) (Restored, error) {
+func Restore(ctx context.Context, repo Repository, e Entry, o RestoreOptions) (Restored, error) {
 	r, err := restore(ctx, repo, e, o)
 	if err != nil {
 		emptyOut(o.To)
@@ -95,7 +95,7 @@ func Restore(ctx context.Context, repo string, e Entry, o RestoreOptions) (Resto
 	return r, nil
 }
 
-func restore(ctx context.Context, repo string, e Entry, o RestoreOptions) (Restored, error) {
+func restore(ctx context.Context, repo Repository, e Entry, o RestoreOptions) (Restored, error) {
 	if err := unpack(ctx, repo, e, o.To, o.Owner, o.Progress, false); err != nil {
 		return Restored{}, err
 	}

@@ -21,11 +21,11 @@ var ErrAltered = errors.New("the backup's files differ from the catalog")
 
 // CheckFiles compares a backup's files with the SHA-256 and sizes the
 // catalog recorded, and names the first file that is missing or altered.
-func CheckFiles(repo string, e Entry) error {
-	if err := checkPresent(repo, e); err != nil {
+func CheckFiles(ctx context.Context, repo Repository, e Entry) error {
+	if err := checkPresent(ctx, repo, e); err != nil {
 		return err
 	}
-	src := sources{dir: EntryDir(repo, e.Cluster, e.ID), id: e.ID, files: e.Files}
+	src := sources{ctx: ctx, repo: repo, e: e}
 	for _, f := range e.Files {
 		err := src.read(f.Name, func(r io.Reader) error {
 			_, err := io.Copy(io.Discard, r)
@@ -40,14 +40,14 @@ func CheckFiles(repo string, e Entry) error {
 
 // unpack turns a backup into a data directory at dir, which must be
 // empty or absent, owned by owner. Every file of the backup is checked
-// against the catalog's SHA-256 as it is read (one read, not two), and a
-// difference fails the unpack naming the file. PostgreSQL: the base and
-// its WAL are extracted, and with checkManifest pg_verifybackup checks
-// them against the manifest; MariaDB: the stream is extracted and
+// against the catalog's SHA-256 and size as it is read (one read, not
+// two), and a difference fails the unpack naming the file. PostgreSQL: the
+// base and its WAL are extracted, and with checkManifest pg_verifybackup
+// checks them against the manifest; MariaDB: the stream is extracted and
 // prepared (mariadb-backup --prepare), which applies the redo the copy
-// took. progress, when set, sees the compressed bytes read.
-func unpack(ctx context.Context, repo string, e Entry, dir string, owner Owner, progress func(int64), checkManifest bool) error {
-	if err := checkPresent(repo, e); err != nil {
+// took. progress, when set, sees the bytes read.
+func unpack(ctx context.Context, repo Repository, e Entry, dir string, owner Owner, progress func(int64), checkManifest bool) error {
+	if err := checkPresent(ctx, repo, e); err != nil {
 		return err
 	}
 	if err := owner.CanEnter(dir); err != nil {
@@ -56,7 +56,7 @@ func unpack(ctx context.Context, repo string, e Entry, dir string, owner Owner, 
 	if err := emptyDir(dir); err != nil {
 		return err
 	}
-	src := sources{dir: EntryDir(repo, e.Cluster, e.ID), id: e.ID, files: e.Files, progress: progress}
+	src := sources{ctx: ctx, repo: repo, e: e, progress: progress}
 	var err error
 	if e.Engine == topology.Postgres {
 		err = unpackPostgres(ctx, src, dir, checkManifest)
@@ -70,23 +70,24 @@ func unpack(ctx context.Context, repo string, e Entry, dir string, owner Owner, 
 }
 
 // checkPresent checks, before anything is unpacked, that the backup is
-// done and that every file the catalog lists is there with its size.
-func checkPresent(repo string, e Entry) error {
+// done and that every file the catalog lists is there.
+func checkPresent(ctx context.Context, repo Repository, e Entry) error {
 	if e.Status != Done {
 		return fmt.Errorf("backup %s is %s, not done: nothing to restore", e.ID, e.Status)
 	}
 	if len(e.Files) == 0 {
 		return fmt.Errorf("backup %s: %w: the catalog lists no files", e.ID, ErrAltered)
 	}
+	if e.Encryption != "" && !repo.Encrypted() {
+		return fmt.Errorf("backup %s: %w (%s): set backup.encryption_key_file", e.ID, ErrNoKey, e.Encryption)
+	}
 	for _, f := range e.Files {
-		st, err := os.Stat(filepath.Join(EntryDir(repo, e.Cluster, e.ID), f.Name))
+		ok, err := repo.objects.Exists(ctx, fileKey(e.Cluster, e.ID, f.Name))
 		switch {
-		case errors.Is(err, os.ErrNotExist):
-			return fmt.Errorf("backup %s: %w: file %s is missing", e.ID, ErrAltered, f.Name)
 		case err != nil:
 			return fmt.Errorf("backup %s: file %s: %w", e.ID, f.Name, err)
-		case st.Size() != f.Size:
-			return fmt.Errorf("backup %s: %w: file %s has %d bytes; the catalog recorded %d", e.ID, ErrAltered, f.Name, st.Size(), f.Size)
+		case !ok:
+			return fmt.Errorf("backup %s: %w: file %s is missing", e.ID, ErrAltered, f.Name)
 		}
 	}
 	return nil
@@ -94,35 +95,46 @@ func checkPresent(repo string, e Entry) error {
 
 // sources reads a backup's files, each checked against the catalog.
 type sources struct {
-	dir, id  string
-	files    []File
+	ctx      context.Context
+	repo     Repository
+	e        Entry
 	progress func(int64)
 }
 
-// read streams the backup file name (relative to the backup's directory)
-// into use and then compares its SHA-256 with the catalog's.
+// read streams the backup file name (relative to the backup's place),
+// decrypted when it is encrypted, into use and then compares its size and
+// SHA-256 with the catalog's.
 func (s sources) read(name string, use func(io.Reader) error) error {
-	i := slices.IndexFunc(s.files, func(f File) bool { return f.Name == name })
+	i := slices.IndexFunc(s.e.Files, func(f File) bool { return f.Name == name })
 	if i < 0 {
-		return fmt.Errorf("backup %s: %w: the catalog does not list %s", s.id, ErrAltered, name)
+		return fmt.Errorf("backup %s: %w: the catalog does not list %s", s.e.ID, ErrAltered, name)
 	}
-	in, err := os.Open(filepath.Join(s.dir, name))
+	in, err := s.repo.open(s.ctx, s.e.Cluster, s.e.ID, name)
 	if err != nil {
-		return err
+		return fmt.Errorf("backup %s: %w", s.e.ID, err)
 	}
 	defer in.Close()
 	h := sha256.New()
+	var n int64
 	tee := io.TeeReader(in, h)
-	useErr := use(countingReader(tee, s.progress))
+	useErr := use(countingReader(tee, func(k int64) {
+		n += k
+		if s.progress != nil {
+			s.progress(k)
+		}
+	}))
 	if useErr != nil {
 		// An altered file often breaks the tool first; the hash of the
 		// whole file says whether that is the cause.
-		if _, err := io.Copy(io.Discard, tee); err != nil {
+		k, err := io.Copy(io.Discard, tee)
+		if err != nil {
 			return useErr
 		}
+		n += k
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != s.files[i].SHA256 {
-		return fmt.Errorf("backup %s: %w: file %s has SHA-256 %s; the catalog recorded %s", s.id, ErrAltered, name, got, s.files[i].SHA256)
+	want := s.e.Files[i]
+	if got := hex.EncodeToString(h.Sum(nil)); got != want.SHA256 || n != want.Size {
+		return fmt.Errorf("backup %s: %w: file %s has %d bytes and SHA-256 %s; the catalog recorded %d and %s", s.e.ID, ErrAltered, name, n, got, want.Size, want.SHA256)
 	}
 	return useErr
 }

@@ -32,7 +32,7 @@ type VerifyOptions struct {
 // port, which must open and answer a read of every table. The outcome is
 // recorded in the catalog entry (and returned), failed or not; the copy is
 // removed.
-func Verify(ctx context.Context, repo string, e Entry, o VerifyOptions) (Entry, error) {
+func Verify(ctx context.Context, repo Repository, e Entry, o VerifyOptions) (Entry, error) {
 	now := o.Now
 	if now == nil {
 		now = time.Now
@@ -44,7 +44,7 @@ func Verify(ctx context.Context, repo string, e Entry, o VerifyOptions) (Entry, 
 		v.Detail = err.Error()
 	}
 	e.Verification = v
-	if serr := Save(repo, e); serr != nil {
+	if serr := Save(ctx, repo, e); serr != nil {
 		return e, errorsJoin(fmt.Errorf("verify %s: %w", e.ID, err), serr)
 	}
 	if err != nil {
@@ -53,7 +53,7 @@ func Verify(ctx context.Context, repo string, e Entry, o VerifyOptions) (Entry, 
 	return e, nil
 }
 
-func verify(ctx context.Context, repo string, e Entry, o VerifyOptions) (string, error) {
+func verify(ctx context.Context, repo Repository, e Entry, o VerifyOptions) (string, error) {
 	scratch, err := os.MkdirTemp(o.Scratch, "dbha-verify-"+e.ID+"-")
 	if err != nil {
 		return "", fmt.Errorf("scratch directory: %w", err)

@@ -150,6 +150,12 @@ type Backup struct {
 	// ScratchDir holds the throwaway copies verify makes; it needs room
 	// for a whole uncompressed backup. Default: the temporary directory.
 	ScratchDir string `mapstructure:"scratch_dir" yaml:"scratch_dir,omitempty" json:"scratch_dir,omitempty"`
+	// S3 reaches the bucket of a repository given as s3://bucket/prefix.
+	S3 S3 `mapstructure:"s3" yaml:"s3,omitempty" json:"s3"`
+	// EncryptionKeyFile is an age X25519 identity (`dbha backup new-key`
+	// writes one; mode 0600): every backup file is encrypted with it before
+	// it leaves dbha, and read with it. Keep a copy apart from the backups.
+	EncryptionKeyFile string `mapstructure:"encryption_key_file" yaml:"encryption_key_file,omitempty" json:"encryption_key_file,omitempty"`
 	// RemoteCommand (MariaDB) reaches the host of a source whose files are
 	// not on this one, where mariadb-backup must run: dbha appends one
 	// shell command line as its last argument, as ssh takes one, with
@@ -185,6 +191,27 @@ func (c Cluster) BackupAccount() Account {
 	}
 	return c.Backup.Account
 }
+
+// S3 is an S3-compatible object store holding a backup repository.
+type S3 struct {
+	// Endpoint is the service's host:port.
+	Endpoint string `mapstructure:"endpoint" yaml:"endpoint,omitempty" json:"endpoint,omitempty"`
+	Region   string `mapstructure:"region" yaml:"region,omitempty" json:"region,omitempty"`
+	// AccessKey is the access key id; the secret key comes from a file or
+	// an environment variable, never the configuration itself.
+	AccessKey     string `mapstructure:"access_key" yaml:"access_key,omitempty" json:"access_key,omitempty"`
+	SecretKeyFile string `mapstructure:"secret_key_file" yaml:"secret_key_file,omitempty" json:"secret_key_file,omitempty"`
+	SecretKeyEnv  string `mapstructure:"secret_key_env" yaml:"secret_key_env,omitempty" json:"secret_key_env,omitempty"`
+	// Insecure speaks plain HTTP, for a store on a private network or
+	// loopback; TLS otherwise.
+	Insecure bool `mapstructure:"insecure" yaml:"insecure,omitempty" json:"insecure,omitempty"`
+}
+
+// SecretKey is where the S3 secret key is.
+func (s S3) SecretKey() Secret { return Secret{File: s.SecretKeyFile, Env: s.SecretKeyEnv} }
+
+// IsS3Repository reports whether a repository is a bucket (s3://bucket/prefix).
+func IsS3Repository(repo string) bool { return strings.HasPrefix(repo, "s3://") }
 
 // Drill is how `dbha drill` writes to a cluster and breaks its primary.
 type Drill struct {
@@ -682,6 +709,20 @@ func validateBackup(b Backup, key string, bad func(key, format string, args ...a
 		if _, err := schedule.Parse(b.Schedule, max(b.Jitter, 0)); err != nil {
 			bad(key+".schedule", "%v (a cron spec such as \"0 2 * * *\" or \"@daily\")", err)
 		}
+	}
+	if !IsS3Repository(b.Repository) {
+		return
+	}
+	bucket, _, _ := strings.Cut(strings.TrimPrefix(b.Repository, "s3://"), "/")
+	switch {
+	case bucket == "":
+		bad(key+".repository", "%q names no bucket (s3://bucket/prefix)", b.Repository)
+	case b.S3.Endpoint == "":
+		bad(key+".s3.endpoint", "an s3:// repository needs the service's host:port")
+	case b.S3.AccessKey == "":
+		bad(key+".s3.access_key", "an s3:// repository needs an access key")
+	case b.S3.SecretKeyFile == "" && b.S3.SecretKeyEnv == "", b.S3.SecretKeyFile != "" && b.S3.SecretKeyEnv != "":
+		bad(key+".s3", "set secret_key_file or secret_key_env (one of them)")
 	}
 }
 

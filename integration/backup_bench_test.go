@@ -128,7 +128,7 @@ func backupRounds(ctx context.Context, b *testing.B, s backupBench, work, repo s
 					return s.bare(ctx, bareDir)
 				}
 				job := s.job
-				job.Repo, job.ID = repo, id
+				job.Repo, job.ID = backup.Dir(repo), id
 				e, err := s.run(ctx, job)
 				entries[who] = e
 				return err
@@ -157,7 +157,7 @@ func backupRounds(ctx context.Context, b *testing.B, s backupBench, work, repo s
 				if who == "bare" {
 					return s.unpack(ctx, bareDir, to)
 				}
-				_, err := backup.Restore(ctx, repo, entries[who], backup.RestoreOptions{To: to, Owner: owner, Roles: s.roles})
+				_, err := backup.Restore(ctx, backup.Dir(repo), entries[who], backup.RestoreOptions{To: to, Owner: owner, Roles: s.roles})
 				return err
 			})
 			r.restores[who] = append(r.restores[who], st)
@@ -186,10 +186,10 @@ func backupRounds(ctx context.Context, b *testing.B, s backupBench, work, repo s
 // verify times the catalog's SHA-256 check on its own (dbha does it after
 // every backup and before every restore), then backup.Verify.
 func (r *benchResult) verify(ctx context.Context, b *testing.B, s backupBench, repo string, owner backup.Owner) {
-	r.hash = timedStep(b, "check the SHA-256 of the files", func() error { return backup.CheckFiles(repo, r.kept) }).took
+	r.hash = timedStep(b, "check the SHA-256 of the files", func() error { return backup.CheckFiles(context.Background(), backup.Dir(repo), r.kept) }).took
 	var v *backup.Verification
 	r.verifyTime = timedStep(b, s.name+" verify", func() error {
-		e, err := backup.Verify(ctx, repo, r.kept, backup.VerifyOptions{Owner: owner, Roles: s.roles})
+		e, err := backup.Verify(ctx, backup.Dir(repo), r.kept, backup.VerifyOptions{Owner: owner, Roles: s.roles})
 		v = e.Verification
 		return err
 	}).took

@@ -54,7 +54,7 @@ func TestPostgresBackupVerifyRestore(t *testing.T) {
 	exec1(ctx, t, primary, "INSERT INTO "+restoreTable+" VALUES (100000, 'after the backup')")
 
 	owner := verifyAndRestore(ctx, t, topology.Postgres, repo, e, before)
-	if listed, _ := backup.List(repo, postgresCluster); len(listed) != 1 || !listed[0].Verified() {
+	if listed, _ := backup.List(context.Background(), backup.Dir(repo), postgresCluster); len(listed) != 1 || !listed[0].Verified() {
 		t.Fatalf("the verification is not in the catalog: %+v", listed)
 	}
 
@@ -85,7 +85,7 @@ func TestPostgresBackupVerifyRestore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = backup.Restore(ctx, repo, e, backup.RestoreOptions{To: filepath.Join(reachableDir(t), "refused"), Owner: owner, Roles: []string{"dbha"}, Until: until, Store: storeDir})
+		_, err = backup.Restore(ctx, backup.Dir(repo), e, backup.RestoreOptions{To: filepath.Join(reachableDir(t), "refused"), Owner: owner, Roles: []string{"dbha"}, Until: until, Store: storeDir})
 		if err == nil || !strings.Contains(err.Error(), tc.why) || !strings.Contains(err.Error(), "reaches LSNs from") {
 			t.Errorf("restore to %s: %v; want it refused (%s) with the reachable range", tc.until, err, tc.why)
 		}
@@ -101,7 +101,7 @@ func verifyAndRestore(ctx context.Context, t *testing.T, engine topology.Engine,
 	if err != nil {
 		t.Fatal(err)
 	}
-	verified, err := backup.Verify(ctx, repo, e, backup.VerifyOptions{Owner: owner, Roles: []string{"dbha"}})
+	verified, err := backup.Verify(ctx, backup.Dir(repo), e, backup.VerifyOptions{Owner: owner, Roles: []string{"dbha"}})
 	if err != nil {
 		t.Fatalf("verify: %v", err)
 	}
@@ -112,7 +112,7 @@ func verifyAndRestore(ctx context.Context, t *testing.T, engine topology.Engine,
 	}
 	dir := filepath.Join(reachableDir(t), "restored")
 	start := time.Now()
-	r, err := backup.Restore(ctx, repo, e, backup.RestoreOptions{To: dir, Owner: owner, Roles: []string{"dbha"}})
+	r, err := backup.Restore(ctx, backup.Dir(repo), e, backup.RestoreOptions{To: dir, Owner: owner, Roles: []string{"dbha"}})
 	if err != nil {
 		t.Fatalf("restore: %v", err)
 	}
@@ -133,7 +133,7 @@ func restoreUntil(ctx context.Context, t *testing.T, engine topology.Engine, rep
 		t.Fatal(err)
 	}
 	start := time.Now()
-	r, err := backup.Restore(ctx, repo, e, backup.RestoreOptions{To: dir, Owner: owner, Roles: []string{"dbha"}, Until: until, Store: store})
+	r, err := backup.Restore(ctx, backup.Dir(repo), e, backup.RestoreOptions{To: dir, Owner: owner, Roles: []string{"dbha"}, Until: until, Store: store})
 	if err != nil {
 		t.Fatalf("point-in-time restore: %v", err)
 	}
@@ -151,7 +151,7 @@ func pgBackup(ctx context.Context, t *testing.T, l *Lab, repo, id string) backup
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := backup.RunPostgres(ctx, backup.Job{Repo: repo, ID: id, Cluster: postgresCluster, Source: source.Addr, User: "dbha", Password: pw})
+	e, err := backup.RunPostgres(ctx, backup.Job{Repo: backup.Dir(repo), ID: id, Cluster: postgresCluster, Source: source.Addr, User: "dbha", Password: pw})
 	if err != nil {
 		t.Fatalf("backup: %v", err)
 	}
@@ -391,7 +391,7 @@ func TestMariaDBBackupVerifyRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := backup.RunMariaDB(ctx, backup.Job{Repo: repo, ID: "b1", Cluster: mariadbCluster, Source: source.Addr,
+	e, err := backup.RunMariaDB(ctx, backup.Job{Repo: backup.Dir(repo), ID: "b1", Cluster: mariadbCluster, Source: source.Addr,
 		User: "admin", Password: pw, DataDir: n.DataDir})
 	if err != nil {
 		t.Fatalf("backup: %v", err)
@@ -637,7 +637,7 @@ func TestBackupSourceDiesMidRun(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		e, err := backup.RunPostgres(ctx, backup.Job{Repo: repo, ID: "b1", Cluster: postgresCluster, Source: addr(t, l, "postgres-3"),
+		e, err := backup.RunPostgres(ctx, backup.Job{Repo: backup.Dir(repo), ID: "b1", Cluster: postgresCluster, Source: addr(t, l, "postgres-3"),
 			User: "dbha", Password: pw, MaxRate: 1 << 20})
 		done <- result{e, err}
 	}()
@@ -670,7 +670,7 @@ func TestBackupSourceDiesMidRun(t *testing.T) {
 	if _, err := os.Stat(data); !os.IsNotExist(err) {
 		t.Errorf("partial files left behind: %v", err)
 	}
-	if listed, _ := backup.List(repo, postgresCluster); len(listed) != 1 || listed[0].Status != backup.Failed || listed[0].Error == "" {
+	if listed, _ := backup.List(context.Background(), backup.Dir(repo), postgresCluster); len(listed) != 1 || listed[0].Status != backup.Failed || listed[0].Error == "" {
 		t.Fatalf("catalog = %+v", listed)
 	}
 }
@@ -690,7 +690,7 @@ func TestBackupRepositoryFull(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	e, err := backup.RunPostgres(ctx, backup.Job{Repo: repo, ID: "b1", Cluster: postgresCluster, Source: addr(t, l, "postgres-2"), User: "dbha", Password: pw})
+	e, err := backup.RunPostgres(ctx, backup.Job{Repo: backup.Dir(repo), ID: "b1", Cluster: postgresCluster, Source: addr(t, l, "postgres-2"), User: "dbha", Password: pw})
 	t.Logf("backup into a full repository: %v", err)
 	if err == nil || e.Status != backup.Failed || !strings.Contains(e.Error, "No space left") {
 		t.Fatalf("entry %+v, err %v", e, err)
@@ -698,7 +698,7 @@ func TestBackupRepositoryFull(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(backup.EntryDir(repo, postgresCluster, "b1"), "data")); !os.IsNotExist(err) {
 		t.Errorf("partial files left behind: %v", err)
 	}
-	if listed, _ := backup.List(repo, postgresCluster); len(listed) != 1 || listed[0].Status != backup.Failed {
+	if listed, _ := backup.List(context.Background(), backup.Dir(repo), postgresCluster); len(listed) != 1 || listed[0].Status != backup.Failed {
 		t.Fatalf("catalog = %+v", listed)
 	}
 }

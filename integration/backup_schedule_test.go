@@ -141,7 +141,7 @@ func TestScheduledBackupsOnePerSlot(t *testing.T) {
 			t.Errorf("slot %v: started by %v, skipped by %v; want the other manager to have skipped it", slot, ms, skipped[slot])
 		}
 	}
-	entries, err := backup.List(cl.Backup.Repository, cl.Name)
+	entries, err := backup.List(context.Background(), backup.Dir(cl.Backup.Repository), cl.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +183,7 @@ func TestScheduledBackupRetriedOnceAfterAFailure(t *testing.T) {
 		})
 	s.Run(ctx)
 
-	entries, err := backup.List(cl.Backup.Repository, cl.Name)
+	entries, err := backup.List(context.Background(), backup.Dir(cl.Backup.Repository), cl.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +253,7 @@ func (env scheduleEnv) runner(manager string, password func(attempt int) string)
 			return backup.Entry{}, err
 		}
 		fmt.Fprintf(progress, "backing up %s from %s: %s\n", cl.Name, src.Addr, src.Reason)
-		return backup.RunPostgres(ctx, backup.Job{Repo: cl.Backup.Repository, ID: fmt.Sprintf("%s-%d", manager, time.Now().UnixNano()),
+		return backup.RunPostgres(ctx, backup.Job{Repo: backup.Dir(cl.Backup.Repository), ID: fmt.Sprintf("%s-%d", manager, time.Now().UnixNano()),
 			Cluster: cl.Name, Source: src.Addr, User: env.user, Password: password(attempt)})
 	}
 }
@@ -311,7 +311,7 @@ func TestScheduledBackupsVerifiedAndPruned(t *testing.T) {
 		}
 		return nil
 	})
-	entries, err := backup.List(repo, postgresCluster)
+	entries, err := backup.List(context.Background(), backup.Dir(repo), postgresCluster)
 	if err != nil {
 		t.Fatal(err)
 	}

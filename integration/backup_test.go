@@ -32,7 +32,7 @@ func TestPostgresBackupFromAStandby(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	start := time.Now()
-	e, err := backup.RunPostgres(ctx, backup.Job{Repo: repo, ID: "b1", Cluster: "lab-postgres", Source: source.Addr,
+	e, err := backup.RunPostgres(ctx, backup.Job{Repo: backup.Dir(repo), ID: "b1", Cluster: "lab-postgres", Source: source.Addr,
 		User: "dbha", Password: strings.TrimSpace(string(pw))})
 	if err != nil {
 		t.Fatalf("backup: %v", err)
@@ -50,7 +50,7 @@ func TestPostgresBackupFromAStandby(t *testing.T) {
 			t.Errorf("file %+v: %v", f, err)
 		}
 	}
-	listed, err := backup.List(repo, "lab-postgres")
+	listed, err := backup.List(context.Background(), backup.Dir(repo), "lab-postgres")
 	if err != nil || len(listed) != 1 || listed[0].Status != backup.Done {
 		t.Fatalf("catalog = %+v, %v", listed, err)
 	}
@@ -61,7 +61,7 @@ func TestPostgresBackupFailureIsRecorded(t *testing.T) {
 	repo := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	e, err := backup.RunPostgres(ctx, backup.Job{Repo: repo, ID: "b1", Cluster: "lab-postgres", Source: addr(t, l, "postgres-2"),
+	e, err := backup.RunPostgres(ctx, backup.Job{Repo: backup.Dir(repo), ID: "b1", Cluster: "lab-postgres", Source: addr(t, l, "postgres-2"),
 		User: "dbha", Password: "not-the-password"})
 	if err == nil || e.Status != backup.Failed || !strings.Contains(e.Error, "pg_basebackup") {
 		t.Fatalf("entry %+v, err %v", e, err)
@@ -69,7 +69,7 @@ func TestPostgresBackupFailureIsRecorded(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(backup.EntryDir(repo, "lab-postgres", "b1"), "data")); !os.IsNotExist(err) {
 		t.Errorf("partial files left behind: %v", err)
 	}
-	listed, _ := backup.List(repo, "lab-postgres")
+	listed, _ := backup.List(context.Background(), backup.Dir(repo), "lab-postgres")
 	if len(listed) != 1 || listed[0].Status != backup.Failed {
 		t.Fatalf("catalog = %+v", listed)
 	}
@@ -95,7 +95,7 @@ func TestMariaDBBackupFromAReplica(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	start := time.Now()
-	e, err := backup.RunMariaDB(ctx, backup.Job{Repo: repo, ID: "b1", Cluster: "lab-mariadb", Source: source.Addr,
+	e, err := backup.RunMariaDB(ctx, backup.Job{Repo: backup.Dir(repo), ID: "b1", Cluster: "lab-mariadb", Source: source.Addr,
 		User: "admin", Password: strings.TrimSpace(string(pw)), DataDir: n.DataDir})
 	if err != nil {
 		t.Fatalf("backup: %v", err)
@@ -135,7 +135,7 @@ func TestMariaDBBackupRefusesAnotherInstancesFiles(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	repo := t.TempDir()
-	e, err := backup.RunMariaDB(ctx, backup.Job{Repo: repo, ID: "wrong-files", Cluster: "lab-mariadb", Source: source.Addr,
+	e, err := backup.RunMariaDB(ctx, backup.Job{Repo: backup.Dir(repo), ID: "wrong-files", Cluster: "lab-mariadb", Source: source.Addr,
 		User: "admin", Password: pw, DataDir: other.DataDir})
 	if !errors.Is(err, backup.ErrNotTheSource) || !strings.Contains(err.Error(), "is not the data directory of the server on port") {
 		t.Fatalf("backup of %s from %s's files: %v; want refused (ErrNotTheSource)", source.Addr, other.Name, err)
@@ -159,7 +159,7 @@ func TestMariaDBBackupRefusesAnotherInstancesFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e, err = backup.RunMariaDB(ctx, backup.Job{Repo: repo, ID: "right-files", Cluster: "lab-mariadb", Source: source.Addr,
+	if e, err = backup.RunMariaDB(ctx, backup.Job{Repo: backup.Dir(repo), ID: "right-files", Cluster: "lab-mariadb", Source: source.Addr,
 		User: "admin", Password: pw, DataDir: dir, Remote: remote}); err != nil || e.Status != backup.Done {
 		t.Fatalf("backup of %s from its own files through %v: %v (%+v)", source.Addr, remote, err, e)
 	}

@@ -57,6 +57,13 @@ func lookBinary(name string) (string, error) {
 		if root := moduleRoot(); root != "" {
 			dirs = append(dirs, filepath.Join(root, "bin"))
 		}
+	case "minio":
+		if p := os.Getenv("DBHA_MINIO_BIN"); p != "" {
+			return checkExecutable(name, p, "$DBHA_MINIO_BIN")
+		}
+		if root := moduleRoot(); root != "" {
+			dirs = append(dirs, filepath.Join(root, "bin"))
+		}
 	case "initdb", "postgres", "pg_basebackup", "pg_rewind":
 		if d := os.Getenv("DBHA_PG_BINDIR"); d != "" {
 			return checkExecutable(name, filepath.Join(d, name), "$DBHA_PG_BINDIR")

@@ -139,7 +139,7 @@ func TestMariaDBPointInTimeIsExact(t *testing.T) {
 			t.Fatal(err)
 		}
 		dir := filepath.Join(reachableDir(t), "refused")
-		_, err = backup.Restore(ctx, labRepo(l), e, backup.RestoreOptions{To: dir, Owner: owner, Until: until, Store: store})
+		_, err = backup.Restore(ctx, backup.Dir(labRepo(l)), e, backup.RestoreOptions{To: dir, Owner: owner, Until: until, Store: store})
 		if err == nil || !strings.Contains(err.Error(), tc.why) {
 			t.Errorf("restore to %s: %v; want it refused (%s)", tc.target, err, tc.why)
 			continue
@@ -157,7 +157,7 @@ func restoreAndCompare(ctx context.Context, t *testing.T, repo string, e backup.
 	}
 	dir := filepath.Join(reachableDir(t), "pitr")
 	start := time.Now()
-	r, err := backup.Restore(ctx, repo, e, backup.RestoreOptions{To: dir, Owner: owner, Until: until, Store: store})
+	r, err := backup.Restore(ctx, backup.Dir(repo), e, backup.RestoreOptions{To: dir, Owner: owner, Until: until, Store: store})
 	if err != nil {
 		t.Fatalf("restore to %s: %v", target, err)
 	}

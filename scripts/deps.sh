@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what dbha's lab and tests need, skipping whatever is already there:
-# Debian packages for the database servers and tools, and a consul binary
-# built from the Go module proxy at $CONSUL_VERSION into ./bin.
+# Debian packages for the database servers and tools, and consul and minio
+# (the S3-compatible server the backup tests store into) built from the Go
+# module proxy at $CONSUL_VERSION and $MINIO_VERSION into ./bin.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CONSUL_VERSION=${CONSUL_VERSION:-v1.20.1}
+MINIO_VERSION=${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}
 cleanup=()
 trap 'for c in "${cleanup[@]}"; do eval "$c"; done' EXIT
 packages=(mariadb-server mariadb-backup mariadb-client postgresql-15 postgresql-client-15
@@ -57,4 +59,22 @@ else
   cp "$tmp/consul" "$cache"
   cp "$tmp/consul" bin/consul
   have bin/consul || { echo "deps: built consul does not report $CONSUL_VERSION" >&2; exit 1; }
+fi
+
+# minio: ./bin/minio at the pinned version (its module has no release tags,
+# so the version is a pseudo-version, recorded beside the binary, which
+# reports none), else a cached build, else build.
+mcache="$(go env GOPATH)/bin/minio-$MINIO_VERSION"
+if [ -x bin/minio ] && [ "$(cat bin/minio.version 2>/dev/null)" = "$MINIO_VERSION" ]; then
+  echo "deps: minio $MINIO_VERSION present"
+else
+  if [ ! -x "$mcache" ]; then
+    echo "deps: building minio $MINIO_VERSION from the Go module proxy (a few minutes, once)"
+    tmp=$(mktemp -d)
+    cleanup+=("rm -rf '$tmp'")
+    GOFLAGS=-mod=mod GOBIN="$tmp" go install "github.com/minio/minio@$MINIO_VERSION"
+    mkdir -p "$(dirname "$mcache")"
+    cp "$tmp/minio" "$mcache"
+  fi
+  cp "$mcache" bin/minio && echo "$MINIO_VERSION" > bin/minio.version && echo "deps: minio $MINIO_VERSION from $mcache"
 fi

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	"filippo.io/age"
 	"github.com/spf13/cobra"
 
 	"github.com/dbha/dbha/backup"
@@ -20,7 +22,7 @@ func newBackupCmd(g *globalFlags) *cobra.Command {
 		Short: "Backups that follow the topology: run, list, show, prune",
 	}
 	cmd.AddCommand(newBackupRunCmd(g), newBackupListCmd(g), newBackupShowCmd(g), newBackupPruneCmd(g),
-		newBackupVerifyCmd(g), newBackupRestoreCmd(g), newBackupReseedCmd(g))
+		newBackupVerifyCmd(g), newBackupRestoreCmd(g), newBackupReseedCmd(g), newBackupNewKeyCmd())
 	return cmd
 }
 
@@ -93,8 +95,12 @@ func runBackup(ctx context.Context, cfg config.Config, cl config.Cluster, from s
 	fmt.Fprintf(progress, "backing up %s from %s: %s\n", cl.Name, src.Addr, src.Reason)
 	meter := backup.NewMeter(progress, "backup of "+cl.Name+" from "+src.Addr, 0)
 	defer meter.Finish()
-	job := backup.Job{Repo: cl.Backup.Repository, ID: backup.NewID(time.Now()), Cluster: cl.Name,
-		Source: src.Addr, User: acct.User, Password: password, Progress: meter, MaxRate: int64(cl.Backup.MaxRate)}
+	repo, err := openRepository(ctx, cl)
+	if err != nil {
+		return backup.Entry{}, err
+	}
+	job := backup.Job{Repo: repo, ID: backup.NewID(time.Now()), Cluster: cl.Name, Source: src.Addr, User: acct.User,
+		Password: password, Progress: meter, MaxRate: int64(cl.Backup.MaxRate), Scratch: cl.Backup.ScratchDir}
 	if cl.Engine == topology.Postgres {
 		return backup.RunPostgres(ctx, job)
 	}
@@ -118,7 +124,11 @@ func newBackupListCmd(g *globalFlags) *cobra.Command {
 			}
 			var all []backup.Entry
 			for _, cl := range clusters {
-				entries, err := backup.List(cl.Backup.Repository, cl.Name)
+				repo, err := openRepository(cmd.Context(), cl)
+				if err != nil {
+					return err
+				}
+				entries, err := backup.List(cmd.Context(), repo, cl.Name)
 				if err != nil {
 					return err
 				}
@@ -143,7 +153,11 @@ func newBackupShowCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			e, err := backup.Find(cl.Backup.Repository, cl.Name, args[0])
+			repo, err := openRepository(cmd.Context(), cl)
+			if err != nil {
+				return err
+			}
+			e, err := backup.Find(cmd.Context(), repo, cl.Name, args[0])
 			if err != nil {
 				return usageError(err)
 			}
@@ -166,7 +180,11 @@ func newBackupPruneCmd(g *globalFlags) *cobra.Command {
 				return err
 			}
 			for _, cl := range clusters {
-				deleted, err := backup.PruneRepository(cl.Backup.Repository, cl.Name, backup.Retention{Keep: cl.Backup.Keep, MaxAge: cl.Backup.MaxAge}, time.Now())
+				repo, err := openRepository(cmd.Context(), cl)
+				if err != nil {
+					return err
+				}
+				deleted, err := backup.PruneRepository(cmd.Context(), repo, cl.Name, backup.Retention{Keep: cl.Backup.Keep, MaxAge: cl.Backup.MaxAge}, time.Now())
 				for _, id := range deleted {
 					fmt.Fprintf(cmd.OutOrStdout(), "deleted backup %s of %s\n", id, cl.Name)
 				}
@@ -203,4 +221,52 @@ func writeBackups(w io.Writer, entries []backup.Entry, format string) error {
 			backup.HumanBytes(e.Bytes), backup.HumanBytes(e.CompressedBytes), e.Finished.Sub(e.Started).Seconds(), verified)
 	}
 	return tw.Flush()
+}
+
+// openRepository is a cluster's backup repository: backup.repository, a
+// local directory or s3://bucket/prefix, encrypted with
+// backup.encryption_key_file when it is set.
+func openRepository(ctx context.Context, cl config.Cluster) (backup.Repository, error) {
+	b := cl.Backup
+	var key *age.X25519Identity
+	if b.EncryptionKeyFile != "" {
+		var err error
+		if key, err = backup.ReadKey(b.EncryptionKeyFile); err != nil {
+			return backup.Repository{}, usageError(fmt.Errorf("cluster %s: %w", cl.Name, err))
+		}
+	}
+	if !config.IsS3Repository(b.Repository) {
+		return backup.NewRepository(backup.DirObjects(b.Repository), key), nil
+	}
+	secret, err := readSecret(b.S3.SecretKey())
+	if err != nil {
+		return backup.Repository{}, usageError(fmt.Errorf("cluster %s: backup.s3 secret key: %w", cl.Name, err))
+	}
+	bucket, prefix, _ := strings.Cut(strings.TrimPrefix(b.Repository, "s3://"), "/")
+	objects, err := backup.NewS3Objects(ctx, backup.S3{Endpoint: b.S3.Endpoint, Region: b.S3.Region, Bucket: bucket, Prefix: prefix,
+		AccessKey: b.S3.AccessKey, SecretKey: secret, Insecure: b.S3.Insecure})
+	if err != nil {
+		return backup.Repository{}, fmt.Errorf("cluster %s: %w", cl.Name, err)
+	}
+	return backup.NewRepository(objects, key), nil
+}
+
+func newBackupNewKeyCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "new-key FILE",
+		Short: "Write a new age key for backup.encryption_key_file (mode 0600) and print its public key",
+		Long: `new-key writes a new age X25519 identity into FILE, which must not exist,
+readable by its owner only. Set backup.encryption_key_file to it and every
+backup file is encrypted before it leaves dbha. Keep a copy of the key apart
+from the backups: without it they cannot be read.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			public, err := backup.NewKey(args[0])
+			if err != nil {
+				return usageError(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s; public key %s\n", args[0], public)
+			return nil
+		},
+	}
 }

@@ -83,7 +83,11 @@ func reseedInstance(ctx context.Context, g *globalFlags, cfg config.Config, cl c
 	if err != nil {
 		return backup.Reseeded{}, err
 	}
-	entries, err := backup.List(cl.Backup.Repository, cl.Name)
+	repo, err := openRepository(ctx, cl)
+	if err != nil {
+		return backup.Reseeded{}, err
+	}
+	entries, err := backup.List(ctx, repo, cl.Name)
 	if err != nil {
 		return backup.Reseeded{}, err
 	}
@@ -106,7 +110,7 @@ func reseedInstance(ctx context.Context, g *globalFlags, cfg config.Config, cl c
 	}
 	fmt.Fprintf(progress, "reseeding %s from backup %s (%s), to follow %s\n", instance, choice.Backup.ID, choice.Backup.Position, choice.Primary)
 	return backup.Reseed(ctx, choice, backup.ReseedOptions{
-		Repo: cl.Backup.Repository, DataDir: dir, Host: host, Owner: owner, Roles: backupRoles(cl),
+		Repo: repo, DataDir: dir, Host: host, Owner: owner, Roles: backupRoles(cl),
 		Replication: replication,
 		Discover:    func(ctx context.Context) (topology.Snapshot, error) { return discoverCluster(ctx, cfg, cl) },
 	})

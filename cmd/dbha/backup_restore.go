@@ -33,7 +33,11 @@ replicate on. The files belong to backup.run_as when dbha runs as root.`,
 			if to == "" {
 				return usageError(fmt.Errorf("--to DIR is required: where the data directory goes"))
 			}
-			e, err := backup.Find(cl.Backup.Repository, cl.Name, args[0])
+			repo, err := openRepository(cmd.Context(), cl)
+			if err != nil {
+				return err
+			}
+			e, err := backup.Find(cmd.Context(), repo, cl.Name, args[0])
 			if err != nil {
 				return usageError(err)
 			}
@@ -50,7 +54,7 @@ replicate on. The files belong to backup.run_as when dbha runs as root.`,
 				return usageError(err)
 			}
 			meter := backup.NewMeter(cmd.ErrOrStderr(), "restore "+e.ID, e.CompressedBytes)
-			r, err := backup.Restore(cmd.Context(), cl.Backup.Repository, e, backup.RestoreOptions{
+			r, err := backup.Restore(cmd.Context(), repo, e, backup.RestoreOptions{
 				To: abs, Until: target, Store: binlog.Dir(cfg.StateDir, cl.Name), Owner: owner, Roles: backupRoles(cl), Progress: meter.Add})
 			meter.Finish()
 			if err != nil {

@@ -25,7 +25,11 @@ removed. Exit status 1 when the backup does not verify.`,
 			if err != nil {
 				return err
 			}
-			e, err := backup.Find(cl.Backup.Repository, cl.Name, args[0])
+			repo, err := openRepository(cmd.Context(), cl)
+			if err != nil {
+				return err
+			}
+			e, err := backup.Find(cmd.Context(), repo, cl.Name, args[0])
 			if err != nil {
 				return usageError(err)
 			}
@@ -34,7 +38,7 @@ removed. Exit status 1 when the backup does not verify.`,
 				return usageError(err)
 			}
 			meter := backup.NewMeter(cmd.ErrOrStderr(), "verify "+e.ID, e.CompressedBytes)
-			e, verr := backup.Verify(cmd.Context(), cl.Backup.Repository, e, backup.VerifyOptions{
+			e, verr := backup.Verify(cmd.Context(), repo, e, backup.VerifyOptions{
 				Scratch: cl.Backup.ScratchDir, Owner: owner, Roles: backupRoles(cl), Progress: meter.Add})
 			meter.Finish()
 			if output == "json" {

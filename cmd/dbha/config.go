@@ -98,7 +98,11 @@ func resolvePaths(cfg *config.Config, base string) {
 	abs(&cfg.Consul.TokenFile)
 	abs(&cfg.HTTP.TokenFile)
 	for i := range cfg.Clusters {
-		abs(&cfg.Clusters[i].Backup.Repository)
+		if !config.IsS3Repository(cfg.Clusters[i].Backup.Repository) {
+			abs(&cfg.Clusters[i].Backup.Repository)
+		}
+		abs(&cfg.Clusters[i].Backup.EncryptionKeyFile)
+		abs(&cfg.Clusters[i].Backup.S3.SecretKeyFile)
 		abs(&cfg.Clusters[i].Backup.PasswordFile)
 		abs(&cfg.Clusters[i].Drill.PasswordFile)
 		abs(&cfg.Clusters[i].Promotion.Apply.PasswordFile)

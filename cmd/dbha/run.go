@@ -201,8 +201,13 @@ func verifyAndPrune(ctx context.Context, cl config.Cluster, e backup.Entry, prog
 		log.Error("scheduled backup not verified", "id", e.ID, "err", err)
 		return e
 	}
+	repo, err := openRepository(ctx, cl)
+	if err != nil {
+		log.Error("scheduled backup not verified", "id", e.ID, "err", err)
+		return e
+	}
 	meter := backup.NewMeter(progress, "verify "+e.ID, e.CompressedBytes)
-	e, err = backup.Verify(ctx, cl.Backup.Repository, e, backup.VerifyOptions{
+	e, err = backup.Verify(ctx, repo, e, backup.VerifyOptions{
 		Scratch: cl.Backup.ScratchDir, Owner: owner, Roles: backupRoles(cl), Progress: meter.Add})
 	meter.Finish()
 	if err != nil {
@@ -210,7 +215,7 @@ func verifyAndPrune(ctx context.Context, cl config.Cluster, e backup.Entry, prog
 		return e
 	}
 	log.Info("scheduled backup verified", "id", e.ID, "seconds", e.Verification.Seconds, "detail", e.Verification.Detail)
-	deleted, err := backup.PruneRepository(cl.Backup.Repository, cl.Name, backup.Retention{Keep: cl.Backup.Keep, MaxAge: cl.Backup.MaxAge}, time.Now())
+	deleted, err := backup.PruneRepository(ctx, repo, cl.Name, backup.Retention{Keep: cl.Backup.Keep, MaxAge: cl.Backup.MaxAge}, time.Now())
 	if err != nil {
 		log.Error("prune the backup catalog", "err", err)
 	}
