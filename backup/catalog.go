@@ -30,7 +30,11 @@ type Entry struct {
 	Started  time.Time       `json:"started"`
 	Finished time.Time       `json:"finished,omitzero"`
 	Status   Status          `json:"status"`
-	Error    string          `json:"error,omitempty"`
+	// Heartbeat is when the run last said it was alive (every
+	// HeartbeatEvery while it runs): a running entry whose heartbeat has
+	// stopped was left by a run that died (Sweep).
+	Heartbeat time.Time `json:"heartbeat,omitzero"`
+	Error     string    `json:"error,omitempty"`
 	// Bytes before compression, and on disk.
 	Bytes           int64 `json:"bytes"`
 	CompressedBytes int64 `json:"compressed_bytes"`
@@ -62,6 +66,8 @@ type Verification struct {
 	OK      bool      `json:"ok"`
 	Detail  string    `json:"detail"`
 	Seconds float64   `json:"seconds"`
+	// PITR is the point-in-time window the backup supported when verified.
+	PITR *Window `json:"pitr,omitempty"`
 }
 
 // Verified reports whether the last verification succeeded.
@@ -184,4 +190,80 @@ func PruneRepository(ctx context.Context, repo Repository, cluster string, r Ret
 		deleted = append(deleted, id)
 	}
 	return deleted, nil
+}
+
+// HeartbeatEvery is how often a running backup refreshes its entry's
+// heartbeat; StaleAfter is how long a heartbeat may be silent before the
+// run is taken for dead.
+const (
+	HeartbeatEvery = time.Minute
+	StaleAfter     = 5 * time.Minute
+)
+
+// Stale picks the running entries whose run has died: no heartbeat (or,
+// from before heartbeats, no start) within StaleAfter of now. It is pure.
+func Stale(entries []Entry, now time.Time) []Entry {
+	var out []Entry
+	for _, e := range entries {
+		last := e.Heartbeat
+		if last.IsZero() {
+			last = e.Started
+		}
+		if e.Status == Running && now.Sub(last) > StaleAfter {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Sweep marks the entries a dead run left running (Stale) failed, with
+// the reason, and removes their partial files. It returns what it marked.
+func Sweep(ctx context.Context, repo Repository, cluster string, now time.Time) ([]Entry, error) {
+	entries, err := List(ctx, repo, cluster)
+	var errs []error
+	if err != nil {
+		errs = append(errs, err)
+	}
+	var swept []Entry
+	for _, e := range Stale(entries, now) {
+		last := e.Heartbeat
+		if last.IsZero() {
+			last = e.Started
+		}
+		e.Status, e.Finished = Failed, now
+		e.Error = fmt.Sprintf("left running: its run last gave a sign of life at %s and then stopped (its manager crashed or was killed); partial files removed", last.UTC().Format(time.RFC3339))
+		if err := removeFiles(ctx, repo, e); err != nil {
+			errs = append(errs, fmt.Errorf("backup %s: %w", e.ID, err))
+			continue
+		}
+		if err := Save(ctx, repo, e); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		swept = append(swept, e)
+	}
+	return swept, errors.Join(errs...)
+}
+
+// Oldest picks the done backup to verify again: one never verified, else
+// the one whose last verification is the oldest. It is pure.
+func Oldest(entries []Entry) (Entry, bool) {
+	var best *Entry
+	for i, e := range entries {
+		if e.Status != Done {
+			continue
+		}
+		switch {
+		case best == nil:
+			best = &entries[i]
+		case e.Verification == nil && best.Verification != nil:
+			best = &entries[i]
+		case e.Verification != nil && best.Verification != nil && e.Verification.At.Before(best.Verification.At):
+			best = &entries[i]
+		}
+	}
+	if best == nil {
+		return Entry{}, false
+	}
+	return *best, true
 }

@@ -192,3 +192,98 @@ func TestRunNeverTouchesAnotherEntry(t *testing.T) {
 		t.Errorf("the failed run's partial file is still there: %v", err)
 	}
 }
+
+// A running entry whose heartbeat stopped more than StaleAfter ago is a
+// dead run's: Sweep marks it failed with the reason and removes its
+// partial files; a live run's entry and a done one stay as they are.
+func TestSweepStaleRuns(t *testing.T) {
+	root := t.TempDir()
+	repo := Dir(root)
+	dead := Entry{ID: "dead", Cluster: "c", Status: Running, Started: t0.Add(-time.Hour), Heartbeat: t0.Add(-10 * time.Minute)}
+	alive := Entry{ID: "alive", Cluster: "c", Status: Running, Started: t0.Add(-time.Hour), Heartbeat: t0.Add(-time.Minute)}
+	old := Entry{ID: "old", Cluster: "c", Status: Running, Started: t0.Add(-time.Hour)} // from before heartbeats
+	done := Entry{ID: "done", Cluster: "c", Status: Done, Started: t0.Add(-time.Hour)}
+	for _, e := range []Entry{dead, alive, old, done} {
+		if err := Save(t.Context(), repo, e); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"backup.xb.zst", ".backup.xb.zst.partial-123"} {
+			if err := os.WriteFile(filepath.Join(EntryDir(root, "c", e.ID), name), []byte("x"), 0o640); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	swept, err := Sweep(t.Context(), repo, "c", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, e := range swept {
+		ids = append(ids, e.ID)
+	}
+	slices.Sort(ids)
+	if !slices.Equal(ids, []string{"dead", "old"}) {
+		t.Fatalf("swept %v, want [dead old]", ids)
+	}
+	entries, _ := List(t.Context(), repo, "c")
+	for _, e := range entries {
+		left, _ := os.ReadDir(EntryDir(root, "c", e.ID))
+		switch e.ID {
+		case "dead", "old":
+			if e.Status != Failed || !strings.Contains(e.Error, "left running") || len(left) != 1 {
+				t.Errorf("%s: %s %q, files %v", e.ID, e.Status, e.Error, left)
+			}
+		default:
+			if len(left) != 3 || e.Status == Failed {
+				t.Errorf("%s was touched: %s, files %v", e.ID, e.Status, left)
+			}
+		}
+	}
+}
+
+// Retention keeps from the oldest done backup whose window the store still
+// reaches; failed backups and backups whose window is gone do not count.
+func TestOldestWindow(t *testing.T) {
+	p := func(s string) topology.Position { q, _ := topology.ParseMariaDB(s); return q }
+	entries := []Entry{
+		{ID: "gone", Status: Done, Position: p("0-1-5")},
+		{ID: "failed", Status: Failed, Position: p("0-1-8")},
+		{ID: "kept", Status: Done, Position: p("0-1-10")},
+		{ID: "newer", Status: Done, Position: p("0-1-20")},
+	}
+	window := func(e Entry) (*Window, error) {
+		if e.ID == "gone" {
+			return nil, ErrNoWindow
+		}
+		return &Window{From: e.Position}, nil
+	}
+	e, w, ok := OldestWindow(entries, window)
+	if !ok || e.ID != "kept" || w.From.String() != "0-1-10" {
+		t.Fatalf("OldestWindow = %s, %s, %v; want kept from 0-1-10", e.ID, w.From, ok)
+	}
+	if _, _, ok := OldestWindow(entries[:2], window); ok {
+		t.Fatal("a window from no backup that has one")
+	}
+}
+
+// Reverify takes a never-verified backup first, else the one verified
+// longest ago; never a failed or running one.
+func TestOldest(t *testing.T) {
+	at := func(h int) *Verification { return &Verification{At: t0.Add(time.Duration(h) * time.Hour), OK: true} }
+	entries := []Entry{
+		{ID: "failed", Status: Failed},
+		{ID: "recent", Status: Done, Verification: at(5)},
+		{ID: "old", Status: Done, Verification: at(1)},
+		{ID: "running", Status: Running},
+	}
+	if e, ok := Oldest(entries); !ok || e.ID != "old" {
+		t.Fatalf("Oldest = %s, %v; want old", e.ID, ok)
+	}
+	entries = append(entries, Entry{ID: "never", Status: Done})
+	if e, ok := Oldest(entries); !ok || e.ID != "never" {
+		t.Fatalf("Oldest = %s, %v; want never", e.ID, ok)
+	}
+	if _, ok := Oldest(entries[:1]); ok {
+		t.Fatal("a backup to verify among failed ones")
+	}
+}

@@ -108,11 +108,15 @@ func run(ctx context.Context, job Job, engine topology.Engine, take func(e *Entr
 	if err := claim(ctx, job.Repo, job.Cluster, job.ID); err != nil {
 		return Entry{}, err
 	}
+	e.Heartbeat = e.Started
 	if err := Save(ctx, job.Repo, e); err != nil {
 		return e, err
 	}
+	stopBeat := heartbeat(ctx, job.Repo, e, now)
 	err := take(&e)
+	stopBeat()
 	e.Finished = now()
+	e.Heartbeat = e.Finished
 	if err != nil {
 		e.Status, e.Error = Failed, err.Error()
 		// The context may be what ended the run: the clean-up gets its own.
@@ -125,6 +129,29 @@ func run(ctx context.Context, job Job, engine topology.Engine, take func(e *Entr
 	}
 	e.Status = Done
 	return e, Save(ctx, job.Repo, e)
+}
+
+// heartbeat saves the running entry with a fresh heartbeat every
+// HeartbeatEvery until the returned function is called (which waits for a
+// save in progress), so that a run that dies is found by its silence.
+func heartbeat(ctx context.Context, repo Repository, e Entry, now func() time.Time) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(HeartbeatEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				e.Heartbeat = now()
+				Save(ctx, repo, e) // a lost beat is made up by the next
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // removeFiles removes what a failed run wrote, all but its entry.

@@ -349,8 +349,8 @@ func (d dirObjects) List(_ context.Context, prefix string) ([]string, error) {
 		if err != nil {
 			return err
 		}
-		if !de.IsDir() && !strings.HasPrefix(de.Name(), ".") {
-			out = append(out, p)
+		if !de.IsDir() {
+			out = append(out, p) // partial files (".name.partial-*") too: a dead run's are removed by name
 		} else if de.IsDir() && p != strings.TrimSuffix(prefix, "/") && strings.Count(strings.TrimPrefix(p, prefix), "/") == 0 {
 			// A backup's directory with nothing in it yet still names a
 			// backup: list its entry key so that a missing entry is seen.

@@ -87,7 +87,12 @@ type Host interface {
 type ReseedOptions struct {
 	Repo    Repository
 	DataDir string // the instance's data directory on this host
-	Host    Host
+	// DataDirGiven: the operator (or the lab, which records whose
+	// directory is whose) named DataDir for this instance. An instance
+	// that does not answer here cannot say where its files are; its
+	// DataDir, when it holds files, is then rebuilt only on this word.
+	DataDirGiven bool
+	Host         Host
 	// Owner owns the rebuilt files when the data directory does not
 	// exist yet; otherwise its current owner does.
 	Owner Owner
@@ -110,11 +115,18 @@ type Reseeded struct {
 	Previous string `json:"previous,omitempty"`
 }
 
-// Reseed rebuilds c.Instance from c.Backup: stop it when it runs; move its
-// data directory aside (nothing is deleted, so there is a way back); restore
-// the backup in its place, keeping the instance's own configuration files
-// (PostgreSQL keeps them in the data directory); start it and attach it to
-// the primary at the backup's position.
+// Reseed rebuilds c.Instance from c.Backup. First it proves that
+// o.DataDir is the instance's, by asking the process serving its port on
+// this host (proveDataDir), or, when none answers, on o.DataDirGiven;
+// then it stops the instance, whether it answered or not (a hung or
+// unreachable server may still run), and proves it stopped: no process
+// works in the directory, no lock is held on its files, its port takes no
+// connection. It moves the data directory aside (nothing is deleted, so
+// there is a way back: a mount point's contents go into a hidden directory
+// inside it, since the mount point itself cannot move); restores the
+// backup in its place, keeping the instance's own configuration files
+// (PostgreSQL keeps them in the data directory); starts it and attaches it
+// to the primary at the backup's position.
 func Reseed(ctx context.Context, c ReseedChoice, o ReseedOptions) (Reseeded, error) {
 	now := o.Now
 	if now == nil {
@@ -124,32 +136,34 @@ func Reseed(ctx context.Context, c ReseedChoice, o ReseedOptions) (Reseeded, err
 	if err := CheckFiles(ctx, o.Repo, c.Backup); err != nil {
 		return out, err
 	}
+	if err := proveOwnDir(ctx, c.Instance, o.DataDir, o.DataDirGiven); err != nil {
+		return out, err
+	}
 	owner, err := ownerOf(o.DataDir, o.Owner)
 	if err != nil {
 		return out, err
 	}
-	if c.Running {
-		if err := o.Host.Stop(ctx, c.Instance); err != nil {
-			return out, fmt.Errorf("stop %s before rebuilding it: %w", c.Instance, err)
-		}
+	stopErr := o.Host.Stop(ctx, c.Instance)
+	if err := waitStopped(ctx, c.Instance, o.DataDir, time.Minute); err != nil {
+		return out, fmt.Errorf("stop %s before rebuilding it: %w", c.Instance, errors.Join(stopErr, err))
 	}
 	keep, err := ownConfig(c.Backup.Engine, o.DataDir)
 	if err != nil {
 		return out, err
 	}
-	if entries, err := os.ReadDir(o.DataDir); err == nil && len(entries) > 0 {
-		out.Previous = fmt.Sprintf("%s.before-reseed-%s", strings.TrimRight(o.DataDir, "/"), now().UTC().Format("20060102T150405Z"))
-		if err := os.Rename(o.DataDir, out.Previous); err != nil {
-			return out, fmt.Errorf("move %s aside: %w", o.DataDir, err)
-		}
+	stamp := now().UTC().Format("20060102T150405Z")
+	aside, err := moveAside(o.DataDir, stamp)
+	if err != nil {
+		return out, err
 	}
+	out.Previous = aside
 	back := func(err error) error {
 		if out.Previous == "" {
 			return err
 		}
 		return fmt.Errorf("%w; the former data directory is at %s (move it back to %s to undo)", err, out.Previous, o.DataDir)
 	}
-	r, err := Restore(ctx, o.Repo, c.Backup, RestoreOptions{To: o.DataDir, Owner: owner, Roles: o.Roles})
+	r, err := Restore(ctx, o.Repo, c.Backup, RestoreOptions{To: o.DataDir, Owner: owner, Roles: o.Roles, besides: filepath.Base(aside)})
 	if err != nil {
 		return out, back(err)
 	}
@@ -166,6 +180,57 @@ func Reseed(ctx context.Context, c ReseedChoice, o ReseedOptions) (Reseeded, err
 		return out, back(fmt.Errorf("attach %s to %s: %w", c.Instance, c.Primary, err))
 	}
 	return out, nil
+}
+
+// proveOwnDir: a data directory with files in it is rebuilt only when
+// the instance, asked through the process serving its port here, works in
+// it, or, when nothing serves that port here, on the operator's word.
+func proveOwnDir(ctx context.Context, instance, dir string, given bool) error {
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) == 0 {
+		return nil // nothing there to lose
+	}
+	err := proveDataDir(ctx, instance, dir)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errNotListening) && given:
+		return nil
+	case errors.Is(err, errNotListening):
+		return fmt.Errorf("%s does not answer on this host, so it cannot say whether %s is its data directory: pass --datadir %s to rebuild it on your word (%v)", instance, dir, dir, err)
+	}
+	return fmt.Errorf("refusing to rebuild %s: %w", dir, err)
+}
+
+// moveAside moves a data directory's files out of the way and returns
+// where: the directory itself to dir.before-reseed-<stamp>, or, for a
+// mount point, its contents into dir/.before-reseed-<stamp>. "" when there
+// was nothing to move.
+func moveAside(dir, stamp string) (string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) == 0 {
+		return "", nil
+	}
+	mount, err := isMountPoint(dir)
+	if err != nil {
+		return "", err
+	}
+	if !mount {
+		to := fmt.Sprintf("%s.before-reseed-%s", strings.TrimRight(dir, "/"), stamp)
+		if err := os.Rename(dir, to); err != nil {
+			return "", fmt.Errorf("move %s aside: %w", dir, err)
+		}
+		return to, nil
+	}
+	to := filepath.Join(dir, ".before-reseed-"+stamp)
+	if err := os.Mkdir(to, 0o700); err != nil {
+		return "", fmt.Errorf("move the files of %s (a mount point) aside: %w", dir, err)
+	}
+	for _, e := range entries {
+		if err := os.Rename(filepath.Join(dir, e.Name()), filepath.Join(to, e.Name())); err != nil {
+			return to, fmt.Errorf("move %s aside into %s: %w", e.Name(), to, err)
+		}
+	}
+	return to, nil
 }
 
 // ownerOf is the owner of an existing data directory, else def.

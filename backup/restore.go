@@ -66,6 +66,9 @@ type RestoreOptions struct {
 	Roles []string // see VerifyOptions.Roles
 	// Progress sees the compressed bytes read while unpacking.
 	Progress func(int64)
+	// besides names one entry that may be in To already: where a reseed
+	// put a mount point's former files.
+	besides string
 }
 
 // Restored says what a restore produced.
@@ -89,14 +92,14 @@ type Restored struct {
 func Restore(ctx context.Context, repo Repository, e Entry, o RestoreOptions) (Restored, error) {
 	r, err := restore(ctx, repo, e, o)
 	if err != nil {
-		emptyOut(o.To)
+		emptyOut(o.To, o.besides)
 		return Restored{}, fmt.Errorf("restore %s into %s: %w", e.ID, o.To, err)
 	}
 	return r, nil
 }
 
 func restore(ctx context.Context, repo Repository, e Entry, o RestoreOptions) (Restored, error) {
-	if err := unpack(ctx, repo, e, o.To, o.Owner, o.Progress, false); err != nil {
+	if err := unpack(ctx, repo, e, o.To, o.Owner, o.Progress, false, o.besides); err != nil {
 		return Restored{}, err
 	}
 	r := Restored{Dir: o.To, Position: e.Position, Detail: "the backup's own point"}
@@ -118,11 +121,14 @@ func restore(ctx context.Context, repo Repository, e Entry, o RestoreOptions) (R
 	return replayBinlog(ctx, e, o, r)
 }
 
-// emptyOut removes what a failed restore wrote into dir.
-func emptyOut(dir string) {
+// emptyOut removes what a failed restore wrote into dir, all but the
+// entry besides.
+func emptyOut(dir, besides string) {
 	entries, _ := os.ReadDir(dir)
 	for _, d := range entries {
-		os.RemoveAll(filepath.Join(dir, d.Name()))
+		if besides == "" || d.Name() != besides {
+			os.RemoveAll(filepath.Join(dir, d.Name()))
+		}
 	}
 }
 

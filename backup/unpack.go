@@ -46,14 +46,14 @@ func CheckFiles(ctx context.Context, repo Repository, e Entry) error {
 // checks them against the manifest; MariaDB: the stream is extracted and
 // prepared (mariadb-backup --prepare), which applies the redo the copy
 // took. progress, when set, sees the bytes read.
-func unpack(ctx context.Context, repo Repository, e Entry, dir string, owner Owner, progress func(int64), checkManifest bool) error {
+func unpack(ctx context.Context, repo Repository, e Entry, dir string, owner Owner, progress func(int64), checkManifest bool, besides string) error {
 	if err := checkPresent(ctx, repo, e); err != nil {
 		return err
 	}
 	if err := owner.CanEnter(dir); err != nil {
 		return err
 	}
-	if err := emptyDir(dir); err != nil {
+	if err := emptyDir(dir, besides); err != nil {
 		return err
 	}
 	src := sources{ctx: ctx, repo: repo, e: e, progress: progress}
@@ -139,10 +139,14 @@ func (s sources) read(name string, use func(io.Reader) error) error {
 	return useErr
 }
 
-// emptyDir makes sure dir exists and holds nothing: a restore never mixes
-// with or overwrites files already there.
-func emptyDir(dir string) error {
+// emptyDir makes sure dir exists and holds nothing (but the entry
+// besides, when named): a restore never mixes with or overwrites files
+// already there.
+func emptyDir(dir, besides string) error {
 	entries, err := os.ReadDir(dir)
+	if besides != "" {
+		entries = slices.DeleteFunc(entries, func(d os.DirEntry) bool { return d.Name() == besides })
+	}
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		// Directories above it must let the server's account through.

@@ -133,6 +133,12 @@ type Backup struct {
 	// CRON_TZ=<zone>; an optional leading seconds field; @daily, @every 6h)
 	// for backups that `dbha run` takes; empty: none.
 	Schedule string `mapstructure:"schedule" yaml:"schedule,omitempty" json:"schedule,omitempty"`
+	// Reverify is a cron spec on which `dbha run` verifies again the
+	// backup whose last verification is the oldest (never verified ones
+	// first), so that a backup that no longer restores (its files damaged,
+	// its point-in-time window gone) is found before it is needed; empty:
+	// never.
+	Reverify string `mapstructure:"reverify" yaml:"reverify,omitempty" json:"reverify,omitempty"`
 	// Jitter delays each scheduled backup by up to this much, the same
 	// delay on every manager for a given cluster and slot.
 	Jitter time.Duration `mapstructure:"jitter" yaml:"jitter,omitempty" json:"jitter,omitempty"`
@@ -387,7 +393,15 @@ type Stream struct {
 type Retention struct {
 	MaxAge  time.Duration `mapstructure:"max_age" yaml:"max_age,omitempty" json:"max_age"`
 	MaxSize ByteSize      `mapstructure:"max_size" yaml:"max_size,omitempty" json:"max_size"`
+	// KeepBackups (default true) keeps, past both bounds, what the oldest
+	// backup in the repository needs for its point-in-time window (from
+	// its position on), as long as the store still reaches back to it.
+	KeepBackups *bool `mapstructure:"keep_backups" yaml:"keep_backups,omitempty" json:"keep_backups,omitempty"`
 }
+
+// IsKeepBackups reports whether retention keeps the oldest backup's
+// point-in-time window (the default).
+func (r Retention) IsKeepBackups() bool { return r.KeepBackups == nil || *r.KeepBackups }
 
 // IsEnabled reports whether the stream runs (the default).
 func (s Stream) IsEnabled() bool { return s.Enabled == nil || *s.Enabled }
@@ -708,6 +722,11 @@ func validateBackup(b Backup, key string, bad func(key, format string, args ...a
 	if b.Schedule != "" {
 		if _, err := schedule.Parse(b.Schedule, max(b.Jitter, 0)); err != nil {
 			bad(key+".schedule", "%v (a cron spec such as \"0 2 * * *\" or \"@daily\")", err)
+		}
+	}
+	if b.Reverify != "" {
+		if _, err := schedule.Parse(b.Reverify, 0); err != nil {
+			bad(key+".reverify", "%v (a cron spec such as \"0 4 * * 0\" or \"@weekly\")", err)
 		}
 	}
 	if !IsS3Repository(b.Repository) {

@@ -59,6 +59,13 @@ type BackupOptions struct {
 	// 10 s): after a failover it lets the replicas be repointed before a
 	// source is chosen again.
 	RetryAfter time.Duration
+	// Job names what the scheduler runs in its log records ("backup", the
+	// default, or "reverify").
+	Job string
+	// Sweep, when set, is called once this manager has won a slot, before
+	// the backup: it marks the entries a dead run left running failed and
+	// removes their partial files (backup.Sweep).
+	Sweep func(ctx context.Context, cl config.Cluster) ([]backup.Entry, error)
 	// ProgressEvery is the least time between two progress lines logged
 	// (default 10 s): pg_basebackup reports every second, which over an
 	// hours-long backup would drown the daemon's log.
@@ -88,7 +95,10 @@ func NewBackupScheduler(o BackupOptions) *BackupScheduler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &BackupScheduler{o: o, log: log.With("cluster", o.Cluster.Name)}
+	if o.Job == "" {
+		o.Job = "backup"
+	}
+	return &BackupScheduler{o: o, log: log.With("cluster", o.Cluster.Name, "job", o.Job)}
 }
 
 // Run waits for each slot and runs it, until ctx ends. Slots that pass
@@ -116,20 +126,60 @@ func (b *BackupScheduler) Run(ctx context.Context) {
 	}
 }
 
+// claimName is what slots are claimed under: the cluster's name for its
+// backups, with the job's name after it for another job, whose slots are
+// apart from the backups'.
+func (b *BackupScheduler) claimName() string {
+	if b.o.Job == "backup" {
+		return b.o.Cluster.Name
+	}
+	return b.o.Cluster.Name + "." + b.o.Job
+}
+
 // runSlot claims the slot and, when won, takes the backup, and once more if
-// it fails.
+// it fails. A claim that fails (Consul out of reach) is tried again every
+// RetryAfter until the next slot begins: the slot is made up once Consul
+// answers, not skipped.
 func (b *BackupScheduler) runSlot(ctx context.Context, slot schedule.Slot) {
 	log := b.log.With("slot", slot.Time)
-	won, err := b.o.Claimer.ClaimBackupSlot(ctx, b.o.Cluster.Name, slot.Time, b.o.Manager)
-	switch {
-	case ctx.Err() != nil:
-		return
-	case err != nil:
-		log.Warn("scheduled backup skipped: its slot could not be claimed", "err", err)
-		return
-	case !won:
+	next := b.o.Schedule.Next(b.o.Cluster.Name, slot.At).At
+	var won bool
+	for tries := 1; ; tries++ {
+		var err error
+		won, err = b.o.Claimer.ClaimBackupSlot(ctx, b.claimName(), slot.Time, b.o.Manager)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			if tries > 1 {
+				log.Info("the slot of a scheduled backup was claimed late: it is made up now", "tries", tries)
+			}
+			break
+		}
+		retryAt := time.Now().Add(b.o.RetryAfter)
+		if !next.IsZero() && !retryAt.Before(next) {
+			log.Error("scheduled backup skipped: its slot could not be claimed before the next one", "tries", tries, "err", err)
+			return
+		}
+		if tries == 1 {
+			log.Warn("scheduled backup delayed: its slot could not be claimed; trying again until the next slot", "err", err, "retry_every", b.o.RetryAfter)
+		}
+		if !sleepUntil(ctx, retryAt) {
+			return
+		}
+	}
+	if !won {
 		log.Info("scheduled backup skipped: another manager holds the cluster's lock or has claimed the slot")
 		return
+	}
+	if b.o.Sweep != nil {
+		swept, err := b.o.Sweep(ctx, b.o.Cluster)
+		for _, e := range swept {
+			log.Warn("a backup left running by a dead run is marked failed and its partial files removed", "id", e.ID, "reason", e.Error)
+		}
+		if err != nil {
+			log.Error("look for backups left running", "err", err)
+		}
 	}
 	for attempt := 1; ; attempt++ {
 		alog := log.With("attempt", attempt)

@@ -260,3 +260,46 @@ func TestProgressLog(t *testing.T) {
 		})
 	}
 }
+
+// flakyClaimer fails its first fails claims, then wins.
+type flakyClaimer struct {
+	fails int
+
+	mu     sync.Mutex
+	claims int
+}
+
+func (f *flakyClaimer) ClaimBackupSlot(context.Context, string, time.Time, string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.claims++
+	if f.claims <= f.fails {
+		return false, errors.New("consul down")
+	}
+	return true, nil
+}
+
+// A slot whose claim fails (Consul out of reach, at start or later) is
+// claimed again until the next slot begins, and taken once the claim
+// succeeds: made up, not skipped. Dead runs are swept first.
+func TestBackupSlotMadeUpWhenConsulReturns(t *testing.T) {
+	var logs bytes.Buffer
+	r := &runs{script: []func(context.Context) (backup.Entry, error){done}}
+	c := &flakyClaimer{fails: 3}
+	s := newTestScheduler(t, c, &fakePrimary{addr: "p:5432"}, r, nil, &logs)
+	swept := 0
+	s.o.Sweep = func(context.Context, config.Cluster) ([]backup.Entry, error) {
+		swept++
+		return []backup.Entry{{ID: "dead", Error: "left running"}}, nil
+	}
+	slot := time.Now()
+	s.runSlot(context.Background(), schedule.Slot{Time: slot, At: slot})
+	if r.calls != 1 || c.claims != 4 || swept != 1 {
+		t.Fatalf("runner called %d times after %d claims, %d sweeps; want 1 after 4, 1 sweep\n%s", r.calls, c.claims, swept, logs.String())
+	}
+	for _, w := range []string{"trying again until the next slot", "it is made up now", `"id":"dead"`, `"msg":"scheduled backup done"`} {
+		if !strings.Contains(logs.String(), w) {
+			t.Errorf("log lacks %q:\n%s", w, logs.String())
+		}
+	}
+}

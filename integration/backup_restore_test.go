@@ -107,7 +107,11 @@ func verifyAndRestore(ctx context.Context, t *testing.T, engine topology.Engine,
 	}
 	v := verified.Verification
 	t.Logf("verify in %.2fs: %s", v.Seconds, v.Detail)
-	if !v.OK || !strings.Contains(v.Detail, "tables answered") || strings.Contains(v.Detail, " 0 tables") {
+	deep := "CHECK TABLE passed on all"
+	if engine == topology.Postgres {
+		deep = "pg_amcheck passed"
+	}
+	if !v.OK || !strings.Contains(v.Detail, deep) || strings.Contains(v.Detail, "all 0 tables") {
 		t.Fatalf("verification = %+v", v)
 	}
 	dir := filepath.Join(reachableDir(t), "restored")
@@ -497,7 +501,6 @@ func TestBackupReseedCLI(t *testing.T) {
 			}
 
 			// An altered file: verify names it, fails, and records the failure.
-			time.Sleep(1100 * time.Millisecond) // backup ids are per second
 			bad := id(run("backup", "run", "-o", "json"))
 			e := showBackup(t, bin, l, cluster, bad)
 			altered := filepath.Join(backup.EntryDir(labRepo(l), cluster, bad), e.Files[0].Name)

@@ -164,19 +164,8 @@ func TestBackupCLIWithObjectStorage(t *testing.T) {
 	if err := os.WriteFile(secretFile, []byte(store.SecretKey+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	text, err := os.ReadFile(l.ConfigPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block := fmt.Sprintf("    backup:\n      repository: s3://%s/cli\n      s3:\n        endpoint: %s\n        access_key: %s\n        secret_key_file: %s\n        insecure: true\n      encryption_key_file: %s\n",
-		store.Bucket, store.Endpoint, store.AccessKey, secretFile, keyFile)
-	if !bytes.Contains(text, []byte("    backup:\n")) {
-		t.Fatalf("the lab's configuration has no backup block:\n%s", text)
-	}
-	config := filepath.Join(dir, "dbha.yaml")
-	if err := os.WriteFile(config, bytes.Replace(text, []byte("    backup:\n"), []byte(block), 1), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	config := mariadbBackupConfig(t, l, fmt.Sprintf("      repository: s3://%s/cli\n      s3:\n        endpoint: %s\n        access_key: %s\n        secret_key_file: %s\n        insecure: true\n      encryption_key_file: %s\n",
+		store.Bucket, store.Endpoint, store.AccessKey, secretFile, keyFile))
 	cli := func(args ...string) string {
 		t.Helper()
 		out, err := exec.CommandContext(ctx, bin, append([]string{"--config", config}, args...)...).CombinedOutput()
@@ -203,6 +192,24 @@ func TestBackupCLIWithObjectStorage(t *testing.T) {
 			t.Errorf("%s of backup %s is not encrypted", name, id)
 		}
 	}
+}
+
+// mariadbBackupConfig writes a copy of the lab's configuration whose
+// MariaDB cluster's backup block starts with lines, and returns its path.
+func mariadbBackupConfig(t *testing.T, l *Lab, lines string) string {
+	t.Helper()
+	text, err := os.ReadFile(l.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(text, []byte("    backup:\n")) {
+		t.Fatalf("the lab's configuration has no backup block:\n%s", text)
+	}
+	config := filepath.Join(t.TempDir(), "dbha.yaml")
+	if err := os.WriteFile(config, bytes.Replace(text, []byte("    backup:\n"), []byte("    backup:\n"+lines), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return config
 }
 
 func mustS3(ctx context.Context, t *testing.T, store *ObjectStore, prefix string) backup.Objects {

@@ -298,19 +298,27 @@ func scheduleRecords(t *testing.T, log string) []scheduleRecord {
 
 // TestScheduledBackupsVerifiedAndPruned runs the real `dbha run` with a
 // schedule on lab-postgres and keep = 1: each scheduled backup is verified
-// once taken, and the catalog is pruned down to the newest verified one.
+// once taken (every page read, its point-in-time window reported from the
+// daemon's own store), the catalog is pruned down to the newest verified
+// one, and backup.reverify verifies the kept backups again.
 func TestScheduledBackupsVerifiedAndPruned(t *testing.T) {
 	bin := dbhaBinary(t)
 	l := binLab(t, bin)
 	run := startDbhaRun(t, bin, l, "scheduler",
-		"DBHA_CLUSTERS_1_BACKUP_SCHEDULE=@every 4s", "DBHA_CLUSTERS_1_BACKUP_KEEP=1")
+		"DBHA_CLUSTERS_1_BACKUP_SCHEDULE=@every 4s", "DBHA_CLUSTERS_1_BACKUP_KEEP=1", "DBHA_CLUSTERS_1_BACKUP_REVERIFY=@every 5s")
 	repo := labRepo(l)
-	waitUntil(t, 90*time.Second, "two scheduled backups verified", func() error {
+	waitUntil(t, 90*time.Second, "two scheduled backups verified, and one verified again", func() error {
 		if n := strings.Count(run.log(), `"msg":"scheduled backup verified"`); n < 2 {
 			return fmt.Errorf("%d verified so far", n)
 		}
+		if !strings.Contains(run.log(), `"msg":"backup verified again"`) {
+			return fmt.Errorf("none verified again yet")
+		}
 		return nil
 	})
+	if !strings.Contains(run.log(), "pg_amcheck passed") || !strings.Contains(run.log(), "point in time: from") {
+		t.Errorf("the verifications do not say every page was read and the window:\n%s", run.log())
+	}
 	entries, err := backup.List(context.Background(), backup.Dir(repo), postgresCluster)
 	if err != nil {
 		t.Fatal(err)

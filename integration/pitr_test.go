@@ -128,6 +128,26 @@ func TestMariaDBPointInTimeIsExact(t *testing.T) {
 		t.Errorf("restore reports %s, want %s", got.Position, target)
 	}
 
+	// Verify reports the window this backup supports with the store.
+	v, err := backup.Verify(ctx, backup.Dir(labRepo(l)), e, backup.VerifyOptions{Owner: owner, Store: store})
+	if err != nil || v.Verification.PITR == nil || v.Verification.PITR.From.String() != e.Position.String() {
+		t.Fatalf("verify with the store: %v (%+v)", err, v.Verification)
+	}
+	if o, err := topology.Compare(v.Verification.PITR.To, target); err != nil || o == topology.Behind {
+		t.Errorf("the window ends at %s, before %s which the store holds", v.Verification.PITR.To, target)
+	}
+	t.Logf("verify: %s", v.Verification.Detail)
+	// A store that began after the backup does not reach back to it: the
+	// backup supports no point-in-time restore from it, and verify fails.
+	late := t.TempDir()
+	startMariaStream(t, l, late, next)
+	mariaHolds(t, l, late, next)
+	mustExec(t, mysqlDB(t, l, next), "INSERT INTO dbha_lab.dbha_pitr_a VALUES (999999)")
+	storeHolds(t, l, late, next)
+	if _, err := backup.Verify(ctx, backup.Dir(labRepo(l)), e, backup.VerifyOptions{Owner: owner, Store: late}); !errors.Is(err, backup.ErrNoWindow) {
+		t.Errorf("verify with a store that starts after the backup: %v; want ErrNoWindow", err)
+	}
+
 	// Refused: what the store cannot settle.
 	for _, tc := range []struct{ target, why string }{
 		{busy1.Add(500 * time.Millisecond).Format(time.RFC3339Nano), "cannot be told"},

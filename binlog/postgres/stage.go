@@ -75,3 +75,21 @@ func copyFile(src, dst string) error {
 	}
 	return nil
 }
+
+// Holds reports whether the store holds the WAL from from on, as Stage
+// would serve it to a server at from: from's segment, on its timeline or a
+// later one. Retention removes the oldest segments, so a store that holds
+// that segment holds what follows it.
+func (st *Store) Holds(from topology.Position) (bool, error) {
+	l, err := list(st.walDir, st.seg)
+	if err != nil {
+		return false, err
+	}
+	first := st.seg.no(from.LSN())
+	for _, f := range l.Segments {
+		if f.SegNo == first && f.TLI >= from.Timeline() {
+			return true, nil
+		}
+	}
+	return false, nil
+}

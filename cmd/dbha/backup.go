@@ -172,7 +172,7 @@ func newBackupPruneCmd(g *globalFlags) *cobra.Command {
 	var cluster string
 	cmd := &cobra.Command{
 		Use:   "prune [--cluster C]",
-		Short: "Delete backups beyond backup.keep and backup.max_age (never the newest verified one)",
+		Short: "Mark backups a dead run left running failed, then delete backups beyond backup.keep and backup.max_age (never the newest verified one)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_, clusters, err := g.loadClusters("text", cluster)
@@ -181,6 +181,13 @@ func newBackupPruneCmd(g *globalFlags) *cobra.Command {
 			}
 			for _, cl := range clusters {
 				repo, err := openRepository(cmd.Context(), cl)
+				if err != nil {
+					return err
+				}
+				swept, err := backup.Sweep(cmd.Context(), repo, cl.Name, time.Now())
+				for _, e := range swept {
+					fmt.Fprintf(cmd.OutOrStdout(), "marked backup %s of %s failed: %s\n", e.ID, cl.Name, e.Error)
+				}
 				if err != nil {
 					return err
 				}

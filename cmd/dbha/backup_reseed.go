@@ -24,10 +24,15 @@ func newBackupReseedCmd(g *globalFlags) *cobra.Command {
 		Use:   "reseed --cluster C --instance X [--backup ID] [--datadir DIR] [--force]",
 		Short: "Rebuild a broken or new replica from the newest verified backup and attach it to the primary",
 		Long: `reseed rebuilds instance X (never the primary; a healthy replica only with
---force) from the newest verified backup (or --backup): it stops X when it runs
-(backup.stop_command), moves its data directory aside (nothing is deleted: the
-old files stay at DIR.before-reseed-<time> until you remove them), restores the
-backup there keeping X's own configuration files, starts X
+--force) from the newest verified backup (or --backup). It first proves that
+DIR is X's: the process serving X's port on this host works in it (when X does
+not answer here, a DIR with files in it is rebuilt only when --datadir names
+it). It stops X (backup.stop_command), answering or not, and proves it stopped:
+no process works in DIR, no lock is held on its files, X's port refuses
+connections. It moves the data directory aside (nothing is deleted: the old
+files stay at DIR.before-reseed-<time>, or, when DIR is a mount point, in
+DIR/.before-reseed-<time>, until you remove them), restores the backup there
+keeping X's own configuration files, starts X
 (backup.start_command) and attaches it to the current primary at the backup's
 position (MariaDB: gtid_slave_pos and CHANGE MASTER; PostgreSQL: standby.signal,
 primary_conninfo and its slot). It returns once X replicates. X's files must be
@@ -75,7 +80,7 @@ type reseedRequest struct {
 // attaches the rebuilt replica.
 func reseedInstance(ctx context.Context, g *globalFlags, cfg config.Config, cl config.Cluster, req reseedRequest, progress io.Writer) (backup.Reseeded, error) {
 	instance := req.instance
-	host, dir, err := reseedHost(g, cl, instance, req.dataDir)
+	host, dir, given, err := reseedHost(g, cl, instance, req.dataDir)
 	if err != nil {
 		return backup.Reseeded{}, err
 	}
@@ -110,37 +115,40 @@ func reseedInstance(ctx context.Context, g *globalFlags, cfg config.Config, cl c
 	}
 	fmt.Fprintf(progress, "reseeding %s from backup %s (%s), to follow %s\n", instance, choice.Backup.ID, choice.Backup.Position, choice.Primary)
 	return backup.Reseed(ctx, choice, backup.ReseedOptions{
-		Repo: repo, DataDir: dir, Host: host, Owner: owner, Roles: backupRoles(cl),
+		Repo: repo, DataDir: dir, DataDirGiven: given, Host: host, Owner: owner, Roles: backupRoles(cl),
 		Replication: replication,
 		Discover:    func(ctx context.Context) (topology.Snapshot, error) { return discoverCluster(ctx, cfg, cl) },
 	})
 }
 
 // reseedHost: the lab when the configuration is a lab's, else the
-// cluster's backup.stop_command / start_command and data directory.
-func reseedHost(g *globalFlags, cl config.Cluster, instance, dataDir string) (backup.Host, string, error) {
+// cluster's backup.stop_command / start_command and data directory. given
+// says whether the directory was named for this instance (--datadir, or
+// the lab's record of its nodes) rather than derived from backup.data_dir.
+func reseedHost(g *globalFlags, cl config.Cluster, instance, dataDir string) (backup.Host, string, bool, error) {
 	dir := filepath.Dir(configPath(g.configFile, os.LookupEnv))
 	if l, err := integration.Load(dir); err == nil {
 		n, err := l.NodeByAddr(instance)
 		if err != nil {
-			return nil, "", usageError(err)
+			return nil, "", false, usageError(err)
 		}
 		if dataDir == "" {
 			dataDir = n.DataDir
 		}
-		return labBreaker{dir}, dataDir, nil
+		return labBreaker{dir}, dataDir, true, nil
 	}
+	given := dataDir != ""
 	if dataDir == "" && cl.Backup.DataDir != "" {
 		_, port, _ := strings.Cut(instance, ":")
 		dataDir = strings.ReplaceAll(cl.Backup.DataDir, "{port}", port)
 	}
 	switch {
 	case dataDir == "":
-		return nil, "", usageError(fmt.Errorf("where are %s's files? pass --datadir or set backup.data_dir", instance))
+		return nil, "", false, usageError(fmt.Errorf("where are %s's files? pass --datadir or set backup.data_dir", instance))
 	case len(cl.Backup.StopCommand) == 0 || len(cl.Backup.StartCommand) == 0:
-		return nil, "", usageError(fmt.Errorf("cluster %s: set backup.stop_command and backup.start_command to let reseed stop and start %s", cl.Name, instance))
+		return nil, "", false, usageError(fmt.Errorf("cluster %s: set backup.stop_command and backup.start_command to let reseed stop and start %s", cl.Name, instance))
 	}
-	return commandHost{stop: cl.Backup.StopCommand, start: cl.Backup.StartCommand}, dataDir, nil
+	return commandHost{stop: cl.Backup.StopCommand, start: cl.Backup.StartCommand}, dataDir, given, nil
 }
 
 type commandHost struct{ stop, start []string }

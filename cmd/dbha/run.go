@@ -154,15 +154,37 @@ func newMonitor(ctx context.Context, g *globalFlags, cfg config.Config, clusters
 // Consul, for the cluster's lock and the slot records. Without it no
 // scheduled backup runs, since every manager would run each one.
 func backupClaimer(ctx context.Context, cfg config.Config, log *slog.Logger) daemon.SlotClaimer {
-	if !slices.ContainsFunc(cfg.Clusters, func(cl config.Cluster) bool { return cl.Backup.Schedule != "" }) {
+	if !slices.ContainsFunc(cfg.Clusters, func(cl config.Cluster) bool { return cl.Backup.Schedule != "" || cl.Backup.Reverify != "" }) {
 		return nil
 	}
 	c, err := newConsul(ctx, cfg)
 	if err != nil {
-		log.Warn("consul unavailable: scheduled backups are not run (without the cluster lock every manager would run them)", "err", err)
-		return nil
+		log.Warn("consul unavailable: scheduled backups wait for it (without the cluster lock every manager would run them)", "err", err)
+		return &lateClaimer{cfg: cfg}
 	}
 	return c
+}
+
+// lateClaimer connects to Consul at a claim, and again at each claim
+// until it succeeds: Consul out of reach when dbha run starts delays the
+// scheduled backups, never disables them.
+type lateClaimer struct {
+	cfg config.Config
+	mu  sync.Mutex
+	c   *consul.Client
+}
+
+func (l *lateClaimer) ClaimBackupSlot(ctx context.Context, cluster string, slot time.Time, owner string) (bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.c == nil {
+		c, err := newConsul(ctx, l.cfg)
+		if err != nil {
+			return false, err
+		}
+		l.c = c
+	}
+	return l.c.ClaimBackupSlot(ctx, cluster, slot, owner)
 }
 
 // newBackupSchedulers builds one scheduler per cluster with a
@@ -171,6 +193,18 @@ func backupClaimer(ctx context.Context, cfg config.Config, log *slog.Logger) dae
 func newBackupSchedulers(cfg config.Config, m *daemon.Monitor, claims daemon.SlotClaimer, stats *daemon.BackupStats, log *slog.Logger) ([]*daemon.BackupScheduler, error) {
 	var out []*daemon.BackupScheduler
 	for _, cl := range cfg.Clusters {
+		if cl.Backup.Reverify != "" {
+			spec, err := schedule.Parse(cl.Backup.Reverify, cl.Backup.Jitter)
+			if err != nil {
+				return nil, usageError(fmt.Errorf("cluster %s: backup.reverify: %w", cl.Name, err))
+			}
+			out = append(out, daemon.NewBackupScheduler(daemon.BackupOptions{
+				Cluster: cl, Schedule: spec, Manager: managerName(cfg), Claimer: claims, Primary: m, Logger: log, Job: "reverify",
+				Run: func(ctx context.Context, cl config.Cluster, progress io.Writer) (backup.Entry, error) {
+					return reverifyOldest(ctx, cfg, cl, progress, log.With("cluster", cl.Name))
+				},
+			}))
+		}
 		if cl.Backup.Schedule == "" {
 			continue
 		}
@@ -180,10 +214,17 @@ func newBackupSchedulers(cfg config.Config, m *daemon.Monitor, claims daemon.Slo
 		}
 		out = append(out, daemon.NewBackupScheduler(daemon.BackupOptions{
 			Cluster: cl, Schedule: sched, Manager: managerName(cfg), Claimer: claims, Primary: m, Stats: stats, Logger: log,
+			Sweep: func(ctx context.Context, cl config.Cluster) ([]backup.Entry, error) {
+				repo, err := openRepository(ctx, cl)
+				if err != nil {
+					return nil, err
+				}
+				return backup.Sweep(ctx, repo, cl.Name, time.Now())
+			},
 			Run: func(ctx context.Context, cl config.Cluster, progress io.Writer) (backup.Entry, error) {
 				e, err := runBackup(ctx, cfg, cl, "", progress)
 				if err == nil && e.Status == backup.Done && cl.Backup.IsVerify() {
-					e = verifyAndPrune(ctx, cl, e, progress, log.With("cluster", cl.Name))
+					e = verifyAndPrune(ctx, cfg, cl, e, progress, log.With("cluster", cl.Name))
 				}
 				return e, err
 			},
@@ -192,10 +233,44 @@ func newBackupSchedulers(cfg config.Config, m *daemon.Monitor, claims daemon.Slo
 	return out, nil
 }
 
+// reverifyOldest verifies again the done backup whose last verification
+// is the oldest (one never verified first). A backup that no longer
+// verifies is logged as an error, recorded in the catalog, and returned as
+// failed (the scheduler tries once more, then reports it).
+func reverifyOldest(ctx context.Context, cfg config.Config, cl config.Cluster, progress io.Writer, log *slog.Logger) (backup.Entry, error) {
+	repo, err := openRepository(ctx, cl)
+	if err != nil {
+		return backup.Entry{}, err
+	}
+	entries, err := backup.List(ctx, repo, cl.Name)
+	if err != nil && len(entries) == 0 {
+		return backup.Entry{}, err
+	}
+	e, ok := backup.Oldest(entries)
+	if !ok {
+		log.Info("reverify: no done backup to verify")
+		return backup.Entry{Status: backup.Done}, nil
+	}
+	owner, err := backupOwner(cl)
+	if err != nil {
+		return e, err
+	}
+	meter := backup.NewMeter(progress, "reverify "+e.ID, e.CompressedBytes)
+	e, err = backup.Verify(ctx, repo, e, backup.VerifyOptions{
+		Scratch: cl.Backup.ScratchDir, Owner: owner, Roles: backupRoles(cl), Progress: meter.Add, Store: pitrStore(cfg, cl)})
+	meter.Finish()
+	if err != nil {
+		log.Error("a backup no longer verifies", "id", e.ID, "err", err)
+		return e, err
+	}
+	log.Info("backup verified again", "id", e.ID, "seconds", e.Verification.Seconds, "detail", e.Verification.Detail)
+	return e, nil
+}
+
 // verifyAndPrune verifies a scheduled backup that was just taken, so that
 // reseeds and retention can count on it, and then applies the catalog's
 // retention. Failures are logged: the backup itself is done.
-func verifyAndPrune(ctx context.Context, cl config.Cluster, e backup.Entry, progress io.Writer, log *slog.Logger) backup.Entry {
+func verifyAndPrune(ctx context.Context, cfg config.Config, cl config.Cluster, e backup.Entry, progress io.Writer, log *slog.Logger) backup.Entry {
 	owner, err := backupOwner(cl)
 	if err != nil {
 		log.Error("scheduled backup not verified", "id", e.ID, "err", err)
@@ -208,7 +283,7 @@ func verifyAndPrune(ctx context.Context, cl config.Cluster, e backup.Entry, prog
 	}
 	meter := backup.NewMeter(progress, "verify "+e.ID, e.CompressedBytes)
 	e, err = backup.Verify(ctx, repo, e, backup.VerifyOptions{
-		Scratch: cl.Backup.ScratchDir, Owner: owner, Roles: backupRoles(cl), Progress: meter.Add})
+		Scratch: cl.Backup.ScratchDir, Owner: owner, Roles: backupRoles(cl), Progress: meter.Add, Store: pitrStore(cfg, cl)})
 	meter.Finish()
 	if err != nil {
 		log.Error("scheduled backup failed its verification", "id", e.ID, "err", err)

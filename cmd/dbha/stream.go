@@ -139,18 +139,32 @@ func newStream(cfg config.Config, cl config.Cluster, hold *binlog.Hold, log *slo
 		return nil, fmt.Errorf("cluster %s: stream store: %w", cl.Name, err)
 	}
 	retention := binlog.Retention{MaxAge: cl.Stream.Retention.MaxAge, MaxSize: int64(cl.Stream.Retention.MaxSize)}
+	keep := view.ReplicaPositions
+	if cl.Stream.Retention.IsKeepBackups() {
+		k := &backupKeeper{cl: cl, store: dir, maxSize: retention.MaxSize, log: log.With("cluster", cl.Name)}
+		keep = func(ctx context.Context) ([]topology.Position, error) {
+			ps, err := view.ReplicaPositions(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if p := k.position(ctx); !p.IsZero() {
+				ps = append(ps, p)
+			}
+			return ps, nil
+		}
+	}
 	switch cl.Engine {
 	case topology.MariaDB, topology.MySQL:
 		return mysqlstream.New(mysqlstream.Config{
 			Cluster: cl.Name, Dir: dir, User: cl.User, Password: password,
 			ServerID: cl.Stream.ServerID, Flavor: string(cl.Engine), SemiSync: cl.Stream.SemiSync,
-			Heartbeat: cfg.Checks.Heartbeat, Primary: view.Primary, KeepFor: view.ReplicaPositions, Retention: retention, Hold: hold, Logger: log,
+			Heartbeat: cfg.Checks.Heartbeat, Primary: view.Primary, KeepFor: keep, Retention: retention, Hold: hold, Logger: log,
 		})
 	case topology.Postgres:
 		return pgstream.New(pgstream.Config{
 			Cluster: cl.Name, Dir: dir, User: cl.User, Password: password,
 			Slot: cl.Stream.Slot, Synchronous: cl.Stream.Synchronous,
-			Primary: view.Primary, KeepFor: view.ReplicaPositions, Retention: retention, Hold: hold, Logger: log,
+			Primary: view.Primary, KeepFor: keep, Retention: retention, Hold: hold, Logger: log,
 		})
 	}
 	return nil, usageError(fmt.Errorf("cluster %s: unknown engine %q", cl.Name, cl.Engine))
@@ -412,4 +426,48 @@ func formatTime(t time.Time) string {
 		return "-"
 	}
 	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+// backupKeeper tells the store's retention where the point-in-time window
+// of the oldest backup in the repository starts, so that what a restore of
+// it replays is kept. A backup the store no longer reaches back to is not
+// counted (its window is gone and cannot come back; keeping from it would
+// keep everything). When the catalog cannot be read, the last answer
+// stands.
+type backupKeeper struct {
+	cl      config.Cluster
+	store   string
+	maxSize int64
+	log     *slog.Logger
+
+	mu     sync.Mutex
+	last   topology.Position
+	lastID string
+	warned time.Time
+}
+
+func (k *backupKeeper) position(ctx context.Context) topology.Position {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	repo, err := openRepository(ctx, k.cl)
+	var entries []backup.Entry
+	if err == nil {
+		entries, err = backup.List(ctx, repo, k.cl.Name)
+	}
+	if err != nil && len(entries) == 0 {
+		k.log.Warn("retention: the backup catalog cannot be read; keeping what the last reading asked for", "backup", k.lastID, "err", err)
+		return k.last
+	}
+	k.last, k.lastID = topology.Position{}, ""
+	if e, w, ok := backup.OldestWindow(entries, func(e backup.Entry) (*backup.Window, error) { return backup.PITRWindow(e, k.store) }); ok {
+		k.last, k.lastID = w.From, e.ID
+	}
+	if k.lastID != "" && k.maxSize > 0 && time.Since(k.warned) > time.Hour {
+		if size, err := binlog.DirBytes(k.store); err == nil && size > k.maxSize {
+			k.warned = time.Now()
+			k.log.Warn("retention keeps the store past its max_size for the oldest backup's point-in-time window: prune old backups (backup.keep, backup.max_age) or raise stream.retention.max_size, or set keep_backups: false and let the window shrink",
+				"backup", k.lastID, "from", k.last.String(), "store_bytes", size, "max_size", k.maxSize)
+		}
+	}
+	return k.last
 }
