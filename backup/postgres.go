@@ -71,6 +71,9 @@ func RunPostgres(ctx context.Context, job Job) (Entry, error) {
 		if err := basebackup(ctx, job, data); err != nil {
 			return err
 		}
+		if err := noTablespaces(data); err != nil {
+			return err
+		}
 		walBytes, err := compressWAL(ctx, data)
 		if err != nil {
 			return err
@@ -296,6 +299,34 @@ type manifest struct {
 		Start    string `json:"Start-LSN"`
 		End      string `json:"End-LSN"`
 	} `json:"WAL-Ranges"`
+}
+
+// ErrTablespaces: the cluster has tablespaces besides its data directory,
+// which dbha does not restore yet: a backup of it is refused.
+var ErrTablespaces = errors.New("the cluster has tablespaces outside its data directory")
+
+// noTablespaces refuses a base backup that holds a tablespace (pg_basebackup
+// writes one <oid>.tar per tablespace beside base.tar): dbha restores the
+// base alone, and the base's tablespace_map names the live tablespaces'
+// paths, which a throwaway server on the restored copy would then write
+// into.
+func noTablespaces(data string) error {
+	names, err := os.ReadDir(data)
+	if err != nil {
+		return err
+	}
+	var extra []string
+	for _, n := range names {
+		switch n.Name() {
+		case "base.tar.zst", "base.tar", "pg_wal.tar", "pg_wal.tar.zst", "backup_manifest":
+		default:
+			extra = append(extra, n.Name())
+		}
+	}
+	if len(extra) > 0 {
+		return fmt.Errorf("%w (%s): dbha does not restore tablespaces yet, and a restore of the base alone would point at the live tablespaces' paths; the backup is refused", ErrTablespaces, strings.Join(extra, ", "))
+	}
+	return nil
 }
 
 // describePostgres fills the entry from the backup's files and manifest.

@@ -152,14 +152,20 @@ func fileKey(cluster, id, name string) string { return entryKey(cluster, id) + n
 // create writes one file of a backup, encrypted when the repository has a
 // key.
 func (r Repository) create(ctx context.Context, cluster, id, name string) (ObjectWriter, error) {
-	w, err := r.objects.Create(ctx, fileKey(cluster, id, name))
+	return r.createKey(ctx, fileKey(cluster, id, name))
+}
+
+// createKey writes the object key, encrypted when the repository has a
+// key.
+func (r Repository) createKey(ctx context.Context, key string) (ObjectWriter, error) {
+	w, err := r.objects.Create(ctx, key)
 	if err != nil || r.key == nil {
 		return w, err
 	}
 	enc, err := age.Encrypt(w, r.key.Recipient())
 	if err != nil {
 		w.Abort()
-		return nil, fmt.Errorf("encrypt %s: %w", name, err)
+		return nil, fmt.Errorf("encrypt %s: %w", key, err)
 	}
 	return sealedWriter{enc: enc, w: w}, nil
 }
@@ -190,7 +196,12 @@ var ErrNoKey = errors.New("the backup is encrypted for a key this repository doe
 
 // open reads one file of a backup, decrypted when it is encrypted.
 func (r Repository) open(ctx context.Context, cluster, id, name string) (io.ReadCloser, error) {
-	rc, err := r.objects.Open(ctx, fileKey(cluster, id, name))
+	return r.openKey(ctx, fileKey(cluster, id, name))
+}
+
+// openKey reads the object key, decrypted when it is encrypted.
+func (r Repository) openKey(ctx context.Context, name string) (io.ReadCloser, error) {
+	rc, err := r.objects.Open(ctx, name)
 	if err != nil {
 		return nil, err
 	}

@@ -205,3 +205,18 @@ func TestCheckFiles(t *testing.T) {
 		t.Errorf("failed backup: %v", err)
 	}
 }
+
+// A base backup with a tablespace archive beside base.tar is refused.
+func TestNoTablespaces(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"base.tar.zst", "pg_wal.tar", "backup_manifest"} {
+		os.WriteFile(filepath.Join(dir, n), nil, 0o600)
+	}
+	if err := noTablespaces(dir); err != nil {
+		t.Fatalf("a backup without tablespaces: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "16390.tar.zst"), nil, 0o600)
+	if err := noTablespaces(dir); !errors.Is(err, ErrTablespaces) || !strings.Contains(err.Error(), "16390.tar.zst") {
+		t.Fatalf("a backup with a tablespace: %v", err)
+	}
+}

@@ -162,6 +162,13 @@ type Backup struct {
 	// writes one; mode 0600): every backup file is encrypted with it before
 	// it leaves dbha, and read with it. Keep a copy apart from the backups.
 	EncryptionKeyFile string `mapstructure:"encryption_key_file" yaml:"encryption_key_file,omitempty" json:"encryption_key_file,omitempty"`
+	// ArchiveStream makes `dbha run` copy the cluster's change-stream store
+	// into the repository (under "<cluster>.stream/"), every 30 seconds,
+	// so that a point-in-time restore works from a machine that has only
+	// the repository and this configuration. Default: on for an s3://
+	// repository, off for a local directory (which would only copy the
+	// store onto the same host).
+	ArchiveStream *bool `mapstructure:"archive_stream" yaml:"archive_stream,omitempty" json:"archive_stream,omitempty"`
 	// RemoteCommand (MariaDB) reaches the host of a source whose files are
 	// not on this one, where mariadb-backup must run: dbha appends one
 	// shell command line as its last argument, as ssh takes one, with
@@ -196,6 +203,15 @@ func (c Cluster) BackupAccount() Account {
 		return c.Account
 	}
 	return c.Backup.Account
+}
+
+// IsArchiveStream reports whether `dbha run` archives the cluster's
+// change-stream store into the repository.
+func (b Backup) IsArchiveStream() bool {
+	if b.ArchiveStream != nil {
+		return *b.ArchiveStream
+	}
+	return IsS3Repository(b.Repository)
 }
 
 // S3 is an S3-compatible object store holding a backup repository.

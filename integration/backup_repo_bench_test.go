@@ -31,14 +31,7 @@ import (
 // directory.
 func BenchmarkBackupRepositories(b *testing.B) {
 	gb := benchGB(b)
-	samples := 5
-	if s := os.Getenv("DBHA_BENCH_SAMPLES"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 50 {
-			b.Fatalf("DBHA_BENCH_SAMPLES=%q: want 1 to 50", s)
-		}
-		samples = n
-	}
+	samples := benchSamples(b)
 	b.Run("mariadb", func(b *testing.B) { benchRepositories(b, gb, samples, mariadbBackupBench) })
 	b.Run("postgres", func(b *testing.B) { benchRepositories(b, gb, samples, postgresBackupBench) })
 }
@@ -172,4 +165,64 @@ func maxTook(steps []step) float64 {
 		m = max(m, s.took)
 	}
 	return m.Seconds()
+}
+
+// BenchmarkVerify times dbha's verify of one backup of DBHA_BENCH_GB
+// (default 2) gigabytes, DBHA_BENCH_SAMPLES (default 5) times: unpack,
+// prepare or pg_verifybackup, a throwaway server, and every page read and
+// checked (MariaDB CHECK TABLE of every table; PostgreSQL pg_amcheck with
+// heapallindexed, and pg_checksums when data checksums are on). Run it
+// with
+//
+//	go test ./integration -run '^$' -bench BenchmarkVerify -benchtime 1x -timeout 120m -v
+func BenchmarkVerify(b *testing.B) {
+	gb := benchGB(b)
+	samples := benchSamples(b)
+	b.Run("mariadb", func(b *testing.B) { benchVerify(b, gb, samples, mariadbBackupBench) })
+	b.Run("postgres", func(b *testing.B) { benchVerify(b, gb, samples, postgresBackupBench) })
+}
+
+func benchSamples(b *testing.B) int {
+	s := os.Getenv("DBHA_BENCH_SAMPLES")
+	if s == "" {
+		return 5
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 50 {
+		b.Fatalf("DBHA_BENCH_SAMPLES=%q: want 1 to 50", s)
+	}
+	return n
+}
+
+func benchVerify(b *testing.B, gb float64, samples int, load func(context.Context, *testing.B, *Lab, float64) backupBench) {
+	ctx, cancel := context.WithTimeout(context.Background(), 110*time.Minute)
+	defer cancel()
+	l := benchLab(b)
+	s := load(ctx, b, l, gb)
+	work := reachableBenchDir(b)
+	owner, err := backup.LookupOwner(backup.DefaultOwner(s.engine))
+	if err != nil {
+		b.Fatal(err)
+	}
+	job := s.job
+	job.Repo, job.ID = backup.Dir(filepath.Join(work, "repo")), "verify-bench"
+	e, err := s.run(ctx, job)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	var steps []step
+	var detail string
+	for i := range samples {
+		st := timedStep(b, s.name+" verify", func() error {
+			v, err := backup.Verify(ctx, job.Repo, e, backup.VerifyOptions{Owner: owner, Roles: s.roles, Scratch: work})
+			detail = v.Verification.Detail
+			return err
+		})
+		steps = append(steps, st)
+		b.Logf("%s verify %d: %s", s.name, i+1, st.format(megabytes(e.Bytes)))
+	}
+	b.Logf("%s verify of %.1f MB (%.1f MB stored): median %s (min %.2fs, max %.2fs), %d samples; %s",
+		s.name, megabytes(e.Bytes), megabytes(e.CompressedBytes), medianStep(steps).format(megabytes(e.Bytes)), minTook(steps), maxTook(steps), samples, detail)
+	b.ReportMetric(medianStep(steps).took.Seconds(), "verify-s")
 }

@@ -1,13 +1,18 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/dbha/dbha/backup"
 	"github.com/dbha/dbha/binlog"
+	"github.com/dbha/dbha/config"
 )
 
 func newBackupRestoreCmd(g *globalFlags) *cobra.Command {
@@ -53,9 +58,17 @@ replicate on. The files belong to backup.run_as when dbha runs as root.`,
 			if err != nil {
 				return usageError(err)
 			}
+			store := binlog.Dir(cfg.StateDir, cl.Name)
+			if !target.IsZero() {
+				var cleanup func()
+				if store, cleanup, err = restoreStore(cmd.Context(), repo, cl, e, store, cmd.ErrOrStderr()); err != nil {
+					return err
+				}
+				defer cleanup()
+			}
 			meter := backup.NewMeter(cmd.ErrOrStderr(), "restore "+e.ID, e.CompressedBytes)
 			r, err := backup.Restore(cmd.Context(), repo, e, backup.RestoreOptions{
-				To: abs, Until: target, Store: binlog.Dir(cfg.StateDir, cl.Name), Owner: owner, Roles: backupRoles(cl), Progress: meter.Add})
+				To: abs, Until: target, Store: store, Owner: owner, Roles: backupRoles(cl), Progress: meter.Add})
 			meter.Finish()
 			if err != nil {
 				return err
@@ -72,4 +85,27 @@ replicate on. The files belong to backup.run_as when dbha runs as root.`,
 	cmd.Flags().StringVar(&until, "until", "", "replay to this GTID position, LSN or RFC 3339 time")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
+}
+
+// restoreStore is the store a point-in-time restore replays: the one on
+// this host when there is one, else a copy of the store archived in the
+// repository (backup.archive_stream), fetched into a scratch directory
+// that cleanup removes.
+func restoreStore(ctx context.Context, repo backup.Repository, cl config.Cluster, e backup.Entry, local string, progress io.Writer) (string, func(), error) {
+	if _, err := backup.PITRWindow(e, local); !errors.Is(err, backup.ErrNoStoreHere) {
+		return local, func() {}, nil // whatever it reaches: Restore says if too little
+	}
+	scratch, err := os.MkdirTemp(cl.Backup.ScratchDir, "dbha-restore-store-")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup := func() { os.RemoveAll(scratch) }
+	dst := filepath.Join(scratch, "store")
+	n, err := backup.FetchStore(ctx, repo, cl.Name, dst)
+	if err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("no change-stream store of %s on this host, and none to fetch: %w", cl.Name, err)
+	}
+	fmt.Fprintf(progress, "no change-stream store of %s on this host: replaying the %d files archived in %s\n", cl.Name, n, repo)
+	return dst, cleanup, nil
 }

@@ -87,6 +87,11 @@ func runDaemon(ctx context.Context, cfg config.Config, m *daemon.Monitor, stream
 	for _, s := range schedulers {
 		wg.Go(func() { s.Run(ctx) })
 	}
+	for _, cl := range cfg.Clusters {
+		if _, held := streams[cl.Name]; held && cl.Backup.IsArchiveStream() {
+			wg.Go(func() { archiveStream(ctx, cfg, cl, log.With("cluster", cl.Name)) })
+		}
+	}
 	log.Info("dbha run started", "clusters", len(cfg.Clusters), "streams", len(streams), "backup_schedules", len(schedulers),
 		"interval", cfg.Checks.Interval.String())
 	m.Run(ctx)
@@ -327,4 +332,25 @@ func managerName(cfg config.Config) string {
 		return h
 	}
 	return "dbha"
+}
+
+// archiveStream copies the cluster's change-stream store into its backup
+// repository every 30 seconds until ctx ends (backup.archive_stream). A
+// repository out of reach is tried again each minute.
+func archiveStream(ctx context.Context, cfg config.Config, cl config.Cluster, log *slog.Logger) {
+	for {
+		repo, err := openRepository(ctx, cl)
+		if err == nil {
+			log.Info("archiving the change-stream store", "repository", repo.String())
+			a := &backup.Archiver{Repo: repo, Cluster: cl.Name, Dir: binlog.Dir(cfg.StateDir, cl.Name), Log: log}
+			a.Run(ctx, 30*time.Second)
+			return
+		}
+		log.Warn("the backup repository is out of reach: the change-stream store is not archived yet", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Minute):
+		}
+	}
 }
