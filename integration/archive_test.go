@@ -30,21 +30,8 @@ func TestPointInTimeFromObjectStorageAlone(t *testing.T) {
 	waitSnapshot(t, l, mariadbCluster, "a healthy cluster", healthy)
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	store, err := StartObjectStore(ctx, t.TempDir(), "dbha-site")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(store.Stop)
+	config, store, keyFile := bucketConfig(ctx, t, l, "dbha-site", "site")
 	dir := t.TempDir()
-	keyFile, secretFile := filepath.Join(dir, "backup.key"), filepath.Join(dir, "s3.secret")
-	if _, err := backup.NewKey(keyFile); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(secretFile, []byte(store.SecretKey+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	config := mariadbBackupConfig(t, l, fmt.Sprintf("      repository: s3://%s/site\n      s3:\n        endpoint: %s\n        access_key: %s\n        secret_key_file: %s\n        insecure: true\n      encryption_key_file: %s\n",
-		store.Bucket, store.Endpoint, store.AccessKey, secretFile, keyFile))
 	daemon := exec.Command(bin, "--config", config, "run")
 	daemon.Env = append(os.Environ(), "DBHA_MANAGER_NAME=archiver")
 	logPath := filepath.Join(dir, "run.log")

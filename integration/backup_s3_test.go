@@ -151,21 +151,7 @@ func TestBackupCLIWithObjectStorage(t *testing.T) {
 	waitSnapshot(t, l, mariadbCluster, "a healthy cluster", healthy)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	store, err := StartObjectStore(ctx, t.TempDir(), "dbha-cli")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(store.Stop)
-	dir := t.TempDir()
-	keyFile, secretFile := filepath.Join(dir, "backup.key"), filepath.Join(dir, "s3.secret")
-	if _, err := backup.NewKey(keyFile); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(secretFile, []byte(store.SecretKey+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	config := mariadbBackupConfig(t, l, fmt.Sprintf("      repository: s3://%s/cli\n      s3:\n        endpoint: %s\n        access_key: %s\n        secret_key_file: %s\n        insecure: true\n      encryption_key_file: %s\n",
-		store.Bucket, store.Endpoint, store.AccessKey, secretFile, keyFile))
+	config, store, _ := bucketConfig(ctx, t, l, "dbha-cli", "cli")
 	cli := func(args ...string) string {
 		t.Helper()
 		out, err := exec.CommandContext(ctx, bin, append([]string{"--config", config}, args...)...).CombinedOutput()
@@ -210,6 +196,30 @@ func mariadbBackupConfig(t *testing.T, l *Lab, lines string) string {
 		t.Fatal(err)
 	}
 	return config
+}
+
+// bucketConfig starts an object store with the bucket, writes a new age
+// key and the store's secret key into files, and returns a copy of the
+// lab's configuration whose MariaDB cluster keeps its backups there,
+// encrypted, under prefix, with the store and the key file.
+func bucketConfig(ctx context.Context, t *testing.T, l *Lab, bucket, prefix string) (string, *ObjectStore, string) {
+	t.Helper()
+	store, err := StartObjectStore(ctx, t.TempDir(), bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Stop)
+	dir := t.TempDir()
+	keyFile, secretFile := filepath.Join(dir, "backup.key"), filepath.Join(dir, "s3.secret")
+	if _, err := backup.NewKey(keyFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(secretFile, []byte(store.SecretKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	config := mariadbBackupConfig(t, l, fmt.Sprintf("      repository: s3://%s/%s\n      s3:\n        endpoint: %s\n        access_key: %s\n        secret_key_file: %s\n        insecure: true\n      encryption_key_file: %s\n",
+		store.Bucket, prefix, store.Endpoint, store.AccessKey, secretFile, keyFile))
+	return config, store, keyFile
 }
 
 func mustS3(ctx context.Context, t *testing.T, store *ObjectStore, prefix string) backup.Objects {
