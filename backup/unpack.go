@@ -166,9 +166,10 @@ func unpackPostgres(ctx context.Context, src sources, dir string, checkManifest 
 	if err := src.read("data/base.tar.zst", func(r io.Reader) error { return untar(ctx, r, dir) }); err != nil {
 		return err
 	}
-	// A base that maps tablespaces would send a server started on it to
-	// the live tablespaces' paths: never started (see noTablespaces).
-	if _, err := os.Stat(filepath.Join(dir, "tablespace_map")); err == nil {
+	// A base that maps tablespaces (pg_basebackup writes the map empty
+	// when there are none) would send a server started on it to the live
+	// tablespaces' paths: never started (see noTablespaces).
+	if st, err := os.Stat(filepath.Join(dir, "tablespace_map")); err == nil && st.Size() > 0 {
 		return fmt.Errorf("%w: the backup's tablespace_map names the live tablespaces' paths; it is not restored", ErrTablespaces)
 	}
 	wal := filepath.Join(dir, "pg_wal")
