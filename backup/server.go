@@ -235,11 +235,66 @@ func (s *Server) postgresCommand(port int, o ServerOptions) (*exec.Cmd, error) {
 	for k, v := range o.Settings {
 		settings[k] = v
 	}
+	if err := s.ownConfiguration(settings, o.Owner); err != nil {
+		return nil, err
+	}
 	args := []string{"-D", s.Dir}
 	for k, v := range settings {
 		args = append(args, "-c", k+"="+v)
 	}
 	return exec.Command(bin, args...), nil
+}
+
+// recoveryParams are the settings a server in recovery needs at least as
+// high as the primary that wrote the WAL had them; pg_controldata reports
+// those values.
+var recoveryParams = map[string]string{
+	"max_connections setting":      "max_connections",
+	"max_worker_processes setting": "max_worker_processes",
+	"max_wal_senders setting":      "max_wal_senders",
+	"max_prepared_xacts setting":   "max_prepared_transactions",
+	"max_locks_per_xact setting":   "max_locks_per_transaction",
+}
+
+// ownConfiguration handles a copy without its configuration files: a
+// cluster laid out as Debian and Ubuntu do keeps them in
+// /etc/postgresql/<version>/<name>, which no backup holds (and whose
+// data_directory names the live cluster, so it is never read). The
+// throwaway server then gets an empty postgresql.conf of its own (beside
+// its private pg_hba.conf) and, from the copy's pg_control, the settings
+// recovery needs at least as high as the primary had them.
+func (s *Server) ownConfiguration(settings map[string]string, owner Owner) error {
+	if _, err := os.Stat(filepath.Join(s.Dir, "postgresql.conf")); err == nil {
+		return nil
+	}
+	conf := filepath.Join(s.run, "postgresql.conf")
+	ident := filepath.Join(s.run, "pg_ident.conf")
+	for _, f := range []string{conf, ident} {
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			return err
+		}
+		if err := owner.Chown(f); err != nil {
+			return err
+		}
+	}
+	settings["config_file"], settings["ident_file"], settings["data_directory"] = conf, ident, s.Dir
+	bin, err := toolPath("pg_controldata")
+	if err != nil {
+		return err
+	}
+	out, err := exec.Command(bin, s.Dir).Output()
+	if err != nil {
+		return fmt.Errorf("pg_controldata %s: %w", s.Dir, err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		name, value, ok := strings.Cut(line, ":")
+		if setting, known := recoveryParams[strings.TrimSpace(name)]; ok && known {
+			if _, set := settings[setting]; !set {
+				settings[setting] = strings.TrimSpace(value)
+			}
+		}
+	}
+	return nil
 }
 
 func (s *Server) mariadbCommand(port int, o ServerOptions) (*exec.Cmd, error) {

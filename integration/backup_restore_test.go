@@ -58,6 +58,21 @@ func TestPostgresBackupVerifyRestore(t *testing.T) {
 		t.Fatalf("the verification is not in the catalog: %+v", listed)
 	}
 
+	// A cluster laid out as Debian does keeps its configuration in /etc,
+	// which no backup holds: a copy without it still opens.
+	debian := filepath.Join(reachableDir(t), "debian")
+	if _, err := backup.Restore(ctx, backup.Dir(repo), e, backup.RestoreOptions{To: debian, Owner: owner, Roles: []string{"dbha"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"postgresql.conf", "pg_hba.conf", "pg_ident.conf"} {
+		if err := os.Remove(filepath.Join(debian, f)); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+	}
+	if got := restoredRows(ctx, t, topology.Postgres, debian, owner); got != before {
+		t.Fatalf("the copy without its configuration files: rows %.200s, want %.200s", got, before)
+	}
+
 	// Point in time: one writer numbers its rows in order while others
 	// write elsewhere; the target is taken right after row k commits.
 	exec1(ctx, t, primary, "DELETE FROM "+restoreTable+" WHERE id = 100000")
