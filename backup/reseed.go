@@ -19,7 +19,8 @@ type ReseedChoice struct {
 	Instance string
 	Primary  string
 	Backup   Entry
-	// Running: the instance answers now, so it is stopped first.
+	// Running: the instance answered when the choice was made. Reseed
+	// stops it either way: one that does not answer may still run.
 	Running bool
 }
 
@@ -163,7 +164,11 @@ func Reseed(ctx context.Context, c ReseedChoice, o ReseedOptions) (Reseeded, err
 		}
 		return fmt.Errorf("%w; the former data directory is at %s (move it back to %s to undo)", err, out.Previous, o.DataDir)
 	}
-	r, err := Restore(ctx, o.Repo, c.Backup, RestoreOptions{To: o.DataDir, Owner: owner, Roles: o.Roles, besides: filepath.Base(aside)})
+	besides := "" // the former files kept inside a mount point
+	if filepath.Dir(aside) == filepath.Clean(o.DataDir) {
+		besides = filepath.Base(aside)
+	}
+	r, err := Restore(ctx, o.Repo, c.Backup, RestoreOptions{To: o.DataDir, Owner: owner, Roles: o.Roles, besides: besides})
 	if err != nil {
 		return out, back(err)
 	}
