@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/dbha/dbha/checks"
-	"github.com/dbha/dbha/promote"
 	"github.com/dbha/dbha/schedule"
 	"github.com/dbha/dbha/topology"
 )
@@ -454,10 +453,12 @@ const (
 	// DefaultOldPrimaryTimeout: a live server answers a dial and a query
 	// within milliseconds; half a second is far above that, and it is what
 	// each call to a failover's vanished old primary costs.
-	DefaultOldPrimaryTimeout = promote.DefaultOldPrimaryTimeout
+	// (promote falls back to the same value for a caller that sets none;
+	// config stays free of packages that do I/O, so it is written here.)
+	DefaultOldPrimaryTimeout = 500 * time.Millisecond
 	// DefaultRecheckTimeout: a host back on a local network answers a
-	// fresh dial and a query in a few milliseconds.
-	DefaultRecheckTimeout = promote.DefaultRecheckTimeout
+	// fresh dial and a query in a few milliseconds (promote's fallback too).
+	DefaultRecheckTimeout = 200 * time.Millisecond
 	DefaultRestoreCommand = "cp {store}/%f %p"
 	// DefaultFenceTimeout bounds promotion.fence_command: a cloud API
 	// call that stops a machine answers within seconds.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dbha/dbha/config"
+	"github.com/dbha/dbha/promote"
 )
 
 // Consul out of reach when `dbha run` starts does not disable scheduled
@@ -34,5 +35,14 @@ func TestBackupClaimerWaitsForConsul(t *testing.T) {
 	}
 	if late.c != nil {
 		t.Fatal("a client was kept although Consul never answered")
+	}
+}
+
+// config writes promote's fallbacks again (it imports no package that
+// does I/O); the two stay equal.
+func TestPromotionDefaultsMatch(t *testing.T) {
+	if config.DefaultOldPrimaryTimeout != promote.DefaultOldPrimaryTimeout || config.DefaultRecheckTimeout != promote.DefaultRecheckTimeout {
+		t.Fatalf("config defaults %v, %v; promote's %v, %v", config.DefaultOldPrimaryTimeout, config.DefaultRecheckTimeout,
+			promote.DefaultOldPrimaryTimeout, promote.DefaultRecheckTimeout)
 	}
 }
