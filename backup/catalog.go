@@ -200,16 +200,21 @@ const (
 	StaleAfter     = 5 * time.Minute
 )
 
+// lastSign is when a run last showed it was alive: its heartbeat, or,
+// for an entry from before heartbeats, its start.
+func (e Entry) lastSign() time.Time {
+	if e.Heartbeat.IsZero() {
+		return e.Started
+	}
+	return e.Heartbeat
+}
+
 // Stale picks the running entries whose run has died: no heartbeat (or,
 // from before heartbeats, no start) within StaleAfter of now. It is pure.
 func Stale(entries []Entry, now time.Time) []Entry {
 	var out []Entry
 	for _, e := range entries {
-		last := e.Heartbeat
-		if last.IsZero() {
-			last = e.Started
-		}
-		if e.Status == Running && now.Sub(last) > StaleAfter {
+		if e.Status == Running && now.Sub(e.lastSign()) > StaleAfter {
 			out = append(out, e)
 		}
 	}
@@ -226,10 +231,7 @@ func Sweep(ctx context.Context, repo Repository, cluster string, now time.Time) 
 	}
 	var swept []Entry
 	for _, e := range Stale(entries, now) {
-		last := e.Heartbeat
-		if last.IsZero() {
-			last = e.Started
-		}
+		last := e.lastSign()
 		e.Status, e.Finished = Failed, now
 		e.Error = fmt.Sprintf("left running: its run last gave a sign of life at %s and then stopped (its manager crashed or was killed); partial files removed", last.UTC().Format(time.RFC3339))
 		if err := removeFiles(ctx, repo, e); err != nil {

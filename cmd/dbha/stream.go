@@ -441,6 +441,7 @@ type backupKeeper struct {
 	log     *slog.Logger
 
 	mu     sync.Mutex
+	repo   *backup.Repository
 	last   topology.Position
 	lastID string
 	warned time.Time
@@ -449,10 +450,20 @@ type backupKeeper struct {
 func (k *backupKeeper) position(ctx context.Context) topology.Position {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	repo, err := openRepository(ctx, k.cl)
+	// The repository is opened once (an S3 client checks its bucket when
+	// made), and again after a failure.
+	var err error
+	if k.repo == nil {
+		var repo backup.Repository
+		if repo, err = openRepository(ctx, k.cl); err == nil {
+			k.repo = &repo
+		}
+	}
 	var entries []backup.Entry
-	if err == nil {
-		entries, err = backup.List(ctx, repo, k.cl.Name)
+	if k.repo != nil {
+		if entries, err = backup.List(ctx, *k.repo, k.cl.Name); err != nil && len(entries) == 0 {
+			k.repo = nil
+		}
 	}
 	if err != nil && len(entries) == 0 {
 		k.log.Warn("retention: the backup catalog cannot be read; keeping what the last reading asked for", "backup", k.lastID, "err", err)
