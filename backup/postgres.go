@@ -87,7 +87,6 @@ func RunPostgres(ctx context.Context, job Job) (Entry, error) {
 		} else {
 			e.Files, err = storeFiles(ctx, job, dir, "data")
 		}
-		e.CompressedBytes = 0
 		for _, f := range e.Files {
 			e.CompressedBytes += f.Size
 		}
