@@ -184,12 +184,22 @@ func PruneRepository(ctx context.Context, repo Repository, cluster string, r Ret
 	}
 	var deleted []string
 	for _, id := range Prune(entries, r, now) {
-		if err := repo.objects.Remove(ctx, entryKey(cluster, id)); err != nil {
+		if err := deleteBackup(ctx, repo, Entry{Cluster: cluster, ID: id}); err != nil {
 			return deleted, fmt.Errorf("delete backup %s: %w", id, err)
 		}
 		deleted = append(deleted, id)
 	}
 	return deleted, nil
+}
+
+// deleteBackup removes a backup's files first and its entry last, so
+// that a catalog read meanwhile finds the entry, or nothing of the backup,
+// never files without their entry.
+func deleteBackup(ctx context.Context, repo Repository, e Entry) error {
+	if err := removeFiles(ctx, repo, e); err != nil {
+		return err
+	}
+	return repo.objects.Remove(ctx, entryKey(e.Cluster, e.ID))
 }
 
 // HeartbeatEvery is how often a running backup refreshes its entry's

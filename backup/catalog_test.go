@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -285,5 +286,29 @@ func TestOldest(t *testing.T) {
 	}
 	if _, ok := Oldest(entries[:1]); ok {
 		t.Fatal("a backup to verify among failed ones")
+	}
+}
+
+// A verification cut short (the daemon stopping) records nothing: the
+// backup's last verification stands.
+func TestVerifyCutShortRecordsNothing(t *testing.T) {
+	repo := Dir(t.TempDir())
+	e := Entry{ID: "a", Cluster: "c", Engine: topology.Postgres, Status: Done, Started: t0,
+		Files:        []File{{Name: "data/base.tar.zst", Size: 10, SHA256: "ab"}},
+		Verification: &Verification{At: t0, OK: true, Detail: "fine"}}
+	if err := Save(t.Context(), repo, e); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancelCause(t.Context())
+	cancel(errors.New("terminated"))
+	if _, err := Verify(ctx, repo, e, VerifyOptions{Scratch: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "cut short: terminated") {
+		t.Fatalf("Verify on a stopped context: %v", err)
+	}
+	got, err := Find(t.Context(), repo, "c", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := got.Verification; v == nil || !v.OK || v.Detail != "fine" {
+		t.Errorf("the last verification became %+v", v)
 	}
 }

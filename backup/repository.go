@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path"
 	"slices"
 	"strings"
+	"syscall"
 
 	"filippo.io/age"
 )
@@ -256,16 +258,24 @@ func (r Repository) entries(ctx context.Context, cluster string) ([]Entry, error
 		return nil, fmt.Errorf("read the catalog of %s in %s: %w", cluster, r, err)
 	}
 	var ids []string
+	names := map[string][]string{} // what is listed under each backup's place
 	for _, k := range keys {
-		id, _, ok := strings.Cut(strings.TrimPrefix(k, cluster+"/"), "/")
-		if ok && (len(ids) == 0 || ids[len(ids)-1] != id) {
+		id, name, ok := strings.Cut(strings.TrimPrefix(k, cluster+"/"), "/")
+		if !ok || strings.HasPrefix(id, ".") {
+			continue // not a backup's place: one being claimed or removed
+		}
+		if len(ids) == 0 || ids[len(ids)-1] != id {
 			ids = append(ids, id)
 		}
+		names[id] = append(names[id], name)
 	}
 	var out []Entry
 	var errs []error
 	for _, id := range ids {
 		e, err := r.readEntry(ctx, cluster, id)
+		if errors.Is(err, fs.ErrNotExist) && inPassing(names[id]) {
+			continue
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("backup %s: %w", id, err))
 			continue
@@ -274,6 +284,13 @@ func (r Repository) entries(ctx context.Context, cluster string) ([]Entry, error
 	}
 	slices.SortFunc(out, func(a, b Entry) int { return a.Started.Compare(b.Started) })
 	return out, errors.Join(errs...)
+}
+
+// inPassing: a backup's place whose entry went missing was listed with
+// it (a prune deleted it since), or with nothing but its claim (a run
+// that has not written its entry yet). Files without an entry are not.
+func inPassing(names []string) bool {
+	return slices.Contains(names, entryFile) || !slices.ContainsFunc(names, func(n string) bool { return n != claimName })
 }
 
 func (r Repository) readEntry(ctx context.Context, cluster, id string) (Entry, error) {
@@ -362,10 +379,12 @@ func (d dirObjects) List(_ context.Context, prefix string) ([]string, error) {
 		}
 		if !de.IsDir() {
 			out = append(out, p) // partial files (".name.partial-*") too: a dead run's are removed by name
-		} else if de.IsDir() && p != strings.TrimSuffix(prefix, "/") && strings.Count(strings.TrimPrefix(p, prefix), "/") == 0 {
-			// A backup's directory with nothing in it yet still names a
-			// backup: list its entry key so that a missing entry is seen.
-			out = append(out, p+"/"+entryFile)
+		} else if p != strings.TrimSuffix(prefix, "/") && strings.Count(strings.TrimPrefix(p, prefix), "/") == 0 {
+			// An empty directory (never a claimed place: a claim has its
+			// marker) is listed, so that a stray one is seen.
+			if in, err := os.ReadDir(d.path(p)); err == nil && len(in) == 0 {
+				out = append(out, p+"/")
+			}
 		}
 		return nil
 	})
@@ -373,17 +392,44 @@ func (d dirObjects) List(_ context.Context, prefix string) ([]string, error) {
 	return slices.Compact(out), err
 }
 
+// Remove renames what it removes out of sight first (a hidden name beside
+// it), so that a catalog read meanwhile never finds half a backup.
 func (d dirObjects) Remove(_ context.Context, prefix string) error {
-	return os.RemoveAll(d.path(strings.TrimSuffix(prefix, "/")))
+	p := d.path(strings.TrimSuffix(prefix, "/"))
+	gone := path.Join(path.Dir(p), fmt.Sprintf(".removing-%s-%x", path.Base(p), rand.Uint64()))
+	if err := os.Rename(p, gone); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	return os.RemoveAll(gone)
 }
 
+// Claim makes the place with its claim marker in it at once (a hidden
+// directory renamed into place): an empty directory is never a claimed
+// place, so a catalog read tells a stray one from a run's.
 func (d dirObjects) Claim(_ context.Context, prefix string) error {
 	dir := d.path(strings.TrimSuffix(prefix, "/"))
 	if err := os.MkdirAll(path.Dir(dir), 0o750); err != nil {
 		return err
 	}
-	err := os.Mkdir(dir, 0o750)
-	if errors.Is(err, fs.ErrExist) {
+	tmp, err := os.MkdirTemp(path.Dir(dir), "."+path.Base(dir)+".claiming-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp) // gone by rename unless the place was taken
+	if err := os.Chmod(tmp, 0o750); err != nil {
+		return err
+	}
+	if err := os.WriteFile(path.Join(tmp, claimName), nil, 0o640); err != nil {
+		return err
+	}
+	if _, err := os.Stat(dir); err == nil {
+		return ErrIDTaken
+	}
+	err = os.Rename(tmp, dir)
+	if errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY) {
 		return ErrIDTaken
 	}
 	return err

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"filippo.io/age"
@@ -80,13 +81,28 @@ func TestDirObjects(t *testing.T) {
 	}
 	io.WriteString(w, "half")
 	w.Abort()
-	if keys, err := o.List(t.Context(), "c/"); err != nil || len(keys) != 1 || keys[0] != "c/b1/backup.json" {
-		t.Fatalf("after an aborted write: %v, %v (want only the place's entry key)", keys, err)
+	if keys, err := o.List(t.Context(), "c/"); err != nil || len(keys) != 1 || keys[0] != "c/b1/" {
+		t.Fatalf("after an aborted write: %v, %v (want only the empty place)", keys, err)
 	}
 	if err := o.Claim(t.Context(), "c/b2/"); err != nil {
 		t.Fatal(err)
 	}
 	if err := o.Claim(t.Context(), "c/b2/"); !errors.Is(err, ErrIDTaken) {
 		t.Fatalf("second claim: %v", err)
+	}
+	if keys, err := o.List(t.Context(), "c/b2/"); err != nil || len(keys) != 1 || keys[0] != "c/b2/.claim" {
+		t.Fatalf("a claimed place: %v, %v (want its marker alone)", keys, err)
+	}
+	// The catalog passes over a place that is only claimed, and reports
+	// the empty one.
+	entries, err := NewRepository(o, nil).entries(t.Context(), "c")
+	if len(entries) != 0 || err == nil || !strings.Contains(err.Error(), "b1") || strings.Contains(err.Error(), "b2") {
+		t.Fatalf("catalog: %v, %v (want b1 reported, b2 passed over)", entries, err)
+	}
+	if err := o.Remove(t.Context(), "c/b2/"); err != nil {
+		t.Fatal(err)
+	}
+	if keys, err := o.List(t.Context(), "c/"); err != nil || len(keys) != 1 {
+		t.Fatalf("after removing a place: %v, %v", keys, err)
 	}
 }

@@ -41,7 +41,7 @@ type VerifyOptions struct {
 // also finds the point-in-time window the backup supports today, from its
 // position to the newest the store holds, and fails when there is none.
 // The outcome is recorded in the catalog entry (and returned), failed or
-// not; the copy is removed.
+// not, unless ctx ended first; the copy is removed.
 func Verify(ctx context.Context, repo Repository, e Entry, o VerifyOptions) (Entry, error) {
 	now := o.Now
 	if now == nil {
@@ -49,6 +49,11 @@ func Verify(ctx context.Context, repo Repository, e Entry, o VerifyOptions) (Ent
 	}
 	start := now()
 	detail, window, err := verify(ctx, repo, e, o)
+	if err != nil && ctx.Err() != nil {
+		// Cut short (the daemon stopping, a failover): that says nothing
+		// of the backup, and its last verification stands.
+		return e, fmt.Errorf("verify %s: cut short: %w (%v)", e.ID, context.Cause(ctx), err)
+	}
 	v := &Verification{At: start, OK: err == nil, Detail: detail, Seconds: now().Sub(start).Seconds(), PITR: window}
 	if err != nil {
 		v.Detail = err.Error()

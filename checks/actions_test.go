@@ -26,6 +26,7 @@ func TestActions(t *testing.T) {
 		ReplicationStopped:         Report,
 		ReplicaUnreachable:         Report,
 		ReplicaLagging:             Report,
+		BackupVerifyFailed:         Report,
 	}
 	seen := map[Code]bool{}
 	for _, r := range rules {

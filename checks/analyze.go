@@ -30,6 +30,7 @@ const (
 	RewindRefused              Code = "RewindRefused"
 	RecoveryBlocked            Code = "RecoveryBlocked"
 	RecoveryStopped            Code = "RecoveryStopped"
+	BackupVerifyFailed         Code = "BackupVerifyFailed"
 )
 
 // Severity ranks findings.
@@ -70,9 +71,9 @@ type Finding struct {
 	Action Action `json:"action,omitempty"`
 }
 
-// rule is one row of the analysis table: a code, its severity, what it
-// calls for, what matches it, and the findings it makes redundant when it
-// matches.
+// rule is one row of the analysis table: a code, its severity (a match
+// may raise it for one finding), what it calls for, what matches it, and
+// the findings it makes redundant when it matches.
 type rule struct {
 	code       Code
 	severity   Severity
@@ -103,6 +104,7 @@ var rules = []rule{
 	{code: ReplicationStopped, severity: Warning, match: fromProblem(topology.ReplicationStopped)},
 	{code: ReplicaUnreachable, severity: Warning, match: matchReplicaUnreachable},
 	{code: ReplicaLagging, severity: Warning, match: matchReplicaLagging},
+	{code: BackupVerifyFailed, severity: Warning, match: matchBackupVerifyFailed},
 }
 
 // analysis is the working state of one Analyze call.
@@ -128,7 +130,10 @@ func Analyze(ev Evidence, p Policy, now time.Time) []Finding {
 		}
 		found := r.match(a)
 		for i := range found {
-			found[i].Code, found[i].Severity, found[i].Action = r.code, r.severity, r.action
+			found[i].Code, found[i].Action = r.code, r.action
+			if found[i].Severity == "" {
+				found[i].Severity = r.severity
+			}
 		}
 		if len(found) > 0 {
 			for _, c := range r.suppresses {
@@ -348,4 +353,32 @@ func overLimit(l topology.Lag, p Policy) string {
 		over = append(over, fmt.Sprintf("%d bytes behind (limit %d)", l.Bytes, p.LagBytes))
 	}
 	return strings.Join(over, ", ")
+}
+
+// matchBackupVerifyFailed: a completed backup failed its last
+// verification (its files damaged, its restore broken, its point-in-time
+// window gone). Critical when it is the newest backup, the one a restore
+// or a reseed would reach for; a warning when a newer one still verifies.
+// It clears when the backup verifies again or leaves the catalog.
+func matchBackupVerifyFailed(a *analysis) []Finding {
+	b := a.ev.Backups
+	if b == nil || len(b.Done) == 0 {
+		return nil
+	}
+	var failed []string
+	for _, e := range b.Done {
+		if e.Verified != nil && !*e.Verified {
+			failed = append(failed, fmt.Sprintf("%s from %s (verified %s: %s)", e.ID, e.Source, e.VerifiedAt.UTC().Format(time.RFC3339), e.Detail))
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	newest := b.Done[len(b.Done)-1]
+	f := Finding{Summary: fmt.Sprintf("%d of %d backups no longer verify: %s", len(failed), len(b.Done), strings.Join(failed, "; "))}
+	if newest.Verified != nil && !*newest.Verified {
+		f.Severity = Critical
+		f.Summary = "the newest backup does not verify; " + f.Summary
+	}
+	return []Finding{f}
 }

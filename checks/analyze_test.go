@@ -378,3 +378,48 @@ func TestPolicyValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestBackupVerifyFailed: a backup that failed its last verification is a
+// warning, and critical when it is the newest one; never verified is not a
+// failure, and one that verifies again clears the finding.
+func TestBackupVerifyFailed(t *testing.T) {
+	yes, no := true, false
+	b := func(id string, v *bool) BackupView {
+		return BackupView{ID: id, Source: rep1, Finished: t0, Verified: v, VerifiedAt: t0, Detail: "checksum mismatch"}
+	}
+	cases := []struct {
+		name string
+		done []BackupView
+		want Severity // "" for no finding
+	}{
+		{"none", nil, ""},
+		{"all verified", []BackupView{b("a", &yes), b("b", &yes)}, ""},
+		{"never verified", []BackupView{b("a", nil), b("b", nil)}, ""},
+		{"an older one fails", []BackupView{b("a", &no), b("b", &yes)}, Warning},
+		{"the newest fails", []BackupView{b("a", &yes), b("b", &no)}, Critical},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ev := scene()
+			ev.Backups = &BackupsView{ReadAt: t0, Done: c.done}
+			var got []Finding
+			for _, f := range Analyze(ev, DefaultPolicy(), t0) {
+				if f.Code == BackupVerifyFailed {
+					got = append(got, f)
+				}
+			}
+			if c.want == "" {
+				if len(got) > 0 {
+					t.Fatalf("finding %+v, want none", got)
+				}
+				return
+			}
+			if len(got) != 1 || got[0].Severity != c.want {
+				t.Fatalf("findings %+v, want one %s", got, c.want)
+			}
+			if !strings.Contains(got[0].Summary, "checksum mismatch") || !strings.Contains(got[0].Summary, "1 of 2 backups") {
+				t.Errorf("summary %q does not say which backup failed and why", got[0].Summary)
+			}
+		})
+	}
+}

@@ -35,6 +35,28 @@ type Observation struct {
 	// Voters are the managers and the witness that vote with the
 	// instances (from the configuration).
 	Voters Voters
+	// Backups is the cluster's backup catalog as last read; nil when dbha
+	// does not keep an eye on it (no schedule, no reverify).
+	Backups *BackupsView
+}
+
+// BackupsView is a reading of one cluster's backup catalog.
+type BackupsView struct {
+	ReadAt time.Time `json:"read_at"`
+	// Done are the backups that completed, oldest first.
+	Done []BackupView `json:"done"`
+}
+
+// BackupView is one completed backup and the outcome of its last
+// verification.
+type BackupView struct {
+	ID       string    `json:"id"`
+	Source   string    `json:"source"`
+	Finished time.Time `json:"finished"`
+	// Verified is nil when the backup was never verified.
+	Verified   *bool     `json:"verified,omitempty"`
+	VerifiedAt time.Time `json:"verified_at,omitzero"`
+	Detail     string    `json:"detail,omitempty"`
 }
 
 // StopView is an automatic recovery that did not complete, as the daemon
@@ -127,6 +149,7 @@ type Evidence struct {
 	Blocked  *BlockView          `json:"blocked,omitempty"`
 	Stopped  *StopView           `json:"stopped,omitempty"`
 	Voters   Voters              `json:"voters,omitzero"`
+	Backups  *BackupsView        `json:"backups,omitempty"`
 }
 
 // ManagerView is dbha's own path to the primary.
@@ -199,7 +222,7 @@ func (t Tracker) Observe(o Observation) (Tracker, Evidence) {
 		next.keepalive = time.Duration(in.Keepalive)
 	}
 	ev := Evidence{At: o.At, Snapshot: o.Snapshot, Primary: next.primary, Stream: o.Stream,
-		Peers: o.Peers, External: o.External, Healing: o.Healing, Blocked: o.Blocked, Stopped: o.Stopped, Voters: o.Voters, Links: map[string]LinkView{}}
+		Peers: o.Peers, External: o.External, Healing: o.Healing, Blocked: o.Blocked, Stopped: o.Stopped, Voters: o.Voters, Backups: o.Backups, Links: map[string]LinkView{}}
 
 	ev.Manager = ManagerView{TCP: o.TCP, SQL: sqlResult(o.Snapshot, next.primary)}
 	if next.primary == t.primary {

@@ -66,6 +66,10 @@ type BackupOptions struct {
 	// the backup: it marks the entries a dead run left running failed and
 	// removes their partial files (backup.Sweep).
 	Sweep func(ctx context.Context, cl config.Cluster) ([]backup.Entry, error)
+	// AfterRun, when set, is called after each run, whatever its outcome
+	// (a catalog watch's Refresh, so that a failed verification shows at
+	// once).
+	AfterRun func(ctx context.Context)
 	// ProgressEvery is the least time between two progress lines logged
 	// (default 10 s): pg_basebackup reports every second, which over an
 	// hours-long backup would drown the daemon's log.
@@ -230,6 +234,9 @@ func (b *BackupScheduler) attempt(ctx context.Context, log *slog.Logger) (backup
 	watch.Wait()
 	reason := backup.FailureReason(e, err)
 	b.o.Stats.record(b.o.Cluster.Name, reason == "", time.Now())
+	if b.o.AfterRun != nil {
+		b.o.AfterRun(ctx)
+	}
 	return e, reason, cause
 }
 

@@ -55,6 +55,9 @@ type Cluster struct {
 	Stream func() *binlog.Status
 	// Keeper acts on the findings; nil to detect and report only.
 	Keeper Keeper
+	// Backups returns the last reading of the cluster's backup catalog, or
+	// nil (*CatalogWatch.View).
+	Backups func() *checks.BackupsView
 }
 
 // Options configure a Monitor.
@@ -285,6 +288,9 @@ func (w *watcher) cycle(ctx context.Context) {
 		w.blocked = nil
 	}
 	obs.Blocked, obs.Stopped = w.blocked, w.stopped
+	if w.c.Backups != nil {
+		obs.Backups = w.c.Backups()
+	}
 	if w.c.Stream != nil {
 		if s := w.c.Stream(); s != nil {
 			obs.Stream = &checks.StreamView{Connected: s.Connected, Primary: s.Primary, LastMessage: s.LastMessage, Error: s.LastError}
@@ -522,9 +528,10 @@ func (w *watcher) warnOnce(key, msg string, args ...any) {
 	w.log.Warn(msg, args...)
 }
 
-// logChanges logs a finding once when it appears and once when it clears.
+// logChanges logs a finding once when it appears and once when it clears;
+// one whose severity changes appears again.
 func (w *watcher) logChanges(prev, now []checks.Finding) {
-	key := func(f checks.Finding) string { return string(f.Code) + "\x00" + f.Instance }
+	key := func(f checks.Finding) string { return string(f.Code) + "\x00" + f.Instance + "\x00" + string(f.Severity) }
 	was := map[string]bool{}
 	for _, f := range prev {
 		was[key(f)] = true
@@ -542,7 +549,7 @@ func (w *watcher) logChanges(prev, now []checks.Finding) {
 	}
 	for _, f := range prev {
 		if !is[key(f)] {
-			w.log.Info("finding cleared", "code", f.Code, "instance", f.Instance)
+			w.log.Info("finding cleared", "code", f.Code, "severity", f.Severity, "instance", f.Instance)
 		}
 	}
 }

@@ -9,10 +9,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -334,4 +336,57 @@ func TestScheduledBackupsVerifiedAndPruned(t *testing.T) {
 	if len(done) == 0 || len(done) > 2 || !done[0].Verified() || !strings.Contains(run.log(), `"msg":"backups pruned"`) {
 		t.Fatalf("catalog after two scheduled backups with keep 1: %+v\nlog:\n%s", entries, run.log())
 	}
+
+	// The newest backup's file is damaged: the next reverify fails it,
+	// and that is a critical finding until the file is whole again.
+	run.stop(t, syscall.SIGTERM)
+	entries, err = backup.List(context.Background(), backup.Dir(repo), postgresCluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done = slices.DeleteFunc(entries, func(e backup.Entry) bool { return e.Status != backup.Done })
+	newest := done[len(done)-1]
+	path := filepath.Join(backup.EntryDir(repo, postgresCluster, newest.ID), newest.Files[0].Name)
+	whole, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	damaged := slices.Clone(whole)
+	for i := len(damaged) / 2; i < len(damaged)/2+64 && i < len(damaged); i++ {
+		damaged[i] ^= 0xff
+	}
+	if err := os.WriteFile(path, damaged, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rerun := startDbhaRun(t, bin, l, "reverifier", "DBHA_CLUSTERS_1_BACKUP_REVERIFY=@every 3s")
+	var appeared string
+	waitUntil(t, 60*time.Second, "the damaged backup is a critical finding", func() error {
+		if appeared = logLine(rerun.log(), `"msg":"finding appeared"`, `"code":"BackupVerifyFailed","severity":"critical"`); appeared == "" {
+			return fmt.Errorf("no finding yet")
+		}
+		return nil
+	})
+	if !strings.Contains(appeared, newest.ID) || !strings.Contains(appeared, "differ from the catalog") {
+		t.Errorf("the finding does not name backup %s and its fault: %s", newest.ID, appeared)
+	}
+	if err := os.WriteFile(path, whole, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 60*time.Second, "the finding clears once the backup verifies again", func() error {
+		if logLine(rerun.log(), `"msg":"finding cleared"`, `"code":"BackupVerifyFailed"`) == "" {
+			return fmt.Errorf("not cleared yet")
+		}
+		return nil
+	})
+}
+
+// logLine returns the first line of log that holds every one of parts;
+// "" when none does.
+func logLine(log string, parts ...string) string {
+	for line := range strings.Lines(log) {
+		if !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(line, p) }) {
+			return line
+		}
+	}
+	return ""
 }

@@ -30,7 +30,7 @@ findings, 2 usage or configuration error.`,
 			if err != nil {
 				return err
 			}
-			m, closeAll, err := newMonitor(cmd.Context(), g, cfg, clusters, nil, false, slog.New(slog.DiscardHandler))
+			m, closeAll, err := newMonitor(cmd.Context(), g, cfg, clusters, nil, nil, false, slog.New(slog.DiscardHandler))
 			if err != nil {
 				return err
 			}

@@ -261,7 +261,7 @@ func startMonitor(ctx context.Context, g *globalFlags, cfg config.Config, cl con
 		logFile.Close()
 		return nil, err
 	}
-	m, closeAll, err := newMonitor(ctx, g, dcfg, []config.Cluster{cl}, streams, true, log)
+	m, closeAll, err := newMonitor(ctx, g, dcfg, []config.Cluster{cl}, streams, nil, true, log)
 	if err != nil {
 		logFile.Close()
 		return nil, err
@@ -270,7 +270,7 @@ func startMonitor(ctx context.Context, g *globalFlags, cfg config.Config, cl con
 	daemonDone := make(chan error, 1)
 	// No scheduled backups here: they are `dbha run`'s, and would only
 	// add load to the failovers the drill measures.
-	go func() { daemonDone <- runDaemon(dctx, dcfg, m, streams, nil, log) }()
+	go func() { daemonDone <- runDaemon(dctx, dcfg, m, streams, nil, nil, log) }()
 	fmt.Fprintf(progress, "monitor log: %s\n", logPath)
 	return func() {
 		stopDaemon()

@@ -80,7 +80,7 @@ it overrides is recorded.`,
 // judgeQuorum runs the checks on cl as `dbha check` does, for the voters'
 // count a failover is judged by.
 func judgeQuorum(ctx context.Context, g *globalFlags, cfg config.Config, cl config.Cluster) (*promote.QuorumCount, error) {
-	m, closeAll, err := newMonitor(ctx, g, cfg, []config.Cluster{cl}, nil, false, slog.New(slog.DiscardHandler))
+	m, closeAll, err := newMonitor(ctx, g, cfg, []config.Cluster{cl}, nil, nil, false, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return nil, err
 	}

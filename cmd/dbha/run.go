@@ -43,27 +43,28 @@ http.listen. It runs until interrupted.`,
 			if err != nil {
 				return err
 			}
-			m, closeAll, err := newMonitor(cmd.Context(), g, cfg, cfg.Clusters, streams, true, log)
+			catalogs := newCatalogWatches(cfg, log)
+			m, closeAll, err := newMonitor(cmd.Context(), g, cfg, cfg.Clusters, streams, catalogs, true, log)
 			if err != nil {
 				return err
 			}
 			defer closeAll()
-			return runDaemon(cmd.Context(), cfg, m, streams, backupClaimer(cmd.Context(), cfg, log), log)
+			return runDaemon(cmd.Context(), cfg, m, streams, catalogs, backupClaimer(cmd.Context(), cfg, log), log)
 		},
 	}
 }
 
-// runDaemon runs the monitor, the change streams, the scheduled backups
-// (when claims is not nil) and, when configured, the HTTP endpoint until
-// ctx ends.
-func runDaemon(ctx context.Context, cfg config.Config, m *daemon.Monitor, streams map[string]heldStream, claims daemon.SlotClaimer, log *slog.Logger) error {
+// runDaemon runs the monitor, the change streams, the watches of the
+// backup catalogs, the scheduled backups (when claims is not nil) and,
+// when configured, the HTTP endpoint until ctx ends.
+func runDaemon(ctx context.Context, cfg config.Config, m *daemon.Monitor, streams map[string]heldStream, catalogs map[string]*daemon.CatalogWatch, claims daemon.SlotClaimer, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stats := daemon.NewBackupStats()
 	var schedulers []*daemon.BackupScheduler
 	if claims != nil {
 		var err error
-		if schedulers, err = newBackupSchedulers(cfg, m, claims, stats, log); err != nil {
+		if schedulers, err = newBackupSchedulers(cfg, m, claims, stats, catalogs, log); err != nil {
 			return err
 		}
 	}
@@ -87,6 +88,9 @@ func runDaemon(ctx context.Context, cfg config.Config, m *daemon.Monitor, stream
 	for _, s := range schedulers {
 		wg.Go(func() { s.Run(ctx) })
 	}
+	for _, c := range catalogs {
+		wg.Go(func() { c.Run(ctx) })
+	}
 	for _, cl := range cfg.Clusters {
 		if _, held := streams[cl.Name]; held && cl.Backup.IsArchiveStream() {
 			wg.Go(func() { archiveStream(ctx, cfg, cl, log.With("cluster", cl.Name)) })
@@ -107,7 +111,7 @@ func runDaemon(ctx context.Context, cfg config.Config, m *daemon.Monitor, stream
 // decide; no peer is then no evidence either way). With recover set, and
 // Consul there for the lock, the monitor also recovers dead primaries and
 // fences stray writers.
-func newMonitor(ctx context.Context, g *globalFlags, cfg config.Config, clusters []config.Cluster, streams map[string]heldStream, recover bool, log *slog.Logger) (*daemon.Monitor, func(), error) {
+func newMonitor(ctx context.Context, g *globalFlags, cfg config.Config, clusters []config.Cluster, streams map[string]heldStream, catalogs map[string]*daemon.CatalogWatch, recover bool, log *slog.Logger) (*daemon.Monitor, func(), error) {
 	var closers []func()
 	closeAll := func() {
 		for _, c := range closers {
@@ -141,6 +145,9 @@ func newMonitor(ctx context.Context, g *globalFlags, cfg config.Config, clusters
 			dc.Stream = func() *binlog.Status { st := s.Status(); return &st }
 			cut = s.hold
 		}
+		if c, ok := catalogs[cl.Name]; ok {
+			dc.Backups = c.View
+		}
 		if recover && opts.Peers != nil {
 			k, closeKeeper, err := newKeeper(g, cfg, cl, c, cut, log)
 			if err != nil {
@@ -153,6 +160,39 @@ func newMonitor(ctx context.Context, g *globalFlags, cfg config.Config, clusters
 		opts.Clusters = append(opts.Clusters, dc)
 	}
 	return daemon.New(opts), closeAll, nil
+}
+
+// newCatalogWatches watches the backup catalog of every cluster that dbha
+// run backs up or reverifies, so that a backup that no longer verifies is
+// a finding. The repository is opened at the first reading, and again
+// after one that failed (an S3 client checks its bucket when made).
+func newCatalogWatches(cfg config.Config, log *slog.Logger) map[string]*daemon.CatalogWatch {
+	out := map[string]*daemon.CatalogWatch{}
+	for _, cl := range cfg.Clusters {
+		if cl.Backup.Schedule == "" && cl.Backup.Reverify == "" {
+			continue
+		}
+		var mu sync.Mutex
+		var repo *backup.Repository
+		list := func(ctx context.Context) ([]backup.Entry, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if repo == nil {
+				r, err := openRepository(ctx, cl)
+				if err != nil {
+					return nil, err
+				}
+				repo = &r
+			}
+			entries, err := backup.List(ctx, *repo, cl.Name)
+			if err != nil && len(entries) == 0 {
+				repo = nil
+			}
+			return entries, err
+		}
+		out[cl.Name] = daemon.NewCatalogWatch(list, time.Minute, log.With("cluster", cl.Name))
+	}
+	return out
 }
 
 // backupClaimer is what makes one manager run each scheduled backup:
@@ -195,16 +235,20 @@ func (l *lateClaimer) ClaimBackupSlot(ctx context.Context, cluster string, slot 
 // newBackupSchedulers builds one scheduler per cluster with a
 // backup.schedule; each backup is runBackup's, as `dbha backup run` takes
 // it, with the tool's progress in the daemon's log.
-func newBackupSchedulers(cfg config.Config, m *daemon.Monitor, claims daemon.SlotClaimer, stats *daemon.BackupStats, log *slog.Logger) ([]*daemon.BackupScheduler, error) {
+func newBackupSchedulers(cfg config.Config, m *daemon.Monitor, claims daemon.SlotClaimer, stats *daemon.BackupStats, catalogs map[string]*daemon.CatalogWatch, log *slog.Logger) ([]*daemon.BackupScheduler, error) {
 	var out []*daemon.BackupScheduler
 	for _, cl := range cfg.Clusters {
+		var afterRun func(context.Context)
+		if c, ok := catalogs[cl.Name]; ok {
+			afterRun = c.Refresh
+		}
 		if cl.Backup.Reverify != "" {
 			spec, err := schedule.Parse(cl.Backup.Reverify, cl.Backup.Jitter)
 			if err != nil {
 				return nil, usageError(fmt.Errorf("cluster %s: backup.reverify: %w", cl.Name, err))
 			}
 			out = append(out, daemon.NewBackupScheduler(daemon.BackupOptions{
-				Cluster: cl, Schedule: spec, Manager: managerName(cfg), Claimer: claims, Primary: m, Logger: log, Job: "reverify",
+				Cluster: cl, Schedule: spec, Manager: managerName(cfg), Claimer: claims, Primary: m, Logger: log, Job: "reverify", AfterRun: afterRun,
 				Run: func(ctx context.Context, cl config.Cluster, progress io.Writer) (backup.Entry, error) {
 					return reverifyOldest(ctx, cfg, cl, progress, log.With("cluster", cl.Name))
 				},
@@ -218,7 +262,7 @@ func newBackupSchedulers(cfg config.Config, m *daemon.Monitor, claims daemon.Slo
 			return nil, usageError(fmt.Errorf("cluster %s: backup.schedule: %w", cl.Name, err))
 		}
 		out = append(out, daemon.NewBackupScheduler(daemon.BackupOptions{
-			Cluster: cl, Schedule: sched, Manager: managerName(cfg), Claimer: claims, Primary: m, Stats: stats, Logger: log,
+			Cluster: cl, Schedule: sched, Manager: managerName(cfg), Claimer: claims, Primary: m, Stats: stats, Logger: log, AfterRun: afterRun,
 			Sweep: func(ctx context.Context, cl config.Cluster) ([]backup.Entry, error) {
 				repo, err := openRepository(ctx, cl)
 				if err != nil {
