@@ -470,9 +470,11 @@ func replayWAL(ctx context.Context, e Entry, o RestoreOptions, r Restored) (Rest
 		return r, err
 	}
 	db.Close()
-	r.Position = topology.PostgresAt(lsn, e.StopPosition.Timeline())
+	// Replay followed the store's newest timeline (recovery_target_timeline
+	// latest): the target lies on the one of its lineage current there.
+	r.Position = topology.PostgresAt(lsn, end.TimelineAt(lsn))
 	r.Replayed = int64(lsn - e.StopPosition.LSN())
-	r.Detail = fmt.Sprintf("replayed WAL from dbha's store from %s to %s", e.StopPosition.LSN(), lsn)
+	r.Detail = fmt.Sprintf("replayed WAL from dbha's store from %s to %s", e.StopPosition, r.Position)
 	return r, srv.Stop()
 }
 

@@ -76,7 +76,8 @@ func TestPostgresBackupVerifyRestore(t *testing.T) {
 	// Point in time: one writer numbers its rows in order while others
 	// write elsewhere; the target is taken right after row k commits.
 	exec1(ctx, t, primary, "DELETE FROM "+restoreTable+" WHERE id = 100000")
-	target, at, k := pgLoadWithTarget(ctx, t, l)
+	const k = 1150
+	target, at := pgLoadWithTarget(ctx, t, l, "postgres-1", 1001, k)
 	st := waitMariaStatus(t, storeDir, "the stream to hold the target", func(st binlog.Status) error {
 		if st.Position.LSN() < target {
 			return fmt.Errorf("stream at %s", st.Position)
@@ -213,18 +214,19 @@ func pgRows(ctx context.Context, t *testing.T, l *Lab, name string) string {
 	return s
 }
 
-// pgLoadWithTarget runs a write load on the primary: one session inserts
-// rows 1001, 1002, ... in order, each its own transaction, and after row k
-// reads the WAL insert position; three more sessions write to another
-// table all along. It returns that position and k.
-func pgLoadWithTarget(ctx context.Context, t *testing.T, l *Lab) (topology.LSN, time.Time, int) {
+// pgLoadWithTarget runs a write load on the primary node: one session
+// inserts rows from, from+1, ... from+299 in order, each its own
+// transaction, and right after row k reads the WAL position and the
+// clock; three more sessions write to another table all along. It returns
+// that position and time.
+func pgLoadWithTarget(ctx context.Context, t *testing.T, l *Lab, node string, from, k int) (topology.LSN, time.Time) {
 	t.Helper()
-	noise := adminPG(ctx, t, l, "postgres-1")
+	noise := adminPG(ctx, t, l, node)
 	exec1(ctx, t, noise, "CREATE TABLE IF NOT EXISTS dbha_restore_noise (id serial PRIMARY KEY, at timestamptz DEFAULT now())")
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for range 3 {
-		c := adminPG(ctx, t, l, "postgres-1")
+		c := adminPG(ctx, t, l, node)
 		wg.Go(func() {
 			for {
 				select {
@@ -236,11 +238,10 @@ func pgLoadWithTarget(ctx context.Context, t *testing.T, l *Lab) (topology.LSN, 
 			}
 		})
 	}
-	w := adminPG(ctx, t, l, "postgres-1")
-	const k = 1150
+	w := adminPG(ctx, t, l, node)
 	var target topology.LSN
 	var at time.Time
-	for id := 1001; id <= 1300; id++ {
+	for id := from; id < from+300; id++ {
 		exec1(ctx, t, w, fmt.Sprintf("INSERT INTO %s VALUES (%d, 'load')", restoreTable, id))
 		if id == k {
 			target = currentLSN(ctx, t, w)
@@ -253,7 +254,7 @@ func pgLoadWithTarget(ctx context.Context, t *testing.T, l *Lab) (topology.LSN, 
 	close(stop)
 	wg.Wait()
 	exec1(ctx, t, noise, "DROP TABLE dbha_restore_noise")
-	return target, at, k
+	return target, at
 }
 
 // restoredRows starts a throwaway server on a restored directory and dumps

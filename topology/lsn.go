@@ -132,6 +132,18 @@ func (p Position) WithHistory(h []TimelineSwitch) Position {
 	return p
 }
 
+// TimelineAt is the timeline on which lsn lies in p's lineage: the
+// ancestor that was current at lsn (a timeline's WAL ends where the next
+// begins, at its switch LSN), or p's own timeline past every switch.
+func (p Position) TimelineAt(lsn LSN) uint32 {
+	for _, sw := range p.history {
+		if lsn < sw.Switch {
+			return sw.Timeline
+		}
+	}
+	return p.timeline
+}
+
 // BytesBehind is how many bytes of WAL a PostgreSQL replica lacks:
 // primary.LSN − replica.LSN when Compare(replica, primary) is Behind, and 0
 // otherwise (equal, ahead, diverged, other engines, zero positions). A 0

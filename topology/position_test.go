@@ -526,3 +526,24 @@ func TestBinlogStateOrdersEachDomainBySeq(t *testing.T) {
 		}
 	}
 }
+
+// TimelineAt: an LSN before a switch lies on the timeline that ended
+// there; at or past the last switch, on the position's own timeline.
+func TestTimelineAt(t *testing.T) {
+	h, err := ParseTimelineHistory("1\t0/3000000\tno recovery target specified\n2\t0/5000000\tno recovery target specified\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := PostgresAt(0x6000000, 3).WithHistory(h)
+	for _, c := range []struct {
+		lsn  LSN
+		want uint32
+	}{{0x1000000, 1}, {0x2FFFFFF, 1}, {0x3000000, 2}, {0x4FFFFFF, 2}, {0x5000000, 3}, {0x7000000, 3}} {
+		if got := p.TimelineAt(c.lsn); got != c.want {
+			t.Errorf("TimelineAt(%s) = %d, want %d", c.lsn, got, c.want)
+		}
+	}
+	if got := PostgresAt(0x1000, 1).TimelineAt(0x900); got != 1 {
+		t.Errorf("without history: %d, want 1", got)
+	}
+}
