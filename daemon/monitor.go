@@ -531,7 +531,9 @@ func (w *watcher) warnOnce(key, msg string, args ...any) {
 // logChanges logs a finding once when it appears and once when it clears;
 // one whose severity changes appears again.
 func (w *watcher) logChanges(prev, now []checks.Finding) {
-	key := func(f checks.Finding) string { return string(f.Code) + "\x00" + f.Instance + "\x00" + string(f.Severity) }
+	key := func(f checks.Finding) string {
+		return string(f.Code) + "\x00" + f.Instance + "\x00" + string(f.Severity)
+	}
 	was := map[string]bool{}
 	for _, f := range prev {
 		was[key(f)] = true
