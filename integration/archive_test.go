@@ -14,6 +14,7 @@ import (
 
 	"github.com/dbha/dbha/backup"
 	mysqlstream "github.com/dbha/dbha/binlog/mysql"
+	pgstream "github.com/dbha/dbha/binlog/postgres"
 	"github.com/dbha/dbha/topology"
 )
 
@@ -22,7 +23,7 @@ import (
 // the manager's host gone (its daemon stopped, and a configuration whose
 // state directory is new and empty, as on a fresh machine), `dbha backup
 // restore --until` fetches the archived store and restores the backup to
-// the target exactly.
+// the target exactly, for both engines.
 func TestPointInTimeFromObjectStorageAlone(t *testing.T) {
 	bin := dbhaBinary(t)
 	t.Parallel()
@@ -94,7 +95,24 @@ func TestPointInTimeFromObjectStorageAlone(t *testing.T) {
 	}
 	conn.Close()
 
-	// The archive holds the target once a pass (every 30 s) has run.
+	// The same for PostgreSQL: a backup, then rows 1..200 with the target
+	// right after row 150's commit.
+	pg := adminPG(ctx, t, l, "postgres-1")
+	exec1(ctx, t, pg, "CREATE TABLE dbha_archive (id int PRIMARY KEY)")
+	out, _ = cli(config, "backup", "run", "--cluster", postgresCluster)
+	pgID := regexp.MustCompile(`\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{8}`).FindString(out)
+	if pgID == "" {
+		t.Fatalf("no backup id in:\n%s", out)
+	}
+	var pgTarget topology.LSN
+	for i := 1; i <= 200; i++ {
+		exec1(ctx, t, pg, fmt.Sprintf("INSERT INTO dbha_archive VALUES (%d)", i))
+		if i == 150 {
+			pgTarget = currentLSN(ctx, t, pg)
+		}
+	}
+
+	// The archive holds the targets once a pass (every 30 s) has run.
 	objects := mustS3(ctx, t, store, "site")
 	key, err := backup.ReadKey(keyFile)
 	if err != nil {
@@ -113,11 +131,24 @@ func TestPointInTimeFromObjectStorageAlone(t *testing.T) {
 		if o, err := topology.Compare(st.Position(), target); err != nil || o == topology.Behind {
 			return fmt.Errorf("the archive holds up to %s", st.Position())
 		}
+		pgFetched := t.TempDir()
+		if _, err := backup.FetchStore(ctx, repo, postgresCluster, pgFetched); err != nil {
+			return err
+		}
+		pst, err := pgstream.OpenStore(pgFetched)
+		if err != nil {
+			return err
+		}
+		if pst.Position().LSN() < pgTarget {
+			return fmt.Errorf("the PostgreSQL archive holds up to %s", pst.Position())
+		}
 		return nil
 	})
-	for _, name := range bucketKeys(ctx, t, store, "site/"+mariadbCluster+".stream/") {
-		if raw := bucketObject(ctx, t, store, "site/"+mariadbCluster+".stream/"+name); name != ".manifest.json" && !strings.HasPrefix(string(raw), "age-encryption.org/v1\n") {
-			t.Errorf("archived %s is not encrypted", name)
+	for _, cluster := range []string{mariadbCluster, postgresCluster} {
+		for _, name := range bucketKeys(ctx, t, store, "site/"+cluster+".stream/") {
+			if raw := bucketObject(ctx, t, store, "site/"+cluster+".stream/"+name); name != ".manifest.json" && !strings.HasPrefix(string(raw), "age-encryption.org/v1\n") {
+				t.Errorf("archived %s of %s is not encrypted", name, cluster)
+			}
 		}
 	}
 
@@ -156,5 +187,26 @@ func TestPointInTimeFromObjectStorageAlone(t *testing.T) {
 	}
 	if n != 150 || highest != 150 {
 		t.Fatalf("restored from the bucket alone to %s: %d rows up to %d, want 150 up to 150", target, n, highest)
+	}
+
+	pgTo := filepath.Join(reachableDir(t), "restored-pg")
+	_, stderr = cli(fresh, "backup", "restore", pgID, "--cluster", postgresCluster, "--to", pgTo, "--until", pgTarget.String())
+	if !strings.Contains(stderr, "no change-stream store of "+postgresCluster+" on this host: replaying the") {
+		t.Errorf("the PostgreSQL restore did not say it used the archive:\n%s", stderr)
+	}
+	pgOwner, err := backup.LookupOwner(backup.DefaultOwner(topology.Postgres))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pgSrv, err := backup.StartServer(ctx, topology.Postgres, pgTo, backup.ServerOptions{Owner: pgOwner, Roles: []string{"dbha"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pgSrv.Stop()
+	if err := serverDB(t, pgSrv, topology.Postgres).QueryRowContext(ctx, "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM dbha_archive").Scan(&n, &highest); err != nil {
+		t.Fatal(err)
+	}
+	if n != 150 || highest != 150 {
+		t.Fatalf("PostgreSQL restored from the bucket alone to %s: %d rows up to %d, want 150 up to 150", pgTarget, n, highest)
 	}
 }

@@ -200,7 +200,7 @@ func mariadbBackupConfig(t *testing.T, l *Lab, lines string) string {
 
 // bucketConfig starts an object store with the bucket, writes a new age
 // key and the store's secret key into files, and returns a copy of the
-// lab's configuration whose MariaDB cluster keeps its backups there,
+// lab's configuration whose clusters keep their backups there,
 // encrypted, under prefix, with the store and the key file.
 func bucketConfig(ctx context.Context, t *testing.T, l *Lab, bucket, prefix string) (string, *ObjectStore, string) {
 	t.Helper()
@@ -217,8 +217,22 @@ func bucketConfig(ctx context.Context, t *testing.T, l *Lab, bucket, prefix stri
 	if err := os.WriteFile(secretFile, []byte(store.SecretKey+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	config := mariadbBackupConfig(t, l, fmt.Sprintf("      repository: s3://%s/%s\n      s3:\n        endpoint: %s\n        access_key: %s\n        secret_key_file: %s\n        insecure: true\n      encryption_key_file: %s\n",
-		store.Bucket, prefix, store.Endpoint, store.AccessKey, secretFile, keyFile))
+	lines := fmt.Sprintf("      repository: s3://%s/%s\n      s3:\n        endpoint: %s\n        access_key: %s\n        secret_key_file: %s\n        insecure: true\n      encryption_key_file: %s\n",
+		store.Bucket, prefix, store.Endpoint, store.AccessKey, secretFile, keyFile)
+	config := mariadbBackupConfig(t, l, lines)
+	// The PostgreSQL cluster has no backup block of its own: one goes
+	// before its drill block.
+	text, err := os.ReadFile(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pgDrill := []byte("    drill:\n      user: postgres\n")
+	if bytes.Count(text, pgDrill) != 1 {
+		t.Fatalf("the lab's configuration has no PostgreSQL drill block:\n%s", text)
+	}
+	if err := os.WriteFile(config, bytes.Replace(text, pgDrill, append([]byte("    backup:\n"+lines), pgDrill...), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	return config, store, keyFile
 }
 
