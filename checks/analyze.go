@@ -33,13 +33,63 @@ const (
 	BackupVerifyFailed         Code = "BackupVerifyFailed"
 )
 
-// Severity ranks findings.
+// Codes of events that are not findings: they happen once and are
+// notified once (alert levels apply to them as to findings).
+const (
+	Recovered    Code = "Recovered"    // a recovery replaced the primary
+	BackupFailed Code = "BackupFailed" // a scheduled backup failed, its retry too
+)
+
+// Codes lists every code, findings' and events', as the configuration of
+// alert levels may name them.
+func Codes() []Code {
+	out := []Code{Recovered, BackupFailed}
+	for _, r := range rules {
+		if !slices.Contains(out, r.code) {
+			out = append(out, r.code)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Severity ranks findings: the level they alert at.
 type Severity string
 
 const (
 	Critical Severity = "critical"
 	Warning  Severity = "warning"
+	Info     Severity = "info"
 )
+
+// Rank orders severities: info 1, warning 2, critical 3; 0 for anything
+// else.
+func (s Severity) Rank() int {
+	return map[Severity]int{Info: 1, Warning: 2, Critical: 3}[s]
+}
+
+// ParseSeverity reads info, warning or critical.
+func ParseSeverity(s string) (Severity, error) {
+	if v := Severity(s); v.Rank() > 0 {
+		return v, nil
+	}
+	return "", fmt.Errorf("level %q is not info, warning or critical", s)
+}
+
+// Relevel gives the findings whose code levels names that level instead
+// of the analysis's own; the others keep theirs. It is pure.
+func Relevel(findings []Finding, levels map[Code]Severity) []Finding {
+	if len(levels) == 0 {
+		return findings
+	}
+	out := slices.Clone(findings)
+	for i, f := range out {
+		if l, ok := levels[f.Code]; ok {
+			out[i].Severity = l
+		}
+	}
+	return out
+}
 
 // Action is what a finding calls for. The daemon only dispatches it: it
 // decides nothing about which finding leads to which change.

@@ -423,3 +423,24 @@ func TestBackupVerifyFailed(t *testing.T) {
 		})
 	}
 }
+
+// TestRelevel: a configured level replaces the analysis's, for that code
+// only, without touching the input.
+func TestRelevel(t *testing.T) {
+	in := []Finding{{Code: ReplicaLagging, Severity: Warning}, {Code: DeadPrimary, Severity: Critical}}
+	out := Relevel(in, map[Code]Severity{ReplicaLagging: Critical, BackupFailed: Info})
+	if out[0].Severity != Critical || out[1].Severity != Critical || in[0].Severity != Warning {
+		t.Fatalf("relevelled %+v from %+v", out, in)
+	}
+	if !slices.Contains(Codes(), ReplicaLagging) || !slices.Contains(Codes(), Recovered) || !slices.IsSorted(Codes()) {
+		t.Errorf("Codes() = %v", Codes())
+	}
+	for _, s := range []string{"info", "warning", "critical"} {
+		if l, err := ParseSeverity(s); err != nil || string(l) != s {
+			t.Errorf("ParseSeverity(%q) = %q, %v", s, l, err)
+		}
+	}
+	if _, err := ParseSeverity("page"); err == nil {
+		t.Error("ParseSeverity accepted \"page\"")
+	}
+}

@@ -26,6 +26,7 @@ type Config struct {
 	Manager  Manager   `mapstructure:"manager" yaml:"manager,omitempty" json:"manager"`
 	Checks   Checks    `mapstructure:"checks" yaml:"checks,omitempty" json:"checks"`
 	HTTP     HTTP      `mapstructure:"http" yaml:"http,omitempty" json:"http"`
+	Alerts   Alerts    `mapstructure:"alerts" yaml:"alerts,omitempty" json:"alerts"`
 	Clusters []Cluster `mapstructure:"clusters" yaml:"clusters" json:"clusters"`
 }
 
@@ -469,6 +470,10 @@ const (
 // give (list entries start from zero values).
 func WithDefaults(cfg Config) Config {
 	out := cfg
+	out.Alerts.Webhooks = make([]Webhook, len(cfg.Alerts.Webhooks))
+	for i, w := range cfg.Alerts.Webhooks {
+		out.Alerts.Webhooks[i] = w.withDefaults(i)
+	}
 	out.Clusters = make([]Cluster, len(cfg.Clusters))
 	for i, cl := range cfg.Clusters {
 		st := &cl.Stream
@@ -594,6 +599,7 @@ func Validate(cfg Config, file string) error {
 		bad("consul", "set token_file or token_env, not both")
 	}
 	validateMembers(cfg.Manager, bad)
+	validateAlerts(cfg.Alerts, bad)
 	if cfg.Probe.Timeout <= 0 {
 		bad("probe.timeout", "must be a positive duration such as 1s, got %v", cfg.Probe.Timeout)
 	}

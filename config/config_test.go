@@ -42,6 +42,20 @@ func TestValidate(t *testing.T) {
 		{"two password sources", func(c *Config) { c.Clusters[0].Replication.PasswordFile = "/x" }, []string{"clusters[0].replication: set password_file or password_env, not both"}},
 		{"no replication user", func(c *Config) { c.Clusters[0].Replication.User = "" }, []string{"clusters[0].replication.user"}},
 		{"bad consul address", func(c *Config) { c.Consul.Address = "consul" }, []string{"consul.address"}},
+		{"alerts", func(c *Config) {
+			c.Alerts = Alerts{Levels: map[string]string{"replicalagging": "critical", "Recovered": "info"},
+				Webhooks: []Webhook{{Name: "am", URL: "http://am:9093", Format: "alertmanager", MinLevel: "warning"}}}
+		}, nil},
+		{"alert level of no code", func(c *Config) { c.Alerts.Levels = map[string]string{"DiskFull": "critical"} },
+			[]string{`alerts.levels: "DiskFull" is no finding or event code`}},
+		{"unknown alert level", func(c *Config) { c.Alerts.Levels = map[string]string{"DeadPrimary": "page"} },
+			[]string{`alerts.levels: DeadPrimary: level "page" is not info, warning or critical`}},
+		{"webhook without url", func(c *Config) { c.Alerts.Webhooks = []Webhook{{Name: "w", Format: "json", MinLevel: "info"}} },
+			[]string{"alerts.webhooks[0]: set url or url_file, one of them"}},
+		{"bad webhook", func(c *Config) {
+			c.Alerts.Webhooks = []Webhook{{Name: "w", URL: "ftp://x", Format: "slack", MinLevel: "loud"}, {Name: "w", URL: "http://x", Format: "json", MinLevel: "info"}}
+		}, []string{"alerts.webhooks[0].url: must be an http:// or https:// URL", `alerts.webhooks[0].format: must be json or alertmanager, got "slack"`,
+			`alerts.webhooks[0].min_level: level "loud"`, `alerts.webhooks[1].name: "w" names another webhook too`}},
 		{"zero probe timeout", func(c *Config) { c.Probe.Timeout = 0 }, []string{"probe.timeout"}},
 		{"negative block_for", func(c *Config) { d := -time.Minute; c.Clusters[0].Promotion.BlockFor = &d },
 			[]string{"clusters[0].promotion: block_for, step_timeout, old_primary_timeout, recheck_timeout, fence_timeout and max_lag_seconds must not be negative"}},

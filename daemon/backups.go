@@ -11,7 +11,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dbha/dbha/alert"
 	"github.com/dbha/dbha/backup"
+	"github.com/dbha/dbha/checks"
 	"github.com/dbha/dbha/config"
 	"github.com/dbha/dbha/schedule"
 )
@@ -66,6 +68,10 @@ type BackupOptions struct {
 	// the backup: it marks the entries a dead run left running failed and
 	// removes their partial files (backup.Sweep).
 	Sweep func(ctx context.Context, cl config.Cluster) ([]backup.Entry, error)
+	// Alerts, when set, is notified of a slot whose backup failed, retry
+	// included (BackupFailed, at FailedLevel, default warning).
+	Alerts      Notifier
+	FailedLevel checks.Severity
 	// AfterRun, when set, is called after each run, whatever its outcome
 	// (a catalog watch's Refresh, so that a failed verification shows at
 	// once).
@@ -209,6 +215,15 @@ func (b *BackupScheduler) runSlot(ctx context.Context, slot schedule.Slot) {
 			alog.Warn("scheduled backup cut short: the daemon is stopping", attrs...)
 		} else {
 			alog.Error("scheduled backup failed", append(attrs, "retry", retry)...)
+		}
+		if !stopping && !retry && b.o.Alerts != nil {
+			level := b.o.FailedLevel
+			if level == "" {
+				level = checks.Warning
+			}
+			b.o.Alerts.Notify(alert.Event{Status: alert.Firing, Cluster: b.o.Cluster.Name, Code: checks.BackupFailed, Level: level,
+				Instance: e.Source, Summary: fmt.Sprintf("scheduled %s of slot %s failed after %d attempts: %s", b.o.Job, slot.Time, attempt, reason),
+				StartsAt: start, EndsAt: time.Now(), Manager: b.o.Manager})
 		}
 		if !retry || !sleepUntil(ctx, time.Now().Add(b.o.RetryAfter)) {
 			return

@@ -3,11 +3,13 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/dbha/dbha/alert"
 	"github.com/dbha/dbha/binlog"
 	"github.com/dbha/dbha/checks"
 	"github.com/dbha/dbha/checks/probe"
@@ -74,6 +76,17 @@ type Options struct {
 	Peers            Peers // may be nil
 	Logger           *slog.Logger
 	Clusters         []Cluster
+	// Levels give codes a level of their own (alerts.levels); Alerts is
+	// notified when a finding appears and clears, and of each recovery
+	// (nil: nobody).
+	Levels map[checks.Code]checks.Severity
+	Alerts Notifier
+}
+
+// Notifier takes notifications; it must not block. *alert.Notifier is
+// one.
+type Notifier interface {
+	Notify(alert.Event)
 }
 
 // State is what the monitor knows about one cluster after its last cycle.
@@ -201,6 +214,9 @@ type watcher struct {
 	// (both only touched by refreshPeers and its timer).
 	peersAt       time.Time
 	sharedReaches bool
+	// since is when each current finding appeared (by logChanges' key),
+	// the start its resolved notification carries.
+	since map[string]time.Time
 
 	mu       sync.Mutex
 	st       State
@@ -298,7 +314,7 @@ func (w *watcher) cycle(ctx context.Context) {
 	}
 	var ev checks.Evidence
 	w.tracker, ev = w.tracker.Observe(obs)
-	findings := checks.Analyze(ev, o.Policy, obs.At)
+	findings := checks.Relevel(checks.Analyze(ev, o.Policy, obs.At), o.Levels)
 
 	shape := checks.ShapeOf(ev)
 
@@ -308,7 +324,7 @@ func (w *watcher) cycle(ctx context.Context) {
 		Findings: findings, Evidence: ev, Quorum: checks.CountQuorum(ev, o.Policy), Shape: shape,
 		CycleTime: topology.Duration(time.Since(start))}
 	w.mu.Unlock()
-	w.logChanges(prev, findings)
+	w.logChanges(prev, findings, obs.At)
 	w.logShape(first, prevShape, shape)
 	w.act(ctx, snap, findings, obs.At)
 }
@@ -506,7 +522,20 @@ func (w *watcher) recover(ctx context.Context, f checks.Finding, findings []chec
 		w.log.Warn("recovered", "code", f.Code, "recovery", rec.ID, "kind", rec.Kind,
 			"old_primary", rec.Plan.OldPrimary, "new_primary", rec.Plan.NewPrimary,
 			"rto_seconds", rec.RTOSeconds, "lost_transactions", rec.Ledger.Transactions, "lost_bytes", rec.Ledger.Bytes)
+		w.notify(alert.Event{Status: alert.Firing, Cluster: w.c.Config.Name, Code: checks.Recovered,
+			Level: w.m.level(checks.Recovered, checks.Warning), Instance: rec.Plan.NewPrimary,
+			Summary: fmt.Sprintf("recovery %s (%s, after %s) replaced primary %s with %s in %.2f s; lost %d transactions, %d bytes",
+				rec.ID, rec.Kind, f.Code, rec.Plan.OldPrimary, rec.Plan.NewPrimary, rec.RTOSeconds, rec.Ledger.Transactions, rec.Ledger.Bytes),
+			StartsAt: at, EndsAt: time.Now(), Manager: w.m.opts.Manager})
 	}
+}
+
+// level is the level code alerts at: the configured one, else def.
+func (m *Monitor) level(code checks.Code, def checks.Severity) checks.Severity {
+	if l, ok := m.opts.Levels[code]; ok {
+		return l
+	}
+	return def
 }
 
 // blockView is what the analysis needs of a refusal by the anti-flap
@@ -528,11 +557,14 @@ func (w *watcher) warnOnce(key, msg string, args ...any) {
 	w.log.Warn(msg, args...)
 }
 
-// logChanges logs a finding once when it appears and once when it clears;
-// one whose severity changes appears again.
-func (w *watcher) logChanges(prev, now []checks.Finding) {
+// logChanges logs a finding once when it appears and once when it clears,
+// and notifies both; one whose severity changes appears again.
+func (w *watcher) logChanges(prev, now []checks.Finding, at time.Time) {
 	key := func(f checks.Finding) string {
 		return string(f.Code) + "\x00" + f.Instance + "\x00" + string(f.Severity)
+	}
+	if w.since == nil {
+		w.since = map[string]time.Time{}
 	}
 	was := map[string]bool{}
 	for _, f := range prev {
@@ -547,12 +579,22 @@ func (w *watcher) logChanges(prev, now []checks.Finding) {
 				attrs = append(attrs, "votes", f.Votes)
 			}
 			w.log.Warn("finding appeared", attrs...)
+			w.since[key(f)] = at
+			w.notify(alert.FromFinding(w.c.Config.Name, w.m.opts.Manager, f, alert.Firing, at, at))
 		}
 	}
 	for _, f := range prev {
 		if !is[key(f)] {
 			w.log.Info("finding cleared", "code", f.Code, "severity", f.Severity, "instance", f.Instance)
+			w.notify(alert.FromFinding(w.c.Config.Name, w.m.opts.Manager, f, alert.Resolved, w.since[key(f)], at))
+			delete(w.since, key(f))
 		}
+	}
+}
+
+func (w *watcher) notify(e alert.Event) {
+	if w.m.opts.Alerts != nil {
+		w.m.opts.Alerts.Notify(e)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dbha/dbha/alert"
 	"github.com/dbha/dbha/checks"
 	"github.com/dbha/dbha/config"
 	"github.com/dbha/dbha/topology"
@@ -105,5 +106,52 @@ func TestHandlerWithoutTokenRefusesTheAPI(t *testing.T) {
 		if rec.Code != want {
 			t.Errorf("GET %s with an empty token configured: %d, want %d", path, rec.Code, want)
 		}
+	}
+}
+
+type fakeNotifier struct {
+	mu     sync.Mutex
+	events []alert.Event
+}
+
+func (f *fakeNotifier) Notify(e alert.Event) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.events = append(f.events, e)
+}
+
+// A finding that appears is notified firing at its configured level, once
+// however many cycles it lasts, and resolved, with its start, when it
+// clears.
+func TestMonitorNotifiesFindings(t *testing.T) {
+	ok, failed := true, false
+	view := &checks.BackupsView{Done: []checks.BackupView{{ID: "b1", Verified: &failed, Detail: "sha256 mismatch"}}}
+	var mu sync.Mutex
+	cl := unreachableCluster(t)
+	cl.Backups = func() *checks.BackupsView { mu.Lock(); defer mu.Unlock(); return view }
+	fn := &fakeNotifier{}
+	m := New(Options{Manager: "a", Interval: 50 * time.Millisecond, ProbeTimeout: time.Second, Policy: checks.DefaultPolicy(),
+		Clusters: []Cluster{cl}, Alerts: fn, Levels: map[checks.Code]checks.Severity{checks.BackupVerifyFailed: checks.Warning}})
+	ctx := t.Context()
+	m.Cycle(ctx)
+	m.Cycle(ctx)
+	mu.Lock()
+	view = &checks.BackupsView{Done: []checks.BackupView{{ID: "b1", Verified: &ok}}}
+	mu.Unlock()
+	m.Cycle(ctx)
+	var got []alert.Event
+	for _, e := range fn.events {
+		if e.Code == checks.BackupVerifyFailed {
+			got = append(got, e)
+		}
+	}
+	if len(got) != 2 || got[0].Status != alert.Firing || got[1].Status != alert.Resolved {
+		t.Fatalf("notified %+v, want firing then resolved", got)
+	}
+	if got[0].Level != checks.Warning || got[0].Cluster != "c" || got[0].Manager != "a" {
+		t.Errorf("firing event %+v: want level warning (configured), cluster c, manager a", got[0])
+	}
+	if !got[1].StartsAt.Equal(got[0].StartsAt) || !got[1].EndsAt.After(got[1].StartsAt) {
+		t.Errorf("resolved event %+v: want the firing one's start and a later end", got[1])
 	}
 }

@@ -145,8 +145,9 @@ func TestMariaDBBackupRefusesAnotherInstancesFiles(t *testing.T) {
 		t.Errorf("entry = %+v, want failed with no file", e)
 	}
 	left, _ := filepath.Glob(filepath.Join(backup.EntryDir(repo, "lab-mariadb", "wrong-files"), "*"))
-	if len(left) != 1 || filepath.Base(left[0]) != "backup.json" {
-		t.Errorf("the refused backup left %v, want only its catalog entry", left)
+	hidden, _ := filepath.Glob(filepath.Join(backup.EntryDir(repo, "lab-mariadb", "wrong-files"), ".*"))
+	if len(left) != 1 || filepath.Base(left[0]) != "backup.json" || len(hidden) != 1 || filepath.Base(hidden[0]) != ".claim" {
+		t.Errorf("the refused backup left %v and %v, want only its catalog entry and its place's claim", left, hidden)
 	}
 
 	// Through a remote command (the lab's ssh), the source's own

@@ -12,10 +12,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
+	"github.com/dbha/dbha/alert"
 	"github.com/dbha/dbha/backup"
 	"github.com/dbha/dbha/binlog"
+	"github.com/dbha/dbha/checks"
 	"github.com/dbha/dbha/config"
 	"github.com/dbha/dbha/consul"
 	"github.com/dbha/dbha/daemon"
@@ -43,28 +46,42 @@ http.listen. It runs until interrupted.`,
 			if err != nil {
 				return err
 			}
-			catalogs := newCatalogWatches(cfg, log)
-			m, closeAll, err := newMonitor(cmd.Context(), g, cfg, cfg.Clusters, streams, catalogs, true, log)
+			alerts, err := newNotifier(cfg, log)
+			if err != nil {
+				return err
+			}
+			side := &daemonSide{catalogs: newCatalogWatches(cfg, log), alerts: alerts}
+			m, closeAll, err := newMonitor(cmd.Context(), g, cfg, cfg.Clusters, streams, side, true, log)
 			if err != nil {
 				return err
 			}
 			defer closeAll()
-			return runDaemon(cmd.Context(), cfg, m, streams, catalogs, backupClaimer(cmd.Context(), cfg, log), log)
+			return runDaemon(cmd.Context(), cfg, m, streams, side, backupClaimer(cmd.Context(), cfg, log), log)
 		},
 	}
 }
 
-// runDaemon runs the monitor, the change streams, the watches of the
-// backup catalogs, the scheduled backups (when claims is not nil) and,
-// when configured, the HTTP endpoint until ctx ends.
-func runDaemon(ctx context.Context, cfg config.Config, m *daemon.Monitor, streams map[string]heldStream, catalogs map[string]*daemon.CatalogWatch, claims daemon.SlotClaimer, log *slog.Logger) error {
+// daemonSide is what `dbha run` adds to a monitor beyond the streams: the
+// watches of the backup catalogs and the notifier.
+type daemonSide struct {
+	catalogs map[string]*daemon.CatalogWatch
+	alerts   *alert.Notifier
+}
+
+// runDaemon runs the monitor, the change streams, the side (nil for
+// none), the scheduled backups (when claims is not nil) and, when
+// configured, the HTTP endpoint until ctx ends.
+func runDaemon(ctx context.Context, cfg config.Config, m *daemon.Monitor, streams map[string]heldStream, side *daemonSide, claims daemon.SlotClaimer, log *slog.Logger) error {
+	if side == nil {
+		side = &daemonSide{}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stats := daemon.NewBackupStats()
 	var schedulers []*daemon.BackupScheduler
 	if claims != nil {
 		var err error
-		if schedulers, err = newBackupSchedulers(cfg, m, claims, stats, catalogs, log); err != nil {
+		if schedulers, err = newBackupSchedulers(cfg, m, claims, stats, side, log); err != nil {
 			return err
 		}
 	}
@@ -76,7 +93,11 @@ func runDaemon(ctx context.Context, cfg config.Config, m *daemon.Monitor, stream
 			return usageError(fmt.Errorf("http token: %w", err))
 		}
 		wg.Go(func() {
-			httpErr = daemon.Serve(ctx, cfg.HTTP.Listen, daemon.Handler(m, token, stats), func(a net.Addr) {
+			collectors := []prometheus.Collector{stats}
+			if side.alerts != nil {
+				collectors = append(collectors, side.alerts)
+			}
+			httpErr = daemon.Serve(ctx, cfg.HTTP.Listen, daemon.Handler(m, token, collectors...), func(a net.Addr) {
 				log.Info("http listening", "addr", a.String())
 			})
 			cancel() // a dead endpoint stops the daemon rather than hiding
@@ -88,8 +109,11 @@ func runDaemon(ctx context.Context, cfg config.Config, m *daemon.Monitor, stream
 	for _, s := range schedulers {
 		wg.Go(func() { s.Run(ctx) })
 	}
-	for _, c := range catalogs {
+	for _, c := range side.catalogs {
 		wg.Go(func() { c.Run(ctx) })
+	}
+	if side.alerts != nil {
+		wg.Go(func() { side.alerts.Run(ctx) })
 	}
 	for _, cl := range cfg.Clusters {
 		if _, held := streams[cl.Name]; held && cl.Backup.IsArchiveStream() {
@@ -111,7 +135,14 @@ func runDaemon(ctx context.Context, cfg config.Config, m *daemon.Monitor, stream
 // decide; no peer is then no evidence either way). With recover set, and
 // Consul there for the lock, the monitor also recovers dead primaries and
 // fences stray writers.
-func newMonitor(ctx context.Context, g *globalFlags, cfg config.Config, clusters []config.Cluster, streams map[string]heldStream, catalogs map[string]*daemon.CatalogWatch, recover bool, log *slog.Logger) (*daemon.Monitor, func(), error) {
+func newMonitor(ctx context.Context, g *globalFlags, cfg config.Config, clusters []config.Cluster, streams map[string]heldStream, side *daemonSide, recover bool, log *slog.Logger) (*daemon.Monitor, func(), error) {
+	if side == nil {
+		side = &daemonSide{}
+	}
+	levels, err := cfg.Alerts.LevelMap()
+	if err != nil {
+		return nil, nil, usageError(fmt.Errorf("alerts.levels: %w", err))
+	}
 	var closers []func()
 	closeAll := func() {
 		for _, c := range closers {
@@ -121,7 +152,10 @@ func newMonitor(ctx context.Context, g *globalFlags, cfg config.Config, clusters
 	opts := daemon.Options{
 		Manager: managerName(cfg), Members: cfg.Manager.Members, Interval: cfg.Checks.Interval, ProbeTimeout: cfg.Probe.Timeout,
 		Policy: cfg.Checks.Policy, ExternalTimeout: cfg.Checks.ExternalTimeout, ExternalInterval: cfg.Checks.ExternalInterval,
-		Logger: log,
+		Logger: log, Levels: levels,
+	}
+	if side.alerts != nil {
+		opts.Alerts = side.alerts
 	}
 	c, err := newConsul(ctx, cfg)
 	switch {
@@ -145,7 +179,7 @@ func newMonitor(ctx context.Context, g *globalFlags, cfg config.Config, clusters
 			dc.Stream = func() *binlog.Status { st := s.Status(); return &st }
 			cut = s.hold
 		}
-		if c, ok := catalogs[cl.Name]; ok {
+		if c, ok := side.catalogs[cl.Name]; ok {
 			dc.Backups = c.View
 		}
 		if recover && opts.Peers != nil {
@@ -235,11 +269,19 @@ func (l *lateClaimer) ClaimBackupSlot(ctx context.Context, cluster string, slot 
 // newBackupSchedulers builds one scheduler per cluster with a
 // backup.schedule; each backup is runBackup's, as `dbha backup run` takes
 // it, with the tool's progress in the daemon's log.
-func newBackupSchedulers(cfg config.Config, m *daemon.Monitor, claims daemon.SlotClaimer, stats *daemon.BackupStats, catalogs map[string]*daemon.CatalogWatch, log *slog.Logger) ([]*daemon.BackupScheduler, error) {
+func newBackupSchedulers(cfg config.Config, m *daemon.Monitor, claims daemon.SlotClaimer, stats *daemon.BackupStats, side *daemonSide, log *slog.Logger) ([]*daemon.BackupScheduler, error) {
 	var out []*daemon.BackupScheduler
+	levels, err := cfg.Alerts.LevelMap()
+	if err != nil {
+		return nil, usageError(fmt.Errorf("alerts.levels: %w", err))
+	}
+	var alerts daemon.Notifier
+	if side.alerts != nil {
+		alerts = side.alerts
+	}
 	for _, cl := range cfg.Clusters {
 		var afterRun func(context.Context)
-		if c, ok := catalogs[cl.Name]; ok {
+		if c, ok := side.catalogs[cl.Name]; ok {
 			afterRun = c.Refresh
 		}
 		if cl.Backup.Reverify != "" {
@@ -249,6 +291,7 @@ func newBackupSchedulers(cfg config.Config, m *daemon.Monitor, claims daemon.Slo
 			}
 			out = append(out, daemon.NewBackupScheduler(daemon.BackupOptions{
 				Cluster: cl, Schedule: spec, Manager: managerName(cfg), Claimer: claims, Primary: m, Logger: log, Job: "reverify", AfterRun: afterRun,
+				Alerts: alerts, FailedLevel: levels[checks.BackupFailed],
 				Run: func(ctx context.Context, cl config.Cluster, progress io.Writer) (backup.Entry, error) {
 					return reverifyOldest(ctx, cfg, cl, progress, log.With("cluster", cl.Name))
 				},
@@ -263,6 +306,7 @@ func newBackupSchedulers(cfg config.Config, m *daemon.Monitor, claims daemon.Slo
 		}
 		out = append(out, daemon.NewBackupScheduler(daemon.BackupOptions{
 			Cluster: cl, Schedule: sched, Manager: managerName(cfg), Claimer: claims, Primary: m, Stats: stats, Logger: log, AfterRun: afterRun,
+			Alerts: alerts, FailedLevel: levels[checks.BackupFailed],
 			Sweep: func(ctx context.Context, cl config.Cluster) ([]backup.Entry, error) {
 				repo, err := openRepository(ctx, cl)
 				if err != nil {
