@@ -10,6 +10,7 @@ CONSUL_VERSION ?= v1.20.1
 # The MinIO build the backup tests store into (an S3-compatible server; its
 # module has no release tags, so this is a pinned pseudo-version).
 MINIO_VERSION ?= v0.0.0-20260212201848-7aac2a2c5b7c
+ALERTMANAGER_VERSION ?= v0.35.0
 LAB_DIR ?= lab
 RUNS ?= 3
 SHAPES ?= async:1 lossless:1 async:3
@@ -20,7 +21,7 @@ FAULTS ?=
 all: build
 
 deps:
-	CONSUL_VERSION=$(CONSUL_VERSION) MINIO_VERSION=$(MINIO_VERSION) scripts/deps.sh
+	CONSUL_VERSION=$(CONSUL_VERSION) MINIO_VERSION=$(MINIO_VERSION) ALERTMANAGER_VERSION=$(ALERTMANAGER_VERSION) scripts/deps.sh
 
 build:
 	$(GO) build -o bin/dbha ./cmd/dbha

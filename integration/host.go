@@ -57,10 +57,7 @@ func lookBinary(name string) (string, error) {
 		if root := moduleRoot(); root != "" {
 			dirs = append(dirs, filepath.Join(root, "bin"))
 		}
-	case "minio":
-		if p := os.Getenv("DBHA_MINIO_BIN"); p != "" {
-			return checkExecutable(name, p, "$DBHA_MINIO_BIN")
-		}
+	case "minio", "alertmanager":
 		if root := moduleRoot(); root != "" {
 			dirs = append(dirs, filepath.Join(root, "bin"))
 		}

@@ -228,13 +228,19 @@ type dbhaRun struct {
 // it is stopped with SIGTERM when the test ends.
 func startDbhaRun(t *testing.T, bin string, l *Lab, manager string, env ...string) *dbhaRun {
 	t.Helper()
+	return startDbhaRunWith(t, bin, l.ConfigPath, manager, env...)
+}
+
+// startDbhaRunWith starts `dbha run` on the configuration file config.
+func startDbhaRunWith(t *testing.T, bin, config, manager string, env ...string) *dbhaRun {
+	t.Helper()
 	p := &dbhaRun{manager: manager, logPath: filepath.Join(t.TempDir(), manager+".log"), exited: make(chan struct{})}
 	f, err := os.Create(p.logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	p.cmd = exec.Command(bin, "--config", l.ConfigPath, "run")
+	p.cmd = exec.Command(bin, "--config", config, "run")
 	p.cmd.Env = append(append(os.Environ(), "DBHA_MANAGER_NAME="+manager), env...)
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	if err := p.cmd.Start(); err != nil {

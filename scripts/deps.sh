@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what dbha's lab and tests need, skipping whatever is already there:
-# Debian packages for the database servers and tools, and consul and minio
-# (the S3-compatible server the backup tests store into) built from the Go
-# module proxy at $CONSUL_VERSION and $MINIO_VERSION into ./bin.
+# Debian packages for the database servers and tools, and consul, minio
+# (the S3-compatible server the backup tests store into) and alertmanager
+# (the receiver the alert tests notify) built from the Go module proxy at
+# $CONSUL_VERSION, $MINIO_VERSION and $ALERTMANAGER_VERSION into ./bin.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CONSUL_VERSION=${CONSUL_VERSION:-v1.20.1}
 MINIO_VERSION=${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}
+ALERTMANAGER_VERSION=${ALERTMANAGER_VERSION:-v0.35.0}
 cleanup=()
 trap 'for c in "${cleanup[@]}"; do eval "$c"; done' EXIT
 packages=(mariadb-server mariadb-backup mariadb-client postgresql-15 postgresql-client-15
@@ -77,4 +79,28 @@ else
     cp "$tmp/minio" "$mcache"
   fi
   cp "$mcache" bin/minio && echo "$MINIO_VERSION" > bin/minio.version && echo "deps: minio $MINIO_VERSION from $mcache"
+fi
+
+# alertmanager: ./bin/alertmanager at the pinned version, else a cached
+# build, else build (its version is recorded beside the binary, since a
+# build from the module proxy reports none).
+acache="$(go env GOPATH)/bin/alertmanager-$ALERTMANAGER_VERSION"
+if [ -x bin/alertmanager ] && [ "$(cat bin/alertmanager.version 2>/dev/null)" = "$ALERTMANAGER_VERSION" ]; then
+  echo "deps: alertmanager $ALERTMANAGER_VERSION present"
+else
+  if [ ! -x "$acache" ]; then
+    echo "deps: building alertmanager $ALERTMANAGER_VERSION from the Go module proxy (a few minutes, once)"
+    tmp=$(mktemp -d)
+    cleanup+=("rm -rf '$tmp'")
+    # Its web UI is built by npm and not in the module, which embeds it:
+    # the build is made from a copy of the source with empty placeholder
+    # pages (the tests use the API, never the UI).
+    src=$(GOFLAGS=-mod=mod go mod download -json "github.com/prometheus/alertmanager@$ALERTMANAGER_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    cp -r "$src" "$tmp/am" && chmod -R u+w "$tmp/am"
+    for d in elm mantine; do mkdir -p "$tmp/am/ui/app/dist/$d" && echo '<!doctype html><title>alertmanager</title>' > "$tmp/am/ui/app/dist/$d/index.html"; done
+    (cd "$tmp/am" && GOFLAGS=-mod=mod go build -o "$tmp/alertmanager" ./cmd/alertmanager)
+    mkdir -p "$(dirname "$acache")"
+    cp "$tmp/alertmanager" "$acache"
+  fi
+  cp "$acache" bin/alertmanager && echo "$ALERTMANAGER_VERSION" > bin/alertmanager.version && echo "deps: alertmanager $ALERTMANAGER_VERSION from $acache"
 fi
