@@ -27,6 +27,7 @@ func TestActions(t *testing.T) {
 		ReplicaUnreachable:         Report,
 		ReplicaLagging:             Report,
 		BackupVerifyFailed:         Report,
+		FailoverPaused:             Report,
 	}
 	seen := map[Code]bool{}
 	for _, r := range rules {

@@ -31,6 +31,7 @@ const (
 	RecoveryBlocked            Code = "RecoveryBlocked"
 	RecoveryStopped            Code = "RecoveryStopped"
 	BackupVerifyFailed         Code = "BackupVerifyFailed"
+	FailoverPaused             Code = "FailoverPaused"
 )
 
 // Codes of events that are not findings: they happen once and are
@@ -140,6 +141,7 @@ var rules = []rule{
 		suppresses: []Code{UnreachablePrimary, PrimaryHung, ReplicationStopped}},
 	{code: DeadPrimaryNoQuorum, severity: Critical, match: matchNoQuorum,
 		suppresses: []Code{UnreachablePrimary, PrimaryHung, ReplicationStopped}},
+	{code: FailoverPaused, severity: Warning, match: matchFailoverPaused},
 	{code: RecoveryBlocked, severity: Critical, match: matchRecoveryBlocked},
 	{code: RecoveryStopped, severity: Critical, match: matchRecoveryStopped},
 	{code: PrimaryHung, severity: Critical, match: matchPrimaryHung,
@@ -429,6 +431,27 @@ func matchBackupVerifyFailed(a *analysis) []Finding {
 	if newest.Verified != nil && !*newest.Verified {
 		f.Severity = Critical
 		f.Summary = "the newest backup does not verify; " + f.Summary
+	}
+	return []Finding{f}
+}
+
+// matchFailoverPaused: the cluster is in maintenance mode. Critical while
+// its primary is lost (a DeadPrimary that no recovery follows), a warning
+// otherwise: an operator left it paused.
+func matchFailoverPaused(a *analysis) []Finding {
+	p := a.ev.Paused
+	if p == nil {
+		return nil
+	}
+	s := fmt.Sprintf("automatic failover is paused by %s since %s", p.By, p.At.UTC().Format(time.RFC3339))
+	if p.Reason != "" {
+		s += " (" + p.Reason + ")"
+	}
+	s += fmt.Sprintf(": findings are reported, no recovery starts; `%s` resumes it", p.Lift)
+	f := Finding{Summary: s}
+	if a.primaryDown() {
+		f.Severity = Critical
+		f.Summary = "the primary is lost and " + s
 	}
 	return []Finding{f}
 }

@@ -444,3 +444,34 @@ func TestRelevel(t *testing.T) {
 		t.Error("ParseSeverity accepted \"page\"")
 	}
 }
+
+// TestFailoverPaused: a paused cluster says so, a warning; critical once
+// its primary is lost, beside the DeadPrimary that no recovery follows.
+func TestFailoverPaused(t *testing.T) {
+	ev := scene()
+	ev.Paused = &PauseView{By: "alice", At: t0, Reason: "kernel upgrade", Lift: "dbha resume --cluster c"}
+	find := func(ev Evidence) (Finding, bool) {
+		for _, f := range Analyze(ev, DefaultPolicy(), t0) {
+			if f.Code == FailoverPaused {
+				return f, true
+			}
+		}
+		return Finding{}, false
+	}
+	f, ok := find(ev)
+	if !ok || f.Severity != Warning || !strings.Contains(f.Summary, "alice") || !strings.Contains(f.Summary, "dbha resume --cluster c") {
+		t.Fatalf("paused, healthy: %+v, %v", f, ok)
+	}
+	killed(&ev)
+	f, ok = find(ev)
+	if !ok || f.Severity != Critical {
+		t.Fatalf("paused, primary dead: %+v, %v; want critical", f, ok)
+	}
+	if !slices.ContainsFunc(Analyze(ev, DefaultPolicy(), t0), func(f Finding) bool { return f.Code == DeadPrimary }) {
+		t.Error("the pause hid DeadPrimary")
+	}
+	ev.Paused = nil
+	if _, ok := find(ev); ok {
+		t.Error("FailoverPaused without a pause")
+	}
+}

@@ -38,6 +38,17 @@ type Observation struct {
 	// Backups is the cluster's backup catalog as last read; nil when dbha
 	// does not keep an eye on it (no schedule, no reverify).
 	Backups *BackupsView
+	// Paused is the cluster's maintenance mode; nil when not paused.
+	Paused *PauseView
+}
+
+// PauseView is a cluster's maintenance mode (`dbha pause`): no automatic
+// recovery starts while it is set.
+type PauseView struct {
+	By     string    `json:"by"`
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason,omitempty"`
+	Lift   string    `json:"lift"`
 }
 
 // BackupsView is a reading of one cluster's backup catalog.
@@ -150,6 +161,7 @@ type Evidence struct {
 	Stopped  *StopView           `json:"stopped,omitempty"`
 	Voters   Voters              `json:"voters,omitzero"`
 	Backups  *BackupsView        `json:"backups,omitempty"`
+	Paused   *PauseView          `json:"paused,omitempty"`
 }
 
 // ManagerView is dbha's own path to the primary.
@@ -222,7 +234,7 @@ func (t Tracker) Observe(o Observation) (Tracker, Evidence) {
 		next.keepalive = time.Duration(in.Keepalive)
 	}
 	ev := Evidence{At: o.At, Snapshot: o.Snapshot, Primary: next.primary, Stream: o.Stream,
-		Peers: o.Peers, External: o.External, Healing: o.Healing, Blocked: o.Blocked, Stopped: o.Stopped, Voters: o.Voters, Backups: o.Backups, Links: map[string]LinkView{}}
+		Peers: o.Peers, External: o.External, Healing: o.Healing, Blocked: o.Blocked, Stopped: o.Stopped, Voters: o.Voters, Backups: o.Backups, Paused: o.Paused, Links: map[string]LinkView{}}
 
 	ev.Manager = ManagerView{TCP: o.TCP, SQL: sqlResult(o.Snapshot, next.primary)}
 	if next.primary == t.primary {

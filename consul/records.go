@@ -15,6 +15,7 @@ import (
 type Block = promote.Block
 
 func blockKey(cluster string) string        { return Prefix(cluster) + "blocked-until" }
+func pauseKey(cluster string) string        { return Prefix(cluster) + "paused" }
 func stateKey(cluster string) string        { return Prefix(cluster) + "state" }
 func recoveryKey(cluster, id string) string { return Prefix(cluster) + "recoveries/" + id }
 
@@ -33,6 +34,26 @@ func (c *Client) SetBlock(ctx context.Context, cluster string, b Block) error {
 func (c *Client) ClearBlock(ctx context.Context, cluster string) error {
 	if _, err := c.kv.Delete(blockKey(cluster), (&api.WriteOptions{}).WithContext(ctx)); err != nil {
 		return fmt.Errorf("clear %s: %w", blockKey(cluster), err)
+	}
+	return nil
+}
+
+// GetPause returns the cluster's maintenance mode (dbha/<cluster>/paused),
+// or ok=false when it is not paused.
+func (c *Client) GetPause(ctx context.Context, cluster string) (p promote.Pause, ok bool, err error) {
+	ok, err = c.getJSON(ctx, pauseKey(cluster), &p)
+	return p, ok, err
+}
+
+// SetPause puts the cluster in maintenance mode.
+func (c *Client) SetPause(ctx context.Context, cluster string, p promote.Pause) error {
+	return c.putJSON(ctx, pauseKey(cluster), p)
+}
+
+// ClearPause lifts the maintenance mode.
+func (c *Client) ClearPause(ctx context.Context, cluster string) error {
+	if _, err := c.kv.Delete(pauseKey(cluster), (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+		return fmt.Errorf("clear %s: %w", pauseKey(cluster), err)
 	}
 	return nil
 }

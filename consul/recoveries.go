@@ -56,6 +56,11 @@ func (s *RecoveryStore) Blocked(ctx context.Context, cluster string) (promote.Bl
 	return b, ok, err
 }
 
+// Paused reads the cluster's maintenance mode.
+func (s *RecoveryStore) Paused(ctx context.Context, cluster string) (promote.Pause, bool, error) {
+	return s.c.GetPause(ctx, cluster)
+}
+
 // SetBlocked records the anti-flap block.
 func (s *RecoveryStore) SetBlocked(ctx context.Context, cluster string, b promote.Block) error {
 	return s.c.SetBlock(ctx, cluster, b)
@@ -133,19 +138,25 @@ func (s *RecoveryStore) SetReaders(ctx context.Context, cluster string, addrs []
 }
 
 func (s *RecoveryStore) audit(r *promote.Record) error {
-	if s.auditFile == "" {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return AppendAudit(s.auditFile, r)
+}
+
+// AppendAudit appends v as one JSON line to the audit file (none when
+// file is ""), synced before it returns.
+func AppendAudit(file string, v any) error {
+	if file == "" {
 		return nil
 	}
-	b, err := json.Marshal(r)
+	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := os.MkdirAll(filepath.Dir(s.auditFile), 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Dir(file), 0o750); err != nil {
 		return fmt.Errorf("audit file: %w", err)
 	}
-	f, err := os.OpenFile(s.auditFile, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o640)
+	f, err := os.OpenFile(file, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o640)
 	if err != nil {
 		return fmt.Errorf("audit file: %w", err)
 	}
@@ -157,7 +168,7 @@ func (s *RecoveryStore) audit(r *promote.Record) error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("audit file %s: %w", s.auditFile, err)
+		return fmt.Errorf("audit file %s: %w", file, err)
 	}
 	return nil
 }

@@ -81,6 +81,14 @@ type Options struct {
 	// (nil: nobody).
 	Levels map[checks.Code]checks.Severity
 	Alerts Notifier
+	// Pauses tells whether a cluster is in maintenance mode (Consul in
+	// production); nil: never paused.
+	Pauses PauseReader
+}
+
+// PauseReader reads a cluster's maintenance mode, ok=false when none.
+type PauseReader interface {
+	GetPause(ctx context.Context, cluster string) (p promote.Pause, ok bool, err error)
 }
 
 // Notifier takes notifications; it must not block. *alert.Notifier is
@@ -142,6 +150,7 @@ func (m *Monitor) Cycle(ctx context.Context) {
 	for _, w := range m.watchers {
 		wg.Go(func() {
 			w.refreshPeers(ctx)
+			w.readPause(ctx)
 			w.runExternal(ctx)
 			w.cycle(ctx)
 		})
@@ -222,6 +231,7 @@ type watcher struct {
 	st       State
 	peers    []checks.PeerView
 	external *checks.ExternalView
+	paused   *checks.PauseView
 }
 
 func (w *watcher) state() State {
@@ -241,6 +251,9 @@ func (w *watcher) run(ctx context.Context) {
 	}
 	var side sync.WaitGroup
 	side.Go(func() { w.every(ctx, w.m.opts.Interval, w.refreshPeersIfDue) })
+	if w.m.opts.Pauses != nil {
+		side.Go(func() { w.every(ctx, pauseRefresh, w.readPause) })
+	}
 	if len(w.c.Config.CheckCommand) > 0 {
 		side.Go(func() { w.every(ctx, w.m.opts.ExternalInterval, w.runExternal) })
 	}
@@ -294,7 +307,7 @@ func (w *watcher) cycle(ctx context.Context) {
 	// The cycle's time is when its probes went out: what they saw is as of
 	// then, however long a hung instance made the cycle last.
 	w.mu.Lock()
-	obs := checks.Observation{At: start, Snapshot: snap, TCP: tcp, Peers: w.peers, External: w.external,
+	obs := checks.Observation{At: start, Snapshot: snap, TCP: tcp, Peers: w.peers, External: w.external, Paused: w.paused,
 		Voters: checks.Voters{Managers: o.Members, Self: o.Manager, Witness: len(cl.CheckCommand) > 0}}
 	w.mu.Unlock()
 	if w.c.Keeper != nil {
@@ -346,12 +359,18 @@ func (w *watcher) act(ctx context.Context, snap topology.Snapshot, findings []ch
 	if action != checks.Recover {
 		w.lost = "" // the episode is over, recovered or not needed
 	}
-	switch action {
-	case checks.Recover:
+	w.mu.Lock()
+	paused := w.paused
+	w.mu.Unlock()
+	switch {
+	case action == checks.Recover && paused != nil:
+		w.warnOnce("paused "+f.Instance, "automatic failover is paused: no recovery starts", "code", f.Code, "instance", f.Instance,
+			"paused_by", paused.By, "since", paused.At, "reason", paused.Reason, "resume", paused.Lift)
+	case action == checks.Recover:
 		if !at.Before(w.retryAt) {
 			w.recover(ctx, f, findings, snap, at)
 		}
-	case checks.Enforce:
+	case action == checks.Enforce:
 		if err := k.Enforce(ctx); err != nil && !errors.Is(err, promote.ErrBusy) {
 			w.log.Error("enforce a single writer", "err", err)
 		}
@@ -479,6 +498,13 @@ func (w *watcher) recover(ctx context.Context, f checks.Finding, findings []chec
 	rec, err := w.c.Keeper.Recover(ctx, t, promote.Choice{})
 	if !errors.Is(err, promote.ErrLocked) {
 		w.blocked = blockView(err)
+	}
+	var paused *promote.PausedError
+	if errors.As(err, &paused) {
+		// Paused since the last reading: the next cycles say so.
+		w.setPause(paused.Pause, true)
+		w.log.Warn("automatic failover is paused: no recovery starts", "code", f.Code, "err", err)
+		return
 	}
 	switch {
 	case errors.Is(err, promote.ErrLocked):
@@ -610,6 +636,42 @@ func (w *watcher) refreshPeersIfDue(ctx context.Context) {
 	}
 	w.refreshPeers(ctx)
 }
+
+// readPause reads whether the cluster is in maintenance mode. A failed
+// reading keeps the last one; under the lock, the recovery reads it again.
+func (w *watcher) readPause(ctx context.Context) {
+	r := w.m.opts.Pauses
+	if r == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, w.m.opts.ProbeTimeout)
+	defer cancel()
+	p, ok, err := r.GetPause(ctx, w.c.Config.Name)
+	if err != nil {
+		w.log.Debug("read the maintenance mode", "err", err)
+		return
+	}
+	w.setPause(p, ok)
+}
+
+func (w *watcher) setPause(p promote.Pause, ok bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	was := w.paused != nil
+	w.paused = nil
+	if ok {
+		w.paused = &checks.PauseView{By: p.By, At: p.At, Reason: p.Reason, Lift: "dbha resume --cluster " + w.c.Config.Name}
+	}
+	switch {
+	case ok && !was:
+		w.log.Warn("automatic failover paused", "by", p.By, "at", p.At, "reason", p.Reason)
+	case !ok && was:
+		w.log.Warn("automatic failover resumed")
+	}
+}
+
+// pauseRefresh is how often a manager reads the maintenance mode.
+const pauseRefresh = time.Second
 
 // peerRefresh is how often a manager shares its observation of a healthy
 // primary.

@@ -23,6 +23,8 @@ type Store interface {
 	// (`dbha recover ack` removes it); SetBlocked replaces it.
 	Blocked(ctx context.Context, cluster string) (b Block, ok bool, err error)
 	SetBlocked(ctx context.Context, cluster string, b Block) error
+	// Paused returns the cluster's maintenance mode, ok=false when none.
+	Paused(ctx context.Context, cluster string) (p Pause, ok bool, err error)
 	// Save stores a record (and marks it the cluster's recovery in
 	// progress until it is Done).
 	Save(ctx context.Context, r *Record) error
@@ -263,7 +265,15 @@ func finish(ctx context.Context, env RecoverEnv, cluster string, lease Lease, re
 func start(ctx context.Context, env RecoverEnv, cluster string, req Request, t Trigger) (*Record, error) {
 	var b Block
 	if t.Automatic {
-		var err error
+		// Read under the lock: a pause set before it was taken is seen
+		// by whichever manager recovers.
+		p, paused, err := env.Store.Paused(ctx, cluster)
+		if err != nil {
+			return nil, fmt.Errorf("read whether the cluster is paused: %w", err)
+		}
+		if paused {
+			return nil, &PausedError{Cluster: cluster, Pause: p}
+		}
 		if b, req.Avoid, err = antiFlap(ctx, env, cluster); err != nil {
 			return nil, err
 		}

@@ -19,6 +19,7 @@ type Store struct {
 	mu      sync.Mutex
 	holder  map[string]string // cluster → lock owner
 	blocks  map[string]promote.Block
+	pauses  map[string]promote.Pause
 	records map[string]map[string]*promote.Record // cluster → id → record
 	latest  map[string]string                     // cluster → id of the latest record
 	writer  map[string]string
@@ -29,7 +30,7 @@ type Store struct {
 
 // NewStore returns an empty store.
 func NewStore() *Store {
-	return &Store{holder: map[string]string{}, blocks: map[string]promote.Block{},
+	return &Store{holder: map[string]string{}, blocks: map[string]promote.Block{}, pauses: map[string]promote.Pause{},
 		records: map[string]map[string]*promote.Record{}, latest: map[string]string{},
 		writer: map[string]string{}, readers: map[string][]string{}}
 }
@@ -86,6 +87,24 @@ func (s *Store) Blocked(_ context.Context, cluster string) (promote.Block, bool,
 	defer s.mu.Unlock()
 	b, ok := s.blocks[cluster]
 	return b, ok, nil
+}
+
+func (s *Store) Paused(_ context.Context, cluster string) (promote.Pause, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.pauses[cluster]
+	return p, ok, nil
+}
+
+// SetPaused puts the cluster in maintenance mode; a zero Pause lifts it.
+func (s *Store) SetPaused(cluster string, p promote.Pause) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p == (promote.Pause{}) {
+		delete(s.pauses, cluster)
+		return
+	}
+	s.pauses[cluster] = p
 }
 
 func (s *Store) SetBlocked(_ context.Context, cluster string, b promote.Block) error {
