@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,11 +20,14 @@ import (
 // Handler serves the daemon's HTTP endpoints:
 //
 //	GET /healthz                  liveness, no token
+//	GET /health/{cluster}/writer/{instance}   200 when the instance is the writer, else 503; no token
+//	GET /health/{cluster}/reader/{instance}   200 when it is a healthy replica (?max_lag=seconds), else 503; no token
 //	GET /api/v1/clusters          every cluster's state: findings, evidence, topology
 //	GET /api/v1/clusters/{name}   one cluster's state
 //	GET /metrics                  Prometheus metrics
 //
-// Everything but /healthz needs "Authorization: Bearer <token>". extra are
+// Everything but /healthz and /health/ needs "Authorization: Bearer
+// <token>". extra are
 // more collectors for /metrics, such as the daemon's BackupStats.
 func Handler(m *Monitor, token string, extra ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
@@ -33,6 +38,7 @@ func Handler(m *Monitor, token string, extra ...prometheus.Collector) http.Handl
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
+	mux.HandleFunc("GET /health/{cluster}/{role}/{instance}", m.serveHealth)
 	mux.HandleFunc("GET /api/v1/clusters", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"clusters": m.States()})
 	})
@@ -48,12 +54,13 @@ func Handler(m *Monitor, token string, extra ...prometheus.Collector) http.Handl
 	return requireToken(token, mux)
 }
 
-// requireToken lets /healthz through and checks the bearer token on
-// everything else, in constant time.
+// requireToken lets /healthz and the load balancers' /health/ checks
+// through and checks the bearer token on everything else, in constant
+// time.
 func requireToken(token string, next http.Handler) http.Handler {
 	want := []byte("Bearer " + token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/healthz" {
+		if p := path.Clean(r.URL.Path); p != "/healthz" && !strings.HasPrefix(p, "/health/") {
 			got := []byte(r.Header.Get("Authorization"))
 			if token == "" || subtle.ConstantTimeCompare(got, want) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="dbha"`)

@@ -84,6 +84,9 @@ type Options struct {
 	// Pauses tells whether a cluster is in maintenance mode (Consul in
 	// production); nil: never paused.
 	Pauses PauseReader
+	// Endpoints reads the writer endpoint for the load balancers' health
+	// checks; nil: every writer check answers 503.
+	Endpoints WriterReader
 }
 
 // PauseReader reads a cluster's maintenance mode, ok=false when none.

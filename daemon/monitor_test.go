@@ -155,3 +155,61 @@ func TestMonitorNotifiesFindings(t *testing.T) {
 		t.Errorf("resolved event %+v: want the firing one's start and a later end", got[1])
 	}
 }
+
+// The load balancers' checks: the writer only when Consul names it and the
+// last cycle found it the one writable primary; a reader only when it is a
+// healthy replica within the lag asked; nothing from a stale cycle.
+func TestHealthChecks(t *testing.T) {
+	now := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
+	lag := func(s float64) *topology.Lag { return &topology.Lag{Seconds: &s} }
+	follows := &topology.Replication{Source: "p:1", IORunning: true, SQLRunning: true}
+	st := State{Cluster: "c", Cycles: 5, UpdatedAt: now.Add(-time.Second), Evidence: checks.Evidence{Snapshot: topology.Snapshot{
+		Cluster: "c", Primary: "p:1", Instances: []topology.Instance{
+			{Addr: "p:1", Reachable: true, Role: topology.RolePrimary},
+			{Addr: "r:2", Reachable: true, Role: topology.RoleReplica, Replication: follows, Lag: lag(2)},
+			{Addr: "r:3", Reachable: true, Role: topology.RoleReplica, Replication: follows, Lag: lag(30)},
+		}}}}
+	cases := []struct {
+		name      string
+		st        State
+		published []string
+		role      string
+		instance  string
+		maxLag    float64
+		want      bool
+	}{
+		{"the writer", st, []string{"p:1"}, "writer", "p:1", 0, true},
+		{"a replica as writer", st, []string{"p:1"}, "writer", "r:2", 0, false},
+		{"Consul names another", st, []string{"r:2"}, "writer", "p:1", 0, false},
+		{"Consul names none", st, nil, "writer", "p:1", 0, false},
+		{"a stale cycle", State{Cluster: "c", Cycles: 5, UpdatedAt: now.Add(-time.Minute), Evidence: st.Evidence}, []string{"p:1"}, "writer", "p:1", 0, false},
+		{"a replica within lag", st, nil, "reader", "r:2", 10, true},
+		{"a replica past lag", st, nil, "reader", "r:3", 10, false},
+		{"any lag", st, nil, "reader", "r:3", 0, true},
+		{"the primary as reader", st, nil, "reader", "p:1", 0, false},
+	}
+	for _, c := range cases {
+		var ok bool
+		var why string
+		if c.role == "writer" {
+			ok, why = writerHealth(c.st, c.published, c.instance, now, 3*time.Second)
+		} else {
+			ok, why = readerHealth(c.st, c.instance, c.maxLag, now, 3*time.Second)
+		}
+		if ok != c.want || why == "" {
+			t.Errorf("%s: %v (%s), want %v", c.name, ok, why, c.want)
+		}
+	}
+	// Served without a token, unlike the API.
+	m := New(Options{Interval: time.Second, ProbeTimeout: time.Second})
+	rec := httptest.NewRecorder()
+	Handler(m, "secret").ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/health/c/writer/p:1", nil))
+	if rec.Code != http.StatusNotFound {
+		t.Errorf("health of an unknown cluster without a token: %d, want 404 (not 401)", rec.Code)
+	}
+	rec = httptest.NewRecorder()
+	Handler(m, "secret").ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/health/../api/v1/clusters", nil))
+	if rec.Code == http.StatusOK {
+		t.Errorf("a /health/ path that leaves /health/ was served without a token")
+	}
+}

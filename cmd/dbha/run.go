@@ -164,7 +164,7 @@ func newMonitor(ctx context.Context, g *globalFlags, cfg config.Config, clusters
 	case err != nil:
 		log.Warn("consul unavailable: deciding without peer managers", "err", err)
 	default:
-		opts.Peers, opts.Pauses = c, c
+		opts.Peers, opts.Pauses, opts.Endpoints = c, c, c
 	}
 	for _, cl := range clusters {
 		p, closeFn, err := newProber(cl)
