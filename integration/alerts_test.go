@@ -21,6 +21,7 @@ type hookRecorder struct {
 	*httptest.Server
 	mu     sync.Mutex
 	bodies [][]byte
+	at     []time.Time // when each body arrived
 }
 
 func newHookRecorder(t *testing.T) *hookRecorder {
@@ -29,10 +30,18 @@ func newHookRecorder(t *testing.T) *hookRecorder {
 		b, _ := io.ReadAll(r.Body)
 		h.mu.Lock()
 		h.bodies = append(h.bodies, b)
+		h.at = append(h.at, time.Now())
 		h.mu.Unlock()
 	}))
 	t.Cleanup(h.Close)
 	return h
+}
+
+// arrived is when the i-th body arrived.
+func (h *hookRecorder) arrived(i int) time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.at[i]
 }
 
 func (h *hookRecorder) all() [][]byte {
@@ -74,9 +83,10 @@ func TestAlertsOnAFailover(t *testing.T) {
 
 	// dbha's json: DeadPrimary firing, then resolved.
 	var dead []alert.Event
+	var deadAt []time.Time
 	waitUntil(t, time.Minute, "DeadPrimary resolved on the json webhook", func() error {
-		dead = nil
-		for _, b := range direct.all() {
+		dead, deadAt = nil, nil
+		for i, b := range direct.all() {
 			var e alert.Event
 			if err := json.Unmarshal(b, &e); err != nil {
 				return fmt.Errorf("payload %s: %v", b, err)
@@ -85,7 +95,7 @@ func TestAlertsOnAFailover(t *testing.T) {
 				t.Errorf("a %s event reached a critical-only webhook: %s", e.Level, b)
 			}
 			if e.Code == checks.DeadPrimary {
-				dead = append(dead, e)
+				dead, deadAt = append(dead, e), append(deadAt, direct.arrived(i))
 			}
 		}
 		if len(dead) < 2 {
@@ -98,7 +108,10 @@ func TestAlertsOnAFailover(t *testing.T) {
 		dead[0].Cluster != mariadbCluster || !dead[1].EndsAt.After(dead[0].StartsAt) {
 		t.Fatalf("DeadPrimary events %+v, want one firing and then one resolved, about %s", dead, first)
 	}
-	t.Logf("json webhook: DeadPrimary fired at %s, resolved at %s: %s", dead[0].StartsAt.Format(time.RFC3339Nano), dead[1].EndsAt.Format(time.RFC3339Nano), dead[0].Summary)
+	// From the probe cycle that found it (StartsAt, EndsAt) to the
+	// receiver: the rest of that cycle, the analysis, the queue, the POST.
+	t.Logf("json webhook: DeadPrimary firing delivered %v after the cycle that found it, resolved %v after the cycle that cleared it: %s",
+		deadAt[0].Sub(dead[0].StartsAt).Round(time.Millisecond), deadAt[1].Sub(dead[1].EndsAt).Round(time.Millisecond), dead[0].Summary)
 
 	// Alertmanager's own notifications of DeadPrimary: firing, then resolved.
 	type amNotification struct {
