@@ -663,7 +663,8 @@ func (w *watcher) setPause(p promote.Pause, ok bool) {
 	was := w.paused != nil
 	w.paused = nil
 	if ok {
-		w.paused = &checks.PauseView{By: p.By, At: p.At, Reason: p.Reason, Lift: "dbha resume --cluster " + w.c.Config.Name}
+		lift := (&promote.PausedError{Cluster: w.c.Config.Name}).Lift()
+		w.paused = &checks.PauseView{By: p.By, At: p.At, Reason: p.Reason, Lift: lift}
 	}
 	switch {
 	case ok && !was:

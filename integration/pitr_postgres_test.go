@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/dbha/dbha/backup"
 	"github.com/dbha/dbha/binlog"
 	"github.com/dbha/dbha/topology"
@@ -32,12 +34,7 @@ func TestPostgresPointInTimeAcrossFailover(t *testing.T) {
 	primary := adminPG(ctx, t, l, "postgres-1")
 	exec1(ctx, t, primary, "CREATE TABLE "+restoreTable+" (id int PRIMARY KEY, note text)")
 	exec1(ctx, t, primary, "INSERT INTO "+restoreTable+" SELECT g, 'base' FROM generate_series(1, 50) g")
-	r := dbhaCLI(t, bin, l, "backup", "run", "--cluster", postgresCluster, "-o", "json")
-	var out struct{ Backups []backup.Entry }
-	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || r.code != 0 || len(out.Backups) != 1 {
-		t.Fatalf("backup run: %v\n%s", err, r)
-	}
-	e := out.Backups[0]
+	e := backupRunCLI(t, bin, l, postgresCluster)
 	t.Logf("backup %s at %s", e.ID, e.Position)
 
 	lsn1, at1 := pgLoadWithTarget(ctx, t, l, "postgres-1", 1001, 1150)
@@ -96,14 +93,21 @@ func pgIDs(ctx context.Context, t *testing.T, l *Lab, node string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
-	var ids []int
-	for rows.Next() {
-		var id int
-		if err := rows.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		t.Fatal(err)
 	}
 	return ranges(ids)
+}
+
+// backupRunCLI takes a backup of cluster with `dbha backup run` and
+// returns its catalog entry.
+func backupRunCLI(t *testing.T, bin string, l *Lab, cluster string) backup.Entry {
+	t.Helper()
+	r := dbhaCLI(t, bin, l, "backup", "run", "--cluster", cluster, "-o", "json")
+	var out struct{ Backups []backup.Entry }
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || r.code != 0 || len(out.Backups) != 1 {
+		t.Fatalf("backup run: %v\n%s", err, r)
+	}
+	return out.Backups[0]
 }

@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -56,12 +55,7 @@ func TestMariaDBPointInTimeIsExact(t *testing.T) {
 		mustExec(t, primary, "CREATE TABLE dbha_lab."+tb.name+" (id INT PRIMARY KEY)")
 	}
 	waitReplicasHave(ctx, t, l, "mariadb-1")
-	r := dbhaCLI(t, bin, l, "backup", "run", "--cluster", mariadbCluster, "-o", "json")
-	var out struct{ Backups []backup.Entry }
-	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || r.code != 0 || len(out.Backups) != 1 {
-		t.Fatalf("backup run: %v\n%s", err, r)
-	}
-	e := out.Backups[0]
+	e := backupRunCLI(t, bin, l, mariadbCluster)
 	t.Logf("backup %s at %s", e.ID, e.Position)
 
 	phase1, q1, busy1 := pitrPhase(ctx, t, primary, 1)

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -41,12 +40,7 @@ func TestRetentionKeepsTheOldestBackupsWindow(t *testing.T) {
 	rotate(1, 3) // files that end before the backup
 	first := openMariaStore(t, store)
 	waitReplicasHave(ctx, t, l, "mariadb-1")
-	r := dbhaCLI(t, bin, l, "backup", "run", "--cluster", mariadbCluster, "-o", "json")
-	var out struct{ Backups []backup.Entry }
-	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || r.code != 0 || len(out.Backups) != 1 {
-		t.Fatalf("backup run: %v\n%s", err, r)
-	}
-	e := out.Backups[0]
+	e := backupRunCLI(t, bin, l, mariadbCluster)
 	rotate(4, 6)
 
 	// Retention runs at most once a minute.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dbha/dbha/config"
 	"github.com/dbha/dbha/consul"
 	"github.com/dbha/dbha/promote"
 )
@@ -26,14 +27,7 @@ still finished, a second writer is still fenced, and dbha promote still
 works. dbha resume --cluster C lifts it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
-			if _, ok := cfg.Cluster(cluster); !ok {
-				return usageError(fmt.Errorf("--cluster %q: no such cluster in the configuration", cluster))
-			}
-			c, err := newConsul(cmd.Context(), cfg)
+			cfg, c, err := pauseStore(cmd, g, cluster)
 			if err != nil {
 				return err
 			}
@@ -65,14 +59,7 @@ func newResumeCmd(g *globalFlags) *cobra.Command {
 		Short: "End a cluster's maintenance mode: automatic failover acts again",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
-			if _, ok := cfg.Cluster(cluster); !ok {
-				return usageError(fmt.Errorf("--cluster %q: no such cluster in the configuration", cluster))
-			}
-			c, err := newConsul(cmd.Context(), cfg)
+			cfg, c, err := pauseStore(cmd, g, cluster)
 			if err != nil {
 				return err
 			}
@@ -96,6 +83,20 @@ func newResumeCmd(g *globalFlags) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&cluster, "cluster", "", "the cluster (required)")
 	return cmd
+}
+
+// pauseStore loads the configuration, checks that it names cluster, and
+// connects to Consul, where the maintenance mode is kept.
+func pauseStore(cmd *cobra.Command, g *globalFlags, cluster string) (config.Config, *consul.Client, error) {
+	cfg, err := g.load()
+	if err != nil {
+		return cfg, nil, err
+	}
+	if _, ok := cfg.Cluster(cluster); !ok {
+		return cfg, nil, usageError(fmt.Errorf("--cluster %q: no such cluster in the configuration", cluster))
+	}
+	c, err := newConsul(cmd.Context(), cfg)
+	return cfg, c, err
 }
 
 // auditLine is an operator's action in the audit file.
