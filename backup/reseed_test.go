@@ -2,6 +2,7 @@ package backup
 
 import (
 	"errors"
+	"iter"
 	"os"
 	"path/filepath"
 	"strings"
@@ -138,7 +139,7 @@ func TestReplayEnd(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, n, err := replayEnd(from, held, txns, tc.until, heard)
+			got, n, err := replayEnd(from, held, seq2(txns), tc.until, heard)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want one mentioning %q", err, tc.wantErr)
@@ -149,6 +150,15 @@ func TestReplayEnd(t *testing.T) {
 				t.Fatalf("replayEnd = %s, %d, %v; want %s, %d", got, n, err, tc.want, tc.n)
 			}
 		})
+	}
+	// A store that cannot be read to the end settles nothing.
+	broken := func(yield func(binlog.Transaction, error) bool) {
+		if yield(txns[0], nil) {
+			yield(binlog.Transaction{}, errors.New("index torn"))
+		}
+	}
+	if _, _, err := replayEnd(from, held, broken, Target{Position: held}, heard); err == nil || !strings.Contains(err.Error(), "index torn") {
+		t.Errorf("a walk that fails: %v", err)
 	}
 }
 
@@ -218,5 +228,16 @@ func TestNoTablespaces(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "16390.tar.zst"), nil, 0o600)
 	if err := noTablespaces(dir); !errors.Is(err, ErrTablespaces) || !strings.Contains(err.Error(), "16390.tar.zst") {
 		t.Fatalf("a backup with a tablespace: %v", err)
+	}
+}
+
+// seq2 yields the transactions with no error, as a store's walk does.
+func seq2(txns []binlog.Transaction) iter.Seq2[binlog.Transaction, error] {
+	return func(yield func(binlog.Transaction, error) bool) {
+		for _, t := range txns {
+			if !yield(t, nil) {
+				return
+			}
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"iter"
 	"os"
 	"path/filepath"
 	"strings"
@@ -142,15 +143,11 @@ func replayBinlog(ctx context.Context, e Entry, o RestoreOptions, r Restored) (R
 	if order, err := topology.Compare(e.Position, st.Start()); st.Start().IsZero() || err != nil || order == topology.Behind || order == topology.Diverged {
 		return r, fmt.Errorf("dbha's binlog store starts at %s, which the backup's position %s does not reach: the transactions in between are not held; restore a newer backup", st.Start(), e.Position)
 	}
-	txns, err := st.Transactions(topology.Position{}, 0)
-	if err != nil {
-		return r, err
-	}
 	status, err := binlog.ReadStatus(o.Store)
 	if err != nil && !o.Until.Time.IsZero() {
 		return r, fmt.Errorf("a time target needs to know until when dbha's stream heard from the primary: %w", err)
 	}
-	upto, n, err := replayEnd(e.Position, st.Position(), txns, o.Until, status.LastMessage)
+	upto, n, err := replayEnd(e.Position, st.Position(), st.All(), o.Until, status.LastMessage)
 	if err != nil {
 		return r, err
 	}
@@ -187,11 +184,12 @@ func replayBinlog(ctx context.Context, e Entry, o RestoreOptions, r Restored) (R
 
 // replayEnd decides how far a replay goes from the backup's position
 // from, given every transaction the store holds (txns, in binlog order,
-// those the backup already has included), what it holds (held), and when
-// its stream last heard from the primary (heard). It returns the position
-// after the last transaction the target covers and how many transactions
-// that replays, or refuses, saying which targets this backup and store can
-// reach: a target is met exactly or not at all. It is pure.
+// those the backup already has included; walked twice, one at a time),
+// what it holds (held), and when its stream last heard from the primary
+// (heard). It returns the position after the last transaction the target
+// covers and how many transactions that replays, or refuses, saying which
+// targets this backup and store can reach: a target is met exactly or not
+// at all. It is pure.
 //
 // A GTID target covers, in each domain, the transactions up to its
 // sequence number; it must be at or past the backup's point and within
@@ -204,7 +202,7 @@ func replayBinlog(ctx context.Context, e Entry, o RestoreOptions, r Restored) (R
 // target (the binlog is in commit order); a target after everything held
 // must be no later than the stream's last word from the primary, else
 // what was committed in between is not held.
-func replayEnd(from, held topology.Position, txns []binlog.Transaction, until Target, heard time.Time) (topology.Position, int64, error) {
+func replayEnd(from, held topology.Position, txns iter.Seq2[binlog.Transaction, error], until Target, heard time.Time) (topology.Position, int64, error) {
 	if !until.Position.IsZero() {
 		switch order, err := topology.Compare(until.Position, from); {
 		case err != nil:
@@ -226,7 +224,10 @@ func replayEnd(from, held topology.Position, txns []binlog.Transaction, until Ta
 	}
 	upto := from
 	var n int64
-	for _, t := range txns {
+	for t, err := range txns {
+		if err != nil {
+			return from, 0, err
+		}
 		g, err := topology.ParseMariaDB(t.Position)
 		if err != nil {
 			return from, 0, err
@@ -265,9 +266,12 @@ func replayEnd(from, held topology.Position, txns []binlog.Transaction, until Ta
 
 // newestHeld is the latest binlog time of the transactions held that the
 // backup at from has; zero when the store holds none of them.
-func newestHeld(from topology.Position, txns []binlog.Transaction) (time.Time, error) {
+func newestHeld(from topology.Position, txns iter.Seq2[binlog.Transaction, error]) (time.Time, error) {
 	var newest time.Time
-	for _, t := range txns {
+	for t, err := range txns {
+		if err != nil {
+			return time.Time{}, err
+		}
 		g, err := topology.ParseMariaDB(t.Position)
 		if err != nil {
 			return time.Time{}, err

@@ -62,10 +62,19 @@ type HTTP struct {
 	// /healthz must carry.
 	TokenFile string `mapstructure:"token_file" yaml:"token_file,omitempty" json:"token_file,omitempty"`
 	TokenEnv  string `mapstructure:"token_env" yaml:"token_env,omitempty" json:"token_env,omitempty"`
+	// ViewerTokenFile or ViewerTokenEnv hold the token that signs in to
+	// the console as a viewer (read only); the API token signs in as an
+	// operator. Neither: the console has operators only.
+	ViewerTokenFile string `mapstructure:"viewer_token_file" yaml:"viewer_token_file,omitempty" json:"viewer_token_file,omitempty"`
+	ViewerTokenEnv  string `mapstructure:"viewer_token_env" yaml:"viewer_token_env,omitempty" json:"viewer_token_env,omitempty"`
 }
 
 // Token returns where the API token comes from.
 func (h HTTP) Token() Secret { return Secret{File: h.TokenFile, Env: h.TokenEnv} }
+
+// ViewerToken returns where the console's viewer token comes from (may be
+// empty).
+func (h HTTP) ViewerToken() Secret { return Secret{File: h.ViewerTokenFile, Env: h.ViewerTokenEnv} }
 
 // Token returns where the Consul ACL token comes from (may be empty).
 func (c Consul) Token() Secret { return Secret{File: c.TokenFile, Env: c.TokenEnv} }
@@ -600,6 +609,9 @@ func Validate(cfg Config, file string) error {
 	}
 	validateMembers(cfg.Manager, bad)
 	validateAlerts(cfg.Alerts, bad)
+	if cfg.HTTP.ViewerTokenFile != "" && cfg.HTTP.ViewerTokenEnv != "" {
+		bad("http", "set viewer_token_file or viewer_token_env, not both")
+	}
 	if cfg.Probe.Timeout <= 0 {
 		bad("probe.timeout", "must be a positive duration such as 1s, got %v", cfg.Probe.Timeout)
 	}

@@ -3,6 +3,7 @@ package mysql
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"os"
 	"path/filepath"
 	"time"
@@ -155,6 +156,23 @@ func (s *Store) walkFrom(p *state, fn func(storeFile, Txn) error) error {
 		}
 	}
 	return nil
+}
+
+// All yields every transaction the store holds, oldest first, reading one
+// index at a time: a walk over a store of any size holds one transaction in
+// memory. A failed read ends the walk with the error as the last pair.
+func (s *Store) All() iter.Seq2[binlog.Transaction, error] {
+	return func(yield func(binlog.Transaction, error) bool) {
+		err := s.walkFrom(nil, func(f storeFile, t Txn) error {
+			if !yield(binlog.Transaction{Position: t.GTID.String(), Time: t.Time, Size: t.Size, Events: t.Events, File: f.name, Offset: t.Offset}, nil) {
+				return errStop
+			}
+			return nil
+		})
+		if err != nil {
+			yield(binlog.Transaction{}, fmt.Errorf("walk the stream's transactions: %w", err))
+		}
+	}
 }
 
 // Transactions lists the transactions held after since (all when since is

@@ -181,6 +181,26 @@ func TestOpenStore(t *testing.T) {
 			t.Errorf("Transactions: %d, %v; want the 5 of the remaining files", len(txs), err)
 		}
 	})
+	t.Run("a walk of every transaction", func(t *testing.T) {
+		s := twoDomainStore(t)
+		want, err := s.Transactions(topology.Position{}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []binlog.Transaction
+		for tx, err := range s.All() {
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, tx)
+		}
+		if !slices.Equal(got, want) || len(got) == 0 {
+			t.Errorf("All yields %d transactions, Transactions lists %d", len(got), len(want))
+		}
+		for range s.All() {
+			break // a walk ended early stops reading
+		}
+	})
 	t.Run("disk bytes", func(t *testing.T) {
 		s := twoDomainStore(t)
 		n, err := s.DiskBytes()

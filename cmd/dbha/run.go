@@ -92,12 +92,16 @@ func runDaemon(ctx context.Context, cfg config.Config, m *daemon.Monitor, stream
 		if err != nil {
 			return usageError(fmt.Errorf("http token: %w", err))
 		}
+		collectors := []prometheus.Collector{stats}
+		if side.alerts != nil {
+			collectors = append(collectors, side.alerts)
+		}
+		handler, err := withConsole(cfg, m, daemon.Handler(m, token, collectors...), token, log)
+		if err != nil {
+			return err
+		}
 		wg.Go(func() {
-			collectors := []prometheus.Collector{stats}
-			if side.alerts != nil {
-				collectors = append(collectors, side.alerts)
-			}
-			httpErr = daemon.Serve(ctx, cfg.HTTP.Listen, daemon.Handler(m, token, collectors...), func(a net.Addr) {
+			httpErr = daemon.Serve(ctx, cfg.HTTP.Listen, handler, func(a net.Addr) {
 				log.Info("http listening", "addr", a.String())
 			})
 			cancel() // a dead endpoint stops the daemon rather than hiding

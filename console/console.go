@@ -1,0 +1,346 @@
+// Package console is the operator's web page that `dbha run` serves under
+// /console/: every cluster's state, its replication tree, the evidence of
+// each path, its findings, and the actions that are safe from there
+// (pause and resume automatic failover). Everything is rendered by
+// html/template from assets embedded in the binary; the page refreshes
+// its live part by polling a fragment each second. Two roles sign in with
+// their own tokens: a viewer reads, an operator also acts. A session is a
+// random id in an HttpOnly, SameSite=Strict cookie; every POST carries the
+// session's CSRF token; every action is audited with who and from where.
+package console
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"embed"
+	"encoding/hex"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dbha/dbha/daemon"
+)
+
+//go:embed assets
+var assets embed.FS
+
+// Role is what a session may do.
+type Role string
+
+const (
+	Viewer   Role = "viewer"
+	Operator Role = "operator"
+)
+
+// Actions are what an operator may do from the page.
+type Actions interface {
+	Pause(ctx context.Context, cluster, by, reason string) error
+	Resume(ctx context.Context, cluster, by string) error
+	// Paused reads the maintenance mode where it is kept, so that the page
+	// right after an action offers the next one (the monitor reads it
+	// about once a second).
+	Paused(ctx context.Context, cluster string) (bool, error)
+}
+
+// Options configure a Console.
+type Options struct {
+	// States returns every cluster's latest state (*daemon.Monitor.States).
+	States func() []daemon.State
+	// OperatorToken and ViewerToken sign in their roles; an empty one
+	// signs in nobody.
+	OperatorToken, ViewerToken string
+	Actions                    Actions
+	// Audit records an action (who, from where, what); nil: none.
+	Audit  func(a AuditLine) error
+	Logger *slog.Logger
+	// SessionTTL bounds a session (default 12 h).
+	SessionTTL time.Duration
+	Now        func() time.Time
+}
+
+// AuditLine is one action taken from the console.
+type AuditLine struct {
+	Action  string    `json:"action"`
+	Cluster string    `json:"cluster"`
+	By      string    `json:"by"`
+	From    string    `json:"from"`
+	At      time.Time `json:"at"`
+	Reason  string    `json:"reason,omitempty"`
+	Error   string    `json:"error,omitempty"`
+}
+
+// Console serves the pages. Create it with New.
+type Console struct {
+	o    Options
+	log  *slog.Logger
+	tmpl *template.Template
+
+	mu       sync.Mutex
+	sessions map[string]*session
+}
+
+type session struct {
+	role    Role
+	csrf    string
+	expires time.Time
+}
+
+const cookieName = "dbha_console"
+
+// New builds a console; its templates are parsed once, here.
+func New(o Options) (*Console, error) {
+	if o.SessionTTL <= 0 {
+		o.SessionTTL = 12 * time.Hour
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	t, err := template.New("").Funcs(template.FuncMap{
+		"ago": func(t time.Time) string {
+			if t.IsZero() {
+				return "never"
+			}
+			return o.Now().Sub(t).Round(100*time.Millisecond).String() + " ago"
+		},
+		"stateClass": func(s string) string { return strings.ReplaceAll(s, " ", "-") },
+	}).ParseFS(assets, "assets/*.html")
+	if err != nil {
+		return nil, fmt.Errorf("console templates: %w", err)
+	}
+	return &Console{o: o, log: log, tmpl: t, sessions: map[string]*session{}}, nil
+}
+
+// Handler serves /console/.
+func (c *Console) Handler() http.Handler {
+	mux := http.NewServeMux()
+	static, _ := fs.Sub(assets, "assets")
+	mux.Handle("GET /console/static/", http.StripPrefix("/console/static/", http.FileServerFS(static)))
+	mux.HandleFunc("GET /console/login", c.loginPage)
+	mux.HandleFunc("POST /console/login", c.login)
+	mux.HandleFunc("POST /console/logout", c.require(Viewer, c.logout))
+	mux.HandleFunc("GET /console/{$}", c.require(Viewer, c.overview))
+	mux.HandleFunc("GET /console/live/overview", c.require(Viewer, c.overviewLive))
+	mux.HandleFunc("GET /console/cluster/{name}", c.require(Viewer, c.cluster))
+	mux.HandleFunc("GET /console/live/cluster/{name}", c.require(Viewer, c.clusterLive))
+	mux.HandleFunc("POST /console/cluster/{name}/pause", c.require(Operator, c.pause))
+	mux.HandleFunc("POST /console/cluster/{name}/resume", c.require(Operator, c.resume))
+	return securityHeaders(mux)
+}
+
+// securityHeaders: nothing from elsewhere, no framing, no sniffing.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; form-action 'self'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cache-Control", "no-store")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// require lets a request through with a live session of at least role;
+// a POST must also carry the session's CSRF token.
+func (c *Console) require(role Role, next func(http.ResponseWriter, *http.Request, *session)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s := c.sessionOf(r)
+		if s == nil {
+			if r.Method == http.MethodGet && !strings.HasPrefix(r.URL.Path, "/console/live/") {
+				http.Redirect(w, r, "/console/login", http.StatusSeeOther)
+				return
+			}
+			http.Error(w, "sign in first", http.StatusUnauthorized)
+			return
+		}
+		if role == Operator && s.role != Operator {
+			http.Error(w, "this needs the operator role; you signed in as a viewer", http.StatusForbidden)
+			return
+		}
+		if r.Method == http.MethodPost && subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(s.csrf)) != 1 {
+			http.Error(w, "the form's CSRF token is missing or stale: reload the page", http.StatusForbidden)
+			return
+		}
+		next(w, r, s)
+	}
+}
+
+func (c *Console) sessionOf(r *http.Request) *session {
+	ck, err := r.Cookie(cookieName)
+	if err != nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.sessions[ck.Value]
+	if s == nil || c.o.Now().After(s.expires) {
+		delete(c.sessions, ck.Value)
+		return nil
+	}
+	return s
+}
+
+func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
+	c.render(w, "login.html", map[string]any{"Error": r.URL.Query().Get("failed") != ""})
+}
+
+// login checks the token against both roles in constant time and starts
+// a session. A wrong token costs a second, which bounds guessing.
+func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	token := []byte(strings.TrimSpace(r.PostFormValue("token")))
+	var role Role
+	switch {
+	case c.o.OperatorToken != "" && subtle.ConstantTimeCompare(token, []byte(c.o.OperatorToken)) == 1:
+		role = Operator
+	case c.o.ViewerToken != "" && subtle.ConstantTimeCompare(token, []byte(c.o.ViewerToken)) == 1:
+		role = Viewer
+	default:
+		c.log.Warn("console sign-in refused", "from", r.RemoteAddr)
+		time.Sleep(time.Second)
+		http.Redirect(w, r, "/console/login?failed=1", http.StatusSeeOther)
+		return
+	}
+	id, csrf := randomHex(), randomHex()
+	c.mu.Lock()
+	now := c.o.Now()
+	for k, s := range c.sessions { // drop the expired ones
+		if now.After(s.expires) {
+			delete(c.sessions, k)
+		}
+	}
+	c.sessions[id] = &session{role: role, csrf: csrf, expires: now.Add(c.o.SessionTTL)}
+	c.mu.Unlock()
+	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: id, Path: "/console/", HttpOnly: true, SameSite: http.SameSiteStrictMode,
+		Secure: r.TLS != nil, MaxAge: int(c.o.SessionTTL.Seconds())})
+	c.log.Info("console sign-in", "role", role, "from", r.RemoteAddr)
+	http.Redirect(w, r, "/console/", http.StatusSeeOther)
+}
+
+func (c *Console) logout(w http.ResponseWriter, r *http.Request, _ *session) {
+	if ck, err := r.Cookie(cookieName); err == nil {
+		c.mu.Lock()
+		delete(c.sessions, ck.Value)
+		c.mu.Unlock()
+	}
+	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: "", Path: "/console/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, "/console/login", http.StatusSeeOther)
+}
+
+func randomHex() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (c *Console) views() []clusterView {
+	now := c.o.Now()
+	var out []clusterView
+	for _, st := range c.o.States() {
+		out = append(out, viewOf(st, now))
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func (c *Console) view(name string) (clusterView, bool) {
+	for _, v := range c.views() {
+		if v.Name == name {
+			return v, true
+		}
+	}
+	return clusterView{}, false
+}
+
+func (c *Console) overview(w http.ResponseWriter, _ *http.Request, s *session) {
+	c.render(w, "overview.html", map[string]any{"Clusters": c.views(), "Role": s.role, "CSRF": s.csrf})
+}
+
+func (c *Console) overviewLive(w http.ResponseWriter, _ *http.Request, s *session) {
+	c.render(w, "overview-live", map[string]any{"Clusters": c.views(), "Role": s.role})
+}
+
+func (c *Console) cluster(w http.ResponseWriter, r *http.Request, s *session) {
+	v, ok := c.view(r.PathValue("name"))
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	paused := v.Paused != nil
+	if c.o.Actions != nil {
+		if p, err := c.o.Actions.Paused(r.Context(), v.Name); err == nil {
+			paused = p
+		}
+	}
+	c.render(w, "cluster.html", map[string]any{"C": v, "Role": s.role, "CSRF": s.csrf, "Operator": s.role == Operator, "Paused": paused})
+}
+
+func (c *Console) clusterLive(w http.ResponseWriter, r *http.Request, s *session) {
+	v, ok := c.view(r.PathValue("name"))
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	c.render(w, "cluster-live", map[string]any{"C": v, "Role": s.role})
+}
+
+func (c *Console) pause(w http.ResponseWriter, r *http.Request, s *session) {
+	c.act(w, r, s, "pause", func(ctx context.Context, cluster, by string) error {
+		return c.o.Actions.Pause(ctx, cluster, by, r.PostFormValue("reason"))
+	})
+}
+
+func (c *Console) resume(w http.ResponseWriter, r *http.Request, s *session) {
+	c.act(w, r, s, "resume", c.o.Actions.Resume)
+}
+
+// act runs one action on a known cluster, audits it, whatever its outcome,
+// and returns to the cluster's page.
+func (c *Console) act(w http.ResponseWriter, r *http.Request, s *session, action string, do func(ctx context.Context, cluster, by string) error) {
+	name := r.PathValue("name")
+	if _, ok := c.view(name); !ok || c.o.Actions == nil {
+		http.NotFound(w, r)
+		return
+	}
+	by := "console " + string(s.role)
+	err := do(r.Context(), name, by+" from "+r.RemoteAddr)
+	line := AuditLine{Action: action, Cluster: name, By: by, From: r.RemoteAddr, At: c.o.Now().UTC(), Reason: r.PostFormValue("reason")}
+	if err != nil {
+		line.Error = err.Error()
+	}
+	if c.o.Audit != nil {
+		if aerr := c.o.Audit(line); aerr != nil {
+			c.log.Error("console action not audited", "action", action, "cluster", name, "err", aerr)
+		}
+	}
+	c.log.Warn("console action", "action", action, "cluster", name, "by", by, "from", r.RemoteAddr, "err", err)
+	if err != nil {
+		http.Error(w, action+" "+name+": "+err.Error(), http.StatusBadGateway)
+		return
+	}
+	http.Redirect(w, r, "/console/cluster/"+url.PathEscape(name), http.StatusSeeOther)
+}
+
+// render writes a whole page or none: a template that fails midway is a
+// 500, not half a page.
+func (c *Console) render(w http.ResponseWriter, name string, data any) {
+	var b bytes.Buffer
+	if err := c.tmpl.ExecuteTemplate(&b, name, data); err != nil {
+		c.log.Error("console template", "template", name, "err", err)
+		http.Error(w, "the page could not be drawn", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Write(b.Bytes())
+}

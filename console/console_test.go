@@ -1,0 +1,198 @@
+package console
+
+import (
+	"context"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dbha/dbha/checks"
+	"github.com/dbha/dbha/daemon"
+	"github.com/dbha/dbha/topology"
+)
+
+type fakeActions struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (f *fakeActions) Pause(_ context.Context, cluster, by, reason string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "pause "+cluster+" by "+by+" because "+reason)
+	return nil
+}
+
+func (f *fakeActions) Paused(context.Context, string) (bool, error) { return false, nil }
+
+func (f *fakeActions) Resume(_ context.Context, cluster, by string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "resume "+cluster)
+	return nil
+}
+
+func states() []daemon.State {
+	lag := 0.0
+	follows := &topology.Replication{Source: "10.0.0.1:3306", IORunning: true, SQLRunning: true, IOState: "Yes", SQLState: "Yes"}
+	return []daemon.State{{
+		Cluster: "shop", Engine: topology.MariaDB, Cycles: 3, UpdatedAt: time.Now(),
+		Findings: []checks.Finding{{Code: checks.ReplicaLagging, Severity: checks.Warning, Instance: "10.0.0.2:3306", Summary: "behind <script>alert(1)</script>"}},
+		Evidence: checks.Evidence{Primary: "10.0.0.1:3306", Snapshot: topology.Snapshot{Cluster: "shop", Primary: "10.0.0.1:3306", Instances: []topology.Instance{
+			{Addr: "10.0.0.1:3306", Reachable: true, Role: topology.RolePrimary},
+			{Addr: "10.0.0.2:3306", Reachable: true, Role: topology.RoleReplica, ReadOnly: true, Replication: follows, Lag: &topology.Lag{Seconds: &lag}},
+		}}},
+	}, {Cluster: "billing", Engine: topology.Postgres, Cycles: 1, UpdatedAt: time.Now(),
+		Evidence: checks.Evidence{Primary: "10.0.1.1:5432", Snapshot: topology.Snapshot{Cluster: "billing", Primary: "10.0.1.1:5432",
+			Instances: []topology.Instance{{Addr: "10.0.1.1:5432", Reachable: true, Role: topology.RolePrimary}}}}}}
+}
+
+type client struct {
+	t   *testing.T
+	srv *httptest.Server
+	c   *http.Client
+}
+
+func newClient(t *testing.T, srv *httptest.Server) *client {
+	jar, _ := cookiejar.New(nil)
+	return &client{t: t, srv: srv, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+func (c *client) get(path string) (int, string, http.Header) {
+	c.t.Helper()
+	resp, err := c.c.Get(c.srv.URL + path)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	buf := make([]byte, 1<<16)
+	for {
+		n, err := resp.Body.Read(buf)
+		b.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	return resp.StatusCode, b.String(), resp.Header
+}
+
+func (c *client) post(path string, form url.Values) (int, http.Header) {
+	c.t.Helper()
+	resp, err := c.c.PostForm(c.srv.URL+path, form)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([0-9a-f]{64})"`)
+
+func TestConsole(t *testing.T) {
+	acts := &fakeActions{}
+	var audit []AuditLine
+	con, err := New(Options{States: states, OperatorToken: "op-token", ViewerToken: "view-token", Actions: acts,
+		Audit: func(a AuditLine) error { audit = append(audit, a); return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(con.Handler())
+	defer srv.Close()
+
+	anon := newClient(t, srv)
+	if code, _, h := anon.get("/console/"); code != http.StatusSeeOther || h.Get("Location") != "/console/login" {
+		t.Fatalf("anonymous overview: %d to %q, want a redirect to the sign-in", code, h.Get("Location"))
+	}
+	if code, _, _ := anon.get("/console/live/overview"); code != http.StatusUnauthorized {
+		t.Errorf("anonymous live fragment: %d, want 401", code)
+	}
+	if code, h := anon.post("/console/login", url.Values{"token": {"guess"}}); code != http.StatusSeeOther || !strings.Contains(h.Get("Location"), "failed") {
+		t.Errorf("a wrong token: %d to %q", code, h.Get("Location"))
+	}
+
+	viewer := newClient(t, srv)
+	code, h := viewer.post("/console/login", url.Values{"token": {"view-token"}})
+	cookie := h.Get("Set-Cookie")
+	if code != http.StatusSeeOther || !strings.Contains(cookie, "HttpOnly") || !strings.Contains(cookie, "SameSite=Strict") || !strings.Contains(cookie, "Path=/console/") {
+		t.Fatalf("viewer sign-in: %d, cookie %q", code, cookie)
+	}
+	code, page, hdr := viewer.get("/console/")
+	if code != http.StatusOK || !strings.Contains(page, "10.0.0.1:3306") || !strings.Contains(page, "10.0.1.1:5432") || !strings.Contains(page, "signed in as viewer") {
+		t.Fatalf("viewer overview: %d\n%s", code, page)
+	}
+	if !strings.Contains(hdr.Get("Content-Security-Policy"), "default-src 'self'") {
+		t.Errorf("no CSP: %v", hdr)
+	}
+	code, page, _ = viewer.get("/console/cluster/shop")
+	if code != http.StatusOK || strings.Contains(page, "<script>alert(1)") || !strings.Contains(page, "&lt;script&gt;alert(1)") {
+		t.Fatalf("the cluster page does not escape a finding's summary: %d\n%s", code, page)
+	}
+	if !strings.Contains(page, "<svg") || !strings.Contains(page, "Actions need the operator role") {
+		t.Errorf("cluster page for a viewer:\n%s", page)
+	}
+	m := csrfField.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatal("no CSRF token in the page")
+	}
+	if code, _ := viewer.post("/console/cluster/shop/pause", url.Values{"csrf": {m[1]}}); code != http.StatusForbidden {
+		t.Errorf("a viewer paused: %d, want 403", code)
+	}
+
+	op := newClient(t, srv)
+	op.post("/console/login", url.Values{"token": {"op-token"}})
+	_, page, _ = op.get("/console/cluster/shop")
+	m = csrfField.FindStringSubmatch(page)
+	if m == nil || !strings.Contains(page, "Pause automatic failover") {
+		t.Fatalf("operator's cluster page:\n%s", page)
+	}
+	if code, _ := op.post("/console/cluster/shop/pause", url.Values{"reason": {"upgrade"}}); code != http.StatusForbidden {
+		t.Errorf("a pause without its CSRF token: %d, want 403", code)
+	}
+	if code, h := op.post("/console/cluster/shop/pause", url.Values{"csrf": {m[1]}, "reason": {"upgrade"}}); code != http.StatusSeeOther || h.Get("Location") != "/console/cluster/shop" {
+		t.Fatalf("operator pause: %d to %q", code, h.Get("Location"))
+	}
+	if len(acts.calls) != 1 || !strings.HasPrefix(acts.calls[0], "pause shop by console operator from 127.0.0.1:") || !strings.HasSuffix(acts.calls[0], "because upgrade") {
+		t.Errorf("actions %q", acts.calls)
+	}
+	if len(audit) != 1 || audit[0].Action != "pause" || audit[0].Cluster != "shop" || audit[0].By != "console operator" || audit[0].From == "" {
+		t.Errorf("audit %+v", audit)
+	}
+	if code, _ := op.post("/console/cluster/nosuch/pause", url.Values{"csrf": {m[1]}}); code != http.StatusNotFound {
+		t.Errorf("pause of an unknown cluster: %d", code)
+	}
+	if code, _, _ := op.get("/console/live/cluster/shop"); code != http.StatusOK {
+		t.Errorf("live fragment: %d", code)
+	}
+	// Signing out ends the session.
+	op.post("/console/logout", url.Values{"csrf": {m[1]}})
+	if code, _, _ := op.get("/console/live/overview"); code != http.StatusUnauthorized {
+		t.Errorf("after sign-out: %d, want 401", code)
+	}
+}
+
+func TestViewStates(t *testing.T) {
+	now := time.Now()
+	sts := states()
+	if v := viewOf(sts[0], now); v.State != "degraded" || v.Primary != "10.0.0.1:3306" || len(v.Tree.Boxes) != 2 || len(v.Tree.Lines) != 1 {
+		t.Errorf("shop: %+v", v)
+	}
+	if v := viewOf(sts[1], now); v.State != "healthy" {
+		t.Errorf("billing: %s", v.State)
+	}
+	dead := sts[1]
+	dead.Findings = []checks.Finding{{Code: checks.DeadPrimary, Severity: checks.Critical, Action: checks.Recover}}
+	if v := viewOf(dead, now); v.State != "failing over" {
+		t.Errorf("dead primary: %s", v.State)
+	}
+	dead.Evidence.Paused = &checks.PauseView{By: "alice"}
+	if v := viewOf(dead, now); v.State != "paused" {
+		t.Errorf("dead primary, paused: %s", v.State)
+	}
+}
