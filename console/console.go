@@ -49,6 +49,13 @@ type Actions interface {
 	// right after an action offers the next one (the monitor reads it
 	// about once a second).
 	Paused(ctx context.Context, cluster string) (bool, error)
+	// PlanSwitchover describes, changing nothing, the planned switchover
+	// of cluster to the replica to ("" for the best ranked), as
+	// `dbha promote --dry-run` prints it; Switchover carries it out under
+	// the cluster's lock and returns what it did. Both refuse a failover:
+	// the console replaces only a primary that answers.
+	PlanSwitchover(ctx context.Context, cluster, to string) (string, error)
+	Switchover(ctx context.Context, cluster, to, by string) (string, error)
 }
 
 // Options configure a Console.
@@ -137,6 +144,8 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("GET /console/live/cluster/{name}", c.require(Viewer, c.clusterLive))
 	mux.HandleFunc("POST /console/cluster/{name}/pause", c.require(Operator, c.pause))
 	mux.HandleFunc("POST /console/cluster/{name}/resume", c.require(Operator, c.resume))
+	mux.HandleFunc("GET /console/cluster/{name}/switchover", c.require(Operator, c.planSwitchover))
+	mux.HandleFunc("POST /console/cluster/{name}/switchover", c.require(Operator, c.switchover))
 	return securityHeaders(mux)
 }
 
@@ -305,6 +314,62 @@ func (c *Console) resume(w http.ResponseWriter, r *http.Request, s *session) {
 	c.act(w, r, s, "resume", c.o.Actions.Resume)
 }
 
+// planSwitchover shows the very plan `dbha promote --dry-run` prints,
+// and the form that carries it out.
+func (c *Console) planSwitchover(w http.ResponseWriter, r *http.Request, s *session) {
+	v, ok := c.view(r.PathValue("name"))
+	if !ok || c.o.Actions == nil {
+		http.NotFound(w, r)
+		return
+	}
+	to := r.URL.Query().Get("to")
+	plan, err := c.o.Actions.PlanSwitchover(r.Context(), v.Name, to)
+	data := map[string]any{"C": v, "Role": s.role, "CSRF": s.csrf, "To": to, "Plan": plan}
+	if err != nil {
+		data["Error"] = err.Error()
+	}
+	c.render(w, "switchover.html", data)
+}
+
+// switchover carries the switchover out, audits it and shows what it did.
+func (c *Console) switchover(w http.ResponseWriter, r *http.Request, s *session) {
+	v, ok := c.view(r.PathValue("name"))
+	if !ok || c.o.Actions == nil {
+		http.NotFound(w, r)
+		return
+	}
+	to := r.PostFormValue("to")
+	by := "console " + string(s.role)
+	result, err := c.o.Actions.Switchover(r.Context(), v.Name, to, by+" from "+r.RemoteAddr)
+	line := AuditLine{Action: "switchover", Cluster: v.Name, By: by, From: r.RemoteAddr, At: c.o.Now().UTC(), Reason: "to " + orBest(to)}
+	if err != nil {
+		line.Error = err.Error()
+	}
+	c.audit(line)
+	c.log.Warn("console action", "action", "switchover", "cluster", v.Name, "to", orBest(to), "by", by, "from", r.RemoteAddr, "err", err)
+	data := map[string]any{"C": v, "Role": s.role, "CSRF": s.csrf, "Result": result}
+	if err != nil {
+		data["Error"] = err.Error()
+	}
+	c.render(w, "switchover.html", data)
+}
+
+func orBest(to string) string {
+	if to == "" {
+		return "the best ranked replica"
+	}
+	return to
+}
+
+func (c *Console) audit(line AuditLine) {
+	if c.o.Audit == nil {
+		return
+	}
+	if err := c.o.Audit(line); err != nil {
+		c.log.Error("console action not audited", "action", line.Action, "cluster", line.Cluster, "err", err)
+	}
+}
+
 // act runs one action on a known cluster, audits it, whatever its outcome,
 // and returns to the cluster's page.
 func (c *Console) act(w http.ResponseWriter, r *http.Request, s *session, action string, do func(ctx context.Context, cluster, by string) error) {
@@ -319,11 +384,7 @@ func (c *Console) act(w http.ResponseWriter, r *http.Request, s *session, action
 	if err != nil {
 		line.Error = err.Error()
 	}
-	if c.o.Audit != nil {
-		if aerr := c.o.Audit(line); aerr != nil {
-			c.log.Error("console action not audited", "action", action, "cluster", name, "err", aerr)
-		}
-	}
+	c.audit(line)
 	c.log.Warn("console action", "action", action, "cluster", name, "by", by, "from", r.RemoteAddr, "err", err)
 	if err != nil {
 		http.Error(w, action+" "+name+": "+err.Error(), http.StatusBadGateway)

@@ -31,6 +31,17 @@ func (f *fakeActions) Pause(_ context.Context, cluster, by, reason string) error
 
 func (f *fakeActions) Paused(context.Context, string) (bool, error) { return false, nil }
 
+func (f *fakeActions) PlanSwitchover(_ context.Context, cluster, to string) (string, error) {
+	return "plan: promote " + to + " <b>now</b>", nil
+}
+
+func (f *fakeActions) Switchover(_ context.Context, cluster, to, by string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "switchover "+cluster+" to "+to)
+	return "done: writer is " + to, nil
+}
+
 func (f *fakeActions) Resume(_ context.Context, cluster, by string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -170,6 +181,25 @@ func TestConsole(t *testing.T) {
 	if code, _, _ := op.get("/console/live/cluster/shop"); code != http.StatusOK {
 		t.Errorf("live fragment: %d", code)
 	}
+	// A switchover: the plan first, escaped; then, confirmed, the result.
+	code, page, _ = op.get("/console/cluster/shop/switchover?to=10.0.0.2:3306")
+	if code != http.StatusOK || !strings.Contains(page, "plan: promote 10.0.0.2:3306 &lt;b&gt;now&lt;/b&gt;") || !strings.Contains(page, "Switch over now") {
+		t.Fatalf("switchover plan page: %d\n%s", code, page)
+	}
+	if code, _, _ := viewer.get("/console/cluster/shop/switchover?to=10.0.0.2:3306"); code != http.StatusForbidden {
+		t.Errorf("a viewer's switchover plan: %d, want 403", code)
+	}
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/console/cluster/shop/switchover", strings.NewReader(url.Values{"csrf": {m[1]}, "to": {"10.0.0.2:3306"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := op.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || acts.calls[len(acts.calls)-1] != "switchover shop to 10.0.0.2:3306" || audit[len(audit)-1].Action != "switchover" {
+		t.Errorf("switchover: %d, calls %q, audit %+v", resp.StatusCode, acts.calls, audit)
+	}
+
 	// Signing out ends the session.
 	op.post("/console/logout", url.Values{"csrf": {m[1]}})
 	if code, _, _ := op.get("/console/live/overview"); code != http.StatusUnauthorized {

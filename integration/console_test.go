@@ -16,8 +16,9 @@ import (
 // TestConsoleInABrowser drives the console in Debian's headless Chromium:
 // an operator signs in and sees both lab clusters with their primaries, a
 // killed MariaDB primary is replaced on the page by the new one without a
-// reload, the operator pauses automatic failover from the page (the
-// confirmation accepted), and a viewer is refused the same action. The
+// reload, the operator switches the primary over to the other replica
+// (the dry-run plan shown first) and pauses automatic failover from the
+// page (the confirmations accepted), and a viewer is refused an action. The
 // page is saved as a screenshot (CONSOLE_SCREENSHOT names where;
 // the test's directory otherwise).
 func TestConsoleInABrowser(t *testing.T) {
@@ -91,6 +92,35 @@ func TestConsoleInABrowser(t *testing.T) {
 		return nil
 	})
 	t.Logf("the page showed the new primary %v after the writer moved in Consul", time.Since(moved).Round(time.Millisecond))
+
+	// The operator switches the primary over to the other replica from
+	// the page: the dry-run plan first, then, confirmed, the switchover.
+	var third string
+	for _, n := range []string{"mariadb-2", "mariadb-3"} {
+		if a := addr(t, l, n); a != rec.Plan.NewPrimary {
+			third = a
+		}
+	}
+	if err := chromedp.Do(op, chromedp.Navigate(base+"/console/cluster/"+mariadbCluster), chromedp.WaitVisible(chromedp.CSS(`svg.tree`)),
+		chromedp.SetValue(chromedp.CSS(`select[name="to"]`), third), chromedp.Click(chromedp.CSS(`form[action$="/switchover"] button`)),
+		chromedp.WaitVisible(chromedp.CSS(`pre.plan`))); err != nil {
+		t.Fatalf("plan a switchover from the page: %v", err)
+	}
+	plan, err := chromedp.Run(op, chromedp.Evaluate[string](`document.querySelector("pre.plan").innerText`))
+	if err != nil || !strings.Contains(plan, third) {
+		t.Fatalf("the plan page shows %q, %v; want a plan promoting %s", plan, err, third)
+	}
+	if _, err := chromedp.Run(op, chromedp.Evaluate[bool](`window.confirm = () => true; true`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(op, chromedp.Click(chromedp.CSS(`form[action$="/switchover"] button`)), chromedp.WaitVisible(chromedp.CSS(`pre.result`))); err != nil {
+		t.Fatalf("switch over from the page: %v", err)
+	}
+	result, err := chromedp.Run(op, chromedp.Evaluate[string](`document.querySelector("pre.result").innerText`))
+	if err != nil || !strings.Contains(result, "done: writer is "+third) {
+		t.Fatalf("the switchover's result: %q, %v", result, err)
+	}
+	waitPublishedWriter(t, c, mariadbCluster, third)
 
 	// The operator pauses automatic failover from the cluster's page.
 	// The confirmation is answered yes, and what it asked kept in the

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -17,7 +19,7 @@ import (
 
 // withConsole serves the console under /console/ beside api (the API and
 // metrics): the API token signs in operators, http.viewer_token viewers.
-func withConsole(cfg config.Config, m *daemon.Monitor, api http.Handler, operatorToken string, log *slog.Logger) (http.Handler, error) {
+func withConsole(g *globalFlags, cfg config.Config, m *daemon.Monitor, api http.Handler, operatorToken string, log *slog.Logger) (http.Handler, error) {
 	viewer := ""
 	if t := cfg.HTTP.ViewerToken(); t.File != "" || t.Env != "" {
 		v, err := readSecret(t)
@@ -27,9 +29,12 @@ func withConsole(cfg config.Config, m *daemon.Monitor, api http.Handler, operato
 		viewer = v
 	}
 	audit := filepath.Join(cfg.StateDir, "audit.jsonl")
-	con, err := console.New(console.Options{States: m.States, OperatorToken: operatorToken, ViewerToken: viewer,
-		Actions: &consoleActions{cfg: cfg}, Logger: log.With("component", "console"),
-		Audit: func(a console.AuditLine) error { return consul.AppendAudit(audit, a) }})
+	o := console.Options{States: m.States, OperatorToken: operatorToken, ViewerToken: viewer, Logger: log.With("component", "console"),
+		Audit: func(a console.AuditLine) error { return consul.AppendAudit(audit, a) }}
+	if g != nil {
+		o.Actions = &consoleActions{g: g, cfg: cfg}
+	}
+	con, err := console.New(o)
 	if err != nil {
 		return nil, err
 	}
@@ -41,7 +46,10 @@ func withConsole(cfg config.Config, m *daemon.Monitor, api http.Handler, operato
 
 // consoleActions carries the console's actions out in Consul, connecting
 // at each one (Consul may have been away when dbha run started).
-type consoleActions struct{ cfg config.Config }
+type consoleActions struct {
+	g   *globalFlags
+	cfg config.Config
+}
 
 func (a *consoleActions) Pause(ctx context.Context, cluster, by, reason string) error {
 	c, err := newConsul(ctx, a.cfg)
@@ -66,4 +74,56 @@ func (a *consoleActions) Resume(ctx context.Context, cluster, by string) error {
 		return err
 	}
 	return c.ClearPause(ctx, cluster)
+}
+
+// PlanSwitchover plans as `dbha promote --dry-run` does, and refuses a
+// failover.
+func (a *consoleActions) PlanSwitchover(ctx context.Context, cluster, to string) (string, error) {
+	cl, ok := a.cfg.Cluster(cluster)
+	if !ok {
+		return "", fmt.Errorf("no cluster %s", cluster)
+	}
+	planner, closePlanner, err := newKeeper(a.g, a.cfg, cl, nil, nil, nil)
+	if err != nil {
+		return "", err
+	}
+	defer closePlanner()
+	plan, err := planner.Plan(ctx, promote.Choice{To: to})
+	if err != nil {
+		return "", err
+	}
+	var b bytes.Buffer
+	if err := promote.WriteText(&b, plan); err != nil {
+		return "", err
+	}
+	if plan.Kind != promote.Switchover {
+		return b.String(), errNotSwitchover
+	}
+	return b.String(), nil
+}
+
+var errNotSwitchover = errors.New("the primary does not answer: replacing it is a failover, which dbha run starts on its own and the console never does (dbha promote, on the command line, can)")
+
+// Switchover carries out a planned switchover under the cluster's lock,
+// as `dbha promote` does. Should the primary die in between, the plan
+// becomes a failover, which the trigger's unheld quorum refuses.
+func (a *consoleActions) Switchover(ctx context.Context, cluster, to, by string) (string, error) {
+	if _, err := a.PlanSwitchover(ctx, cluster, to); err != nil {
+		return "", err
+	}
+	cl, _ := a.cfg.Cluster(cluster)
+	keeper, closeKeeper, err := newClusterKeeper(ctx, a.g, a.cfg, cl, nil)
+	if err != nil {
+		return "", err
+	}
+	defer closeKeeper()
+	rec, err := keeper.Recover(ctx, promote.Trigger{Reason: "requested from the console by " + by,
+		Quorum: &promote.QuorumCount{Summary: "the console starts no failover"}}, promote.Choice{To: to})
+	var b bytes.Buffer
+	if rec != nil {
+		if werr := writeRecord(&b, rec, "text"); werr != nil {
+			return b.String(), werr
+		}
+	}
+	return b.String(), err
 }

@@ -50,7 +50,7 @@ http.listen. It runs until interrupted.`,
 			if err != nil {
 				return err
 			}
-			side := &daemonSide{catalogs: newCatalogWatches(cfg, log), alerts: alerts}
+			side := &daemonSide{catalogs: newCatalogWatches(cfg, log), alerts: alerts, flags: g}
 			m, closeAll, err := newMonitor(cmd.Context(), g, cfg, cfg.Clusters, streams, side, true, log)
 			if err != nil {
 				return err
@@ -66,6 +66,7 @@ http.listen. It runs until interrupted.`,
 type daemonSide struct {
 	catalogs map[string]*daemon.CatalogWatch
 	alerts   *alert.Notifier
+	flags    *globalFlags // for the console's switchovers; nil: the console acts on nothing
 }
 
 // runDaemon runs the monitor, the change streams, the side (nil for
@@ -96,7 +97,7 @@ func runDaemon(ctx context.Context, cfg config.Config, m *daemon.Monitor, stream
 		if side.alerts != nil {
 			collectors = append(collectors, side.alerts)
 		}
-		handler, err := withConsole(cfg, m, daemon.Handler(m, token, collectors...), token, log)
+		handler, err := withConsole(side.flags, cfg, m, daemon.Handler(m, token, collectors...), token, log)
 		if err != nil {
 			return err
 		}
