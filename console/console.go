@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/dbha/dbha/daemon"
+	"github.com/dbha/dbha/promote"
 )
 
 //go:embed assets
@@ -56,6 +57,12 @@ type Actions interface {
 	// the console replaces only a primary that answers.
 	PlanSwitchover(ctx context.Context, cluster, to string) (string, error)
 	Switchover(ctx context.Context, cluster, to, by string) (string, error)
+	// Recoveries are the cluster's last n recoveries, newest first.
+	Recoveries(ctx context.Context, cluster string, n int) ([]*promote.Record, error)
+	// Blocked says whether the anti-flap block is set; LiftBlock lifts it
+	// (`dbha recover ack`).
+	Blocked(ctx context.Context, cluster string) (bool, error)
+	LiftBlock(ctx context.Context, cluster, by string) error
 }
 
 // Options configure a Console.
@@ -123,6 +130,9 @@ func New(o Options) (*Console, error) {
 			return o.Now().Sub(t).Round(100*time.Millisecond).String() + " ago"
 		},
 		"stateClass": func(s string) string { return strings.ReplaceAll(s, " ", "-") },
+		"took":       func(a, b time.Time) string { return b.Sub(a).Round(time.Millisecond).String() },
+		"when":       func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000 MST") },
+		"deref":      func(b *bool) bool { return b != nil && *b },
 	}).ParseFS(assets, "assets/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("console templates: %w", err)
@@ -144,6 +154,7 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("GET /console/live/cluster/{name}", c.require(Viewer, c.clusterLive))
 	mux.HandleFunc("POST /console/cluster/{name}/pause", c.require(Operator, c.pause))
 	mux.HandleFunc("POST /console/cluster/{name}/resume", c.require(Operator, c.resume))
+	mux.HandleFunc("POST /console/cluster/{name}/lift", c.require(Operator, c.liftBlock))
 	mux.HandleFunc("GET /console/cluster/{name}/switchover", c.require(Operator, c.planSwitchover))
 	mux.HandleFunc("POST /console/cluster/{name}/switchover", c.require(Operator, c.switchover))
 	return securityHeaders(mux)
@@ -286,13 +297,21 @@ func (c *Console) cluster(w http.ResponseWriter, r *http.Request, s *session) {
 		http.NotFound(w, r)
 		return
 	}
-	paused := v.Paused != nil
-	if c.o.Actions != nil {
-		if p, err := c.o.Actions.Paused(r.Context(), v.Name); err == nil {
-			paused = p
+	data := map[string]any{"C": v, "Role": s.role, "CSRF": s.csrf, "Operator": s.role == Operator, "Paused": v.Paused != nil}
+	if a := c.o.Actions; a != nil {
+		if p, err := a.Paused(r.Context(), v.Name); err == nil {
+			data["Paused"] = p
 		}
+		if b, err := a.Blocked(r.Context(), v.Name); err == nil {
+			data["Blocked"] = b
+		}
+		recs, err := a.Recoveries(r.Context(), v.Name, 5)
+		if err != nil {
+			data["RecoveriesError"] = err.Error()
+		}
+		data["Recoveries"] = recs
 	}
-	c.render(w, "cluster.html", map[string]any{"C": v, "Role": s.role, "CSRF": s.csrf, "Operator": s.role == Operator, "Paused": paused})
+	c.render(w, "cluster.html", data)
 }
 
 func (c *Console) clusterLive(w http.ResponseWriter, r *http.Request, s *session) {
@@ -312,6 +331,10 @@ func (c *Console) pause(w http.ResponseWriter, r *http.Request, s *session) {
 
 func (c *Console) resume(w http.ResponseWriter, r *http.Request, s *session) {
 	c.act(w, r, s, "resume", c.o.Actions.Resume)
+}
+
+func (c *Console) liftBlock(w http.ResponseWriter, r *http.Request, s *session) {
+	c.act(w, r, s, "lift-block", c.o.Actions.LiftBlock)
 }
 
 // planSwitchover shows the very plan `dbha promote --dry-run` prints,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/dbha/dbha/checks"
 	"github.com/dbha/dbha/daemon"
+	"github.com/dbha/dbha/promote"
 	"github.com/dbha/dbha/topology"
 )
 
@@ -30,6 +31,22 @@ func (f *fakeActions) Pause(_ context.Context, cluster, by, reason string) error
 }
 
 func (f *fakeActions) Paused(context.Context, string) (bool, error) { return false, nil }
+
+func (f *fakeActions) Blocked(context.Context, string) (bool, error) { return true, nil }
+
+func (f *fakeActions) LiftBlock(_ context.Context, cluster, _ string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "lift "+cluster)
+	return nil
+}
+
+func (f *fakeActions) Recoveries(_ context.Context, cluster string, _ int) ([]*promote.Record, error) {
+	at := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
+	return []*promote.Record{{ID: "20261206T030000-shop-1", Kind: promote.Failover, Reason: "DeadPrimary", Started: at, Done: true, RTOSeconds: 0.52,
+		Plan:  promote.Plan{OldPrimary: "10.0.0.1:3306", NewPrimary: "10.0.0.2:3306"},
+		Steps: []promote.StepResult{{N: 1, Action: "fence", Target: "10.0.0.1:3306", Started: at, Finished: at.Add(30 * time.Millisecond)}}}}, nil
+}
 
 func (f *fakeActions) PlanSwitchover(_ context.Context, cluster, to string) (string, error) {
 	return "plan: promote " + to + " <b>now</b>", nil
@@ -145,6 +162,9 @@ func TestConsole(t *testing.T) {
 	if code != http.StatusOK || strings.Contains(page, "<script>alert(1)") || !strings.Contains(page, "&lt;script&gt;alert(1)") {
 		t.Fatalf("the cluster page does not escape a finding's summary: %d\n%s", code, page)
 	}
+	if !strings.Contains(page, "20261206T030000-shop-1") || !strings.Contains(page, "RTO 0.520 s") || !strings.Contains(page, "30ms") {
+		t.Errorf("the cluster page does not show the recovery's timeline:\n%s", page)
+	}
 	if !strings.Contains(page, "<svg") || !strings.Contains(page, "Actions need the operator role") {
 		t.Errorf("cluster page for a viewer:\n%s", page)
 	}
@@ -181,6 +201,10 @@ func TestConsole(t *testing.T) {
 	if code, _, _ := op.get("/console/live/cluster/shop"); code != http.StatusOK {
 		t.Errorf("live fragment: %d", code)
 	}
+	if code, _ := op.post("/console/cluster/shop/lift", url.Values{"csrf": {m[1]}}); code != http.StatusSeeOther || acts.calls[len(acts.calls)-1] != "lift shop" {
+		t.Errorf("lift the block: %d, calls %q", code, acts.calls)
+	}
+
 	// A switchover: the plan first, escaped; then, confirmed, the result.
 	code, page, _ = op.get("/console/cluster/shop/switchover?to=10.0.0.2:3306")
 	if code != http.StatusOK || !strings.Contains(page, "plan: promote 10.0.0.2:3306 &lt;b&gt;now&lt;/b&gt;") || !strings.Contains(page, "Switch over now") {

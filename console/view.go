@@ -25,6 +25,7 @@ type clusterView struct {
 	Shape     string
 	Stream    string
 	Paused    *checks.PauseView
+	Backups   *checks.BackupsView
 	UpdatedAt time.Time
 	Tree      tree
 }
@@ -59,7 +60,7 @@ const boxW, boxH, gap = 220, 64, 24
 func viewOf(st daemon.State, now time.Time) clusterView {
 	ev := st.Evidence
 	v := clusterView{Name: st.Cluster, Engine: string(st.Engine), Primary: ev.Primary, Findings: st.Findings,
-		Levels: map[string]int{}, Votes: checks.Votes(ev, checks.DefaultPolicy()), Paused: ev.Paused, UpdatedAt: st.UpdatedAt,
+		Levels: map[string]int{}, Votes: checks.Votes(ev, checks.DefaultPolicy()), Paused: ev.Paused, Backups: ev.Backups, UpdatedAt: st.UpdatedAt,
 		Quorum: fmt.Sprintf("%d of %d voters say the primary is lost; %d needed", len(st.Quorum.Lost), st.Quorum.Voters, st.Quorum.Needed),
 		Shape:  st.Shape.Summary}
 	for _, f := range st.Findings {

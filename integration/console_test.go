@@ -122,6 +122,25 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 	waitPublishedWriter(t, c, mariadbCluster, third)
 
+	// The cluster's page lists both recoveries with their steps, and the
+	// operator lifts the block the automatic failover left.
+	if err := chromedp.Do(op, chromedp.Navigate(base+"/console/cluster/"+mariadbCluster), chromedp.WaitVisible(chromedp.CSS(`section.recoveries`))); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := chromedp.Run(op, chromedp.Evaluate[string](`document.querySelector("section.recoveries").innerText`))
+	if err != nil || !strings.Contains(recs, rec.ID) || strings.Count(recs, mariadbCluster) < 2 || !strings.Contains(recs, "RTO") {
+		t.Errorf("the recoveries on the page: %q, %v; want %s and the switchover", recs, err, rec.ID)
+	}
+	if _, err := chromedp.Run(op, chromedp.Evaluate[bool](`window.confirm = () => true; true`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(op, chromedp.Click(chromedp.CSS(`form[action$="/lift"] button`)), chromedp.WaitVisible(chromedp.CSS(`svg.tree`))); err != nil {
+		t.Fatalf("lift the block from the page: %v", err)
+	}
+	if _, blocked, err := c.GetBlock(t.Context(), mariadbCluster); err != nil || blocked {
+		t.Errorf("the block after lifting it from the page: %v, %v", blocked, err)
+	}
+
 	// The operator pauses automatic failover from the cluster's page.
 	// The confirmation is answered yes, and what it asked kept in the
 	// tab's session storage, which outlives the form's navigation.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/dbha/dbha/config"
@@ -126,4 +127,47 @@ func (a *consoleActions) Switchover(ctx context.Context, cluster, to, by string)
 		}
 	}
 	return b.String(), err
+}
+
+// Recoveries reads the cluster's last n recovery records, newest first.
+func (a *consoleActions) Recoveries(ctx context.Context, cluster string, n int) ([]*promote.Record, error) {
+	store, c, err := recoveryStore(ctx, a.cfg)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := c.RecoveryIDs(ctx, cluster)
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(ids) // ids begin with their time
+	slices.Reverse(ids)
+	var out []*promote.Record
+	for _, id := range ids[:min(n, len(ids))] {
+		r, err := store.Record(ctx, cluster, id)
+		if err != nil {
+			return out, err
+		}
+		if r != nil {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (a *consoleActions) Blocked(ctx context.Context, cluster string) (bool, error) {
+	c, err := newConsul(ctx, a.cfg)
+	if err != nil {
+		return false, err
+	}
+	_, ok, err := c.GetBlock(ctx, cluster)
+	return ok, err
+}
+
+// LiftBlock lifts the anti-flap block, as `dbha recover ack` does.
+func (a *consoleActions) LiftBlock(ctx context.Context, cluster, _ string) error {
+	c, err := newConsul(ctx, a.cfg)
+	if err != nil {
+		return err
+	}
+	return c.ClearBlock(ctx, cluster)
 }
