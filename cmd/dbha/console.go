@@ -52,8 +52,10 @@ type consoleActions struct {
 	cfg config.Config
 }
 
+func (a *consoleActions) consul(ctx context.Context) (*consul.Client, error) { return newConsul(ctx, a.cfg) }
+
 func (a *consoleActions) Pause(ctx context.Context, cluster, by, reason string) error {
-	c, err := newConsul(ctx, a.cfg)
+	c, err := a.consul(ctx)
 	if err != nil {
 		return err
 	}
@@ -61,7 +63,7 @@ func (a *consoleActions) Pause(ctx context.Context, cluster, by, reason string) 
 }
 
 func (a *consoleActions) Paused(ctx context.Context, cluster string) (bool, error) {
-	c, err := newConsul(ctx, a.cfg)
+	c, err := a.consul(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -70,7 +72,7 @@ func (a *consoleActions) Paused(ctx context.Context, cluster string) (bool, erro
 }
 
 func (a *consoleActions) Resume(ctx context.Context, cluster, by string) error {
-	c, err := newConsul(ctx, a.cfg)
+	c, err := a.consul(ctx)
 	if err != nil {
 		return err
 	}
@@ -155,7 +157,7 @@ func (a *consoleActions) Recoveries(ctx context.Context, cluster string, n int) 
 }
 
 func (a *consoleActions) Blocked(ctx context.Context, cluster string) (bool, error) {
-	c, err := newConsul(ctx, a.cfg)
+	c, err := a.consul(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -165,7 +167,7 @@ func (a *consoleActions) Blocked(ctx context.Context, cluster string) (bool, err
 
 // LiftBlock lifts the anti-flap block, as `dbha recover ack` does.
 func (a *consoleActions) LiftBlock(ctx context.Context, cluster, _ string) error {
-	c, err := newConsul(ctx, a.cfg)
+	c, err := a.consul(ctx)
 	if err != nil {
 		return err
 	}
