@@ -52,7 +52,9 @@ type consoleActions struct {
 	cfg config.Config
 }
 
-func (a *consoleActions) consul(ctx context.Context) (*consul.Client, error) { return newConsul(ctx, a.cfg) }
+func (a *consoleActions) consul(ctx context.Context) (*consul.Client, error) {
+	return newConsul(ctx, a.cfg)
+}
 
 func (a *consoleActions) Pause(ctx context.Context, cluster, by, reason string) error {
 	c, err := a.consul(ctx)
