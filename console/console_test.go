@@ -138,6 +138,12 @@ func TestConsole(t *testing.T) {
 	if code, _, h := anon.get("/console/"); code != http.StatusSeeOther || h.Get("Location") != "/console/login" {
 		t.Fatalf("anonymous overview: %d to %q, want a redirect to the sign-in", code, h.Get("Location"))
 	}
+	if code, body, _ := anon.get("/console/static/console.js"); code != http.StatusOK || !strings.Contains(body, "data-live") {
+		t.Errorf("console.js: %d", code)
+	}
+	if code, _, _ := anon.get("/console/static/cluster.html"); code != http.StatusNotFound {
+		t.Errorf("a template served as a file: %d", code)
+	}
 	if code, _, _ := anon.get("/console/live/overview"); code != http.StatusUnauthorized {
 		t.Errorf("anonymous live fragment: %d, want 401", code)
 	}
