@@ -107,7 +107,7 @@ func TestSwitchoverDoesNotBlockFailover(t *testing.T) {
 	t.Parallel()
 	l := binLab(t, bin)
 	c := consulClient(t, l)
-	startDbhaRun(t, bin, l, "switchover-watcher")
+	run := startDbhaRun(t, bin, l, "switchover-watcher")
 	for _, e := range labEngines {
 		t.Run(e.cluster, func(t *testing.T) {
 			first := addr(t, l, e.kind+"-1")
@@ -123,6 +123,12 @@ func TestSwitchoverDoesNotBlockFailover(t *testing.T) {
 			// it through a rewind and a restart), it cannot vote: a death
 			// then would be seen by 2 of 4 voters, no majority.
 			waitHealthy(t, l, e.cluster, 90*time.Second, "every instance follows "+next, allFollow(next))
+			// And as the daemon sees it: a replica it still finds detached
+			// is one its keeper may be rejoining (stopped, rewound), which
+			// cannot vote either.
+			waitUntil(t, 30*time.Second, "the daemon to find no detached instance", func() error {
+				return noneOpen(run.log(), e.cluster, "InstanceDetached")
+			})
 			killTree(t, l, nodeName(t, l, next))
 			rec2 := waitRecoveryOf(t, bin, l, e.cluster, next, 60*time.Second)
 			if rec2.Reason == "" || rec2.Plan.NewPrimary == next {
@@ -184,4 +190,29 @@ func TestRealFlapIsBlocked(t *testing.T) {
 			}
 		})
 	}
+}
+
+// noneOpen fails while the daemon's log has a finding of code in cluster
+// that appeared (for some instance) and has not cleared since.
+func noneOpen(log, cluster, code string) error {
+	open := map[string]bool{}
+	for line := range strings.Lines(log) {
+		if !strings.Contains(line, `"cluster":"`+cluster+`"`) || !strings.Contains(line, `"code":"`+code+`"`) {
+			continue
+		}
+		instance := ""
+		if i := strings.Index(line, `"instance":"`); i >= 0 {
+			instance, _, _ = strings.Cut(line[i+len(`"instance":"`):], `"`)
+		}
+		switch {
+		case strings.Contains(line, `"msg":"finding appeared"`):
+			open[instance] = true
+		case strings.Contains(line, `"msg":"finding cleared"`):
+			delete(open, instance)
+		}
+	}
+	if len(open) > 0 {
+		return fmt.Errorf("%s still open for %v", code, open)
+	}
+	return nil
 }
