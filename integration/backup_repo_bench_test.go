@@ -43,16 +43,23 @@ type repoKind struct {
 	drop func(ctx context.Context, cluster, id string) error // removes one backup
 }
 
-func benchRepositories(b *testing.B, gb float64, samples int, load func(context.Context, *testing.B, *Lab, float64) backupBench) {
-	ctx, cancel := context.WithTimeout(context.Background(), 110*time.Minute)
-	defer cancel()
-	l := benchLab(b)
-	s := load(ctx, b, l, gb)
-	work := reachableBenchDir(b)
+// benchSetup starts the benchmark's lab, loads gb of data, and gives the
+// load, a work directory the servers' accounts may enter, and the account
+// throwaway servers run as.
+func benchSetup(ctx context.Context, b *testing.B, gb float64, load func(context.Context, *testing.B, *Lab, float64) backupBench) (backupBench, string, backup.Owner) {
+	b.Helper()
+	s := load(ctx, b, benchLab(b), gb)
 	owner, err := backup.LookupOwner(backup.DefaultOwner(s.engine))
 	if err != nil {
 		b.Fatal(err)
 	}
+	return s, reachableBenchDir(b), owner
+}
+
+func benchRepositories(b *testing.B, gb float64, samples int, load func(context.Context, *testing.B, *Lab, float64) backupBench) {
+	ctx, cancel := context.WithTimeout(context.Background(), 110*time.Minute)
+	defer cancel()
+	s, work, owner := benchSetup(ctx, b, gb, load)
 	store, err := StartObjectStore(ctx, filepath.Join(work, "minio"), "dbha-bench")
 	if err != nil {
 		b.Fatal(err)
@@ -197,13 +204,7 @@ func benchSamples(b *testing.B) int {
 func benchVerify(b *testing.B, gb float64, samples int, load func(context.Context, *testing.B, *Lab, float64) backupBench) {
 	ctx, cancel := context.WithTimeout(context.Background(), 110*time.Minute)
 	defer cancel()
-	l := benchLab(b)
-	s := load(ctx, b, l, gb)
-	work := reachableBenchDir(b)
-	owner, err := backup.LookupOwner(backup.DefaultOwner(s.engine))
-	if err != nil {
-		b.Fatal(err)
-	}
+	s, work, owner := benchSetup(ctx, b, gb, load)
 	job := s.job
 	job.Repo, job.ID = backup.Dir(filepath.Join(work, "repo")), "verify-bench"
 	e, err := s.run(ctx, job)

@@ -33,7 +33,7 @@ func withConsole(g *globalFlags, cfg config.Config, m *daemon.Monitor, api http.
 	o := console.Options{States: m.States, OperatorToken: operatorToken, ViewerToken: viewer, Logger: log.With("component", "console"),
 		Audit: func(a console.AuditLine) error { return consul.AppendAudit(audit, a) }}
 	if g != nil {
-		o.Actions = &consoleActions{g: g, cfg: cfg}
+		o.Actions = &consoleActions{g: g, cfg: cfg, lazyConsul: lazyConsul{cfg: cfg}}
 	}
 	con, err := console.New(o)
 	if err != nil {
@@ -46,15 +46,15 @@ func withConsole(g *globalFlags, cfg config.Config, m *daemon.Monitor, api http.
 }
 
 // consoleActions carries the console's actions out in Consul, connecting
-// at each one (Consul may have been away when dbha run started).
+// at the first one (Consul may have been away when dbha run started) and
+// keeping the client.
 type consoleActions struct {
 	g   *globalFlags
 	cfg config.Config
+	lazyConsul
 }
 
-func (a *consoleActions) consul(ctx context.Context) (*consul.Client, error) {
-	return newConsul(ctx, a.cfg)
-}
+func (a *consoleActions) consul(ctx context.Context) (*consul.Client, error) { return a.get(ctx) }
 
 func (a *consoleActions) Pause(ctx context.Context, cluster, by, reason string) error {
 	c, err := a.consul(ctx)
@@ -135,10 +135,11 @@ func (a *consoleActions) Switchover(ctx context.Context, cluster, to, by string)
 
 // Recoveries reads the cluster's last n recovery records, newest first.
 func (a *consoleActions) Recoveries(ctx context.Context, cluster string, n int) ([]*promote.Record, error) {
-	store, c, err := recoveryStore(ctx, a.cfg)
+	c, err := a.consul(ctx)
 	if err != nil {
 		return nil, err
 	}
+	store := c.Recoveries(filepath.Join(a.cfg.StateDir, "audit.jsonl"))
 	ids, err := c.RecoveryIDs(ctx, cluster)
 	if err != nil {
 		return nil, err

@@ -244,7 +244,7 @@ func backupClaimer(ctx context.Context, cfg config.Config, log *slog.Logger) dae
 	c, err := newConsul(ctx, cfg)
 	if err != nil {
 		log.Warn("consul unavailable: scheduled backups wait for it (without the cluster lock every manager would run them)", "err", err)
-		return &lateClaimer{cfg: cfg}
+		return &lateClaimer{lazyConsul{cfg: cfg}}
 	}
 	return c
 }
@@ -252,23 +252,35 @@ func backupClaimer(ctx context.Context, cfg config.Config, log *slog.Logger) dae
 // lateClaimer connects to Consul at a claim, and again at each claim
 // until it succeeds: Consul out of reach when dbha run starts delays the
 // scheduled backups, never disables them.
-type lateClaimer struct {
+type lateClaimer struct{ lazyConsul }
+
+func (l *lateClaimer) ClaimBackupSlot(ctx context.Context, cluster string, slot time.Time, owner string) (bool, error) {
+	c, err := l.get(ctx)
+	if err != nil {
+		return false, err
+	}
+	return c.ClaimBackupSlot(ctx, cluster, slot, owner)
+}
+
+// lazyConsul connects to Consul at its first use, and again at each use
+// until it succeeds; then it keeps the client.
+type lazyConsul struct {
 	cfg config.Config
 	mu  sync.Mutex
 	c   *consul.Client
 }
 
-func (l *lateClaimer) ClaimBackupSlot(ctx context.Context, cluster string, slot time.Time, owner string) (bool, error) {
+func (l *lazyConsul) get(ctx context.Context) (*consul.Client, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.c == nil {
 		c, err := newConsul(ctx, l.cfg)
 		if err != nil {
-			return false, err
+			return nil, err
 		}
 		l.c = c
 	}
-	return l.c.ClaimBackupSlot(ctx, cluster, slot, owner)
+	return l.c, nil
 }
 
 // newBackupSchedulers builds one scheduler per cluster with a
