@@ -123,7 +123,9 @@ func TestConsoleInABrowser(t *testing.T) {
 	waitPublishedWriter(t, c, mariadbCluster, third)
 
 	// The cluster's page lists both recoveries with their steps, and the
-	// operator lifts the block the automatic failover left.
+	// operator lifts the block the automatic failover left. The page the
+	// form leads to has no lift form; waiting for the tree instead found
+	// the old page's, and the next navigation aborted the form's.
 	if err := chromedp.Do(op, chromedp.Navigate(base+"/console/cluster/"+mariadbCluster), chromedp.WaitVisible(chromedp.CSS(`section.recoveries`))); err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +136,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	if _, err := chromedp.Run(op, chromedp.Evaluate[bool](`window.confirm = () => true; true`)); err != nil {
 		t.Fatal(err)
 	}
-	if err := chromedp.Do(op, chromedp.Click(chromedp.CSS(`form[action$="/lift"] button`)), chromedp.WaitVisible(chromedp.CSS(`svg.tree`))); err != nil {
+	if err := chromedp.Do(op, chromedp.Click(chromedp.CSS(`form[action$="/lift"] button`)), chromedp.WaitNotPresent(chromedp.CSS(`form[action$="/lift"]`))); err != nil {
 		t.Fatalf("lift the block from the page: %v", err)
 	}
 	if _, blocked, err := c.GetBlock(t.Context(), mariadbCluster); err != nil || blocked {
