@@ -43,12 +43,13 @@ faults: deps build
 test-unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /integration)
 
+# The lab, `dbha run` with its console in the background (URL and tokens
+# printed), and one failover drill the console then shows.
 demo: deps build
-	./bin/dbha lab up --dir $(LAB_DIR)
-	./bin/dbha --config $(LAB_DIR)/dbha.yaml topology
+	LAB_DIR=$(LAB_DIR) scripts/demo.sh
 
 demo-down: build
-	./bin/dbha lab down --dir $(LAB_DIR) --purge
+	LAB_DIR=$(LAB_DIR) scripts/demo.sh down
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

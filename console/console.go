@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/dbha/dbha/daemon"
+	"github.com/dbha/dbha/drill"
 	"github.com/dbha/dbha/promote"
 )
 
@@ -62,6 +63,16 @@ type Actions interface {
 	// (`dbha recover ack`).
 	Blocked(ctx context.Context, cluster string) (bool, error)
 	LiftBlock(ctx context.Context, cluster, by string) error
+	// StartBackup takes a backup of cluster now, in the background, as
+	// dbha run takes a scheduled one; it errors when dbha run takes no
+	// backups of the cluster (no backup.schedule) or one is running.
+	// BackupByHand says whether dbha run backs the cluster up, and who
+	// started the backup running by hand, and when ("" for none).
+	StartBackup(ctx context.Context, cluster, by string) error
+	BackupByHand(cluster string) (scheduled bool, by string, at time.Time)
+	// Drills are the cluster's last n drill reports (dbha drill), newest
+	// first.
+	Drills(ctx context.Context, cluster string, n int) ([]drill.Summary, error)
 }
 
 // Options configure a Console.
@@ -157,6 +168,7 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("POST /console/cluster/{name}/pause", c.require(Operator, c.pause))
 	mux.HandleFunc("POST /console/cluster/{name}/resume", c.require(Operator, c.resume))
 	mux.HandleFunc("POST /console/cluster/{name}/lift", c.require(Operator, c.liftBlock))
+	mux.HandleFunc("POST /console/cluster/{name}/backup", c.require(Operator, c.startBackup))
 	mux.HandleFunc("GET /console/cluster/{name}/switchover", c.require(Operator, c.planSwitchover))
 	mux.HandleFunc("POST /console/cluster/{name}/switchover", c.require(Operator, c.switchover))
 	return securityHeaders(mux)
@@ -312,6 +324,12 @@ func (c *Console) cluster(w http.ResponseWriter, r *http.Request, s *session) {
 			data["RecoveriesError"] = err.Error()
 		}
 		data["Recoveries"] = recs
+		drills, err := a.Drills(r.Context(), v.Name, 5)
+		if err != nil {
+			data["DrillsError"] = err.Error()
+		}
+		data["Drills"] = drills
+		data["BackupScheduled"], data["BackupBy"], data["BackupAt"] = a.BackupByHand(v.Name)
 	}
 	c.render(w, "cluster.html", data)
 }
@@ -333,6 +351,10 @@ func (c *Console) pause(w http.ResponseWriter, r *http.Request, s *session) {
 
 func (c *Console) resume(w http.ResponseWriter, r *http.Request, s *session) {
 	c.act(w, r, s, "resume", c.o.Actions.Resume)
+}
+
+func (c *Console) startBackup(w http.ResponseWriter, r *http.Request, s *session) {
+	c.act(w, r, s, "start-backup", c.o.Actions.StartBackup)
 }
 
 func (c *Console) liftBlock(w http.ResponseWriter, r *http.Request, s *session) {

@@ -14,13 +14,15 @@ import (
 
 	"github.com/dbha/dbha/checks"
 	"github.com/dbha/dbha/daemon"
+	"github.com/dbha/dbha/drill"
 	"github.com/dbha/dbha/promote"
 	"github.com/dbha/dbha/topology"
 )
 
 type fakeActions struct {
-	mu    sync.Mutex
-	calls []string
+	mu       sync.Mutex
+	calls    []string
+	backupBy string
 }
 
 func (f *fakeActions) Pause(_ context.Context, cluster, by, reason string) error {
@@ -57,6 +59,28 @@ func (f *fakeActions) Switchover(_ context.Context, cluster, to, by string) (str
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, "switchover "+cluster+" to "+to)
 	return "done: writer is " + to, nil
+}
+
+func (f *fakeActions) Drills(_ context.Context, cluster string, _ int) ([]drill.Summary, error) {
+	at := time.Date(2026, 12, 6, 4, 0, 0, 0, time.UTC)
+	return []drill.Summary{{Cluster: cluster, Engine: "mariadb", Mode: "async", Lab: "loopback", Fault: drill.Fault{Name: "kill"}, Writers: 8,
+		RunsAsked: 1, Failovers: 1, MedianRTO: 0.512, MaxRTO: 0.512, TargetMedianRTO: 2, TargetMaxRTO: 3, AckedRows: 900, Pass: true, Started: at,
+		Runs: []drill.Run{{N: 1, OldPrimary: "10.0.0.1:3306", Verdict: drill.Verdict{NewPrimary: "10.0.0.2:3306", RTOSeconds: 0.512, AckedRows: 900},
+			Recovered: true, RejoinSeconds: 1.25, Pass: true}}}}, nil
+}
+
+func (f *fakeActions) StartBackup(_ context.Context, cluster, by string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "backup "+cluster)
+	f.backupBy = by
+	return nil
+}
+
+func (f *fakeActions) BackupByHand(string) (bool, string, time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return true, f.backupBy, time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC)
 }
 
 func (f *fakeActions) Resume(_ context.Context, cluster, by string) error {
@@ -171,6 +195,10 @@ func TestConsole(t *testing.T) {
 	if !strings.Contains(page, "20261206T030000-shop-1") || !strings.Contains(page, "RTO 0.520 s") || !strings.Contains(page, "30ms") {
 		t.Errorf("the cluster page does not show the recovery's timeline:\n%s", page)
 	}
+	if !strings.Contains(page, "RTO median 0.512 s, max 0.512 s (target 2.0 s / 3.0 s)") || !strings.Contains(page, "10.0.0.1:3306 → 10.0.0.2:3306") ||
+		!strings.Contains(page, "1.250 s") {
+		t.Errorf("the cluster page does not show the drill's report:\n%s", page)
+	}
 	if !strings.Contains(page, "<svg") || !strings.Contains(page, "Actions need the operator role") {
 		t.Errorf("cluster page for a viewer:\n%s", page)
 	}
@@ -209,6 +237,20 @@ func TestConsole(t *testing.T) {
 	}
 	if code, _ := op.post("/console/cluster/shop/lift", url.Values{"csrf": {m[1]}}); code != http.StatusSeeOther || acts.calls[len(acts.calls)-1] != "lift shop" {
 		t.Errorf("lift the block: %d, calls %q", code, acts.calls)
+	}
+
+	// A backup started from the page; the page then says it runs.
+	if !strings.Contains(page, "Start a backup") {
+		t.Errorf("no backup action on the operator's page:\n%s", page)
+	}
+	if code, _ := op.post("/console/cluster/shop/backup", url.Values{"csrf": {m[1]}}); code != http.StatusSeeOther || acts.calls[len(acts.calls)-1] != "backup shop" {
+		t.Errorf("start a backup: %d, calls %q", code, acts.calls)
+	}
+	if _, page, _ := op.get("/console/cluster/shop"); !strings.Contains(page, "A backup started by console operator from 127.0.0.1:") || strings.Contains(page, "Start a backup") {
+		t.Errorf("the page after starting a backup:\n%s", page)
+	}
+	if a := audit[len(audit)-1]; a.Action != "start-backup" || a.Cluster != "shop" {
+		t.Errorf("audit %+v", a)
 	}
 
 	// A switchover: the plan first, escaped; then, confirmed, the result.

@@ -88,7 +88,19 @@ type BackupOptions struct {
 type BackupScheduler struct {
 	o   BackupOptions
 	log *slog.Logger
+
+	// one is held by the run in progress, a slot's or one started by
+	// hand: they never overlap.
+	one sync.Mutex
+
+	mu     sync.Mutex
+	ctx    context.Context // the daemon's, once Run has started
+	byHand string          // who started the run in progress by hand
+	handAt time.Time       // and when
 }
+
+// ErrBackupRunning refuses a backup started by hand while one runs.
+var ErrBackupRunning = errors.New("a backup of the cluster is running on this manager")
 
 // NewBackupScheduler builds a scheduler; it starts nothing.
 func NewBackupScheduler(o BackupOptions) *BackupScheduler {
@@ -114,6 +126,9 @@ func NewBackupScheduler(o BackupOptions) *BackupScheduler {
 // Run waits for each slot and runs it, until ctx ends. Slots that pass
 // while a backup runs are skipped: backups never pile up.
 func (b *BackupScheduler) Run(ctx context.Context) {
+	b.mu.Lock()
+	b.ctx = ctx
+	b.mu.Unlock()
 	after := time.Now()
 	for {
 		slot := b.o.Schedule.Next(b.o.Cluster.Name, after)
@@ -124,7 +139,12 @@ func (b *BackupScheduler) Run(ctx context.Context) {
 		if !sleepUntil(ctx, slot.At) {
 			return
 		}
-		b.runSlot(ctx, slot)
+		if b.one.TryLock() {
+			b.runSlot(ctx, slot, "")
+			b.one.Unlock()
+		} else {
+			b.log.Info("scheduled backup skipped: a backup started by hand is running", "slot", slot.Time)
+		}
 		// A clock set back while sleeping must not bring this slot again.
 		after = time.Now()
 		if after.Before(slot.At) {
@@ -134,6 +154,51 @@ func (b *BackupScheduler) Run(ctx context.Context) {
 			b.log.Warn("scheduled backups skipped: the last one ran past their start", "first_skipped", missed.Time)
 		}
 	}
+}
+
+// Start takes a backup now, outside the schedule, in the background, as
+// a slot of its own: claimed as a scheduled one (so one manager takes it,
+// and none while another holds the cluster's lock), watched for a
+// failover, retried once, notified when it fails. It refuses while a
+// backup of the cluster runs on this manager, and before Run has started.
+func (b *BackupScheduler) Start(by string) error {
+	b.mu.Lock()
+	ctx := b.ctx
+	b.mu.Unlock()
+	if ctx == nil || ctx.Err() != nil {
+		return errors.New("the backup scheduler is not running")
+	}
+	if !b.one.TryLock() {
+		if by, at := b.StartedByHand(); by != "" {
+			return fmt.Errorf("%w: started by %s at %s", ErrBackupRunning, by, at.Format(time.RFC3339))
+		}
+		return fmt.Errorf("%w: a scheduled one", ErrBackupRunning)
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	b.mu.Lock()
+	b.byHand, b.handAt = by, now
+	b.mu.Unlock()
+	b.log.Info("backup started by hand", "by", by)
+	go func() {
+		defer b.one.Unlock()
+		b.runSlot(ctx, schedule.Slot{Time: now, At: now}, by)
+		b.mu.Lock()
+		b.byHand, b.handAt = "", time.Time{}
+		b.mu.Unlock()
+	}()
+	return nil
+}
+
+// Cluster and Job name what the scheduler runs.
+func (b *BackupScheduler) Cluster() string { return b.o.Cluster.Name }
+func (b *BackupScheduler) Job() string     { return b.o.Job }
+
+// StartedByHand names who started the backup running now by hand, and
+// when; "" when none is.
+func (b *BackupScheduler) StartedByHand() (string, time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.byHand, b.handAt
 }
 
 // claimName is what slots are claimed under: the cluster's name for its
@@ -147,11 +212,14 @@ func (b *BackupScheduler) claimName() string {
 }
 
 // runSlot claims the slot and, when won, takes the backup, and once more if
-// it fails. A claim that fails (Consul out of reach) is tried again every
+// it fails; by names who started it by hand ("" for the schedule). A claim that fails (Consul out of reach) is tried again every
 // RetryAfter until the next slot begins: the slot is made up once Consul
 // answers, not skipped.
-func (b *BackupScheduler) runSlot(ctx context.Context, slot schedule.Slot) {
+func (b *BackupScheduler) runSlot(ctx context.Context, slot schedule.Slot, by string) {
 	log := b.log.With("slot", slot.Time)
+	if by != "" {
+		log = log.With("started_by", by)
+	}
 	next := b.o.Schedule.Next(b.o.Cluster.Name, slot.At).At
 	var won bool
 	for tries := 1; ; tries++ {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -139,7 +140,7 @@ func TestBackupSlot(t *testing.T) {
 			r := &runs{script: tc.script}
 			s := newTestScheduler(t, tc.claimer, &fakePrimary{addr: "p:5432"}, r, nil, &logs)
 			slot := time.Date(2024, 5, 1, 2, 0, 0, 0, time.UTC)
-			s.runSlot(context.Background(), schedule.Slot{Time: slot, At: slot})
+			s.runSlot(context.Background(), schedule.Slot{Time: slot, At: slot}, "")
 			if r.calls != tc.wantCalls {
 				t.Errorf("runner called %d times, want %d", r.calls, tc.wantCalls)
 			}
@@ -167,7 +168,7 @@ func TestBackupCancelledOnFailoverIsRetried(t *testing.T) {
 	}}
 	stats := NewBackupStats()
 	s := newTestScheduler(t, &fakeClaimer{won: true}, p, r, stats, &logs)
-	s.runSlot(context.Background(), schedule.Slot{Time: time.Now(), At: time.Now()})
+	s.runSlot(context.Background(), schedule.Slot{Time: time.Now(), At: time.Now()}, "")
 
 	if r.calls != 2 {
 		t.Fatalf("runner called %d times, want 2 (the cancelled run and its retry)", r.calls)
@@ -199,7 +200,7 @@ func TestBackupNotRetriedWhenTheDaemonStops(t *testing.T) {
 		done,
 	}}
 	s := newTestScheduler(t, &fakeClaimer{won: true}, &fakePrimary{addr: "a:5432"}, r, nil, &logs)
-	s.runSlot(ctx, schedule.Slot{Time: time.Now(), At: time.Now()})
+	s.runSlot(ctx, schedule.Slot{Time: time.Now(), At: time.Now()}, "")
 	if r.calls != 1 {
 		t.Fatalf("runner called %d times, want 1: no retry once the daemon stops", r.calls)
 	}
@@ -293,7 +294,7 @@ func TestBackupSlotMadeUpWhenConsulReturns(t *testing.T) {
 		return []backup.Entry{{ID: "dead", Error: "left running"}}, nil
 	}
 	slot := time.Now()
-	s.runSlot(context.Background(), schedule.Slot{Time: slot, At: slot})
+	s.runSlot(context.Background(), schedule.Slot{Time: slot, At: slot}, "")
 	if r.calls != 1 || c.claims != 4 || swept != 1 {
 		t.Fatalf("runner called %d times after %d claims, %d sweeps; want 1 after 4, 1 sweep\n%s", r.calls, c.claims, swept, logs.String())
 	}
@@ -302,4 +303,79 @@ func TestBackupSlotMadeUpWhenConsulReturns(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", w, logs.String())
 		}
 	}
+}
+
+// A backup started by hand runs in the background as a slot of its own,
+// is refused while one runs, and holds off a scheduled slot meanwhile.
+func TestBackupStartedByHand(t *testing.T) {
+	ctx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	release := make(chan struct{})
+	r := &runs{script: []func(context.Context) (backup.Entry, error){
+		func(context.Context) (backup.Entry, error) { <-release; return done(ctx) },
+		done,
+	}}
+	c := &fakeClaimer{won: true}
+	var logs syncBuffer
+	s := newTestScheduler(t, c, &fakePrimary{addr: "a:5432"}, r, nil, &logs)
+	if err := s.Start("console operator"); err == nil {
+		t.Fatal("a backup started before the scheduler runs")
+	}
+	var running sync.WaitGroup
+	running.Go(func() { s.Run(ctx) })
+	waitFor(t, func() bool { return s.Start("console operator") == nil })
+	by, at := s.StartedByHand()
+	if by != "console operator" || at.IsZero() {
+		t.Errorf("StartedByHand = %q, %v", by, at)
+	}
+	err := s.Start("someone else")
+	if !errors.Is(err, ErrBackupRunning) || !strings.Contains(err.Error(), "console operator") {
+		t.Errorf("a second start while one runs: %v", err)
+	}
+	// The @every 1s slots pass while the backup started by hand runs.
+	waitFor(t, func() bool {
+		return strings.Contains(logs.String(), "scheduled backup skipped: a backup started by hand is running")
+	})
+	close(release)
+	waitFor(t, func() bool { by, _ := s.StartedByHand(); return by == "" })
+	stop()
+	running.Wait()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !slices.ContainsFunc(c.claims, at.Equal) {
+		t.Errorf("claims %v: want the backup started by hand claimed as a slot of its own, %v", c.claims, at)
+	}
+	if !strings.Contains(logs.String(), `"started_by":"console operator"`) || !strings.Contains(logs.String(), "scheduled backup done") {
+		t.Errorf("the log does not say who started the backup, or that it was done:\n%s", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitFor polls ok for up to 5 s.
+func waitFor(t *testing.T, ok func() bool) {
+	t.Helper()
+	for range 500 {
+		if ok() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("condition not met within 5 s")
 }

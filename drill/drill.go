@@ -158,6 +158,7 @@ func Drill(ctx context.Context, o Options, e Engine, f Faults, c Cluster) (Summa
 	}
 	var last int64
 	var runs []Run
+	started := time.Now().UTC()
 	for n := 1; n <= o.Runs && ctx.Err() == nil; n++ {
 		r, intact := runOnce(ctx, o, e, f, c, n, &last)
 		runs = append(runs, r)
@@ -166,7 +167,9 @@ func Drill(ctx context.Context, o Options, e Engine, f Faults, c Cluster) (Summa
 			break
 		}
 	}
-	return Summarise(o, runs), nil
+	s := Summarise(o, runs)
+	s.Started, s.Finished = started, time.Now().UTC()
+	return s, nil
 }
 
 // Line is a run in one line of progress.

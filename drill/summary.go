@@ -1,6 +1,9 @@
 package drill
 
-import "slices"
+import (
+	"slices"
+	"time"
+)
 
 // Summary is a whole drill: one fault, one cluster, every run asked for.
 type Summary struct {
@@ -51,6 +54,9 @@ type Summary struct {
 	TargetMedianRTO float64 `json:"target_median_rto_seconds,omitempty"`
 	TargetMaxRTO    float64 `json:"target_max_rto_seconds,omitempty"`
 	Pass            bool    `json:"pass"`
+	// Started and Finished bound the whole drill.
+	Started  time.Time `json:"started,omitzero"`
+	Finished time.Time `json:"finished,omitzero"`
 }
 
 // Summarise totals runs made under o. Pure.

@@ -56,6 +56,12 @@ type Options struct {
 	// stands for one, so that a test may lose a replica and its primary and still hold a
 	// majority (5 voters: 3 instances, the manager, the witness).
 	Witness bool
+	// Console gives the loopback lab's dbha.yaml what `dbha run` needs to
+	// serve its console at this address (host:port): an http section with
+	// an operator and a viewer token (secrets console-operator and
+	// console-viewer), and a nightly backup schedule per cluster, so that
+	// the console offers a backup. `make demo` uses it.
+	Console string
 }
 
 // MaxManagers bounds Options.Managers.
@@ -63,6 +69,14 @@ const MaxManagers = 3
 
 // validate checks the options and fills in the default number of managers.
 func (o *Options) validate() error {
+	if o.Console != "" {
+		if o.Hosts {
+			return errors.New("lab up: --console is for the loopback lab; a hosts lab's managers serve theirs")
+		}
+		if _, _, err := net.SplitHostPort(o.Console); err != nil {
+			return fmt.Errorf("lab up: --console %q: want host:port: %w", o.Console, err)
+		}
+	}
 	if !o.Hosts {
 		if o.Managers != 0 {
 			return errors.New("lab up: managers run only in a hosts lab (--hosts)")
@@ -169,6 +183,8 @@ type Lab struct {
 	// Guards and Witness: see Options.
 	Guards  bool `json:"guards,omitempty"`
 	Witness bool `json:"witness,omitempty"`
+	// Console: see Options.
+	Console string `json:"console,omitempty"`
 	// Faults are the faults injected and not healed yet, in order (see Fault).
 	Faults []FaultSpec `json:"faults,omitempty"`
 

@@ -35,6 +35,12 @@ var secretNames = []string{
 	"postgres-superuser", "postgres-repl", "postgres-dbha",
 }
 
+// The console's tokens in a lab with a console (Options.Console).
+const (
+	ConsoleOperatorSecret = "console-operator"
+	ConsoleViewerSecret   = "console-viewer"
+)
+
 // maxSocketPath bounds the longest unix socket path a node gets, below the 108-byte sun_path.
 const maxSocketPath = 100
 
@@ -61,7 +67,7 @@ func create(ctx context.Context, dir string, o Options) (*Lab, error) {
 		return nil, err
 	}
 	l := &Lab{Dir: dir, ConfigPath: filepath.Join(dir, "dbha.yaml"), User: u, SocketRoot: dir, progress: o.Progress,
-		Binary: o.Binary, Lossless: o.Lossless, Witness: o.Witness}
+		Binary: o.Binary, Lossless: o.Lossless, Witness: o.Witness, Console: o.Console}
 	if o.Hosts {
 		l.Managers, l.Guards = o.Managers, o.Guards
 	}
@@ -135,6 +141,9 @@ func (l *Lab) writeSecrets() error {
 	names := secretNames
 	if l.Managers > 0 {
 		names = append(slices.Clip(names), managerTokenSecret)
+	}
+	if l.Console != "" {
+		names = append(slices.Clip(names), ConsoleOperatorSecret, ConsoleViewerSecret)
 	}
 	for _, name := range names {
 		pw, err := newPassword()
@@ -325,6 +334,11 @@ func (l *Lab) configText(f configFile) string {
 		}
 		fmt.Fprintf(&b, "http:\n  listen: %s\n  token_file: %s\n", yamlScalar(f.httpListen), yamlScalar(l.Secret(managerTokenSecret)))
 	}
+	console := f.manager == 0 && l.Console != ""
+	if console {
+		fmt.Fprintf(&b, "http:\n  listen: %s\n  token_file: %s\n  viewer_token_file: %s\n", yamlScalar(l.Console),
+			yamlScalar(l.Secret(ConsoleOperatorSecret)), yamlScalar(l.Secret(ConsoleViewerSecret)))
+	}
 	b.WriteString("clusters:\n")
 	for _, c := range []struct{ name, kind string }{{mariadbCluster, KindMariaDB}, {postgresCluster, KindPostgres}} {
 		var addrs []string
@@ -343,7 +357,11 @@ func (l *Lab) configText(f configFile) string {
 			fmt.Fprintf(&b, "    check_command: [%s]\n", labWitness)
 		}
 		l.writeStreamConfig(&b, c.name, c.kind, f.manager)
-		l.writeDrillConfig(&b, c.kind)
+		schedule := ""
+		if console {
+			schedule = "0 3 * * *" // nightly, so that the console offers a backup now
+		}
+		l.writeDrillConfig(&b, c.kind, schedule)
 	}
 	return b.String()
 }
@@ -374,9 +392,10 @@ func (l *Lab) writeStreamConfig(b *strings.Builder, cluster, kind string, manage
 }
 
 // writeDrillConfig gives `dbha drill` the lab's administrator to write
-// rows with (the lab itself kills and restarts nodes), and a PostgreSQL
-// cluster a rejoin_command through this lab, when the dbha binary is known.
-func (l *Lab) writeDrillConfig(b *strings.Builder, kind string) {
+// rows with (the lab itself kills and restarts nodes), a PostgreSQL
+// cluster a rejoin_command through this lab, when the dbha binary is known,
+// the backup account, and backupSchedule as backup.schedule ("" for none).
+func (l *Lab) writeDrillConfig(b *strings.Builder, kind, backupSchedule string) {
 	// The drill writes as an application would: MariaDB's "app" has no
 	// global privilege, so a fenced (read-only) server refuses it.
 	user, secret := "app", "mariadb-app"
@@ -394,6 +413,11 @@ func (l *Lab) writeDrillConfig(b *strings.Builder, kind string) {
 			// reaches as ssh would.
 			fmt.Fprintf(b, "      remote_command: [%s, lab, on-host, --dir, %s, \"{host}\"]\n", yamlScalar(l.Binary), yamlScalar(l.Dir))
 		}
+	} else if backupSchedule != "" {
+		b.WriteString("    backup:\n")
+	}
+	if backupSchedule != "" {
+		fmt.Fprintf(b, "      schedule: %s\n", strconv.Quote(backupSchedule))
 	}
 	if kind == KindPostgres {
 		user, secret = "postgres", "postgres-superuser"

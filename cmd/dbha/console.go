@@ -15,12 +15,13 @@ import (
 	"github.com/dbha/dbha/console"
 	"github.com/dbha/dbha/consul"
 	"github.com/dbha/dbha/daemon"
+	"github.com/dbha/dbha/drill"
 	"github.com/dbha/dbha/promote"
 )
 
 // withConsole serves the console under /console/ beside api (the API and
 // metrics): the API token signs in operators, http.viewer_token viewers.
-func withConsole(g *globalFlags, cfg config.Config, m *daemon.Monitor, api http.Handler, operatorToken string, log *slog.Logger) (http.Handler, error) {
+func withConsole(g *globalFlags, cfg config.Config, m *daemon.Monitor, api http.Handler, operatorToken string, schedulers []*daemon.BackupScheduler, log *slog.Logger) (http.Handler, error) {
 	viewer := ""
 	if t := cfg.HTTP.ViewerToken(); t.File != "" || t.Env != "" {
 		v, err := readSecret(t)
@@ -33,7 +34,13 @@ func withConsole(g *globalFlags, cfg config.Config, m *daemon.Monitor, api http.
 	o := console.Options{States: m.States, OperatorToken: operatorToken, ViewerToken: viewer, Logger: log.With("component", "console"),
 		Audit: func(a console.AuditLine) error { return consul.AppendAudit(audit, a) }}
 	if g != nil {
-		o.Actions = &consoleActions{g: g, cfg: cfg, lazyConsul: lazyConsul{cfg: cfg}}
+		backups := map[string]*daemon.BackupScheduler{}
+		for _, s := range schedulers {
+			if s.Job() == "backup" {
+				backups[s.Cluster()] = s
+			}
+		}
+		o.Actions = &consoleActions{g: g, cfg: cfg, backups: backups, lazyConsul: lazyConsul{cfg: cfg}}
 	}
 	con, err := console.New(o)
 	if err != nil {
@@ -49,8 +56,9 @@ func withConsole(g *globalFlags, cfg config.Config, m *daemon.Monitor, api http.
 // at the first one (Consul may have been away when dbha run started) and
 // keeping the client.
 type consoleActions struct {
-	g   *globalFlags
-	cfg config.Config
+	g       *globalFlags
+	cfg     config.Config
+	backups map[string]*daemon.BackupScheduler // by cluster, those with a backup.schedule
 	lazyConsul
 }
 
@@ -175,4 +183,31 @@ func (a *consoleActions) LiftBlock(ctx context.Context, cluster, _ string) error
 		return err
 	}
 	return c.ClearBlock(ctx, cluster)
+}
+
+// Drills reads the cluster's last n drill reports, newest first.
+func (a *consoleActions) Drills(ctx context.Context, cluster string, n int) ([]drill.Summary, error) {
+	c, err := a.consul(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.Drills(ctx, cluster, n)
+}
+
+// StartBackup starts a backup now through the cluster's scheduler.
+func (a *consoleActions) StartBackup(_ context.Context, cluster, by string) error {
+	s, ok := a.backups[cluster]
+	if !ok {
+		return fmt.Errorf("dbha run takes no backups of %s: it has no backup.schedule", cluster)
+	}
+	return s.Start(by)
+}
+
+func (a *consoleActions) BackupByHand(cluster string) (bool, string, time.Time) {
+	s, ok := a.backups[cluster]
+	if !ok {
+		return false, "", time.Time{}
+	}
+	by, at := s.StartedByHand()
+	return true, by, at
 }

@@ -212,11 +212,21 @@ func runDrill(ctx context.Context, g *globalFlags, out io.Writer, cfg config.Con
 		}
 		faults, o.Lab, o.Managers = labFaults{lab}, drill.LabHosts, managerHosts(lab.Hosts())
 	} else {
-		stop, err := startMonitor(ctx, g, cfg, cl, progress)
+		// A dbha run already watching the cluster detects and recovers;
+		// a second monitor here would only race it.
+		live, err := liveManagers(ctx, c, cl.Name)
 		if err != nil {
 			return err
 		}
-		defer stop()
+		if len(live) > 0 {
+			fmt.Fprintf(progress, "%s is watched by dbha run (%s): the drill leaves detection and recovery to it\n", cl.Name, strings.Join(live, ", "))
+		} else {
+			stop, err := startMonitor(ctx, g, cfg, cl, progress)
+			if err != nil {
+				return err
+			}
+			defer stop()
+		}
 		var b drill.Breaker = switchoverBreaker{g: g, cfg: cfg, cl: cl}
 		if !f.switchover {
 			if b, err = newBreaker(g, cl); err != nil {
@@ -232,6 +242,10 @@ func runDrill(ctx context.Context, g *globalFlags, out io.Writer, cfg config.Con
 	if err != nil {
 		return err
 	}
+	// The report is kept where every manager's console reads it.
+	if err := c.PutDrill(ctx, sum); err != nil {
+		fmt.Fprintf(progress, "the drill's report is not kept in Consul (the console will not show it): %v\n", err)
+	}
 	if err := writeDrill(out, sum, f.output); err != nil {
 		return err
 	}
@@ -239,6 +253,28 @@ func runDrill(ctx context.Context, g *globalFlags, out io.Writer, cfg config.Con
 		return &exitError{code: exitProblems, err: errProblemsFound}
 	}
 	return nil
+}
+
+// liveManagers are the dbha run processes watching the cluster now: those
+// whose observation in Consul moves on within two of their refreshes.
+func liveManagers(ctx context.Context, c *consul.Client, cluster string) ([]string, error) {
+	before, err := c.Peers(ctx, cluster, "")
+	if err != nil {
+		return nil, fmt.Errorf("look for managers watching %s: %w", cluster, err)
+	}
+	if len(before) == 0 {
+		return nil, nil
+	}
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(2*time.Second + 500*time.Millisecond):
+	}
+	after, err := c.Peers(ctx, cluster, "")
+	if err != nil {
+		return nil, fmt.Errorf("look for managers watching %s: %w", cluster, err)
+	}
+	return drill.LiveManagers(before, after), nil
 }
 
 // startMonitor runs dbha's monitor and stream for the cluster in this

@@ -41,6 +41,7 @@ leases on.`,
 	cmd.PersistentFlags().StringVar(&dir, "dir", defaultLabDir, "lab directory")
 	var lossless, hosts, guards bool
 	var managers int
+	var console string
 
 	up := &cobra.Command{
 		Use:   "up",
@@ -50,7 +51,7 @@ leases on.`,
 			out := cmd.OutOrStdout()
 			self, _ := os.Executable()
 			l, running, err := integration.Up(cmd.Context(), integration.Options{Dir: dir, Progress: out, Binary: self, Lossless: lossless,
-				Hosts: hosts, Managers: managers, Guards: guards})
+				Hosts: hosts, Managers: managers, Guards: guards, Console: console})
 			if err != nil {
 				return err
 			}
@@ -65,6 +66,7 @@ leases on.`,
 	up.Flags().BoolVar(&hosts, "hosts", false, "a hosts lab: each server, Consul server and manager in a network namespace of its own (needs root)")
 	up.Flags().IntVar(&managers, "managers", 0, "manager hosts of a hosts lab, each with a Consul server and `dbha run` (1 to 3; default 1)")
 	up.Flags().BoolVar(&guards, "guards", false, "a hosts lab: `dbha guard` beside each database server, in its host, and write leases on (promotion.lease_ttl 2s)")
+	up.Flags().StringVar(&console, "console", "", "the loopback lab: dbha.yaml gets dbha run's console on this host:port, with operator and viewer tokens (DIR/secrets/console-*.pw) and a nightly backup schedule (make demo)")
 	up.Flags().BoolVar(&lossless, "lossless", false, "commits wait until dbha's stream or a replica holds them, without falling back (MariaDB semi-sync with wait_no_slave and no timeout, AFTER_SYNC; PostgreSQL synchronous_standby_names = 'ANY 1 (\"dbha\", <standbys>)'): an isolated primary blocks its commits")
 
 	var purge bool

@@ -97,7 +97,7 @@ func runDaemon(ctx context.Context, cfg config.Config, m *daemon.Monitor, stream
 		if side.alerts != nil {
 			collectors = append(collectors, side.alerts)
 		}
-		handler, err := withConsole(side.flags, cfg, m, daemon.Handler(m, token, collectors...), token, log)
+		handler, err := withConsole(side.flags, cfg, m, daemon.Handler(m, token, collectors...), token, schedulers, log)
 		if err != nil {
 			return err
 		}
