@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -119,6 +120,35 @@ type Cluster struct {
 	Drill Drill `mapstructure:"drill" yaml:"drill,omitempty" json:"drill"`
 	// Backup configures the cluster's backups.
 	Backup Backup `mapstructure:"backup" yaml:"backup,omitempty" json:"backup"`
+	// VIP is the writer's virtual address, for clients that use neither
+	// Consul DNS nor a proxy; held by the guards (empty: none).
+	VIP VIP `mapstructure:"vip" yaml:"vip,omitempty" json:"vip"`
+}
+
+// VIP is a cluster's virtual writer address. The guard (`dbha guard`)
+// beside the primary puts it on its host's interface and announces it
+// with gratuitous ARP while it holds the write lease, and takes it off the
+// moment the lease is no longer valid (before it fences), so the address
+// leaves a primary that loses its lease: it needs promotion.lease_ttl.
+type VIP struct {
+	// Address is the address with its prefix length, e.g. 10.0.0.50/24
+	// (IPv4: ARP).
+	Address string `mapstructure:"address" yaml:"address,omitempty" json:"address,omitempty"`
+	// Interface is the interface the address goes on; default: the one
+	// that holds the guarded instance's own address.
+	Interface string `mapstructure:"interface" yaml:"interface,omitempty" json:"interface,omitempty"`
+}
+
+// Prefix parses Address.
+func (v VIP) Prefix() (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(v.Address)
+	if err != nil {
+		return p, fmt.Errorf("want an IPv4 address with its prefix length, e.g. 10.0.0.50/24: %w", err)
+	}
+	if !p.Addr().Is4() {
+		return p, fmt.Errorf("%s: IPv4 only (the address is announced by ARP)", v.Address)
+	}
+	return p, nil
 }
 
 // Backup configures a cluster's backups.
@@ -882,6 +912,16 @@ func validatePromotion(cl Cluster, key string, bad func(key, format string, args
 	}
 	if pr.LeaseTTL != 0 && pr.LeaseTTL < MinLeaseTTL {
 		bad(key+".promotion.lease_ttl", "%v: 0 (no guards) or at least %v", pr.LeaseTTL, MinLeaseTTL)
+	}
+	if cl.VIP.Address != "" {
+		if _, err := cl.VIP.Prefix(); err != nil {
+			bad(key+".vip.address", "%v", err)
+		}
+		if pr.LeaseTTL == 0 {
+			bad(key+".vip", "the guards hold the writer's address while they hold the write lease: set promotion.lease_ttl and run dbha guard beside each instance")
+		}
+	} else if cl.VIP.Interface != "" {
+		bad(key+".vip.interface", "without vip.address")
 	}
 	if pr.Window() < 0 || pr.StepTimeout < 0 || pr.OldPrimaryTimeout < 0 || pr.RecheckTimeout < 0 || pr.MaxLagSeconds < 0 || pr.FenceTimeout < 0 {
 		bad(key+".promotion", "block_for, step_timeout, old_primary_timeout, recheck_timeout, fence_timeout and max_lag_seconds must not be negative")

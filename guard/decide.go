@@ -142,6 +142,12 @@ func Decide(o Observation) Decision {
 			d.Action, d.Reason = Release, "the server refuses writes: the lease is released"
 		case o.Grant == GrantOther && !o.Confirmed:
 			d.Action, d.Reason = Release, "the grant changed: confirming the server refuses writes"
+		case o.Grant == GrantMine:
+			// A promotion is under way: the lease (and the writer's
+			// address) should follow the server's opening without a
+			// whole period's delay.
+			d.Reason = "the grant names this instance, which refuses writes yet"
+			d.Next = earliest(next, o.Now.Add(period/5))
 		default:
 			d.Reason = "the server refuses writes"
 		}

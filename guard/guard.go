@@ -38,6 +38,14 @@ type Lease interface {
 	WaitChange(ctx context.Context, grantIndex uint64) error
 }
 
+// VIP is the cluster's virtual writer address on the guard's host
+// (vip.Address): held while the guard holds a valid lease on a writable
+// server, dropped otherwise. Both calls are idempotent and local.
+type VIP interface {
+	Hold() error
+	Drop() error
+}
+
 // GrantRead is what Lease.Read found.
 type GrantRead struct {
 	State GrantState
@@ -60,7 +68,15 @@ type Guard struct {
 	lastRenew  time.Time // send time of the last successful renewal; zero after a release
 	grantIndex uint64    // the grant's index at the last read; 0 when unknown or absent
 	said       string    // the last decision logged
+
+	vip      VIP  // nil: none
+	vipKnown bool // vipOn is what the host has (false after a failed change)
+	vipOn    bool
 }
+
+// HoldVIP makes the guard hold v while its lease is valid and its server
+// writable; call it before Run.
+func (g *Guard) HoldVIP(v VIP) { g.vip = v }
 
 // New returns the guard of server, holding lease with the given TTL (at
 // least MinTTL).
@@ -86,6 +102,8 @@ func (g *Guard) Run(ctx context.Context) error {
 			if g.held {
 				g.log.Warn("guard stopped while holding the lease: its server is not guarded until a guard runs again")
 			}
+			// No guard would take the address off after a failover.
+			g.syncVIP(false, "the guard stopped")
 			return nil
 		}
 	}
@@ -164,7 +182,35 @@ func (g *Guard) Round(ctx context.Context) Decision {
 		g.log.Info("lease released: the server refuses writes", "grant", string(grant.State))
 	}
 	g.say(d, gerr)
+	if d.Action != Fence { // a fence dropped it already
+		// Held with a valid lease, whether or not the server answered this
+		// round: an unanswered probe changes nothing a client could see
+		// until the lease runs out.
+		g.syncVIP(state != ServerReadOnly && g.held && Valid(g.lastRenew, g.now(), g.ttl), d.Reason)
+	}
 	return d
+}
+
+// syncVIP puts the writer's address on the host or takes it off, when
+// that changes what the host has (or may have: at the first round, and
+// after a change that failed).
+func (g *Guard) syncVIP(want bool, why string) {
+	if g.vip == nil || g.vipKnown && g.vipOn == want {
+		return
+	}
+	change, what := g.vip.Drop, "writer address dropped"
+	if want {
+		change, what = g.vip.Hold, "writer address held and announced"
+	}
+	if err := change(); err != nil {
+		g.vipKnown = false
+		g.log.Error("the writer address could not be changed", "hold", want, "err", err)
+		return
+	}
+	if !g.vipKnown || g.vipOn != want {
+		g.log.Warn(what, "why", why)
+	}
+	g.vipKnown, g.vipOn = true, want
 }
 
 func (g *Guard) observe(state ServerState, grant GrantRead) Observation {
@@ -178,6 +224,8 @@ func (g *Guard) observe(state ServerState, grant GrantRead) Observation {
 // Only ServerState and the grant's read decide the rounds after; a fence
 // that failed is tried again by Overdue's rule.
 func (g *Guard) fence(ctx context.Context, d Decision) Decision {
+	// Clients of the writer's address go elsewhere first.
+	g.syncVIP(false, d.Reason)
 	fctx, cancel := context.WithDeadline(ctx, d.Deadline)
 	defer cancel()
 	start := g.now()

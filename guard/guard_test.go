@@ -145,3 +145,105 @@ func TestGuardRounds(t *testing.T) {
 		}
 	})
 }
+
+// fakeVIP records the writer address's changes; fail makes the next one
+// fail.
+type fakeVIP struct {
+	on      bool
+	changes []string
+	fail    error
+}
+
+func (v *fakeVIP) Hold() error { return v.change(true) }
+func (v *fakeVIP) Drop() error { return v.change(false) }
+func (v *fakeVIP) change(on bool) error {
+	if v.fail != nil {
+		err := v.fail
+		v.fail = nil
+		return err
+	}
+	v.on = on
+	v.changes = append(v.changes, map[bool]string{true: "hold", false: "drop"}[on])
+	return nil
+}
+
+func TestGuardHoldsTheWriterAddress(t *testing.T) {
+	ctx := context.Background()
+	t.Run("held with the lease, dropped before the fence", func(t *testing.T) {
+		r := newRig(t)
+		v := &fakeVIP{}
+		r.g.HoldVIP(v)
+		r.g.Round(ctx)
+		r.now = r.now.Add(Period(r.g.ttl))
+		r.g.Round(ctx) // renewed again: nothing changes
+		if !v.on || len(v.changes) != 1 {
+			t.Fatalf("after two renewals: %v", v.changes)
+		}
+		r.now = r.now.Add(Period(r.g.ttl))
+		r.lease.grant = GrantRead{State: GrantOther, Index: 8}
+		r.server.fail = errors.New("kill: denied") // even a fence that fails drops it
+		if d := r.g.Round(ctx); d.Action != Fence || v.on {
+			t.Fatalf("revoked: %+v, address held %v", d, v.on)
+		}
+	})
+	t.Run("dropped when the lease runs out while Consul is silent", func(t *testing.T) {
+		r := newRig(t)
+		v := &fakeVIP{}
+		r.g.HoldVIP(v)
+		r.g.Round(ctx)
+		r.lease.renewErr = errors.New("consul: i/o timeout")
+		for i := 0; i < 10 && r.server.fences == 0; i++ {
+			if !v.on {
+				t.Fatalf("dropped within the lease, round %d", i)
+			}
+			r.now = r.now.Add(Period(r.g.ttl) / 2)
+			r.g.Round(ctx)
+		}
+		if v.on || r.server.fences != 1 {
+			t.Fatalf("address held %v, fences %d", v.on, r.server.fences)
+		}
+	})
+	t.Run("dropped at the first round of a replica's guard, and a failed change is tried again", func(t *testing.T) {
+		r := newRig(t)
+		r.server.state = ServerReadOnly
+		r.lease.grant = GrantRead{State: GrantOther, Index: 3}
+		v := &fakeVIP{on: true, fail: errors.New("netlink: busy")} // left by a guard that crashed
+		r.g.HoldVIP(v)
+		r.g.Round(ctx)
+		if !v.on {
+			t.Fatal("the failed drop took effect")
+		}
+		r.g.Round(ctx)
+		if v.on || len(v.changes) != 1 {
+			t.Fatalf("after the retry: held %v, changes %v", v.on, v.changes)
+		}
+	})
+	t.Run("a server that stops answering keeps the address until the lease runs out", func(t *testing.T) {
+		r := newRig(t)
+		v := &fakeVIP{}
+		r.g.HoldVIP(v)
+		r.g.Round(ctx)
+		r.server.state = ServerUnknown
+		r.now = r.now.Add(Period(r.g.ttl))
+		r.g.Round(ctx)
+		if !v.on {
+			t.Fatal("one unanswered probe dropped the writer's address within the lease")
+		}
+		r.now = r.now.Add(r.g.ttl)
+		r.g.Round(ctx)
+		if v.on {
+			t.Fatal("a server that does not answer keeps the writer's address past its lease")
+		}
+	})
+	t.Run("a server made read-only by a switchover gives the address up", func(t *testing.T) {
+		r := newRig(t)
+		v := &fakeVIP{}
+		r.g.HoldVIP(v)
+		r.g.Round(ctx)
+		r.server.state = ServerReadOnly
+		r.now = r.now.Add(Period(r.g.ttl))
+		if d := r.g.Round(ctx); d.Action != Release || v.on {
+			t.Fatalf("%+v, address held %v", d, v.on)
+		}
+	})
+}

@@ -51,6 +51,10 @@ type Options struct {
 	// Guards runs `dbha guard` beside every database server of a hosts lab, in the server's
 	// host, and turns the clusters' write leases on (promotion.lease_ttl).
 	Guards bool
+	// VIP gives each cluster of a hosts lab with guards a writer address (vip.address: .250
+	// for lab-mariadb, .251 for lab-postgres, in the lab's subnet), which the primary's
+	// guard holds; the database servers then listen on every address of their host.
+	VIP bool
 	// Witness gives each cluster a check_command that votes in the quorum: a TCP connect to
 	// the primary (labWitness). In production a witness checks from another site; here it
 	// stands for one, so that a test may lose a replica and its primary and still hold a
@@ -76,6 +80,9 @@ func (o *Options) validate() error {
 		if _, _, err := net.SplitHostPort(o.Console); err != nil {
 			return fmt.Errorf("lab up: --console %q: want host:port: %w", o.Console, err)
 		}
+	}
+	if o.VIP && (!o.Hosts || !o.Guards) {
+		return errors.New("lab up: --vip is held by the guards of a hosts lab (--hosts --guards)")
 	}
 	if !o.Hosts {
 		if o.Managers != 0 {
@@ -182,6 +189,7 @@ type Lab struct {
 	Managers int `json:"managers,omitempty"`
 	// Guards and Witness: see Options.
 	Guards  bool `json:"guards,omitempty"`
+	VIP     bool `json:"vip,omitempty"`
 	Witness bool `json:"witness,omitempty"`
 	// Console: see Options.
 	Console string `json:"console,omitempty"`

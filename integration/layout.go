@@ -69,7 +69,7 @@ func create(ctx context.Context, dir string, o Options) (*Lab, error) {
 	l := &Lab{Dir: dir, ConfigPath: filepath.Join(dir, "dbha.yaml"), User: u, SocketRoot: dir, progress: o.Progress,
 		Binary: o.Binary, Lossless: o.Lossless, Witness: o.Witness, Console: o.Console}
 	if o.Hosts {
-		l.Managers, l.Guards = o.Managers, o.Guards
+		l.Managers, l.Guards, l.VIP = o.Managers, o.Guards, o.VIP
 	}
 	if err := l.chooseSocketRoot(); err != nil {
 		return nil, err
@@ -356,6 +356,9 @@ func (l *Lab) configText(f configFile) string {
 		if l.Witness {
 			fmt.Fprintf(&b, "    check_command: [%s]\n", labWitness)
 		}
+		if v := l.VIPAddr(c.name); v != "" {
+			fmt.Fprintf(&b, "    vip:\n      address: %s/24\n", v)
+		}
 		l.writeStreamConfig(&b, c.name, c.kind, f.manager)
 		schedule := ""
 		if console {
@@ -389,6 +392,30 @@ func (l *Lab) writeStreamConfig(b *strings.Builder, cluster, kind string, manage
 	if len(lines) > 0 {
 		fmt.Fprintf(b, "    stream:\n      %s\n", strings.Join(lines, "\n      "))
 	}
+}
+
+// VIPAddr is the writer address of a cluster of a lab with VIP (Options.VIP), "" without.
+func (l *Lab) VIPAddr(cluster string) string {
+	if !l.VIP || l.Net == nil {
+		return ""
+	}
+	octet := map[string]int{mariadbCluster: 250, postgresCluster: 251}[cluster]
+	if octet == 0 {
+		return ""
+	}
+	return subnetAddr(l.Net.Index, octet)
+}
+
+// listenAddr is the address a database server listens on: its own, or every address of its
+// host when a writer address may come onto it (VIP).
+func (l *Lab) listenAddr(n Node) string {
+	if l.VIP {
+		if n.Kind == KindPostgres {
+			return "*"
+		}
+		return "0.0.0.0"
+	}
+	return n.Host
 }
 
 // writeDrillConfig gives `dbha drill` the lab's administrator to write

@@ -158,7 +158,7 @@ report_port=%d
 # votes dead.
 slave_net_timeout=4
 read_only=%s
-%s%s`, n.DataDir, n.Port, n.Socket, filepath.Join(nodeDir, "mariadbd.pid"), nodeDir, n.Host, serverID, n.Host, n.Port, readOnly, mariadbInnoDBSettings, l.semiSyncSettings())
+%s%s`, n.DataDir, n.Port, n.Socket, filepath.Join(nodeDir, "mariadbd.pid"), nodeDir, l.listenAddr(n), serverID, n.Host, n.Port, readOnly, mariadbInnoDBSettings, l.semiSyncSettings())
 	return os.WriteFile(filepath.Join(nodeDir, "my.cnf"), []byte(cnf), 0o644)
 }
 

@@ -146,7 +146,7 @@ func (l *Lab) initPostgres(ctx context.Context, n Node) error {
 // writePGNodeConf writes the settings that differ between nodes into the data directory.
 func (l *Lab) writePGNodeConf(n Node) error {
 	conf := fmt.Sprintf("# written by dbha lab for %s\nlisten_addresses = '%s'\nport = %d\nunix_socket_directories = '%s'\ncluster_name = '%s'\n",
-		n.Name, n.Host, n.Port, n.Socket, n.Name)
+		n.Name, l.listenAddr(n), n.Port, n.Socket, n.Name)
 	if l.Net != nil {
 		// A lab of hosts is a LAN, where the fault matrix measures how soon a vanished
 		// primary is replaced: a ping every 300 ms, three of which fit in

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/dbha/dbha/topology"
 	"github.com/dbha/dbha/topology/mysql"
 	"github.com/dbha/dbha/topology/postgres"
+	"github.com/dbha/dbha/vip"
 )
 
 func newGuardCmd(g *globalFlags) *cobra.Command {
@@ -32,7 +35,9 @@ the cluster's grant in Consul names it, the guard renews its write lease
 every ttl/3; when it cannot — Consul unreachable, or the grant withdrawn by a
 failover — it makes the server read-only and ends its client sessions before
 the lease's ttl has passed since its last renewal. It never makes the server
-writable. It logs in with the cluster's account (user, password_file or
+writable. With the cluster's vip.address, it holds the writer's virtual
+address on its host while its lease is valid and its server writable, and
+takes it off before it fences. It logs in with the cluster's account (user, password_file or
 password_env) and reaches Consul at consul.address (DBHA_CONSUL_ADDRESS).
 See the README, "Guards: write leases".`,
 		Args: cobra.NoArgs,
@@ -91,6 +96,14 @@ func runGuard(ctx context.Context, cfg config.Config, cl config.Cluster, instanc
 	if err != nil {
 		return usageError(err)
 	}
+	if cl.VIP.Address != "" {
+		a, err := writerAddress(cl, instance, log)
+		if err != nil {
+			return err
+		}
+		gd.HoldVIP(a)
+		log.Info("the guard holds the writer address while it holds the lease", "vip", a.String())
+	}
 	return gd.Run(ctx)
 }
 
@@ -112,4 +125,21 @@ func guardedServer(cl config.Cluster, instance string) (guard.Instance, func(), 
 		return guard.Instance{Addr: instance, Prober: p, Fencer: c}, func() { c.Close(); p.Close() }, nil
 	}
 	return guard.Instance{}, nil, usageError(fmt.Errorf("cluster %s: dbha guard supports MariaDB and PostgreSQL, not %s", cl.Name, cl.Engine))
+}
+
+// writerAddress is the cluster's vip on this host: on vip.interface, or
+// the interface that holds the instance's own address.
+func writerAddress(cl config.Cluster, instance string, log *slog.Logger) (*vip.Address, error) {
+	prefix, err := cl.VIP.Prefix()
+	if err != nil {
+		return nil, usageError(fmt.Errorf("cluster %s: vip.address: %w", cl.Name, err))
+	}
+	var near netip.Addr
+	if host, _, err := net.SplitHostPort(instance); err == nil {
+		near, _ = netip.ParseAddr(host)
+	}
+	if !near.IsValid() && cl.VIP.Interface == "" {
+		return nil, usageError(fmt.Errorf("cluster %s: instance %s is not an IP address: set vip.interface", cl.Name, instance))
+	}
+	return vip.New(prefix, cl.VIP.Interface, near, log)
 }

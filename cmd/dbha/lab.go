@@ -39,7 +39,7 @@ dbha guard beside every database server, in its host, and turns the write
 leases on.`,
 	}
 	cmd.PersistentFlags().StringVar(&dir, "dir", defaultLabDir, "lab directory")
-	var lossless, hosts, guards bool
+	var lossless, hosts, guards, vip bool
 	var managers int
 	var console string
 
@@ -51,7 +51,7 @@ leases on.`,
 			out := cmd.OutOrStdout()
 			self, _ := os.Executable()
 			l, running, err := integration.Up(cmd.Context(), integration.Options{Dir: dir, Progress: out, Binary: self, Lossless: lossless,
-				Hosts: hosts, Managers: managers, Guards: guards, Console: console})
+				Hosts: hosts, Managers: managers, Guards: guards, VIP: vip, Console: console})
 			if err != nil {
 				return err
 			}
@@ -66,6 +66,7 @@ leases on.`,
 	up.Flags().BoolVar(&hosts, "hosts", false, "a hosts lab: each server, Consul server and manager in a network namespace of its own (needs root)")
 	up.Flags().IntVar(&managers, "managers", 0, "manager hosts of a hosts lab, each with a Consul server and `dbha run` (1 to 3; default 1)")
 	up.Flags().BoolVar(&guards, "guards", false, "a hosts lab: `dbha guard` beside each database server, in its host, and write leases on (promotion.lease_ttl 2s)")
+	up.Flags().BoolVar(&vip, "vip", false, "a hosts lab with guards: each cluster gets a writer address (.250 lab-mariadb, .251 lab-postgres) that its primary's guard holds")
 	up.Flags().StringVar(&console, "console", "", "the loopback lab: dbha.yaml gets dbha run's console on this host:port, with operator and viewer tokens (DIR/secrets/console-*.pw) and a nightly backup schedule (make demo)")
 	up.Flags().BoolVar(&lossless, "lossless", false, "commits wait until dbha's stream or a replica holds them, without falling back (MariaDB semi-sync with wait_no_slave and no timeout, AFTER_SYNC; PostgreSQL synchronous_standby_names = 'ANY 1 (\"dbha\", <standbys>)'): an isolated primary blocks its commits")
 
