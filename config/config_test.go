@@ -61,9 +61,15 @@ func TestValidate(t *testing.T) {
 			[]string{"clusters[0].promotion: block_for, step_timeout, old_primary_timeout, recheck_timeout, fence_timeout and max_lag_seconds must not be negative"}},
 		{"vip without leases", func(c *Config) { c.Clusters[0].VIP.Address = "10.0.0.50/24" },
 			[]string{"clusters[0].vip: the guards hold the writer's address while they hold the write lease"}},
-		{"vip without its prefix length", func(c *Config) { c.Clusters[0].Promotion.LeaseTTL = 2 * time.Second; c.Clusters[0].VIP.Address = "10.0.0.50" },
+		{"vip without its prefix length", func(c *Config) {
+			c.Clusters[0].Promotion.LeaseTTL = 2 * time.Second
+			c.Clusters[0].VIP.Address = "10.0.0.50"
+		},
 			[]string{"clusters[0].vip.address: want an IPv4 address with its prefix length"}},
-		{"vip on IPv6", func(c *Config) { c.Clusters[0].Promotion.LeaseTTL = 2 * time.Second; c.Clusters[0].VIP.Address = "fd00::50/64" },
+		{"vip on IPv6", func(c *Config) {
+			c.Clusters[0].Promotion.LeaseTTL = 2 * time.Second
+			c.Clusters[0].VIP.Address = "fd00::50/64"
+		},
 			[]string{"clusters[0].vip.address: fd00::50/64: IPv4 only"}},
 		{"short lease_ttl", func(c *Config) { c.Clusters[0].Promotion.LeaseTTL = 100 * time.Millisecond }, []string{"clusters[0].promotion.lease_ttl: 100ms: 0 (no guards) or at least 500ms"}},
 		{"negative old_primary_timeout", func(c *Config) { c.Clusters[0].Promotion.OldPrimaryTimeout = -time.Second },
