@@ -120,6 +120,8 @@ type Cluster struct {
 	Drill Drill `mapstructure:"drill" yaml:"drill,omitempty" json:"drill"`
 	// Backup configures the cluster's backups.
 	Backup Backup `mapstructure:"backup" yaml:"backup,omitempty" json:"backup"`
+	// Checksum configures `dbha checksum`.
+	Checksum Checksum `mapstructure:"checksum" yaml:"checksum,omitempty" json:"checksum"`
 	// VIP is the writer's virtual address, for clients that use neither
 	// Consul DNS nor a proxy; held by the guards (empty: none).
 	VIP VIP `mapstructure:"vip" yaml:"vip,omitempty" json:"vip"`
@@ -273,6 +275,27 @@ func (s S3) SecretKey() Secret { return Secret{File: s.SecretKeyFile, Env: s.Sec
 
 // IsS3Repository reports whether a repository is a bucket (s3://bucket/prefix).
 func IsS3Repository(repo string) bool { return strings.HasPrefix(repo, "s3://") }
+
+// Checksum is how `dbha checksum` reads a cluster.
+type Checksum struct {
+	// Account (user, password_file, password_env) reads every table. It
+	// needs, on MariaDB, SELECT on the checked tables, all privileges on
+	// the dbha_checksum schema and BINLOG ADMIN (to log its checksum
+	// statements as statements); on PostgreSQL pg_read_all_data. No user:
+	// promotion.apply's account on MariaDB, else the cluster's.
+	Account `mapstructure:",squash" yaml:",inline"`
+}
+
+// ChecksumAccount is the account `dbha checksum` logs in with.
+func (c Cluster) ChecksumAccount() Account {
+	switch {
+	case c.Checksum.User != "":
+		return c.Checksum.Account
+	case c.Engine != topology.Postgres && c.Promotion.Apply.User != "":
+		return c.Promotion.Apply
+	}
+	return c.Account
+}
 
 // Drill is how `dbha drill` writes to a cluster and breaks its primary.
 type Drill struct {
@@ -738,6 +761,9 @@ func validateCluster(cl Cluster, key string, bad func(key, format string, args .
 		bad(key+".replication.user", "must be set (the account replicas connect with)")
 	}
 	validateSecret(cl.Replication.Password(), key+".replication", bad)
+	if cl.Checksum.User != "" {
+		validateSecret(cl.Checksum.Password(), key+".checksum", bad)
+	}
 	st := cl.Stream
 	if st.SemiSync && cl.Engine == topology.Postgres {
 		bad(key+".stream.semi_sync", "is for MariaDB/MySQL; PostgreSQL uses stream.synchronous")

@@ -455,6 +455,10 @@ func (l *Lab) writeDrillConfig(b *strings.Builder, kind, backupSchedule string) 
 			fmt.Fprintf(b, "    promotion:\n%s", lease)
 		}
 	}
+	if kind == KindPostgres {
+		// dbha checksum reads every table (MariaDB's uses promotion.apply's admin).
+		fmt.Fprintf(b, "    checksum:\n      user: postgres\n      password_file: %s\n", yamlScalar(l.Secret("postgres-superuser")))
+	}
 	fmt.Fprintf(b, "    drill:\n      user: %s\n      password_file: %s\n      database: dbha_lab\n", user, yamlScalar(l.Secret(secret)))
 }
 

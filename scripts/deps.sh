@@ -13,7 +13,7 @@ ALERTMANAGER_VERSION=${ALERTMANAGER_VERSION:-v0.35.0}
 cleanup=()
 trap 'for c in "${cleanup[@]}"; do eval "$c"; done' EXIT
 packages=(mariadb-server mariadb-backup mariadb-client postgresql-15 postgresql-client-15
-          sysbench iproute2 iptables zstd procps haproxy chromium fonts-dejavu-core curl)
+          sysbench iproute2 iptables zstd procps haproxy chromium fonts-dejavu-core curl percona-toolkit)
 
 missing=()
 for p in "${packages[@]}"; do

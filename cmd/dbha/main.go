@@ -109,7 +109,7 @@ DBHA_CONSUL_ADDRESS, DBHA_CLUSTERS_0_USER, ...).`,
 		return usageError(fmt.Errorf("%w (see %s --help)", err, c.CommandPath()))
 	})
 	root.PersistentFlags().StringVar(&g.configFile, "config", "", "configuration file (default $DBHA_CONFIG or ./dbha.yaml)")
-	root.AddCommand(newTopologyCmd(g), newCheckCmd(g), newRunCmd(g), newStreamCmd(g), newPromoteCmd(g), newRecoverCmd(g), newDrillCmd(g), newBackupCmd(g), newGuardCmd(g), newPauseCmd(g), newResumeCmd(g), newLabCmd())
+	root.AddCommand(newTopologyCmd(g), newCheckCmd(g), newRunCmd(g), newStreamCmd(g), newPromoteCmd(g), newRecoverCmd(g), newDrillCmd(g), newBackupCmd(g), newGuardCmd(g), newPauseCmd(g), newResumeCmd(g), newChecksumCmd(g), newLabCmd())
 	return root
 }
 

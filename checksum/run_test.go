@@ -1,0 +1,135 @@
+package checksum
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// fakeEngine is an in-memory Engine: tables of integer keys 1..n.
+type fakeEngine struct {
+	rows     map[string]int // table → rows
+	replicas []string
+	dropped  string // a table whose chunks fail after the first
+	loseAt   int    // the chunk of the first table at which replica r2 is lost
+	checks   []Chunk
+}
+
+func (f *fakeEngine) Tables(context.Context, []string) ([]Table, []Skipped, error) {
+	var out []Table
+	for _, name := range []string{"t1", "t2", "t3"} {
+		out = append(out, Table{Schema: "s", Name: name, Key: []string{"id"}, Rows: int64(f.rows[name])})
+	}
+	return out, []Skipped{{Table: "s.nokey", Reason: "no key"}}, nil
+}
+func (f *fakeEngine) Begin(context.Context, Table) error { return nil }
+func (f *fakeEngine) Boundary(_ context.Context, t Table, lower Key, size int) (Key, error) {
+	from := 0
+	if lower != nil {
+		from, _ = strconv.Atoi(lower[0])
+	}
+	if t.Name == f.dropped && from > 0 {
+		return nil, errors.New("table doesn't exist")
+	}
+	if from+size >= f.rows[t.Name] {
+		return nil, nil
+	}
+	return Key{strconv.Itoa(from + size)}, nil
+}
+func (f *fakeEngine) Check(_ context.Context, t Table, c Chunk) (CheckResult, error) {
+	if t.Name == "t1" && c.N == f.loseAt && slices.Contains(f.replicas, "r2") {
+		f.replicas = []string{"r1"}
+		return CheckResult{}, &ReplicaError{Replica: "r2", Err: errors.New("connection refused")}
+	}
+	f.checks = append(f.checks, c)
+	lo, hi := 0, f.rows[t.Name]
+	if c.Lower != nil {
+		lo, _ = strconv.Atoi(c.Lower[0])
+	}
+	if c.Upper != nil {
+		hi, _ = strconv.Atoi(c.Upper[0])
+	}
+	var diffs []Difference
+	if t.Name == "t3" && lo < 7 && 7 <= hi {
+		diffs = []Difference{{Chunk: c.N, Range: c.Range(), Replica: "r1"}}
+	}
+	return CheckResult{Rows: int64(hi - lo), Differences: diffs}, nil
+}
+func (f *fakeEngine) End(context.Context, Table, []Chunk) ([]Difference, error) { return nil, nil }
+func (f *fakeEngine) Lag(context.Context) (time.Duration, error)                { return 0, nil }
+func (f *fakeEngine) Replicas() []string                                        { return slices.Clone(f.replicas) }
+
+func TestRun(t *testing.T) {
+	e := &fakeEngine{rows: map[string]int{"t1": 25, "t2": 30, "t3": 12}, replicas: []string{"r1", "r2"}, dropped: "t2", loseAt: 2}
+	o := DefaultOptions()
+	o.Sizing = Sizing{Target: time.Second, First: 10, Min: 10, Max: 10} // 10 rows a chunk
+	r, err := Run(context.Background(), e, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Tables) != 3 {
+		t.Fatalf("tables %+v", r.Tables)
+	}
+	t1, t2, t3 := r.Tables[0], r.Tables[1], r.Tables[2]
+	if t1.Chunks != 3 || t1.Rows != 25 || t1.Error != "" {
+		t.Errorf("t1: %+v, want 3 chunks covering its 25 rows", t1)
+	}
+	if t2.Error == "" || t2.Chunks != 1 {
+		t.Errorf("t2, dropped after its first chunk: %+v", t2)
+	}
+	if len(t3.Differences) != 1 || t3.Differences[0].Chunk != 1 || t3.Differences[0].Range != "start .. 10]" {
+		t.Errorf("t3: %+v, want chunk 1 to differ", t3)
+	}
+	if len(r.Lost) != 1 || r.Lost[0].Replica != "r2" || r.Complete() || r.Differences() != 1 {
+		t.Errorf("lost %+v, complete %v, differences %d", r.Lost, r.Complete(), r.Differences())
+	}
+	if len(r.Skipped) != 1 {
+		t.Errorf("skipped %+v", r.Skipped)
+	}
+	// Consecutive chunks share their bounds: no row falls between two.
+	var prev Key
+	for _, c := range e.checks[:3] {
+		if !slices.Equal(c.Lower, prev) {
+			t.Errorf("chunk %d starts after %v, the previous ended at %v", c.N, c.Lower, prev)
+		}
+		prev = c.Upper
+	}
+	if prev != nil {
+		t.Errorf("t1's last chunk ends at %v, want the end of the table", prev)
+	}
+}
+
+// unstableEngine reports every chunk of more than 50 rows as unstable.
+type unstableEngine struct{ fakeEngine }
+
+func (u *unstableEngine) Check(ctx context.Context, t Table, c Chunk) (CheckResult, error) {
+	res, err := u.fakeEngine.Check(ctx, t, c)
+	res.Unstable = res.Rows > 50
+	return res, err
+}
+
+func TestRunShrinksUnstableChunks(t *testing.T) {
+	e := &unstableEngine{fakeEngine{rows: map[string]int{"t1": 1000}, replicas: []string{"r1"}}}
+	o := DefaultOptions()
+	o.Sizing = Sizing{Target: time.Second, First: 800, Min: 10, Max: 800}
+	r, err := Run(context.Background(), e, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t1 := r.Tables[0]
+	if len(t1.Unstable) != 0 || t1.Rows != 1000 || !r.Complete() {
+		t.Errorf("t1 %+v: want every chunk compared once smaller", t1)
+	}
+	for _, c := range e.checks {
+		if c.Upper != nil && c.Lower != nil {
+			lo, _ := strconv.Atoi(c.Lower[0])
+			hi, _ := strconv.Atoi(c.Upper[0])
+			if hi-lo > 800 {
+				t.Errorf("chunk %v", c)
+			}
+		}
+	}
+}

@@ -1,0 +1,353 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dbha/dbha/checksum"
+)
+
+// checksumLoad runs writers against the primary until stop is called:
+// each inserts rows and updates others, as an application would.
+func checksumLoad(t *testing.T, exec func(ctx context.Context, writer int, i int64) error, writers int) (count func() int64, stop func() int64) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var done atomic.Int64
+	for w := range writers {
+		wg.Go(func() {
+			for i := int64(0); ctx.Err() == nil && i < 1_000_000; i++ {
+				if err := exec(ctx, w, i); err != nil && ctx.Err() == nil {
+					t.Errorf("writer %d: %v", w, err)
+					return
+				}
+				done.Add(1)
+				time.Sleep(2 * time.Millisecond)
+			}
+		})
+	}
+	return done.Load, func() int64 { cancel(); wg.Wait(); return done.Load() }
+}
+
+// checkUnderLoad runs dbha checksum on cluster three times while the load
+// writes, and checks that each found no difference, compared everything,
+// and overlapped writes.
+func checkUnderLoad(t *testing.T, bin string, l *Lab, cluster string, writes func() int64) []checksum.Report {
+	t.Helper()
+	var out []checksum.Report
+	for run := 1; run <= 3; run++ {
+		before := writes()
+		r := dbhaCLI(t, bin, l, "checksum", "--cluster", cluster, "--chunk-time", "20ms", "-o", "json")
+		during := writes() - before
+		rep := checksumReport(t, r)
+		if r.code != 0 || rep.Differences() != 0 || !rep.Complete() || len(rep.Replicas) != 2 {
+			t.Fatalf("run %d under load: exit %d, report %+v\n%s", run, r.code, rep, r.stderr)
+		}
+		if during == 0 {
+			t.Fatalf("run %d: no write during the check", run)
+		}
+		var chunks int
+		var rows int64
+		for _, tr := range rep.Tables {
+			chunks, rows = chunks+tr.Chunks, rows+tr.Rows
+		}
+		var changing int64
+		for _, tr := range rep.Tables {
+			changing += tr.Changing
+		}
+		t.Logf("run %d: %d tables, %d chunks, %d rows in %v, %d writes meanwhile: no difference (%d rows changed while compared)", run,
+			len(rep.Tables), chunks, rows, rep.Finished.Sub(rep.Started).Round(time.Millisecond), during, changing)
+		out = append(out, rep)
+	}
+	return out
+}
+
+func checksumReport(t *testing.T, r cliResult) checksum.Report {
+	t.Helper()
+	var rep checksum.Report
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("dbha checksum -o json: %v\nstdout:\n%s\nstderr:\n%s", err, r.stdout, r.stderr)
+	}
+	return rep
+}
+
+// inChunk says whether key lies in (d.Lower, d.Upper] for an integer key.
+func inChunk(d checksum.Difference, key int) bool {
+	atoi := func(k checksum.Key) int { n, _ := strconv.Atoi(k[0]); return n }
+	return (d.Lower == nil || atoi(d.Lower) < key) && (d.Upper == nil || key <= atoi(d.Upper))
+}
+
+// MariaDB: checksums under a write load find no difference, run after run;
+// a row changed on one replica alone (sql_log_bin=0) is found in the
+// right table, chunk and replica; a table without a key, an empty one and
+// a composite key are each checked.
+func TestChecksumMariaDB(t *testing.T) {
+	bin := dbhaBinary(t)
+	l := binLab(t, bin)
+	ctx := t.Context()
+	db := mysqlDB(t, l, "mariadb-1")
+	for _, q := range []string{
+		"CREATE DATABASE ck",
+		"CREATE TABLE ck.items (id INT PRIMARY KEY, v VARCHAR(64) NOT NULL, n INT NULL)",
+		"CREATE TABLE ck.pairs (a INT NOT NULL, b VARCHAR(16) NOT NULL, v INT, PRIMARY KEY (a, b))",
+		"CREATE TABLE ck.nokey (v INT)",
+		"CREATE TABLE ck.empty (id INT PRIMARY KEY)",
+		"INSERT INTO ck.items SELECT seq, CONCAT('item-', seq), IF(seq % 7 = 0, NULL, seq) FROM mysql.seq_1_to_20000",
+		"INSERT INTO ck.pairs SELECT seq % 50, CONCAT('b', seq), seq FROM mysql.seq_1_to_3000",
+		"INSERT INTO ck.nokey SELECT seq FROM mysql.seq_1_to_100",
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	writes, stop := checksumLoad(t, func(ctx context.Context, w int, i int64) error {
+		id := 100_000 + w*1_000_000 + int(i)
+		if _, err := db.ExecContext(ctx, "INSERT INTO ck.items VALUES (?, 'new', ?)", id, i); err != nil {
+			return err
+		}
+		_, err := db.ExecContext(ctx, "UPDATE ck.items SET n = COALESCE(n, 0) + 1 WHERE id = ?", 1+(int(i)*37+w*101)%20000)
+		if err != nil {
+			return err
+		}
+		_, err = db.ExecContext(ctx, "UPDATE ck.pairs SET v = v + 1 WHERE a = ? LIMIT 3", (int(i)+w)%50)
+		return err
+	}, 4)
+	defer stop()
+	for run, rep := range checkUnderLoad(t, bin, l, mariadbCluster, writes) {
+		tables := map[string]checksum.TableReport{}
+		for _, tr := range rep.Tables {
+			tables[tr.Table] = tr
+		}
+		if items := tables["ck.items"]; items.Chunks < 2 || items.Rows < 20000 {
+			t.Errorf("run %d: ck.items in %d chunks, %d rows: want several chunks over every row", run, items.Chunks, items.Rows)
+		}
+		if tables["ck.nokey"].Chunks != 1 || tables["ck.nokey"].Rows != 100 || tables["ck.empty"].Chunks != 1 || tables["ck.pairs"].Rows != 3000 {
+			t.Errorf("run %d: tables %+v", run, tables)
+		}
+	}
+	t.Logf("%d writes during the three runs", stop())
+
+	// A row changed on mariadb-3 alone.
+	replica := addr(t, l, "mariadb-3")
+	rdb := mysqlDB(t, l, "mariadb-3")
+	conn, err := rdb.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, q := range []string{"SET SESSION sql_log_bin = 0", "UPDATE ck.items SET v = 'changed on the replica' WHERE id = 12345"} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	r := dbhaCLI(t, bin, l, "checksum", "--cluster", mariadbCluster, "--chunk-time", "50ms", "-o", "json")
+	rep := checksumReport(t, r)
+	if r.code != 1 || rep.Differences() != 1 {
+		t.Fatalf("after a change on %s alone: exit %d, %d differences\n%s", replica, r.code, rep.Differences(), r.stdout)
+	}
+	for _, tr := range rep.Tables {
+		for _, d := range tr.Differences {
+			if tr.Table != "ck.items" || d.Replica != replica || !inChunk(d, 12345) || d.PrimaryRows != d.ReplicaRows {
+				t.Errorf("difference %s %+v: want ck.items, %s, the chunk holding id 12345", tr.Table, d, replica)
+			}
+		}
+	}
+	// pt-table-checksum on the same data finds the same table, replica and row.
+	ptDiffs := ptTableChecksum(t, l, "ck")
+	if len(ptDiffs) != 1 || ptDiffs[0].replica != "mariadb-3" || ptDiffs[0].table != "ck.items" || !ptDiffs[0].holds(12345) {
+		t.Errorf("pt-table-checksum's differences %+v: want ck.items on mariadb-3, the chunk holding id 12345", ptDiffs)
+	}
+	text := dbhaCLI(t, bin, l, "checksum", "--cluster", mariadbCluster, "--table", "ck.items", "--table", "ck.nosuch")
+	if text.code != 1 || !strings.Contains(text.stdout, "DIFFERENT: ck.items chunk") || !strings.Contains(text.stdout, "skipped: ck.nosuch") {
+		t.Errorf("text output: exit %d\n%s", text.code, text.stdout)
+	}
+}
+
+// PostgreSQL: checksums under a write load find no difference, run after
+// run; a row changed in a standby's data file while it was stopped (the
+// only way a standby's data changes) is found in the right chunk.
+func TestChecksumPostgres(t *testing.T) {
+	bin := dbhaBinary(t)
+	l := binLab(t, bin)
+	ctx := t.Context()
+	conn, err := l.AdminPostgres(ctx, "postgres-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	for _, q := range []string{
+		"CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL, n int)",
+		"CREATE TABLE pairs (a int NOT NULL, b text NOT NULL, v int, PRIMARY KEY (a, b))",
+		"CREATE TABLE nokey (v int)",
+		"INSERT INTO items SELECT g, 'item-' || g, CASE WHEN g % 7 = 0 THEN NULL ELSE g END FROM generate_series(1, 20000) g",
+		"UPDATE items SET v = 'DBHA-MARKER-AAAA' WHERE id = 12345",
+		"INSERT INTO pairs SELECT g % 50, 'b' || g, g FROM generate_series(1, 3000) g",
+		"INSERT INTO nokey SELECT g FROM generate_series(1, 100) g",
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	writer, err := l.AdminPostgres(ctx, "postgres-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close(context.Background())
+	var mu sync.Mutex // one pgx.Conn, several writers
+	writes, stop := checksumLoad(t, func(ctx context.Context, w int, i int64) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, err := writer.Exec(ctx, "INSERT INTO items VALUES ($1, 'new', $2)", 100_000+w*1_000_000+int(i), i); err != nil {
+			return err
+		}
+		_, err := writer.Exec(ctx, "UPDATE items SET n = coalesce(n, 0) + 1 WHERE id = $1", 1+(int(i)*37+w*101)%20000)
+		if err != nil {
+			return err
+		}
+		_, err = writer.Exec(ctx, "UPDATE pairs SET v = v + 1 WHERE a = $1", (int(i)+w)%50)
+		return err
+	}, 4)
+	defer stop() // before the writers' connection closes, should the test fail
+	for run, rep := range checkUnderLoad(t, bin, l, postgresCluster, writes) {
+		tables := map[string]checksum.TableReport{}
+		for _, tr := range rep.Tables {
+			tables[tr.Table] = tr
+		}
+		if items := tables["dbha_lab.public.items"]; items.Chunks < 2 || items.Rows < 20000 {
+			t.Errorf("run %d: items in %d chunks, %d rows; tables %+v", run, items.Chunks, items.Rows, tables)
+		}
+		if tables["dbha_lab.public.nokey"].Rows != 100 || tables["dbha_lab.public.pairs"].Rows != 3000 {
+			t.Errorf("run %d: tables %+v", run, tables)
+		}
+	}
+	t.Logf("%d writes during the three runs", stop())
+
+	// Change the marker row in postgres-3's data file: checkpoint (so that
+	// no full-page image in WAL after it overwrites the page again at
+	// restart), stop, edit, start.
+	if _, err := conn.Exec(ctx, "CHECKPOINT"); err != nil {
+		t.Fatal(err)
+	}
+	var rel string
+	if err := conn.QueryRow(ctx, "SELECT pg_relation_filepath('items')").Scan(&rel); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "postgres-3 to replay the checkpoint", func() error {
+		sc, err := l.AdminPostgres(ctx, "postgres-3")
+		if err != nil {
+			return err
+		}
+		defer sc.Close(context.Background())
+		_, err = sc.Exec(ctx, "CHECKPOINT") // a restartpoint
+		return err
+	})
+	standby, err := l.Node("postgres-3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Stop(ctx, "postgres-3"); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(standby.DataDir, rel)
+	edited := 0
+	for _, seg := range []string{path, path + ".1"} {
+		b, err := os.ReadFile(seg)
+		if err != nil {
+			continue
+		}
+		if n := strings.Count(string(b), "DBHA-MARKER-AAAA"); n > 0 {
+			edited += n
+			if err := os.WriteFile(seg, []byte(strings.ReplaceAll(string(b), "DBHA-MARKER-AAAA", "DBHA-MARKER-BBBB")), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if edited == 0 {
+		t.Fatalf("the marker row is not in %s", path)
+	}
+	if err := l.Start(ctx, "postgres-3"); err != nil {
+		t.Fatal(err)
+	}
+	r := dbhaCLI(t, bin, l, "checksum", "--cluster", postgresCluster, "--table", "dbha_lab.public.items", "-o", "json")
+	rep := checksumReport(t, r)
+	want := addr(t, l, "postgres-3")
+	if r.code != 1 || rep.Differences() != 1 {
+		t.Fatalf("after editing %s's data file: exit %d, report %s", want, r.code, r.stdout)
+	}
+	d := rep.Tables[0].Differences[0]
+	if d.Replica != want || !inChunk(d, 12345) || len(d.Keys) != 1 || d.Keys[0].String() != "12345" {
+		t.Errorf("difference %+v: want %s, the chunk holding id 12345, and that row", d, want)
+	}
+}
+
+// ptDifference is a chunk pt-table-checksum found different on a replica.
+type ptDifference struct {
+	replica, table string
+	lower, upper   string // inclusive bounds, as pt writes them ("" for none)
+}
+
+func (d ptDifference) holds(key int) bool {
+	lo, errLo := strconv.Atoi(d.lower)
+	hi, errHi := strconv.Atoi(d.upper)
+	return (d.lower == "" || errLo == nil && lo <= key) && (d.upper == "" || errHi == nil && key <= hi)
+}
+
+// ptTableChecksum runs pt-table-checksum (percona-toolkit, from Debian) over database db of
+// the lab's MariaDB cluster, with the admin account from a defaults file (never a password
+// in its arguments), and reads back each replica's differing chunks.
+func ptTableChecksum(t *testing.T, l *Lab, db string) []ptDifference {
+	t.Helper()
+	pw, err := readPassword(l.Secret("mariadb-admin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cnf := filepath.Join(t.TempDir(), "pt.cnf")
+	if err := os.WriteFile(cnf, []byte("[client]\nuser=admin\npassword="+pw+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	primary, err := l.Node("mariadb-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "pt-table-checksum", "--databases="+db, "--recursion-method=hosts", "--no-check-binlog-format",
+		fmt.Sprintf("h=%s,P=%d,F=%s", primary.Host, primary.Port, cnf))
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("pt-table-checksum: %v\n%s", err, out)
+	}
+	// Its exit status is a bit field: 16 is "differences found"; others are errors.
+	if code := cmd.ProcessState.ExitCode(); code&^16 != 0 {
+		t.Fatalf("pt-table-checksum exited %d:\n%s", code, out)
+	}
+	t.Logf("pt-table-checksum:\n%s", out)
+	var diffs []ptDifference
+	for _, r := range []string{"mariadb-2", "mariadb-3"} {
+		rows, err := mysqlDB(t, l, r).QueryContext(ctx, `SELECT CONCAT(db, '.', tbl), COALESCE(lower_boundary, ''), COALESCE(upper_boundary, '')
+			FROM percona.checksums WHERE master_cnt <> this_cnt OR master_crc <> this_crc OR ISNULL(master_crc) <> ISNULL(this_crc) ORDER BY db, tbl, chunk`)
+		if err != nil {
+			t.Fatalf("%s: read pt-table-checksum's results: %v", r, err)
+		}
+		for rows.Next() {
+			d := ptDifference{replica: r}
+			if err := rows.Scan(&d.table, &d.lower, &d.upper); err != nil {
+				t.Fatal(err)
+			}
+			diffs = append(diffs, d)
+		}
+		rows.Close()
+	}
+	return diffs
+}
