@@ -28,6 +28,7 @@ func TestActions(t *testing.T) {
 		ReplicaLagging:             Report,
 		BackupVerifyFailed:         Report,
 		FailoverPaused:             Report,
+		ReplicaInconsistent:        Report,
 	}
 	seen := map[Code]bool{}
 	for _, r := range rules {

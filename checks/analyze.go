@@ -32,6 +32,7 @@ const (
 	RecoveryStopped            Code = "RecoveryStopped"
 	BackupVerifyFailed         Code = "BackupVerifyFailed"
 	FailoverPaused             Code = "FailoverPaused"
+	ReplicaInconsistent        Code = "ReplicaInconsistent"
 )
 
 // Codes of events that are not findings: they happen once and are
@@ -157,6 +158,7 @@ var rules = []rule{
 	{code: ReplicaUnreachable, severity: Warning, match: matchReplicaUnreachable},
 	{code: ReplicaLagging, severity: Warning, match: matchReplicaLagging},
 	{code: BackupVerifyFailed, severity: Warning, match: matchBackupVerifyFailed},
+	{code: ReplicaInconsistent, severity: Warning, match: matchReplicaInconsistent},
 }
 
 // analysis is the working state of one Analyze call.
@@ -433,6 +435,24 @@ func matchBackupVerifyFailed(a *analysis) []Finding {
 		f.Summary = "the newest backup does not verify; " + f.Summary
 	}
 	return []Finding{f}
+}
+
+// matchReplicaInconsistent: a consistency check found a replica's data
+// different from the primary's. It clears when a later check compares
+// those tables and finds them equal (after the replica is fixed or
+// reseeded). A promotion ranks the replica below the others meanwhile.
+func matchReplicaInconsistent(a *analysis) []Finding {
+	var addrs []string
+	for addr := range a.ev.Inconsistent {
+		addrs = append(addrs, addr)
+	}
+	slices.Sort(addrs)
+	var out []Finding
+	for _, addr := range addrs {
+		out = append(out, Finding{Instance: addr, Summary: fmt.Sprintf("%s %s: a promotion ranks it below the others; dbha checksum clears this once it finds the tables equal",
+			addr, a.ev.Inconsistent[addr])})
+	}
+	return out
 }
 
 // matchFailoverPaused: the cluster is in maintenance mode. Critical while

@@ -475,3 +475,25 @@ func TestFailoverPaused(t *testing.T) {
 		t.Error("FailoverPaused without a pause")
 	}
 }
+
+func TestReplicaInconsistent(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
+	ev := Evidence{At: t0, Inconsistent: map[string]string{"db3:3306": "differs from the primary db1:3306 in shop.orders (dbha checksum at 2026-12-06T03:00:00Z)",
+		"db2:3306": "differs from the primary db1:3306 in shop.items (dbha checksum at 2026-12-06T03:00:00Z)"}}
+	var got []Finding
+	for _, f := range Analyze(ev, DefaultPolicy(), t0) {
+		if f.Code == ReplicaInconsistent {
+			got = append(got, f)
+		}
+	}
+	if len(got) != 2 || got[0].Instance != "db2:3306" || got[1].Instance != "db3:3306" || got[0].Severity != Warning ||
+		!strings.Contains(got[1].Summary, "shop.orders") {
+		t.Fatalf("findings %+v", got)
+	}
+	ev.Inconsistent = nil
+	for _, f := range Analyze(ev, DefaultPolicy(), t0) {
+		if f.Code == ReplicaInconsistent {
+			t.Fatalf("a finding without a known difference: %+v", f)
+		}
+	}
+}

@@ -40,6 +40,9 @@ type Observation struct {
 	Backups *BackupsView
 	// Paused is the cluster's maintenance mode; nil when not paused.
 	Paused *PauseView
+	// Inconsistent are the replicas consistency checks (dbha checksum)
+	// found different from the primary, with why.
+	Inconsistent map[string]string
 }
 
 // PauseView is a cluster's maintenance mode (`dbha pause`): no automatic
@@ -162,6 +165,8 @@ type Evidence struct {
 	Voters   Voters              `json:"voters,omitzero"`
 	Backups  *BackupsView        `json:"backups,omitempty"`
 	Paused   *PauseView          `json:"paused,omitempty"`
+	// Inconsistent: see Observation.
+	Inconsistent map[string]string `json:"inconsistent,omitempty"`
 }
 
 // ManagerView is dbha's own path to the primary.
@@ -234,7 +239,7 @@ func (t Tracker) Observe(o Observation) (Tracker, Evidence) {
 		next.keepalive = time.Duration(in.Keepalive)
 	}
 	ev := Evidence{At: o.At, Snapshot: o.Snapshot, Primary: next.primary, Stream: o.Stream,
-		Peers: o.Peers, External: o.External, Healing: o.Healing, Blocked: o.Blocked, Stopped: o.Stopped, Voters: o.Voters, Backups: o.Backups, Paused: o.Paused, Links: map[string]LinkView{}}
+		Peers: o.Peers, External: o.External, Healing: o.Healing, Blocked: o.Blocked, Stopped: o.Stopped, Voters: o.Voters, Backups: o.Backups, Paused: o.Paused, Inconsistent: o.Inconsistent, Links: map[string]LinkView{}}
 
 	ev.Manager = ManagerView{TCP: o.TCP, SQL: sqlResult(o.Snapshot, next.primary)}
 	if next.primary == t.primary {

@@ -117,3 +117,38 @@ func (c *Client) getJSON(ctx context.Context, key string, v any) (bool, error) {
 	}
 	return true, nil
 }
+
+// casJSON replaces key's JSON value with change(the current value, nil
+// when none) under a check-and-set, trying again (up to 10 times) when
+// another writer came in between.
+func (c *Client) casJSON(ctx context.Context, key string, change func(prev []byte) (any, error)) error {
+	for range 10 {
+		pair, _, err := c.kv.Get(key, (&api.QueryOptions{RequireConsistent: true}).WithContext(ctx))
+		if err != nil {
+			return fmt.Errorf("read %s: %w", key, err)
+		}
+		var prev []byte
+		var index uint64
+		if pair != nil {
+			prev, index = pair.Value, pair.ModifyIndex
+		}
+		v, err := change(prev)
+		if err != nil {
+			return err
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		ok, _, err := c.kv.CAS(&api.KVPair{Key: key, Value: b, ModifyIndex: index}, (&api.WriteOptions{}).WithContext(ctx))
+		if err != nil {
+			return fmt.Errorf("write %s: %w", key, err)
+		}
+		if ok {
+			return nil
+		}
+	}
+	return fmt.Errorf("write %s: changed by others ten times in a row", key)
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

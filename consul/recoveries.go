@@ -172,3 +172,9 @@ func AppendAudit(file string, v any) error {
 	}
 	return nil
 }
+
+// Inconsistent are the replicas the cluster's checksum runs found
+// different from the primary, with why (promote.Store).
+func (s *RecoveryStore) Inconsistent(ctx context.Context, cluster string) (map[string]string, error) {
+	return s.c.Inconsistent(ctx, cluster)
+}

@@ -87,6 +87,15 @@ type Options struct {
 	// Endpoints reads the writer endpoint for the load balancers' health
 	// checks; nil: every writer check answers 503.
 	Endpoints WriterReader
+	// Consistency reads what consistency checks (dbha checksum) found;
+	// nil: nothing.
+	Consistency ConsistencyReader
+}
+
+// ConsistencyReader reads the replicas that consistency checks found
+// different from the primary, with why. *consul.Client is one.
+type ConsistencyReader interface {
+	Inconsistent(ctx context.Context, cluster string) (map[string]string, error)
 }
 
 // PauseReader reads a cluster's maintenance mode, ok=false when none.
@@ -235,6 +244,8 @@ type watcher struct {
 	peers    []checks.PeerView
 	external *checks.ExternalView
 	paused   *checks.PauseView
+	// inconsistent: what consistency checks found, as last read.
+	inconsistent map[string]string
 }
 
 func (w *watcher) state() State {
@@ -254,6 +265,9 @@ func (w *watcher) run(ctx context.Context) {
 	}
 	var side sync.WaitGroup
 	side.Go(func() { w.every(ctx, w.m.opts.Interval, w.refreshPeersIfDue) })
+	if w.m.opts.Consistency != nil {
+		side.Go(func() { w.every(ctx, consistencyRefresh, w.readConsistency) })
+	}
 	if w.m.opts.Pauses != nil {
 		side.Go(func() { w.every(ctx, pauseRefresh, w.readPause) })
 	}
@@ -310,7 +324,7 @@ func (w *watcher) cycle(ctx context.Context) {
 	// The cycle's time is when its probes went out: what they saw is as of
 	// then, however long a hung instance made the cycle last.
 	w.mu.Lock()
-	obs := checks.Observation{At: start, Snapshot: snap, TCP: tcp, Peers: w.peers, External: w.external, Paused: w.paused,
+	obs := checks.Observation{At: start, Snapshot: snap, TCP: tcp, Peers: w.peers, External: w.external, Paused: w.paused, Inconsistent: w.inconsistent,
 		Voters: checks.Voters{Managers: o.Members, Self: o.Manager, Witness: len(cl.CheckCommand) > 0}}
 	w.mu.Unlock()
 	if w.c.Keeper != nil {
@@ -673,6 +687,25 @@ func (w *watcher) setPause(p promote.Pause, ok bool) {
 		w.log.Warn("automatic failover resumed")
 	}
 }
+
+// readConsistency reads what consistency checks found. A failed reading
+// keeps the last one.
+func (w *watcher) readConsistency(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, w.m.opts.ProbeTimeout)
+	defer cancel()
+	inc, err := w.m.opts.Consistency.Inconsistent(ctx, w.c.Config.Name)
+	if err != nil {
+		w.log.Debug("read the consistency checks' summary", "err", err)
+		return
+	}
+	w.mu.Lock()
+	w.inconsistent = inc
+	w.mu.Unlock()
+}
+
+// consistencyRefresh is how often a manager reads what consistency checks
+// found (a run takes minutes; its result may wait seconds).
+const consistencyRefresh = 10 * time.Second
 
 // pauseRefresh is how often a manager reads the maintenance mode.
 const pauseRefresh = time.Second

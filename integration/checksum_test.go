@@ -162,6 +162,23 @@ func TestChecksumMariaDB(t *testing.T) {
 			}
 		}
 	}
+	// The difference is recorded in Consul: a promotion to mariadb-3 is
+	// refused without --force, and dbha run reports it as a finding.
+	c := consulClient(t, l)
+	if inc, err := c.Inconsistent(ctx, mariadbCluster); err != nil || !strings.Contains(inc[replica], "ck.items") {
+		t.Fatalf("what Consul holds of the checksum: %v, %v", inc, err)
+	}
+	if r := dbhaCLI(t, bin, l, "promote", "--cluster", mariadbCluster, "--to", replica); r.code == 0 || !strings.Contains(r.stderr, "differs from the primary") {
+		t.Errorf("a switchover to the inconsistent %s: exit %d\n%s%s", replica, r.code, r.stdout, r.stderr)
+	}
+	run := startDbhaRun(t, bin, l, "checksum-test")
+	waitUntil(t, 30*time.Second, "dbha run to report ReplicaInconsistent", func() error {
+		if f := run.appeared(mariadbCluster, "ReplicaInconsistent"); len(f) == 0 {
+			return errors.New("not reported yet")
+		}
+		return nil
+	})
+
 	// pt-table-checksum on the same data finds the same table, replica and row.
 	ptDiffs := ptTableChecksum(t, l, "ck")
 	if len(ptDiffs) != 1 || ptDiffs[0].replica != "mariadb-3" || ptDiffs[0].table != "ck.items" || !ptDiffs[0].holds(12345) {
@@ -171,6 +188,25 @@ func TestChecksumMariaDB(t *testing.T) {
 	if text.code != 1 || !strings.Contains(text.stdout, "DIFFERENT: ck.items chunk") || !strings.Contains(text.stdout, "skipped: ck.nosuch") {
 		t.Errorf("text output: exit %d\n%s", text.code, text.stdout)
 	}
+
+	// The replica mended, a check of the table clears it everywhere.
+	if _, err := conn.ExecContext(ctx, "UPDATE ck.items SET v = 'item-12345' WHERE id = 12345"); err != nil {
+		t.Fatal(err)
+	}
+	if r := dbhaCLI(t, bin, l, "checksum", "--cluster", mariadbCluster, "--table", "ck.items"); r.code != 0 {
+		t.Fatalf("after mending the row: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if inc, err := c.Inconsistent(ctx, mariadbCluster); err != nil || len(inc) != 0 {
+		t.Errorf("Consul after the clean check: %v, %v", inc, err)
+	}
+	waitUntil(t, 30*time.Second, "dbha run to clear ReplicaInconsistent", func() error {
+		for _, r := range run.records(mariadbCluster, "finding cleared") {
+			if r.Code == "ReplicaInconsistent" {
+				return nil
+			}
+		}
+		return errors.New("not cleared yet")
+	})
 }
 
 // PostgreSQL: checksums under a write load find no difference, run after

@@ -121,7 +121,8 @@ func (k *Keeper) requestFor(c Choice) Request {
 // Plan makes the plan a recovery would run now, changing nothing: what
 // `dbha promote --dry-run` prints.
 func (k *Keeper) Plan(ctx context.Context, c Choice) (Plan, error) {
-	return MakePlan(k.env.Discover(ctx), k.requestFor(c))
+	req := withConsistency(ctx, k.env.Store, k.cluster, k.requestFor(c))
+	return MakePlan(k.env.Discover(ctx), req)
 }
 
 // Recover replaces the primary under the cluster's lock (see Recover).

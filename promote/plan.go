@@ -65,6 +65,12 @@ type Request struct {
 	Avoid []Avoid `json:"avoid,omitempty"`
 	// Fencing is what the cluster has to secure the old primary with.
 	Fencing FencingPolicy `json:"fencing"`
+	// Inconsistent are the replicas consistency checks (dbha checksum)
+	// found different from the primary, with why: they rank below the
+	// others, and promoting one by name needs Force.
+	// ConsistencyUnknown says why that could not be read.
+	Inconsistent       map[string]string `json:"inconsistent,omitempty"`
+	ConsistencyUnknown string            `json:"consistency_unknown,omitempty"`
 }
 
 // Candidate is one replica as the ranking sees it.
@@ -75,7 +81,10 @@ type Candidate struct {
 	Rank     int               `json:"rank"`
 	Position topology.Position `json:"position"` // what it holds: received, applied or not
 	Excluded bool              `json:"excluded"`
-	Reasons  []string          `json:"reasons"`
+	// Inconsistent: consistency checks found it different from the
+	// primary (Request.Inconsistent).
+	Inconsistent bool     `json:"inconsistent,omitempty"`
+	Reasons      []string `json:"reasons"`
 }
 
 // Plan is everything a promotion will do, as data. Execute runs it as is;
@@ -125,6 +134,12 @@ func MakePlan(s topology.Snapshot, r Request) (Plan, error) {
 	}
 	p.NewPrimary, p.Forced = chosen.Addr, forced
 	p.Target, p.Warnings = pl.target(p.Kind, chosen)
+	if chosen.Inconsistent && r.To == "" {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("no candidate without a known difference: promoting %s, which %s", chosen.Addr, r.Inconsistent[chosen.Addr]))
+	}
+	if r.ConsistencyUnknown != "" {
+		p.Warnings = append(p.Warnings, "what consistency checks found could not be read: "+r.ConsistencyUnknown)
+	}
 	for _, in := range s.Instances {
 		switch e := pl.errant[in.Addr]; {
 		case e == "":
@@ -238,6 +253,12 @@ func choose(cands []Candidate, r Request) (Candidate, []string, error) {
 		return Candidate{}, nil, fmt.Errorf("%w: %s is not a replica of this cluster", ErrNotEligible, r.To)
 	}
 	c := cands[i]
+	if !c.Excluded && c.Inconsistent {
+		if !r.Force {
+			return Candidate{}, nil, fmt.Errorf("%w: %s %s (--force promotes it anyway)", ErrNotEligible, c.Addr, r.Inconsistent[c.Addr])
+		}
+		return c, []string{c.Addr + " " + r.Inconsistent[c.Addr]}, nil
+	}
 	if !c.Excluded {
 		return c, nil, nil
 	}

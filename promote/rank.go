@@ -21,6 +21,9 @@ func (pl *planner) rank() []Candidate {
 		if a.Excluded != b.Excluded {
 			return boolOrder(a.Excluded)
 		}
+		if a.Inconsistent != b.Inconsistent {
+			return boolOrder(a.Inconsistent)
+		}
 		if o, err := topology.Compare(a.Position, b.Position); err == nil && (o == topology.Ahead || o == topology.Behind) {
 			return boolOrder(o == topology.Behind)
 		}
@@ -78,6 +81,10 @@ func (pl *planner) candidate(in topology.Instance) Candidate {
 	}
 	if lag := lagSeconds(in); rules.MaxLagSeconds > 0 && lag != nil && *lag > rules.MaxLagSeconds {
 		exclude(fmt.Sprintf("lag %.0fs over the limit of %.0fs", *lag, rules.MaxLagSeconds))
+	}
+	if why, ok := pl.r.Inconsistent[in.Addr]; ok {
+		c.Inconsistent = true
+		c.Reasons = append(c.Reasons, "ranked below the others: it "+why)
 	}
 	if pl.old.Reachable && in.Replication.Source != pl.old.Addr {
 		exclude("does not replicate from the primary " + pl.old.Addr + " (a switchover catches the candidate up from it)")

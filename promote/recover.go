@@ -25,6 +25,9 @@ type Store interface {
 	SetBlocked(ctx context.Context, cluster string, b Block) error
 	// Paused returns the cluster's maintenance mode, ok=false when none.
 	Paused(ctx context.Context, cluster string) (p Pause, ok bool, err error)
+	// Inconsistent returns the replicas that consistency checks found
+	// different from the primary, with why (none: nil).
+	Inconsistent(ctx context.Context, cluster string) (map[string]string, error)
 	// Save stores a record (and marks it the cluster's recovery in
 	// progress until it is Done).
 	Save(ctx context.Context, r *Record) error
@@ -281,6 +284,7 @@ func start(ctx context.Context, env RecoverEnv, cluster string, req Request, t T
 	if req.LastPrimary == "" {
 		req.LastPrimary = t.Primary
 	}
+	req = withConsistency(ctx, env.Store, cluster, req)
 	s := env.Discover(ctx, t.recheck(env.Now(), oldBound(env), recheckBound(env))...)
 	plan, err := MakePlan(s, req)
 	if err != nil {
@@ -558,4 +562,19 @@ func stepDone(rec *Record, a Action) bool {
 		}
 	}
 	return false
+}
+
+// withConsistency adds to req what consistency checks found. A summary
+// that cannot be read stops no promotion: the plan says so.
+func withConsistency(ctx context.Context, st Store, cluster string, req Request) Request {
+	if st == nil { // a keeper that only plans, without the store
+		return req
+	}
+	inc, err := st.Inconsistent(ctx, cluster)
+	if err != nil {
+		req.ConsistencyUnknown = err.Error()
+		return req
+	}
+	req.Inconsistent = inc
+	return req
 }

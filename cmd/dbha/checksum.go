@@ -116,6 +116,13 @@ func runChecksum(ctx context.Context, cfg config.Config, cl config.Cluster, o ch
 	if err != nil {
 		return err
 	}
+	// What the run established goes where every manager's promotion and
+	// daemon read it.
+	if c, err := newConsul(ctx, cfg); err != nil {
+		fmt.Fprintf(o.Progress, "the result is not recorded in Consul (promotion will not know it): %v\n", err)
+	} else if _, err := c.MergeChecksum(ctx, r); err != nil {
+		fmt.Fprintf(o.Progress, "the result is not recorded in Consul (promotion will not know it): %v\n", err)
+	}
 	if output == "json" {
 		err = writeJSON(out, r)
 	} else {

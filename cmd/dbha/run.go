@@ -169,7 +169,7 @@ func newMonitor(ctx context.Context, g *globalFlags, cfg config.Config, clusters
 	case err != nil:
 		log.Warn("consul unavailable: deciding without peer managers", "err", err)
 	default:
-		opts.Peers, opts.Pauses, opts.Endpoints = c, c, c
+		opts.Peers, opts.Pauses, opts.Endpoints, opts.Consistency = c, c, c, c
 	}
 	for _, cl := range clusters {
 		p, closeFn, err := newProber(cl)

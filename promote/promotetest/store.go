@@ -16,14 +16,15 @@ import (
 // as a real store serialises them) and the endpoints. It is safe for
 // concurrent use.
 type Store struct {
-	mu      sync.Mutex
-	holder  map[string]string // cluster → lock owner
-	blocks  map[string]promote.Block
-	pauses  map[string]promote.Pause
-	records map[string]map[string]*promote.Record // cluster → id → record
-	latest  map[string]string                     // cluster → id of the latest record
-	writer  map[string]string
-	readers map[string][]string
+	mu           sync.Mutex
+	holder       map[string]string // cluster → lock owner
+	blocks       map[string]promote.Block
+	pauses       map[string]promote.Pause
+	inconsistent map[string]map[string]string
+	records      map[string]map[string]*promote.Record // cluster → id → record
+	latest       map[string]string                     // cluster → id of the latest record
+	writer       map[string]string
+	readers      map[string][]string
 	// Moves lists every writer move, in order, as "cluster=addr".
 	Moves []string
 }
@@ -94,6 +95,23 @@ func (s *Store) Paused(_ context.Context, cluster string) (promote.Pause, bool, 
 	defer s.mu.Unlock()
 	p, ok := s.pauses[cluster]
 	return p, ok, nil
+}
+
+// Inconsistent returns what SetInconsistent set.
+func (s *Store) Inconsistent(_ context.Context, cluster string) (map[string]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inconsistent[cluster], nil
+}
+
+// SetInconsistent sets the replicas consistency checks found different.
+func (s *Store) SetInconsistent(cluster string, m map[string]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inconsistent == nil {
+		s.inconsistent = map[string]map[string]string{}
+	}
+	s.inconsistent[cluster] = m
 }
 
 // SetPaused puts the cluster in maintenance mode; a zero Pause lifts it.
