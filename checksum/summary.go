@@ -2,6 +2,7 @@ package checksum
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -28,11 +29,9 @@ type Summary struct {
 // ReplicaState is one replica's standing.
 type ReplicaState struct {
 	// Differing are the tables on which it differed from the primary when
-	// last compared; a later run that compares such a table and finds it
-	// equal removes it.
-	Differing []string `json:"differing,omitempty"`
-	// Chunks counts its differing chunks in those tables.
-	Chunks int `json:"chunks,omitempty"`
+	// last compared, with the number of differing chunks; a later run that
+	// compares such a table and finds it equal removes it.
+	Differing map[string]int `json:"differing,omitempty"`
 	// ComparedAt is the last run that compared it; Primary the primary
 	// it was compared with.
 	ComparedAt time.Time `json:"compared_at"`
@@ -60,28 +59,25 @@ func Merge(prev Summary, r Report) Summary {
 	}
 	for _, addr := range r.Replicas {
 		st := replicas[addr]
-		chunks := map[string]int{}
+		differing := map[string]int{}
+		for table, n := range st.Differing {
+			differing[table] = n
+		}
 		for _, t := range r.Tables {
+			n := 0
 			for _, d := range t.Differences {
 				if d.Replica == addr {
-					chunks[t.Table]++
+					n++
 				}
 			}
-		}
-		for _, t := range r.Tables {
-			compared := t.Error == "" && len(t.Unstable) == 0 && !lost[addr]
-			if compared || chunks[t.Table] > 0 {
-				st.Differing = slices.DeleteFunc(st.Differing, func(x string) bool { return x == t.Table })
-			}
-			if chunks[t.Table] > 0 {
-				st.Differing = append(st.Differing, t.Table)
+			switch {
+			case n > 0:
+				differing[t.Table] = n
+			case t.Error == "" && len(t.Unstable) == 0 && !lost[addr]:
+				delete(differing, t.Table) // compared to the end: equal
 			}
 		}
-		slices.Sort(st.Differing)
-		st.Chunks = 0
-		for _, n := range chunks {
-			st.Chunks += n
-		}
+		st.Differing = differing
 		st.ComparedAt, st.Primary = r.Finished, r.Primary
 		replicas[addr] = st
 	}
@@ -89,12 +85,26 @@ func Merge(prev Summary, r Report) Summary {
 	return s
 }
 
-// Inconsistent are the replicas with a known difference, with why. Pure.
-func (s Summary) Inconsistent() map[string]string {
+// Chunks counts the replica's known differing chunks.
+func (r ReplicaState) Chunks() int {
+	n := 0
+	for _, c := range r.Differing {
+		n += c
+	}
+	return n
+}
+
+// Inconsistent are the replicas with a known difference, with why (nil
+// for a nil summary). Pure.
+func (s *Summary) Inconsistent() map[string]string {
+	if s == nil {
+		return nil
+	}
 	out := map[string]string{}
 	for addr, st := range s.Replicas {
 		if len(st.Differing) > 0 {
-			out[addr] = fmt.Sprintf("differs from the primary %s in %s (dbha checksum at %s)", st.Primary, strings.Join(st.Differing, ", "),
+			tables := slices.Sorted(maps.Keys(st.Differing))
+			out[addr] = fmt.Sprintf("differs from the primary %s in %s (dbha checksum at %s)", st.Primary, strings.Join(tables, ", "),
 				st.ComparedAt.UTC().Format(time.RFC3339))
 		}
 	}

@@ -13,7 +13,7 @@ func TestMerge(t *testing.T) {
 		{Table: "a.y", Chunks: 1},
 	}}
 	s := Merge(Summary{}, first)
-	if got := s.Replicas["r1"]; !reflect.DeepEqual(got.Differing, []string{"a.x"}) || got.Chunks != 2 {
+	if got := s.Replicas["r1"]; !reflect.DeepEqual(got.Differing, map[string]int{"a.x": 2}) || got.Chunks() != 2 {
 		t.Fatalf("r1 after the first run: %+v", got)
 	}
 	if len(s.Replicas["r2"].Differing) != 0 || s.LastChunks != 4 || s.LastDifferences != 2 {
@@ -26,7 +26,7 @@ func TestMerge(t *testing.T) {
 	second := Report{Cluster: "c", Primary: "p", Replicas: []string{"r1", "r2"}, Finished: t0.Add(time.Hour),
 		Tables: []TableReport{{Table: "a.y", Chunks: 1}}, Lost: []ReplicaProblem{{Replica: "r2", Reason: "gone"}}}
 	s = Merge(s, second)
-	if got := s.Replicas["r1"].Differing; !reflect.DeepEqual(got, []string{"a.x"}) {
+	if got := s.Replicas["r1"].Differing; !reflect.DeepEqual(got, map[string]int{"a.x": 2}) {
 		t.Fatalf("r1 after a run over a.y: %v", got)
 	}
 	// A run that compares a.x again and finds it equal clears it.

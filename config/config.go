@@ -284,6 +284,13 @@ type Checksum struct {
 	// statements as statements); on PostgreSQL pg_read_all_data. No user:
 	// promotion.apply's account on MariaDB, else the cluster's.
 	Account `mapstructure:",squash" yaml:",inline"`
+	// Schedule is a cron spec (as backup.schedule) on which `dbha run`
+	// checks the cluster, one manager per slot; empty: never. ChunkTime
+	// and MaxLag are `dbha checksum`'s --chunk-time and --max-lag
+	// (defaults 0.5 s and 10 s).
+	Schedule  string        `mapstructure:"schedule" yaml:"schedule,omitempty" json:"schedule,omitempty"`
+	ChunkTime time.Duration `mapstructure:"chunk_time" yaml:"chunk_time,omitempty" json:"chunk_time,omitempty"`
+	MaxLag    time.Duration `mapstructure:"max_lag" yaml:"max_lag,omitempty" json:"max_lag,omitempty"`
 }
 
 // ChecksumAccount is the account `dbha checksum` logs in with.
@@ -763,6 +770,17 @@ func validateCluster(cl Cluster, key string, bad func(key, format string, args .
 	validateSecret(cl.Replication.Password(), key+".replication", bad)
 	if cl.Checksum.User != "" {
 		validateSecret(cl.Checksum.Password(), key+".checksum", bad)
+	}
+	if cl.Checksum.ChunkTime < 0 || cl.Checksum.MaxLag < 0 {
+		bad(key+".checksum", "chunk_time and max_lag must not be negative")
+	}
+	if cl.Checksum.Schedule != "" {
+		if _, err := schedule.Parse(cl.Checksum.Schedule, 0); err != nil {
+			bad(key+".checksum.schedule", "%v (a cron spec such as \"0 5 * * 0\" or \"@weekly\")", err)
+		}
+		if cl.Engine == topology.MySQL {
+			bad(key+".checksum.schedule", "consistency checks are implemented for MariaDB and PostgreSQL, not MySQL yet")
+		}
 	}
 	st := cl.Stream
 	if st.SemiSync && cl.Engine == topology.Postgres {

@@ -143,7 +143,7 @@ func (b *BackupScheduler) Run(ctx context.Context) {
 			b.runSlot(ctx, slot, "")
 			b.one.Unlock()
 		} else {
-			b.log.Info("scheduled backup skipped: a backup started by hand is running", "slot", slot.Time)
+			b.log.Info("scheduled "+b.o.Job+" skipped: one started by hand is running", "slot", slot.Time)
 		}
 		// A clock set back while sleeping must not bring this slot again.
 		after = time.Now()
@@ -151,7 +151,7 @@ func (b *BackupScheduler) Run(ctx context.Context) {
 			after = slot.At
 		}
 		if missed := b.o.Schedule.Next(b.o.Cluster.Name, slot.At); missed.At.Before(after) {
-			b.log.Warn("scheduled backups skipped: the last one ran past their start", "first_skipped", missed.Time)
+			b.log.Warn("scheduled "+b.o.Job+"s skipped: the last one ran past their start", "first_skipped", missed.Time)
 		}
 	}
 }
@@ -178,7 +178,7 @@ func (b *BackupScheduler) Start(by string) error {
 	b.mu.Lock()
 	b.byHand, b.handAt = by, now
 	b.mu.Unlock()
-	b.log.Info("backup started by hand", "by", by)
+	b.log.Info(b.o.Job+" started by hand", "by", by)
 	go func() {
 		defer b.one.Unlock()
 		b.runSlot(ctx, schedule.Slot{Time: now, At: now}, by)
@@ -230,24 +230,24 @@ func (b *BackupScheduler) runSlot(ctx context.Context, slot schedule.Slot, by st
 		}
 		if err == nil {
 			if tries > 1 {
-				log.Info("the slot of a scheduled backup was claimed late: it is made up now", "tries", tries)
+				log.Info("the slot of a scheduled "+b.o.Job+" was claimed late: it is made up now", "tries", tries)
 			}
 			break
 		}
 		retryAt := time.Now().Add(b.o.RetryAfter)
 		if !next.IsZero() && !retryAt.Before(next) {
-			log.Error("scheduled backup skipped: its slot could not be claimed before the next one", "tries", tries, "err", err)
+			log.Error("scheduled "+b.o.Job+" skipped: its slot could not be claimed before the next one", "tries", tries, "err", err)
 			return
 		}
 		if tries == 1 {
-			log.Warn("scheduled backup delayed: its slot could not be claimed; trying again until the next slot", "err", err, "retry_every", b.o.RetryAfter)
+			log.Warn("scheduled "+b.o.Job+" delayed: its slot could not be claimed; trying again until the next slot", "err", err, "retry_every", b.o.RetryAfter)
 		}
 		if !sleepUntil(ctx, retryAt) {
 			return
 		}
 	}
 	if !won {
-		log.Info("scheduled backup skipped: another manager holds the cluster's lock or has claimed the slot")
+		log.Info("scheduled " + b.o.Job + " skipped: another manager holds the cluster's lock or has claimed the slot")
 		return
 	}
 	if b.o.Sweep != nil {
@@ -270,7 +270,7 @@ func (b *BackupScheduler) runSlot(ctx context.Context, slot schedule.Slot, by st
 		attrs := []any{"id", e.ID, "source", e.Source, "status", status, "bytes", e.Bytes, "compressed_bytes", e.CompressedBytes,
 			"seconds", time.Since(start).Seconds()}
 		if reason == "" {
-			alog.Info("scheduled backup done", attrs...)
+			alog.Info("scheduled "+b.o.Job+" done", attrs...)
 			return
 		}
 		attrs = append(attrs, "reason", reason)
@@ -280,9 +280,9 @@ func (b *BackupScheduler) runSlot(ctx context.Context, slot schedule.Slot, by st
 		stopping := ctx.Err() != nil
 		retry := backup.Retry(attempt, stopping)
 		if stopping {
-			alog.Warn("scheduled backup cut short: the daemon is stopping", attrs...)
+			alog.Warn("scheduled "+b.o.Job+" cut short: the daemon is stopping", attrs...)
 		} else {
-			alog.Error("scheduled backup failed", append(attrs, "retry", retry)...)
+			alog.Error("scheduled "+b.o.Job+" failed", append(attrs, "retry", retry)...)
 		}
 		if !stopping && !retry && b.o.Alerts != nil {
 			level := b.o.FailedLevel
@@ -309,7 +309,7 @@ func (b *BackupScheduler) attempt(ctx context.Context, log *slog.Logger) (backup
 	primary := b.o.Primary.Primary(b.o.Cluster.Name)
 	var watch sync.WaitGroup
 	watch.Go(func() { b.watchPrimary(runCtx, cancel, primary) })
-	log.Info("scheduled backup started", "primary", primary)
+	log.Info("scheduled "+b.o.Job+" started", "primary", primary)
 	progress := &progressLog{log: log, every: b.o.ProgressEvery}
 	e, err := b.o.Run(runCtx, b.o.Cluster, progress)
 	cause := context.Cause(runCtx) // nil unless the run was cancelled

@@ -334,7 +334,7 @@ func TestBackupStartedByHand(t *testing.T) {
 	}
 	// The @every 1s slots pass while the backup started by hand runs.
 	waitFor(t, func() bool {
-		return strings.Contains(logs.String(), "scheduled backup skipped: a backup started by hand is running")
+		return strings.Contains(logs.String(), "scheduled backup skipped: one started by hand is running")
 	})
 	close(release)
 	waitFor(t, func() bool { by, _ := s.StartedByHand(); return by == "" })

@@ -17,6 +17,7 @@ type collector struct {
 
 	up, lagSeconds, lagTransactions, lagBytes, probeSeconds, cycleSeconds, findings, cycles *prometheus.Desc
 	failoverPossible, votesLost, votesNeeded                                                *prometheus.Desc
+	checksumLast, checksumComplete, checksumTables, checksumChunks, checksumDifferences     *prometheus.Desc
 }
 
 func newCollector(m *Monitor) *collector {
@@ -35,12 +36,20 @@ func newCollector(m *Monitor) *collector {
 			"1 when the cluster, as it stands, could fail over on its own: enough voters could confirm a lost primary, and a replica follows it.", []string{"cluster"}, nil),
 		votesLost:   prometheus.NewDesc("dbha_quorum_lost_votes", "Voters that say the primary is lost, this cycle.", []string{"cluster"}, nil),
 		votesNeeded: prometheus.NewDesc("dbha_quorum_needed_votes", "Voters an automatic failover needs: a strict majority.", []string{"cluster"}, nil),
+		checksumLast: prometheus.NewDesc("dbha_checksum_last_run_timestamp_seconds",
+			"When the cluster's last consistency check (dbha checksum) ended (Unix time).", []string{"cluster"}, nil),
+		checksumComplete: prometheus.NewDesc("dbha_checksum_last_run_complete",
+			"1 when the last consistency check compared everything it was asked to on every replica.", []string{"cluster"}, nil),
+		checksumTables: prometheus.NewDesc("dbha_checksum_last_run_tables", "Tables the last consistency check went through.", []string{"cluster"}, nil),
+		checksumChunks: prometheus.NewDesc("dbha_checksum_last_run_chunks", "Chunks the last consistency check compared.", []string{"cluster"}, nil),
+		checksumDifferences: prometheus.NewDesc("dbha_checksum_differences",
+			"Chunks on which the replica was found different from the primary and not found equal since.", inst, nil),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.up, c.lagSeconds, c.lagTransactions, c.lagBytes, c.probeSeconds, c.cycleSeconds, c.cycles, c.findings,
-		c.failoverPossible, c.votesLost, c.votesNeeded} {
+		c.failoverPossible, c.votesLost, c.votesNeeded, c.checksumLast, c.checksumComplete, c.checksumTables, c.checksumChunks, c.checksumDifferences} {
 		ch <- d
 	}
 }
@@ -84,6 +93,19 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for k, n := range counts {
 			gauge(c.findings, float64(n), st.Cluster, k.code, k.severity)
+		}
+		if sum := st.Checksum; sum != nil {
+			complete := 0.0
+			if sum.LastComplete {
+				complete = 1
+			}
+			gauge(c.checksumLast, float64(sum.LastRun.UnixNano())/1e9, st.Cluster)
+			gauge(c.checksumComplete, complete, st.Cluster)
+			gauge(c.checksumTables, float64(sum.LastTables), st.Cluster)
+			gauge(c.checksumChunks, float64(sum.LastChunks), st.Cluster)
+			for addr, r := range sum.Replicas {
+				gauge(c.checksumDifferences, float64(r.Chunks()), st.Cluster, addr)
+			}
 		}
 	}
 }

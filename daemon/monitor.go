@@ -12,6 +12,7 @@ import (
 	"github.com/dbha/dbha/alert"
 	"github.com/dbha/dbha/binlog"
 	"github.com/dbha/dbha/checks"
+	"github.com/dbha/dbha/checksum"
 	"github.com/dbha/dbha/checks/probe"
 	"github.com/dbha/dbha/config"
 	"github.com/dbha/dbha/promote"
@@ -92,10 +93,10 @@ type Options struct {
 	Consistency ConsistencyReader
 }
 
-// ConsistencyReader reads the replicas that consistency checks found
-// different from the primary, with why. *consul.Client is one.
+// ConsistencyReader reads the summary of a cluster's consistency checks;
+// ok=false when none ran. *consul.Client is one.
 type ConsistencyReader interface {
-	Inconsistent(ctx context.Context, cluster string) (map[string]string, error)
+	Checksum(ctx context.Context, cluster string) (s checksum.Summary, ok bool, err error)
 }
 
 // PauseReader reads a cluster's maintenance mode, ok=false when none.
@@ -123,6 +124,9 @@ type State struct {
 	Shape  checks.Shape  `json:"shape"`
 	// CycleTime is how long the last probe cycle took.
 	CycleTime topology.Duration `json:"cycle_time"`
+	// Checksum is what consistency checks found, as last read; nil when
+	// none ran (or dbha run has no Consul).
+	Checksum *checksum.Summary `json:"checksum,omitempty"`
 }
 
 // Monitor watches clusters. Create it with New; Run or Cycle drive it; State
@@ -244,8 +248,8 @@ type watcher struct {
 	peers    []checks.PeerView
 	external *checks.ExternalView
 	paused   *checks.PauseView
-	// inconsistent: what consistency checks found, as last read.
-	inconsistent map[string]string
+	// checksum: what consistency checks found, as last read; nil: none.
+	checksum *checksum.Summary
 }
 
 func (w *watcher) state() State {
@@ -324,7 +328,7 @@ func (w *watcher) cycle(ctx context.Context) {
 	// The cycle's time is when its probes went out: what they saw is as of
 	// then, however long a hung instance made the cycle last.
 	w.mu.Lock()
-	obs := checks.Observation{At: start, Snapshot: snap, TCP: tcp, Peers: w.peers, External: w.external, Paused: w.paused, Inconsistent: w.inconsistent,
+	obs := checks.Observation{At: start, Snapshot: snap, TCP: tcp, Peers: w.peers, External: w.external, Paused: w.paused, Inconsistent: w.checksum.Inconsistent(),
 		Voters: checks.Voters{Managers: o.Members, Self: o.Manager, Witness: len(cl.CheckCommand) > 0}}
 	w.mu.Unlock()
 	if w.c.Keeper != nil {
@@ -352,7 +356,7 @@ func (w *watcher) cycle(ctx context.Context) {
 	prev, prevShape, first := w.st.Findings, w.st.Shape, w.st.Cycles == 0
 	w.st = State{Cluster: cl.Name, Engine: cl.Engine, Cycles: w.st.Cycles + 1, UpdatedAt: obs.At,
 		Findings: findings, Evidence: ev, Quorum: checks.CountQuorum(ev, o.Policy), Shape: shape,
-		CycleTime: topology.Duration(time.Since(start))}
+		CycleTime: topology.Duration(time.Since(start)), Checksum: w.checksum}
 	w.mu.Unlock()
 	w.logChanges(prev, findings, obs.At)
 	w.logShape(first, prevShape, shape)
@@ -693,14 +697,17 @@ func (w *watcher) setPause(p promote.Pause, ok bool) {
 func (w *watcher) readConsistency(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, w.m.opts.ProbeTimeout)
 	defer cancel()
-	inc, err := w.m.opts.Consistency.Inconsistent(ctx, w.c.Config.Name)
+	sum, ok, err := w.m.opts.Consistency.Checksum(ctx, w.c.Config.Name)
 	if err != nil {
 		w.log.Debug("read the consistency checks' summary", "err", err)
 		return
 	}
 	w.mu.Lock()
-	w.inconsistent = inc
-	w.mu.Unlock()
+	defer w.mu.Unlock()
+	w.checksum = nil
+	if ok {
+		w.checksum = &sum
+	}
 }
 
 // consistencyRefresh is how often a manager reads what consistency checks

@@ -324,6 +324,33 @@ func TestChecksumPostgres(t *testing.T) {
 	if d.Replica != want || !inChunk(d, 12345) || len(d.Keys) != 1 || d.Keys[0].String() != "12345" {
 		t.Errorf("difference %+v: want %s, the chunk holding id 12345, and that row", d, want)
 	}
+
+	// dbha run checks on its schedule (checksum.schedule), and exports
+	// what the checks found.
+	ports, err := freePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(token, []byte("metrics-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := startDbhaRun(t, bin, l, "checksummer", "DBHA_CLUSTERS_1_CHECKSUM_SCHEDULE=@every 3s",
+		fmt.Sprintf("DBHA_HTTP_LISTEN=127.0.0.1:%d", ports[0]), "DBHA_HTTP_TOKEN_FILE="+token)
+	waitUntil(t, time.Minute, "two scheduled checks and their metrics", func() error {
+		if n := len(run.records(postgresCluster, "scheduled checksum done")); n < 2 {
+			return fmt.Errorf("%d scheduled checks done", n)
+		}
+		if len(run.appeared(postgresCluster, "ReplicaInconsistent")) == 0 {
+			return errors.New("no ReplicaInconsistent finding yet")
+		}
+		code, body := get(t, fmt.Sprintf("http://127.0.0.1:%d", ports[0]), "/metrics", "metrics-token")
+		if code != 200 || len(metricLines(body, "dbha_checksum_differences", `instance="`+want+`"`)) != 1 ||
+			len(metricLines(body, "dbha_checksum_last_run_timestamp_seconds", `cluster="`+postgresCluster+`"`)) != 1 {
+			return fmt.Errorf("metrics %d without the checksum's", code)
+		}
+		return nil
+	})
 }
 
 // ptDifference is a chunk pt-table-checksum found different on a replica.

@@ -54,11 +54,16 @@ configuration, 3 no difference found but not everything compared.`,
 			if err != nil {
 				return err
 			}
-			o := checksum.DefaultOptions()
-			o.Cluster, o.Engine, o.Tables, o.MaxLag = cl.Name, string(cl.Engine), tables, maxLag
-			o.Sizing.Target = chunkTime
-			if chunkTime <= 0 {
-				return usageError(fmt.Errorf("--chunk-time %v: must be positive", chunkTime))
+			o := checksumOptions(cl)
+			o.Tables = tables
+			if cmd.Flags().Changed("max-lag") {
+				o.MaxLag = maxLag
+			}
+			if cmd.Flags().Changed("chunk-time") {
+				if chunkTime <= 0 {
+					return usageError(fmt.Errorf("--chunk-time %v: must be positive", chunkTime))
+				}
+				o.Sizing.Target = chunkTime
 			}
 			o.Progress = cmd.ErrOrStderr()
 			return runChecksum(cmd.Context(), cfg, cl, o, output, cmd.OutOrStdout())
@@ -66,25 +71,67 @@ configuration, 3 no difference found but not everything compared.`,
 	}
 	cmd.Flags().StringVar(&cluster, "cluster", "", "the cluster (required)")
 	cmd.Flags().StringArrayVar(&tables, "table", nil, "check only this table (repeatable)")
-	cmd.Flags().DurationVar(&chunkTime, "chunk-time", checksum.DefaultSizing().Target, "how long one chunk should take on the primary")
-	cmd.Flags().DurationVar(&maxLag, "max-lag", checksum.DefaultOptions().MaxLag, "pause while a replica lags more than this (0: never)")
+	cmd.Flags().DurationVar(&chunkTime, "chunk-time", checksum.DefaultSizing().Target, "how long one chunk should take on the primary (default: checksum.chunk_time, else 0.5s)")
+	cmd.Flags().DurationVar(&maxLag, "max-lag", checksum.DefaultOptions().MaxLag, "pause while a replica lags more than this, 0: never (default: checksum.max_lag, else 10s)")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
 }
 
 func runChecksum(ctx context.Context, cfg config.Config, cl config.Cluster, o checksum.Options, output string, out io.Writer) error {
-	snap, err := discoverCluster(ctx, cfg, cl)
+	r, err := checksumOnce(ctx, cfg, cl, o)
 	if err != nil {
 		return err
 	}
+	if output == "json" {
+		err = writeJSON(out, r)
+	} else {
+		err = r.WriteText(out)
+	}
+	if err != nil {
+		return err
+	}
+	switch {
+	case r.Differences() > 0:
+		return &exitError{code: exitProblems, err: errProblemsFound}
+	case !r.Complete():
+		return &exitError{code: exitIncomplete, err: errProblemsFound}
+	}
+	return nil
+}
+
+// checksumOptions are the cluster's checksum settings over the defaults.
+func checksumOptions(cl config.Cluster) checksum.Options {
+	o := checksum.DefaultOptions()
+	o.Cluster, o.Engine = cl.Name, string(cl.Engine)
+	if cl.Checksum.ChunkTime > 0 {
+		o.Sizing.Target = cl.Checksum.ChunkTime
+	}
+	if cl.Checksum.MaxLag > 0 {
+		o.MaxLag = cl.Checksum.MaxLag
+	}
+	return o
+}
+
+// checksumOnce checks the cluster against its healthy replicas and folds
+// the result into its summary in Consul, where promotion and dbha run
+// read it (when Consul cannot be reached, the report says so in
+// o.Progress and stands alone).
+func checksumOnce(ctx context.Context, cfg config.Config, cl config.Cluster, o checksum.Options) (checksum.Report, error) {
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	snap, err := discoverCluster(ctx, cfg, cl)
+	if err != nil {
+		return checksum.Report{}, err
+	}
 	if snap.Primary == "" {
-		return fmt.Errorf("cluster %s: no primary to check against: %v", cl.Name, snap.Problems)
+		return checksum.Report{}, fmt.Errorf("cluster %s: no primary to check against: %v", cl.Name, snap.Problems)
 	}
 	replicas, unhealthy := healthyReplicas(snap)
 	account := cl.ChecksumAccount()
 	password, err := readSecret(account.Password())
 	if err != nil {
-		return usageError(fmt.Errorf("cluster %s: %w", cl.Name, err))
+		return checksum.Report{}, usageError(fmt.Errorf("cluster %s: %w", cl.Name, err))
 	}
 	o.Primary = snap.Primary
 	var e checksum.Engine
@@ -109,12 +156,12 @@ func runChecksum(ctx context.Context, cfg config.Config, cl config.Cluster, o ch
 		defer p.Close()
 		e = p
 	default:
-		return usageError(fmt.Errorf("cluster %s: dbha checksum supports MariaDB and PostgreSQL, not %s", cl.Name, cl.Engine))
+		return checksum.Report{}, usageError(fmt.Errorf("cluster %s: dbha checksum supports MariaDB and PostgreSQL, not %s", cl.Name, cl.Engine))
 	}
 	r, err := checksum.Run(ctx, e, o)
 	r.Lost = append(unhealthy, r.Lost...)
 	if err != nil {
-		return err
+		return r, err
 	}
 	// What the run established goes where every manager's promotion and
 	// daemon read it.
@@ -123,21 +170,7 @@ func runChecksum(ctx context.Context, cfg config.Config, cl config.Cluster, o ch
 	} else if _, err := c.MergeChecksum(ctx, r); err != nil {
 		fmt.Fprintf(o.Progress, "the result is not recorded in Consul (promotion will not know it): %v\n", err)
 	}
-	if output == "json" {
-		err = writeJSON(out, r)
-	} else {
-		err = r.WriteText(out)
-	}
-	if err != nil {
-		return err
-	}
-	switch {
-	case r.Differences() > 0:
-		return &exitError{code: exitProblems, err: errProblemsFound}
-	case !r.Complete():
-		return &exitError{code: exitIncomplete, err: errProblemsFound}
-	}
-	return nil
+	return r, nil
 }
 
 // healthyReplicas are the primary's replicas that are reachable and

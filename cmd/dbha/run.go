@@ -125,7 +125,7 @@ func runDaemon(ctx context.Context, cfg config.Config, m *daemon.Monitor, stream
 			wg.Go(func() { archiveStream(ctx, cfg, cl, log.With("cluster", cl.Name)) })
 		}
 	}
-	log.Info("dbha run started", "clusters", len(cfg.Clusters), "streams", len(streams), "backup_schedules", len(schedulers),
+	log.Info("dbha run started", "clusters", len(cfg.Clusters), "streams", len(streams), "schedules", len(schedulers),
 		"interval", cfg.Checks.Interval.String())
 	m.Run(ctx)
 	wg.Wait()
@@ -238,12 +238,14 @@ func newCatalogWatches(cfg config.Config, log *slog.Logger) map[string]*daemon.C
 // Consul, for the cluster's lock and the slot records. Without it no
 // scheduled backup runs, since every manager would run each one.
 func backupClaimer(ctx context.Context, cfg config.Config, log *slog.Logger) daemon.SlotClaimer {
-	if !slices.ContainsFunc(cfg.Clusters, func(cl config.Cluster) bool { return cl.Backup.Schedule != "" || cl.Backup.Reverify != "" }) {
+	if !slices.ContainsFunc(cfg.Clusters, func(cl config.Cluster) bool {
+		return cl.Backup.Schedule != "" || cl.Backup.Reverify != "" || cl.Checksum.Schedule != ""
+	}) {
 		return nil
 	}
 	c, err := newConsul(ctx, cfg)
 	if err != nil {
-		log.Warn("consul unavailable: scheduled backups wait for it (without the cluster lock every manager would run them)", "err", err)
+		log.Warn("consul unavailable: scheduled backups and checks wait for it (without the cluster lock every manager would run them)", "err", err)
 		return &lateClaimer{lazyConsul{cfg: cfg}}
 	}
 	return c
@@ -314,6 +316,9 @@ func newBackupSchedulers(cfg config.Config, m *daemon.Monitor, claims daemon.Slo
 				},
 			}))
 		}
+		if cl.Checksum.Schedule != "" {
+			out = append(out, checksumScheduler(cfg, cl, m, claims, log))
+		}
 		if cl.Backup.Schedule == "" {
 			continue
 		}
@@ -341,6 +346,30 @@ func newBackupSchedulers(cfg config.Config, m *daemon.Monitor, claims daemon.Slo
 		}))
 	}
 	return out, nil
+}
+
+// checksumScheduler runs the cluster's scheduled consistency checks: one
+// manager per slot, cancelled when the primary moves, retried once. A
+// difference is not a failure: the run is done, and its summary in Consul
+// makes the finding.
+func checksumScheduler(cfg config.Config, cl config.Cluster, m *daemon.Monitor, claims daemon.SlotClaimer, log *slog.Logger) *daemon.BackupScheduler {
+	spec, _ := schedule.Parse(cl.Checksum.Schedule, 0) // validated with the configuration
+	return daemon.NewBackupScheduler(daemon.BackupOptions{
+		Cluster: cl, Schedule: spec, Manager: managerName(cfg), Claimer: claims, Primary: m, Logger: log, Job: "checksum",
+		Run: func(ctx context.Context, cl config.Cluster, progress io.Writer) (backup.Entry, error) {
+			o := checksumOptions(cl)
+			o.Progress = progress
+			r, err := checksumOnce(ctx, cfg, cl, o)
+			e := backup.Entry{ID: "checksum", Cluster: cl.Name, Source: r.Primary, Status: backup.Done}
+			if err != nil {
+				e.Status, e.Error = backup.Failed, err.Error()
+				return e, err
+			}
+			log.Info("consistency check done", "cluster", cl.Name, "tables", len(r.Tables), "differences", r.Differences(), "complete", r.Complete(),
+				"seconds", r.Finished.Sub(r.Started).Seconds())
+			return e, nil
+		},
+	})
 }
 
 // reverifyOldest verifies again the done backup whose last verification
