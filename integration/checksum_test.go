@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -413,4 +414,90 @@ func ptTableChecksum(t *testing.T, l *Lab, db string) []ptDifference {
 		rows.Close()
 	}
 	return diffs
+}
+
+// The outcomes of a check that meets trouble, on MariaDB: a table of ten
+// million rows is checked in chunks that adapt to the chunk time, while a
+// replica is killed mid-run (the run goes on against the other and says
+// which it lost); a table dropped mid-run is reported cut short. Both
+// runs exit 3: nothing differs, not everything was compared.
+func TestChecksumOutcomes(t *testing.T) {
+	bin := dbhaBinary(t)
+	l := binLab(t, bin)
+	ctx := t.Context()
+	db := mysqlDB(t, l, "mariadb-1")
+	start := time.Now()
+	for _, q := range []string{
+		"CREATE DATABASE big",
+		"CREATE TABLE big.t (id INT PRIMARY KEY, v VARCHAR(32) NOT NULL, n INT)",
+		"INSERT INTO big.t SELECT seq, CONCAT('row-', seq), seq % 1000 FROM mysql.seq_1_to_10000000",
+		"CREATE TABLE big.victim (id INT PRIMARY KEY, v VARCHAR(32) NOT NULL)",
+		"INSERT INTO big.victim SELECT seq, CONCAT('row-', seq) FROM mysql.seq_1_to_300000",
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	t.Logf("10 300 000 rows written in %v", time.Since(start).Round(time.Millisecond))
+	cli := func(args ...string) (<-chan cliResult, *os.Process) {
+		cmd := exec.Command(bin, append([]string{"--config", l.ConfigPath, "checksum", "--cluster", mariadbCluster, "-o", "json"}, args...)...)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan cliResult, 1)
+		go func() {
+			cmd.Wait()
+			done <- cliResult{stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}
+		}()
+		return done, cmd.Process
+	}
+
+	// A replica killed a few seconds into the check of ten million rows.
+	done, _ := cli("--table", "big.t")
+	time.Sleep(3 * time.Second)
+	lost := addr(t, l, "mariadb-3")
+	if err := l.Signal("mariadb-3", syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var r cliResult
+	select {
+	case r = <-done:
+	case <-time.After(5 * time.Minute):
+		t.Fatal("the check of ten million rows did not end in 5 minutes")
+	}
+	rep := checksumReport(t, r)
+	if r.code != 3 || rep.Differences() != 0 || len(rep.Tables) != 1 || rep.Tables[0].Rows != 10_000_000 {
+		t.Fatalf("exit %d, report %+v\n%s", r.code, rep, r.stderr)
+	}
+	if len(rep.Lost) != 1 || rep.Lost[0].Replica != lost {
+		t.Errorf("lost replicas %+v, want %s", rep.Lost, lost)
+	}
+	if c := rep.Tables[0].Chunks; c < 10 || c > 10_000 {
+		t.Errorf("ten million rows in %d chunks: the sizes did not adapt", c)
+	}
+	t.Logf("ten million rows: %d chunks in %.1f s; lost %s: %s", rep.Tables[0].Chunks, rep.Tables[0].Seconds, rep.Lost[0].Replica, rep.Lost[0].Reason)
+	if err := l.Start(ctx, "mariadb-3"); err != nil {
+		t.Fatal(err)
+	}
+
+	// A table dropped while it is checked, in small chunks.
+	done, _ = cli("--table", "big.victim", "--chunk-time", "5ms")
+	waitUntil(t, time.Minute, "three chunks of big.victim checked", func() error {
+		var n int
+		if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM dbha_checksum.checksums WHERE db = 'big' AND tbl = 'victim'").Scan(&n); err != nil || n < 3 {
+			return fmt.Errorf("%d chunks, %v", n, err)
+		}
+		return nil
+	})
+	if _, err := db.ExecContext(ctx, "DROP TABLE big.victim"); err != nil {
+		t.Fatal(err)
+	}
+	r = <-done
+	rep = checksumReport(t, r)
+	if r.code != 3 || len(rep.Tables) != 1 || rep.Tables[0].Chunks < 3 || !strings.Contains(rep.Tables[0].Error, "doesn't exist") {
+		t.Fatalf("a table dropped mid-run: exit %d, report %+v\n%s", r.code, rep, r.stderr)
+	}
+	t.Logf("dropped mid-run after %d chunks: %s", rep.Tables[0].Chunks, rep.Tables[0].Error)
 }
