@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 )
 
@@ -72,6 +73,42 @@ type Options struct {
 	Progress      io.Writer
 	ProgressEvery time.Duration
 	Now           func() time.Time
+	// Resume continues the run a checkpoint describes, when it is of the
+	// same primary and tables (Checkpoint.Fits); nil: from the start.
+	Resume *Checkpoint
+	// Save, when set, is given the checkpoint after each chunk and table;
+	// an error stops the run.
+	Save func(Checkpoint) error
+}
+
+// Checkpoint is where a run stands: the tables done and the chunks of the
+// one in progress. A run stopped midway (interrupted, the primary gone)
+// continues from it: the chunks checked are not checked again.
+type Checkpoint struct {
+	Cluster string        `json:"cluster"`
+	Primary string        `json:"primary"`
+	Tables  []string      `json:"tables,omitempty"` // the run's filter
+	Started time.Time     `json:"started"`
+	Done    []TableReport `json:"done,omitempty"`
+	// Table is the table in progress, Chunks its chunks checked, Partial
+	// its report so far.
+	Table   string           `json:"table,omitempty"`
+	Chunks  []Chunk          `json:"chunks,omitempty"`
+	Partial TableReport      `json:"partial"`
+	Lost    []ReplicaProblem `json:"lost,omitempty"`
+}
+
+// Fits says whether the checkpoint can be resumed by a run of o. Pure.
+func (c Checkpoint) Fits(o Options) bool {
+	return c.Cluster == o.Cluster && c.Primary == o.Primary && slices.Equal(c.Tables, o.Tables)
+}
+
+// Next describes where a resumed run starts.
+func (c Checkpoint) Next() string {
+	if c.Table == "" {
+		return fmt.Sprintf("after %d table(s)", len(c.Done))
+	}
+	return fmt.Sprintf("%s, chunk %d", c.Table, len(c.Chunks)+1)
 }
 
 // DefaultOptions: half-second chunks, a pause while a replica lags more
@@ -92,40 +129,82 @@ func Run(ctx context.Context, e Engine, o Options) (Report, error) {
 		return Report{}, err
 	}
 	r := Report{Cluster: o.Cluster, Engine: o.Engine, Primary: o.Primary, Replicas: e.Replicas(), Started: o.Now()}
+	cp := Checkpoint{Cluster: o.Cluster, Primary: o.Primary, Tables: o.Tables, Started: r.Started}
+	if o.Resume != nil && o.Resume.Fits(o) {
+		cp = *o.Resume
+		r.Started, r.Tables, r.Lost = cp.Started, slices.Clone(cp.Done), slices.Clone(cp.Lost)
+	}
 	tables, skipped, err := e.Tables(ctx, o.Tables)
 	if err != nil {
 		return r, err
 	}
 	r.Skipped = skipped
 	p := progress{w: o.Progress, every: o.ProgressEvery, now: o.Now}
+	save := func(cp Checkpoint) error {
+		if o.Save == nil {
+			return nil
+		}
+		cp.Done, cp.Lost = r.Tables, r.Lost
+		return o.Save(cp)
+	}
 	for _, t := range tables {
+		if slices.ContainsFunc(r.Tables, func(tr TableReport) bool { return tr.Table == t.String() }) {
+			continue // done before the run was resumed
+		}
 		if err := ctx.Err(); err != nil {
 			return r, err
 		}
-		tr := checkTable(ctx, e, o, t, &r, &p)
+		var from *Checkpoint
+		if cp.Table == t.String() {
+			from = &cp
+		}
+		tr, err := checkTable(ctx, e, o, t, &r, &p, from, save)
+		if err != nil {
+			return r, err
+		}
 		r.Tables = append(r.Tables, tr)
+		if err := save(Checkpoint{Cluster: cp.Cluster, Primary: cp.Primary, Tables: cp.Tables, Started: r.Started}); err != nil {
+			return r, err
+		}
 	}
 	r.Finished = o.Now()
 	return r, ctx.Err()
 }
 
 // checkTable checks one table, chunk by chunk.
-func checkTable(ctx context.Context, e Engine, o Options, t Table, r *Report, p *progress) (tr TableReport) {
+// checkTable checks one table, chunk by chunk, from the checkpoint from
+// when it is the table's (nil: from its start). What goes wrong with the
+// table is in its report; an error is ctx's, or one saving a checkpoint:
+// the run stops there.
+func checkTable(ctx context.Context, e Engine, o Options, t Table, r *Report, p *progress, from *Checkpoint, save func(Checkpoint) error) (tr TableReport, err error) {
 	tr = TableReport{Table: t.String()}
 	start := o.Now()
-	defer func() { tr.Seconds = o.Now().Sub(start).Seconds() }()
-	fail := func(what string, err error) TableReport {
-		tr.Error = fmt.Sprintf("%s: %v", what, err)
-		tr.Seconds = o.Now().Sub(start).Seconds()
-		return tr
-	}
-	if err := e.Begin(ctx, t); err != nil {
-		return fail("begin", err)
-	}
 	var chunks []Chunk
 	var lower Key
+	if from != nil {
+		tr, chunks = from.Partial, slices.Clone(from.Chunks)
+		start = start.Add(-time.Duration(tr.Seconds * float64(time.Second)))
+	}
+	defer func() { tr.Seconds = o.Now().Sub(start).Seconds() }()
+	fail := func(what string, err error) (TableReport, error) {
+		if ctx.Err() != nil {
+			return tr, ctx.Err() // stopped, not failed: the checkpoint stands
+		}
+		tr.Error = fmt.Sprintf("%s: %v", what, err)
+		return tr, nil
+	}
+	if len(chunks) == 0 {
+		if err := e.Begin(ctx, t); err != nil {
+			return fail("begin", err)
+		}
+	} else {
+		lower = chunks[len(chunks)-1].Upper
+	}
 	size := o.Sizing.First
-	for n := 1; ; n++ {
+	for n := len(chunks) + 1; len(chunks) == 0 || chunks[len(chunks)-1].Upper != nil; n++ {
+		if err := ctx.Err(); err != nil {
+			return tr, err // stopped: the checkpoint of the last chunk stands
+		}
 		err := waitLag(ctx, e, o)
 		for err != nil && lostReplica(r, err) {
 			err = waitLag(ctx, e, o)
@@ -167,8 +246,10 @@ func checkTable(ctx context.Context, e Engine, o Options, t Table, r *Report, p 
 		}
 		p.chunk(t, tr, start)
 		size = o.Sizing.Next(size, rows, took)
-		if upper == nil {
-			break
+		tr.Seconds = o.Now().Sub(start).Seconds()
+		if err := save(Checkpoint{Cluster: o.Cluster, Primary: o.Primary, Tables: o.Tables, Started: r.Started, Table: t.String(),
+			Chunks: chunks, Partial: tr}); err != nil {
+			return tr, fmt.Errorf("save the checkpoint: %w", err)
 		}
 		lower = upper
 	}
@@ -180,7 +261,7 @@ func checkTable(ctx context.Context, e Engine, o Options, t Table, r *Report, p 
 		return fail("compare", err)
 	}
 	tr.Differences = append(tr.Differences, diffs...)
-	return tr
+	return tr, nil
 }
 
 // lostReplica records a replica's error in the report and says whether

@@ -133,3 +133,55 @@ func TestRunShrinksUnstableChunks(t *testing.T) {
 		}
 	}
 }
+
+// cancellingEngine stops the run (its context) once it has checked n chunks.
+type cancellingEngine struct {
+	fakeEngine
+	n      int
+	cancel context.CancelFunc
+}
+
+func (c *cancellingEngine) Check(ctx context.Context, t Table, ch Chunk) (CheckResult, error) {
+	res, err := c.fakeEngine.Check(ctx, t, ch)
+	if len(c.checks) == c.n {
+		c.cancel()
+	}
+	return res, err
+}
+
+func TestRunResumes(t *testing.T) {
+	o := DefaultOptions()
+	o.Cluster, o.Primary = "c", "p"
+	o.Sizing = Sizing{Target: time.Second, First: 10, Min: 10, Max: 10}
+	var last Checkpoint
+	o.Save = func(c Checkpoint) error { last = c; return nil }
+
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &cancellingEngine{fakeEngine: fakeEngine{rows: map[string]int{"t1": 25, "t2": 30, "t3": 12}, replicas: []string{"r1"}}, n: 5, cancel: cancel}
+	if _, err := Run(ctx, e, o); !errors.Is(err, context.Canceled) {
+		t.Fatalf("the stopped run: %v", err)
+	}
+	// t1 (3 chunks) done, t2 at its second chunk.
+	if len(last.Done) != 1 || last.Table != "s.t2" || len(last.Chunks) != 2 || last.Next() != "s.t2, chunk 3" {
+		t.Fatalf("checkpoint %+v", last)
+	}
+
+	o.Resume = &last
+	e2 := &fakeEngine{rows: e.rows, replicas: []string{"r1"}}
+	r, err := Run(context.Background(), e2, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Tables) != 3 || r.Tables[1].Rows != 30 || r.Tables[1].Chunks != 3 || r.Tables[2].Rows != 12 {
+		t.Fatalf("resumed report %+v", r.Tables)
+	}
+	if len(e2.checks) != 3 || e2.checks[0].N != 3 || e2.checks[0].Lower[0] != "20" {
+		t.Errorf("the resumed run checked %+v: want t2 from chunk 3, then t3", e2.checks)
+	}
+	// A checkpoint of another primary is not resumed.
+	o.Primary = "p2"
+	e3 := &fakeEngine{rows: e.rows, replicas: []string{"r1"}}
+	if _, err := Run(context.Background(), e3, o); err != nil || len(e3.checks) != 3+3+2 {
+		t.Errorf("after a failover the run resumed: %d chunks checked, %v", len(e3.checks), err)
+	}
+}

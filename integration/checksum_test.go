@@ -500,4 +500,35 @@ func TestChecksumOutcomes(t *testing.T) {
 		t.Fatalf("a table dropped mid-run: exit %d, report %+v\n%s", r.code, rep, r.stderr)
 	}
 	t.Logf("dropped mid-run after %d chunks: %s", rep.Tables[0].Chunks, rep.Tables[0].Error)
+
+	// Stopped (SIGINT) a few chunks into the ten million rows, and resumed.
+	if _, err := db.ExecContext(ctx, "DELETE FROM dbha_checksum.checksums"); err != nil {
+		t.Fatal(err)
+	}
+	done, proc := cli("--table", "big.t", "--chunk-time", "100ms")
+	waitUntil(t, time.Minute, "three chunks of big.t checked", func() error {
+		var n int
+		if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM dbha_checksum.checksums WHERE db = 'big' AND tbl = 't'").Scan(&n); err != nil || n < 3 {
+			return fmt.Errorf("%d chunks, %v", n, err)
+		}
+		return nil
+	})
+	if err := proc.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	r = <-done
+	if r.code != 3 || !strings.Contains(r.stderr, "--resume continues from big.t, chunk ") {
+		t.Fatalf("stopped: exit %d\n%s", r.code, r.stderr)
+	}
+	var before int
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM dbha_checksum.checksums WHERE db = 'big' AND tbl = 't'").Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	done, _ = cli("--table", "big.t", "--resume")
+	r = <-done
+	rep = checksumReport(t, r)
+	if r.code != 0 || !strings.Contains(r.stderr, "resuming the run") || rep.Tables[0].Rows != 10_000_000 || rep.Tables[0].Chunks <= before {
+		t.Fatalf("resumed: exit %d, report %+v\n%s", r.code, rep.Tables, r.stderr)
+	}
+	t.Logf("stopped after %d chunks, resumed: %d chunks over %d rows, consistent", before, rep.Tables[0].Chunks, rep.Tables[0].Rows)
 }

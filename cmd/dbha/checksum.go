@@ -3,8 +3,13 @@ package main
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -28,6 +33,7 @@ func newChecksumCmd(g *globalFlags) *cobra.Command {
 		tables          []string
 		chunkTime       time.Duration
 		maxLag          time.Duration
+		resume          bool
 	)
 	cmd := &cobra.Command{
 		Use:   "checksum --cluster C [--table T ...] [--chunk-time 0.5s] [--max-lag 10s] [-o text|json]",
@@ -66,15 +72,84 @@ configuration, 3 no difference found but not everything compared.`,
 				o.Sizing.Target = chunkTime
 			}
 			o.Progress = cmd.ErrOrStderr()
-			return runChecksum(cmd.Context(), cfg, cl, o, output, cmd.OutOrStdout())
+			// Each chunk is checkpointed; --resume continues a run that
+			// was stopped, if the primary and tables are the same.
+			path := checkpointPath(cfg, cl)
+			if resume {
+				cp, err := readCheckpoint(path)
+				if err != nil {
+					return err
+				}
+				if cp != nil {
+					fmt.Fprintf(o.Progress, "resuming the run of %s from %s\n", cp.Started.UTC().Format(time.RFC3339), cp.Next())
+				}
+				o.Resume = cp
+			}
+			o.Save = func(cp checksum.Checkpoint) error { return writeCheckpoint(path, cp) }
+			err = runChecksum(cmd.Context(), cfg, cl, o, output, cmd.OutOrStdout())
+			if cmd.Context().Err() != nil {
+				next := "the start"
+				if cp, _ := readCheckpoint(path); cp != nil {
+					next = cp.Next()
+				}
+				return &exitError{code: exitIncomplete, err: fmt.Errorf("stopped: dbha checksum --cluster %s --resume continues from %s", cl.Name, next)}
+			}
+			os.Remove(path) // done (a run that failed starts over)
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&cluster, "cluster", "", "the cluster (required)")
 	cmd.Flags().StringArrayVar(&tables, "table", nil, "check only this table (repeatable)")
 	cmd.Flags().DurationVar(&chunkTime, "chunk-time", checksum.DefaultSizing().Target, "how long one chunk should take on the primary (default: checksum.chunk_time, else 0.5s)")
 	cmd.Flags().DurationVar(&maxLag, "max-lag", checksum.DefaultOptions().MaxLag, "pause while a replica lags more than this, 0: never (default: checksum.max_lag, else 10s)")
+	cmd.Flags().BoolVar(&resume, "resume", false, "continue the last run that was stopped (the same primary and tables), from its last chunk")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
+}
+
+// checkpointPath is where a run of the cluster keeps its checkpoint.
+func checkpointPath(cfg config.Config, cl config.Cluster) string {
+	return filepath.Join(cfg.StateDir, "checksum", cl.Name+".json")
+}
+
+// readCheckpoint reads a checkpoint; nil when there is none.
+func readCheckpoint(path string) (*checksum.Checkpoint, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var cp checksum.Checkpoint
+	if err := json.Unmarshal(b, &cp); err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w (remove it to start over)", path, err)
+	}
+	return &cp, nil
+}
+
+// writeCheckpoint replaces the checkpoint atomically.
+func writeCheckpoint(path string, cp checksum.Checkpoint) error {
+	b, err := json.Marshal(cp)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".checkpoint-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }
 
 func runChecksum(ctx context.Context, cfg config.Config, cl config.Cluster, o checksum.Options, output string, out io.Writer) error {
