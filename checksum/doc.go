@@ -15,8 +15,12 @@
 // replayed past the primary's WAL insert position read after it, then on
 // the primary again; a difference counts only when the primary's two
 // hashes agree, that is, when no commit changed the chunk in between, so
-// the standby's read, somewhere in between, must have found the same rows
-// (see Postgres).
+// the standby's read, somewhere in between, must have found the same rows;
+// it is then confirmed, and its rows named, row by row (see Postgres).
+//
+// A run checkpoints each chunk (Checkpoint), so that one stopped resumes
+// where it was; what it establishes is folded into a per-replica Summary
+// (Merge) that promotion and the daemon read.
 //
 // The run (Run) chooses chunk sizes so that a chunk takes about the chunk
 // time on the primary, pauses while a replica lags past a limit, and

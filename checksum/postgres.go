@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // The PostgreSQL engine. A physical standby replays WAL, never statements,
@@ -266,7 +267,7 @@ func (p *Postgres) Check(ctx context.Context, t Table, ch Chunk) (CheckResult, e
 				seen[s], err = p.hash(ctx, c, t, ch)
 			}
 			if err != nil {
-				return CheckResult{}, p.lose(s, fmt.Errorf("%s chunk %d: %w", t, ch.N, err))
+				return CheckResult{}, p.standbyError(s, t, ch, err)
 			}
 		}
 		h2, err := p.hash(ctx, primary, t, ch)
@@ -350,7 +351,7 @@ func (p *Postgres) rowBracket(ctx context.Context, t Table, ch Chunk) (rowBracke
 			b.standbys[s], err = p.rows(ctx, c, t, ch)
 		}
 		if err != nil {
-			return b, p.lose(s, fmt.Errorf("%s chunk %d: %w", t, ch.N, err))
+			return b, p.standbyError(s, t, ch, err)
 		}
 	}
 	if b.after, err = p.rows(ctx, primary, t, ch); err != nil {
@@ -440,6 +441,17 @@ func CompareRows[V comparable](primary []map[string]V, standbys []string, standb
 		slices.Sort(diffs[s])
 	}
 	return res, diffs
+}
+
+// standbyError is what a standby's failure means: the table gone (dropped
+// on the primary and replayed) cuts the table short; anything else loses
+// the standby for the rest of the run.
+func (p *Postgres) standbyError(standby string, t Table, ch Chunk, err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "42P01" { // undefined_table
+		return fmt.Errorf("on %s: %w", standby, err)
+	}
+	return p.lose(standby, fmt.Errorf("%s chunk %d: %w", t, ch.N, err))
 }
 
 func insertLSN(ctx context.Context, c *pgx.Conn) (string, error) {
