@@ -18,8 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/dbha/dbha/checksum"
-	"github.com/dbha/dbha/topology/mysql"
-	"github.com/dbha/dbha/topology/postgres"
+	"github.com/dbha/dbha/topology"
 )
 
 // BenchmarkChecksum measures dbha checksum on DBHA_BENCH_GB gigabytes per
@@ -197,8 +196,11 @@ func benchChecksumMariaDB(b *testing.B, gb float64) {
 		return n.Load()
 	}
 	dbha := func() error {
-		e := checksum.NewMariaDB(primary.Addr(), replicas, func(addr string) (*sql.DB, error) { return mysql.Open(addr, "admin", pw) })
-		defer e.Close()
+		e, closeEngine, err := checksum.Connect(topology.MariaDB, primary.Addr(), replicas, "admin", pw)
+		if err != nil {
+			return err
+		}
+		defer closeEngine()
 		o := checksum.DefaultOptions()
 		o.Cluster, o.Engine, o.Primary, o.Tables = mariadbCluster, "mariadb", primary.Addr(), []string{"dbha_lab.bench"}
 		r, err := checksum.Run(ctx, e, o)
@@ -280,19 +282,11 @@ func benchChecksumPostgres(b *testing.B, gb float64) {
 		return commits() - before
 	}
 	dbha := func() error {
-		e := checksum.NewPostgres(primary.Addr(), standbys, func(ctx context.Context, addr, database string) (*pgx.Conn, error) {
-			cc, err := postgres.ConnConfig(addr, "postgres", pw, database)
-			if err != nil {
-				return nil, err
-			}
-			pc, err := pgx.ParseConfig("")
-			if err != nil {
-				return nil, err
-			}
-			pc.Config = *cc
-			return pgx.ConnectConfig(ctx, pc)
-		})
-		defer e.Close()
+		e, closeEngine, err := checksum.Connect(topology.Postgres, primary.Addr(), standbys, "postgres", pw)
+		if err != nil {
+			return err
+		}
+		defer closeEngine()
 		o := checksum.DefaultOptions()
 		o.Cluster, o.Engine, o.Primary, o.Tables = postgresCluster, "postgres", primary.Addr(), []string{"dbha_lab.public.pgbench_accounts"}
 		r, err := checksum.Run(ctx, e, o)

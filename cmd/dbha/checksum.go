@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,14 +11,10 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"github.com/dbha/dbha/checksum"
 	"github.com/dbha/dbha/config"
-	"github.com/dbha/dbha/topology"
-	"github.com/dbha/dbha/topology/mysql"
-	"github.com/dbha/dbha/topology/postgres"
 )
 
 // exitIncomplete: the check found no difference but could not compare
@@ -187,84 +182,26 @@ func checksumOptions(cl config.Cluster) checksum.Options {
 	return o
 }
 
-// checksumOnce checks the cluster against its healthy replicas and folds
-// the result into its summary in Consul, where promotion and dbha run
-// read it (when Consul cannot be reached, the report says so in
-// o.Progress and stands alone).
+// checksumOnce checks the cluster as it stands and records the result in
+// Consul, where promotion and dbha run read it (when Consul cannot be
+// reached, the report stands alone, and o.Progress says so).
 func checksumOnce(ctx context.Context, cfg config.Config, cl config.Cluster, o checksum.Options) (checksum.Report, error) {
-	if o.Progress == nil {
-		o.Progress = io.Discard
-	}
 	snap, err := discoverCluster(ctx, cfg, cl)
 	if err != nil {
 		return checksum.Report{}, err
 	}
-	if snap.Primary == "" {
-		return checksum.Report{}, fmt.Errorf("cluster %s: no primary to check against: %v", cl.Name, snap.Problems)
-	}
-	replicas, unhealthy := healthyReplicas(snap)
 	account := cl.ChecksumAccount()
 	password, err := readSecret(account.Password())
 	if err != nil {
 		return checksum.Report{}, usageError(fmt.Errorf("cluster %s: %w", cl.Name, err))
 	}
-	o.Primary = snap.Primary
-	var e checksum.Engine
-	switch cl.Engine {
-	case topology.MariaDB:
-		m := checksum.NewMariaDB(snap.Primary, replicas, func(addr string) (*sql.DB, error) { return mysql.Open(addr, account.User, password) })
-		defer m.Close()
-		e = m
-	case topology.Postgres:
-		p := checksum.NewPostgres(snap.Primary, replicas, func(ctx context.Context, addr, database string) (*pgx.Conn, error) {
-			cc, err := postgres.ConnConfig(addr, account.User, password, database)
-			if err != nil {
-				return nil, err
-			}
-			pc, err := pgx.ParseConfig("")
-			if err != nil {
-				return nil, err
-			}
-			pc.Config = *cc
-			return pgx.ConnectConfig(ctx, pc)
-		})
-		defer p.Close()
-		e = p
-	default:
-		return checksum.Report{}, usageError(fmt.Errorf("cluster %s: dbha checksum supports MariaDB and PostgreSQL, not %s", cl.Name, cl.Engine))
-	}
-	r, err := checksum.Run(ctx, e, o)
-	r.Lost = append(unhealthy, r.Lost...)
-	if err != nil {
-		return r, err
-	}
-	// What the run established goes where every manager's promotion and
-	// daemon read it.
-	if c, err := newConsul(ctx, cfg); err != nil {
-		fmt.Fprintf(o.Progress, "the result is not recorded in Consul (promotion will not know it): %v\n", err)
-	} else if _, err := c.MergeChecksum(ctx, r); err != nil {
-		fmt.Fprintf(o.Progress, "the result is not recorded in Consul (promotion will not know it): %v\n", err)
-	}
-	return r, nil
-}
-
-// healthyReplicas are the primary's replicas that are reachable and
-// replicating; the others are reported as not compared.
-func healthyReplicas(snap topology.Snapshot) ([]string, []checksum.ReplicaProblem) {
-	var ok []string
-	var not []checksum.ReplicaProblem
-	for _, in := range snap.Instances {
-		switch {
-		case in.Addr == snap.Primary:
-		case !in.Reachable:
-			not = append(not, checksum.ReplicaProblem{Replica: in.Addr, Reason: "unreachable: " + in.Error})
-		case in.Replication == nil || in.Replication.Source != snap.Primary:
-			not = append(not, checksum.ReplicaProblem{Replica: in.Addr, Reason: "does not replicate from the primary " + snap.Primary})
-		case !in.Replication.IORunning || !in.Replication.SQLRunning:
-			not = append(not, checksum.ReplicaProblem{Replica: in.Addr, Reason: fmt.Sprintf("replication is not running (%s / %s)", in.Replication.IOState, in.Replication.SQLState)})
-		default:
-			ok = append(ok, in.Addr)
+	c := checksum.Cluster{Snapshot: snap, User: account.User, Password: password}
+	if rec, err := newConsul(ctx, cfg); err != nil {
+		if o.Progress != nil {
+			fmt.Fprintf(o.Progress, "the result is not recorded in Consul (promotion will not know it): %v\n", err)
 		}
+	} else {
+		c.Recorder = rec
 	}
-	return ok, not
+	return checksum.CheckCluster(ctx, c, o)
 }
