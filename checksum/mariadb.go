@@ -160,7 +160,7 @@ func (m *MariaDB) Tables(ctx context.Context, only []string) ([]Table, []Skipped
 	var skipped []Skipped
 	for _, name := range only {
 		if !slices.ContainsFunc(tables, func(t Table) bool { return t.String() == name }) {
-			skipped = append(skipped, Skipped{Table: name, Reason: "no such base table on the primary"})
+			skipped = append(skipped, Skipped{Table: name, Reason: "no such base table on the primary", Missing: true})
 		}
 	}
 	for _, t := range tables {
@@ -254,12 +254,17 @@ func (m *MariaDB) Boundary(ctx context.Context, t Table, lower Key, size int) (K
 	cols := quoteAll(t.Key, quoteMy)
 	q := fmt.Sprintf("SELECT %s FROM %s.%s FORCE INDEX (%s) WHERE %s ORDER BY %s LIMIT 1 OFFSET %d",
 		cols, quoteMy(t.Schema), quoteMy(t.Name), quoteMy(t.Index), where, cols, size-1)
-	vals := make([]sql.NullString, len(t.Key))
+	return scanKey(conn.QueryRowContext(ctx, q, args...), len(t.Key))
+}
+
+// scanKey reads a key of n columns from row; nil when there is no row.
+func scanKey(row *sql.Row, n int) (Key, error) {
+	vals := make([]sql.NullString, n)
 	ptrs := make([]any, len(vals))
 	for i := range vals {
 		ptrs[i] = &vals[i]
 	}
-	err = conn.QueryRowContext(ctx, q, args...).Scan(ptrs...)
+	err := row.Scan(ptrs...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -308,19 +313,7 @@ func (m *MariaDB) Check(ctx context.Context, t Table, c Chunk) (CheckResult, err
 		"SELECT ?, ?, ?, ?, ?, ?, COUNT(*), %s FROM %s.%s%s WHERE %s",
 		resultsTable(), crcExpr(t.Columns), quoteMy(t.Schema), quoteMy(t.Name), index, where)
 	head := []any{t.Schema, t.Name, c.N, nullIfEmpty(t.Index), keyText(c.Lower), keyText(c.Upper)}
-	// A chunk that waited for a row lock past the session's second, or
-	// was chosen as a deadlock's victim, is tried again, as pt-table-checksum
-	// does: the writers keep their locks, the check waits.
-	for attempt := 1; ; attempt++ {
-		_, err = conn.ExecContext(ctx, q, append(head, args...)...)
-		if err == nil {
-			break
-		}
-		var me *gomysql.MySQLError
-		if attempt < 5 && errors.As(err, &me) && (me.Number == 1205 || me.Number == 1213) {
-			sleep(ctx, time.Duration(attempt)*100*time.Millisecond)
-			continue
-		}
+	if err := execRetrying(ctx, conn, q, append(head, args...)...); err != nil {
 		return CheckResult{}, fmt.Errorf("checksum on the primary: %w", err)
 	}
 	var crc string
@@ -334,6 +327,21 @@ func (m *MariaDB) Check(ctx context.Context, t Table, c Chunk) (CheckResult, err
 		return CheckResult{}, fmt.Errorf("store the primary's checksum: %w", err)
 	}
 	return CheckResult{Rows: cnt}, nil
+}
+
+// execRetrying runs a checksum statement on the primary. One that waited
+// for a row lock past the session's second, or was chosen as a deadlock's
+// victim, is tried again, as pt-table-checksum does: the writers keep
+// their locks, the check waits.
+func execRetrying(ctx context.Context, conn *sql.Conn, q string, args ...any) error {
+	for attempt := 1; ; attempt++ {
+		_, err := conn.ExecContext(ctx, q, args...)
+		var me *gomysql.MySQLError
+		if err == nil || attempt >= 5 || !errors.As(err, &me) || me.Number != 1205 && me.Number != 1213 {
+			return err
+		}
+		sleep(ctx, time.Duration(attempt)*100*time.Millisecond)
+	}
 }
 
 func nullIfEmpty(s string) any {
@@ -382,12 +390,8 @@ func (m *MariaDB) compare(ctx context.Context, replica string, t Table, pos stri
 	if err != nil {
 		return nil, err
 	}
-	var waited int
-	if err := db.QueryRowContext(ctx, "SELECT MASTER_GTID_WAIT(?, ?)", pos, m.WaitTimeout.Seconds()).Scan(&waited); err != nil {
-		return nil, fmt.Errorf("wait for %s: %w", pos, err)
-	}
-	if waited != 0 {
-		return nil, fmt.Errorf("did not reach the primary's %s within %v", pos, m.WaitTimeout)
+	if err := waitGTID(ctx, db, pos, m.WaitTimeout); err != nil {
+		return nil, err
 	}
 	var n int
 	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+resultsTable()+" WHERE db = ? AND tbl = ?", t.Schema, t.Name).Scan(&n); err != nil {
@@ -414,6 +418,18 @@ func (m *MariaDB) compare(ctx context.Context, replica string, t Table, pos stri
 		out = append(out, d)
 	}
 	return out, rows.Err()
+}
+
+// waitGTID waits until the replica has applied the primary's pos.
+func waitGTID(ctx context.Context, db *sql.DB, pos string, timeout time.Duration) error {
+	var waited int
+	if err := db.QueryRowContext(ctx, "SELECT MASTER_GTID_WAIT(?, ?)", pos, timeout.Seconds()).Scan(&waited); err != nil {
+		return fmt.Errorf("wait for %s: %w", pos, err)
+	}
+	if waited != 0 {
+		return fmt.Errorf("did not reach the primary's %s within %v", pos, timeout)
+	}
+	return nil
 }
 
 // Lag is the largest Seconds_Behind_Master of the replicas.

@@ -133,7 +133,7 @@ func (p *Postgres) Tables(ctx context.Context, only []string) ([]Table, []Skippe
 	}
 	for _, name := range only {
 		if !seen[name] {
-			skipped = append(skipped, Skipped{Table: name, Reason: "no such table on the primary (name it database.schema.table)"})
+			skipped = append(skipped, Skipped{Table: name, Reason: "no such table on the primary (name it database.schema.table)", Missing: true})
 		}
 	}
 	return out, skipped, nil

@@ -58,15 +58,30 @@ type Difference struct {
 	ReplicaRows int64  `json:"replica_rows"`
 	PrimaryCRC  string `json:"primary_checksum"`
 	ReplicaCRC  string `json:"replica_checksum"`
-	// Keys are the differing rows' keys, when known (PostgreSQL): rows
-	// that differ or that one side lacks.
+	// Keys are the differing rows' keys, when known (PostgreSQL always;
+	// MariaDB with Options.Rows): rows that differ or that one side lacks.
 	Keys []Key `json:"keys,omitempty"`
+	// RowsNote says why no row is named when they were looked for.
+	RowsNote string `json:"rows_note,omitempty"`
 }
 
 // Skipped is a table not checked.
 type Skipped struct {
 	Table  string `json:"table"`
 	Reason string `json:"reason"`
+	// Missing: a table named (Options.Tables) that does not exist.
+	Missing bool `json:"missing,omitempty"`
+}
+
+// Missing are the tables named that do not exist.
+func (r Report) Missing() []string {
+	var out []string
+	for _, s := range r.Skipped {
+		if s.Missing {
+			out = append(out, s.Table)
+		}
+	}
+	return out
 }
 
 // ReplicaProblem is a replica that could not be compared on everything.
@@ -121,6 +136,9 @@ func (r Report) WriteText(w io.Writer) error {
 				t.Table, d.Chunk, d.Range, d.Replica, d.ReplicaRows, d.ReplicaCRC, d.PrimaryRows, d.PrimaryCRC)
 			for _, k := range d.Keys {
 				fmt.Fprintf(w, "  row %s\n", k)
+			}
+			if d.RowsNote != "" {
+				fmt.Fprintf(w, "  %s\n", d.RowsNote)
 			}
 		}
 	}

@@ -36,6 +36,15 @@ type Engine interface {
 	Replicas() []string
 }
 
+// RowNamer is an engine that names the rows of differing chunks only when
+// asked to (Options.Rows), as it costs a second pass over them (MariaDB;
+// PostgreSQL names them as it compares).
+type RowNamer interface {
+	// NameRows returns diffs, each with the keys of the rows that differ
+	// on its replica.
+	NameRows(ctx context.Context, t Table, diffs []Difference) ([]Difference, error)
+}
+
 // CheckResult is what Check found of one chunk.
 type CheckResult struct {
 	// Rows the chunk held on the primary.
@@ -64,6 +73,8 @@ type Options struct {
 	Cluster, Engine, Primary string
 	Tables                   []string // only these (schema.table); empty: every user table
 	Sizing                   Sizing
+	// Rows names the rows of the differing chunks (RowNamer).
+	Rows bool
 	// MaxLag pauses the run while a replica lags more (0: never).
 	MaxLag time.Duration
 	// MaxPause bounds one pause for lag; past it the table is cut short.
@@ -259,6 +270,14 @@ func checkTable(ctx context.Context, e Engine, o Options, t Table, r *Report, p 
 	}
 	if err != nil {
 		return fail("compare", err)
+	}
+	if n, ok := e.(RowNamer); ok && o.Rows && len(diffs) > 0 {
+		named, err := n.NameRows(ctx, t, diffs)
+		if err != nil {
+			tr.Differences = append(tr.Differences, diffs...)
+			return fail("name the differing rows", err)
+		}
+		diffs = named
 	}
 	tr.Differences = append(tr.Differences, diffs...)
 	return tr, nil

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,10 +29,10 @@ func newChecksumCmd(g *globalFlags) *cobra.Command {
 		tables          []string
 		chunkTime       time.Duration
 		maxLag          time.Duration
-		resume          bool
+		resume, rows    bool
 	)
 	cmd := &cobra.Command{
-		Use:   "checksum --cluster C [--table T ...] [--chunk-time 0.5s] [--max-lag 10s] [-o text|json]",
+		Use:   "checksum --cluster C [--table T ...] [--rows] [--chunk-time 0.5s] [--max-lag 10s] [-o text|json]",
 		Short: "Prove that every healthy replica holds the primary's data: chunked checksums, compared at the same point of history",
 		Long: `checksum checks every user table of the primary (or the --table ones:
 db.table on MariaDB, database.schema.table on PostgreSQL) against every
@@ -44,7 +45,9 @@ computes the same chunk at the same point). PostgreSQL: each chunk hashed
 on the primary, on each standby once it has replayed that far, and on the
 primary again; only a chunk the primary held still through both reads is
 compared (see the README). It pauses while a replica lags more than
---max-lag. Exit status: 0 consistent, 1 a difference found, 2 usage or
+--max-lag. With --rows, the keys of the rows that differ are named too
+(MariaDB: each differing chunk again, row by row, by the same replicated
+statements; PostgreSQL names them always). Exit status: 0 consistent, 1 a difference found, 2 usage or
 configuration, 3 no difference found but not everything compared.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -56,7 +59,7 @@ configuration, 3 no difference found but not everything compared.`,
 				return err
 			}
 			o := checksumOptions(cl)
-			o.Tables = tables
+			o.Tables, o.Rows = tables, rows
 			if cmd.Flags().Changed("max-lag") {
 				o.MaxLag = maxLag
 			}
@@ -97,6 +100,7 @@ configuration, 3 no difference found but not everything compared.`,
 	cmd.Flags().StringArrayVar(&tables, "table", nil, "check only this table (repeatable)")
 	cmd.Flags().DurationVar(&chunkTime, "chunk-time", checksum.DefaultSizing().Target, "how long one chunk should take on the primary (default: checksum.chunk_time, else 0.5s)")
 	cmd.Flags().DurationVar(&maxLag, "max-lag", checksum.DefaultOptions().MaxLag, "pause while a replica lags more than this, 0: never (default: checksum.max_lag, else 10s)")
+	cmd.Flags().BoolVar(&rows, "rows", false, "name the differing rows' keys (MariaDB: a second pass over each differing chunk, row by row; PostgreSQL always names them)")
 	cmd.Flags().BoolVar(&resume, "resume", false, "continue the last run that was stopped (the same primary and tables), from its last chunk")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
@@ -163,6 +167,8 @@ func runChecksum(ctx context.Context, cfg config.Config, cl config.Cluster, o ch
 	switch {
 	case r.Differences() > 0:
 		return &exitError{code: exitProblems, err: errProblemsFound}
+	case len(r.Missing()) > 0:
+		return usageError(fmt.Errorf("no such table: %s", strings.Join(r.Missing(), ", ")))
 	case !r.Complete():
 		return &exitError{code: exitIncomplete, err: errProblemsFound}
 	}
