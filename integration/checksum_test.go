@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -80,6 +81,35 @@ func checksumReport(t *testing.T, r cliResult) checksum.Report {
 		t.Fatalf("dbha checksum -o json: %v\nstdout:\n%s\nstderr:\n%s", err, r.stdout, r.stderr)
 	}
 	return rep
+}
+
+// startChecksum starts `dbha checksum --cluster cluster -o json args...`
+// in the background: done gets its result once it exits. A run still
+// going when the test ends is killed.
+func startChecksum(t *testing.T, bin string, l *Lab, cluster string, args ...string) (done <-chan cliResult, proc *os.Process) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"--config", l.ConfigPath, "checksum", "--cluster", cluster, "-o", "json"}, args...)...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	result := make(chan cliResult, 1)
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+		result <- cliResult{stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+	return result, cmd.Process
 }
 
 // inChunk says whether key lies in (d.Lower, d.Upper] for an integer key.
@@ -164,7 +194,8 @@ func TestChecksumMariaDB(t *testing.T) {
 		}
 	}
 	// The difference is recorded in Consul: a promotion to mariadb-3 is
-	// refused without --force, and dbha run reports it as a finding.
+	// refused without --force, its dry run plans the same, and dbha run
+	// reports it as a finding.
 	c := consulClient(t, l)
 	if inc, err := c.Inconsistent(ctx, mariadbCluster); err != nil || !strings.Contains(inc[replica], "ck.items") {
 		t.Fatalf("what Consul holds of the checksum: %v, %v", inc, err)
@@ -172,6 +203,7 @@ func TestChecksumMariaDB(t *testing.T) {
 	if r := dbhaCLI(t, bin, l, "promote", "--cluster", mariadbCluster, "--to", replica); r.code == 0 || !strings.Contains(r.stderr, "differs from the primary") {
 		t.Errorf("a switchover to the inconsistent %s: exit %d\n%s%s", replica, r.code, r.stdout, r.stderr)
 	}
+	checkDryRunConsistency(t, bin, l, mariadbCluster, replica, "ck.items")
 	run := startDbhaRun(t, bin, l, "checksum-test")
 	waitUntil(t, 30*time.Second, "dbha run to report ReplicaInconsistent", func() error {
 		if f := run.appeared(mariadbCluster, "ReplicaInconsistent"); len(f) == 0 {
@@ -185,16 +217,54 @@ func TestChecksumMariaDB(t *testing.T) {
 	if len(ptDiffs) != 1 || ptDiffs[0].replica != "mariadb-3" || ptDiffs[0].table != "ck.items" || !ptDiffs[0].holds(12345) {
 		t.Errorf("pt-table-checksum's differences %+v: want ck.items on mariadb-3, the chunk holding id 12345", ptDiffs)
 	}
-	text := dbhaCLI(t, bin, l, "checksum", "--cluster", mariadbCluster, "--table", "ck.items", "--table", "ck.nosuch")
-	if text.code != 1 || !strings.Contains(text.stdout, "DIFFERENT: ck.items chunk") || !strings.Contains(text.stdout, "skipped: ck.nosuch") {
-		t.Errorf("text output: exit %d\n%s", text.code, text.stdout)
+	text := dbhaCLI(t, bin, l, "checksum", "--cluster", mariadbCluster, "--table", "ck.items", "--table", "ck.nosuch", "--rows")
+	if text.code != 1 || !strings.Contains(text.stdout, "DIFFERENT: ck.items chunk") || !strings.Contains(text.stdout, "skipped: ck.nosuch") ||
+		!strings.Contains(text.stdout, "  row 12345\n") {
+		t.Errorf("text output with --rows: exit %d\n%s", text.code, text.stdout)
+	}
+	// A table named that does not exist is a usage error when nothing differs.
+	if r := dbhaCLI(t, bin, l, "checksum", "--cluster", mariadbCluster, "--table", "ck.empty", "--table", "ck.nosuch"); r.code != 2 || !strings.Contains(r.stderr, "no such table: ck.nosuch") {
+		t.Errorf("a missing table named: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
-	// The replica mended, a check of the table clears it everywhere.
-	if _, err := conn.ExecContext(ctx, "UPDATE ck.items SET v = 'item-12345' WHERE id = 12345"); err != nil {
+	// --rows names the rows of a composite key that differ: one deleted
+	// and one changed on mariadb-3 alone.
+	for _, q := range []string{"DELETE FROM ck.pairs WHERE a = 7 AND b = 'b7'", "UPDATE ck.pairs SET v = -1 WHERE a = 8 AND b = 'b1058'"} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	r = dbhaCLI(t, bin, l, "checksum", "--cluster", mariadbCluster, "--table", "ck.pairs", "--rows", "--chunk-time", "20ms", "-o", "json")
+	rep = checksumReport(t, r)
+	var named []string
+	for _, tr := range rep.Tables {
+		for _, d := range tr.Differences {
+			if d.Replica != replica {
+				t.Errorf("ck.pairs differs on %s: %+v", d.Replica, d)
+			}
+			for _, k := range d.Keys {
+				named = append(named, k.String())
+			}
+		}
+	}
+	slices.Sort(named)
+	if r.code != 1 || !slices.Equal(named, []string{"7,b7", "8,b1058"}) {
+		t.Errorf("--rows on ck.pairs: exit %d, rows named %q, want 7,b7 and 8,b1058\n%s", r.code, named, r.stdout)
+	}
+
+	// The replica mended, a check of the tables clears it everywhere.
+	var v7, v8 int
+	if err := db.QueryRowContext(ctx, "SELECT (SELECT v FROM ck.pairs WHERE a = 7 AND b = 'b7'), (SELECT v FROM ck.pairs WHERE a = 8 AND b = 'b1058')").Scan(&v7, &v8); err != nil {
 		t.Fatal(err)
 	}
-	if r := dbhaCLI(t, bin, l, "checksum", "--cluster", mariadbCluster, "--table", "ck.items"); r.code != 0 {
+	for _, q := range []string{"UPDATE ck.items SET v = 'item-12345' WHERE id = 12345",
+		fmt.Sprintf("INSERT INTO ck.pairs VALUES (7, 'b7', %d)", v7),
+		fmt.Sprintf("UPDATE ck.pairs SET v = %d WHERE a = 8 AND b = 'b1058'", v8)} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if r := dbhaCLI(t, bin, l, "checksum", "--cluster", mariadbCluster, "--table", "ck.items", "--table", "ck.pairs"); r.code != 0 {
 		t.Fatalf("after mending the row: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if inc, err := c.Inconsistent(ctx, mariadbCluster); err != nil || len(inc) != 0 {
@@ -440,18 +510,7 @@ func TestChecksumOutcomes(t *testing.T) {
 	}
 	t.Logf("10 300 000 rows written in %v", time.Since(start).Round(time.Millisecond))
 	cli := func(args ...string) (<-chan cliResult, *os.Process) {
-		cmd := exec.Command(bin, append([]string{"--config", l.ConfigPath, "checksum", "--cluster", mariadbCluster, "-o", "json"}, args...)...)
-		var stdout, stderr strings.Builder
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan cliResult, 1)
-		go func() {
-			cmd.Wait()
-			done <- cliResult{stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}
-		}()
-		return done, cmd.Process
+		return startChecksum(t, bin, l, mariadbCluster, args...)
 	}
 
 	// A replica killed a few seconds into the check of ten million rows.

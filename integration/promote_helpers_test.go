@@ -118,9 +118,19 @@ func (r cliResult) String() string {
 // dbhaCLI runs one dbha command against the lab, bounded.
 func dbhaCLI(t *testing.T, bin string, l *Lab, args ...string) cliResult {
 	t.Helper()
+	return dbhaCLIEnv(t, bin, l, nil, args...)
+}
+
+// dbhaCLIEnv is dbhaCLI with env (DBHA_CONSUL_ADDRESS=..., ...) added to
+// the command's environment.
+func dbhaCLIEnv(t *testing.T, bin string, l *Lab, env []string, args ...string) cliResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, append([]string{"--config", l.ConfigPath}, args...)...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -131,6 +141,62 @@ func dbhaCLI(t *testing.T, bin string, l *Lab, args ...string) cliResult {
 		t.Fatalf("dbha %s: %v", strings.Join(args, " "), err)
 	}
 	return r
+}
+
+// dryRunPlan runs `dbha promote --dry-run -o json` on cluster, with env
+// added to its environment, and returns the plan it printed.
+func dryRunPlan(t *testing.T, bin string, l *Lab, cluster string, env ...string) promote.Plan {
+	t.Helper()
+	r := dbhaCLIEnv(t, bin, l, env, "promote", "--cluster", cluster, "--dry-run", "-o", "json")
+	var plan promote.Plan
+	if err := json.Unmarshal([]byte(r.stdout), &plan); r.code != 0 || err != nil {
+		t.Fatalf("%s: promote --dry-run -o json %v (%v): %s", cluster, env, err, r)
+	}
+	return plan
+}
+
+// checkDryRunConsistency checks that `dbha promote --dry-run` plans as a
+// promotion would while the cluster's checksum summary in Consul marks
+// replica different in table: ranked below the others with why, in JSON
+// and text, and refused by name without --force. Without Consul the dry
+// run still plans, and says that the summary was not read.
+func checkDryRunConsistency(t *testing.T, bin string, l *Lab, cluster, replica, table string) {
+	t.Helper()
+	plan := dryRunPlan(t, bin, l, cluster)
+	marked := func(c promote.Candidate) bool {
+		return c.Inconsistent && slices.ContainsFunc(c.Reasons, func(why string) bool {
+			return strings.Contains(why, "differs from the primary") && strings.Contains(why, table)
+		})
+	}
+	i := slices.IndexFunc(plan.Candidates, func(c promote.Candidate) bool { return c.Addr == replica })
+	if i < 0 || !marked(plan.Candidates[i]) || plan.NewPrimary == replica || plan.ConsistencyUnknown != "" {
+		t.Errorf("dry run with %s different in %s: new primary %s, consistency unknown %q, candidates %+v",
+			replica, table, plan.NewPrimary, plan.ConsistencyUnknown, plan.Candidates)
+	}
+	for _, c := range plan.Candidates {
+		if c.Addr != replica && c.Inconsistent {
+			t.Errorf("dry run: %s marked inconsistent too: %+v", c.Addr, c)
+		}
+	}
+	text := dbhaCLI(t, bin, l, "promote", "--cluster", cluster, "--dry-run")
+	if text.code != 0 || !strings.Contains(text.stdout, "ranked below the others: it differs from the primary") {
+		t.Errorf("dry run, text: %s", text)
+	}
+	if r := dbhaCLI(t, bin, l, "promote", "--cluster", cluster, "--dry-run", "--to", replica); r.code == 0 || !strings.Contains(r.stderr, "differs from the primary") {
+		t.Errorf("a dry run of a switchover to the inconsistent %s: %s", replica, r)
+	}
+
+	noConsul := "DBHA_CONSUL_ADDRESS=127.0.0.1:1" // nothing listens there
+	plan = dryRunPlan(t, bin, l, cluster, noConsul)
+	unread := slices.ContainsFunc(plan.Warnings, func(w string) bool { return strings.Contains(w, "could not be read") })
+	if plan.ConsistencyUnknown == "" || !unread || slices.ContainsFunc(plan.Candidates, func(c promote.Candidate) bool { return c.Inconsistent }) {
+		t.Errorf("dry run without Consul: consistency unknown %q, warnings %q, candidates %+v", plan.ConsistencyUnknown, plan.Warnings, plan.Candidates)
+	}
+	text = dbhaCLIEnv(t, bin, l, []string{noConsul}, "promote", "--cluster", cluster, "--dry-run")
+	if text.code != 0 || !strings.Contains(text.stdout, "warning: what consistency checks found could not be read") {
+		t.Errorf("dry run without Consul, text: %s", text)
+	}
+	t.Logf("dry run without Consul: %s", plan.ConsistencyUnknown)
 }
 
 // recoveryList returns the cluster's recoveries as `dbha recover list -o

@@ -119,9 +119,11 @@ func (k *Keeper) requestFor(c Choice) Request {
 }
 
 // Plan makes the plan a recovery would run now, changing nothing: what
-// `dbha promote --dry-run` prints.
+// `dbha promote --dry-run` prints. It reads what consistency checks found
+// as a recovery does, from the Store, or from env.Consistency when the
+// keeper only plans.
 func (k *Keeper) Plan(ctx context.Context, c Choice) (Plan, error) {
-	req := withConsistency(ctx, k.env.Store, k.cluster, k.requestFor(c))
+	req := withConsistency(ctx, k.env.consistency(), k.cluster, k.requestFor(c))
 	return MakePlan(k.env.Discover(ctx), req)
 }
 

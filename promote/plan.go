@@ -108,6 +108,10 @@ type Plan struct {
 	// Forced lists what --force overrode.
 	Forced   []string `json:"forced,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
+	// ConsistencyUnknown says why what consistency checks found was not
+	// read (Request.ConsistencyUnknown): the ranking knew of no
+	// difference, not that there is none. A warning says it too.
+	ConsistencyUnknown string `json:"consistency_unknown,omitempty"`
 }
 
 // MakePlan works out a promotion from a snapshot. It is pure: no I/O, no
@@ -138,6 +142,7 @@ func MakePlan(s topology.Snapshot, r Request) (Plan, error) {
 		p.Warnings = append(p.Warnings, fmt.Sprintf("no candidate without a known difference: promoting %s, which %s", chosen.Addr, r.Inconsistent[chosen.Addr]))
 	}
 	if r.ConsistencyUnknown != "" {
+		p.ConsistencyUnknown = r.ConsistencyUnknown
 		p.Warnings = append(p.Warnings, "what consistency checks found could not be read: "+r.ConsistencyUnknown)
 	}
 	for _, in := range s.Instances {

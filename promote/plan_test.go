@@ -40,8 +40,9 @@ type scenario struct {
 			Position string `json:"position"`
 			From     string `json:"from"`
 		} `json:"held"`
-		Avoid        []Avoid           `json:"avoid"`
-		Inconsistent map[string]string `json:"inconsistent"`
+		Avoid              []Avoid           `json:"avoid"`
+		Inconsistent       map[string]string `json:"inconsistent"`
+		ConsistencyUnknown string            `json:"consistency_unknown"`
 	} `json:"request"`
 }
 
@@ -97,7 +98,7 @@ func (sc scenario) build(t *testing.T) (topology.Snapshot, Request) {
 	}
 	s := topology.Build("c1", sc.Engine, ins, time.Unix(0, 0))
 	r := Request{To: sc.Request.To, Force: sc.Request.Force, Rules: sc.Request.Rules, LastSeen: pos(t, sc.Engine, sc.Request.LastSeen),
-		Avoid: sc.Request.Avoid, Inconsistent: sc.Request.Inconsistent}
+		Avoid: sc.Request.Avoid, Inconsistent: sc.Request.Inconsistent, ConsistencyUnknown: sc.Request.ConsistencyUnknown}
 	if h := sc.Request.Held; h != nil {
 		r.Held = &Held{Position: pos(t, sc.Engine, h.Position), From: h.From}
 	}

@@ -25,9 +25,8 @@ type Store interface {
 	SetBlocked(ctx context.Context, cluster string, b Block) error
 	// Paused returns the cluster's maintenance mode, ok=false when none.
 	Paused(ctx context.Context, cluster string) (p Pause, ok bool, err error)
-	// Inconsistent returns the replicas that consistency checks found
-	// different from the primary, with why (none: nil).
-	Inconsistent(ctx context.Context, cluster string) (map[string]string, error)
+	// Consistency: what consistency checks found.
+	Consistency
 	// Save stores a record (and marks it the cluster's recovery in
 	// progress until it is Done).
 	Save(ctx context.Context, r *Record) error
@@ -43,6 +42,16 @@ type Store interface {
 	SetReaders(ctx context.Context, cluster string, addrs []string) error
 }
 
+// Consistency reads what consistency checks (dbha checksum) found of a
+// cluster. Every Store is one; a keeper that only plans may be given one
+// without a Store (RecoverEnv.Consistency). Calls may run concurrently.
+type Consistency interface {
+	// Inconsistent returns the replicas that consistency checks found
+	// different from the primary, with why (none: nil). An error means
+	// the summary could not be read, not that a replica is consistent.
+	Inconsistent(ctx context.Context, cluster string) (map[string]string, error)
+}
+
 // Lease is a held cluster lock.
 type Lease interface {
 	Check() error
@@ -55,10 +64,15 @@ var ErrLocked = errors.New("another dbha manager holds the cluster's lock")
 
 // RecoverEnv is what Recover needs beyond the plan.
 type RecoverEnv struct {
-	Store   Store
-	Engine  Engine
-	Hooks   Hooks
-	Manager string
+	Store Store
+	// Consistency is where a keeper without a Store, one that only plans
+	// (`dbha promote --dry-run`, the console's switchover page), reads
+	// what consistency checks found; with a Store, the Store is read.
+	// With neither, a plan says that it was not read.
+	Consistency Consistency
+	Engine      Engine
+	Hooks       Hooks
+	Manager     string
 	// Discover takes a fresh snapshot; Recover calls it once the lock is
 	// held, so the plan is made from what is true now. An instance in
 	// bounds is probed under a timeout of its own (topology.Discover).
@@ -284,7 +298,7 @@ func start(ctx context.Context, env RecoverEnv, cluster string, req Request, t T
 	if req.LastPrimary == "" {
 		req.LastPrimary = t.Primary
 	}
-	req = withConsistency(ctx, env.Store, cluster, req)
+	req = withConsistency(ctx, env.consistency(), cluster, req)
 	s := env.Discover(ctx, t.recheck(env.Now(), oldBound(env), recheckBound(env))...)
 	plan, err := MakePlan(s, req)
 	if err != nil {
@@ -564,13 +578,25 @@ func stepDone(rec *Record, a Action) bool {
 	return false
 }
 
+// consistency is where env reads what consistency checks found: its
+// Store, else its Consistency; nil when it has neither.
+func (env RecoverEnv) consistency() Consistency {
+	if env.Store != nil {
+		return env.Store
+	}
+	return env.Consistency
+}
+
 // withConsistency adds to req what consistency checks found. A summary
-// that cannot be read stops no promotion: the plan says so.
-func withConsistency(ctx context.Context, st Store, cluster string, req Request) Request {
-	if st == nil { // a keeper that only plans, without the store
+// that cannot be read, or that src cannot give (nil), stops no promotion
+// and makes no replica consistent: the plan says it was not read, so that
+// a plan made without the summary never looks like one made with it.
+func withConsistency(ctx context.Context, src Consistency, cluster string, req Request) Request {
+	if src == nil {
+		req.ConsistencyUnknown = "nothing to read them from (a plan made without the shared store)"
 		return req
 	}
-	inc, err := st.Inconsistent(ctx, cluster)
+	inc, err := src.Inconsistent(ctx, cluster)
 	if err != nil {
 		req.ConsistencyUnknown = err.Error()
 		return req

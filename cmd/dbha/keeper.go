@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/dbha/dbha/binlog"
 	"github.com/dbha/dbha/config"
@@ -19,8 +20,10 @@ import (
 // Consul for the lock, records and endpoints, the engine and the hooks,
 // and the cluster's stream in this process (nil when none runs here),
 // which its failovers cut from the old primary. With c nil the keeper can
-// only plan (`dbha promote --dry-run`), which needs neither Consul nor the
-// replication account.
+// only plan (`dbha promote --dry-run`, the console's switchover page),
+// which needs neither Consul nor the replication account: it reads what
+// consistency checks found from Consul if Consul answers (consulSummary),
+// and its plan says so when it does not.
 func newKeeper(g *globalFlags, cfg config.Config, cl config.Cluster, c *consul.Client, streams promote.Streams, log *slog.Logger) (*promote.Keeper, func(), error) {
 	prober, closeProber, err := newProber(cl)
 	if err != nil {
@@ -49,7 +52,9 @@ func newKeeper(g *globalFlags, cfg config.Config, cl config.Cluster, c *consul.C
 	if len(pr.FenceCommand) > 0 {
 		env.Fencer = promote.CommandFencer{Argv: pr.FenceCommand, Timeout: pr.FenceTimeout}
 	}
-	if c != nil {
+	if c == nil {
+		env.Consistency = consulSummary{cfg: cfg}
+	} else {
 		engine, closeEngine, err := newEngine(cfg, cl)
 		if err != nil {
 			closeProber()
@@ -78,6 +83,26 @@ func newKeeper(g *globalFlags, cfg config.Config, cl config.Cluster, c *consul.C
 	}
 	request := func() promote.Request { return promotionRequest(cfg, cl) }
 	return promote.NewKeeper(cl.Name, env, request, log.With("cluster", cl.Name)), closeAll, nil
+}
+
+// summaryTimeout bounds a plan-only keeper's reading of the consistency
+// summary, connection included: a dry run without Consul plans after it.
+const summaryTimeout = 3 * time.Second
+
+// consulSummary reads the consistency summary (consul.Client.Inconsistent)
+// for a keeper without Consul of its own: it connects when the plan asks,
+// within summaryTimeout. Its error, such as Consul not answering, is what
+// the plan reports as not read.
+type consulSummary struct{ cfg config.Config }
+
+func (s consulSummary) Inconsistent(ctx context.Context, cluster string) (map[string]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, summaryTimeout)
+	defer cancel()
+	c, err := newConsul(ctx, s.cfg)
+	if err != nil {
+		return nil, err
+	}
+	return c.Inconsistent(ctx, cluster)
 }
 
 // newClusterKeeper is newKeeper for a single command: it connects to
