@@ -14,6 +14,7 @@ import (
 
 	"github.com/dbha/dbha/checks"
 	"github.com/dbha/dbha/schedule"
+	"github.com/dbha/dbha/tlsconfig"
 	"github.com/dbha/dbha/topology"
 )
 
@@ -68,6 +69,9 @@ type HTTP struct {
 	// operator. Neither: the console has operators only.
 	ViewerTokenFile string `mapstructure:"viewer_token_file" yaml:"viewer_token_file,omitempty" json:"viewer_token_file,omitempty"`
 	ViewerTokenEnv  string `mapstructure:"viewer_token_env" yaml:"viewer_token_env,omitempty" json:"viewer_token_env,omitempty"`
+	// TLS serves the endpoint over HTTPS, optionally with mutual TLS;
+	// none: plain HTTP.
+	TLS HTTPTLS `mapstructure:"tls" yaml:"tls,omitempty" json:"tls"`
 }
 
 // Token returns where the API token comes from.
@@ -89,6 +93,8 @@ type Consul struct {
 	// TokenFile or TokenEnv name the ACL token; both empty means no token.
 	TokenFile string `mapstructure:"token_file" yaml:"token_file,omitempty" json:"token_file,omitempty"`
 	TokenEnv  string `mapstructure:"token_env" yaml:"token_env,omitempty" json:"token_env,omitempty"`
+	// TLS makes every call to the agent HTTPS, verified; none: plain HTTP.
+	TLS ConsulTLS `mapstructure:"tls" yaml:"tls,omitempty" json:"tls"`
 }
 
 // Probe bounds every probe dbha sends to a database instance.
@@ -108,6 +114,9 @@ type Cluster struct {
 	Account `mapstructure:",squash" yaml:",inline"`
 	// Replication is the account replicas use to follow the primary.
 	Replication Account `mapstructure:"replication" yaml:"replication" json:"replication"`
+	// TLS is how dbha connects to the instances; default clear text
+	// (mode disable).
+	TLS ClusterTLS `mapstructure:"tls" yaml:"tls,omitempty" json:"tls"`
 	// CheckCommand is an optional external check run every
 	// checks.external_interval with the primary's address in
 	// DBHA_PRIMARY; exit status 0 votes "alive", anything else "dead".
@@ -589,6 +598,9 @@ func WithDefaults(cfg Config) Config {
 		if pr.RestoreCommand == "" {
 			pr.RestoreCommand = DefaultRestoreCommand
 		}
+		if cl.TLS.Mode == "" {
+			cl.TLS.Mode = tlsconfig.Disable
+		}
 		if cl.Drill.Database == "" {
 			cl.Drill.Database = "dbha_drill"
 		}
@@ -667,11 +679,14 @@ func Validate(cfg Config, file string) error {
 	if cfg.Consul.TokenFile != "" && cfg.Consul.TokenEnv != "" {
 		bad("consul", "set token_file or token_env, not both")
 	}
+	validateConsulTLS(cfg.Consul.TLS, bad)
 	validateMembers(cfg.Manager, bad)
 	validateAlerts(cfg.Alerts, bad)
 	if cfg.HTTP.ViewerTokenFile != "" && cfg.HTTP.ViewerTokenEnv != "" {
 		bad("http", "set viewer_token_file or viewer_token_env, not both")
 	}
+	validateHTTPTLS(cfg.HTTP, bad)
+	refuseTLSUntilApplied(cfg, bad)
 	if cfg.Probe.Timeout <= 0 {
 		bad("probe.timeout", "must be a positive duration such as 1s, got %v", cfg.Probe.Timeout)
 	}
@@ -768,6 +783,7 @@ func validateCluster(cl Cluster, key string, bad func(key, format string, args .
 		bad(key+".replication.user", "must be set (the account replicas connect with)")
 	}
 	validateSecret(cl.Replication.Password(), key+".replication", bad)
+	validateClusterTLS(cl.TLS, key+".tls", bad)
 	if cl.Checksum.User != "" {
 		validateSecret(cl.Checksum.Password(), key+".checksum", bad)
 	}

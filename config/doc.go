@@ -8,6 +8,11 @@
 // the configuration names, at the moment a caller needs it, so that no
 // password is ever held in the Config itself.
 //
-// It imports no package that does I/O (only checks, schedule and topology's
-// model), so validating a configuration pulls in no database driver.
+// Validate stats the TLS files the configuration names (they must exist,
+// and a private key must be its owner's only) but reads none of them:
+// tlsconfig reads and parses them when a connection's config is built.
+//
+// It imports no package that talks to a server (only checks, schedule,
+// topology's model and tlsconfig, which needs the standard library alone),
+// so validating a configuration pulls in no database driver.
 package config

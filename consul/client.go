@@ -2,6 +2,7 @@ package consul
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"path"
@@ -19,12 +20,23 @@ type Client struct {
 	kv  *api.KV
 }
 
-// New returns a client of the agent at addr (host:port). token may be
-// empty. Each call is bounded by its context.
-func New(addr, token string) (*Client, error) {
+// New returns a client of the agent at addr (host:port), without TLS of
+// dbha's configuration. token may be empty. Each call is bounded by its
+// context.
+func New(addr, token string) (*Client, error) { return NewTLS(addr, token, nil) }
+
+// NewTLS returns a client of the agent at addr that speaks HTTPS with tc:
+// tlsconfig.Client's, which reads its files again when they change, where
+// api.TLSConfig would read them once. With tc, the CONSUL_* TLS variables
+// are not used; a nil tc is New.
+func NewTLS(addr, token string, tc *tls.Config) (*Client, error) {
 	cfg := api.DefaultNonPooledConfig()
 	cfg.Address = addr
 	cfg.Token = token
+	if tc != nil {
+		cfg.Scheme = "https"
+		cfg.Transport.TLSClientConfig = tc
+	}
 	c, err := api.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("consul client for %s: %w", addr, err)
