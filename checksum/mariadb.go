@@ -45,7 +45,8 @@ type MariaDB struct {
 	// checked, as one chunk (default 100 000 rows, by the estimate).
 	MaxKeylessRows int64
 	// WaitTimeout bounds a replica's catching up with the primary at the
-	// end of a table (default 5 minutes).
+	// end of a table (default 5 minutes), and a read of its lag; its
+	// reads after catching up get a minute more.
 	WaitTimeout time.Duration
 }
 
@@ -376,7 +377,11 @@ func (m *MariaDB) End(ctx context.Context, t Table, chunks []Chunk) ([]Differenc
 	}
 	var out []Difference
 	for _, r := range m.Replicas() {
-		diffs, err := m.compare(ctx, r, t, pos, byN)
+		var diffs []Difference
+		err := onReplica(ctx, m.WaitTimeout+time.Minute, func(ctx context.Context) (err error) {
+			diffs, err = m.compare(ctx, r, t, pos, byN)
+			return err
+		})
 		if err != nil {
 			return nil, m.lose(r, fmt.Errorf("%s and after: %w", t, err))
 		}
@@ -420,6 +425,20 @@ func (m *MariaDB) compare(ctx context.Context, replica string, t Table, pos stri
 	return out, rows.Err()
 }
 
+// onReplica runs f under a limit: a replica that stops answering (a
+// frozen host, a link cut without a reset) fails there, and is lost,
+// instead of holding the run for ever (the driver closes a connection
+// whose context ends).
+func onReplica(ctx context.Context, limit time.Duration, f func(context.Context) error) error {
+	rctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	err := f(rctx)
+	if err != nil && ctx.Err() == nil && rctx.Err() != nil {
+		return fmt.Errorf("no answer within %v: %w", limit, err)
+	}
+	return err
+}
+
 // waitGTID waits until the replica has applied the primary's pos.
 func waitGTID(ctx context.Context, db *sql.DB, pos string, timeout time.Duration) error {
 	var waited int
@@ -440,7 +459,11 @@ func (m *MariaDB) Lag(ctx context.Context) (time.Duration, error) {
 		if err != nil {
 			return 0, m.lose(r, err)
 		}
-		lag, err := secondsBehind(ctx, db)
+		var lag time.Duration
+		err = onReplica(ctx, m.WaitTimeout, func(ctx context.Context) (err error) {
+			lag, err = secondsBehind(ctx, db)
+			return err
+		})
 		if err != nil {
 			return 0, m.lose(r, fmt.Errorf("read its lag: %w", err))
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Naming the rows of a differing MariaDB chunk: the method of the chunks,
@@ -87,7 +88,11 @@ func (m *MariaDB) NameRows(ctx context.Context, t Table, diffs []Difference) ([]
 			if out[j].Chunk != n {
 				continue
 			}
-			replica, err := m.replicaRowChecksums(ctx, out[j].Replica, t, n, pos)
+			var replica map[string]uint32
+			err := onReplica(ctx, m.WaitTimeout+time.Minute, func(ctx context.Context) (err error) {
+				replica, err = m.replicaRowChecksums(ctx, out[j].Replica, t, n, pos)
+				return err
+			})
 			if err != nil {
 				return nil, fmt.Errorf("chunk %d on %s: %w", n, out[j].Replica, err)
 			}

@@ -1,9 +1,13 @@
 package checksum
 
 import (
+	"context"
 	"encoding/hex"
+	"errors"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestDifferingKeys(t *testing.T) {
@@ -44,5 +48,19 @@ func TestReportMissing(t *testing.T) {
 	r := Report{Skipped: []Skipped{{Table: "a.nokey", Reason: "too big"}, {Table: "a.gone", Reason: "no such table", Missing: true}}}
 	if got := r.Missing(); !slices.Equal(got, []string{"a.gone"}) {
 		t.Errorf("missing %v, want [a.gone]", got)
+	}
+}
+
+func TestOnReplicaBoundsASilentReplica(t *testing.T) {
+	silent := func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+	err := onReplica(context.Background(), 20*time.Millisecond, silent)
+	if err == nil || !strings.Contains(err.Error(), "no answer within 20ms") {
+		t.Errorf("a replica that never answers: %v", err)
+	}
+	// The run's own end is not the replica's fault.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := onReplica(ctx, time.Minute, silent); !errors.Is(err, context.Canceled) || strings.Contains(err.Error(), "no answer") {
+		t.Errorf("a run stopped: %v", err)
 	}
 }

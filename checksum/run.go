@@ -211,7 +211,11 @@ func checkTable(ctx context.Context, e Engine, o Options, t Table, r *Report, p 
 	} else {
 		lower = chunks[len(chunks)-1].Upper
 	}
-	size := o.Sizing.First
+	// ceiling is lowered by a chunk that kept changing and raised again,
+	// a sixteenth at a time, by chunks that held still: under writes spread
+	// over the table the run keeps to chunks small enough to compare,
+	// instead of growing back into ones that change every time.
+	size, ceiling := o.Sizing.First, o.Sizing.Max
 	for n := len(chunks) + 1; len(chunks) == 0 || chunks[len(chunks)-1].Upper != nil; n++ {
 		if err := ctx.Err(); err != nil {
 			return tr, err // stopped: the checkpoint of the last chunk stands
@@ -243,7 +247,7 @@ func checkTable(ctx context.Context, e Engine, o Options, t Table, r *Report, p 
 			// start, is less likely to be touched between two reads. It
 			// ends at the smallest size.
 			if smaller := max(o.Sizing.Min, min(size, int(rows))/8); smaller < size {
-				size = smaller
+				size, ceiling = smaller, smaller
 				n--
 				continue
 			}
@@ -256,7 +260,10 @@ func checkTable(ctx context.Context, e Engine, o Options, t Table, r *Report, p 
 			tr.Unstable = append(tr.Unstable, fmt.Sprintf("%d (%s)", n, c.Range()))
 		}
 		p.chunk(t, tr, start)
-		size = o.Sizing.Next(size, rows, took)
+		if !unstable && res.Changing == 0 {
+			ceiling = min(o.Sizing.Max, ceiling+max(1, ceiling/16))
+		}
+		size = min(ceiling, o.Sizing.Next(size, rows, took))
 		tr.Seconds = o.Now().Sub(start).Seconds()
 		if err := save(Checkpoint{Cluster: o.Cluster, Primary: o.Primary, Tables: o.Tables, Started: r.Started, Table: t.String(),
 			Chunks: chunks, Partial: tr}); err != nil {
