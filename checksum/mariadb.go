@@ -425,6 +425,20 @@ func (m *MariaDB) compare(ctx context.Context, replica string, t Table, pos stri
 	return out, rows.Err()
 }
 
+// Load is the primary's Threads_running, this run's session left out.
+func (m *MariaDB) Load(ctx context.Context) (int, error) {
+	conn, err := m.primary(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var name string
+	var n int
+	if err := conn.QueryRowContext(ctx, "SHOW GLOBAL STATUS LIKE 'Threads_running'").Scan(&name, &n); err != nil {
+		return 0, err
+	}
+	return max(0, n-1), nil
+}
+
 // onReplica runs f under a limit: a replica that stops answering (a
 // frozen host, a link cut without a reset) fails there, and is lost,
 // instead of holding the run for ever (the driver closes a connection

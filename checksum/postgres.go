@@ -540,6 +540,20 @@ func (p *Postgres) Lag(ctx context.Context) (time.Duration, error) {
 }
 
 // lag is one standby's, read within WaitTimeout (as onStandby's reads).
+// Load is the primary's client backends running a statement, this one
+// left out (the run's others are idle meanwhile: it runs one statement at
+// a time).
+func (p *Postgres) Load(ctx context.Context) (int, error) {
+	c, err := p.conn(ctx, p.Primary, "postgres")
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	err = c.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND backend_type = 'client backend'
+		AND pid <> pg_backend_pid()`).Scan(&n)
+	return n, err
+}
+
 func (p *Postgres) lag(ctx context.Context, standby string) (time.Duration, error) {
 	c, err := p.conn(ctx, standby, "postgres")
 	if err != nil {

@@ -32,6 +32,10 @@ type Engine interface {
 	End(ctx context.Context, t Table, chunks []Chunk) ([]Difference, error)
 	// Lag is the largest replica lag now.
 	Lag(ctx context.Context) (time.Duration, error)
+	// Load is the primary's load now: the sessions running a statement,
+	// the run's own left out (MariaDB Threads_running less one,
+	// PostgreSQL's active client backends).
+	Load(ctx context.Context) (int, error)
 	// Replicas are the replicas still compared.
 	Replicas() []string
 }
@@ -77,7 +81,11 @@ type Options struct {
 	Rows bool
 	// MaxLag pauses the run while a replica lags more (0: never).
 	MaxLag time.Duration
-	// MaxPause bounds one pause for lag; past it the table is cut short.
+	// MaxLoad pauses the run while more sessions than this run a
+	// statement on the primary (Engine.Load; 0: never).
+	MaxLoad int
+	// MaxPause bounds one pause for lag or load; past it the table is
+	// cut short.
 	MaxPause time.Duration
 	// Progress gets a line per chunk at most every ProgressEvery; nil:
 	// none.
@@ -123,9 +131,11 @@ func (c Checkpoint) Next() string {
 }
 
 // DefaultOptions: half-second chunks, a pause while a replica lags more
-// than 10 s (5 minutes at most), progress every 2 s.
+// than 10 s or more than 25 sessions run statements on the primary
+// (pt-table-checksum's Threads_running=25), 5 minutes at most, progress
+// every 2 s.
 func DefaultOptions() Options {
-	return Options{Sizing: DefaultSizing(), MaxLag: 10 * time.Second, MaxPause: 5 * time.Minute, ProgressEvery: 2 * time.Second, Now: time.Now}
+	return Options{Sizing: DefaultSizing(), MaxLag: 10 * time.Second, MaxLoad: 25, MaxPause: 5 * time.Minute, ProgressEvery: 2 * time.Second, Now: time.Now}
 }
 
 // Run checks the cluster's tables through e and reports. It returns an
@@ -225,7 +235,7 @@ func checkTable(ctx context.Context, e Engine, o Options, t Table, r *Report, p 
 			err = waitLag(ctx, e, o)
 		}
 		if err != nil {
-			return fail("replica lag", err)
+			return fail("pause", err)
 		}
 		upper, err := e.Boundary(ctx, t, lower, size)
 		if err != nil {
@@ -301,22 +311,26 @@ func lostReplica(r *Report, err error) bool {
 	return true
 }
 
-// waitLag waits while a replica lags more than MaxLag, up to MaxPause.
+// waitLag waits while a replica lags more than MaxLag, or the primary
+// runs more than MaxLoad sessions, up to MaxPause. A pause is said on
+// Progress when it starts.
 func waitLag(ctx context.Context, e Engine, o Options) error {
-	if o.MaxLag <= 0 {
+	if o.MaxLag <= 0 && o.MaxLoad <= 0 {
 		return nil
 	}
 	deadline := o.Now().Add(o.MaxPause)
+	said := false
 	for {
-		lag, err := e.Lag(ctx)
-		if err != nil {
+		busy, err := overLimits(ctx, e, o)
+		if err != nil || busy == "" {
 			return err
 		}
-		if lag <= o.MaxLag {
-			return nil
-		}
 		if o.Now().After(deadline) {
-			return fmt.Errorf("a replica lagged %v, more than %v, for %v: stopped", lag, o.MaxLag, o.MaxPause)
+			return fmt.Errorf("%s for %v: stopped", busy, o.MaxPause)
+		}
+		if !said && o.Progress != nil {
+			fmt.Fprintf(o.Progress, "checksum paused: %s\n", busy)
+			said = true
 		}
 		select {
 		case <-ctx.Done():
@@ -324,6 +338,29 @@ func waitLag(ctx context.Context, e Engine, o Options) error {
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// overLimits says which limit the cluster is over now ("": none).
+func overLimits(ctx context.Context, e Engine, o Options) (string, error) {
+	if o.MaxLag > 0 {
+		lag, err := e.Lag(ctx)
+		if err != nil {
+			return "", err
+		}
+		if lag > o.MaxLag {
+			return fmt.Sprintf("a replica lags %v, more than %v", lag, o.MaxLag), nil
+		}
+	}
+	if o.MaxLoad > 0 {
+		load, err := e.Load(ctx)
+		if err != nil {
+			return "", fmt.Errorf("the primary's load: %w", err)
+		}
+		if load > o.MaxLoad {
+			return fmt.Sprintf("%d sessions run statements on the primary, more than %d", load, o.MaxLoad), nil
+		}
+	}
+	return "", nil
 }
 
 // progress writes a line per table and chunk, at most every every.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -16,6 +17,7 @@ type fakeEngine struct {
 	dropped  string // a table whose chunks fail after the first
 	loseAt   int    // the chunk of the first table at which replica r2 is lost
 	checks   []Chunk
+	load     int // the primary's running sessions
 }
 
 func (f *fakeEngine) Tables(context.Context, []string) ([]Table, []Skipped, error) {
@@ -60,6 +62,7 @@ func (f *fakeEngine) Check(_ context.Context, t Table, c Chunk) (CheckResult, er
 }
 func (f *fakeEngine) End(context.Context, Table, []Chunk) ([]Difference, error) { return nil, nil }
 func (f *fakeEngine) Lag(context.Context) (time.Duration, error)                { return 0, nil }
+func (f *fakeEngine) Load(context.Context) (int, error)                         { return f.load, nil }
 func (f *fakeEngine) Replicas() []string                                        { return slices.Clone(f.replicas) }
 
 func TestRun(t *testing.T) {
@@ -199,5 +202,44 @@ func TestRunResumes(t *testing.T) {
 	e3 := &fakeEngine{rows: e.rows, replicas: []string{"r1"}}
 	if _, err := Run(context.Background(), e3, o); err != nil || len(e3.checks) != 3+3+2 {
 		t.Errorf("after a failover the run resumed: %d chunks checked, %v", len(e3.checks), err)
+	}
+}
+
+// busyEngine's primary is busy for its first busyReads reads of the load.
+type busyEngine struct {
+	fakeEngine
+	busyReads int
+	reads     int
+}
+
+func (b *busyEngine) Load(context.Context) (int, error) {
+	b.reads++
+	if b.reads <= b.busyReads {
+		return 40, nil
+	}
+	return 3, nil
+}
+
+func TestRunPausesWhileThePrimaryIsBusy(t *testing.T) {
+	var progress strings.Builder
+	e := &busyEngine{fakeEngine: fakeEngine{rows: map[string]int{"t1": 20}, replicas: []string{"r1"}}, busyReads: 2}
+	o := DefaultOptions()
+	o.Sizing = Sizing{Target: time.Second, First: 10, Min: 10, Max: 10}
+	o.Progress, o.ProgressEvery = &progress, time.Hour
+	r, err := Run(context.Background(), e, o)
+	if err != nil || !r.Complete() || r.Tables[0].Rows != 20 {
+		t.Fatalf("after a busy spell: %+v, %v", r, err)
+	}
+	if !strings.Contains(progress.String(), "checksum paused: 40 sessions run statements on the primary, more than 25") {
+		t.Errorf("the pause is not said: %q", progress.String())
+	}
+	// Busy for longer than MaxPause: the table is cut short, and why.
+	now := time.Unix(0, 0)
+	e = &busyEngine{fakeEngine: fakeEngine{rows: map[string]int{"t1": 20}, replicas: []string{"r1"}}, busyReads: 1 << 30}
+	o.Progress, o.MaxPause = nil, time.Second
+	o.Now = func() time.Time { now = now.Add(300 * time.Millisecond); return now }
+	r, err = Run(context.Background(), e, o)
+	if err != nil || r.Complete() || !strings.Contains(r.Tables[0].Error, "more than 25 for 1s: stopped") {
+		t.Errorf("busy for ever: %+v, %v", r.Tables, err)
 	}
 }

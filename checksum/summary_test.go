@@ -1,7 +1,11 @@
 package checksum
 
 import (
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 )
@@ -42,5 +46,32 @@ func TestMerge(t *testing.T) {
 		Tables: []TableReport{{Table: "a.x", Chunks: 1, Error: "dropped"}}})
 	if inc := s.Inconsistent(); inc["r1"] == "" {
 		t.Fatalf("a table cut short cleared r1: %v", inc)
+	}
+}
+
+func TestSaveReportKeepsTheNewest(t *testing.T) {
+	dir := t.TempDir()
+	start := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	var last string
+	for i := range 5 {
+		var err error
+		last, err = SaveReport(dir, Report{Cluster: "c", Started: start.Add(time.Duration(i) * time.Hour)}, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	entries, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	want := []string{"20261206T120000.000000000Z.json", "20261206T130000.000000000Z.json", "20261206T140000.000000000Z.json"}
+	if !slices.Equal(names, want) || filepath.Base(last) != want[2] {
+		t.Errorf("kept %v (last %s), want %v", names, last, want)
+	}
+	b, _ := os.ReadFile(last)
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil || !r.Started.Equal(start.Add(4*time.Hour)) {
+		t.Errorf("the newest report reads back as %+v, %v", r, err)
 	}
 }

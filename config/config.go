@@ -294,12 +294,13 @@ type Checksum struct {
 	// promotion.apply's account on MariaDB, else the cluster's.
 	Account `mapstructure:",squash" yaml:",inline"`
 	// Schedule is a cron spec (as backup.schedule) on which `dbha run`
-	// checks the cluster, one manager per slot; empty: never. ChunkTime
-	// and MaxLag are `dbha checksum`'s --chunk-time and --max-lag
-	// (defaults 0.5 s and 10 s).
+	// checks the cluster, one manager per slot; empty: never. ChunkTime,
+	// MaxLag and MaxLoad are `dbha checksum`'s --chunk-time, --max-lag
+	// and --max-load (defaults 0.5 s, 10 s and 25 sessions).
 	Schedule  string        `mapstructure:"schedule" yaml:"schedule,omitempty" json:"schedule,omitempty"`
 	ChunkTime time.Duration `mapstructure:"chunk_time" yaml:"chunk_time,omitempty" json:"chunk_time,omitempty"`
 	MaxLag    time.Duration `mapstructure:"max_lag" yaml:"max_lag,omitempty" json:"max_lag,omitempty"`
+	MaxLoad   int           `mapstructure:"max_load" yaml:"max_load,omitempty" json:"max_load,omitempty"`
 }
 
 // ChecksumAccount is the account `dbha checksum` logs in with.
@@ -787,8 +788,8 @@ func validateCluster(cl Cluster, key string, bad func(key, format string, args .
 	if cl.Checksum.User != "" {
 		validateSecret(cl.Checksum.Password(), key+".checksum", bad)
 	}
-	if cl.Checksum.ChunkTime < 0 || cl.Checksum.MaxLag < 0 {
-		bad(key+".checksum", "chunk_time and max_lag must not be negative")
+	if cl.Checksum.ChunkTime < 0 || cl.Checksum.MaxLag < 0 || cl.Checksum.MaxLoad < 0 {
+		bad(key+".checksum", "chunk_time, max_lag and max_load must not be negative")
 	}
 	if cl.Checksum.Schedule != "" {
 		if _, err := schedule.Parse(cl.Checksum.Schedule, 0); err != nil {

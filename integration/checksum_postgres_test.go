@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -107,6 +108,35 @@ func TestChecksumPostgresOutcomes(t *testing.T) {
 		}
 	}
 	t.Logf("dropped after %d chunks: %s", rep.Tables[1].Chunks, rep.Tables[1].Error)
+
+	// A busy primary: four sessions in pg_sleep, more than --max-load 2.
+	// The run says it pauses, and finishes once they are done.
+	var sleepers sync.WaitGroup
+	for range 4 {
+		sleepers.Go(func() {
+			c, err := l.AdminPostgres(ctx, "postgres-1")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close(context.Background())
+			if _, err := c.Exec(ctx, "SELECT pg_sleep(3)"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	waitUntil(t, 10*time.Second, "the sleeping sessions", func() error {
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(3)' AND state = 'active'").Scan(&n); err != nil || n < 4 {
+			return fmt.Errorf("%d sessions sleep (%v)", n, err)
+		}
+		return nil
+	})
+	r = dbhaCLI(t, bin, l, "checksum", "--cluster", postgresCluster, "--table", first, "--max-load", "2")
+	sleepers.Wait()
+	if r.code != 0 || !strings.Contains(r.stderr, "checksum paused: ") || !strings.Contains(r.stderr, "run statements on the primary, more than 2") {
+		t.Errorf("a check while the primary is busy: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 }
 
 // waitCheckpoint waits until the run (done) has checkpointed at least n

@@ -227,6 +227,42 @@ func TestChecksumMariaDB(t *testing.T) {
 		t.Errorf("a missing table named: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
+	// A busy primary: four sessions in SLEEP, two more than --max-load
+	// allows over what runs now (Threads_running counts the replication
+	// dump threads too, as pt-table-checksum's --max-load does). The run
+	// says it pauses, and finishes once they are done.
+	threadsRunning := func() (int, error) {
+		var name string
+		var n int
+		err := db.QueryRowContext(ctx, "SHOW GLOBAL STATUS LIKE 'Threads_running'").Scan(&name, &n)
+		return n, err
+	}
+	base, err := threadsRunning()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sleepers sync.WaitGroup
+	for range 4 {
+		sleepers.Go(func() {
+			if _, err := db.ExecContext(ctx, "SELECT SLEEP(3)"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	waitUntil(t, 10*time.Second, "the sleeping sessions", func() error {
+		if n, err := threadsRunning(); err != nil || n < base+4 {
+			return fmt.Errorf("%d threads running (%v)", n, err)
+		}
+		return nil
+	})
+	// The run's own session is not counted: base (with this test's) + 1.
+	limit := strconv.Itoa(base + 1)
+	busy := dbhaCLI(t, bin, l, "checksum", "--cluster", mariadbCluster, "--table", "ck.empty", "--max-load", limit)
+	sleepers.Wait()
+	if busy.code != 0 || !strings.Contains(busy.stderr, "checksum paused: ") || !strings.Contains(busy.stderr, "run statements on the primary, more than "+limit) {
+		t.Errorf("a check while the primary is busy: exit %d\n%s%s", busy.code, busy.stdout, busy.stderr)
+	}
+
 	// --rows names the rows of a composite key that differ: one deleted
 	// and one changed on mariadb-3 alone.
 	for _, q := range []string{"DELETE FROM ck.pairs WHERE a = 7 AND b = 'b7'", "UPDATE ck.pairs SET v = -1 WHERE a = 8 AND b = 'b1058'"} {
@@ -250,6 +286,15 @@ func TestChecksumMariaDB(t *testing.T) {
 	slices.Sort(named)
 	if r.code != 1 || !slices.Equal(named, []string{"7,b7", "8,b1058"}) {
 		t.Errorf("--rows on ck.pairs: exit %d, rows named %q, want 7,b7 and 8,b1058\n%s", r.code, named, r.stdout)
+	}
+	// Each run's whole report is kept in state_dir, the newest last.
+	reports, _ := filepath.Glob(filepath.Join(labConfig(t, l).StateDir, "checksum", "reports", mariadbCluster, "*.json"))
+	if len(reports) < 5 {
+		t.Fatalf("reports kept: %v, want one per run", reports)
+	}
+	b, err := os.ReadFile(reports[len(reports)-1])
+	if kept := (checksum.Report{}); err != nil || json.Unmarshal(b, &kept) != nil || !kept.Started.Equal(rep.Started) || kept.Differences() != rep.Differences() {
+		t.Errorf("the newest report kept (%v) is not the last run's: %s", err, b)
 	}
 
 	// The replica mended, a check of the tables clears it everywhere.

@@ -29,10 +29,11 @@ func newChecksumCmd(g *globalFlags) *cobra.Command {
 		tables          []string
 		chunkTime       time.Duration
 		maxLag          time.Duration
+		maxLoad         int
 		resume, rows    bool
 	)
 	cmd := &cobra.Command{
-		Use:   "checksum --cluster C [--table T ...] [--rows] [--chunk-time 0.5s] [--max-lag 10s] [-o text|json]",
+		Use:   "checksum --cluster C [--table T ...] [--rows] [--chunk-time 0.5s] [--max-lag 10s] [--max-load 25] [-o text|json]",
 		Short: "Prove that every healthy replica holds the primary's data: chunked checksums, compared at the same point of history",
 		Long: `checksum checks every user table of the primary (or the --table ones:
 db.table on MariaDB, database.schema.table on PostgreSQL) against every
@@ -45,7 +46,8 @@ computes the same chunk at the same point). PostgreSQL: each chunk hashed
 on the primary, on each standby once it has replayed that far, and on the
 primary again; only a chunk the primary held still through both reads is
 compared (see the README). It pauses while a replica lags more than
---max-lag. With --rows, the keys of the rows that differ are named too
+--max-lag or more than --max-load sessions run statements on the primary
+(5 minutes at most, then the table is cut short). With --rows, the keys of the rows that differ are named too
 (MariaDB: each differing chunk again, row by row, by the same replicated
 statements; PostgreSQL names them always). Exit status: 0 consistent, 1 a difference found, 2 usage or
 configuration, 3 no difference found but not everything compared.`,
@@ -62,6 +64,12 @@ configuration, 3 no difference found but not everything compared.`,
 			o.Tables, o.Rows = tables, rows
 			if cmd.Flags().Changed("max-lag") {
 				o.MaxLag = maxLag
+			}
+			if cmd.Flags().Changed("max-load") {
+				if maxLoad < 0 {
+					return usageError(fmt.Errorf("--max-load %d: must not be negative", maxLoad))
+				}
+				o.MaxLoad = maxLoad
 			}
 			if cmd.Flags().Changed("chunk-time") {
 				if chunkTime <= 0 {
@@ -100,6 +108,7 @@ configuration, 3 no difference found but not everything compared.`,
 	cmd.Flags().StringArrayVar(&tables, "table", nil, "check only this table (repeatable)")
 	cmd.Flags().DurationVar(&chunkTime, "chunk-time", checksum.DefaultSizing().Target, "how long one chunk should take on the primary (default: checksum.chunk_time, else 0.5s)")
 	cmd.Flags().DurationVar(&maxLag, "max-lag", checksum.DefaultOptions().MaxLag, "pause while a replica lags more than this, 0: never (default: checksum.max_lag, else 10s)")
+	cmd.Flags().IntVar(&maxLoad, "max-load", checksum.DefaultOptions().MaxLoad, "pause while more sessions than this run statements on the primary, 0: never (default: checksum.max_load, else 25)")
 	cmd.Flags().BoolVar(&rows, "rows", false, "name the differing rows' keys (MariaDB: a second pass over each differing chunk, row by row; PostgreSQL always names them)")
 	cmd.Flags().BoolVar(&resume, "resume", false, "continue the last run that was stopped (the same primary and tables), from its last chunk")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
@@ -185,6 +194,9 @@ func checksumOptions(cl config.Cluster) checksum.Options {
 	if cl.Checksum.MaxLag > 0 {
 		o.MaxLag = cl.Checksum.MaxLag
 	}
+	if cl.Checksum.MaxLoad > 0 {
+		o.MaxLoad = cl.Checksum.MaxLoad
+	}
 	return o
 }
 
@@ -209,5 +221,21 @@ func checksumOnce(ctx context.Context, cfg config.Config, cl config.Cluster, o c
 	} else {
 		c.Recorder = rec
 	}
-	return checksum.CheckCluster(ctx, c, o)
+	r, err := checksum.CheckCluster(ctx, c, o)
+	if err == nil {
+		// Every run's whole report is kept on this machine too (the
+		// summary in Consul holds only what promotion needs).
+		if _, serr := checksum.SaveReport(reportsDir(cfg, cl), r, keepReports); serr != nil && o.Progress != nil {
+			fmt.Fprintf(o.Progress, "the report is not kept in %s: %v\n", reportsDir(cfg, cl), serr)
+		}
+	}
+	return r, err
+}
+
+// keepReports is how many reports of a cluster's checks are kept.
+const keepReports = 50
+
+// reportsDir is where the cluster's check reports are kept.
+func reportsDir(cfg config.Config, cl config.Cluster) string {
+	return filepath.Join(cfg.StateDir, "checksum", "reports", cl.Name)
 }
