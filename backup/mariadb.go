@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 
 	"github.com/dbha/dbha/binlog"
+	"github.com/dbha/dbha/tlsconfig"
 	"github.com/dbha/dbha/topology"
 	"github.com/dbha/dbha/topology/mysql"
 )
@@ -24,8 +25,8 @@ var gtidLine = regexp.MustCompile(`GTID of the last change '([^']*)'`)
 // SourceDataDir asks a MariaDB server where its files are. That is only
 // where mariadb-backup will look: the backup proves, on the server's host,
 // that the directory there is the server's (proveDataDirScript).
-func SourceDataDir(ctx context.Context, addr, user, password string) (string, error) {
-	db, err := mysql.Open(addr, user, password)
+func SourceDataDir(ctx context.Context, addr, user, password string, t *tlsconfig.Settings) (string, error) {
+	db, err := mysql.Open(addr, user, password, t)
 	if err != nil {
 		return "", err
 	}
@@ -98,8 +99,12 @@ func streamMariaDB(ctx context.Context, job Job, name string) (int64, string, Fi
 		}
 	}()
 
+	tt, err := mysql.ServerHostToolTLS(job.TLS)
+	if err != nil {
+		return 0, "", File{}, err
+	}
 	backup := onHost(ctx, job.Remote, host, script)
-	backup.Stdin = bytes.NewReader(mysql.ClientOptions(job.User, job.Password, host, port))
+	backup.Stdin = bytes.NewReader(mysql.ClientOptions(job.User, job.Password, host, port, tt))
 	compress := exec.CommandContext(ctx, "zstd", "-q", "-3", "-c")
 	compressed, err := compress.StdoutPipe()
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dbha/dbha/tlsconfig"
 	"github.com/dbha/dbha/topology"
 )
 
@@ -29,6 +30,9 @@ type Job struct {
 	User    string // an account with REPLICATION (PostgreSQL)
 	// Password goes to the tool in a private file, never its argv.
 	Password string
+	// TLS encrypts the tool's connection to Source as every connection
+	// to the cluster is (nil: clear text).
+	TLS *tlsconfig.Settings
 	// DataDir (MariaDB) is the server's datadir on its host: mariadb-backup
 	// reads the files themselves, there.
 	DataDir string
@@ -233,7 +237,7 @@ func basebackup(ctx context.Context, job Job, data string) error {
 	}
 	defer cleanup()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), "PGPASSFILE="+pass, "PGAPPNAME=dbha-backup")
+	cmd.Env = append(append(os.Environ(), "PGPASSFILE="+pass, "PGAPPNAME=dbha-backup"), libpqTLS(job.TLS)...)
 	var stderr strings.Builder
 	cmd.Stderr = io.MultiWriter(&stderr, basebackupProgress{job.Progress})
 	if err := cmd.Run(); err != nil {
@@ -468,6 +472,23 @@ func errorsJoin(a, b error) error {
 // password reaches the tool neither in its arguments nor in its
 // environment. A backslash or a colon in a field is escaped; a line break
 // cannot be written in the format, and is refused.
+// libpqTLS is the environment that makes a libpq tool encrypt as t says,
+// with libpq's own meanings of the modes (which are dbha's). Disabled:
+// nothing, as before. Pure.
+func libpqTLS(t *tlsconfig.Settings) []string {
+	if !t.Enabled() {
+		return nil
+	}
+	env := []string{"PGSSLMODE=" + string(t.Mode)}
+	if t.Files.CA != "" {
+		env = append(env, "PGSSLROOTCERT="+t.Files.CA)
+	}
+	if t.Files.Cert != "" {
+		env = append(env, "PGSSLCERT="+t.Files.Cert, "PGSSLKEY="+t.Files.Key)
+	}
+	return env
+}
+
 func passFile(host, port, user, password string) (string, func(), error) {
 	if strings.ContainsAny(user+password, "\r\n") {
 		return "", nil, errors.New("a PostgreSQL user or password with a line break cannot be given to pg_basebackup")

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/dbha/dbha/tlsconfig"
 	"github.com/dbha/dbha/topology"
 	"github.com/dbha/dbha/topology/mysql"
 	"github.com/dbha/dbha/topology/postgres"
@@ -24,6 +25,7 @@ type Recorder interface {
 type Cluster struct {
 	Snapshot       topology.Snapshot
 	User, Password string
+	TLS            *tlsconfig.Settings // nil: clear text
 	Recorder       Recorder
 }
 
@@ -40,7 +42,7 @@ func CheckCluster(ctx context.Context, c Cluster, o Options) (Report, error) {
 	}
 	replicas, unhealthy := HealthyReplicas(s)
 	o.Primary = s.Primary
-	e, closeEngine, err := Connect(s.Engine, s.Primary, replicas, c.User, c.Password)
+	e, closeEngine, err := Connect(s.Engine, s.Primary, replicas, c.User, c.Password, c.TLS)
 	if err != nil {
 		return Report{}, err
 	}
@@ -57,15 +59,15 @@ func CheckCluster(ctx context.Context, c Cluster, o Options) (Report, error) {
 }
 
 // Connect is the engine of a cluster's primary and replicas, logged in
-// with user and password.
-func Connect(engine topology.Engine, primary string, replicas []string, user, password string) (Engine, func(), error) {
+// with user and password, encrypted as t says.
+func Connect(engine topology.Engine, primary string, replicas []string, user, password string, t *tlsconfig.Settings) (Engine, func(), error) {
 	switch engine {
 	case topology.MariaDB:
-		m := NewMariaDB(primary, replicas, func(addr string) (*sql.DB, error) { return mysql.Open(addr, user, password) })
+		m := NewMariaDB(primary, replicas, func(addr string) (*sql.DB, error) { return mysql.Open(addr, user, password, t) })
 		return m, m.Close, nil
 	case topology.Postgres:
 		p := NewPostgres(primary, replicas, func(ctx context.Context, addr, database string) (*pgx.Conn, error) {
-			cc, err := postgres.ConnConfig(addr, user, password, database)
+			cc, err := postgres.ConnConfig(addr, user, password, database, t)
 			if err != nil {
 				return nil, err
 			}

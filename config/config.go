@@ -785,6 +785,11 @@ func validateCluster(cl Cluster, key string, bad func(key, format string, args .
 	}
 	validateSecret(cl.Replication.Password(), key+".replication", bad)
 	validateClusterTLS(cl.TLS, key+".tls", bad)
+	if cl.Engine != topology.Postgres && cl.TLS.IsEnabled() && cl.TLS.CAFile == "" {
+		// The client of MariaDB 10.x falls back to clear text unless it
+		// verifies the server (see topology/mysql.ClientOptions).
+		bad(key+".tls.ca_file", "must be set for MariaDB/MySQL: the client tools dbha runs (mariadb, mariadb-binlog, mariadb-backup) fall back to clear text unless they verify the server")
+	}
 	if cl.Checksum.User != "" {
 		validateSecret(cl.Checksum.Password(), key+".checksum", bad)
 	}

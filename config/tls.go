@@ -28,6 +28,13 @@ type ClusterTLS struct {
 	// (mode 0600), for servers that require one; optional, together.
 	CertFile string `mapstructure:"cert_file" yaml:"cert_file,omitempty" json:"cert_file,omitempty"`
 	KeyFile  string `mapstructure:"key_file" yaml:"key_file,omitempty" json:"key_file,omitempty"`
+	// ReplicaCAFile is the CA file's path on the database servers' hosts:
+	// the replication settings dbha writes into replicas (CHANGE MASTER
+	// ... MASTER_SSL_CA, primary_conninfo's sslrootcert) name it, so that a
+	// promoted replica's followers stay encrypted and verified. Default:
+	// ca_file (the same path on every host). Not checked here: it is a
+	// path on other machines.
+	ReplicaCAFile string `mapstructure:"replica_ca_file" yaml:"replica_ca_file,omitempty" json:"replica_ca_file,omitempty"`
 }
 
 // Files returns the files for tlsconfig.Client.
@@ -37,6 +44,17 @@ func (t ClusterTLS) Files() tlsconfig.Files {
 
 // IsEnabled reports whether connections to the cluster are encrypted.
 func (t ClusterTLS) IsEnabled() bool { return t.Mode != "" && t.Mode != tlsconfig.Disable }
+
+// Settings are what every connection to the cluster is given: nil when
+// disabled (clear text).
+func (t ClusterTLS) Settings() *tlsconfig.Settings {
+	if !t.IsEnabled() {
+		return nil
+	}
+	s := tlsconfig.NewSettings(t.Mode, t.Files())
+	s.ReplicaCA = t.ReplicaCAFile
+	return s
+}
 
 // ConsulTLS is how dbha reaches the Consul agent over HTTPS. Any key set
 // turns TLS on; the agent's certificate is then always verified against
@@ -179,12 +197,6 @@ func refuseTLSUntilApplied(cfg Config, bad func(key, format string, args ...any)
 		return
 	}
 	const why = "TLS is not applied to dbha's connections yet: refused rather than connecting in clear text"
-	if cfg.Consul.TLS.IsEnabled() {
-		bad("consul.tls", why)
-	}
-	if cfg.HTTP.TLS.IsEnabled() {
-		bad("http.tls", why)
-	}
 	for i, cl := range cfg.Clusters {
 		if cl.TLS.IsEnabled() {
 			bad(fmt.Sprintf("clusters[%d].tls", i), why)

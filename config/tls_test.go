@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/dbha/dbha/tlsconfig"
+	"github.com/dbha/dbha/topology"
 )
 
 func TestValidateTLS(t *testing.T) {
@@ -36,7 +37,12 @@ func TestValidateTLS(t *testing.T) {
 		{"no tls", func(*Config) {}, nil},
 		{"verify-full with a client certificate", func(c *Config) { c.Clusters[0].TLS = full }, nil},
 		{"verify-ca", func(c *Config) { c.Clusters[0].TLS = ClusterTLS{Mode: tlsconfig.VerifyCA, CAFile: ca} }, nil},
-		{"require without a CA file", func(c *Config) { c.Clusters[0].TLS = ClusterTLS{Mode: tlsconfig.Require} }, nil},
+		{"require without a CA file, PostgreSQL", func(c *Config) {
+			c.Clusters[0].Engine = topology.Postgres
+			c.Clusters[0].TLS = ClusterTLS{Mode: tlsconfig.Require}
+		}, nil},
+		{"require without a CA file, MariaDB", func(c *Config) { c.Clusters[0].TLS = ClusterTLS{Mode: tlsconfig.Require} },
+			[]string{"clusters[0].tls.ca_file: must be set for MariaDB/MySQL: the client tools dbha runs"}},
 		{"disable spelled out", func(c *Config) { c.Clusters[0].TLS = ClusterTLS{Mode: tlsconfig.Disable} }, nil},
 		{"unknown mode", func(c *Config) { c.Clusters[0].TLS.Mode = "strict" },
 			[]string{`clusters[0].tls.mode: unknown TLS mode "strict": use disable, require, verify-ca or verify-full`}},
@@ -142,5 +148,42 @@ func TestTLSRefusedUntilApplied(t *testing.T) {
 	err := Validate(cfg, "dbha.yaml")
 	if err == nil || !strings.Contains(err.Error(), "clusters[0].tls: TLS is not applied to dbha's connections yet") {
 		t.Errorf("a cluster asking for TLS before it is applied: %v", err)
+	}
+}
+
+// http.tls is applied (dbha run serves HTTPS with it): it is accepted
+// while the other TLS settings are still refused.
+func TestHTTPTLSApplied(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "api.crt"), filepath.Join(dir, "api.key")
+	for _, f := range []string{cert, key} {
+		if err := os.WriteFile(f, []byte("PEM\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := Default()
+	cfg.Clusters = []Cluster{validCluster()}
+	cfg.HTTP = HTTP{Listen: "127.0.0.1:8443", TokenEnv: "T", TLS: HTTPTLS{CertFile: cert, KeyFile: key, ClientCAFile: cert}}
+	if err := Validate(cfg, "dbha.yaml"); err != nil {
+		t.Errorf("http.tls refused: %v", err)
+	}
+}
+
+// TestConsulTLSApplied: every Consul client is built from consul.tls, so
+// a configuration with it is accepted while cluster TLS is still refused.
+func TestConsulTLSApplied(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string) string {
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, []byte("PEM\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	cfg := Default()
+	cfg.Clusters = []Cluster{validCluster()}
+	cfg.Consul.TLS = ConsulTLS{CAFile: write("ca.crt"), CertFile: write("dbha.crt"), KeyFile: write("dbha.key"), ServerName: "server.dc1.consul"}
+	if err := Validate(cfg, "dbha.yaml"); err != nil {
+		t.Errorf("consul.tls is applied, and refused: %v", err)
 	}
 }

@@ -279,6 +279,45 @@ func TestConsole(t *testing.T) {
 	}
 }
 
+// TestSessionCookieSecureUnderTLS: the session cookie, set at sign-in
+// and cleared at sign-out, is Secure when the request came over TLS (so
+// a browser never sends it in clear text), and is not over plain HTTP,
+// where a browser would refuse it.
+func TestSessionCookieSecureUnderTLS(t *testing.T) {
+	con, err := New(Options{States: states, OperatorToken: "op-token", Actions: &fakeActions{}, Audit: func(AuditLine) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		start  func(http.Handler) *httptest.Server
+		secure bool
+	}{
+		{"https", httptest.NewTLSServer, true},
+		{"http", httptest.NewServer, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := tc.start(con.Handler())
+			defer srv.Close()
+			c := newClient(t, srv)
+			c.c.Transport = srv.Client().Transport
+			code, h := c.post("/console/login", url.Values{"token": {"op-token"}})
+			if cookie := h.Get("Set-Cookie"); code != http.StatusSeeOther || strings.Contains(cookie, "; Secure") != tc.secure {
+				t.Fatalf("sign-in: %d, cookie %q, want Secure %v", code, cookie, tc.secure)
+			}
+			_, page, _ := c.get("/console/")
+			m := csrfField.FindStringSubmatch(page)
+			if m == nil {
+				t.Fatalf("no CSRF token on the signed-in page:\n%s", page)
+			}
+			code, h = c.post("/console/logout", url.Values{"csrf": {m[1]}})
+			if cookie := h.Get("Set-Cookie"); code != http.StatusSeeOther || !strings.Contains(cookie, "Max-Age=0") || strings.Contains(cookie, "; Secure") != tc.secure {
+				t.Errorf("sign-out: %d, cookie %q, want Secure %v", code, cookie, tc.secure)
+			}
+		})
+	}
+}
+
 func TestViewStates(t *testing.T) {
 	now := time.Now()
 	sts := states()

@@ -3,9 +3,11 @@ package daemon
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"path"
@@ -80,20 +82,50 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = enc.Encode(v)
 }
 
-// Serve listens on addr and serves h until ctx ends, then shuts down
+// Endpoint is where and how Serve listens.
+type Endpoint struct {
+	// Addr is host:port; port 0 picks a free one (see Serve's ready).
+	Addr string
+	// TLS, when set, makes the endpoint HTTPS only: every connection must
+	// complete this handshake (tlsconfig.Server: the certificate re-read
+	// at each handshake when its files change, mutual TLS when it has a
+	// client CA) before a byte of HTTP is read. A client that speaks
+	// plain HTTP to it gets Go's 400 "Client sent an HTTP request to an
+	// HTTPS server" and nothing else. nil: plain HTTP.
+	TLS *tls.Config
+	// Log receives what the server reports of its own (a failed
+	// handshake: a client without a certificate, one from another CA, our
+	// certificate files unreadable), at level warn; nil: the log
+	// package's default logger.
+	Log *slog.Logger
+}
+
+// Serve listens on ep.Addr and serves h until ctx ends, then shuts down
 // within five seconds. It returns once the listener is closed; a listen
-// error is returned at once.
-func Serve(ctx context.Context, addr string, h http.Handler, ready func(net.Addr)) error {
-	ln, err := net.Listen("tcp", addr)
+// error is returned at once. Over TLS it offers HTTP/2 and HTTP/1.1
+// (ALPN), as net/http does; plain HTTP is HTTP/1.1.
+func Serve(ctx context.Context, ep Endpoint, h http.Handler, ready func(net.Addr)) error {
+	ln, err := net.Listen("tcp", ep.Addr)
 	if err != nil {
-		return fmt.Errorf("http listen on %s: %w", addr, err)
+		return fmt.Errorf("http listen on %s: %w", ep.Addr, err)
 	}
 	if ready != nil {
 		ready(ln.Addr())
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, TLSConfig: ep.TLS}
+	if ep.Log != nil {
+		srv.ErrorLog = slog.NewLogLogger(ep.Log.Handler(), slog.LevelWarn)
+	}
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
+	go func() {
+		if ep.TLS != nil {
+			// The certificate comes from TLSConfig.GetCertificate, hence
+			// no file names; ServeTLS adds the ALPN protocols for HTTP/2.
+			done <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		done <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-done:
 		return err

@@ -268,7 +268,7 @@ func s3Backup(ctx context.Context, t *testing.T, l *Lab, cluster string, repo ba
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, err := backup.SourceDataDir(ctx, source.Addr, "admin", pw)
+	dir, err := backup.SourceDataDir(ctx, source.Addr, "admin", pw, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

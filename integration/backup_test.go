@@ -155,7 +155,7 @@ func TestMariaDBBackupRefusesAnotherInstancesFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, err := backup.SourceDataDir(ctx, source.Addr, "admin", pw)
+	dir, err := backup.SourceDataDir(ctx, source.Addr, "admin", pw, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

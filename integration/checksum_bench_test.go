@@ -196,7 +196,7 @@ func benchChecksumMariaDB(b *testing.B, gb float64) {
 		return n.Load()
 	}
 	dbha := func() error {
-		e, closeEngine, err := checksum.Connect(topology.MariaDB, primary.Addr(), replicas, "admin", pw)
+		e, closeEngine, err := checksum.Connect(topology.MariaDB, primary.Addr(), replicas, "admin", pw, nil)
 		if err != nil {
 			return err
 		}
@@ -298,7 +298,7 @@ func benchChecksumPostgres(b *testing.B, gb float64) {
 		return commits() - before
 	}
 	dbha := func() error {
-		e, closeEngine, err := checksum.Connect(topology.Postgres, primary.Addr(), standbys, "postgres", pw)
+		e, closeEngine, err := checksum.Connect(topology.Postgres, primary.Addr(), standbys, "postgres", pw, nil)
 		if err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -18,7 +19,7 @@ func (l *Lab) upConsul(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consul: %w", err)
 	}
-	l.progressf("consul: leader elected, HTTP on %s, DNS on %s (%.1fs)", l.ConsulHTTP, l.ConsulDNS, time.Since(start).Seconds())
+	l.progressf("consul: leader elected, %s on %s, DNS on %s (%.1fs)", strings.ToUpper(l.ConsulScheme()), l.ConsulHTTP, l.ConsulDNS, time.Since(start).Seconds())
 	return nil
 }
 
@@ -37,13 +38,13 @@ func (l *Lab) consulLaunch(n Node) (launch, error) {
 	p := l.Consul
 	l.mu.Unlock()
 	port := func(flag string, v int) string { return "-" + flag + "=" + strconv.Itoa(v) }
+	args := []string{"agent", "-dev", "-node=dbha-lab", "-bind=127.0.0.1", "-client=127.0.0.1",
+		"-data-dir=" + n.DataDir, port("dns-port", p.DNS),
+		port("serf-lan-port", p.SerfLAN), port("serf-wan-port", p.SerfWAN), port("server-port", p.Server),
+		"-grpc-port=-1", "-grpc-tls-port=-1"}
 	return launch{
-		path: bin,
-		args: []string{"agent", "-dev", "-node=dbha-lab", "-bind=127.0.0.1", "-client=127.0.0.1",
-			"-data-dir=" + n.DataDir,
-			port("http-port", p.HTTP), port("dns-port", p.DNS),
-			port("serf-lan-port", p.SerfLAN), port("serf-wan-port", p.SerfWAN), port("server-port", p.Server),
-			"-grpc-port=-1", "-grpc-tls-port=-1", "-https-port=-1"},
+		path:    bin,
+		args:    append(args, l.consulAPIArgs(n, p.HTTP)...),
 		env:     []string{"HOME=" + n.DataDir},
 		logFile: n.LogFile,
 	}, nil
@@ -52,7 +53,7 @@ func (l *Lab) consulLaunch(n Node) (launch, error) {
 // consulReady succeeds once /v1/status/leader names a leader.
 func (l *Lab) consulReady(n Node) func(context.Context) error {
 	return func(ctx context.Context) error {
-		resp, err := getOK(ctx, "http://"+n.Addr()+"/v1/status/leader")
+		resp, err := l.getConsul(ctx, n.Addr(), "/v1/status/leader")
 		if err != nil {
 			return err
 		}

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/dbha/dbha/checks"
-	"github.com/dbha/dbha/consul"
 	"github.com/dbha/dbha/daemon"
 )
 
@@ -32,7 +31,7 @@ func serveAPI(t *testing.T, m *daemon.Monitor, token string) string {
 	addrs := make(chan net.Addr, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- daemon.Serve(ctx, "127.0.0.1:0", daemon.Handler(m, token), func(a net.Addr) { addrs <- a })
+		done <- daemon.Serve(ctx, daemon.Endpoint{Addr: "127.0.0.1:0"}, daemon.Handler(m, token), func(a net.Addr) { addrs <- a })
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -181,7 +180,7 @@ func TestHTTPAPI(t *testing.T) {
 
 func TestConsulPeerObservations(t *testing.T) {
 	l := sharedLab(t)
-	c, err := consul.New(l.ConsulHTTP, "")
+	c, err := l.ConsulClient()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +209,7 @@ func TestConsulPeerObservations(t *testing.T) {
 func TestPeerThatReachesThePrimary(t *testing.T) {
 	t.Parallel()
 	l := ownLab(t)
-	c, err := consul.New(l.ConsulHTTP, "")
+	c, err := l.ConsulClient()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,10 @@
 // namespaces and signals to its own processes. It never adds a rule in the root namespace,
 // and removes only the namespaces, links and bridge it recorded.
 //
+// A TLS lab (Options.TLS, either kind) has a private CA in DIR/tls, and its Consul agents serve
+// their API over HTTPS only, to clients with a certificate of that CA (consul_tls.go); the
+// lab's helpers that talk to Consul (ConsulClient, ConsulAPI, the readiness checks) use it.
+//
 // It must not be imported by production packages other than cmd (for `dbha lab`), and it never
 // signals a process it did not start: a PID is acted on only while its start time is the one
 // recorded when the lab started it (or, in an older lab.json, while /proc/PID/cmdline names

@@ -32,7 +32,7 @@ func TestDrillWriters(t *testing.T) {
 	}
 	l := upLab(t, ctx, Options{Dir: dir, Progress: testLog{t}})
 	t.Cleanup(func() { purge(t, l) })
-	c, err := consul.New(l.ConsulHTTP, "")
+	c, err := l.ConsulClient()
 	if err != nil {
 		t.Fatal(err)
 	}

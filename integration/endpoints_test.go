@@ -12,7 +12,7 @@ import (
 
 func consulClient(t *testing.T, l *Lab) *consul.Client {
 	t.Helper()
-	c, err := consul.New(l.ConsulHTTP, "")
+	c, err := l.ConsulClient()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,7 @@ const guardTTL = 2 * time.Second
 // its own, so that nothing else in the shared lab sees its grant.
 type guardRig struct {
 	t       *testing.T
+	lab     *Lab
 	kv      string // the KV cluster name
 	primary string
 	server  guard.Instance
@@ -51,7 +52,7 @@ func newGuardRig(t *testing.T, clusterName string) *guardRig {
 	if snap.Primary == "" {
 		t.Fatalf("%s has no primary", clusterName)
 	}
-	r := &guardRig{t: t, kv: fmt.Sprintf("guard-test-%s-%d", clusterName, time.Now().UnixNano()), primary: snap.Primary}
+	r := &guardRig{t: t, lab: l, kv: fmt.Sprintf("guard-test-%s-%d", clusterName, time.Now().UnixNano()), primary: snap.Primary}
 	r.server = guard.Instance{Addr: r.primary, Prober: proberFor(t, cl)}
 	pw, err := cl.Password().Read(os.LookupEnv)
 	if err != nil {
@@ -112,7 +113,7 @@ func openWriter(t *testing.T, l *Lab, cl config.Cluster, addr string) func(conte
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := mysql.Open(addr, "app", pw)
+	db, err := mysql.Open(addr, "app", pw, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +131,7 @@ func openWriter(t *testing.T, l *Lab, cl config.Cluster, addr string) func(conte
 
 // runGuard starts the guard, reaching Consul through the proxy.
 func (r *guardRig) runGuard() {
-	c, err := consul.New(r.proxy.Addr(), "")
+	c, err := r.lab.ConsulClientAt(r.proxy.Addr())
 	if err != nil {
 		r.t.Fatal(err)
 	}

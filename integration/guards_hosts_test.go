@@ -12,8 +12,6 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
-
-	"github.com/dbha/dbha/consul"
 )
 
 // TestHostsLabGuards brings a hosts lab up with guards (--guards) and checks the lease
@@ -38,7 +36,7 @@ func TestHostsLabGuards(t *testing.T) {
 			t.Errorf("%s (%s on %s) is not running", s.Name, s.Addr, s.Host)
 		}
 	}
-	c, err := consul.New(l.ConsulHTTP, "")
+	c, err := l.ConsulClient()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,6 +66,11 @@ type Options struct {
 	// console-viewer), and a nightly backup schedule per cluster, so that
 	// the console offers a backup. `make demo` uses it.
 	Console string
+	// TLS gives the lab a private CA (DIR/tls) and runs its Consul agents
+	// with their HTTP API over HTTPS only, verifying clients' certificates;
+	// dbha.yaml's consul.tls names the CA, dbha's client certificate and
+	// ConsulServerName. Consul's DNS stays plain.
+	TLS bool
 }
 
 // MaxManagers bounds Options.Managers.
@@ -154,7 +159,7 @@ type NodeStatus struct {
 
 // ConsulPorts are the ports of the Consul dev agent; kept so Start can reuse them.
 type ConsulPorts struct {
-	HTTP    int `json:"http"`
+	HTTP    int `json:"http"` // the HTTP API: HTTPS only in a TLS lab
 	DNS     int `json:"dns"`
 	SerfLAN int `json:"serf_lan"`
 	SerfWAN int `json:"serf_wan"`
@@ -167,7 +172,7 @@ type Lab struct {
 	Dir        string      `json:"dir"`
 	ConfigPath string      `json:"config_path"` // DIR/dbha.yaml
 	Nodes      []Node      `json:"nodes"`
-	ConsulHTTP string      `json:"consul_http"`
+	ConsulHTTP string      `json:"consul_http"` // the API's host:port (HTTPS in a TLS lab: see ConsulScheme)
 	ConsulDNS  string      `json:"consul_dns"`
 	Consul     ConsulPorts `json:"consul_ports"`
 	// SocketRoot holds the nodes' unix sockets: Dir, or a short directory under /tmp when Dir
@@ -193,6 +198,10 @@ type Lab struct {
 	Witness bool `json:"witness,omitempty"`
 	// Console: see Options.
 	Console string `json:"console,omitempty"`
+	// TLS: see Options. certs is its CA, in the memory of the process that
+	// created the lab only (nil in a lab loaded from lab.json).
+	TLS   bool `json:"tls,omitempty"`
+	certs *Certs
 	// Faults are the faults injected and not healed yet, in order (see Fault).
 	Faults []FaultSpec `json:"faults,omitempty"`
 

@@ -25,6 +25,7 @@ import (
 //	DIR/<node>/data/          data directory
 //	DIR/manager-i.yaml        hosts lab: manager-i's config (its own Consul server, state, stream)
 //	DIR/manager-i/state/      hosts lab: manager-i's state_dir
+//	DIR/tls/                  TLS lab: the CA and certificates (0700, files 0600; see consul_tls.go)
 //
 // Unix sockets live in the node directory, or under SocketRoot when DIR is too long.
 
@@ -67,7 +68,7 @@ func create(ctx context.Context, dir string, o Options) (*Lab, error) {
 		return nil, err
 	}
 	l := &Lab{Dir: dir, ConfigPath: filepath.Join(dir, "dbha.yaml"), User: u, SocketRoot: dir, progress: o.Progress,
-		Binary: o.Binary, Lossless: o.Lossless, Witness: o.Witness, Console: o.Console}
+		Binary: o.Binary, Lossless: o.Lossless, Witness: o.Witness, Console: o.Console, TLS: o.TLS}
 	if o.Hosts {
 		l.Managers, l.Guards, l.VIP = o.Managers, o.Guards, o.VIP
 	}
@@ -95,6 +96,9 @@ func create(ctx context.Context, dir string, o Options) (*Lab, error) {
 		}
 	} else if err := l.planNodes(); err != nil {
 		return nil, err
+	}
+	if err := l.makeConsulTLS(); err != nil {
+		return l, err
 	}
 	l.progressf("lab: building in %s; database servers run as user %s", dir, u.Name)
 	l.mu.Lock()
@@ -237,6 +241,9 @@ func (l *Lab) planHostNodes() error {
 		}
 	}
 	l.Consul = hostConsulPorts
+	if l.TLS {
+		l.Consul.HTTP = hostConsulHTTPSPort
+	}
 	for i := 1; i <= l.Managers; i++ {
 		h, _ := l.Net.host(fmt.Sprintf("%s-%d", KindManager, i))
 		consul := l.newNode(fmt.Sprintf("%s-%d", KindConsul, i), KindConsul, l.Consul.HTTP)
@@ -316,6 +323,7 @@ func (l *Lab) configText(f configFile) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "state_dir: %s\n", yamlScalar(f.stateDir))
 	fmt.Fprintf(&b, "consul:\n  address: %s\n  dns: %s\n", yamlScalar(f.consulHTTP), yamlScalar(f.consulDNS))
+	b.WriteString(l.consulTLSConfigText())
 	if l.Net != nil {
 		// A lab of hosts is a LAN: a server that has not answered a probe in
 		// 300 ms is as good as gone (one answers in a few milliseconds), and

@@ -37,7 +37,8 @@ func (l *Lab) consulServerLaunch(n Node) (launch, error) {
 		"-node=" + n.Name, "-bind=" + n.Host, "-advertise=" + n.Host, "-client=" + n.Host,
 		"-data-dir=" + n.DataDir, "-disable-host-node-id", "-retry-interval=1s",
 		"-hcl=performance { raft_multiplier = 1 }",
-		"-grpc-port=-1", "-grpc-tls-port=-1", "-https-port=-1"}
+		"-grpc-port=-1", "-grpc-tls-port=-1"}
+	args = append(args, l.consulAPIArgs(n, n.Port)...)
 	for _, s := range servers {
 		if s.Name != n.Name {
 			args = append(args, "-retry-join="+s.Host)
@@ -71,11 +72,16 @@ func (l *Lab) managerReady(n Node) func(context.Context) error {
 
 // getOK is a GET that succeeds only with 200 OK; the caller closes the body.
 func getOK(ctx context.Context, url string) (*http.Response, error) {
+	return getOKWith(ctx, http.DefaultClient, url)
+}
+
+// getOKWith is getOK with client.
+func getOKWith(ctx context.Context, client *http.Client, url string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err
 	}

@@ -158,7 +158,10 @@ report_port=%d
 # votes dead.
 slave_net_timeout=4
 read_only=%s
-%s%s`, n.DataDir, n.Port, n.Socket, filepath.Join(nodeDir, "mariadbd.pid"), nodeDir, l.listenAddr(n), serverID, n.Host, n.Port, readOnly, mariadbInnoDBSettings, l.semiSyncSettings())
+%s%s%s`, n.DataDir, n.Port, n.Socket, filepath.Join(nodeDir, "mariadbd.pid"), nodeDir, l.listenAddr(n), serverID, n.Host, n.Port, readOnly, mariadbInnoDBSettings, l.semiSyncSettings(), l.mariadbTLSSettings(n))
+	if err := l.issueServerTLS(n); err != nil {
+		return err
+	}
 	return os.WriteFile(filepath.Join(nodeDir, "my.cnf"), []byte(cnf), 0o644)
 }
 

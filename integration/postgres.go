@@ -157,6 +157,10 @@ func (l *Lab) writePGNodeConf(n Node) error {
 	if l.PGSynchronous {
 		conf += "synchronous_standby_names = '" + l.pgSynchronousNames() + "'\n"
 	}
+	if err := l.issueServerTLS(n); err != nil {
+		return err
+	}
+	conf += l.postgresTLSSettings(n)
 	path := filepath.Join(n.DataDir, "lab-node.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		return err

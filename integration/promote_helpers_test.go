@@ -468,7 +468,7 @@ type labState struct {
 func recordState(t *testing.T, l *Lab, c *consul.Client) labState {
 	t.Helper()
 	st := labState{Instances: map[string]instanceState{}, KV: map[string]string{}, Services: map[string][]string{}}
-	kv, err := api.NewClient(&api.Config{Address: l.ConsulHTTP})
+	kv, err := l.ConsulAPI()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,7 +59,7 @@ func (s *Stream) session(ctx context.Context) (err error) {
 		st, last := w.synced()
 		return st.position(), last
 	})
-	db, err := tmysql.Open(addr, s.cfg.User, s.cfg.Password)
+	db, err := tmysql.Open(addr, s.cfg.User, s.cfg.Password, s.cfg.TLS)
 	if err != nil {
 		return err
 	}
@@ -222,9 +222,13 @@ func (c *conn) newSyncer() (*replication.BinlogSyncer, error) {
 		return nil, fmt.Errorf("primary address %q: bad port", c.addr)
 	}
 	cfg := c.s.cfg
+	tlsCfg, err := cfg.TLS.For(c.addr)
+	if err != nil {
+		return nil, err
+	}
 	sc := replication.BinlogSyncerConfig{
 		ServerID: cfg.ServerID, Flavor: cfg.Flavor, Host: host, Port: uint16(port),
-		User: cfg.User, Password: cfg.Password, Localhost: c.s.registerAs(),
+		User: cfg.User, Password: cfg.Password, Localhost: c.s.registerAs(), TLSConfig: tlsCfg,
 		// Raw mode: events are stored as received and decoded by dbha only
 		// as far as it needs (GTID, end of transaction). go-mysql's own
 		// reconnect is off: in raw mode it would resume from the position

@@ -16,6 +16,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/dbha/dbha/binlog"
+	"github.com/dbha/dbha/tlsconfig"
 	"github.com/dbha/dbha/topology"
 )
 
@@ -32,6 +33,8 @@ type Config struct {
 	// never logged, put in an error, or passed on a command line.
 	User     string
 	Password string
+	// TLS encrypts the session and the stream (nil: clear text).
+	TLS *tlsconfig.Settings
 	// ServerID is dbha's own server_id; it must differ from every
 	// server's. A session refuses to start when the primary, a replica it
 	// lists, or a server in its binlog uses it.

@@ -72,7 +72,7 @@ func (tc TailCopier) SaveTail(ctx context.Context, req tmysql.TailRequest) (tmys
 // it does not grow). A heartbeat from there means the server has sent
 // everything.
 func binlogEnd(ctx context.Context, req tmysql.TailRequest) (string, uint32, error) {
-	db, err := tmysql.Open(req.Addr, req.User, req.Password)
+	db, err := tmysql.Open(req.Addr, req.User, req.Password, req.TLS)
 	if err != nil {
 		return "", 0, err
 	}
@@ -102,9 +102,13 @@ func (tc TailCopier) copy(ctx context.Context, req tmysql.TailRequest, t *tailFi
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	tlsCfg, err := req.TLS.For(req.Addr)
+	if err != nil {
+		return err
+	}
 	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
 		ServerID: tc.ServerID, Flavor: mysql.MariaDBFlavor, Host: host, Port: uint16(port),
-		User: req.User, Password: req.Password, Localhost: "dbha-rewind",
+		User: req.User, Password: req.Password, Localhost: "dbha-rewind", TLSConfig: tlsCfg,
 		RawModeEnabled: true, DisableRetrySync: true, // one pass: a broken connection fails the copy
 		// A long read timeout: a server may be slow to reach the tail in a
 		// large binlog; the caller's context bounds the whole copy.

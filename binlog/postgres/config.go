@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dbha/dbha/binlog"
+	"github.com/dbha/dbha/tlsconfig"
 )
 
 // Application names dbha reports to the primary. The operator puts
@@ -37,6 +38,8 @@ type Config struct {
 	// or a connection string.
 	User     string
 	Password string
+	// TLS encrypts every connection to the servers (nil: clear text).
+	TLS *tlsconfig.Settings
 	// Slot is dbha's physical replication slot (DefaultSlot when empty),
 	// created on each primary the stream follows.
 	Slot string

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/dbha/dbha/tlsconfig"
 	"github.com/dbha/dbha/topology"
 )
 
@@ -17,11 +18,12 @@ import (
 // set on the parsed configuration, never in the connection string, so it
 // cannot reach a log or an error message.
 func dial(ctx context.Context, addr string, cfg Config) (*pgconn.PgConn, error) {
-	return dialAs(ctx, addr, cfg.User, cfg.Password, cfg.applicationName())
+	return dialAs(ctx, addr, cfg.User, cfg.Password, cfg.TLS, cfg.applicationName())
 }
 
-// dialAs is dial with the account and application_name given.
-func dialAs(ctx context.Context, addr, user, password, appName string) (*pgconn.PgConn, error) {
+// dialAs is dial with the account, TLS settings and application_name
+// given.
+func dialAs(ctx context.Context, addr, user, password string, t *tlsconfig.Settings, appName string) (*pgconn.PgConn, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("server address %q: %w", addr, err)
@@ -33,6 +35,10 @@ func dialAs(ctx context.Context, addr, user, password, appName string) (*pgconn.
 		return nil, fmt.Errorf("replication connection settings for %s: %w", addr, err)
 	}
 	pc.Password = password
+	if pc.TLSConfig, err = t.For(addr); err != nil {
+		return nil, err
+	}
+	pc.Fallbacks = nil // encrypted as t says, or not at all
 	conn, err := pgconn.ConnectConfig(ctx, pc)
 	if err != nil {
 		return nil, authError(user, addr, err)

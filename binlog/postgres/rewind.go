@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/dbha/dbha/tlsconfig"
 	"github.com/dbha/dbha/topology"
 )
 
@@ -28,6 +29,7 @@ type Rewinder struct {
 	// the parsed configuration only: never in an argv, a connection string,
 	// a log or an error.
 	User, Password string
+	TLS            *tlsconfig.Settings // nil: clear text
 	// MaxBytes bounds the WAL one save keeps (DefaultMaxSave when 0): a
 	// former primary holding more is refused, with ErrTooMuchToSave, and
 	// neither saved nor rewound.

@@ -67,7 +67,7 @@ func (r Rewinder) save(ctx context.Context, former, primary, saveDir string) (Sa
 	if err != nil {
 		return Saved{}, err
 	}
-	conn, err := dialAs(ctx, former, r.User, r.Password, SaveApplicationName)
+	conn, err := dialAs(ctx, former, r.User, r.Password, r.TLS, SaveApplicationName)
 	if err != nil {
 		return Saved{}, err
 	}
@@ -110,7 +110,7 @@ func (r Rewinder) save(ctx context.Context, former, primary, saveDir string) (Sa
 // identify reads a server's identity and lineage over a connection of its
 // own, closed at once.
 func (r Rewinder) identify(ctx context.Context, addr string) (serverInfo, error) {
-	conn, err := dialAs(ctx, addr, r.User, r.Password, SaveApplicationName)
+	conn, err := dialAs(ctx, addr, r.User, r.Password, r.TLS, SaveApplicationName)
 	if err != nil {
 		return serverInfo{}, err
 	}

@@ -100,11 +100,11 @@ func runBackup(ctx context.Context, cfg config.Config, cl config.Cluster, from s
 		return backup.Entry{}, err
 	}
 	job := backup.Job{Repo: repo, ID: backup.NewID(time.Now()), Cluster: cl.Name, Source: src.Addr, User: acct.User,
-		Password: password, Progress: meter, MaxRate: int64(cl.Backup.MaxRate), Scratch: cl.Backup.ScratchDir}
+		Password: password, TLS: cl.TLS.Settings(), Progress: meter, MaxRate: int64(cl.Backup.MaxRate), Scratch: cl.Backup.ScratchDir}
 	if cl.Engine == topology.Postgres {
 		return backup.RunPostgres(ctx, job)
 	}
-	if job.DataDir, err = backup.SourceDataDir(ctx, src.Addr, acct.User, password); err != nil {
+	if job.DataDir, err = backup.SourceDataDir(ctx, src.Addr, acct.User, password, cl.TLS.Settings()); err != nil {
 		return backup.Entry{}, err
 	}
 	job.Remote = cl.Backup.RemoteCommand

@@ -213,7 +213,7 @@ func checksumOnce(ctx context.Context, cfg config.Config, cl config.Cluster, o c
 	if err != nil {
 		return checksum.Report{}, usageError(fmt.Errorf("cluster %s: %w", cl.Name, err))
 	}
-	c := checksum.Cluster{Snapshot: snap, User: account.User, Password: password}
+	c := checksum.Cluster{Snapshot: snap, User: account.User, Password: password, TLS: cl.TLS.Settings()}
 	if rec, err := newConsul(ctx, cfg); err != nil {
 		if o.Progress != nil {
 			fmt.Fprintf(o.Progress, "the result is not recorded in Consul (promotion will not know it): %v\n", err)

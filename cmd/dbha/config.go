@@ -96,7 +96,13 @@ func resolvePaths(cfg *config.Config, base string) {
 	}
 	abs(&cfg.StateDir)
 	abs(&cfg.Consul.TokenFile)
+	abs(&cfg.Consul.TLS.CAFile)
+	abs(&cfg.Consul.TLS.CertFile)
+	abs(&cfg.Consul.TLS.KeyFile)
 	abs(&cfg.HTTP.TokenFile)
+	abs(&cfg.HTTP.TLS.CertFile)
+	abs(&cfg.HTTP.TLS.KeyFile)
+	abs(&cfg.HTTP.TLS.ClientCAFile)
 	for i := range cfg.Clusters {
 		if !config.IsS3Repository(cfg.Clusters[i].Backup.Repository) {
 			abs(&cfg.Clusters[i].Backup.Repository)

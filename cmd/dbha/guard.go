@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dbha/dbha/config"
-	"github.com/dbha/dbha/consul"
 	"github.com/dbha/dbha/guard"
 	"github.com/dbha/dbha/topology"
 	"github.com/dbha/dbha/topology/mysql"
@@ -74,13 +73,7 @@ func runGuard(ctx context.Context, cfg config.Config, cl config.Cluster, instanc
 		return err
 	}
 	defer closeServer()
-	token := ""
-	if t := cfg.Consul.Token(); t.File != "" || t.Env != "" {
-		if token, err = readSecret(t); err != nil {
-			return usageError(fmt.Errorf("consul token: %w", err))
-		}
-	}
-	c, err := consul.New(cfg.Consul.Address, token)
+	c, err := consulClient(cfg)
 	if err != nil {
 		return err
 	}
@@ -118,10 +111,14 @@ func guardedServer(cl config.Cluster, instance string) (guard.Instance, func(), 
 	case topology.MariaDB:
 		p := mysql.NewProber(cl.Engine, cl.User, password)
 		c := mysql.NewController(cl.Engine, cl.User, password, cl.Replication.User, "")
+		p.SetTLS(cl.TLS.Settings())
+		c.SetTLS(cl.TLS.Settings())
 		return guard.Instance{Addr: instance, Prober: p, Fencer: c}, func() { c.Close(); p.Close() }, nil
 	case topology.Postgres:
 		c := postgres.NewController(cl.User, password, cl.Replication.User, "")
 		p := postgres.NewProber(cl.User, password)
+		p.SetTLS(cl.TLS.Settings())
+		c.SetTLS(cl.TLS.Settings())
 		return guard.Instance{Addr: instance, Prober: p, Fencer: c}, func() { c.Close(); p.Close() }, nil
 	}
 	return guard.Instance{}, nil, usageError(fmt.Errorf("cluster %s: dbha guard supports MariaDB and PostgreSQL, not %s", cl.Name, cl.Engine))

@@ -36,10 +36,12 @@ namespace on a bridge the lab creates, with an address from 198.18.0.0/15, and
 (dbha run). The root namespace is the clients' host. "dbha lab fault" then cuts,
 freezes or kills hosts, and "dbha lab heal" undoes every fault. --guards adds
 dbha guard beside every database server, in its host, and turns the write
-leases on.`,
+leases on. --tls makes a private CA in DIR/tls and runs Consul's HTTP API over
+HTTPS only, for clients with a certificate of that CA, as dbha.yaml's
+consul.tls gives one to dbha.`,
 	}
 	cmd.PersistentFlags().StringVar(&dir, "dir", defaultLabDir, "lab directory")
-	var lossless, hosts, guards, vip bool
+	var lossless, hosts, guards, vip, withTLS bool
 	var managers int
 	var console string
 
@@ -51,7 +53,7 @@ leases on.`,
 			out := cmd.OutOrStdout()
 			self, _ := os.Executable()
 			l, running, err := integration.Up(cmd.Context(), integration.Options{Dir: dir, Progress: out, Binary: self, Lossless: lossless,
-				Hosts: hosts, Managers: managers, Guards: guards, VIP: vip, Console: console})
+				Hosts: hosts, Managers: managers, Guards: guards, VIP: vip, Console: console, TLS: withTLS})
 			if err != nil {
 				return err
 			}
@@ -68,6 +70,7 @@ leases on.`,
 	up.Flags().BoolVar(&guards, "guards", false, "a hosts lab: `dbha guard` beside each database server, in its host, and write leases on (promotion.lease_ttl 2s)")
 	up.Flags().BoolVar(&vip, "vip", false, "a hosts lab with guards: each cluster gets a writer address (.250 lab-mariadb, .251 lab-postgres) that its primary's guard holds")
 	up.Flags().StringVar(&console, "console", "", "the loopback lab: dbha.yaml gets dbha run's console on this host:port, with operator and viewer tokens (DIR/secrets/console-*.pw) and a nightly backup schedule (make demo)")
+	up.Flags().BoolVar(&withTLS, "tls", false, "a private CA in DIR/tls, and Consul's HTTP API over HTTPS only, for clients with a certificate of that CA; dbha.yaml gets consul.tls (Consul's DNS stays plain)")
 	up.Flags().BoolVar(&lossless, "lossless", false, "commits wait until dbha's stream or a replica holds them, without falling back (MariaDB semi-sync with wait_no_slave and no timeout, AFTER_SYNC; PostgreSQL synchronous_standby_names = 'ANY 1 (\"dbha\", <standbys>)'): an isolated primary blocks its commits")
 
 	var purge bool

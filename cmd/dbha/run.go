@@ -24,6 +24,7 @@ import (
 	"github.com/dbha/dbha/daemon"
 	"github.com/dbha/dbha/promote"
 	"github.com/dbha/dbha/schedule"
+	"github.com/dbha/dbha/tlsconfig"
 )
 
 func newRunCmd(g *globalFlags) *cobra.Command {
@@ -34,7 +35,7 @@ func newRunCmd(g *globalFlags) *cobra.Command {
 replica's link to the primary, peer managers through Consul, an optional
 check command) every checks.interval, logs findings as JSON lines when they
 appear and when they clear, and serves the HTTP API and Prometheus metrics on
-http.listen. It runs until interrupted.`,
+http.listen (HTTPS only with http.tls). It runs until interrupted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.load()
@@ -101,9 +102,13 @@ func runDaemon(ctx context.Context, cfg config.Config, m *daemon.Monitor, stream
 		if err != nil {
 			return err
 		}
+		ep, err := httpEndpoint(cfg.HTTP, log)
+		if err != nil {
+			return err
+		}
 		wg.Go(func() {
-			httpErr = daemon.Serve(ctx, cfg.HTTP.Listen, handler, func(a net.Addr) {
-				log.Info("http listening", "addr", a.String())
+			httpErr = daemon.Serve(ctx, ep, handler, func(a net.Addr) {
+				log.Info("http listening", "addr", a.String(), "tls", ep.TLS != nil, "mutual_tls", cfg.HTTP.TLS.ClientCAFile != "")
 			})
 			cancel() // a dead endpoint stops the daemon rather than hiding
 		})
@@ -133,6 +138,23 @@ func runDaemon(ctx context.Context, cfg config.Config, m *daemon.Monitor, stream
 		return httpErr
 	}
 	return nil
+}
+
+// httpEndpoint is where and how `dbha run` serves its endpoint: HTTPS
+// only when http.tls is set (a certificate that cannot be loaded stops
+// the daemon here; it never serves plain HTTP instead), plain HTTP
+// otherwise.
+func httpEndpoint(h config.HTTP, log *slog.Logger) (daemon.Endpoint, error) {
+	ep := daemon.Endpoint{Addr: h.Listen, Log: log.With("component", "http")}
+	if !h.TLS.IsEnabled() {
+		return ep, nil
+	}
+	tc, err := tlsconfig.Server(h.TLS.Files())
+	if err != nil {
+		return ep, usageError(fmt.Errorf("http.tls: %w", err))
+	}
+	ep.TLS = tc
+	return ep, nil
 }
 
 // newMonitor wires the monitor: one prober per cluster, and Consul for
@@ -440,14 +462,7 @@ func verifyAndPrune(ctx context.Context, cfg config.Config, cl config.Cluster, e
 }
 
 func newConsul(ctx context.Context, cfg config.Config) (*consul.Client, error) {
-	token := ""
-	if t := cfg.Consul.Token(); t.File != "" || t.Env != "" {
-		var err error
-		if token, err = readSecret(t); err != nil {
-			return nil, usageError(fmt.Errorf("consul token: %w", err))
-		}
-	}
-	c, err := consul.New(cfg.Consul.Address, token)
+	c, err := consulClient(cfg)
 	if err != nil {
 		return nil, err
 	}

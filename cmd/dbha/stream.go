@@ -156,13 +156,13 @@ func newStream(cfg config.Config, cl config.Cluster, hold *binlog.Hold, log *slo
 	switch cl.Engine {
 	case topology.MariaDB, topology.MySQL:
 		return mysqlstream.New(mysqlstream.Config{
-			Cluster: cl.Name, Dir: dir, User: cl.User, Password: password,
+			Cluster: cl.Name, Dir: dir, User: cl.User, Password: password, TLS: cl.TLS.Settings(),
 			ServerID: cl.Stream.ServerID, Flavor: string(cl.Engine), SemiSync: cl.Stream.SemiSync,
 			Heartbeat: cfg.Checks.Heartbeat, Primary: view.Primary, KeepFor: keep, Retention: retention, Hold: hold, Logger: log,
 		})
 	case topology.Postgres:
 		return pgstream.New(pgstream.Config{
-			Cluster: cl.Name, Dir: dir, User: cl.User, Password: password,
+			Cluster: cl.Name, Dir: dir, User: cl.User, Password: password, TLS: cl.TLS.Settings(),
 			Slot: cl.Stream.Slot, Synchronous: cl.Stream.Synchronous,
 			Primary: view.Primary, KeepFor: keep, Retention: retention, Hold: hold, Logger: log,
 		})

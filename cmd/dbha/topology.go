@@ -91,9 +91,11 @@ func newProber(cl config.Cluster) (topology.Prober, func() error, error) {
 	switch cl.Engine {
 	case topology.MariaDB, topology.MySQL:
 		p := mysql.NewProber(cl.Engine, cl.User, password)
+		p.SetTLS(cl.TLS.Settings())
 		return p, p.Close, nil
 	case topology.Postgres:
 		p := postgres.NewProber(cl.User, password)
+		p.SetTLS(cl.TLS.Settings())
 		return p, p.Close, nil
 	}
 	return nil, nil, usageError(fmt.Errorf("cluster %s: unknown engine %q", cl.Name, cl.Engine))

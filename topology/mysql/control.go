@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dbha/dbha/tlsconfig"
 	"github.com/dbha/dbha/topology"
 )
 
@@ -60,6 +61,10 @@ func NewController(engine topology.Engine, user, password, replUser, replPasswor
 	}
 	return c
 }
+
+// SetTLS makes every connection of the controller use t (nil: clear
+// text). Call it before the first operation.
+func (c *Controller) SetTLS(t *tlsconfig.Settings) { c.servers.tls = t }
 
 // SetApplyAccount names the account ApplyBinlog replays events with. A
 // replayed transaction's statements (DDL in particular) need that
@@ -163,6 +168,8 @@ type servers struct {
 	// semiSync: only the primary has rpl_semi_sync_master_enabled (see
 	// SetSemiSyncPrimary).
 	semiSync bool
+	// tls encrypts every connection (nil: clear text; see SetTLS).
+	tls *tlsconfig.Settings
 
 	mu    sync.Mutex
 	pools map[string]*sql.DB
@@ -184,7 +191,7 @@ func (s *servers) db(addr string) (*sql.DB, error) {
 	if db, ok := s.pools[addr]; ok {
 		return db, nil
 	}
-	db, err := Open(addr, s.user, s.password)
+	db, err := Open(addr, s.user, s.password, s.tls)
 	if err != nil {
 		return nil, err
 	}

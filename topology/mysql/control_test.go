@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dbha/dbha/tlsconfig"
 	"github.com/dbha/dbha/topology"
 )
 
@@ -71,6 +72,30 @@ func TestChangeMasterHeartbeat(t *testing.T) {
 		}
 		if !strings.HasSuffix(stmt, tc.want) || !strings.Contains(stmt, `MASTER_PASSWORD='it\'s'`) {
 			t.Errorf("heartbeat %v: %s; want it to end with %q", tc.heartbeat, stmt, tc.want)
+		}
+	}
+}
+
+// TestChangeMasterTLS: a replica's link is encrypted as dbha's own
+// connections are, verified against the CA path on the servers' hosts.
+func TestChangeMasterTLS(t *testing.T) {
+	for _, tc := range []struct {
+		tls  *tlsconfig.Settings
+		want string
+	}{
+		{nil, "MASTER_CONNECT_RETRY=1"},
+		{tlsconfig.NewSettings(tlsconfig.Disable, tlsconfig.Files{CA: "/x"}), "MASTER_CONNECT_RETRY=1"},
+		{tlsconfig.NewSettings(tlsconfig.Require, tlsconfig.Files{}), ", MASTER_SSL=1, MASTER_SSL_CA='', MASTER_SSL_VERIFY_SERVER_CERT=0"},
+		{tlsconfig.NewSettings(tlsconfig.VerifyCA, tlsconfig.Files{CA: "/etc/dbha/ca.crt"}), ", MASTER_SSL=1, MASTER_SSL_CA='/etc/dbha/ca.crt', MASTER_SSL_VERIFY_SERVER_CERT=0"},
+		{&tlsconfig.Settings{Mode: tlsconfig.VerifyFull, Files: tlsconfig.Files{CA: "/etc/dbha/ca.crt"}, ReplicaCA: "/etc/mysql/ca's.pem"},
+			`, MASTER_SSL=1, MASTER_SSL_CA='/etc/mysql/ca\'s.pem', MASTER_SSL_VERIFY_SERVER_CERT=1`},
+	} {
+		c := NewController(topology.MariaDB, "dbha", "secret", "repl", "pw")
+		c.SetTLS(tc.tls)
+		stmt, err := c.flavor.(mariadbControl).changeMaster("10.0.0.1:3306")
+		c.Close()
+		if err != nil || !strings.HasSuffix(stmt, tc.want) {
+			t.Errorf("tls %+v: %s (%v); want it to end with %q", tc.tls, stmt, err, tc.want)
 		}
 	}
 }

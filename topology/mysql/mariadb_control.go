@@ -3,12 +3,14 @@ package mysql
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/dbha/dbha/tlsconfig"
 	"github.com/dbha/dbha/topology"
 )
 
@@ -96,7 +98,11 @@ func (c mariadbControl) ApplyBinlog(ctx context.Context, addr string, files []st
 	if err := requireTools("mariadb-binlog", "mariadb"); err != nil {
 		return err
 	}
-	optFile, cleanup, err := ClientOptionFile(c.applyUser, c.applyPassword, host, port)
+	tt, err := toolTLS(c.tls)
+	if err != nil {
+		return err
+	}
+	optFile, cleanup, err := ClientOptionFile(c.applyUser, c.applyPassword, host, port, tt)
 	if err != nil {
 		return err
 	}
@@ -115,23 +121,67 @@ func (c mariadbControl) ApplyBinlog(ctx context.Context, addr string, files []st
 
 // ClientOptions is a [client] option file's text for the MariaDB tools
 // dbha runs (mariadb, mariadb-binlog, mariadb-backup), which read the
-// password from it, never from their arguments. Every value is quoted,
-// with the escapes option files read: a quote, a backslash or a line
-// break in a value cannot end it and start another option.
-func ClientOptions(user, password, host, port string) []byte {
+// password from it, never from their arguments, and the TLS settings
+// (ToolTLS). Every value is quoted, with the escapes option files read: a
+// quote, a backslash or a line break in a value cannot end it and start
+// another option.
+func ClientOptions(user, password, host, port string, t ToolTLS) []byte {
 	esc := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\r", `\r`).Replace
-	return fmt.Appendf(nil, "[client]\nuser=\"%s\"\npassword=\"%s\"\nhost=\"%s\"\nport=\"%s\"\n", esc(user), esc(password), esc(host), esc(port))
+	b := fmt.Appendf(nil, "[client]\nuser=\"%s\"\npassword=\"%s\"\nhost=\"%s\"\nport=\"%s\"\n", esc(user), esc(password), esc(host), esc(port))
+	if t.CA != "" {
+		// The client of MariaDB 10.x encrypts with --ssl alone only if the
+		// server offers it, and falls back to clear text otherwise; with
+		// --ssl-verify-server-cert it refuses a server without TLS, and
+		// checks the chain and the server's name.
+		b = fmt.Appendf(b, "ssl-ca=\"%s\"\nssl-verify-server-cert\n", esc(t.CA))
+	}
+	if t.Cert != "" {
+		b = fmt.Appendf(b, "ssl-cert=\"%s\"\nssl-key=\"%s\"\n", esc(t.Cert), esc(t.Key))
+	}
+	return b
+}
+
+// ToolTLS is what a MariaDB tool is given to encrypt its connection: the
+// CA it verifies the server against, and a client certificate (optional).
+// The zero value is clear text.
+type ToolTLS struct{ CA, Cert, Key string }
+
+// ErrToolTLS: the tools cannot encrypt without verifying.
+var ErrToolTLS = errors.New("the MariaDB client tools (mariadb, mariadb-binlog, mariadb-backup) fall back to clear text unless they verify the server: TLS mode require needs a ca_file for them (it then verifies as they do, the name included)")
+
+// toolTLS is t for a tool that runs where dbha does: its files.
+func toolTLS(t *tlsconfig.Settings) (ToolTLS, error) {
+	if !t.Enabled() {
+		return ToolTLS{}, nil
+	}
+	if t.Files.CA == "" {
+		return ToolTLS{}, ErrToolTLS
+	}
+	return ToolTLS{CA: t.Files.CA, Cert: t.Files.Cert, Key: t.Files.Key}, nil
+}
+
+// ServerHostToolTLS is t for a tool that runs on a database server's host
+// (mariadb-backup): the CA at its path there (replica_ca_file), no client
+// certificate (dbha's is not on that host).
+func ServerHostToolTLS(t *tlsconfig.Settings) (ToolTLS, error) {
+	if !t.Enabled() {
+		return ToolTLS{}, nil
+	}
+	if t.ReplicaCAFile() == "" {
+		return ToolTLS{}, ErrToolTLS
+	}
+	return ToolTLS{CA: t.ReplicaCAFile()}, nil
 }
 
 // ClientOptionFile writes ClientOptions into a file readable only by this
 // process's user, and returns its path and a function that removes it.
-func ClientOptionFile(user, password, host, port string) (string, func(), error) {
+func ClientOptionFile(user, password, host, port string, t ToolTLS) (string, func(), error) {
 	f, err := os.CreateTemp("", "dbha-client-*.cnf")
 	if err != nil {
 		return "", nil, fmt.Errorf("client option file: %w", err)
 	}
 	cleanup := func() { os.Remove(f.Name()) }
-	_, err = f.Write(ClientOptions(user, password, host, port))
+	_, err = f.Write(ClientOptions(user, password, host, port, t))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -228,8 +278,23 @@ func (c mariadbControl) changeMaster(source string) (string, error) {
 	if c.heartbeat > 0 {
 		heartbeat = fmt.Sprintf(", MASTER_HEARTBEAT_PERIOD=%.3f", c.heartbeat.Seconds())
 	}
-	return fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='%s', MASTER_PORT=%s, MASTER_USER='%s', MASTER_PASSWORD='%s', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1%s",
-		quote(host), port, quote(c.replUser), quote(c.replPassword), heartbeat), nil
+	return fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='%s', MASTER_PORT=%s, MASTER_USER='%s', MASTER_PASSWORD='%s', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1%s%s",
+		quote(host), port, quote(c.replUser), quote(c.replPassword), heartbeat, masterSSL(c.tls)), nil
+}
+
+// masterSSL is the part of a CHANGE MASTER that encrypts the replica's
+// link as dbha's own connections are: MASTER_SSL with the CA the replica
+// verifies its source against, and the source's name checked in
+// verify-full. Disabled: nothing (the server's default stands). Pure.
+func masterSSL(t *tlsconfig.Settings) string {
+	if !t.Enabled() {
+		return ""
+	}
+	verify := 0
+	if t.Mode == tlsconfig.VerifyFull {
+		verify = 1
+	}
+	return fmt.Sprintf(", MASTER_SSL=1, MASTER_SSL_CA='%s', MASTER_SSL_VERIFY_SERVER_CERT=%d", quote(t.ReplicaCAFile()), verify)
 }
 
 // fenceStall is how long Fence lets SET GLOBAL read_only wait for the

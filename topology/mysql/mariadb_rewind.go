@@ -249,7 +249,7 @@ func (c mariadbControl) saveTail(ctx context.Context, addr, primary, saveDir str
 	}
 	now := time.Now()
 	path := tailPath(saveDir, addr, now)
-	saved, err := c.tail.SaveTail(ctx, TailRequest{Addr: addr, User: c.user, Password: c.password,
+	saved, err := c.tail.SaveTail(ctx, TailRequest{Addr: addr, User: c.user, Password: c.password, TLS: c.tls,
 		After: tail.From, Upto: tail.Errant, Path: path, MaxEvents: MaxRewindEvents})
 	res.Save = topology.Duration(time.Since(now))
 	if len(saved.GTIDs) > 0 {
@@ -309,7 +309,11 @@ func (c mariadbControl) undo(ctx context.Context, addr, file string) error {
 	if err != nil {
 		return err
 	}
-	optFile, cleanup, err := ClientOptionFile(c.user, c.password, host, port)
+	tt, err := toolTLS(c.tls)
+	if err != nil {
+		return err
+	}
+	optFile, cleanup, err := ClientOptionFile(c.user, c.password, host, port, tt)
 	if err != nil {
 		return err
 	}

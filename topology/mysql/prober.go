@@ -12,6 +12,7 @@ import (
 
 	gomysql "github.com/go-sql-driver/mysql"
 
+	"github.com/dbha/dbha/tlsconfig"
 	"github.com/dbha/dbha/topology"
 )
 
@@ -21,6 +22,7 @@ type Prober struct {
 	engine   topology.Engine
 	user     string
 	password string
+	tls      *tlsconfig.Settings
 
 	mu    sync.Mutex
 	pools map[string]*sql.DB
@@ -31,6 +33,10 @@ type Prober struct {
 func NewProber(engine topology.Engine, user, password string) *Prober {
 	return &Prober{engine: engine, user: user, password: password, pools: map[string]*sql.DB{}}
 }
+
+// SetTLS makes every connection of the prober use t (nil: clear text).
+// Call it before the first probe.
+func (p *Prober) SetTLS(t *tlsconfig.Settings) { p.tls = t }
 
 // Close closes every pool.
 func (p *Prober) Close() error {
@@ -50,7 +56,7 @@ func (p *Prober) pool(addr string) (*sql.DB, error) {
 	if db, ok := p.pools[addr]; ok {
 		return db, nil
 	}
-	db, err := Open(addr, p.user, p.password)
+	db, err := Open(addr, p.user, p.password, p.tls)
 	if err != nil {
 		return nil, err
 	}
@@ -59,9 +65,10 @@ func (p *Prober) pool(addr string) (*sql.DB, error) {
 	return db, nil
 }
 
-// Open returns a pool for one instance. Timeouts come from the caller's
-// context; the driver's own dial timeout is only a backstop.
-func Open(addr, user, password string) (*sql.DB, error) {
+// Open returns a pool for one instance, encrypted as t says (nil: clear
+// text; never a fall back to it otherwise). Timeouts come from the
+// caller's context; the driver's own dial timeout is only a backstop.
+func Open(addr, user, password string, t *tlsconfig.Settings) (*sql.DB, error) {
 	cfg := gomysql.NewConfig()
 	cfg.Net = "tcp"
 	cfg.Addr = addr
@@ -69,6 +76,11 @@ func Open(addr, user, password string) (*sql.DB, error) {
 	cfg.Passwd = password
 	cfg.Timeout = 5 * time.Second
 	cfg.ParseTime = true
+	tc, err := t.For(addr)
+	if err != nil {
+		return nil, err
+	}
+	cfg.TLS = tc // AllowFallbackToPlaintext stays false
 	conn, err := gomysql.NewConnector(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("mysql connector for %s: %w", addr, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/dbha/dbha/tlsconfig"
 	"github.com/dbha/dbha/topology"
 )
 
@@ -41,6 +42,7 @@ type TailSaver interface {
 // each domain that has one, from the server's own server_id).
 type TailRequest struct {
 	Addr, User, Password string
+	TLS                  *tlsconfig.Settings // nil: clear text
 	After, Upto          topology.Position
 	Path                 string
 	MaxEvents            int

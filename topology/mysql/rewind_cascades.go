@@ -27,7 +27,7 @@ func (c mariadbControl) checkCascades(ctx context.Context, addr string, tables m
 		return nil
 	}
 	slices.Sort(parents)
-	db, err := Open(addr, c.applyUser, c.applyPassword)
+	db, err := Open(addr, c.applyUser, c.applyPassword, c.tls)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/dbha/dbha/tlsconfig"
 	"github.com/dbha/dbha/topology"
 )
 
@@ -33,6 +34,10 @@ func NewController(user, password, replUser, replPassword string) *Controller {
 	return &Controller{user: user, password: password, replUser: replUser, replPassword: replPassword,
 		prober: NewProber(user, password)}
 }
+
+// SetTLS makes every connection of the controller use t (nil: clear
+// text). Call it before the first operation.
+func (c *Controller) SetTLS(t *tlsconfig.Settings) { c.prober.SetTLS(t) }
 
 // Close closes the pools.
 func (c *Controller) Close() error { return c.prober.Close() }
@@ -268,8 +273,23 @@ func (c *Controller) Repoint(ctx context.Context, addr, source string) error {
 		return err
 	}
 	info := fmt.Sprintf("host=%s port=%s user=%s password=%s application_name=%s",
-		conninfoValue(host), port, conninfoValue(c.replUser), conninfoValue(c.replPassword), conninfoValue(appName))
+		conninfoValue(host), port, conninfoValue(c.replUser), conninfoValue(c.replPassword), conninfoValue(appName)) + conninfoSSL(c.prober.tls)
 	return c.exec(ctx, addr, "ALTER SYSTEM SET primary_conninfo = "+literal(info), "SELECT pg_reload_conf()")
+}
+
+// conninfoSSL is the part of a primary_conninfo that encrypts the
+// standby's link as dbha's own connections are: the cluster's sslmode and
+// the CA it verifies against. Disabled: nothing (libpq's default stands).
+// Pure.
+func conninfoSSL(t *tlsconfig.Settings) string {
+	if !t.Enabled() {
+		return ""
+	}
+	s := " sslmode=" + string(t.Mode)
+	if ca := t.ReplicaCAFile(); ca != "" {
+		s += " sslrootcert=" + conninfoValue(ca)
+	}
+	return s
 }
 
 // Attach makes a standby just restored from a backup stream from source.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/dbha/dbha/tlsconfig"
 )
 
 func TestPromoteWait(t *testing.T) {
@@ -28,5 +30,26 @@ func TestPromoteWait(t *testing.T) {
 				t.Errorf("promoteWait = %d, want %d", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestConninfoSSL: a standby's link is encrypted as dbha's own
+// connections are, in the cluster's mode, against the CA path on the
+// servers' hosts.
+func TestConninfoSSL(t *testing.T) {
+	for _, tc := range []struct {
+		tls  *tlsconfig.Settings
+		want string
+	}{
+		{nil, ""},
+		{tlsconfig.NewSettings(tlsconfig.Disable, tlsconfig.Files{CA: "/x"}), ""},
+		{tlsconfig.NewSettings(tlsconfig.Require, tlsconfig.Files{}), " sslmode=require"},
+		{tlsconfig.NewSettings(tlsconfig.VerifyFull, tlsconfig.Files{CA: "/etc/dbha/ca.crt"}), " sslmode=verify-full sslrootcert='/etc/dbha/ca.crt'"},
+		{&tlsconfig.Settings{Mode: tlsconfig.VerifyCA, Files: tlsconfig.Files{CA: "/etc/dbha/ca.crt"}, ReplicaCA: "/etc/pg/my ca.crt"},
+			" sslmode=verify-ca sslrootcert='/etc/pg/my ca.crt'"},
+	} {
+		if got := conninfoSSL(tc.tls); got != tc.want {
+			t.Errorf("tls %+v: %q, want %q", tc.tls, got, tc.want)
+		}
 	}
 }

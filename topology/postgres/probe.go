@@ -225,7 +225,7 @@ func timelineFromWALFile(name string) (uint32, error) {
 // connection (TIMELINE_HISTORY), which needs the REPLICATION attribute but no
 // file-reading privilege.
 func (p *Prober) timelineHistory(ctx context.Context, addr string, tl uint32) ([]topology.TimelineSwitch, error) {
-	cfg, err := ConnConfig(addr, p.user, p.password, p.database)
+	cfg, err := ConnConfig(addr, p.user, p.password, p.database, p.tls)
 	if err != nil {
 		return nil, err
 	}

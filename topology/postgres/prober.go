@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/dbha/dbha/tlsconfig"
 	"github.com/dbha/dbha/topology"
 )
 
@@ -22,6 +23,7 @@ type Prober struct {
 	user     string
 	password string
 	database string
+	tls      *tlsconfig.Settings
 
 	mu    sync.Mutex
 	pools map[string]*pgxpool.Pool
@@ -51,6 +53,10 @@ func NewProber(user, password string) *Prober {
 	return p
 }
 
+// SetTLS makes every connection of the prober use t (nil: clear text).
+// Call it before the first probe.
+func (p *Prober) SetTLS(t *tlsconfig.Settings) { p.tls = t }
+
 // Close closes every pool.
 func (p *Prober) Close() error {
 	p.mu.Lock()
@@ -62,9 +68,10 @@ func (p *Prober) Close() error {
 	return nil
 }
 
-// ConnConfig returns the connection settings for one instance. Timeouts come
-// from the caller's context; ConnectTimeout is only a backstop.
-func ConnConfig(addr, user, password, database string) (*pgconn.Config, error) {
+// ConnConfig returns the connection settings for one instance, encrypted
+// as t says (nil: clear text; otherwise never a fall back to it). Timeouts
+// come from the caller's context; ConnectTimeout is only a backstop.
+func ConnConfig(addr, user, password, database string, t *tlsconfig.Settings) (*pgconn.Config, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("instance address %q: %w", addr, err)
@@ -82,7 +89,9 @@ func ConnConfig(addr, user, password, database string) (*pgconn.Config, error) {
 	cfg.Host, cfg.Port = host, uint16(n)
 	cfg.User, cfg.Password, cfg.Database = user, password, database
 	cfg.Fallbacks = nil
-	cfg.TLSConfig = nil
+	if cfg.TLSConfig, err = t.For(addr); err != nil {
+		return nil, err
+	}
 	cfg.ConnectTimeout = 5 * time.Second
 	cfg.RuntimeParams["application_name"] = "dbha"
 	return cfg, nil
@@ -94,7 +103,7 @@ func (p *Prober) pool(ctx context.Context, addr string) (*pgxpool.Pool, error) {
 	if pool, ok := p.pools[addr]; ok {
 		return pool, nil
 	}
-	cc, err := ConnConfig(addr, p.user, p.password, p.database)
+	cc, err := ConnConfig(addr, p.user, p.password, p.database, p.tls)
 	if err != nil {
 		return nil, err
 	}
