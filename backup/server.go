@@ -231,6 +231,10 @@ func (s *Server) postgresCommand(port int, o ServerOptions) (*exec.Cmd, error) {
 		"hba_file": hbaPath, "logging_collector": "off", "archive_mode": "off", "hot_standby": "on",
 		"synchronous_standby_names": "", "primary_conninfo": "", "primary_slot_name": "",
 		"shared_preload_libraries": "",
+		// The copy's ssl settings name the source's certificate files:
+		// on its host, readable by its server's user, not this one's. A
+		// throwaway server is reached by this process alone, on its socket.
+		"ssl": "off",
 	}
 	for k, v := range o.Settings {
 		settings[k] = v

@@ -687,7 +687,6 @@ func Validate(cfg Config, file string) error {
 		bad("http", "set viewer_token_file or viewer_token_env, not both")
 	}
 	validateHTTPTLS(cfg.HTTP, bad)
-	refuseTLSUntilApplied(cfg, bad)
 	if cfg.Probe.Timeout <= 0 {
 		bad("probe.timeout", "must be a positive duration such as 1s, got %v", cfg.Probe.Timeout)
 	}

@@ -2,7 +2,6 @@ package config
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"net"
 	"os"
@@ -182,24 +181,4 @@ func validateFile(key, path string, bad func(key, format string, args ...any)) b
 		return true
 	}
 	return false
-}
-
-// tlsApplied says whether dbha's connections use the TLS settings yet.
-// They are being wired one path at a time (issue 17); until every path
-// uses them, a configuration that asks for TLS is refused rather than
-// connecting in clear text. The validation above is complete and tested
-// with it on.
-var tlsApplied = false
-
-// refuseTLSUntilApplied is that refusal.
-func refuseTLSUntilApplied(cfg Config, bad func(key, format string, args ...any)) {
-	if tlsApplied {
-		return
-	}
-	const why = "TLS is not applied to dbha's connections yet: refused rather than connecting in clear text"
-	for i, cl := range cfg.Clusters {
-		if cl.TLS.IsEnabled() {
-			bad(fmt.Sprintf("clusters[%d].tls", i), why)
-		}
-	}
 }

@@ -11,8 +11,6 @@ import (
 )
 
 func TestValidateTLS(t *testing.T) {
-	tlsApplied = true
-	defer func() { tlsApplied = false }()
 	dir := t.TempDir()
 	write := func(name string, mode os.FileMode) string {
 		f := filepath.Join(dir, name)
@@ -138,52 +136,5 @@ func TestTLSDefaults(t *testing.T) {
 		if got := tc.c.TLSServerName(); got != tc.want {
 			t.Errorf("TLSServerName of %+v = %q, want %q", tc.c, got, tc.want)
 		}
-	}
-}
-
-func TestTLSRefusedUntilApplied(t *testing.T) {
-	cfg := Default()
-	cfg.Clusters = []Cluster{validCluster()}
-	cfg.Clusters[0].TLS = ClusterTLS{Mode: tlsconfig.Require}
-	err := Validate(cfg, "dbha.yaml")
-	if err == nil || !strings.Contains(err.Error(), "clusters[0].tls: TLS is not applied to dbha's connections yet") {
-		t.Errorf("a cluster asking for TLS before it is applied: %v", err)
-	}
-}
-
-// http.tls is applied (dbha run serves HTTPS with it): it is accepted
-// while the other TLS settings are still refused.
-func TestHTTPTLSApplied(t *testing.T) {
-	dir := t.TempDir()
-	cert, key := filepath.Join(dir, "api.crt"), filepath.Join(dir, "api.key")
-	for _, f := range []string{cert, key} {
-		if err := os.WriteFile(f, []byte("PEM\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfg := Default()
-	cfg.Clusters = []Cluster{validCluster()}
-	cfg.HTTP = HTTP{Listen: "127.0.0.1:8443", TokenEnv: "T", TLS: HTTPTLS{CertFile: cert, KeyFile: key, ClientCAFile: cert}}
-	if err := Validate(cfg, "dbha.yaml"); err != nil {
-		t.Errorf("http.tls refused: %v", err)
-	}
-}
-
-// TestConsulTLSApplied: every Consul client is built from consul.tls, so
-// a configuration with it is accepted while cluster TLS is still refused.
-func TestConsulTLSApplied(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name string) string {
-		f := filepath.Join(dir, name)
-		if err := os.WriteFile(f, []byte("PEM\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return f
-	}
-	cfg := Default()
-	cfg.Clusters = []Cluster{validCluster()}
-	cfg.Consul.TLS = ConsulTLS{CAFile: write("ca.crt"), CertFile: write("dbha.crt"), KeyFile: write("dbha.key"), ServerName: "server.dc1.consul"}
-	if err := Validate(cfg, "dbha.yaml"); err != nil {
-		t.Errorf("consul.tls is applied, and refused: %v", err)
 	}
 }

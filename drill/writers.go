@@ -13,6 +13,8 @@ import (
 	gomysql "github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/dbha/dbha/tlsconfig"
 )
 
 // The drill writes to table drill_writes (created when missing): one row
@@ -31,6 +33,9 @@ const readTimeout = 30 * time.Second
 // whatever address was dialled.
 type MariaDB struct {
 	User, Password, Database string
+	// TLS encrypts the writers' connections as dbha's are (nil: clear
+	// text).
+	TLS *tlsconfig.Settings
 }
 
 func (m *MariaDB) open(addr string) (*sql.DB, error) {
@@ -39,6 +44,11 @@ func (m *MariaDB) open(addr string) (*sql.DB, error) {
 	// The caller's context bounds the dial and every statement; these are
 	// backstops.
 	cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = readTimeout, readTimeout, readTimeout
+	tc, err := m.TLS.For(addr)
+	if err != nil {
+		return nil, err
+	}
+	cfg.TLS = tc
 	conn, err := gomysql.NewConnector(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
@@ -163,6 +173,7 @@ func mariaOutcome(err error) error {
 // listen on the same address and port.
 type Postgres struct {
 	User, Password, Database string
+	TLS                      *tlsconfig.Settings // as MariaDB's
 }
 
 func (p *Postgres) connect(ctx context.Context, addr string) (*pgx.Conn, error) {
@@ -180,6 +191,9 @@ func (p *Postgres) connect(ctx context.Context, addr string) (*pgx.Conn, error) 
 	}
 	cfg.Host, cfg.Port, cfg.User, cfg.Password, cfg.Database = host, uint16(n), p.User, p.Password, p.Database
 	cfg.Fallbacks = nil
+	if cfg.TLSConfig, err = p.TLS.For(addr); err != nil {
+		return nil, err
+	}
 	cfg.RuntimeParams["application_name"] = "dbha-drill"
 	c, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {

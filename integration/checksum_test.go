@@ -341,6 +341,7 @@ func TestChecksumPostgres(t *testing.T) {
 		"CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL, n int)",
 		"CREATE TABLE pairs (a int NOT NULL, b text NOT NULL, v int, PRIMARY KEY (a, b))",
 		"CREATE TABLE nokey (v int)",
+		"CREATE TABLE empty (id int PRIMARY KEY)",
 		"INSERT INTO items SELECT g, 'item-' || g, CASE WHEN g % 7 = 0 THEN NULL ELSE g END FROM generate_series(1, 20000) g",
 		"UPDATE items SET v = 'DBHA-MARKER-AAAA' WHERE id = 12345",
 		"INSERT INTO pairs SELECT g % 50, 'b' || g, g FROM generate_series(1, 3000) g",
@@ -378,7 +379,8 @@ func TestChecksumPostgres(t *testing.T) {
 		if items := tables["dbha_lab.public.items"]; items.Chunks < 2 || items.Rows < 20000 {
 			t.Errorf("run %d: items in %d chunks, %d rows; tables %+v", run, items.Chunks, items.Rows, tables)
 		}
-		if tables["dbha_lab.public.nokey"].Rows != 100 || tables["dbha_lab.public.pairs"].Rows != 3000 {
+		empty, ok := tables["dbha_lab.public.empty"]
+		if tables["dbha_lab.public.nokey"].Rows != 100 || tables["dbha_lab.public.pairs"].Rows != 3000 || !ok || empty.Chunks != 1 || empty.Rows != 0 || empty.Error != "" {
 			t.Errorf("run %d: tables %+v", run, tables)
 		}
 	}

@@ -10,11 +10,12 @@ import (
 )
 
 // In a TLS lab every database server has a certificate of the lab's CA for
-// its address and offers TLS: MariaDB with ssl_cert (have_ssl YES),
-// PostgreSQL with ssl = on. Clear text stays allowed for now: the lab's
-// dbha.yaml does not ask for TLS to the clusters until every connection
-// dbha makes to them uses it (issue 17); TestDatabaseTLS checks the ones
-// that do, from the servers' side.
+// its address, localhost and its cluster's Consul service names, and
+// takes remote connections over TLS only: MariaDB's accounts REQUIRE SSL,
+// PostgreSQL's pg_hba.conf has hostssl lines only. The replicas' links are
+// encrypted and verified (MASTER_SSL..., primary_conninfo sslmode
+// verify-full) against the CA copy the servers can read (ServerCAFile),
+// and dbha.yaml gives each cluster tls mode verify-full.
 
 // serverTLS is a database node's certificate, key and the lab's CA, in
 // DIR/<node>/tls: outside the data directory, so that pg_basebackup does
@@ -43,7 +44,14 @@ func (l *Lab) issueServerTLS(n Node) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	p, err := l.certs.ca.Issue(labca.Leaf{Name: n.Name, Hosts: []string{n.Host, "localhost"}})
+	hosts := []string{n.Host, "localhost"}
+	if cluster := clusterOf(n); cluster != "" {
+		hosts = append(hosts, cluster+"-writer.service.consul", cluster+"-reader.service.consul")
+		if v := l.VIPAddr(cluster); v != "" {
+			hosts = append(hosts, v)
+		}
+	}
+	p, err := l.certs.ca.Issue(labca.Leaf{Name: n.Name, Hosts: hosts})
 	if err != nil {
 		return fmt.Errorf("%s: certificate: %w", n.Name, err)
 	}
@@ -55,6 +63,11 @@ func (l *Lab) issueServerTLS(n Node) error {
 		return err
 	}
 	if err := os.WriteFile(f.CA, ca, 0o600); err != nil {
+		return err
+	}
+	// The copy every server reads for its replication link: a CA
+	// certificate is public.
+	if err := os.WriteFile(l.ServerCAFile(), ca, 0o644); err != nil {
 		return err
 	}
 	for _, path := range []string{dir, f.CA, f.Cert, f.Key} {
@@ -81,4 +94,63 @@ func (l *Lab) postgresTLSSettings(n Node) string {
 	}
 	f := serverTLS(n)
 	return fmt.Sprintf("ssl = on\nssl_ca_file = '%s'\nssl_cert_file = '%s'\nssl_key_file = '%s'\n", f.CA, f.Cert, f.Key)
+}
+
+// ServerCAFile is the lab's CA as the database servers read it (the
+// clusters' replica_ca_file): DIR/tls is root's alone.
+func (l *Lab) ServerCAFile() string { return filepath.Join(l.Dir, "server-ca.crt") }
+
+// clusterTLS is how the lab's own clients (the tests' admin sessions, the
+// clusters' tls) reach its database servers: verify-full against the
+// lab's CA; nil without TLS.
+func (l *Lab) clusterTLS() *tlsconfig.Settings {
+	if !l.TLS {
+		return nil
+	}
+	return &tlsconfig.Settings{Mode: tlsconfig.VerifyFull, Files: tlsconfig.Files{CA: filepath.Join(l.certsDir(), "ca.crt")}, ReplicaCA: l.ServerCAFile()}
+}
+
+// clusterTLSConfigText is a cluster's tls section in dbha.yaml.
+func (l *Lab) clusterTLSConfigText() string {
+	t := l.clusterTLS()
+	if t == nil {
+		return ""
+	}
+	return fmt.Sprintf("    tls:\n      mode: %s\n      ca_file: %s\n      replica_ca_file: %s\n",
+		t.Mode, yamlScalar(t.Files.CA), yamlScalar(t.ReplicaCA))
+}
+
+// requireSSL ends a TLS lab's CREATE USER.
+func (l *Lab) requireSSL() string {
+	if !l.TLS {
+		return ""
+	}
+	return " REQUIRE SSL"
+}
+
+// masterSSL ends a TLS lab's CHANGE MASTER, as dbha's own does.
+func (l *Lab) masterSSL() string {
+	if !l.TLS {
+		return ""
+	}
+	return fmt.Sprintf(", MASTER_SSL=1, MASTER_SSL_CA='%s', MASTER_SSL_VERIFY_SERVER_CERT=1", l.ServerCAFile())
+}
+
+// conninfoSSL ends a TLS lab standby's primary_conninfo, as dbha's own does.
+func (l *Lab) conninfoSSL() string {
+	if !l.TLS {
+		return ""
+	}
+	return " sslmode=verify-full sslrootcert=" + l.ServerCAFile()
+}
+
+// clusterOf is the cluster a database node belongs to ("" for others).
+func clusterOf(n Node) string {
+	switch n.Kind {
+	case KindMariaDB:
+		return mariadbCluster
+	case KindPostgres:
+		return postgresCluster
+	}
+	return ""
 }

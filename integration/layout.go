@@ -361,6 +361,7 @@ func (l *Lab) configText(f configFile) string {
 		fmt.Fprintf(&b, "    replication:\n")
 		fmt.Fprintf(&b, "      user: repl\n")
 		fmt.Fprintf(&b, "      password_file: %s\n", yamlScalar(l.Secret(c.kind+"-repl")))
+		b.WriteString(l.clusterTLSConfigText())
 		if l.Witness {
 			fmt.Fprintf(&b, "    check_command: [%s]\n", labWitness)
 		}

@@ -267,16 +267,16 @@ func (l *Lab) createMariaDBUsers(ctx context.Context, primary Node) error {
 	// lab any address of its subnet (clients, managers and the replicas of each other).
 	from := "'" + l.sqlClientHosts() + "'"
 	stmts := []string{
-		fmt.Sprintf("CREATE USER 'admin'@%s IDENTIFIED BY PASSWORD '%s'", from, hashes["admin"]),
+		fmt.Sprintf("CREATE USER 'admin'@%s IDENTIFIED BY PASSWORD '%s'%s", from, hashes["admin"], l.requireSSL()),
 		"GRANT ALL PRIVILEGES ON *.* TO 'admin'@" + from + " WITH GRANT OPTION",
-		fmt.Sprintf("CREATE USER 'repl'@%s IDENTIFIED BY PASSWORD '%s'", from, hashes["repl"]),
+		fmt.Sprintf("CREATE USER 'repl'@%s IDENTIFIED BY PASSWORD '%s'%s", from, hashes["repl"], l.requireSSL()),
 		"GRANT REPLICATION SLAVE ON *.* TO 'repl'@" + from,
-		fmt.Sprintf("CREATE USER 'dbha'@%s IDENTIFIED BY PASSWORD '%s'", from, hashes["dbha"]),
+		fmt.Sprintf("CREATE USER 'dbha'@%s IDENTIFIED BY PASSWORD '%s'%s", from, hashes["dbha"], l.requireSSL()),
 		mariadbDBHAGrant + from,
 		"CREATE DATABASE dbha_lab",
 		// app is what an application has: its own database and nothing
 		// global, so read_only (a fence) stops it, as it does not stop admin.
-		fmt.Sprintf("CREATE USER 'app'@%s IDENTIFIED BY PASSWORD '%s'", from, hashes["app"]),
+		fmt.Sprintf("CREATE USER 'app'@%s IDENTIFIED BY PASSWORD '%s'%s", from, hashes["app"], l.requireSSL()),
 		"GRANT ALL PRIVILEGES ON dbha_lab.* TO 'app'@" + from,
 		"CREATE TABLE dbha_lab.heartbeat (id INT AUTO_INCREMENT PRIMARY KEY, at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))",
 	}
@@ -332,8 +332,8 @@ func (l *Lab) startMariaDBReplica(ctx context.Context, replica, primary Node) er
 	// CHANGE MASTER takes no placeholders; the statement carries the password and is never
 	// logged or put in an error.
 	change := fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='%s', MASTER_PORT=%d, MASTER_USER='repl', MASTER_PASSWORD='%s', "+
-		"MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=%.3f",
-		primary.Host, primary.Port, pw, checks.DefaultPolicy().Heartbeat.Seconds())
+		"MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=%.3f%s",
+		primary.Host, primary.Port, pw, checks.DefaultPolicy().Heartbeat.Seconds(), l.masterSSL())
 	db := rootMySQL(replica)
 	defer db.Close()
 	if _, err := db.ExecContext(ctx, change); err != nil {
@@ -420,6 +420,9 @@ func (l *Lab) AdminMySQL(name string) (*sql.DB, error) {
 	cfg := mysql.NewConfig()
 	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = "admin", pw, "tcp", n.Addr()
 	cfg.Timeout, cfg.ParseTime = probeTimeout, true
+	if cfg.TLS, err = l.clusterTLS().For(n.Addr()); err != nil {
+		return nil, err
+	}
 	connector, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("admin MySQL connection to %s: %w", name, err)

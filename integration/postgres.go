@@ -68,8 +68,12 @@ func (l *Lab) postgresHBA() string {
 	if l.Net != nil {
 		from = l.Net.Subnet()
 	}
+	host := "host"
+	if l.TLS {
+		host = "hostssl" // TLS or nothing, for every remote account
+	}
 	return "# dbha lab\nlocal all all trust\nlocal replication all trust\n" +
-		"host all all " + from + " scram-sha-256\nhost replication all " + from + " scram-sha-256\n"
+		host + " all all " + from + " scram-sha-256\n" + host + " replication all " + from + " scram-sha-256\n"
 }
 
 // upPostgres builds cluster lab-postgres: initdb and start postgres-1, create roles, slots and
@@ -288,7 +292,7 @@ func (l *Lab) startStandby(ctx context.Context, n, primary Node) error {
 	if err != nil {
 		return fmt.Errorf("pg_basebackup for %s: %w", n.Name, err)
 	}
-	if err := setPrimaryConninfo(n, primary, pw); err != nil {
+	if err := setPrimaryConninfo(n, primary, pw, l.conninfoSSL()); err != nil {
 		return fmt.Errorf("configure %s: %w", n.Name, err)
 	}
 	return l.startFresh(ctx, n.Name, l.writePGNodeConf)
@@ -296,7 +300,7 @@ func (l *Lab) startStandby(ctx context.Context, n, primary Node) error {
 
 // setPrimaryConninfo replaces the primary_conninfo that pg_basebackup -R wrote with one that
 // carries the standby's application_name, so pg_stat_replication names it.
-func setPrimaryConninfo(n, primary Node, pw string) error {
+func setPrimaryConninfo(n, primary Node, pw, ssl string) error {
 	path := filepath.Join(n.DataDir, "postgresql.auto.conf")
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -308,8 +312,8 @@ func setPrimaryConninfo(n, primary Node, pw string) error {
 			keep = append(keep, line)
 		}
 	}
-	keep = append(keep, fmt.Sprintf("primary_conninfo = 'host=%s port=%d user=repl password=%s application_name=%s'",
-		primary.Host, primary.Port, pw, n.Name))
+	keep = append(keep, fmt.Sprintf("primary_conninfo = 'host=%s port=%d user=repl password=%s application_name=%s%s'",
+		primary.Host, primary.Port, pw, n.Name, ssl))
 	// Truncating in place keeps the file's owner (the lab user) and mode.
 	return os.WriteFile(path, []byte(strings.Join(keep, "\n")+"\n"), 0o600)
 }
@@ -366,6 +370,9 @@ func (l *Lab) pgConnect(ctx context.Context, n Node, db string) (*pgx.Conn, erro
 		return nil, fmt.Errorf("connect to %s: %w", n.Name, err)
 	}
 	cfg.Password = pw
+	if cfg.TLSConfig, err = l.clusterTLS().For(n.Addr()); err != nil {
+		return nil, err
+	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", n.Name, err)

@@ -115,7 +115,7 @@ func (l *Lab) standbySettings(n, p Node) error {
 	if err != nil {
 		return err
 	}
-	if err := setPrimaryConninfo(n, p, pw); err != nil {
+	if err := setPrimaryConninfo(n, p, pw, l.conninfoSSL()); err != nil {
 		return err
 	}
 	signal := filepath.Join(n.DataDir, "standby.signal")

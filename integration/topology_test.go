@@ -42,10 +42,12 @@ func proberFor(t *testing.T, cl config.Cluster) topology.Prober {
 	}
 	if cl.Engine == topology.Postgres {
 		p := postgres.NewProber(cl.User, pw)
+		p.SetTLS(cl.TLS.Settings())
 		t.Cleanup(func() { p.Close() })
 		return p
 	}
 	p := mysql.NewProber(cl.Engine, cl.User, pw)
+	p.SetTLS(cl.TLS.Settings())
 	t.Cleanup(func() { p.Close() })
 	return p
 }
@@ -60,7 +62,11 @@ func discover(t *testing.T, l *Lab, name string) topology.Snapshot {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return topology.Discover(ctx, cl.Topology(), proberFor(t, cl), cfg.Probe.Timeout)
+	// Closed at once: a test that polls would otherwise hold a pool per
+	// snapshot until it ends, and exhaust the servers' connection slots.
+	p := proberFor(t, cl)
+	defer p.(interface{ Close() error }).Close()
+	return topology.Discover(ctx, cl.Topology(), p, cfg.Probe.Timeout)
 }
 
 // waitSnapshot polls until ok accepts a snapshot (bounded), and returns it.

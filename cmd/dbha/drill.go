@@ -184,9 +184,9 @@ func runDrill(ctx context.Context, g *globalFlags, out io.Writer, cfg config.Con
 	if err != nil {
 		return usageError(fmt.Errorf("cluster %s: drill account: %w (set drill.user and drill.password_file)", cl.Name, err))
 	}
-	var e drill.Engine = &drill.MariaDB{User: cl.Drill.User, Password: password, Database: cl.Drill.Database}
+	var e drill.Engine = &drill.MariaDB{User: cl.Drill.User, Password: password, Database: cl.Drill.Database, TLS: cl.TLS.Settings()}
 	if cl.Engine == topology.Postgres {
-		e = &drill.Postgres{User: cl.Drill.User, Password: password, Database: cl.Drill.Database}
+		e = &drill.Postgres{User: cl.Drill.User, Password: password, Database: cl.Drill.Database, TLS: cl.TLS.Settings()}
 	}
 	c, err := newConsul(ctx, cfg)
 	if err != nil {

@@ -70,7 +70,7 @@ consul.tls gives one to dbha.`,
 	up.Flags().BoolVar(&guards, "guards", false, "a hosts lab: `dbha guard` beside each database server, in its host, and write leases on (promotion.lease_ttl 2s)")
 	up.Flags().BoolVar(&vip, "vip", false, "a hosts lab with guards: each cluster gets a writer address (.250 lab-mariadb, .251 lab-postgres) that its primary's guard holds")
 	up.Flags().StringVar(&console, "console", "", "the loopback lab: dbha.yaml gets dbha run's console on this host:port, with operator and viewer tokens (DIR/secrets/console-*.pw) and a nightly backup schedule (make demo)")
-	up.Flags().BoolVar(&withTLS, "tls", false, "a private CA in DIR/tls, and Consul's HTTP API over HTTPS only, for clients with a certificate of that CA; dbha.yaml gets consul.tls (Consul's DNS stays plain)")
+	up.Flags().BoolVar(&withTLS, "tls", false, "a private CA in DIR/tls; the database servers take remote connections over TLS only (MariaDB REQUIRE SSL, PostgreSQL hostssl), their replicas' links verified; Consul's HTTP API over HTTPS only, for clients with a certificate of that CA; dbha.yaml gets each cluster's tls (verify-full) and consul.tls (Consul's DNS stays plain)")
 	up.Flags().BoolVar(&lossless, "lossless", false, "commits wait until dbha's stream or a replica holds them, without falling back (MariaDB semi-sync with wait_no_slave and no timeout, AFTER_SYNC; PostgreSQL synchronous_standby_names = 'ANY 1 (\"dbha\", <standbys>)'): an isolated primary blocks its commits")
 
 	var purge bool
