@@ -14,6 +14,7 @@ import (
 
 	"github.com/dbha/dbha/binlog"
 	mysqlstream "github.com/dbha/dbha/binlog/mysql"
+	"github.com/dbha/dbha/labca"
 	"github.com/dbha/dbha/tlsconfig"
 	"github.com/dbha/dbha/topology"
 	"github.com/dbha/dbha/topology/mysql"
@@ -202,6 +203,41 @@ func postgresTLS(ctx context.Context, t *testing.T, l *Lab, full, otherCA *tlsco
 	if err := connect(full); err != nil {
 		t.Fatalf("verify-full: %v", err)
 	}
+	// The server's certificate replaced (renamed into place, reloaded) by
+	// one for another name: verify-full refuses it, naming the name; the
+	// right one back, it connects again.
+	n1, err := l.Node("postgres-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reissue := func(hosts ...string) {
+		t.Helper()
+		f := serverTLS(n1)
+		p, err := l.certs.ca.Issue(labca.Leaf{Name: "postgres-1", Hosts: hosts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Write(f.Cert, f.Key); err != nil {
+			t.Fatal(err)
+		}
+		for _, path := range []string{f.Cert, f.Key} {
+			if err := l.chownLab(path); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := pg.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reissue("db.elsewhere.example")
+	eventually(t, "a certificate for another name refused", func() error {
+		if err := connect(full); err == nil || !strings.Contains(err.Error(), `not valid for the name "`+n1.Host+`"`) {
+			return fmt.Errorf("verify-full to %s with a certificate for db.elsewhere.example: %v", n1.Host, err)
+		}
+		return nil
+	})
+	reissue(n1.Host, "localhost")
+	eventually(t, "the right certificate accepted again", func() error { return connect(full) })
 	p := postgres.NewProber("dbha", pw)
 	p.SetTLS(full)
 	defer p.Close()
@@ -269,4 +305,45 @@ func containsPrefix(list []string, prefix string) bool {
 		}
 	}
 	return false
+}
+
+// TestTLSRequireRefusesClearText: with TLS required, dbha never talks to a
+// server that offers no TLS (the shared lab's servers offer none): it
+// fails instead of falling back to clear text.
+func TestTLSRequireRefusesClearText(t *testing.T) {
+	l := sharedLab(t)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	require := tlsconfig.NewSettings(tlsconfig.Require, tlsconfig.Files{})
+	pw, err := readPassword(l.Secret("mariadb-dbha"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := mysql.Open(addr(t, l, "mariadb-1"), "dbha", pw, require)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.PingContext(ctx); err == nil || !strings.Contains(err.Error(), "TLS") {
+		t.Errorf("MariaDB without TLS, mode require: %v; want a refusal", err)
+	}
+	pgpw, err := readPassword(l.Secret("postgres-dbha"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := postgres.ConnConfig(addr(t, l, "postgres-1"), "dbha", pgpw, "postgres", require)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := pgx.ParseConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.Config = *cc
+	if c, err := pgx.ConnectConfig(ctx, pc); err == nil {
+		c.Close(context.Background())
+		t.Error("PostgreSQL without TLS, mode require: connected")
+	} else if !strings.Contains(err.Error(), "TLS") {
+		t.Errorf("PostgreSQL without TLS, mode require: %v; want a refusal for TLS", err)
+	}
 }
