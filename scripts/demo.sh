@@ -95,6 +95,19 @@ replaces it; then the old primary is restarted and rejoins as a replica.
 EOF
 status=0
 "$DBHA" --config "$config" drill --cluster "$CLUSTER" --runs 1 || status=$?
+if [ "$status" = 1 ]; then
+	# The drill ran and judged its run (exit 1: a target missed). The lab is
+	# asynchronous: a commit acknowledged just before the kill, that neither a
+	# replica nor dbha's stream had received, is lost (and rewound on the old
+	# primary); `dbha lab up --lossless` loses none. The demo shows it as it is.
+	cat <<EOF
+
+The drill's run missed a target (above): in an asynchronous lab, a commit
+acknowledged just before the kill that no replica and not dbha's stream had
+received is lost, and saved from the old primary when it is rewound.
+EOF
+	status=0
+fi
 cat <<EOF
 
 The recovery, its steps, RTO and ledger, and the drill's report:
