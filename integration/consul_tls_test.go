@@ -228,7 +228,9 @@ func TestConsulTLSHostsLab(t *testing.T) {
 	c := consulClient(t, l)
 	for _, kind := range []string{KindMariaDB, KindPostgres} {
 		cluster, primary := guardCluster(kind+"-1"), addr(t, l, kind+"-1")
-		eventually(t, cluster+": every manager's observation, the writer published and the primary's lease held", func() error {
+		// 90 s: three managers and six guards on two cores, beside the
+		// whole suite, once took longer than eventually's 30 s.
+		waitUntil(t, 90*time.Second, cluster+": every manager's observation, the writer published and the primary's lease held", func() error {
 			// Each manager writes its observation through its own host's server.
 			peers, err := c.Peers(ctx, cluster, "")
 			if err != nil || len(peers) != len(l.nodesOfKind(KindManager)) {
