@@ -251,11 +251,7 @@ func (m *MariaDB) Boundary(ctx context.Context, t Table, lower Key, size int) (K
 	if err != nil {
 		return nil, err
 	}
-	where, args := Chunk{Lower: lower}.Where(t.Key, quoteMy, myPlaceholder, 1)
-	cols := quoteAll(t.Key, quoteMy)
-	q := fmt.Sprintf("SELECT %s FROM %s.%s FORCE INDEX (%s) WHERE %s ORDER BY %s LIMIT 1 OFFSET %d",
-		cols, quoteMy(t.Schema), quoteMy(t.Name), quoteMy(t.Index), where, cols, size-1)
-	return scanKey(conn.QueryRowContext(ctx, q, args...), len(t.Key))
+	return boundaryWithin(ctx, conn, t, Chunk{Lower: lower}, size)
 }
 
 // scanKey reads a key of n columns from row; nil when there is no row.

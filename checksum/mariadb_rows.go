@@ -128,7 +128,7 @@ func (m *MariaDB) rowChecksums(ctx context.Context, conn *sql.Conn, t Table, c C
 	crc := fmt.Sprintf("CRC32(CONCAT_WS('#', %s, CONCAT(%s)))", quoteAll(t.Columns, quoteMy), strings.Join(isnull, ", "))
 	lower := c.Lower
 	for {
-		upper, err := m.boundaryWithin(ctx, conn, t, Chunk{Lower: lower, Upper: c.Upper}, namePiece)
+		upper, err := boundaryWithin(ctx, conn, t, Chunk{Lower: lower, Upper: c.Upper}, namePiece)
 		if err != nil {
 			return err
 		}
@@ -149,9 +149,9 @@ func (m *MariaDB) rowChecksums(ctx context.Context, conn *sql.Conn, t Table, c C
 	}
 }
 
-// boundaryWithin is the key of the size-th row of c, or nil when c holds
-// fewer.
-func (m *MariaDB) boundaryWithin(ctx context.Context, conn *sql.Conn, t Table, c Chunk, size int) (Key, error) {
+// boundaryWithin is the key of the size-th row of c in key order, or nil
+// when c holds fewer (Boundary's, and a narrowing's pieces).
+func boundaryWithin(ctx context.Context, conn *sql.Conn, t Table, c Chunk, size int) (Key, error) {
 	where, args := c.Where(t.Key, quoteMy, myPlaceholder, 1)
 	cols := quoteAll(t.Key, quoteMy)
 	q := fmt.Sprintf("SELECT %s FROM %s.%s FORCE INDEX (%s) WHERE %s ORDER BY %s LIMIT 1 OFFSET %d",

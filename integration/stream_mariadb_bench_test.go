@@ -84,13 +84,7 @@ func mariaBenchStream(b *testing.B, l *Lab, dir string, maxFile int64) (*mysqlst
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for !s.Status().Connected {
-		if time.Now().After(deadline) {
-			b.Fatalf("the stream did not connect: %+v", s.Status())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitConnected(b, s)
 	return s, func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -104,7 +104,7 @@ func runBackup(ctx context.Context, cfg config.Config, cl config.Cluster, from s
 	if cl.Engine == topology.Postgres {
 		return backup.RunPostgres(ctx, job)
 	}
-	if job.DataDir, err = backup.SourceDataDir(ctx, src.Addr, acct.User, password, cl.TLS.Settings()); err != nil {
+	if job.DataDir, err = backup.SourceDataDir(ctx, src.Addr, acct.User, password, job.TLS); err != nil {
 		return backup.Entry{}, err
 	}
 	job.Remote = cl.Backup.RemoteCommand

@@ -26,16 +26,17 @@ func newEngine(cfg config.Config, cl config.Cluster) (promote.Engine, func() err
 		return nil, nil, usageError(fmt.Errorf("cluster %s: replication: %w", cl.Name, err))
 	}
 	store := binlog.Dir(cfg.StateDir, cl.Name)
+	dbTLS := cl.TLS.Settings() // one set of configs for every connection of the engine
 	if cl.Engine == topology.Postgres {
 		c := postgres.NewController(cl.User, password, cl.Replication.User, replPassword)
-		c.SetTLS(cl.TLS.Settings())
+		c.SetTLS(dbTLS)
 		c.SetRejoinCommand(cl.Promotion.RejoinCommand)
 		h := pgstream.Handover{Dir: store, RestoreCommand: cl.Promotion.RestoreCommand, Standby: c}
-		rw := pgstream.Rewinder{User: cl.Replication.User, Password: replPassword, TLS: cl.TLS.Settings(), Rejoiner: c}
+		rw := pgstream.Rewinder{User: cl.Replication.User, Password: replPassword, TLS: dbTLS, Rejoiner: c}
 		return postgresEngine{Controller: c, Handover: h, Rewinder: rw}, c.Close, nil
 	}
 	c := mysql.NewController(cl.Engine, cl.User, password, cl.Replication.User, replPassword)
-	c.SetTLS(cl.TLS.Settings())
+	c.SetTLS(dbTLS)
 	c.SetHeartbeat(cfg.Checks.Heartbeat)
 	c.SetSemiSyncPrimary(cl.Stream.SemiSync)
 	if a := cl.Promotion.Apply; a.User != "" {

@@ -107,18 +107,19 @@ func guardedServer(cl config.Cluster, instance string) (guard.Instance, func(), 
 	if err != nil {
 		return guard.Instance{}, nil, usageError(fmt.Errorf("cluster %s: %w", cl.Name, err))
 	}
+	dbTLS := cl.TLS.Settings()
 	switch cl.Engine {
 	case topology.MariaDB:
 		p := mysql.NewProber(cl.Engine, cl.User, password)
 		c := mysql.NewController(cl.Engine, cl.User, password, cl.Replication.User, "")
-		p.SetTLS(cl.TLS.Settings())
-		c.SetTLS(cl.TLS.Settings())
+		p.SetTLS(dbTLS)
+		c.SetTLS(dbTLS)
 		return guard.Instance{Addr: instance, Prober: p, Fencer: c}, func() { c.Close(); p.Close() }, nil
 	case topology.Postgres:
 		c := postgres.NewController(cl.User, password, cl.Replication.User, "")
 		p := postgres.NewProber(cl.User, password)
-		p.SetTLS(cl.TLS.Settings())
-		c.SetTLS(cl.TLS.Settings())
+		p.SetTLS(dbTLS)
+		c.SetTLS(dbTLS)
 		return guard.Instance{Addr: instance, Prober: p, Fencer: c}, func() { c.Close(); p.Close() }, nil
 	}
 	return guard.Instance{}, nil, usageError(fmt.Errorf("cluster %s: dbha guard supports MariaDB and PostgreSQL, not %s", cl.Name, cl.Engine))
