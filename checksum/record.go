@@ -2,7 +2,9 @@ package checksum
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,30 +16,63 @@ import (
 // holds what promotion needs; these hold every run's tables, chunks and
 // differences, on the machine that ran them.
 func SaveReport(dir string, r Report, keep int) (string, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return "", err
-	}
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return "", err
 	}
 	path := filepath.Join(dir, r.Started.UTC().Format("20060102T150405.000000000Z")+".json")
-	f, err := os.CreateTemp(dir, ".report-*")
-	if err != nil {
+	if err := replaceFile(path, b); err != nil {
 		return "", err
+	}
+	return path, pruneReports(dir, keep)
+}
+
+// ReadCheckpoint reads a run's checkpoint; nil when there is none.
+func ReadCheckpoint(path string) (*Checkpoint, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var cp Checkpoint
+	if err := json.Unmarshal(b, &cp); err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w (remove it to start over)", path, err)
+	}
+	return &cp, nil
+}
+
+// WriteCheckpoint replaces the checkpoint at path.
+func WriteCheckpoint(path string, cp Checkpoint) error {
+	b, err := json.Marshal(cp)
+	if err != nil {
+		return err
+	}
+	return replaceFile(path, b)
+}
+
+// replaceFile writes b to path through a hidden file renamed over it, so
+// that a reader sees the old content or the new, never a part; the
+// directory is created when missing.
+func replaceFile(path string, b []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return err
 	}
 	defer os.Remove(f.Name())
 	if _, err := f.Write(b); err != nil {
 		f.Close()
-		return "", err
+		return err
 	}
 	if err := f.Close(); err != nil {
-		return "", err
+		return err
 	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return "", err
-	}
-	return path, pruneReports(dir, keep)
+	return os.Rename(f.Name(), path)
 }
 
 // pruneReports removes all but the newest keep reports of dir.

@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,7 +79,7 @@ configuration, 3 no difference found but not everything compared.`,
 			// was stopped, if the primary and tables are the same.
 			path := checkpointPath(cfg, cl)
 			if resume {
-				cp, err := readCheckpoint(path)
+				cp, err := checksum.ReadCheckpoint(path)
 				if err != nil {
 					return err
 				}
@@ -91,11 +88,11 @@ configuration, 3 no difference found but not everything compared.`,
 				}
 				o.Resume = cp
 			}
-			o.Save = func(cp checksum.Checkpoint) error { return writeCheckpoint(path, cp) }
+			o.Save = func(cp checksum.Checkpoint) error { return checksum.WriteCheckpoint(path, cp) }
 			err = runChecksum(cmd.Context(), cfg, cl, o, output, cmd.OutOrStdout())
 			if cmd.Context().Err() != nil {
 				next := "the start"
-				if cp, _ := readCheckpoint(path); cp != nil {
+				if cp, _ := checksum.ReadCheckpoint(path); cp != nil {
 					next = cp.Next()
 				}
 				return &exitError{code: exitIncomplete, err: fmt.Errorf("stopped: dbha checksum --cluster %s --resume continues from %s", cl.Name, next)}
@@ -118,46 +115,6 @@ configuration, 3 no difference found but not everything compared.`,
 // checkpointPath is where a run of the cluster keeps its checkpoint.
 func checkpointPath(cfg config.Config, cl config.Cluster) string {
 	return filepath.Join(cfg.StateDir, "checksum", cl.Name+".json")
-}
-
-// readCheckpoint reads a checkpoint; nil when there is none.
-func readCheckpoint(path string) (*checksum.Checkpoint, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var cp checksum.Checkpoint
-	if err := json.Unmarshal(b, &cp); err != nil {
-		return nil, fmt.Errorf("checkpoint %s: %w (remove it to start over)", path, err)
-	}
-	return &cp, nil
-}
-
-// writeCheckpoint replaces the checkpoint atomically.
-func writeCheckpoint(path string, cp checksum.Checkpoint) error {
-	b, err := json.Marshal(cp)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".checkpoint-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 func runChecksum(ctx context.Context, cfg config.Config, cl config.Cluster, o checksum.Options, output string, out io.Writer) error {
