@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/dbha/dbha/tlsconfig"
@@ -240,13 +241,37 @@ func basebackup(ctx context.Context, job Job, data string) error {
 	cmd.Env = append(append(os.Environ(), "PGPASSFILE="+pass, "PGAPPNAME=dbha-backup"), libpqTLS(job.TLS)...)
 	var stderr strings.Builder
 	cmd.Stderr = io.MultiWriter(&stderr, basebackupProgress{job.Progress})
-	if err := cmd.Run(); err != nil {
+	// pg_basebackup streams the WAL from a child process of its own, which
+	// writes into the backup's directory too. Both run in a group of their
+	// own: a cancelled run kills the group, and every run ends it before
+	// returning, so that nothing still writes there, or holds the space of
+	// a file already removed, when a failed run removes its files.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	err = cmd.Run()
+	if cmd.Process != nil {
+		endGroup(cmd.Process.Pid, 5*time.Second)
+	}
+	if err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("pg_basebackup from %s stopped: %w", job.Source, context.Cause(ctx))
 		}
 		return fmt.Errorf("pg_basebackup from %s: %w: %s", job.Source, err, lastLine(stderr.String()))
 	}
 	return nil
+}
+
+// endGroup kills what is left of the process group pgid and waits, at most
+// bound, until none of it is left. A process that already exited closes
+// its output before its other files, so its parent's Wait can return
+// while it still holds a file open.
+func endGroup(pgid int, bound time.Duration) {
+	syscall.Kill(-pgid, syscall.SIGKILL)
+	for deadline := time.Now().Add(bound); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if syscall.Kill(-pgid, 0) == syscall.ESRCH {
+			return
+		}
+	}
 }
 
 // basebackupProgress reads pg_basebackup's -P lines ("123/4567 kB (2%),

@@ -394,8 +394,11 @@ func (d dirObjects) List(_ context.Context, prefix string) ([]string, error) {
 
 // Remove renames what it removes out of sight first (a hidden name beside
 // it), so that a catalog read meanwhile never finds half a backup.
+// The directories a file had inside its backup's place (pg_basebackup's
+// data/) go with their last file.
 func (d dirObjects) Remove(_ context.Context, prefix string) error {
-	p := d.path(strings.TrimSuffix(prefix, "/"))
+	key := strings.TrimSuffix(prefix, "/")
+	p := d.path(key)
 	gone := path.Join(path.Dir(p), fmt.Sprintf(".removing-%s-%x", path.Base(p), rand.Uint64()))
 	if err := os.Rename(p, gone); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -403,7 +406,15 @@ func (d dirObjects) Remove(_ context.Context, prefix string) error {
 		}
 		return err
 	}
-	return os.RemoveAll(gone)
+	if err := os.RemoveAll(gone); err != nil {
+		return err
+	}
+	for dir := path.Dir(key); strings.Count(dir, "/") >= 2; dir = path.Dir(dir) { // below cluster/id/
+		if os.Remove(d.path(dir)) != nil {
+			break // not empty
+		}
+	}
+	return nil
 }
 
 // Claim makes the place with its claim marker in it at once (a hidden

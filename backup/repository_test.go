@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -104,5 +106,27 @@ func TestDirObjects(t *testing.T) {
 	}
 	if keys, err := o.List(t.Context(), "c/"); err != nil || len(keys) != 1 {
 		t.Fatalf("after removing a place: %v, %v", keys, err)
+	}
+	// A file's directories inside its place go with their last file; the
+	// place itself stays while it holds anything.
+	for _, k := range []string{"c/b3/data/a/f1", "c/b3/data/f2", "c/b3/backup.json"} {
+		w, err := o.Create(t.Context(), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range []string{"c/b3/data/a/f1", "c/b3/data/f2"} {
+		if err := o.Remove(t.Context(), k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if keys, err := o.List(t.Context(), "c/b3/"); err != nil || !slices.Equal(keys, []string{"c/b3/backup.json"}) {
+		t.Fatalf("after removing a place's files: %v, %v (want its entry alone)", keys, err)
+	}
+	if _, err := os.Stat(filepath.Join(o.(dirObjects).root, "c/b3/data")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("data/ is left: %v", err)
 	}
 }

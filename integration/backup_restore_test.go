@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -702,7 +705,7 @@ func TestBackupRepositoryFull(t *testing.T) {
 	if err := syscall.Mount("tmpfs", repo, "tmpfs", 0, "size=3m"); err != nil {
 		t.Fatalf("mount a small tmpfs: %v", err)
 	}
-	t.Cleanup(func() { syscall.Unmount(repo, 0) })
+	t.Cleanup(func() { syscall.Unmount(repo, syscall.MNT_DETACH) })
 	pw, err := readPassword(l.Secret("postgres-dbha"))
 	if err != nil {
 		t.Fatal(err)
@@ -720,4 +723,77 @@ func TestBackupRepositoryFull(t *testing.T) {
 	if listed, _ := backup.List(context.Background(), backup.Dir(repo), postgresCluster); len(listed) != 1 || listed[0].Status != backup.Failed {
 		t.Fatalf("catalog = %+v", listed)
 	}
+}
+
+// TestBackupCancelledEndsItsTools cancels a throttled PostgreSQL backup in
+// the middle: pg_basebackup and the child that streams its WAL are both
+// gone when the run returns (killing the parent alone left the child
+// streaming, and the run waiting on it), and the entry is failed with no
+// partial files.
+func TestBackupCancelledEndsItsTools(t *testing.T) {
+	l := sharedLab(t)
+	pw, err := readPassword(l.Secret("postgres-dbha"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type result struct {
+		e   backup.Entry
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		e, err := backup.RunPostgres(ctx, backup.Job{Repo: backup.Dir(repo), ID: "cancelled", Cluster: postgresCluster, Source: addr(t, l, "postgres-2"),
+			User: "dbha", Password: pw, MaxRate: 256 << 10})
+		done <- result{e, err}
+	}()
+	data := filepath.Join(backup.EntryDir(repo, postgresCluster, "cancelled"), "data")
+	waitUntil(t, 30*time.Second, "pg_basebackup and its WAL streamer to be running", func() error {
+		if n := len(toolProcesses("dbha cancelled")); n < 2 {
+			return fmt.Errorf("%d processes", n)
+		}
+		return nil
+	})
+	cancel()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the backup did not return 30 s after it was cancelled; processes %v", toolProcesses("dbha cancelled"))
+	}
+	t.Logf("cancelled backup: %v", r.err)
+	if left := toolProcesses("dbha cancelled"); len(left) > 0 {
+		t.Errorf("pg_basebackup processes left running: %v", left)
+	}
+	if r.err == nil || r.e.Status != backup.Failed {
+		t.Fatalf("entry %+v, err %v", r.e, r.err)
+	}
+	if _, err := os.Stat(data); !os.IsNotExist(err) {
+		out, _ := exec.Command("find", filepath.Dir(data), "-ls").CombinedOutput()
+		t.Errorf("partial files left behind: %v\n%s", err, out)
+	}
+}
+
+// toolProcesses lists the live processes (not zombies) with arg among
+// their arguments, by PID.
+func toolProcesses(arg string) []int {
+	dirs, _ := os.ReadDir("/proc")
+	var out []int
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+		if err != nil || !slices.Contains(strings.Split(string(cmdline), "\x00"), arg) {
+			continue
+		}
+		if stat, err := os.ReadFile(filepath.Join("/proc", d.Name(), "stat")); err == nil && strings.Contains(string(stat), ") Z ") {
+			continue
+		}
+		out = append(out, pid)
+	}
+	return out
 }
