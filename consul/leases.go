@@ -253,6 +253,13 @@ func (l *Leases) Grant(ctx context.Context, cluster, addr string) error {
 	return nil
 }
 
+// Holder is the instance the cluster's grant names ("" once revoked);
+// stored is false when no grant was ever stored.
+func (l *Leases) Holder(ctx context.Context, cluster string) (string, bool, error) {
+	g, _, stored, err := l.c.ReadGrant(ctx, cluster)
+	return g.Instance, stored, err
+}
+
 func (l *Leases) ttlString() string {
 	if l.ttl <= 0 {
 		return ""

@@ -393,7 +393,7 @@ func (w *watcher) act(ctx context.Context, snap topology.Snapshot, findings []ch
 		}
 	case action == checks.Enforce:
 		if err := k.Enforce(ctx); err != nil && !errors.Is(err, promote.ErrBusy) {
-			w.log.Error("enforce a single writer", "err", err)
+			w.warnOnce("enforce: "+err.Error(), "enforce a single writer", "err", err) // not again each cycle
 		}
 		// An instance that cannot be brought back must not keep the
 		// endpoints from following the rest of the cluster.

@@ -107,6 +107,14 @@ func purge(t *testing.T, l *Lab) {
 	if _, err := os.Stat(l.Dir); err != nil {
 		return
 	}
+	if t.Failed() {
+		// What dbha itself said goes with the lab: show it first.
+		for _, kind := range []string{KindManager, KindGuard} {
+			for _, n := range l.nodesOfKind(kind) {
+				t.Logf("%s:\n%s", n.LogFile, tail(n.LogFile, 40))
+			}
+		}
+	}
 	if err := l.Down(ctx, true); err != nil {
 		t.Errorf("cleanup: %v", err)
 	}

@@ -29,7 +29,17 @@ type Enforcement struct {
 	// reopens it only when the cluster uses leases: it grants it its lease
 	// again, then makes it writable. Without leases a read-only primary is
 	// left to the operator (NoWritablePrimary), as before.
-	Reopen string
+	//
+	// With no writer named yet (Unpublished), Reopen is the cluster's
+	// primary when it is read-only, follows no source, every other
+	// reachable instance follows it, and no instance is writable: a guard
+	// started before the first publication fences a writable server whose
+	// grant Consul does not confirm in time, and the keeper publishes only
+	// a writable primary, so nothing else would ever open it. The keeper
+	// reopens it only when the cluster's grant was never stored or names
+	// it.
+	Reopen      string
+	Unpublished bool
 }
 
 // Divergent is an instance that holds transactions the writer lacks.
@@ -50,6 +60,9 @@ type Divergent struct {
 func Enforce(s topology.Snapshot, writer string) Enforcement {
 	var e Enforcement
 	if writer == "" {
+		if fencedPrimary(s, s.Primary) && allFollow(s, s.Primary) {
+			e.Reopen, e.Unpublished = s.Primary, true
+		}
 		return e
 	}
 	for _, in := range s.Instances {
@@ -58,8 +71,7 @@ func Enforce(s topology.Snapshot, writer string) Enforcement {
 		}
 	}
 	primary, ok := s.Instance(writer)
-	if len(e.Fence) == 0 && ok && s.Primary == writer && primary.Reachable && primary.ReadOnly &&
-		primary.Replication == nil && !anyWritable(s) {
+	if len(e.Fence) == 0 && fencedPrimary(s, writer) {
 		e.Reopen = writer
 	}
 	if len(e.Fence) > 0 || !ok || !primary.Reachable || primary.ReadOnly || primary.Replication != nil {
@@ -89,6 +101,25 @@ func strays(in topology.Instance, tree map[string]bool, s topology.Snapshot) boo
 	}
 	_, ofCluster := s.Instance(in.Replication.Source)
 	return ofCluster && !tree[in.Addr]
+}
+
+// fencedPrimary reports whether addr is the snapshot's primary, reachable,
+// following no source, and read-only, with no instance writable.
+func fencedPrimary(s topology.Snapshot, addr string) bool {
+	in, ok := s.Instance(addr)
+	return ok && addr != "" && s.Primary == addr && in.Reachable && in.ReadOnly && in.Replication == nil && !anyWritable(s)
+}
+
+// allFollow reports whether every reachable instance is root or follows
+// it, directly or through others.
+func allFollow(s topology.Snapshot, root string) bool {
+	tree := s.Followers(root)
+	for _, in := range s.Instances {
+		if in.Reachable && !tree[in.Addr] {
+			return false
+		}
+	}
+	return true
 }
 
 func anyWritable(s topology.Snapshot) bool {

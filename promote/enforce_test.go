@@ -155,7 +155,11 @@ func TestEnforceReopen(t *testing.T) {
 		{"the writer, fenced by its guard: reopened", []topology.Instance{primary(true), replica("db2", "db1"), replica("db3", "db1")}, "db1", "db1"},
 		{"the writer is writable: nothing", []topology.Instance{primary(false), replica("db2", "db1"), replica("db3", "db1")}, "db1", ""},
 		{"the writer endpoint names another: nothing", []topology.Instance{primary(true), replica("db2", "db1"), replica("db3", "db1")}, "db2", ""},
-		{"no writer registered: nothing", []topology.Instance{primary(true), replica("db2", "db1")}, "", ""},
+		{"no writer registered, a primary every instance follows: reopened", []topology.Instance{primary(true), replica("db2", "db1")}, "", "db1"},
+		{"no writer registered, the primary writable: nothing", []topology.Instance{primary(false), replica("db2", "db1")}, "", ""},
+		{"no writer registered, an instance follows nobody: nothing", []topology.Instance{primary(true), replica("db2", "db1"),
+			{Addr: "db3", Reachable: true, ReadOnly: true, Current: pos("0-1-10"), History: pos("0-1-10")}}, "", ""},
+		{"no writer registered, an instance follows another source: nothing", []topology.Instance{primary(true), replica("db2", "db1"), replica("db3", "db9")}, "", ""},
 		{"another instance is writable: nothing", []topology.Instance{primary(true), replica("db2", "db1"),
 			{Addr: "db3", Reachable: true, Current: pos("0-1-10"), History: pos("0-1-10"),
 				Replication: &topology.Replication{Source: "db1", IORunning: true, SQLRunning: true}}}, "db1", ""},
@@ -166,7 +170,7 @@ func TestEnforceReopen(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			s := topology.Build("c", topology.MariaDB, tc.instances, time.Unix(0, 0))
-			if e := Enforce(s, tc.writer); e.Reopen != tc.reopen {
+			if e := Enforce(s, tc.writer); e.Reopen != tc.reopen || e.Unpublished != (tc.reopen != "" && tc.writer == "") {
 				t.Fatalf("Enforce = %+v; want reopen %q", e, tc.reopen)
 			}
 		})

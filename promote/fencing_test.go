@@ -154,6 +154,8 @@ func (l fakeLeases) Grant(_ context.Context, cluster, addr string) error {
 	return nil
 }
 
+func (l fakeLeases) Holder(context.Context, string) (string, bool, error) { return "", false, nil }
+
 // fakeFencer stands in for our own Fencer interface.
 type fakeFencer struct {
 	err   error

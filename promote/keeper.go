@@ -252,10 +252,13 @@ func (k *Keeper) resumeLeft(ctx context.Context, lease Lease, rec *Record) error
 
 func (k *Keeper) enforce(ctx context.Context, s topology.Snapshot) error {
 	writers, err := k.env.Store.Writer(ctx, k.cluster)
-	if err != nil || len(writers) != 1 {
+	if err != nil || len(writers) > 1 {
 		return err
 	}
-	writer := writers[0]
+	var writer string // none published yet
+	if len(writers) == 1 {
+		writer = writers[0]
+	}
 	e := Enforce(s, writer)
 	for _, addr := range e.Fence {
 		if err := k.env.Engine.Fence(ctx, addr); err != nil {
@@ -264,7 +267,7 @@ func (k *Keeper) enforce(ctx context.Context, s topology.Snapshot) error {
 		k.log.Warn("fenced a writable instance that is not the writer", "instance", addr, "writer", writer)
 	}
 	if e.Reopen != "" && k.env.Leases != nil {
-		return k.reopen(ctx, e.Reopen)
+		return k.reopen(ctx, e.Reopen, e.Unpublished)
 	}
 	var errs []error
 	for _, addr := range e.Rejoin {
@@ -288,12 +291,28 @@ func (k *Keeper) enforce(ctx context.Context, s topology.Snapshot) error {
 // could not renew its lease): the grant first, so that its guard renews
 // rather than fences it again. A guard that still cannot reach Consul
 // fences it again at its next round; the next cycle tries once more.
-func (k *Keeper) reopen(ctx context.Context, writer string) error {
+// Unpublished (no writer named yet), the primary is reopened only when the
+// cluster's grant was never stored or names it already, and the next
+// cycle publishes it.
+func (k *Keeper) reopen(ctx context.Context, writer string, unpublished bool) error {
+	if unpublished {
+		holder, stored, err := k.env.Leases.Holder(ctx, k.cluster)
+		if err != nil {
+			return fmt.Errorf("reopen the primary %s: %w", writer, err)
+		}
+		if stored && holder != writer {
+			return fmt.Errorf("the primary %s is read-only and no writer is published, but the write grant names %q: left to the operator", writer, holder)
+		}
+	}
 	if err := k.env.Leases.Grant(ctx, k.cluster, writer); err != nil {
 		return fmt.Errorf("reopen the writer %s: %w", writer, err)
 	}
 	if err := k.env.Engine.Unfence(ctx, writer); err != nil {
 		return fmt.Errorf("reopen the writer %s: %w", writer, err)
+	}
+	if unpublished {
+		k.log.Warn("made the primary writable again before its first publication: it was read-only with no other writer, every instance following it (its guard fences it when Consul cannot confirm its grant)", "instance", writer)
+		return nil
 	}
 	k.log.Warn("made the writer writable again: it was read-only with no other writer (its guard fences it when it cannot renew its lease)", "instance", writer)
 	return nil

@@ -90,10 +90,14 @@ func TestKeeperPublish(t *testing.T) {
 	}
 }
 
-// grants records the grants a keeper makes (promote.Leases).
+// grants records the grants a keeper makes (promote.Leases); holder is
+// what the stored grant names ("" with stored false: none stored), until
+// the keeper grants.
 type grants struct {
-	to   []string
-	fail error
+	to     []string
+	fail   error
+	holder string
+	stored bool
 }
 
 func (g *grants) Grant(_ context.Context, _, addr string) error {
@@ -101,7 +105,12 @@ func (g *grants) Grant(_ context.Context, _, addr string) error {
 		return g.fail
 	}
 	g.to = append(g.to, addr)
+	g.holder, g.stored = addr, true
 	return nil
+}
+
+func (g *grants) Holder(context.Context, string) (string, bool, error) {
+	return g.holder, g.stored, g.fail
 }
 
 func (g *grants) Revoke(context.Context, string, string) (promote.Revocation, error) {
@@ -169,6 +178,73 @@ func TestKeeperEnforceReopensAFencedWriter(t *testing.T) {
 		if withLeases && (len(g.to) != 1 || g.to[0] != a) {
 			t.Fatalf("grants %v, want [%s] before the writer is reopened", g.to, a)
 		}
+	}
+}
+
+// A primary its guard fenced before any writer was published (the guard
+// could not confirm a grant in time) is reopened by Enforce, then
+// published, when the cluster uses leases and its grant was never stored
+// or names it; never while the grant names another instance, nor without
+// leases.
+func TestKeeperEnforceReopensAnUnpublishedPrimary(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		name     string
+		leases   bool
+		holder   string // "-": no grant stored; "a": the primary
+		reopened bool
+	}{
+		{"no grant stored", true, "-", true},
+		{"the grant names it", true, "a", true},
+		{"the grant names another", true, "b", false},
+		{"the grant is revoked", true, "", false},
+		{"without leases", false, "-", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newKeeperRig(t, nil)
+			a, b := r.addrs[0], r.addrs[1]
+			g := &grants{}
+			switch tc.holder {
+			case "-":
+			case "a":
+				g.holder, g.stored = a, true
+			case "b":
+				g.holder, g.stored = b, true
+			default:
+				g.holder, g.stored = tc.holder, true
+			}
+			var leases promote.Leases
+			if tc.leases {
+				leases = g
+			}
+			r.keeper = promote.NewKeeper("c", r.envWith(leases), func() promote.Request { return promote.Request{} }, nil)
+			if err := r.cluster.Fence(ctx, a); err != nil { // what its guard does
+				t.Fatal(err)
+			}
+			err := r.keeper.Enforce(ctx)
+			if got := !r.cluster.Node(a).ReadOnly; got != tc.reopened {
+				t.Fatalf("primary writable again = %v (enforce: %v), want %v", got, err, tc.reopened)
+			}
+			if !tc.reopened {
+				if len(g.to) != 0 {
+					t.Fatalf("granted %v", g.to)
+				}
+				if tc.leases && (err == nil || !strings.Contains(err.Error(), "left to the operator")) {
+					t.Fatalf("enforce: %v, want the grant named as the reason", err)
+				}
+				return
+			}
+			if err != nil || len(g.to) != 1 || g.to[0] != a {
+				t.Fatalf("enforce: %v; grants %v, want [%s] before it is reopened", err, g.to, a)
+			}
+			if err := r.keeper.Publish(ctx, a, nil); err != nil {
+				t.Fatal(err)
+			}
+			if w, _ := r.store.Writer(ctx, "c"); len(w) != 1 || w[0] != a {
+				t.Fatalf("writer %v, want %s published", w, a)
+			}
+		})
 	}
 }
 

@@ -39,6 +39,10 @@ type Leases interface {
 	// writable (a promotion) or when the writer endpoint is first
 	// published.
 	Grant(ctx context.Context, cluster, addr string) error
+	// Holder is the instance cluster's grant names ("" once revoked);
+	// stored is false when no grant was ever stored (no writer was ever
+	// granted: a cluster dbha has not published yet).
+	Holder(ctx context.Context, cluster string) (addr string, stored bool, err error)
 }
 
 // Revocation is what Revoke found and waited for, for the audit record.
