@@ -653,16 +653,8 @@ func TestBackupSourceDiesMidRun(t *testing.T) {
 	repo := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	type result struct {
-		e   backup.Entry
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		e, err := backup.RunPostgres(ctx, backup.Job{Repo: backup.Dir(repo), ID: "b1", Cluster: postgresCluster, Source: addr(t, l, "postgres-3"),
-			User: "dbha", Password: pw, MaxRate: 1 << 20})
-		done <- result{e, err}
-	}()
+	done := startBackup(ctx, backup.Job{Repo: backup.Dir(repo), ID: "b1", Cluster: postgresCluster, Source: addr(t, l, "postgres-3"),
+		User: "dbha", Password: pw, MaxRate: 1 << 20})
 	data := filepath.Join(backup.EntryDir(repo, postgresCluster, "b1"), "data")
 	waitUntil(t, 30*time.Second, "pg_basebackup to be copying", func() error {
 		if size, _ := binlog.DirBytes(data); size < 1<<20 {
@@ -679,7 +671,7 @@ func TestBackupSourceDiesMidRun(t *testing.T) {
 		}
 		waitSnapshot(t, l, postgresCluster, "a healthy cluster again", healthy)
 	})
-	var r result
+	var r backupResult
 	select {
 	case r = <-done:
 	case <-ctx.Done():
@@ -739,16 +731,8 @@ func TestBackupCancelledEndsItsTools(t *testing.T) {
 	repo := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	type result struct {
-		e   backup.Entry
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		e, err := backup.RunPostgres(ctx, backup.Job{Repo: backup.Dir(repo), ID: "cancelled", Cluster: postgresCluster, Source: addr(t, l, "postgres-2"),
-			User: "dbha", Password: pw, MaxRate: 256 << 10})
-		done <- result{e, err}
-	}()
+	done := startBackup(ctx, backup.Job{Repo: backup.Dir(repo), ID: "cancelled", Cluster: postgresCluster, Source: addr(t, l, "postgres-2"),
+		User: "dbha", Password: pw, MaxRate: 256 << 10})
 	data := filepath.Join(backup.EntryDir(repo, postgresCluster, "cancelled"), "data")
 	waitUntil(t, 30*time.Second, "pg_basebackup and its WAL streamer to be running", func() error {
 		if n := len(toolProcesses("dbha cancelled")); n < 2 {
@@ -757,7 +741,7 @@ func TestBackupCancelledEndsItsTools(t *testing.T) {
 		return nil
 	})
 	cancel()
-	var r result
+	var r backupResult
 	select {
 	case r = <-done:
 	case <-time.After(30 * time.Second):
@@ -774,6 +758,22 @@ func TestBackupCancelledEndsItsTools(t *testing.T) {
 		out, _ := exec.Command("find", filepath.Dir(data), "-ls").CombinedOutput()
 		t.Errorf("partial files left behind: %v\n%s", err, out)
 	}
+}
+
+// backupResult is what a PostgreSQL backup run in the background returned.
+type backupResult struct {
+	e   backup.Entry
+	err error
+}
+
+// startBackup runs job in the background; its result comes on the channel.
+func startBackup(ctx context.Context, job backup.Job) <-chan backupResult {
+	done := make(chan backupResult, 1)
+	go func() {
+		e, err := backup.RunPostgres(ctx, job)
+		done <- backupResult{e, err}
+	}()
+	return done
 }
 
 // toolProcesses lists the live processes (not zombies) with arg among
