@@ -53,10 +53,11 @@ type Divergent struct {
 
 // Enforce decides, from a snapshot and the instance the writer endpoint
 // names, what keeps the cluster at one writer and brings the others back
-// to follow it. It is pure. With no writer named there is nothing to go
-// by, and nothing is decided; instances rejoin only while the writer
-// endpoint names the snapshot's one writable primary (a cluster that is
-// changing is left to the recovery that changes it).
+// to follow it. It is pure. With no writer named nothing is fenced and
+// nothing rejoins: only a fenced primary that everything follows is
+// proposed for reopening (Unpublished). Instances rejoin only while the
+// writer endpoint names the snapshot's one writable primary (a cluster
+// that is changing is left to the recovery that changes it).
 func Enforce(s topology.Snapshot, writer string) Enforcement {
 	var e Enforcement
 	if writer == "" {
