@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/google/renameio/v2"
 )
 
 // SaveReport keeps r in dir as <started>.json (UTC, sortable), beside the
@@ -52,27 +54,15 @@ func WriteCheckpoint(path string, cp Checkpoint) error {
 	return replaceFile(path, b)
 }
 
-// replaceFile writes b to path through a hidden file renamed over it, so
-// that a reader sees the old content or the new, never a part; the
-// directory is created when missing.
+// replaceFile writes b to path atomically (renameio: a hidden file beside
+// it, synced, renamed over it), so that a reader sees the old content or
+// the new, never a part; the directory is created when missing.
 func replaceFile(path string, b []byte) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return renameio.WriteFile(path, b, 0o600, renameio.WithTempDir(dir))
 }
 
 // pruneReports removes all but the newest keep reports of dir.

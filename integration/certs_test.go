@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -48,19 +47,9 @@ func TestCerts(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	perm := func(f string, want os.FileMode) {
-		t.Helper()
-		st, err := os.Stat(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.Mode().Perm() != want {
-			t.Errorf("%s: mode %v, want %v", f, st.Mode().Perm(), want)
-		}
-	}
-	perm(dir, 0o700)
+	checkMode(t, dir, 0o700)
 	for _, f := range []string{certs.CAFile(), server.Cert, server.Key, client.Cert, client.Key} {
-		perm(f, 0o600)
+		checkMode(t, f, 0o600)
 	}
 
 	cases := []struct {

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/google/renameio/v2"
+
 	"github.com/dbha/dbha/topology"
 )
 
@@ -52,9 +54,5 @@ func (f AckFile) Save(acks map[string]topology.Acknowledgement) error {
 	if err := os.MkdirAll(filepath.Dir(f.Path), 0o700); err != nil {
 		return err
 	}
-	tmp := f.Path + ".tmp"
-	if err := os.WriteFile(tmp, raw, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, f.Path)
+	return renameio.WriteFile(f.Path, raw, 0o600, renameio.WithTempDir(filepath.Dir(f.Path)))
 }
